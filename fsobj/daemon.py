@@ -1,0 +1,148 @@
+"""Running a mount: in the foreground, or as a background process that the caller waits for
+until the mount is usable."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyfuse3
+import trio
+import trio_asyncio
+
+from .store import open_store, store_is_free
+
+log = logging.getLogger(__name__)
+
+
+class MountError(Exception):
+    """A mount that could not be made or unmade; the message says why, for the user."""
+
+
+def mount_options(store: Path) -> set[str]:
+    options = set(pyfuse3.default_options)
+    # IAM decides who may do what, not the kernel's check of mode bits.
+    options.discard("default_permissions")
+    fsname = str(store).replace("\\", "\\\\").replace(",", "\\,")
+    options |= {f"fsname={fsname}", "subtype=fsobj"}
+    return options
+
+
+def serve(store: Path, mountpoint: Path, on_ready: Callable[[], None] = lambda: None) -> None:
+    """Mount `store` at `mountpoint` and serve requests until unmounted or signalled."""
+    if not mountpoint.is_dir():
+        raise MountError(f"mount point {mountpoint} is not a directory")
+    try:
+        trio.run(_serve, store, mountpoint, on_ready)
+    except BaseExceptionGroup as group:
+        raise single_error(group) from None
+
+
+def single_error(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested task groups, or the group when there are several."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group
+
+
+async def _serve(store_root: Path, mountpoint: Path, on_ready: Callable[[], None]) -> None:
+    async with trio_asyncio.open_loop(), open_store(store_root, str(mountpoint)) as store:
+        try:
+            pyfuse3.init(store.operations, str(mountpoint), mount_options(store_root))
+        except RuntimeError as error:
+            raise MountError(f"cannot mount at {mountpoint}: {error}") from None
+        log.info("mounted store %s at %s", store_root, mountpoint)
+        signalled = False
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    nonlocal signalled
+                    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                        async for signum in signals:
+                            log.info("%s received: unmounting", signal.Signals(signum).name)
+                            signalled = True
+                            pyfuse3.terminate()
+                            return
+
+                nursery.start_soon(stop_on_signal)
+                on_ready()
+                await pyfuse3.main()
+                nursery.cancel_scope.cancel()
+        finally:
+            # After fusermount -u the kernel has already unmounted; otherwise we must.
+            pyfuse3.close(unmount=signalled or sys.exc_info()[0] is not None)
+            await store.operations.objects.commit_all()
+            await store.data.sync_all()
+        log.info("unmounted %s", mountpoint)
+
+
+def start_background(store: Path, mountpoint: Path, log_level: str) -> int:
+    """Start a mount in a new process; return its pid once the mount is usable."""
+    store.mkdir(parents=True, exist_ok=True)
+    read_end, write_end = os.pipe()
+    log_path = store / "fsobj.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fsobj",
+                "--log-level",
+                log_level,
+                "mount",
+                "--foreground",
+                "--ready-fd",
+                str(write_end),
+                "--store",
+                str(store),
+                str(mountpoint),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            pass_fds=[write_end],
+            start_new_session=True,
+        )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as ready:
+        signalled = ready.read(1)
+    if signalled == b"1":
+        return process.pid
+    code = process.wait()
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+    raise MountError(f"the mount process exited with status {code}:\n  " + "\n  ".join(tail))
+
+
+def mounted_store(mountpoint: Path) -> Path | None:
+    """The store mounted at `mountpoint`, read from the kernel's mount table."""
+    target = os.path.realpath(mountpoint)
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            source, where, fstype = line.split()[:3]
+            where = where.replace("\\040", " ")
+            if where == target and fstype == "fuse.fsobj":
+                return Path(source.replace("\\040", " "))
+    return None
+
+
+def unmount(mountpoint: Path, timeout: float = 60.0) -> None:
+    """Unmount and wait for the serving process to finish writing everything out."""
+    store = mounted_store(mountpoint)
+    if store is None:
+        raise MountError(f"{mountpoint} is not an fsobj mount")
+    result = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise MountError(f"cannot unmount {mountpoint}: {result.stderr.strip()}")
+    # The serving process holds the store's lock until everything is written out.
+    deadline = time.monotonic() + timeout
+    while not store_is_free(store):
+        if time.monotonic() > deadline:
+            raise MountError(f"unmounted, but the store {store} is still busy after {timeout}s")
+        time.sleep(0.05)

@@ -1,0 +1,214 @@
+"""Open objects: what each open file handle reads from, what it stages, and how it commits.
+
+A handle pins the blob that was current when it was opened (by holding a descriptor on
+it), so a reader keeps reading that version while writers commit new ones: a blob that no
+metadata points at any more is unlinked at once, and the kernel frees it when the last
+descriptor closes. A writable handle copies the pinned blob into staging on its first
+change (copy-on-write) and commits staging as a new blob on flush, fsync or release.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import mimetypes
+import os
+import time
+
+import trio
+
+from .datastore import DataStore, Staging, check_object_size
+from .metadata import Entry, MetadataStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Handle:
+    fh: int
+    entry: Entry
+    writable: bool
+    direct_io: bool
+    blob_fd: int | None = None  # the version this handle reads until it writes
+    staging: Staging | None = None
+    dirty: bool = False
+
+
+def guess_content_type(name: str) -> str:
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+class OpenObjects:
+    """Every open object handle, and the per-object state the kernel's caches depend on."""
+
+    def __init__(self, meta: MetadataStore, data: DataStore):
+        self.meta = meta
+        self.data = data
+        self._handles: dict[int, Handle] = {}
+        self._by_inode: dict[int, set[Handle]] = {}
+        # The blob whose pages the kernel may hold for an inode (keep_cache is safe only
+        # while it is still the object's blob).
+        self._page_cache_blob: dict[int, str | None] = {}
+        # The handle that last changed an object's staged content: its size is what the
+        # kernel must see while it writes (O_APPEND and st_size depend on it).
+        self._last_writer: dict[int, Handle] = {}
+        # Unlinked objects that are still open: their entry outlives the name.
+        self._orphans: dict[int, Entry] = {}
+        self._fhs = itertools.count(1)
+        # Serialises "read the current blob, point the entry at the new one" across commits.
+        self._commit_lock = trio.Lock()
+
+    def get(self, fh: int) -> Handle:
+        return self._handles[fh]
+
+    def orphan(self, inode: int) -> Entry | None:
+        return self._orphans.get(inode)
+
+    def is_open(self, inode: int) -> bool:
+        return bool(self._by_inode.get(inode))
+
+    def staged_size(self, entry: Entry) -> int:
+        """The object's size as its writer sees it: staged content wins over committed."""
+        writer = self._last_writer.get(entry.inode)
+        if writer is not None and writer.dirty and writer.staging is not None:
+            return writer.staging.size
+        return entry.size
+
+    # -- open and close -----------------------------------------------------------------
+
+    async def open(self, entry: Entry, writable: bool, truncate: bool) -> Handle:
+        siblings = self._by_inode.setdefault(entry.inode, set())
+        # Pages in the kernel's cache are shared by all handles of an inode: a reader still
+        # on an older version would let others see its pages, so bypass the cache then.
+        # Writers always bypass it, so uncommitted data never reaches other readers.
+        stale_reader = any(
+            not h.writable and h.blob_fd is not None and h.entry.object_id != entry.object_id
+            for h in siblings
+        )
+        handle = Handle(next(self._fhs), entry, writable, direct_io=writable or stale_reader)
+        if entry.object_id is not None and not (writable and truncate):
+            handle.blob_fd = await trio.to_thread.run_sync(self.data.open_blob, entry.object_id)
+        if writable and truncate:
+            handle.staging = await self.data.stage(None)
+            handle.dirty = True
+            self._last_writer[entry.inode] = handle
+        siblings.add(handle)
+        self._handles[handle.fh] = handle
+        return handle
+
+    def keep_cache(self, handle: Handle) -> bool:
+        """Whether the kernel may keep the pages it cached for this object's inode."""
+        if handle.direct_io:
+            return False
+        inode, blob = handle.entry.inode, handle.entry.object_id
+        keep = blob is not None and self._page_cache_blob.get(inode) == blob
+        self._page_cache_blob[inode] = blob
+        return keep
+
+    async def release(self, handle: Handle) -> None:
+        try:
+            if handle.dirty:
+                await self.commit(handle, durable=False)
+        finally:
+            self._close(handle)
+
+    def _close(self, handle: Handle) -> None:
+        self._handles.pop(handle.fh, None)
+        inode = handle.entry.inode
+        siblings = self._by_inode.get(inode, set())
+        siblings.discard(handle)
+        if self._last_writer.get(inode) is handle:
+            del self._last_writer[inode]
+        if handle.blob_fd is not None:
+            os.close(handle.blob_fd)
+        if handle.staging is not None:
+            handle.staging.close()
+            handle.staging.path.unlink(missing_ok=True)
+        if not siblings:
+            self._by_inode.pop(inode, None)
+            self._orphans.pop(inode, None)
+
+    # -- reading and writing ------------------------------------------------------------
+
+    async def read(self, handle: Handle, offset: int, size: int) -> bytes:
+        if handle.staging is not None:
+            return await trio.to_thread.run_sync(handle.staging.read, offset, size)
+        if handle.blob_fd is None:
+            return b""
+        return await trio.to_thread.run_sync(os.pread, handle.blob_fd, size, offset)
+
+    async def _staging(self, handle: Handle) -> Staging:
+        if handle.staging is None:
+            handle.staging = await self.data.stage(handle.blob_fd)
+        handle.dirty = True
+        self._last_writer[handle.entry.inode] = handle
+        return handle.staging
+
+    async def write(self, handle: Handle, offset: int, data: bytes) -> int:
+        check_object_size(offset + len(data))
+        staging = await self._staging(handle)
+        return await trio.to_thread.run_sync(staging.write, offset, data)
+
+    async def truncate(self, handle: Handle, size: int) -> None:
+        check_object_size(size)
+        staging = await self._staging(handle)
+        await trio.to_thread.run_sync(staging.truncate, size)
+
+    # -- committing ---------------------------------------------------------------------
+
+    async def commit(self, handle: Handle, durable: bool) -> None:
+        """Make the handle's staged content the object's new immutable version."""
+        staging = handle.staging
+        assert staging is not None
+        entry = handle.entry
+        object_id, size, etag = await self.data.commit(staging, durable)
+        handle.staging = None
+        handle.dirty = False
+        if handle.blob_fd is not None:
+            os.close(handle.blob_fd)
+        # Later reads and copy-on-write through this handle start from what it committed.
+        handle.blob_fd = await trio.to_thread.run_sync(self.data.open_blob, object_id)
+        async with self._commit_lock:
+            if entry.inode in self._orphans:
+                previous = object_id  # unlinked while open: the content goes with it
+            else:
+                previous = entry.object_id
+                now = time.time_ns()
+                await self.meta.update(
+                    entry,
+                    object_id=object_id,
+                    size=size,
+                    etag=etag,
+                    content_type=entry.content_type or guess_content_type(entry.name),
+                    mtime_ns=now,
+                    ctime_ns=now,
+                )
+        if previous is not None:
+            await self.data.remove_blob(previous)
+        if durable:
+            await self.meta.make_durable()
+
+    async def commit_all(self) -> None:
+        """Commit every handle still dirty (at unmount, when the kernel has not released)."""
+        for handle in list(self._handles.values()):
+            if handle.dirty:
+                await self.commit(handle, durable=True)
+
+    async def make_durable(self, handle: Handle) -> None:
+        if handle.dirty:
+            await self.commit(handle, durable=True)
+            return
+        if handle.entry.object_id is not None:
+            await self.data.make_durable(handle.entry.object_id)
+        await self.meta.make_durable()
+
+    # -- objects going away ---------------------------------------------------------------
+
+    async def unlinked(self, entry: Entry) -> None:
+        """The object lost its name: drop its blob now, or when its last handle closes."""
+        if self.is_open(entry.inode):
+            self._orphans[entry.inode] = entry
+        self._page_cache_blob.pop(entry.inode, None)
+        if entry.object_id is not None:
+            await self.data.remove_blob(entry.object_id)

@@ -1,0 +1,300 @@
+"""The metadata store: buckets, the entries of the namespace, and user metadata, in SQLite.
+
+The database is reached through aiosqlite, which is asyncio-only, bridged to trio with
+trio-asyncio; no other module knows about that bridge. A round trip costs about as much as
+a whole FUSE request, so:
+
+* entries are served from an in-memory cache that this store owns and writes through (one
+  process owns a store, under a lock, so the cache is authoritative);
+* every public method makes at most one round trip: multi-statement work runs as one
+  function in aiosqlite's worker thread, inside one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import trio_asyncio
+
+from . import schema
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+    " object_id, size, etag, content_type, target"
+)
+
+
+@dataclasses.dataclass(slots=True)
+class Entry:
+    """One name in the namespace: the root, a bucket, a directory, an object or a symlink."""
+
+    inode: int
+    parent: int
+    name: str
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    object_id: str | None = None
+    size: int = 0
+    etag: str | None = None
+    content_type: str | None = None
+    target: str | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind in ("root", "bucket", "dir")
+
+
+@dataclasses.dataclass(slots=True)
+class Bucket:
+    inode: int
+    name: str
+    owner_uid: int
+    created_ns: int
+
+
+class MetadataStore:
+    """Trio-facing interface to the metadata database. Use `open_metadata_store`."""
+
+    def __init__(self, conn: aiosqlite.Connection):
+        self._conn = conn
+        self._entries: dict[int, Entry] = {}
+        self._by_name: dict[tuple[int, str], int] = {}
+        self._user_metadata: dict[int, dict[str, bytes]] = {}
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(sqlite3_connection, *args)` in the database thread: one round trip."""
+        # aiosqlite has no public "run this callable" call; _execute is what all its
+        # public methods use (version pinned in pyproject.toml).
+        return await trio_asyncio.aio_as_trio(self._conn._execute)(fn, self._conn._conn, *args)
+
+    def _remember(self, entry: Entry) -> Entry:
+        cached = self._entries.get(entry.inode)
+        if cached is not None:
+            return cached  # the cache is authoritative; never let an older row replace it
+        self._entries[entry.inode] = entry
+        self._by_name[(entry.parent, entry.name)] = entry.inode
+        return entry
+
+    def _forget(self, inode: int) -> None:
+        entry = self._entries.pop(inode, None)
+        if entry is not None:
+            self._by_name.pop((entry.parent, entry.name), None)
+        self._user_metadata.pop(inode, None)
+
+    # -- entries ----------------------------------------------------------------------
+
+    async def get(self, inode: int) -> Entry | None:
+        entry = self._entries.get(inode)
+        if entry is not None:
+            return entry
+        rows = await self._run(_select, f"SELECT {_COLUMNS} FROM entries WHERE inode = ?", (inode,))
+        return self._remember(Entry(*rows[0])) if rows else None
+
+    async def lookup(self, parent: int, name: str) -> Entry | None:
+        inode = self._by_name.get((parent, name))
+        if inode is not None:
+            return self._entries[inode]
+        rows = await self._run(
+            _select, f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND name = ?", (parent, name)
+        )
+        return self._remember(Entry(*rows[0])) if rows else None
+
+    async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
+        """One page of a directory, in inode order, starting after `after_inode`."""
+        rows = await self._run(
+            _select,
+            f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
+            (parent, after_inode, limit),
+        )
+        return [self._remember(Entry(*row)) for row in rows]
+
+    async def has_children(self, inode: int) -> bool:
+        rows = await self._run(_select, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (inode,))
+        return bool(rows)
+
+    async def subtree_key_bytes(self, inode: int) -> int:
+        """The longest key suffix below `inode`, in UTF-8 bytes (0 for a leaf)."""
+        rows = await self._run(
+            _select,
+            "WITH RECURSIVE sub(inode, len) AS ("
+            " SELECT ?, 0 UNION ALL"
+            " SELECT e.inode, sub.len + length(CAST(e.name AS BLOB)) + 1"
+            " FROM entries e JOIN sub ON e.parent = sub.inode)"
+            " SELECT max(len) FROM sub",
+            (inode,),
+        )
+        return rows[0][0] or 0
+
+    async def insert(self, entry: Entry, bucket_owner: int | None = None) -> Entry:
+        """Store a new entry (its inode is assigned here); a bucket also gets its bucket row."""
+        values = dataclasses.astuple(entry)[1:]
+        entry.inode = await self._run(_insert_entry, values, bucket_owner)
+        return self._remember(entry)
+
+    async def update(self, entry: Entry, **changes: Any) -> None:
+        """Change some columns of an entry, in the database and then in the cache."""
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        await self._run(
+            _write,
+            [(f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), entry.inode))],
+        )
+        for name, value in changes.items():
+            setattr(entry, name, value)
+
+    async def delete(self, entry: Entry) -> None:
+        await self._run(_write, [("DELETE FROM entries WHERE inode = ?", (entry.inode,))])
+        self._forget(entry.inode)
+
+    async def move(
+        self, entry: Entry, new_parent: int, new_name: str, ctime_ns: int, replaced: Entry | None
+    ) -> None:
+        """Rename atomically, replacing `replaced` (already at the destination) if given."""
+        statements = []
+        if replaced is not None:
+            statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
+        statements.append(
+            (
+                "UPDATE entries SET parent = ?, name = ?, ctime_ns = ? WHERE inode = ?",
+                (new_parent, new_name, ctime_ns, entry.inode),
+            )
+        )
+        await self._run(_write, statements)
+        if replaced is not None:
+            self._forget(replaced.inode)
+        self._by_name.pop((entry.parent, entry.name), None)
+        entry.parent, entry.name, entry.ctime_ns = new_parent, new_name, ctime_ns
+        self._by_name[(new_parent, new_name)] = entry.inode
+
+    # -- buckets ----------------------------------------------------------------------
+
+    async def buckets(self) -> list[Bucket]:
+        rows = await self._run(
+            _select,
+            "SELECT b.inode, e.name, b.owner_uid, b.created_ns"
+            " FROM buckets b JOIN entries e USING (inode) ORDER BY e.name",
+            (),
+        )
+        return [Bucket(*row) for row in rows]
+
+    # -- user metadata ----------------------------------------------------------------
+
+    async def user_metadata(self, inode: int) -> dict[str, bytes]:
+        found = self._user_metadata.get(inode)
+        if found is None:
+            rows = await self._run(
+                _select, "SELECT name, value FROM user_metadata WHERE inode = ?", (inode,)
+            )
+            found = self._user_metadata[inode] = {name: bytes(value) for name, value in rows}
+        return found
+
+    async def set_user_metadata(self, inode: int, name: str, value: bytes | None) -> None:
+        """Set one user metadata item, or remove it when `value` is None."""
+        current = await self.user_metadata(inode)
+        if value is None:
+            statement = ("DELETE FROM user_metadata WHERE inode = ? AND name = ?", (inode, name))
+        else:
+            statement = (
+                "INSERT OR REPLACE INTO user_metadata (inode, name, value) VALUES (?, ?, ?)",
+                (inode, name, value),
+            )
+        await self._run(_write, [statement])
+        if value is None:
+            current.pop(name, None)
+        else:
+            current[name] = value
+
+    # -- the store as a whole ---------------------------------------------------------
+
+    async def object_ids(self) -> set[str]:
+        rows = await self._run(
+            _select, "SELECT object_id FROM entries WHERE object_id IS NOT NULL", ()
+        )
+        return {row[0] for row in rows}
+
+    async def make_durable(self) -> None:
+        """Force every committed transaction to disk (a WAL checkpoint syncs the log first)."""
+        await self._run(_select, "PRAGMA wal_checkpoint(PASSIVE)", ())
+
+    async def close(self) -> None:
+        await self._run(_select, "PRAGMA wal_checkpoint(TRUNCATE)", ())
+        await trio_asyncio.aio_as_trio(self._conn.close)()
+
+
+# -- functions run in the database thread ---------------------------------------------
+
+
+def _select(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[tuple]:
+    return conn.execute(sql, tuple(params)).fetchall()
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """All statements inside commit together or not at all (the connection autocommits)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _write(conn: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> None:
+    with _transaction(conn):
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+
+def _insert_entry(conn: sqlite3.Connection, values: tuple, bucket_owner: int | None) -> int:
+    with _transaction(conn):
+        cursor = conn.execute(
+            f"INSERT INTO entries ({_COLUMNS.split(', ', 1)[1]})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            values,
+        )
+        inode = cursor.lastrowid
+        if bucket_owner is not None:
+            conn.execute(
+                "INSERT INTO buckets (inode, owner_uid, created_ns) VALUES (?, ?, ?)",
+                (inode, bucket_owner, values[8]),
+            )
+    return inode
+
+
+def _setup(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    schema.migrate(conn)
+
+
+async def open_metadata_store(path: Path) -> MetadataStore:
+    """Open (creating and migrating as needed) the metadata database at `path`.
+
+    Must run inside `trio_asyncio.open_loop()`.
+    """
+    connecting = aiosqlite.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn = await trio_asyncio.aio_as_trio(connecting.__aenter__)()
+    store = MetadataStore(conn)
+    try:
+        await store._run(_setup)
+    except BaseException:
+        await trio_asyncio.aio_as_trio(conn.close)()
+        raise
+    return store

@@ -1,0 +1,93 @@
+"""The metadata store's schema: the one place that defines it, as numbered migrations.
+
+The namespace is a tree of entries (buckets, directories, objects, symlinks) keyed by
+(parent, name), so that a rename of a whole directory is one row update. An object's S3
+key is the path of names from its bucket down; its blob is named by `object_id`.
+"""
+
+import sqlite3
+import time
+
+ROOT_INODE = 1
+
+# Each migration takes the schema from version N to N+1; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE entries (
+        inode        INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the kernel may hold it
+        parent       INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN ('root', 'bucket', 'dir', 'object', 'symlink')),
+        mode         INTEGER NOT NULL,
+        uid          INTEGER NOT NULL,
+        gid          INTEGER NOT NULL,
+        atime_ns     INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        ctime_ns     INTEGER NOT NULL,
+        object_id    TEXT,                -- UUID of the object's blob; NULL until first commit
+        size         INTEGER NOT NULL DEFAULT 0,
+        etag         TEXT,                -- MD5 hex of the content
+        content_type TEXT,
+        target       TEXT,                -- symlink target
+        UNIQUE (parent, name)
+    );
+    CREATE INDEX entries_by_parent ON entries (parent);
+    CREATE INDEX entries_by_object ON entries (object_id);
+    CREATE TABLE buckets (
+        inode      INTEGER PRIMARY KEY REFERENCES entries (inode) ON DELETE CASCADE,
+        owner_uid  INTEGER NOT NULL,
+        created_ns INTEGER NOT NULL
+    );
+    CREATE TABLE user_metadata (
+        inode INTEGER NOT NULL REFERENCES entries (inode) ON DELETE CASCADE,
+        name  TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (inode, name)
+    ) WITHOUT ROWID;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaError(Exception):
+    pass
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (executescript would commit our transaction)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    return statements
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to SCHEMA_VERSION; returns the version it had before."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise SchemaError(
+            f"the store's metadata has schema version {found}, newer than this fsobj "
+            f"understands ({SCHEMA_VERSION}); upgrade fsobj"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            if version == 0:
+                now = time.time_ns()
+                conn.execute(
+                    "INSERT INTO entries (inode, parent, name, kind, mode, uid, gid,"
+                    " atime_ns, mtime_ns, ctime_ns) VALUES (?, 0, '', 'root', ?, 0, 0, ?, ?, ?)",
+                    (ROOT_INODE, 0o755, now, now, now),
+                )
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found

@@ -1,0 +1,106 @@
+"""A store on disk: its layout, the lock that gives one process ownership, and opening it.
+
+STORE/
+  meta.sqlite3   metadata store
+  blobs/         data store: immutable blobs, blobs/ab/cd/UUID
+  staging/       writes not yet committed
+  lock           held (flock) by the process that owns the store: "pid\\nmountpoint"
+  fsobj.log      the log of a mount running in the background
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from .datastore import DataStore
+from .iam import AllowAll
+from .metadata import MetadataStore, open_metadata_store
+from .operations import Operations
+
+
+class StoreError(Exception):
+    """A store that cannot be opened; the message says why, for the user."""
+
+
+def default_store() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "fsobj"
+
+
+@dataclasses.dataclass
+class Store:
+    root: Path
+    meta: MetadataStore
+    data: DataStore
+    operations: Operations
+
+
+def lock_owner(root: Path) -> tuple[int, str] | None:
+    """(pid, mountpoint) of the process that holds the store, if any."""
+    try:
+        text = (root / "lock").read_text()
+        pid, mountpoint = text.split("\n")[:2]
+        return int(pid), mountpoint
+    except (OSError, ValueError):
+        return None
+
+
+def store_is_free(root: Path) -> bool:
+    """Whether no process holds the store's lock."""
+    try:
+        fd = os.open(root / "lock", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _take_lock(root: Path, mountpoint: str) -> int:
+    fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        owner = lock_owner(root)
+        where = f" (pid {owner[0]}, mounted at {owner[1]})" if owner else ""
+        raise StoreError(f"store {root} is in use by another fsobj process{where}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n{mountpoint}\n".encode())
+    return fd
+
+
+@contextlib.asynccontextmanager
+async def open_store(root: Path, mountpoint: str = "") -> AsyncIterator[Store]:
+    """Own the store at `root` (creating it when absent) for the duration of the block.
+
+    Must run inside `trio_asyncio.open_loop()`.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK):
+            raise StoreError(f"store {root} is not writable")
+        lock_fd = _take_lock(root, mountpoint)
+    except OSError as error:
+        raise StoreError(f"cannot open store {root}: {error.strerror}") from None
+    try:
+        data = DataStore(root)
+        try:
+            meta = await open_metadata_store(root / "meta.sqlite3")
+        except Exception as error:
+            raise StoreError(f"cannot open the metadata of store {root}: {error}") from None
+        try:
+            yield Store(root, meta, data, Operations(meta, data, AllowAll()))
+        finally:
+            await meta.close()
+    finally:
+        os.close(lock_fd)

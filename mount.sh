@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Mount an fsobj store, installing what is missing first.
+#   ./mount.sh MOUNTPOINT [--store DIR] [--foreground] [--log-level L]
+# Without --store the embedded default store ($XDG_DATA_HOME/fsobj) is used.
+# The set-up functions are shared with tests/run, which sources this file.
+set -euo pipefail
+
+FSOBJ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# Install Debian packages that are absent (as root; otherwise say what to run).
+ensure_debs() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "fsobj needs: ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
+        return 1
+    fi
+    echo "installing ${missing[*]} ..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+}
+
+# Create .venv and (re)install the package whenever pyproject.toml changed.
+ensure_venv() {
+    local venv="$FSOBJ_ROOT/.venv" stamp
+    stamp=$(sha256sum "$FSOBJ_ROOT/pyproject.toml" | cut -d' ' -f1)
+    if [ ! -x "$venv/bin/python" ]; then
+        echo "creating $venv ..." >&2
+        python3 -m venv "$venv"
+    fi
+    if [ "$(cat "$venv/.fsobj-installed" 2>/dev/null)" != "$stamp" ]; then
+        echo "installing fsobj and its dependencies into $venv ..." >&2
+        "$venv/bin/pip" install -q --disable-pip-version-check -e "$FSOBJ_ROOT[test]" >&2
+        echo "$stamp" > "$venv/.fsobj-installed"
+    fi
+}
+
+ensure_setup() {
+    ensure_debs fuse3 libfuse3-dev pkg-config "$@"
+    ensure_venv
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+        echo "usage: $0 MOUNTPOINT [--store DIR] [--foreground] [--log-level LEVEL]" >&2
+        exit 2
+    fi
+    ensure_setup
+    mountpoint=$1
+    shift
+    level=()
+    args=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --log-level) level=(--log-level "$2"); shift 2 ;;
+            *) args+=("$1"); shift ;;
+        esac
+    done
+    mkdir -p "$mountpoint"
+    exec "$FSOBJ_ROOT/.venv/bin/fsobj" "${level[@]}" mount "${args[@]}" "$mountpoint"
+fi
