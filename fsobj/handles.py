@@ -33,6 +33,8 @@ class Handle:
     blob_fd: int | None = None  # the version this handle reads until it writes
     staging: Staging | None = None
     dirty: bool = False
+    # When this handle last changed the content; None once an explicit utime overrides it.
+    modified_ns: int | None = None
 
 
 def guess_content_type(name: str) -> str:
@@ -92,6 +94,7 @@ class OpenObjects:
         if writable and truncate:
             handle.staging = await self.data.stage(None)
             handle.dirty = True
+            handle.modified_ns = time.time_ns()
             self._last_writer[entry.inode] = handle
         siblings.add(handle)
         self._handles[handle.fh] = handle
@@ -142,6 +145,7 @@ class OpenObjects:
         if handle.staging is None:
             handle.staging = await self.data.stage(handle.blob_fd)
         handle.dirty = True
+        handle.modified_ns = time.time_ns()
         self._last_writer[handle.entry.inode] = handle
         return handle.staging
 
@@ -174,20 +178,26 @@ class OpenObjects:
                 previous = object_id  # unlinked while open: the content goes with it
             else:
                 previous = entry.object_id
-                now = time.time_ns()
+                times = {"ctime_ns": time.time_ns()}
+                if handle.modified_ns is not None:
+                    times["mtime_ns"] = handle.modified_ns
                 await self.meta.update(
                     entry,
                     object_id=object_id,
                     size=size,
                     etag=etag,
                     content_type=entry.content_type or guess_content_type(entry.name),
-                    mtime_ns=now,
-                    ctime_ns=now,
+                    **times,
                 )
         if previous is not None:
             await self.data.remove_blob(previous)
         if durable:
             await self.meta.make_durable()
+
+    def times_set(self, inode: int) -> None:
+        """An explicit mtime was set: pending commits must not replace it."""
+        for handle in self._by_inode.get(inode, ()):
+            handle.modified_ns = None
 
     async def commit_all(self) -> None:
         """Commit every handle still dirty (at unmount, when the kernel has not released)."""

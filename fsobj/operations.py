@@ -228,7 +228,6 @@ class Operations(pyfuse3.Operations):
                     "only objects have a size to change",
                 )
             await self._truncate(entry, attr.st_size, fh)
-            changes["mtime_ns"] = entry.mtime_ns if entry.mtime_ns > now else now
         if fields.update_mode:
             changes["mode"] = stat.S_IMODE(attr.st_mode)
         if fields.update_uid:
@@ -239,6 +238,7 @@ class Operations(pyfuse3.Operations):
             changes["atime_ns"] = attr.st_atime_ns
         if fields.update_mtime:
             changes["mtime_ns"] = attr.st_mtime_ns
+            self.objects.times_set(inode)
         changes["ctime_ns"] = now
         await self.meta.update(entry, **changes)
         return self.attributes(entry)

@@ -1,0 +1,135 @@
+"""Fixtures that mount a real fsobj in a temporary directory and always unmount it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MOUNT_TIMEOUT = 30.0
+
+
+def is_mounted(path: Path) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/mounts") as mounts:
+        return any(line.split()[1] == target for line in mounts)
+
+
+class Mount:
+    """A running `fsobj mount --foreground` of `store` at `path`."""
+
+    def __init__(self, store: Path, path: Path, log: Path):
+        self.store = store
+        self.path = path
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fsobj",
+                    "--log-level",
+                    "DEBUG",
+                    "mount",
+                    "--foreground",
+                    "--store",
+                    str(self.store),
+                    str(self.path),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        while not is_mounted(self.path):
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"fsobj exited with {self.process.returncode}:\n" + self.log.read_text()
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError("fsobj did not mount in time:\n" + self.log.read_text())
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Unmount and wait for the daemon; forceful only when it will not go."""
+        if self.process is None:
+            return
+        for _ in range(50):
+            if not is_mounted(self.path):
+                break
+            if (
+                subprocess.run(
+                    ["fusermount3", "-u", str(self.path)], capture_output=True
+                ).returncode
+                == 0
+            ):
+                break
+            time.sleep(0.1)  # busy: a process of the test may still be closing files
+        else:
+            subprocess.run(["fusermount3", "-u", "-z", str(self.path)], capture_output=True)
+        try:
+            self.process.wait(timeout=MOUNT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def __truediv__(self, other: str) -> Path:
+        return self.path / other
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def mount(tmp_path: Path, store: Path):
+    path = tmp_path / "mnt"
+    path.mkdir()
+    mounted = Mount(store, path, tmp_path / "fsobj.log")
+    mounted.start()
+    try:
+        yield mounted
+    finally:
+        mounted.stop()
+        assert not is_mounted(path)
+    # Ordinary bad input must never produce a traceback or an error in the daemon's log.
+    log = mounted.log_text()
+    assert "Traceback" not in log, log
+    assert " ERROR " not in log, log
+
+
+@pytest.fixture
+def bucket(mount: Mount) -> Path:
+    path = mount / "test-bucket"
+    path.mkdir()
+    return path
+
+
+def blob_files(store: Path) -> list[Path]:
+    return [p for p in (store / "blobs").rglob("*") if p.is_file()]
+
+
+def fsobj_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "fsobj", *args], capture_output=True, text=True, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"fsobj {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result

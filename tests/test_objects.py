@@ -1,0 +1,328 @@
+"""Objects: immutable blobs plus mutable metadata, seen as files inside buckets."""
+
+import errno
+import hashlib
+import os
+import subprocess
+
+import pytest
+from conftest import blob_files
+
+
+def object_id(path) -> str:
+    return os.getxattr(path, "user.fsobj.id").decode()
+
+
+def test_write_read_and_system_metadata(bucket):
+    data = os.urandom(300_000)
+    (bucket / "photo.jpg").write_bytes(data)
+    assert (bucket / "photo.jpg").read_bytes() == data
+    assert os.stat(bucket / "photo.jpg").st_size == len(data)
+    assert os.getxattr(bucket / "photo.jpg", "user.fsobj.etag").decode() == (
+        hashlib.md5(data).hexdigest()
+    )
+    assert os.getxattr(bucket / "photo.jpg", "user.fsobj.content-type") == b"image/jpeg"
+    assert os.getxattr(bucket / "photo.jpg", "user.fsobj.bucket") == b"test-bucket"
+    assert os.getxattr(bucket / "photo.jpg", "user.fsobj.key") == b"photo.jpg"
+    assert len(object_id(bucket / "photo.jpg")) == 36
+
+
+def test_nested_keys_and_prefix_markers(bucket):
+    (bucket / "a" / "b").mkdir(parents=True)
+    (bucket / "a" / "b" / "c.txt").write_text("deep")
+    (bucket / "empty-dir").mkdir()
+    assert os.getxattr(bucket / "a" / "b" / "c.txt", "user.fsobj.key") == b"a/b/c.txt"
+    assert os.getxattr(bucket / "a" / "b", "user.fsobj.key") == b"a/b/"
+    assert sorted(os.listdir(bucket)) == ["a", "empty-dir"]
+    with pytest.raises(OSError) as caught:
+        (bucket / "a").rmdir()
+    assert caught.value.errno == errno.ENOTEMPTY
+
+
+def test_rewrite_makes_new_object_id_metadata_change_keeps_it(mount, bucket):
+    path = bucket / "doc.txt"
+    path.write_text("one")
+    first = object_id(path)
+    os.chmod(path, 0o600)
+    os.utime(path, (1_000_000, 2_000_000))
+    os.setxattr(path, "user.author", b"ada")
+    assert object_id(path) == first
+    st = os.stat(path)
+    assert (st.st_mode & 0o777, st.st_mtime) == (0o600, 2_000_000)
+    path.write_text("two")
+    assert object_id(path) != first
+    assert path.read_text() == "two"
+    assert len(blob_files(mount.store)) == 1  # the old blob was reclaimed
+
+
+def test_append_random_write_and_truncate_copy_on_write(bucket):
+    path = bucket / "log"
+    path.write_bytes(b"0123456789")
+    with open(path, "ab") as f:
+        f.write(b"abc")
+    assert path.read_bytes() == b"0123456789abc"
+    with open(path, "r+b") as f:
+        f.seek(2)
+        f.write(b"XY")
+    assert path.read_bytes() == b"01XY456789abc"
+    os.truncate(path, 4)
+    assert path.read_bytes() == b"01XY"
+    with open(path, "r+b") as f:
+        f.truncate(6)
+    assert path.read_bytes() == b"01XY\0\0"
+    assert os.getxattr(path, "user.fsobj.etag").decode() == hashlib.md5(b"01XY\0\0").hexdigest()
+
+
+def test_reader_keeps_the_version_it_opened(bucket):
+    path = bucket / "v"
+    old = b"A" * 200_000
+    path.write_bytes(old)
+    with open(path, "rb") as reader:
+        assert reader.read(1000) == old[:1000]
+        path.write_bytes(b"B" * 300_000)
+        assert reader.read() == old[1000:]
+    assert path.read_bytes() == b"B" * 300_000
+
+
+def test_reader_of_a_shrunk_object_sees_only_old_bytes(bucket):
+    # The kernel clips cached reads at the size it knows, which is the new one: the
+    # reader sees a prefix of its version, never bytes of the new one (docs/semantics.md).
+    path = bucket / "v"
+    old = bytes(range(256)) * 800
+    path.write_bytes(old)
+    with open(path, "rb") as reader:
+        assert reader.read(1000) == old[:1000]
+        path.write_bytes(b"B" * 150_000)
+        rest = reader.read()
+        assert rest == old[1000 : 1000 + len(rest)]
+        assert len(rest) >= 149_000
+    assert path.read_bytes() == b"B" * 150_000
+
+
+def test_uncommitted_writes_are_invisible_to_readers(bucket):
+    path = bucket / "w"
+    path.write_bytes(b"old content")
+    with open(path, "r+b") as writer:
+        writer.write(b"NEW")
+        writer.flush()
+        assert path.read_bytes() == b"old content"
+    assert path.read_bytes() == b"NEW content"
+
+
+def test_two_writers_last_close_wins(bucket):
+    path = bucket / "race"
+    path.write_bytes(b"base")
+    first = open(path, "wb")  # noqa: SIM115
+    second = open(path, "wb")  # noqa: SIM115
+    first.write(b"first writer")
+    second.write(b"second writer")
+    first.close()
+    assert path.read_bytes() == b"first writer"
+    second.close()
+    assert path.read_bytes() == b"second writer"
+
+
+def test_close_reports_commit_on_flush_each_dup(bucket):
+    path = bucket / "dup"
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"hello")
+    other = os.dup(fd)
+    os.close(other)  # a flush while the original is still open commits
+    assert path.read_bytes() == b"hello"
+    os.write(fd, b" world")
+    os.close(fd)
+    assert path.read_bytes() == b"hello world"
+
+
+def test_unlinked_open_file_stays_readable_then_blob_goes(mount, bucket):
+    path = bucket / "gone"
+    path.write_bytes(b"x" * 10_000)
+    with open(path, "rb") as f:
+        path.unlink()
+        assert not path.exists()
+        assert f.read() == b"x" * 10_000
+        assert os.fstat(f.fileno()).st_size == 10_000
+    assert blob_files(mount.store) == []
+
+
+def test_rename_is_metadata_only_within_and_across_buckets(mount, bucket):
+    other = mount / "other-bucket"
+    other.mkdir()
+    (bucket / "dir" / "sub").mkdir(parents=True)
+    (bucket / "dir" / "sub" / "f").write_bytes(b"payload")
+    ident = object_id(bucket / "dir" / "sub" / "f")
+    blobs = blob_files(mount.store)
+    os.rename(bucket / "dir" / "sub" / "f", bucket / "dir" / "g")
+    assert object_id(bucket / "dir" / "g") == ident
+    os.rename(bucket / "dir", other / "moved")
+    moved = other / "moved" / "g"
+    assert moved.read_bytes() == b"payload"
+    assert object_id(moved) == ident
+    assert os.getxattr(moved, "user.fsobj.bucket") == b"other-bucket"
+    assert os.getxattr(moved, "user.fsobj.key") == b"moved/g"
+    assert blob_files(mount.store) == blobs
+    assert os.listdir(bucket) == []
+
+
+def test_rename_replaces_and_refuses_what_posix_refuses(mount, bucket):
+    (bucket / "a").write_bytes(b"a")
+    (bucket / "b").write_bytes(b"b")
+    os.rename(bucket / "a", bucket / "b")
+    assert (bucket / "b").read_bytes() == b"a"
+    assert len(blob_files(mount.store)) == 1
+    (bucket / "d" / "inner").mkdir(parents=True)
+    with pytest.raises(OSError) as caught:
+        os.rename(bucket / "d", bucket / "d" / "inner" / "x")
+    assert caught.value.errno == errno.EINVAL
+    (bucket / "full").mkdir()
+    (bucket / "full" / "f").write_bytes(b"")
+    with pytest.raises(OSError) as caught:
+        os.rename(bucket / "d", bucket / "full")
+    assert caught.value.errno == errno.ENOTEMPTY
+    with pytest.raises(IsADirectoryError):
+        os.rename(bucket / "b", bucket / "d")
+    with pytest.raises(NotADirectoryError):
+        os.rename(bucket / "d", bucket / "b")
+    assert (bucket / "b").read_bytes() == b"a"
+
+
+def test_mv_of_directory_tree_with_shell(mount, bucket):
+    (bucket / "src" / "x").mkdir(parents=True)
+    for i in range(20):
+        (bucket / "src" / "x" / f"f{i}").write_text(str(i))
+    (mount / "dest").mkdir()
+    subprocess.run(["mv", str(bucket / "src"), str(mount / "dest" / "tree")], check=True)
+    assert sorted(os.listdir(mount / "dest" / "tree" / "x")) == sorted(f"f{i}" for i in range(20))
+    assert (mount / "dest" / "tree" / "x" / "f7").read_text() == "7"
+
+
+def test_symlinks_and_refused_hard_links(bucket):
+    (bucket / "target.txt").write_text("t")
+    os.symlink("target.txt", bucket / "link")
+    assert os.readlink(bucket / "link") == "target.txt"
+    assert (bucket / "link").read_text() == "t"
+    assert os.lstat(bucket / "link").st_size == len("target.txt")
+    with pytest.raises(PermissionError):
+        os.link(bucket / "target.txt", bucket / "hard")
+
+
+def test_ls_l_shows_sizes_times_modes(bucket):
+    (bucket / "f").write_bytes(b"12345")
+    os.chmod(bucket / "f", 0o640)
+    os.utime(bucket / "f", (1_600_000_000, 1_600_000_000))
+    out = subprocess.run(
+        ["ls", "-l", "--time-style=+%s", str(bucket)], check=True, capture_output=True, text=True
+    ).stdout
+    line = next(line for line in out.splitlines() if line.endswith(" f"))
+    assert line.startswith("-rw-r-----")
+    assert " 5 1600000000 f" in line
+
+
+def test_user_metadata_as_xattrs(bucket):
+    path = bucket / "m"
+    path.write_bytes(b"data")
+    os.setxattr(path, "user.color", b"blue")
+    os.setxattr(path, "user.owner-team", b"storage")
+    assert sorted(os.listxattr(path)) == ["user.color", "user.owner-team"]
+    assert os.getxattr(path, "user.color") == b"blue"
+    os.removexattr(path, "user.color")
+    assert os.listxattr(path) == ["user.owner-team"]
+    with pytest.raises(OSError) as caught:
+        os.getxattr(path, "user.color")
+    assert caught.value.errno == errno.ENODATA
+
+
+def test_user_metadata_limited_to_2_kib(bucket):
+    path = bucket / "m"
+    path.write_bytes(b"")
+    os.setxattr(path, "user.a", b"x" * 2000)
+    with pytest.raises(OSError) as caught:
+        os.setxattr(path, "user.b", b"y" * 100)
+    assert caught.value.errno == errno.E2BIG
+    assert os.listxattr(path) == ["user.a"]
+
+
+def test_system_metadata_is_read_only_except_content_type(bucket):
+    path = bucket / "report.bin"
+    path.write_bytes(b"%PDF")
+    ident = object_id(path)
+    for name in ("user.fsobj.id", "user.fsobj.etag", "user.fsobj.bucket", "user.fsobj.key"):
+        with pytest.raises(PermissionError):
+            os.setxattr(path, name, b"forged")
+    with pytest.raises(OSError) as caught:
+        os.setxattr(path, "trusted.x", b"1")
+    assert caught.value.errno == errno.ENOTSUP
+    os.setxattr(path, "user.fsobj.content-type", b"application/pdf")
+    assert os.getxattr(path, "user.fsobj.content-type") == b"application/pdf"
+    assert object_id(path) == ident
+    path.write_bytes(b"%PDF-1.7")  # a rewrite keeps the content type that was set
+    assert os.getxattr(path, "user.fsobj.content-type") == b"application/pdf"
+
+
+def test_key_and_component_length_limits(bucket):
+    with pytest.raises(OSError) as caught:
+        (bucket / ("n" * 256)).write_bytes(b"")
+    assert caught.value.errno == errno.ENAMETOOLONG
+    deep = bucket
+    for i in range(4):
+        deep = deep / (f"{i}" * 250)
+        deep.mkdir()
+    with pytest.raises(OSError) as caught:
+        (deep / ("z" * 30)).write_bytes(b"")  # 4 * 251 + 30 > 1024 bytes
+    assert caught.value.errno == errno.ENAMETOOLONG
+    (deep / ("z" * 20)).write_bytes(b"ok")  # exactly 1024 bytes
+    with pytest.raises(OSError) as caught:
+        os.rename(bucket / ("0" * 250), bucket / ("9" * 255))
+    assert caught.value.errno == errno.ENAMETOOLONG
+
+
+def test_invalid_utf8_names_are_refused(bucket):
+    with pytest.raises(OSError) as caught:
+        open(os.path.join(os.fsencode(bucket), b"bad\xff"), "wb").close()
+    assert caught.value.errno == errno.EINVAL
+    assert os.listdir(bucket) == []
+
+
+def test_df_reports_store_capacity(mount):
+    fs, ours = os.statvfs(mount.store), os.statvfs(mount.path)
+    assert ours.f_blocks * ours.f_frsize == fs.f_blocks * fs.f_frsize
+    assert ours.f_namemax == 255
+
+
+def test_everything_survives_remount(mount, bucket):
+    data = os.urandom(100_000)
+    (bucket / "keep" / "me").mkdir(parents=True)
+    (bucket / "keep" / "me" / "f").write_bytes(data)
+    os.setxattr(bucket / "keep" / "me" / "f", "user.k", b"v")
+    os.symlink("me/f", bucket / "keep" / "ln")
+    os.chmod(bucket / "keep" / "me" / "f", 0o604)
+    ident = object_id(bucket / "keep" / "me" / "f")
+    (bucket / "empty").mkdir()
+    mount.restart()
+    f = bucket / "keep" / "me" / "f"
+    assert f.read_bytes() == data
+    assert object_id(f) == ident
+    assert os.getxattr(f, "user.k") == b"v"
+    assert os.stat(f).st_mode & 0o777 == 0o604
+    assert os.readlink(bucket / "keep" / "ln") == "me/f"
+    assert sorted(os.listdir(bucket)) == ["empty", "keep"]
+
+
+def test_fsync_and_sync(bucket):
+    with open(bucket / "durable", "wb") as f:
+        f.write(b"important")
+        f.flush()
+        os.fsync(f.fileno())
+        f.write(b"!")
+    subprocess.run(["sync"], check=True)
+    assert (bucket / "durable").read_bytes() == b"important!"
+
+
+def test_empty_object_and_zero_byte_create(bucket):
+    (bucket / "empty").touch()
+    assert (bucket / "empty").read_bytes() == b""
+    assert os.getxattr(bucket / "empty", "user.fsobj.etag").decode() == hashlib.md5().hexdigest()
+    os.mknod(bucket / "node")
+    assert (bucket / "node").read_bytes() == b""
+    with pytest.raises(PermissionError):
+        os.mkfifo(bucket / "fifo")

@@ -1,0 +1,110 @@
+"""Existing programs work unchanged on a mount."""
+
+import filecmp
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def make_tree(root: Path) -> None:
+    (root / "docs" / "deep").mkdir(parents=True)
+    (root / "docs" / "readme.md").write_text("# hello\n")
+    (root / "docs" / "deep" / "data.bin").write_bytes(os.urandom(200_000))
+    (root / "empty-dir").mkdir()
+    (root / "script.sh").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(root / "script.sh", 0o755)
+    os.symlink("docs/readme.md", root / "link")
+    os.utime(root / "docs" / "readme.md", (1_500_000_000, 1_500_000_000))
+
+
+def assert_same_tree(a: Path, b: Path) -> None:
+    compared = filecmp.dircmp(a, b)
+    assert not compared.left_only and not compared.right_only, (
+        compared.left_only,
+        compared.right_only,
+    )
+    for dirpath, _dirs, files in os.walk(a):
+        rel = Path(dirpath).relative_to(a)
+        for name in files:
+            left, right = a / rel / name, b / rel / name
+            assert os.path.islink(left) == os.path.islink(right)
+            if os.path.islink(left):
+                assert os.readlink(left) == os.readlink(right)
+                continue
+            assert left.read_bytes() == right.read_bytes(), left
+            assert os.stat(left).st_mode == os.stat(right).st_mode, left
+
+
+def run(*cmd: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    root.mkdir()
+    make_tree(root)
+    return root
+
+
+def test_cp_a_in_and_out(tree, bucket, tmp_path):
+    run("cp", "-a", str(tree), str(bucket / "copy"))
+    assert_same_tree(tree, bucket / "copy")
+    assert os.stat(bucket / "copy" / "docs" / "readme.md").st_mtime == 1_500_000_000
+    run("cp", "-a", str(bucket / "copy"), str(tmp_path / "back"))
+    assert_same_tree(tree, tmp_path / "back")
+
+
+def test_rsync_a_and_second_run_transfers_nothing(tree, bucket):
+    run("rsync", "-a", f"{tree}/", f"{bucket}/synced/")
+    assert_same_tree(tree, bucket / "synced")
+    second = run("rsync", "-a", "--itemize-changes", f"{tree}/", f"{bucket}/synced/")
+    assert second.strip() == ""
+
+
+def test_tar_create_and_extract(tree, bucket, tmp_path):
+    archive = tmp_path / "t.tar"
+    run("tar", "cf", str(archive), "-C", str(tree), ".")
+    (bucket / "x").mkdir()
+    run("tar", "xf", str(archive), "-C", str(bucket / "x"))
+    assert_same_tree(tree, bucket / "x")
+    run("tar", "cf", str(bucket / "again.tar"), "-C", str(bucket / "x"), ".")
+    (tmp_path / "out").mkdir()
+    run("tar", "xf", str(bucket / "again.tar"), "-C", str(tmp_path / "out"))
+    assert_same_tree(tree, tmp_path / "out")
+
+
+def test_git_clone_into_bucket_then_status(tree, bucket, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(tree, repo, symlinks=True)
+    env = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    run("git", "init", "-q", str(repo))
+    run("git", *env, "-C", str(repo), "add", "-A")
+    run("git", *env, "-C", str(repo), "commit", "-qm", "first")
+    run("git", "clone", "-q", str(repo), str(bucket / "clone"))
+    status = run("git", "-C", str(bucket / "clone"), "status", "--porcelain")
+    assert status.strip() == ""
+    (bucket / "clone" / "new.txt").write_text("new\n")
+    run("git", *env, "-C", str(bucket / "clone"), "add", "new.txt")
+    run("git", *env, "-C", str(bucket / "clone"), "commit", "-qm", "second")
+    log = run("git", "-C", str(bucket / "clone"), "log", "--oneline")
+    assert len(log.strip().splitlines()) == 2
+    run("git", "-C", str(bucket / "clone"), "fsck", "--strict")
+
+
+def test_python_open_and_shutil(tree, bucket):
+    shutil.copytree(tree, bucket / "py", symlinks=True)
+    assert_same_tree(tree, bucket / "py")
+    with open(bucket / "py" / "notes.txt", "w") as f:
+        for i in range(1000):
+            print(i, file=f)
+    with open(bucket / "py" / "notes.txt") as f:
+        assert f.read().splitlines()[-1] == "999"
+    shutil.move(bucket / "py" / "notes.txt", bucket / "moved.txt")
+    shutil.rmtree(bucket / "py")
+    assert os.listdir(bucket) == ["moved.txt"]
