@@ -82,6 +82,14 @@ class DataStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(parents=True, exist_ok=True)
 
+    def clear_staging(self) -> int:
+        """Remove writes left by a process that ended before committing them."""
+        removed = 0
+        for leftover in self.staging.iterdir():
+            leftover.unlink()
+            removed += 1
+        return removed
+
     def blob_path(self, object_id: str) -> Path:
         return self.blobs / object_id[:2] / object_id[2:4] / object_id
 

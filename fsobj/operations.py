@@ -639,6 +639,7 @@ class _Listing:
                 return []
         self._after = start_id
         self._page = await meta.children(self.inode, start_id, READDIR_PAGE)
+        log.debug("listing %d: read %d entries after %d", self.inode, len(self._page), start_id)
         self._ids = [entry.inode for entry in self._page]
         self._complete = len(self._page) < READDIR_PAGE
         return self._page

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from .datastore import DataStore
 from .iam import AllowAll
 from .metadata import MetadataStore, open_metadata_store
 from .operations import Operations
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -94,6 +97,8 @@ async def open_store(root: Path, mountpoint: str = "") -> AsyncIterator[Store]:
         raise StoreError(f"cannot open store {root}: {error.strerror}") from None
     try:
         data = DataStore(root)
+        if leftovers := data.clear_staging():
+            log.warning("removed %d uncommitted writes left by an earlier run", leftovers)
         try:
             meta = await open_metadata_store(root / "meta.sqlite3")
         except Exception as error:

@@ -1,0 +1,118 @@
+"""The fsobj command and mount.sh, as a user runs them."""
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import fsobj_cli, is_mounted
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def places(tmp_path):
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    yield tmp_path / "store", mountpoint
+    if is_mounted(mountpoint):
+        subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+
+
+def test_mount_sh_mounts_in_background_and_umount_flushes(places):
+    store, mountpoint = places
+    result = subprocess.run(
+        [str(ROOT / "mount.sh"), str(mountpoint), "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert is_mounted(mountpoint)  # usable as soon as the command returns
+    (mountpoint / "notes").mkdir()
+    (mountpoint / "notes" / "todo.txt").write_text("ship it\n")
+    with open("/proc/mounts") as mounts:
+        entry = next(line for line in mounts if line.split()[1] == str(mountpoint))
+    assert entry.split()[:3] == [str(store), str(mountpoint), "fuse.fsobj"]
+    fsobj_cli("umount", str(mountpoint))
+    assert not is_mounted(mountpoint)
+    conn = sqlite3.connect(store / "meta.sqlite3")
+    names = {row[0] for row in conn.execute("SELECT name FROM entries")}
+    assert {"notes", "todo.txt"} <= names
+    assert "mounted store" in (store / "fsobj.log").read_text()
+
+
+def test_default_store_is_under_xdg_data_home(places, tmp_path):
+    _, mountpoint = places
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
+    subprocess.run(
+        [str(ROOT / ".venv/bin/fsobj"), "mount", str(mountpoint)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    try:
+        (mountpoint / "bkt").mkdir()
+    finally:
+        fsobj_cli("umount", str(mountpoint))
+    assert (tmp_path / "xdg" / "fsobj" / "meta.sqlite3").exists()
+
+
+def test_mount_errors_are_clear_and_harmless(places, tmp_path):
+    store, mountpoint = places
+    missing = fsobj_cli("mount", "--store", str(store), str(tmp_path / "nowhere"), check=False)
+    assert missing.returncode == 1
+    assert "not a directory" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    fsobj_cli("mount", "--store", str(store), str(mountpoint))
+    try:
+        second = tmp_path / "second"
+        second.mkdir()
+        busy = fsobj_cli("mount", "--store", str(store), str(second), check=False)
+        assert busy.returncode == 1
+        assert "in use by another fsobj process" in busy.stderr
+        assert not is_mounted(second)
+    finally:
+        fsobj_cli("umount", str(mountpoint))
+
+    conn = sqlite3.connect(store / "meta.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    newer = fsobj_cli("mount", "--store", str(store), str(mountpoint), check=False)
+    assert newer.returncode == 1
+    assert "newer than this fsobj understands" in newer.stderr
+    assert not is_mounted(mountpoint)
+
+    not_ours = fsobj_cli("umount", str(tmp_path), check=False)
+    assert not_ours.returncode == 1 and "not an fsobj mount" in not_ours.stderr
+
+
+def test_info_shows_id_etag_size_and_metadata(bucket):
+    (bucket / "photos").mkdir()
+    path = bucket / "photos" / "cat.png"
+    path.write_bytes(b"\x89PNG....")
+    os.setxattr(path, "user.camera", b"pinhole")
+    out = fsobj_cli("info", str(path)).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines())
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    assert fields["bucket"] == "test-bucket"
+    assert fields["key"] == "photos/cat.png"
+    assert fields["id"] == os.getxattr(path, "user.fsobj.id").decode()
+    assert fields["etag"] == os.getxattr(path, "user.fsobj.etag").decode()
+    assert fields["content-type"] == "image/png"
+    assert fields["size"] == "8"
+    assert fields["meta camera"] == "pinhole"
+
+
+def test_python_dash_m_fsobj_works():
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-m", "fsobj", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for command in ("mount", "umount", "bucket", "info"):
+        assert command in out

@@ -1,0 +1,50 @@
+"""A bucket of 100,000 objects lists correctly, one metadata query per page."""
+
+import re
+import sqlite3
+import subprocess
+import time
+
+from conftest import fsobj_cli
+
+from fsobj import schema
+
+COUNT = 100_000
+
+
+def fill_bucket(store, name: str, count: int) -> None:
+    """Write `count` empty objects straight into an unmounted store's metadata (fast set-up;
+    the mount tests create objects through the mount)."""
+    fsobj_cli("bucket", "create", "--store", str(store), name)
+    conn = sqlite3.connect(store / "meta.sqlite3", isolation_level=None)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    (bucket,) = conn.execute("SELECT inode FROM entries WHERE name = ?", (name,)).fetchone()
+    now = time.time_ns()
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO entries (parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,"
+        " ctime_ns) VALUES (?, ?, 'object', 420, 0, 0, ?, ?, ?)",
+        ((bucket, f"object-{i:06d}", now, now, now) for i in range(count)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_list_100k_objects(mount):
+    mount.stop()
+    fill_bucket(mount.store, "big", COUNT)
+    mount.start()
+    listing = subprocess.run(
+        ["ls", "-f", str(mount / "big")], check=True, capture_output=True, text=True
+    ).stdout.split()
+    names = [n for n in listing if n not in (".", "..")]
+    assert len(names) == COUNT
+    assert len(set(names)) == COUNT
+    assert sorted(names) == [f"object-{i:06d}" for i in range(COUNT)]
+    long_listing = subprocess.run(
+        ["ls", "-l", str(mount / "big")], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert len(long_listing) == COUNT + 1  # "total" line
+    # Two listings of 100 pages each (plus a final empty read), not one query per entry.
+    pages = re.findall(r"listing \d+: read \d+ entries", mount.log_text())
+    assert len(pages) <= 2 * (COUNT // 1000 + 2), len(pages)

@@ -1,0 +1,135 @@
+"""The metadata store and the data store on their own, without FUSE."""
+
+import hashlib
+import os
+import sqlite3
+import time
+
+import pytest
+import trio_asyncio
+
+from fsobj import schema
+from fsobj.datastore import DataStore
+from fsobj.metadata import Entry, open_metadata_store
+
+
+def new_entry(parent: int, name: str, kind: str = "object") -> Entry:
+    now = time.time_ns()
+    return Entry(0, parent, name, kind, 0o644, 0, 0, now, now, now)
+
+
+@pytest.fixture
+async def meta(tmp_path):
+    async with trio_asyncio.open_loop():
+        store = await open_metadata_store(tmp_path / "meta.sqlite3")
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+async def test_insert_lookup_move_delete(meta):
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "b", "bucket"), bucket_owner=7)
+    obj = await meta.insert(new_entry(bucket.inode, "k"))
+    assert (await meta.lookup(bucket.inode, "k")) is obj
+    assert [b.name for b in await meta.buckets()] == ["b"]
+    assert (await meta.buckets())[0].owner_uid == 7
+    await meta.move(obj, bucket.inode, "k2", time.time_ns(), None)
+    assert await meta.lookup(bucket.inode, "k") is None
+    assert (await meta.lookup(bucket.inode, "k2")).inode == obj.inode
+    await meta.delete(obj)
+    assert await meta.get(obj.inode) is None
+    assert not await meta.has_children(bucket.inode)
+
+
+async def test_inodes_are_never_reused(meta):
+    first = await meta.insert(new_entry(schema.ROOT_INODE, "aaa", "bucket"))
+    await meta.delete(first)
+    second = await meta.insert(new_entry(schema.ROOT_INODE, "aaa", "bucket"))
+    assert second.inode > first.inode
+
+
+async def test_children_pages_in_inode_order(meta):
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "b", "bucket"))
+    made = [(await meta.insert(new_entry(bucket.inode, f"o{i}"))).inode for i in range(25)]
+    seen, after = [], 0
+    while page := await meta.children(bucket.inode, after, 10):
+        seen += [e.inode for e in page]
+        after = page[-1].inode
+    assert seen == made
+
+
+async def test_subtree_key_bytes(meta):
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "b", "bucket"))
+    d = await meta.insert(new_entry(bucket.inode, "dir", "dir"))
+    sub = await meta.insert(new_entry(d.inode, "sub", "dir"))
+    await meta.insert(new_entry(sub.inode, "file.txt"))
+    assert await meta.subtree_key_bytes(d.inode) == len("/sub/file.txt")
+
+
+async def test_user_metadata_round_trip_and_cascade(meta):
+    obj = await meta.insert(new_entry(schema.ROOT_INODE, "x"))
+    await meta.set_user_metadata(obj.inode, "color", b"red")
+    assert await meta.user_metadata(obj.inode) == {"color": b"red"}
+    await meta.delete(obj)
+    assert await meta.user_metadata(obj.inode) == {}
+
+
+async def test_cache_is_written_through(tmp_path):
+    async with trio_asyncio.open_loop():
+        meta = await open_metadata_store(tmp_path / "m.sqlite3")
+        obj = await meta.insert(new_entry(schema.ROOT_INODE, "x"))
+        await meta.update(obj, size=42, etag="e")
+        await meta.close()
+        reopened = await open_metadata_store(tmp_path / "m.sqlite3")
+        found = await reopened.get(obj.inode)
+        await reopened.close()
+    assert (found.size, found.etag) == (42, "e")
+
+
+def test_migrations_bring_a_new_database_to_the_current_version(tmp_path):
+    conn = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
+    assert schema.migrate(conn) == 0
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert schema.migrate(conn) == schema.SCHEMA_VERSION
+    root = conn.execute("SELECT kind FROM entries WHERE inode = 1").fetchone()
+    assert root == ("root",)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    conn = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+    with pytest.raises(schema.SchemaError, match="newer"):
+        schema.migrate(conn)
+
+
+async def test_staging_commits_to_an_immutable_blob_with_md5(tmp_path):
+    data = DataStore(tmp_path)
+    staging = await data.stage(None)
+    staging.write(0, b"hello ")
+    staging.write(6, b"world")
+    object_id, size, etag = await data.commit(staging, durable=True)
+    path = data.blob_path(object_id)
+    assert path.read_bytes() == b"hello world"
+    assert (size, etag) == (11, hashlib.md5(b"hello world").hexdigest())
+    assert path.relative_to(tmp_path).parts[:3] == ("blobs", object_id[:2], object_id[2:4])
+    assert os.stat(path).st_mode & 0o777 == 0o400
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+async def test_copy_on_write_and_rehash_after_random_writes(tmp_path):
+    data = DataStore(tmp_path)
+    first = await data.stage(None)
+    first.write(0, b"0123456789")
+    object_id, _, _ = await data.commit(first, durable=False)
+    fd = data.open_blob(object_id)
+    try:
+        copy = await data.stage(fd)
+    finally:
+        os.close(fd)
+    copy.write(3, b"abc")
+    copy.truncate(8)
+    new_id, size, etag = await data.commit(copy, durable=False)
+    assert data.blob_path(object_id).read_bytes() == b"0123456789"
+    assert data.blob_path(new_id).read_bytes() == b"012abc67"
+    assert (size, etag) == (8, hashlib.md5(b"012abc67").hexdigest())
