@@ -90,7 +90,9 @@ class OpenObjects:
         )
         handle = Handle(next(self._fhs), entry, writable, direct_io=writable or stale_reader)
         if entry.object_id is not None and not (writable and truncate):
-            handle.blob_fd = await trio.to_thread.run_sync(self.data.open_blob, entry.object_id)
+            # Opened on the loop, with no await after reading object_id: a commit that
+            # replaces the blob cannot unlink it in between.
+            handle.blob_fd = self.data.open_blob(entry.object_id)
         if writable and truncate:
             handle.staging = await self.data.stage(None)
             handle.dirty = True
@@ -172,7 +174,7 @@ class OpenObjects:
         if handle.blob_fd is not None:
             os.close(handle.blob_fd)
         # Later reads and copy-on-write through this handle start from what it committed.
-        handle.blob_fd = await trio.to_thread.run_sync(self.data.open_blob, object_id)
+        handle.blob_fd = self.data.open_blob(object_id)
         async with self._commit_lock:
             if entry.inode in self._orphans:
                 previous = object_id  # unlinked while open: the content goes with it

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -143,7 +144,10 @@ class MetadataStore:
     async def insert(self, entry: Entry, bucket_owner: int | None = None) -> Entry:
         """Store a new entry (its inode is assigned here); a bucket also gets its bucket row."""
         values = dataclasses.astuple(entry)[1:]
-        entry.inode = await self._run(_insert_entry, values, bucket_owner)
+        try:
+            entry.inode = await self._run(_insert_entry, values, bucket_owner)
+        except sqlite3.IntegrityError:
+            raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
         return self._remember(entry)
 
     async def update(self, entry: Entry, **changes: Any) -> None:

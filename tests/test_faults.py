@@ -1,0 +1,143 @@
+"""Crashes, concurrent clients and bad input never lose or tear committed objects."""
+
+import ctypes
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import blob_files
+
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+
+def renameat2(old, new, flags: int) -> None:
+    if libc.renameat2(AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def test_sigkill_during_write_keeps_the_committed_version(mount, bucket):
+    path = bucket / "precious"
+    path.write_bytes(b"committed version")
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"half-written replacement" * 1000)
+    assert os.listdir(mount.store / "staging")  # the write waits in staging
+    mount.process.send_signal(signal.SIGKILL)
+    mount.process.wait()
+    with pytest.raises(OSError):
+        os.close(fd)  # the daemon is gone: close cannot commit
+    mount.stop()
+    mount.start()
+    assert path.read_bytes() == b"committed version"
+    assert os.listdir(mount.store / "staging") == []
+    assert "uncommitted writes left by an earlier run" in mount.log_text()
+
+
+WRITER = r"""
+import os, sys
+path, tag = sys.argv[1], sys.argv[2]
+body = (tag * 1000).encode()
+for round in range(20):
+    with open(path, "wb") as f:
+        for _ in range(50):
+            f.write(body)
+"""
+
+
+def test_concurrent_writers_of_one_object_never_mix(bucket):
+    path = bucket / "contended"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag]) for tag in "ABCD"]
+    seen = set()
+    while any(w.poll() is None for w in writers):
+        if path.exists():
+            content = path.read_bytes()
+            if content:
+                seen.add(content[:1])
+                assert content == content[:1] * 50_000, "a reader saw a torn object"
+    assert all(w.wait() == 0 for w in writers)
+    final = path.read_bytes()
+    assert final in {tag.encode() * 50_000 for tag in "ABCD"}
+    assert seen
+
+
+MANY_FILES = r"""
+import os, sys, hashlib
+root, me = sys.argv[1], sys.argv[2]
+os.makedirs(os.path.join(root, me))
+for i in range(60):
+    data = hashlib.sha256(f"{me}-{i}".encode()).digest() * (i + 1)
+    with open(os.path.join(root, me, f"f{i}"), "wb") as f:
+        f.write(data)
+for i in range(60):
+    data = hashlib.sha256(f"{me}-{i}".encode()).digest() * (i + 1)
+    with open(os.path.join(root, me, f"f{i}"), "rb") as f:
+        assert f.read() == data, (me, i)
+"""
+
+
+def test_many_processes_create_and_read_back(mount, bucket):
+    workers = [
+        subprocess.Popen([sys.executable, "-c", MANY_FILES, str(bucket), f"w{n}"]) for n in range(4)
+    ]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0, 0, 0]
+    assert sorted(os.listdir(bucket)) == ["w0", "w1", "w2", "w3"]
+    assert len(blob_files(mount.store)) == 4 * 60
+    sample = bucket / "w2" / "f9"
+    expected = hashlib.sha256(b"w2-9").digest() * 10
+    assert sample.read_bytes() == expected
+
+
+def test_rename_edge_cases(bucket):
+    (bucket / "a").write_bytes(b"a")
+    (bucket / "b").write_bytes(b"b")
+    os.rename(bucket / "a", bucket / "a")
+    assert (bucket / "a").read_bytes() == b"a"
+    with pytest.raises(FileExistsError):
+        renameat2(bucket / "a", bucket / "b", RENAME_NOREPLACE)
+    renameat2(bucket / "a", bucket / "c", RENAME_NOREPLACE)
+    with pytest.raises(OSError) as caught:
+        renameat2(bucket / "b", bucket / "c", RENAME_EXCHANGE)
+    assert caught.value.errno == errno.EINVAL
+    assert (bucket / "b").read_bytes() == b"b"
+    assert (bucket / "c").read_bytes() == b"a"
+    with pytest.raises(FileNotFoundError):
+        os.rename(bucket / "missing", bucket / "d")
+
+
+def test_huge_offsets_and_sizes_are_efbig_and_change_nothing(bucket):
+    path = bucket / "f"
+    path.write_bytes(b"keep")
+    with pytest.raises(OSError) as caught:
+        os.truncate(path, 6 << 40)
+    assert caught.value.errno == errno.EFBIG
+    with open(path, "r+b") as f, pytest.raises(OSError) as caught:
+        os.pwrite(f.fileno(), b"x", 6 << 40)
+    assert caught.value.errno == errno.EFBIG
+    with pytest.raises(OSError) as caught:
+        os.truncate(path, -1)
+    assert caught.value.errno == errno.EINVAL
+    assert path.read_bytes() == b"keep"
+
+
+def test_bad_xattrs_change_nothing(bucket):
+    path = bucket / "f"
+    path.write_bytes(b"x")
+    ident = os.getxattr(path, "user.fsobj.id")
+    for name in ("security.evil", "trusted.evil"):
+        with pytest.raises(OSError) as caught:
+            os.setxattr(path, name, b"1")
+        assert caught.value.errno == errno.ENOTSUP
+    with pytest.raises(OSError) as caught:
+        os.removexattr(path, "user.not-there")
+    assert caught.value.errno == errno.ENODATA
+    with pytest.raises(PermissionError):
+        os.removexattr(path, "user.fsobj.etag")
+    assert os.listxattr(path) == []
+    assert os.getxattr(path, "user.fsobj.id") == ident
