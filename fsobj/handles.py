@@ -81,14 +81,16 @@ class OpenObjects:
 
     async def open(self, entry: Entry, writable: bool, truncate: bool) -> Handle:
         siblings = self._by_inode.setdefault(entry.inode, set())
-        # Pages in the kernel's cache are shared by all handles of an inode: a reader still
-        # on an older version would let others see its pages, so bypass the cache then.
-        # Writers always bypass it, so uncommitted data never reaches other readers.
-        stale_reader = any(
-            not h.writable and h.blob_fd is not None and h.entry.object_id != entry.object_id
+        # The kernel's page cache and its idea of the size are shared by all handles of an
+        # inode. Writers bypass the cache, so uncommitted data never reaches readers. A
+        # reader bypasses it too while a writer is open (the kernel would clip its reads
+        # at the size being written) or while a reader of an older version is open (its
+        # pages would mix with ours): direct reads are served from our pinned blob only.
+        shared_view_unsafe = any(
+            h.writable or (h.blob_fd is not None and h.entry.object_id != entry.object_id)
             for h in siblings
         )
-        handle = Handle(next(self._fhs), entry, writable, direct_io=writable or stale_reader)
+        handle = Handle(next(self._fhs), entry, writable, writable or shared_view_unsafe)
         if entry.object_id is not None and not (writable and truncate):
             # Opened on the loop, with no await after reading object_id: a commit that
             # replaces the blob cannot unlink it in between.

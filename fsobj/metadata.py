@@ -142,12 +142,16 @@ class MetadataStore:
         return rows[0][0] or 0
 
     async def insert(self, entry: Entry, bucket_owner: int | None = None) -> Entry:
-        """Store a new entry (its inode is assigned here); a bucket also gets its bucket row."""
+        """Store a new entry (its inode is assigned here); a bucket also gets its bucket row.
+        The parent directory's mtime changes in the same transaction."""
         values = dataclasses.astuple(entry)[1:]
         try:
-            entry.inode = await self._run(_insert_entry, values, bucket_owner)
+            entry.inode = await self._run(
+                _insert_entry, values, bucket_owner, _touch(entry.parent, entry.ctime_ns)
+            )
         except sqlite3.IntegrityError:
             raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
+        self._touched(entry.parent, entry.ctime_ns)
         return self._remember(entry)
 
     async def update(self, entry: Entry, **changes: Any) -> None:
@@ -160,12 +164,16 @@ class MetadataStore:
         for name, value in changes.items():
             setattr(entry, name, value)
 
-    async def delete(self, entry: Entry) -> None:
-        await self._run(_write, [("DELETE FROM entries WHERE inode = ?", (entry.inode,))])
+    async def delete(self, entry: Entry, now_ns: int) -> None:
+        await self._run(
+            _write,
+            [("DELETE FROM entries WHERE inode = ?", (entry.inode,)), _touch(entry.parent, now_ns)],
+        )
         self._forget(entry.inode)
+        self._touched(entry.parent, now_ns)
 
     async def move(
-        self, entry: Entry, new_parent: int, new_name: str, ctime_ns: int, replaced: Entry | None
+        self, entry: Entry, new_parent: int, new_name: str, now_ns: int, replaced: Entry | None
     ) -> None:
         """Rename atomically, replacing `replaced` (already at the destination) if given."""
         statements = []
@@ -174,15 +182,23 @@ class MetadataStore:
         statements.append(
             (
                 "UPDATE entries SET parent = ?, name = ?, ctime_ns = ? WHERE inode = ?",
-                (new_parent, new_name, ctime_ns, entry.inode),
+                (new_parent, new_name, now_ns, entry.inode),
             )
         )
+        statements += [_touch(entry.parent, now_ns), _touch(new_parent, now_ns)]
         await self._run(_write, statements)
         if replaced is not None:
             self._forget(replaced.inode)
         self._by_name.pop((entry.parent, entry.name), None)
-        entry.parent, entry.name, entry.ctime_ns = new_parent, new_name, ctime_ns
+        self._touched(entry.parent, now_ns)
+        self._touched(new_parent, now_ns)
+        entry.parent, entry.name, entry.ctime_ns = new_parent, new_name, now_ns
         self._by_name[(new_parent, new_name)] = entry.inode
+
+    def _touched(self, inode: int, now_ns: int) -> None:
+        directory = self._entries.get(inode)
+        if directory is not None:
+            directory.mtime_ns = directory.ctime_ns = now_ns
 
     # -- buckets ----------------------------------------------------------------------
 
@@ -264,7 +280,17 @@ def _write(conn: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> Non
             conn.execute(sql, params)
 
 
-def _insert_entry(conn: sqlite3.Connection, values: tuple, bucket_owner: int | None) -> int:
+def _touch(directory: int, now_ns: int) -> tuple[str, tuple]:
+    """The statement that records a change of a directory's entries in its times."""
+    return (
+        "UPDATE entries SET mtime_ns = ?, ctime_ns = ? WHERE inode = ?",
+        (now_ns, now_ns, directory),
+    )
+
+
+def _insert_entry(
+    conn: sqlite3.Connection, values: tuple, bucket_owner: int | None, touch: tuple[str, tuple]
+) -> int:
     with _transaction(conn):
         cursor = conn.execute(
             f"INSERT INTO entries ({_COLUMNS.split(', ', 1)[1]})"
@@ -277,6 +303,7 @@ def _insert_entry(conn: sqlite3.Connection, values: tuple, bucket_owner: int | N
                 "INSERT INTO buckets (inode, owner_uid, created_ns) VALUES (?, ?, ?)",
                 (inode, bucket_owner, values[8]),
             )
+        conn.execute(*touch)
     return inode
 
 

@@ -45,13 +45,18 @@ _KIND_TYPE = {
 }
 
 
-class Refused(Exception):
-    """An ordinary refusal of bad input: an errno, a path and the reason, no traceback."""
+# Where a request acts: an entry, or a name inside a directory entry. The path is spelled
+# out only when a refusal is logged, so allowed requests never pay for it.
+Where = tuple[Entry, bytes | None]
 
-    def __init__(self, errno_: int, path: str, reason: str):
+
+class Refused(Exception):
+    """An ordinary refusal of bad input: an errno, where, and the reason; no traceback."""
+
+    def __init__(self, errno_: int, where: Where, reason: str):
         super().__init__(reason)
         self.errno = errno_
-        self.path = path
+        self.where = where
         self.reason = reason
 
 
@@ -69,7 +74,7 @@ def request(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             log.info(
                 "%s %s refused (%s): %s",
                 op,
-                refusal.path,
+                await self.describe(*refusal.where),
                 errno.errorcode.get(refusal.errno, refusal.errno),
                 refusal.reason,
             )
@@ -112,9 +117,12 @@ class Operations(pyfuse3.Operations):
             entry = parent
         return "/" + "/".join(reversed(parts))
 
-    async def _child_path(self, parent: Entry, name: bytes) -> str:
-        base = await self.path_of(parent)
-        return base.rstrip("/") + "/" + name.decode("utf-8", "backslashreplace")
+    async def describe(self, entry: Entry, name: bytes | None) -> str:
+        """The path of `entry`, or of `name` inside it, for log lines."""
+        path = await self.path_of(entry)
+        if name is None:
+            return path
+        return path.rstrip("/") + "/" + name.decode("utf-8", "backslashreplace")
 
     async def _bucket_of(self, entry: Entry) -> Entry | None:
         while entry.kind not in ("bucket", "root"):
@@ -132,15 +140,18 @@ class Operations(pyfuse3.Operations):
             directory = await self._entry(directory.parent)
         return total
 
-    async def _authorize(self, ctx: Any, permission: Permission, entry: Entry, path: str) -> None:
+    async def _authorize(
+        self, ctx: Any, permission: Permission, entry: Entry, name: bytes | None = None
+    ) -> None:
+        """Ask IAM whether the caller holds `permission` on the bucket of `entry`."""
         bucket = await self._bucket_of(entry)
         who = Identity(ctx.uid, ctx.gid, ctx.pid)
         if not self.iam.allows(who, permission, bucket.name if bucket else ""):
-            raise Refused(errno.EACCES, path, f"uid {ctx.uid} lacks {permission.value}")
+            raise Refused(errno.EACCES, (entry, name), f"uid {ctx.uid} lacks {permission.value}")
 
     async def _new_name(self, parent: Entry, raw: bytes, ctx: Any, what: str) -> str:
         """Validate a name about to be created under `parent`; returns it as text."""
-        path = await self._child_path(parent, raw)
+        where = (parent, raw)
         try:
             name = names.decode_component(raw)
             if parent.kind == "root":
@@ -152,17 +163,17 @@ class Operations(pyfuse3.Operations):
             else:
                 names.check_key_length(await self._key_bytes(parent) + len(raw))
         except names.BadName as bad:
-            raise Refused(bad.errno, path, bad.rule) from None
-        await self._authorize(ctx, Permission.WRITE, parent, path)
+            raise Refused(bad.errno, where, bad.rule) from None
+        await self._authorize(ctx, Permission.WRITE, parent, raw)
         if await self.meta.lookup(parent.inode, name) is not None:
-            raise Refused(errno.EEXIST, path, "exists already")
+            raise Refused(errno.EEXIST, where, "exists already")
         return name
 
     def attributes(self, entry: Entry) -> pyfuse3.EntryAttributes:
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = entry.inode
         attrs.st_mode = _KIND_TYPE[entry.kind] | entry.mode
-        attrs.st_nlink = 2 if entry.is_dir else 1
+        attrs.st_nlink = 1  # for directories: "not counted", so find does not guess
         attrs.st_uid = entry.uid
         attrs.st_gid = entry.gid
         size = self.objects.staged_size(entry) if entry.kind == "object" else entry.size
@@ -178,9 +189,9 @@ class Operations(pyfuse3.Operations):
 
     def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:
         now = time.time_ns()
-        return Entry(
-            0, parent.inode, name, kind, mode & 0o7777 & ~ctx.umask, ctx.uid, ctx.gid, now, now, now
-        )
+        if kind != "symlink":  # a symlink's mode is always 0777
+            mode = mode & 0o7777 & ~ctx.umask
+        return Entry(0, parent.inode, name, kind, mode, ctx.uid, ctx.gid, now, now, now)
 
     # -- names ----------------------------------------------------------------------------
 
@@ -195,7 +206,7 @@ class Operations(pyfuse3.Operations):
             text = names.decode_component(name)
         except names.BadName as bad:
             if bad.errno == errno.ENAMETOOLONG:
-                raise Refused(bad.errno, await self._child_path(parent, name), bad.rule) from None
+                raise Refused(bad.errno, (parent, name), bad.rule) from None
             raise pyfuse3.FUSEError(errno.ENOENT) from None
         entry = await self.meta.lookup(parent_inode, text)
         if entry is None:
@@ -216,15 +227,15 @@ class Operations(pyfuse3.Operations):
         ctx: Any,
     ) -> pyfuse3.EntryAttributes:
         entry = await self._entry(inode)
-        path = await self.path_of(entry)
-        await self._authorize(ctx, Permission.WRITE, entry, path)
+        where = (entry, None)
+        await self._authorize(ctx, Permission.WRITE, entry)
         now = time.time_ns()
         changes: dict[str, int] = {}
         if fields.update_size:
             if entry.kind != "object":
                 raise Refused(
                     errno.EISDIR if entry.is_dir else errno.EINVAL,
-                    path,
+                    where,
                     "only objects have a size to change",
                 )
             await self._truncate(entry, attr.st_size, fh)
@@ -261,7 +272,7 @@ class Operations(pyfuse3.Operations):
     async def readlink(self, inode: int, ctx: Any) -> bytes:
         entry = await self._entry(inode)
         if entry.kind != "symlink" or entry.target is None:
-            raise Refused(errno.EINVAL, await self.path_of(entry), "not a symlink")
+            raise Refused(errno.EINVAL, (entry, None), "not a symlink")
         return entry.target.encode()
 
     @request
@@ -288,7 +299,7 @@ class Operations(pyfuse3.Operations):
         except UnicodeDecodeError:
             raise Refused(
                 errno.EINVAL,
-                await self._child_path(parent, name),
+                (parent, name),
                 "symlink targets must be valid UTF-8",
             ) from None
         entry = self._new_entry(parent, text, "symlink", 0o777, ctx)
@@ -305,7 +316,7 @@ class Operations(pyfuse3.Operations):
         if not stat.S_ISREG(mode):
             raise Refused(
                 errno.EPERM,
-                await self._child_path(parent, name),
+                (parent, name),
                 "only objects, directories and symlinks can be stored",
             )
         entry, handle = await self._create_object(parent, name, mode, ctx)
@@ -319,35 +330,35 @@ class Operations(pyfuse3.Operations):
         parent = await self._entry(new_parent_inode)
         raise Refused(
             errno.EPERM,
-            await self._child_path(parent, new_name),
+            (parent, new_name),
             "hard links are not supported: an object has exactly one key",
         )
 
     @request
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         parent = await self._entry(parent_inode)
-        entry, path = await self._existing(parent, name)
+        entry, where = await self._existing(parent, name)
         if entry.is_dir:
-            raise Refused(errno.EISDIR, path, "is a directory (use rmdir)")
-        await self._authorize(ctx, Permission.WRITE, parent, path)
-        await self.meta.delete(entry)
+            raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
+        await self._authorize(ctx, Permission.WRITE, parent, name)
+        await self.meta.delete(entry, time.time_ns())
         await self.objects.unlinked(entry)
 
     @request
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         parent = await self._entry(parent_inode)
-        entry, path = await self._existing(parent, name)
+        entry, where = await self._existing(parent, name)
         if not entry.is_dir:
-            raise Refused(errno.ENOTDIR, path, "not a directory")
-        await self._authorize(ctx, Permission.WRITE, entry, path)
+            raise Refused(errno.ENOTDIR, where, "not a directory")
+        await self._authorize(ctx, Permission.WRITE, entry)
         if await self.meta.has_children(entry.inode):
-            raise Refused(errno.ENOTEMPTY, path, f"{entry.kind} is not empty")
-        await self.meta.delete(entry)
+            raise Refused(errno.ENOTEMPTY, where, f"{entry.kind} is not empty")
+        await self.meta.delete(entry, time.time_ns())
         if entry.kind == "bucket":
             log.info("removed bucket %s", entry.name)
 
-    async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, str]:
-        path = await self._child_path(parent, name)
+    async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, Where]:
+        where = (parent, name)
         try:
             text = names.decode_component(name)
         except names.BadName:
@@ -355,7 +366,7 @@ class Operations(pyfuse3.Operations):
         entry = await self.meta.lookup(parent.inode, text)
         if entry is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return entry, path
+        return entry, where
 
     @request
     async def rename(
@@ -369,39 +380,39 @@ class Operations(pyfuse3.Operations):
     ) -> None:
         old_parent = await self._entry(parent_inode_old)
         new_parent = await self._entry(parent_inode_new)
-        entry, path = await self._existing(old_parent, name_old)
-        new_path = await self._child_path(new_parent, name_new)
+        entry, where = await self._existing(old_parent, name_old)
+        new_where = (new_parent, name_new)
         if flags & pyfuse3.RENAME_EXCHANGE:
-            raise Refused(errno.EINVAL, path, "RENAME_EXCHANGE is not supported")
+            raise Refused(errno.EINVAL, where, "RENAME_EXCHANGE is not supported")
         if entry.kind == "bucket" or new_parent.kind == "root":
             raise Refused(
-                errno.EPERM, path, "buckets cannot be renamed, and objects live inside buckets"
+                errno.EPERM, where, "buckets cannot be renamed, and objects live inside buckets"
             )
         try:
             new_name = names.decode_component(name_new)
             extra = await self.meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
             names.check_key_length(await self._key_bytes(new_parent) + len(name_new) + extra)
         except names.BadName as bad:
-            raise Refused(bad.errno, new_path, bad.rule) from None
-        await self._authorize(ctx, Permission.WRITE, old_parent, path)
-        await self._authorize(ctx, Permission.WRITE, new_parent, new_path)
+            raise Refused(bad.errno, new_where, bad.rule) from None
+        await self._authorize(ctx, Permission.WRITE, old_parent, name_old)
+        await self._authorize(ctx, Permission.WRITE, new_parent, name_new)
         if entry.parent == new_parent.inode and entry.name == new_name:
             return
         ancestor: Entry | None = new_parent
         while ancestor is not None and ancestor.kind != "root":
             if ancestor.inode == entry.inode:
-                raise Refused(errno.EINVAL, new_path, "cannot move a directory into itself")
+                raise Refused(errno.EINVAL, new_where, "cannot move a directory into itself")
             ancestor = await self.meta.get(ancestor.parent)
         replaced = await self.meta.lookup(new_parent.inode, new_name)
         if replaced is not None:
             if flags & pyfuse3.RENAME_NOREPLACE:
-                raise Refused(errno.EEXIST, new_path, "exists already (RENAME_NOREPLACE)")
+                raise Refused(errno.EEXIST, new_where, "exists already (RENAME_NOREPLACE)")
             if entry.is_dir and not replaced.is_dir:
-                raise Refused(errno.ENOTDIR, new_path, "cannot replace an object by a directory")
+                raise Refused(errno.ENOTDIR, new_where, "cannot replace an object by a directory")
             if replaced.is_dir and not entry.is_dir:
-                raise Refused(errno.EISDIR, new_path, "cannot replace a directory by an object")
+                raise Refused(errno.EISDIR, new_where, "cannot replace a directory by an object")
             if replaced.is_dir and await self.meta.has_children(replaced.inode):
-                raise Refused(errno.ENOTEMPTY, new_path, "directory is not empty")
+                raise Refused(errno.ENOTEMPTY, new_where, "directory is not empty")
         await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
         if replaced is not None:
             await self.objects.unlinked(replaced)
@@ -427,12 +438,12 @@ class Operations(pyfuse3.Operations):
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         entry = await self._entry(inode)
-        path = await self.path_of(entry)
+        where = (entry, None)
         if entry.kind != "object":
-            raise Refused(errno.EISDIR if entry.is_dir else errno.EINVAL, path, "not an object")
+            raise Refused(errno.EISDIR if entry.is_dir else errno.EINVAL, where, "not an object")
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
         permission = Permission.WRITE if writable else Permission.READ
-        await self._authorize(ctx, permission, entry, path)
+        await self._authorize(ctx, permission, entry)
         handle = await self.objects.open(entry, writable, truncate=bool(flags & os.O_TRUNC))
         return pyfuse3.FileInfo(
             fh=handle.fh, direct_io=handle.direct_io, keep_cache=self.objects.keep_cache(handle)
@@ -469,9 +480,9 @@ class Operations(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: Any) -> int:
         entry = await self._entry(inode)
         if not entry.is_dir:
-            raise Refused(errno.ENOTDIR, await self.path_of(entry), "not a directory")
+            raise Refused(errno.ENOTDIR, (entry, None), "not a directory")
         if entry.kind != "root":
-            await self._authorize(ctx, Permission.READ, entry, await self.path_of(entry))
+            await self._authorize(ctx, Permission.READ, entry)
         fh = self._next_listing
         self._next_listing += 1
         self._listings[fh] = _Listing(inode)
@@ -551,7 +562,7 @@ class Operations(pyfuse3.Operations):
         text = name.decode("utf-8", "replace")
         if not text.startswith("user."):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        await self._authorize(ctx, Permission.READ, entry, await self.path_of(entry))
+        await self._authorize(ctx, Permission.READ, entry)
         if text.startswith(SYSTEM_PREFIX):
             value = await self._system_metadata(entry, text)
             if value is None:
@@ -565,35 +576,35 @@ class Operations(pyfuse3.Operations):
     @request
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
         entry = await self._entry(inode)
-        await self._authorize(ctx, Permission.READ, entry, await self.path_of(entry))
+        await self._authorize(ctx, Permission.READ, entry)
         return [b"user." + key.encode() for key in await self.meta.user_metadata(inode)]
 
     async def _metadata_target(self, inode: int, name: bytes, ctx: Any) -> tuple[Entry, str]:
         """The entry and user metadata name that a setxattr/removexattr changes."""
         entry = await self._entry(inode)
-        path = await self.path_of(entry)
+        where = (entry, None)
         try:
             text = name.decode("utf-8")
         except UnicodeDecodeError:
-            raise Refused(errno.EINVAL, path, "metadata names must be UTF-8") from None
+            raise Refused(errno.EINVAL, where, "metadata names must be UTF-8") from None
         if not text.startswith("user."):
-            raise Refused(errno.ENOTSUP, path, f"{text}: only user.* metadata is stored")
-        await self._authorize(ctx, Permission.WRITE, entry, path)
+            raise Refused(errno.ENOTSUP, where, f"{text}: only user.* metadata is stored")
+        await self._authorize(ctx, Permission.WRITE, entry)
         if text.startswith(SYSTEM_PREFIX) and text not in SETTABLE_SYSTEM:
-            raise Refused(errno.EPERM, path, f"{text} is read-only system metadata")
+            raise Refused(errno.EPERM, where, f"{text} is read-only system metadata")
         return entry, text
 
     @request
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
         entry, text = await self._metadata_target(inode, name, ctx)
-        path = await self.path_of(entry)
+        where = (entry, None)
         if text in SETTABLE_SYSTEM:
             if entry.kind != "object":
-                raise Refused(errno.EPERM, path, "only objects have a content type")
+                raise Refused(errno.EPERM, where, "only objects have a content type")
             try:
                 content_type = value.decode("ascii")
             except UnicodeDecodeError:
-                raise Refused(errno.EINVAL, path, "content types are ASCII") from None
+                raise Refused(errno.EINVAL, where, "content types are ASCII") from None
             await self.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
             return
         key = text[len("user.") :]
@@ -602,7 +613,7 @@ class Operations(pyfuse3.Operations):
         if total + len(key.encode()) + len(value) > USER_METADATA_LIMIT:
             raise Refused(
                 errno.E2BIG,
-                path,
+                where,
                 f"user metadata is limited to {USER_METADATA_LIMIT} bytes per object",
             )
         await self.meta.set_user_metadata(inode, key, value)

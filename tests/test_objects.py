@@ -99,6 +99,18 @@ def test_reader_of_a_shrunk_object_sees_only_old_bytes(bucket):
     assert path.read_bytes() == b"B" * 150_000
 
 
+def test_reader_opening_during_a_rewrite_reads_the_whole_committed_version(bucket):
+    path = bucket / "r"
+    old = os.urandom(100_000)
+    path.write_bytes(old)
+    with open(path, "wb") as writer:
+        writer.write(b"short")
+        writer.flush()
+        assert os.stat(path).st_size == 5  # the writer's view of its object
+        assert path.read_bytes() == old
+    assert path.read_bytes() == b"short"
+
+
 def test_uncommitted_writes_are_invisible_to_readers(bucket):
     path = bucket / "w"
     path.write_bytes(b"old content")
@@ -194,6 +206,22 @@ def test_mv_of_directory_tree_with_shell(mount, bucket):
     subprocess.run(["mv", str(bucket / "src"), str(mount / "dest" / "tree")], check=True)
     assert sorted(os.listdir(mount / "dest" / "tree" / "x")) == sorted(f"f{i}" for i in range(20))
     assert (mount / "dest" / "tree" / "x" / "f7").read_text() == "7"
+
+
+def test_directory_times_follow_changes_to_its_entries(bucket):
+    (bucket / "d").mkdir()
+    os.utime(bucket / "d", (1_000, 1_000))
+    (bucket / "d" / "f").write_bytes(b"x")
+    created = os.stat(bucket / "d").st_mtime
+    assert created > 1_000
+    os.utime(bucket / "d", (1_000, 1_000))
+    os.rename(bucket / "d" / "f", bucket / "g")
+    assert os.stat(bucket / "d").st_mtime > 1_000
+    os.utime(bucket / "d", (1_000, 1_000))
+    (bucket / "d" / "h").write_bytes(b"")
+    os.utime(bucket / "d", (1_000, 1_000))
+    (bucket / "d" / "h").unlink()
+    assert os.stat(bucket / "d").st_mtime > 1_000
 
 
 def test_symlinks_and_refused_hard_links(bucket):

@@ -37,14 +37,14 @@ async def test_insert_lookup_move_delete(meta):
     await meta.move(obj, bucket.inode, "k2", time.time_ns(), None)
     assert await meta.lookup(bucket.inode, "k") is None
     assert (await meta.lookup(bucket.inode, "k2")).inode == obj.inode
-    await meta.delete(obj)
+    await meta.delete(obj, time.time_ns())
     assert await meta.get(obj.inode) is None
     assert not await meta.has_children(bucket.inode)
 
 
 async def test_inodes_are_never_reused(meta):
     first = await meta.insert(new_entry(schema.ROOT_INODE, "aaa", "bucket"))
-    await meta.delete(first)
+    await meta.delete(first, time.time_ns())
     second = await meta.insert(new_entry(schema.ROOT_INODE, "aaa", "bucket"))
     assert second.inode > first.inode
 
@@ -71,7 +71,7 @@ async def test_user_metadata_round_trip_and_cascade(meta):
     obj = await meta.insert(new_entry(schema.ROOT_INODE, "x"))
     await meta.set_user_metadata(obj.inode, "color", b"red")
     assert await meta.user_metadata(obj.inode) == {"color": b"red"}
-    await meta.delete(obj)
+    await meta.delete(obj, time.time_ns())
     assert await meta.user_metadata(obj.inode) == {}
 
 
