@@ -93,30 +93,22 @@ def cmd_bucket_ls(args: argparse.Namespace) -> None:
         print(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)), name)
 
 
-def cmd_bucket_create(args: argparse.Namespace) -> None:
+# How each bucket change is made: on a mount through the kernel, on an unmounted store
+# through the same API service handler the kernel would reach.
+BUCKET_CHANGES = {
+    "create": ("created", os.mkdir, lambda ops, name, ctx: ops.mkdir(ROOT_INODE, name, 0o755, ctx)),
+    "rm": ("removed", os.rmdir, lambda ops, name, ctx: ops.rmdir(ROOT_INODE, name, ctx)),
+}
+
+
+def cmd_bucket_change(args: argparse.Namespace) -> None:
+    done, on_mount, on_store = BUCKET_CHANGES[args.action]
     if args.store:
-
-        async def create(ops, ctx):
-            await ops.mkdir(ROOT_INODE, args.name.encode(), 0o755, ctx)
-
-        _offline(args.store, create)
+        _offline(args.store, lambda ops, ctx: on_store(ops, args.name.encode(), ctx))
     else:
         _check_mount(args)
-        _os_call(os.mkdir, _bucket_path(args))
-    print(f"created bucket {args.name}")
-
-
-def cmd_bucket_rm(args: argparse.Namespace) -> None:
-    if args.store:
-
-        async def remove(ops, ctx):
-            await ops.rmdir(ROOT_INODE, args.name.encode(), ctx)
-
-        _offline(args.store, remove)
-    else:
-        _check_mount(args)
-        _os_call(os.rmdir, _bucket_path(args))
-    print(f"removed bucket {args.name}")
+        _os_call(on_mount, _bucket_path(args))
+    print(f"{done} bucket {args.name}")
 
 
 def _mountpoint(args: argparse.Namespace) -> Path:
@@ -195,8 +187,8 @@ def parser() -> argparse.ArgumentParser:
     actions = bucket.add_subparsers(dest="action", required=True)
     for action, run, takes_name in (
         ("ls", cmd_bucket_ls, False),
-        ("create", cmd_bucket_create, True),
-        ("rm", cmd_bucket_rm, True),
+        ("create", cmd_bucket_change, True),
+        ("rm", cmd_bucket_change, True),
     ):
         sub = actions.add_parser(action)
         sub.add_argument("--store", help="an unmounted store's directory, instead of a mount")
