@@ -31,7 +31,24 @@ def mount_options(store: Path) -> set[str]:
     options.discard("default_permissions")
     fsname = str(store).replace("\\", "\\\\").replace(",", "\\,")
     options |= {f"fsname={fsname}", "subtype=fsobj"}
+    if may_allow_other():
+        options.add("allow_other")
+    else:
+        log.warning(
+            "only this user can use the mount: add user_allow_other to /etc/fuse.conf to share it"
+        )
     return options
+
+
+def may_allow_other() -> bool:
+    """Whether this process may mount with allow_other (root, or user_allow_other set)."""
+    if os.getuid() == 0:
+        return True
+    try:
+        with open("/etc/fuse.conf") as conf:
+            return any(line.split("#", 1)[0].strip() == "user_allow_other" for line in conf)
+    except OSError:
+        return False
 
 
 def serve(store: Path, mountpoint: Path, on_ready: Callable[[], None] = lambda: None) -> None:

@@ -1,15 +1,24 @@
-"""IAM: decides whether the calling identity may act on a bucket.
+"""IAM: who the caller is, and whether a bucket's ACL lets them act.
 
-The API service asks before every request that reads or changes a bucket. This module
-holds the interface and, for now, a policy that allows everything; access control by
-bucket ACLs fills it in behind the same interface.
+S3's model mapped to local users: every bucket has an owner (the uid that created it) and
+an ACL, a set of grants. A grantee is a uid, a gid (the caller's primary and supplementary
+groups count), `authenticated` (every local user but the anonymous uid 65534) or
+`everyone`. The owner always holds FULL_CONTROL; administrators (uid 0 and the uid that
+mounted the store) may do everything on every bucket, as S3's account root.
+
+The ACL travels as text, one grant per line (`uid:1001 READ`, `gid:100 WRITE`,
+`everyone READ`), preceded by an `owner uid:N` line when read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Protocol
+import time
+
+import pyfuse3
+
+NOBODY = 65534  # the anonymous user: not "authenticated"
 
 
 class Permission(enum.Enum):
@@ -20,21 +29,131 @@ class Permission(enum.Enum):
     FULL_CONTROL = "FULL_CONTROL"
 
 
+ALL_PERMISSIONS = frozenset(Permission)
+
+
+class AclError(ValueError):
+    """ACL text that cannot be parsed; the message says which line and why."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Identity:
     uid: int
     gid: int
     pid: int
+    groups: frozenset[int] = frozenset()
 
 
-class Policy(Protocol):
-    def allows(self, who: Identity, permission: Permission, bucket: str) -> bool:
-        """Whether `who` holds `permission` on `bucket` (the empty name: the store itself)."""
-        ...
+@dataclasses.dataclass(frozen=True, slots=True)
+class Grant:
+    grantee: str  # "uid:N", "gid:N", "authenticated" or "everyone"
+    permission: Permission
+
+    def key(self) -> tuple[str, str]:
+        return (self.grantee, self.permission.value)
+
+    def applies_to(self, who: Identity) -> bool:
+        kind, _, number = self.grantee.partition(":")
+        if kind == "everyone":
+            return True
+        if kind == "authenticated":
+            return who.uid != NOBODY
+        if kind == "uid":
+            return who.uid == int(number)
+        return int(number) == who.gid or int(number) in who.groups
 
 
-class AllowAll:
-    """Every caller may do everything: a single-user mount."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Acl:
+    owner: int
+    grants: tuple[Grant, ...] = ()
 
-    def allows(self, who: Identity, permission: Permission, bucket: str) -> bool:
-        return True
+    def rights(self, who: Identity) -> frozenset[Permission]:
+        if who.uid == self.owner:
+            return ALL_PERMISSIONS
+        granted = {g.permission for g in self.grants if g.applies_to(who)}
+        if Permission.FULL_CONTROL in granted:
+            return ALL_PERMISSIONS
+        return frozenset(granted)
+
+    def to_text(self) -> str:
+        lines = [f"owner uid:{self.owner}"]
+        lines += [f"{g.grantee} {g.permission.value}" for g in self.grants]
+        return "\n".join(lines) + "\n"
+
+
+def parse_grants(text: str) -> tuple[Grant, ...]:
+    """Grants from ACL text; `owner` lines are ignored (ownership does not change here)."""
+    grants: dict[tuple[str, str], Grant] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("owner "):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise AclError(f"line {number}: expected 'GRANTEE PERMISSION', got {raw!r}")
+        grantee, permission = parts
+        grant = Grant(_check_grantee(grantee, number), _permission(permission, number))
+        grants[grant.key()] = grant
+    return tuple(sorted(grants.values(), key=Grant.key))
+
+
+def _check_grantee(grantee: str, number: int) -> str:
+    if grantee in ("everyone", "authenticated"):
+        return grantee
+    kind, _, value = grantee.partition(":")
+    if kind in ("uid", "gid") and value.isdigit():
+        return f"{kind}:{int(value)}"
+    raise AclError(
+        f"line {number}: grantee {grantee!r} is not uid:N, gid:N, authenticated or everyone"
+    )
+
+
+def _permission(name: str, number: int) -> Permission:
+    try:
+        return Permission(name.upper())
+    except ValueError:
+        choices = ", ".join(p.value for p in Permission)
+        raise AclError(f"line {number}: permission {name!r} is not one of {choices}") from None
+
+
+CANNED = {
+    "private": (),
+    "public-read": (Grant("everyone", Permission.READ),),
+    "public-read-write": (Grant("everyone", Permission.READ), Grant("everyone", Permission.WRITE)),
+    "authenticated-read": (Grant("authenticated", Permission.READ),),
+}
+
+
+class Policy:
+    """Decides requests: administrators may do everything, others what the ACL grants."""
+
+    GROUPS_TTL = 1.0  # seconds a process's supplementary groups are remembered
+
+    def __init__(self, admins: set[int]):
+        self.admins = frozenset(admins)
+        self._groups: dict[tuple[int, int], tuple[float, frozenset[int]]] = {}
+
+    def identify(self, ctx: object) -> Identity:
+        """The caller of a request: uid, gid and supplementary groups (from /proc)."""
+        uid, gid, pid = ctx.uid, ctx.gid, ctx.pid  # type: ignore[attr-defined]
+        now = time.monotonic()
+        cached = self._groups.get((pid, uid))
+        if cached is None or cached[0] < now:
+            try:
+                groups = frozenset(pyfuse3.get_sup_groups(pid)) if pid > 0 else frozenset()
+            except (OSError, ValueError):
+                groups = frozenset()  # the process is gone: its primary group only
+            if len(self._groups) > 4096:
+                self._groups.clear()
+            cached = self._groups[(pid, uid)] = (now + self.GROUPS_TTL, groups)
+        return Identity(uid, gid, pid, cached[1])
+
+    def is_admin(self, who: Identity) -> bool:
+        return who.uid in self.admins
+
+    def rights(self, who: Identity, acl: Acl | None) -> frozenset[Permission]:
+        """What `who` may do on a bucket with `acl` (None: the store's top level)."""
+        if acl is None or self.is_admin(who):
+            return ALL_PERMISSIONS
+        return acl.rights(who)

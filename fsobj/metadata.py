@@ -24,6 +24,7 @@ import aiosqlite
 import trio_asyncio
 
 from . import schema
+from .iam import Acl, Grant, Permission
 
 T = TypeVar("T")
 
@@ -74,6 +75,7 @@ class MetadataStore:
         self._entries: dict[int, Entry] = {}
         self._by_name: dict[tuple[int, str], int] = {}
         self._user_metadata: dict[int, dict[str, bytes]] = {}
+        self._acls: dict[int, Acl] = {}
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class MetadataStore:
         if entry is not None:
             self._by_name.pop((entry.parent, entry.name), None)
         self._user_metadata.pop(inode, None)
+        self._acls.pop(inode, None)
 
     # -- entries ----------------------------------------------------------------------
 
@@ -211,6 +214,31 @@ class MetadataStore:
         )
         return [Bucket(*row) for row in rows]
 
+    async def acl(self, bucket: int) -> Acl:
+        """The bucket's owner and grants (cached; every change goes through set_grants)."""
+        found = self._acls.get(bucket)
+        if found is None:
+            rows = await self._run(_select_acl, bucket)
+            owner, grants = rows
+            found = self._acls[bucket] = Acl(
+                owner, tuple(Grant(g, Permission(p)) for g, p in grants)
+            )
+        return found
+
+    async def set_grants(self, bucket: int, grants: tuple[Grant, ...]) -> None:
+        """Replace a bucket's grants in one transaction."""
+        statements = [("DELETE FROM grants WHERE bucket = ?", (bucket,))]
+        statements += [
+            (
+                "INSERT INTO grants (bucket, grantee, permission) VALUES (?, ?, ?)",
+                (bucket, g.grantee, g.permission.value),
+            )
+            for g in grants
+        ]
+        await self._run(_write, statements)
+        owner = (await self.acl(bucket)).owner
+        self._acls[bucket] = Acl(owner, grants)
+
     # -- user metadata ----------------------------------------------------------------
 
     async def user_metadata(self, inode: int) -> dict[str, bytes]:
@@ -305,6 +333,15 @@ def _insert_entry(
             )
         conn.execute(*touch)
     return inode
+
+
+def _select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
+    (owner,) = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
+    grants = conn.execute(
+        "SELECT grantee, permission FROM grants WHERE bucket = ? ORDER BY grantee, permission",
+        (bucket,),
+    ).fetchall()
+    return owner, grants
 
 
 def _setup(conn: sqlite3.Connection) -> None:

@@ -1,21 +1,24 @@
 """The API service: FUSE operations turned into bucket and object requests.
 
-Each handler resolves the request to buckets and keys, asks IAM, and then acts through the
-metadata store (names, attributes, user metadata) and the data store (blobs, via the open
-handles in `handles`). Refusals raise `Refused`, which the `request` wrapper turns into the
-errno and one log line naming operation, path and reason.
+Each handler resolves the request to buckets and keys, asks IAM what the caller may do on
+the bucket, and then acts through the metadata store (names, attributes) and the data
+store (blobs, via the open handles in `handles`); extended attributes are in `xattrs`.
+Refusals raise `Refused`, which the `request` wrapper turns into the errno and one log
+line naming operation, path and reason (for EACCES: uid, pid and the missing permission).
+
+The kernel caches no entries or attributes (timeouts 0): what a caller sees, mode bits
+included, depends on who asks, and an ACL change must act on the very next request.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import errno
-import functools
 import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pyfuse3
@@ -23,18 +26,17 @@ import pyfuse3
 from . import names
 from .datastore import DataStore
 from .handles import OpenObjects
-from .iam import Identity, Permission, Policy
+from .iam import ALL_PERMISSIONS, Acl, Identity, Permission, Policy
 from .metadata import Entry, MetadataStore
+from .refusals import Refused, Where, request
 from .schema import ROOT_INODE
+from .xattrs import MetadataAttributes
 
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 128 * 1024  # st_blksize: the buffer size cp and friends use
-CACHE_SECONDS = 5.0  # how long the kernel may keep entries and attributes
+CACHE_SECONDS = 0.0  # how long the kernel may keep entries and attributes (see above)
 READDIR_PAGE = 1000
-USER_METADATA_LIMIT = 2048  # bytes of names and values, as S3's x-amz-meta-*
-SYSTEM_PREFIX = "user.fsobj."
-SETTABLE_SYSTEM = {"user.fsobj.content-type"}
 
 _KIND_TYPE = {
     "root": stat.S_IFDIR,
@@ -45,51 +47,20 @@ _KIND_TYPE = {
 }
 
 
-# Where a request acts: an entry, or a name inside a directory entry. The path is spelled
-# out only when a refusal is logged, so allowed requests never pay for it.
-Where = tuple[Entry, bytes | None]
+READ_OR_WRITE = (Permission.READ, Permission.WRITE)
 
 
-class Refused(Exception):
-    """An ordinary refusal of bad input: an errno, where, and the reason; no traceback."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Access:
+    """What one caller may do on the bucket that holds an entry (bucket None: top level)."""
 
-    def __init__(self, errno_: int, where: Where, reason: str):
-        super().__init__(reason)
-        self.errno = errno_
-        self.where = where
-        self.reason = reason
-
-
-def request(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Turn every failure of a handler into an errno the kernel can pass on."""
-    op = fn.__name__
-
-    @functools.wraps(fn)
-    async def handler(self: Operations, *args: Any) -> Any:
-        try:
-            return await fn(self, *args)
-        except pyfuse3.FUSEError:
-            raise
-        except Refused as refusal:
-            log.info(
-                "%s %s refused (%s): %s",
-                op,
-                await self.describe(*refusal.where),
-                errno.errorcode.get(refusal.errno, refusal.errno),
-                refusal.reason,
-            )
-            raise pyfuse3.FUSEError(refusal.errno) from None
-        except OSError as error:
-            log.warning("%s failed: %s", op, error)
-            raise pyfuse3.FUSEError(error.errno or errno.EIO) from None
-        except Exception:
-            log.exception("%s failed unexpectedly", op)
-            raise pyfuse3.FUSEError(errno.EIO) from None
-
-    return handler
+    who: Identity
+    bucket: Entry | None
+    acl: Acl | None
+    rights: frozenset[Permission]
 
 
-class Operations(pyfuse3.Operations):
+class Operations(MetadataAttributes, pyfuse3.Operations):
     def __init__(self, meta: MetadataStore, data: DataStore, iam: Policy):
         super().__init__()
         self.meta = meta
@@ -140,14 +111,30 @@ class Operations(pyfuse3.Operations):
             directory = await self._entry(directory.parent)
         return total
 
-    async def _authorize(
-        self, ctx: Any, permission: Permission, entry: Entry, name: bytes | None = None
-    ) -> None:
-        """Ask IAM whether the caller holds `permission` on the bucket of `entry`."""
+    async def _access(self, ctx: Any, entry: Entry) -> Access:
+        who = self.iam.identify(ctx)
         bucket = await self._bucket_of(entry)
-        who = Identity(ctx.uid, ctx.gid, ctx.pid)
-        if not self.iam.allows(who, permission, bucket.name if bucket else ""):
-            raise Refused(errno.EACCES, (entry, name), f"uid {ctx.uid} lacks {permission.value}")
+        acl = await self.meta.acl(bucket.inode) if bucket is not None else None
+        return Access(who, bucket, acl, self.iam.rights(who, acl))
+
+    async def _require(
+        self, ctx: Any, entry: Entry, *needed: Permission, name: bytes | None = None
+    ) -> Access:
+        """The caller's access to the bucket of `entry`, if it holds any of `needed`;
+        otherwise EACCES and one audit line."""
+        access = await self._access(ctx, entry)
+        if not access.rights.intersection(needed):
+            self._deny(access, (entry, name), " or ".join(p.value for p in needed))
+        return access
+
+    def _deny(self, access: Access, where: Where, missing: str) -> None:
+        who = access.who
+        bucket = access.bucket.name if access.bucket else "-"
+        raise Refused(
+            errno.EACCES,
+            where,
+            f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {bucket}",
+        )
 
     async def _new_name(self, parent: Entry, raw: bytes, ctx: Any, what: str) -> str:
         """Validate a name about to be created under `parent`; returns it as text."""
@@ -164,15 +151,28 @@ class Operations(pyfuse3.Operations):
                 names.check_key_length(await self._key_bytes(parent) + len(raw))
         except names.BadName as bad:
             raise Refused(bad.errno, where, bad.rule) from None
-        await self._authorize(ctx, Permission.WRITE, parent, raw)
+        await self._require(ctx, parent, Permission.WRITE, name=raw)
         if await self.meta.lookup(parent.inode, name) is not None:
             raise Refused(errno.EEXIST, where, "exists already")
         return name
 
-    def attributes(self, entry: Entry) -> pyfuse3.EntryAttributes:
+    def attributes(self, entry: Entry, rights: frozenset[Permission]) -> pyfuse3.EntryAttributes:
+        """The entry's attributes as seen by a caller holding `rights` on its bucket.
+
+        Callers with full control see the stored mode, as an owner does on a local disk;
+        everyone else sees, in all three triplets, what they may do: r and x with READ
+        (x for objects only if the stored mode has one), w with WRITE.
+        """
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = entry.inode
-        attrs.st_mode = _KIND_TYPE[entry.kind] | entry.mode
+        mode = entry.mode
+        if rights != ALL_PERMISSIONS and entry.kind != "symlink":
+            may = 4 if Permission.READ in rights else 0
+            may |= 2 if Permission.WRITE in rights else 0
+            if may & 4 and (entry.is_dir or entry.mode & 0o111):
+                may |= 1
+            mode = may * 0o111
+        attrs.st_mode = _KIND_TYPE[entry.kind] | mode
         attrs.st_nlink = 1  # for directories: "not counted", so find does not guess
         attrs.st_uid = entry.uid
         attrs.st_gid = entry.gid
@@ -198,10 +198,12 @@ class Operations(pyfuse3.Operations):
     @request
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
-        if name == b".":
-            return self.attributes(parent)
-        if name == b"..":
-            return self.attributes(await self._entry(parent.parent or ROOT_INODE))
+        if name in (b".", b".."):
+            target = parent if name == b"." else await self._entry(parent.parent or ROOT_INODE)
+            return self.attributes(target, (await self._access(ctx, target)).rights)
+        if parent.kind != "root":
+            # Names inside a bucket are for those who may read or write there.
+            access = await self._require(ctx, parent, *READ_OR_WRITE, name=name)
         try:
             text = names.decode_component(name)
         except names.BadName as bad:
@@ -211,11 +213,18 @@ class Operations(pyfuse3.Operations):
         entry = await self.meta.lookup(parent_inode, text)
         if entry is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return self.attributes(entry)
+        if parent.kind == "root":
+            access = await self._access(ctx, entry)  # a bucket exists for everyone
+        return self.attributes(entry, access.rights)
 
     @request
     async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
-        return self.attributes(await self._entry(inode))
+        entry = await self._entry(inode)
+        if entry.kind in ("root", "bucket"):
+            access = await self._access(ctx, entry)
+        else:
+            access = await self._require(ctx, entry, *READ_OR_WRITE)
+        return self.attributes(entry, access.rights)
 
     @request
     async def setattr(
@@ -228,7 +237,14 @@ class Operations(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         entry = await self._entry(inode)
         where = (entry, None)
-        await self._authorize(ctx, Permission.WRITE, entry)
+        # A bucket's own attributes are the owner's business; the objects', the writers'.
+        needed = Permission.WRITE_ACP if entry.kind == "bucket" else Permission.WRITE
+        access = await self._require(ctx, entry, needed)
+        chown = (fields.update_uid and attr.st_uid != entry.uid) or (
+            fields.update_gid and attr.st_gid != entry.gid
+        )
+        if chown and not self.iam.is_admin(access.who):
+            raise Refused(errno.EPERM, where, "only an administrator changes ownership")
         now = time.time_ns()
         changes: dict[str, int] = {}
         if fields.update_size:
@@ -252,7 +268,7 @@ class Operations(pyfuse3.Operations):
             self.objects.times_set(inode)
         changes["ctime_ns"] = now
         await self.meta.update(entry, **changes)
-        return self.attributes(entry)
+        return self.attributes(entry, access.rights)
 
     async def _truncate(self, entry: Entry, size: int, fh: int | None) -> None:
         """Truncate through the caller's open handle, or as a whole new version."""
@@ -271,6 +287,7 @@ class Operations(pyfuse3.Operations):
     @request
     async def readlink(self, inode: int, ctx: Any) -> bytes:
         entry = await self._entry(inode)
+        await self._require(ctx, entry, Permission.READ)
         if entry.kind != "symlink" or entry.target is None:
             raise Refused(errno.EINVAL, (entry, None), "not a symlink")
         return entry.target.encode()
@@ -286,7 +303,7 @@ class Operations(pyfuse3.Operations):
         await self.meta.insert(entry, bucket_owner=ctx.uid if kind == "bucket" else None)
         if kind == "bucket":
             log.info("created bucket %s for uid %d", text, ctx.uid)
-        return self.attributes(entry)
+        return self.attributes(entry, (await self._access(ctx, entry)).rights)
 
     @request
     async def symlink(
@@ -306,7 +323,7 @@ class Operations(pyfuse3.Operations):
         entry.target = target_text
         entry.size = len(target)
         await self.meta.insert(entry)
-        return self.attributes(entry)
+        return self.attributes(entry, (await self._access(ctx, entry)).rights)
 
     @request
     async def mknod(
@@ -321,7 +338,7 @@ class Operations(pyfuse3.Operations):
             )
         entry, handle = await self._create_object(parent, name, mode, ctx)
         await self.objects.release(handle)
-        return self.attributes(entry)
+        return self.attributes(entry, (await self._access(ctx, entry)).rights)
 
     @request
     async def link(
@@ -340,7 +357,7 @@ class Operations(pyfuse3.Operations):
         entry, where = await self._existing(parent, name)
         if entry.is_dir:
             raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
-        await self._authorize(ctx, Permission.WRITE, parent, name)
+        await self._require(ctx, parent, Permission.WRITE, name=name)
         await self.meta.delete(entry, time.time_ns())
         await self.objects.unlinked(entry)
 
@@ -350,7 +367,12 @@ class Operations(pyfuse3.Operations):
         entry, where = await self._existing(parent, name)
         if not entry.is_dir:
             raise Refused(errno.ENOTDIR, where, "not a directory")
-        await self._authorize(ctx, Permission.WRITE, entry)
+        if entry.kind == "bucket":
+            access = await self._access(ctx, entry)
+            if access.who.uid != access.acl.owner and not self.iam.is_admin(access.who):
+                self._deny(access, where, "ownership (only the owner deletes a bucket)")
+        else:
+            await self._require(ctx, entry, Permission.WRITE)
         if await self.meta.has_children(entry.inode):
             raise Refused(errno.ENOTEMPTY, where, f"{entry.kind} is not empty")
         await self.meta.delete(entry, time.time_ns())
@@ -394,8 +416,11 @@ class Operations(pyfuse3.Operations):
             names.check_key_length(await self._key_bytes(new_parent) + len(name_new) + extra)
         except names.BadName as bad:
             raise Refused(bad.errno, new_where, bad.rule) from None
-        await self._authorize(ctx, Permission.WRITE, old_parent, name_old)
-        await self._authorize(ctx, Permission.WRITE, new_parent, name_new)
+        source = await self._require(ctx, old_parent, Permission.WRITE, name=name_old)
+        target = await self._require(ctx, new_parent, Permission.WRITE, name=name_new)
+        if source.bucket is not target.bucket:
+            # Moving out of a bucket is a copy then a delete: the copy needs READ there.
+            await self._require(ctx, old_parent, Permission.READ, name=name_old)
         if entry.parent == new_parent.inode and entry.name == new_name:
             return
         ancestor: Entry | None = new_parent
@@ -433,7 +458,7 @@ class Operations(pyfuse3.Operations):
         parent = await self._entry(parent_inode)
         entry, handle = await self._create_object(parent, name, mode, ctx)
         info = pyfuse3.FileInfo(fh=handle.fh, direct_io=handle.direct_io, keep_cache=False)
-        return info, self.attributes(entry)
+        return info, self.attributes(entry, (await self._access(ctx, entry)).rights)
 
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
@@ -441,9 +466,12 @@ class Operations(pyfuse3.Operations):
         where = (entry, None)
         if entry.kind != "object":
             raise Refused(errno.EISDIR if entry.is_dir else errno.EINVAL, where, "not an object")
-        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
-        permission = Permission.WRITE if writable else Permission.READ
-        await self._authorize(ctx, permission, entry)
+        mode = flags & os.O_ACCMODE
+        writable = mode != os.O_RDONLY
+        if mode != os.O_WRONLY:
+            await self._require(ctx, entry, Permission.READ)
+        if writable:
+            await self._require(ctx, entry, Permission.WRITE)
         handle = await self.objects.open(entry, writable, truncate=bool(flags & os.O_TRUNC))
         return pyfuse3.FileInfo(
             fh=handle.fh, direct_io=handle.direct_io, keep_cache=self.objects.keep_cache(handle)
@@ -481,11 +509,13 @@ class Operations(pyfuse3.Operations):
         entry = await self._entry(inode)
         if not entry.is_dir:
             raise Refused(errno.ENOTDIR, (entry, None), "not a directory")
-        if entry.kind != "root":
-            await self._authorize(ctx, Permission.READ, entry)
+        if entry.kind == "root":
+            access = await self._access(ctx, entry)
+        else:
+            access = await self._require(ctx, entry, Permission.READ)
         fh = self._next_listing
         self._next_listing += 1
-        self._listings[fh] = _Listing(inode)
+        self._listings[fh] = _Listing(inode, access)
         return fh
 
     @request
@@ -496,9 +526,19 @@ class Operations(pyfuse3.Operations):
             if not page:
                 return
             for entry in page:
+                rights = listing.access.rights
+                if entry.kind == "bucket":  # the top level lists what the caller may read
+                    rights = self.iam.rights(listing.access.who, await self.meta.acl(entry.inode))
+                    visible = Permission.READ in rights
+                else:
+                    visible = True
                 # an entry moved away since the page was read is skipped
-                if entry.parent == listing.inode and not pyfuse3.readdir_reply(
-                    token, entry.name.encode(), self.attributes(entry), entry.inode
+                if (
+                    visible
+                    and entry.parent == listing.inode
+                    and not pyfuse3.readdir_reply(
+                        token, entry.name.encode(), self.attributes(entry, rights), entry.inode
+                    )
                 ):
                     return
                 start_id = entry.inode
@@ -531,111 +571,32 @@ class Operations(pyfuse3.Operations):
 
     @request
     async def access(self, inode: int, mode: int, ctx: Any) -> bool:
-        await self._entry(inode)
+        entry = await self._entry(inode)
+        rights = (await self._access(ctx, entry)).rights
+        if entry.kind not in ("root", "bucket") and not rights.intersection(READ_OR_WRITE):
+            return False
+        if mode & os.R_OK and Permission.READ not in rights:
+            return False
+        if mode & os.W_OK and Permission.WRITE not in rights:
+            return False
+        if mode & os.X_OK:
+            if Permission.READ not in rights:
+                return False
+            if not entry.is_dir and not entry.mode & 0o111:
+                return False
         return True
 
     async def forget(self, inode_list: Any) -> None:
         return None
-
-    # -- metadata as extended attributes ----------------------------------------------------
-
-    async def _system_metadata(self, entry: Entry, name: str) -> str | None:
-        field = name[len(SYSTEM_PREFIX) :]
-        if field == "bucket":
-            bucket = await self._bucket_of(entry)
-            return bucket.name if bucket else None
-        if field == "key":
-            bucket = await self._bucket_of(entry)
-            if bucket is None or bucket is entry:
-                return None
-            key = (await self.path_of(entry))[len(bucket.name) + 2 :]
-            return key + "/" if entry.is_dir else key
-        if entry.kind != "object":
-            return None
-        return {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}.get(
-            field
-        )
-
-    @request
-    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
-        entry = await self._entry(inode)
-        text = name.decode("utf-8", "replace")
-        if not text.startswith("user."):
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        await self._authorize(ctx, Permission.READ, entry)
-        if text.startswith(SYSTEM_PREFIX):
-            value = await self._system_metadata(entry, text)
-            if value is None:
-                raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-            return value.encode()
-        found = (await self.meta.user_metadata(inode)).get(text[len("user.") :])
-        if found is None:
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        return found
-
-    @request
-    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
-        entry = await self._entry(inode)
-        await self._authorize(ctx, Permission.READ, entry)
-        return [b"user." + key.encode() for key in await self.meta.user_metadata(inode)]
-
-    async def _metadata_target(self, inode: int, name: bytes, ctx: Any) -> tuple[Entry, str]:
-        """The entry and user metadata name that a setxattr/removexattr changes."""
-        entry = await self._entry(inode)
-        where = (entry, None)
-        try:
-            text = name.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Refused(errno.EINVAL, where, "metadata names must be UTF-8") from None
-        if not text.startswith("user."):
-            raise Refused(errno.ENOTSUP, where, f"{text}: only user.* metadata is stored")
-        await self._authorize(ctx, Permission.WRITE, entry)
-        if text.startswith(SYSTEM_PREFIX) and text not in SETTABLE_SYSTEM:
-            raise Refused(errno.EPERM, where, f"{text} is read-only system metadata")
-        return entry, text
-
-    @request
-    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
-        entry, text = await self._metadata_target(inode, name, ctx)
-        where = (entry, None)
-        if text in SETTABLE_SYSTEM:
-            if entry.kind != "object":
-                raise Refused(errno.EPERM, where, "only objects have a content type")
-            try:
-                content_type = value.decode("ascii")
-            except UnicodeDecodeError:
-                raise Refused(errno.EINVAL, where, "content types are ASCII") from None
-            await self.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
-            return
-        key = text[len("user.") :]
-        current = await self.meta.user_metadata(inode)
-        total = sum(len(k.encode()) + len(v) for k, v in current.items() if k != key)
-        if total + len(key.encode()) + len(value) > USER_METADATA_LIMIT:
-            raise Refused(
-                errno.E2BIG,
-                where,
-                f"user metadata is limited to {USER_METADATA_LIMIT} bytes per object",
-            )
-        await self.meta.set_user_metadata(inode, key, value)
-
-    @request
-    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
-        entry, text = await self._metadata_target(inode, name, ctx)
-        if text in SETTABLE_SYSTEM:
-            await self.meta.update(entry, content_type=None)
-            return
-        key = text[len("user.") :]
-        if key not in await self.meta.user_metadata(inode):
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        await self.meta.set_user_metadata(inode, key, None)
 
 
 class _Listing:
     """An open directory: the page of entries last fetched, so that each of the kernel's
     small readdir requests is served from memory and the database sees one query per page."""
 
-    def __init__(self, inode: int):
+    def __init__(self, inode: int, access: Access):
         self.inode = inode
+        self.access = access  # decided at opendir, as for a file descriptor
         self._after = -1  # the start_id the page was fetched after
         self._page: list[Entry] = []
         self._ids: list[int] = []

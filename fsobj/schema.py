@@ -45,6 +45,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (inode, name)
     ) WITHOUT ROWID;
     """,
+    # 2: bucket ACLs. The owner (buckets.owner_uid) always holds FULL_CONTROL.
+    """
+    CREATE TABLE grants (
+        bucket     INTEGER NOT NULL REFERENCES buckets (inode) ON DELETE CASCADE,
+        grantee    TEXT NOT NULL,  -- uid:N, gid:N, authenticated, everyone
+        permission TEXT NOT NULL
+                   CHECK (permission IN ('READ', 'WRITE', 'READ_ACP', 'WRITE_ACP', 'FULL_CONTROL')),
+        PRIMARY KEY (bucket, grantee, permission)
+    ) WITHOUT ROWID;
+    -- every user may create buckets at the top level, and remove only their own: 01777
+    UPDATE entries SET mode = 1023 | 512 WHERE inode = 1;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

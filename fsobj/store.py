@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from .datastore import DataStore
-from .iam import AllowAll
+from .iam import Policy
 from .metadata import MetadataStore, open_metadata_store
 from .operations import Operations
 
@@ -104,7 +104,7 @@ async def open_store(root: Path, mountpoint: str = "") -> AsyncIterator[Store]:
         except Exception as error:
             raise StoreError(f"cannot open the metadata of store {root}: {error}") from None
         try:
-            yield Store(root, meta, data, Operations(meta, data, AllowAll()))
+            yield Store(root, meta, data, Operations(meta, data, Policy(admins={0, os.getuid()})))
         finally:
             await meta.close()
     finally:

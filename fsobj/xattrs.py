@@ -1,0 +1,137 @@
+"""Metadata as extended attributes: the API service's part that reads and changes metadata.
+
+* `user.NAME`: user metadata (S3's `x-amz-meta-NAME`), at most 2 KiB per object;
+* `user.fsobj.id`, `.etag`, `.content-type`, `.bucket`, `.key`: system metadata, read-only
+  but for the content type;
+* `user.fsobj.acl` on a bucket's directory: its ACL as text (READ_ACP to read,
+  WRITE_ACP to change); `fsobj acl` works through it.
+
+None of the `user.fsobj.*` names is listed, so copying tools do not try to copy them.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import Any
+
+import pyfuse3
+
+from .iam import AclError, Permission, parse_grants
+from .metadata import Entry
+from .refusals import Refused, request
+
+USER_METADATA_LIMIT = 2048  # bytes of names and values, as S3's x-amz-meta-*
+SYSTEM_PREFIX = "user.fsobj."
+CONTENT_TYPE = "user.fsobj.content-type"
+ACL = "user.fsobj.acl"
+
+
+class MetadataAttributes:
+    """Extended-attribute handlers, mixed into `operations.Operations`."""
+
+    async def _system_metadata(self, entry: Entry, name: str) -> str | None:
+        field = name[len(SYSTEM_PREFIX) :]
+        if field in ("bucket", "key"):
+            bucket = await self._bucket_of(entry)
+            if bucket is None:
+                return None
+            if field == "bucket":
+                return bucket.name
+            if bucket is entry:
+                return None
+            key = (await self.path_of(entry))[len(bucket.name) + 2 :]
+            return key + "/" if entry.is_dir else key
+        if field == "acl" and entry.kind == "bucket":
+            return (await self.meta.acl(entry.inode)).to_text()
+        if entry.kind != "object":
+            return None
+        fields = {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}
+        return fields.get(field)
+
+    @request
+    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        entry = await self._entry(inode)
+        text = name.decode("utf-8", "replace")
+        if not text.startswith("user."):
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        needed = Permission.READ_ACP if text == ACL else Permission.READ
+        await self._require(ctx, entry, needed)
+        if text.startswith(SYSTEM_PREFIX):
+            value = await self._system_metadata(entry, text)
+            if value is None:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            return value.encode()
+        found = (await self.meta.user_metadata(inode)).get(text[len("user.") :])
+        if found is None:
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return found
+
+    @request
+    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        entry = await self._entry(inode)
+        await self._require(ctx, entry, Permission.READ)
+        return [b"user." + key.encode() for key in await self.meta.user_metadata(inode)]
+
+    async def _metadata_target(self, inode: int, name: bytes, ctx: Any) -> tuple[Entry, str]:
+        """The entry and metadata name that a setxattr/removexattr changes, once allowed."""
+        entry = await self._entry(inode)
+        where = (entry, None)
+        try:
+            text = name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused(errno.EINVAL, where, "metadata names must be UTF-8") from None
+        if not text.startswith("user."):
+            raise Refused(errno.ENOTSUP, where, f"{text}: only user.* metadata is stored")
+        if text == ACL:
+            if entry.kind != "bucket":
+                raise Refused(errno.EPERM, where, "only buckets have an ACL")
+            await self._require(ctx, entry, Permission.WRITE_ACP)
+            return entry, text
+        await self._require(ctx, entry, Permission.WRITE)
+        if text.startswith(SYSTEM_PREFIX) and text != CONTENT_TYPE:
+            raise Refused(errno.EPERM, where, f"{text} is read-only system metadata")
+        if text == CONTENT_TYPE and entry.kind != "object":
+            raise Refused(errno.EPERM, where, "only objects have a content type")
+        return entry, text
+
+    @request
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        entry, text = await self._metadata_target(inode, name, ctx)
+        where = (entry, None)
+        if text == ACL:
+            try:
+                grants = parse_grants(value.decode("utf-8"))
+            except (UnicodeDecodeError, AclError) as bad:
+                raise Refused(errno.EINVAL, where, f"bad ACL: {bad}") from None
+            await self.meta.set_grants(entry.inode, grants)
+            return
+        if text == CONTENT_TYPE:
+            try:
+                content_type = value.decode("ascii")
+            except UnicodeDecodeError:
+                raise Refused(errno.EINVAL, where, "content types are ASCII") from None
+            await self.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
+            return
+        key = text[len("user.") :]
+        current = await self.meta.user_metadata(inode)
+        total = sum(len(k.encode()) + len(v) for k, v in current.items() if k != key)
+        if total + len(key.encode()) + len(value) > USER_METADATA_LIMIT:
+            raise Refused(
+                errno.E2BIG, where, f"user metadata is limited to {USER_METADATA_LIMIT} bytes"
+            )
+        await self.meta.set_user_metadata(inode, key, value)
+
+    @request
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        entry, text = await self._metadata_target(inode, name, ctx)
+        if text == ACL:
+            await self.meta.set_grants(entry.inode, ())
+            return
+        if text == CONTENT_TYPE:
+            await self.meta.update(entry, content_type=None)
+            return
+        key = text[len("user.") :]
+        if key not in await self.meta.user_metadata(inode):
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        await self.meta.set_user_metadata(inode, key, None)
