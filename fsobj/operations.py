@@ -219,12 +219,11 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
 
     @request
     async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        # Not refused: a path reaches an inode only through lookup, which is checked on
+        # every walk (no entry caching); what is left are descriptors (fstat, and the
+        # kernel's attribute refresh before reads), which stay usable after a revoke.
         entry = await self._entry(inode)
-        if entry.kind in ("root", "bucket"):
-            access = await self._access(ctx, entry)
-        else:
-            access = await self._require(ctx, entry, *READ_OR_WRITE)
-        return self.attributes(entry, access.rights)
+        return self.attributes(entry, (await self._access(ctx, entry)).rights)
 
     @request
     async def setattr(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import actor
 import pytest
 
 MOUNT_TIMEOUT = 30.0
@@ -100,8 +103,9 @@ def store(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def mount(tmp_path: Path, store: Path):
-    path = tmp_path / "mnt"
-    path.mkdir()
+    # Other uids must be able to reach the mount point: pytest's tmp_path is private.
+    path = Path(tempfile.mkdtemp(prefix="fsobj-mnt-"))
+    path.chmod(0o755)
     mounted = Mount(store, path, tmp_path / "fsobj.log")
     mounted.start()
     try:
@@ -109,6 +113,7 @@ def mount(tmp_path: Path, store: Path):
     finally:
         mounted.stop()
         assert not is_mounted(path)
+        path.rmdir()
     # Ordinary bad input must never produce a traceback or an error in the daemon's log.
     log = mounted.log_text()
     assert "Traceback" not in log, log
@@ -133,3 +138,30 @@ def fsobj_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"fsobj {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
     return result
+
+
+def as_user(uid: int, steps: list[list], gid: int | None = None, groups: tuple = ()) -> list:
+    """Run `steps` (see actor.py) in a forked process with another identity (forked, not
+    executed: the interpreter may live where that user cannot read). One result per step."""
+    gid = uid if gid is None else gid
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups(list(groups))
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.chdir("/")
+            with os.fdopen(write_end, "w") as out:
+                json.dump(actor.run_steps(steps), out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as results:
+        text = results.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and text, f"the process acting as uid {uid} failed"
+    return json.loads(text)
