@@ -182,7 +182,8 @@ def _annotated(text: str) -> str:
     """ACL text with the names of the users and groups it mentions."""
     lines = []
     for line in text.splitlines():
-        grantee = line.split()[-2] if line.startswith("owner ") else line.split()[0]
+        parts = line.split()
+        grantee = parts[1] if parts[0] == "owner" else parts[0]
         kind, _, number = grantee.partition(":")
         try:
             if kind == "uid":

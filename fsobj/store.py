@@ -93,6 +93,8 @@ async def open_store(root: Path, mountpoint: str = "") -> AsyncIterator[Store]:
         if not os.access(root, os.W_OK):
             raise StoreError(f"store {root} is not writable")
         lock_fd = _take_lock(root, mountpoint)
+        # Access control is the API service's: nobody else may read the store's files.
+        root.chmod(0o700)
     except OSError as error:
         raise StoreError(f"cannot open store {root}: {error.strerror}") from None
     try:

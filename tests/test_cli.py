@@ -41,6 +41,7 @@ def test_mount_sh_mounts_in_background_and_umount_flushes(places):
     names = {row[0] for row in conn.execute("SELECT name FROM entries")}
     assert {"notes", "todo.txt"} <= names
     assert "mounted store" in (store / "fsobj.log").read_text()
+    assert os.stat(store).st_mode & 0o777 == 0o700  # only the API service reads it
 
 
 def test_default_store_is_under_xdg_data_home(places, tmp_path):
