@@ -1,51 +1,108 @@
 """The data store: immutable blobs named by UUID, and the staging area where writes wait.
 
-An object's content is written to a staging file; committing it fsyncs (when durability is
-asked for) and renames it to `blobs/ab/cd/UUID`, after which it never changes. Staging and
-blobs share one filesystem, so the commit is a rename. All calls that touch the disk at
-length run in a worker thread, off the trio loop.
+An object's content is written to a staging file; committing it computes the object's
+digests, makes the data durable (fdatasync), renames the file to `blobs/ab/cd/UUID` and
+makes that name durable (fsync of the directory), all before the metadata store records
+the new version, so a crash can never leave metadata pointing at a blob that is not fully
+on disk. A blob never changes after that. All calls that touch the disk at length run in a
+worker thread, off the trio loop.
+
+Every blob has a CRC-32 per 1 MiB chunk, recorded with the object's metadata; reads verify
+each chunk once before serving bytes from it, so damaged data is an error, never a wrong
+answer.
 """
 
 from __future__ import annotations
 
+import array
+import contextlib
 import ctypes
 import errno
 import hashlib
 import os
 import uuid
+import zlib
 from pathlib import Path
 
 import trio
 
-COPY_CHUNK = 1 << 20
+CHUNK = 1 << 20  # checksum granularity, and the unit of copies and scans
 # Object size limit, as in S3: writes or truncates past it fail with EFBIG.
 MAX_OBJECT_SIZE = 5 * (1 << 40)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+class DamagedBlob(Exception):
+    """A blob that is missing, of the wrong size, or whose content fails its checksum."""
+
+
+class Digest:
+    """S3's etag (MD5 of the content) and the per-chunk CRC-32s, fed the content in order."""
+
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5()
+        self.sums = array.array("I")
+        self._crc = 0
+        self._filled = 0  # bytes of the current chunk seen so far
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.md5.update(data)
+        view = memoryview(data)
+        while view:
+            take = min(len(view), CHUNK - self._filled)
+            self._crc = zlib.crc32(view[:take], self._crc)
+            self._filled += take
+            view = view[take:]
+            if self._filled == CHUNK:
+                self.sums.append(self._crc)
+                self._crc, self._filled = 0, 0
+
+    def finish(self) -> tuple[str, bytes]:
+        """(etag, checksums): the checksums are little-endian uint32, one per chunk."""
+        if self._filled:
+            self.sums.append(self._crc)
+            self._crc, self._filled = 0, 0
+        sums = self.sums if _little_endian() else _swapped(self.sums)
+        return self.md5.hexdigest(), sums.tobytes()
+
+
+def _little_endian() -> bool:
+    return array.array("I", [1]).tobytes()[0] == 1
+
+
+def _swapped(values: array.array) -> array.array:
+    copy = array.array("I", values)
+    copy.byteswap()
+    return copy
+
+
+def chunk_sums(checksums: bytes) -> array.array:
+    sums = array.array("I")
+    sums.frombytes(checksums)
+    return sums if _little_endian() else _swapped(sums)
+
+
 class Staging:
     """The content of an object being written: a private file in the staging area.
 
-    The MD5 (S3's etag) is computed as the data arrives while writes are sequential from
-    offset 0; any other write pattern falls back to hashing the file once at commit.
+    Digests are computed as the data arrives while writes are sequential from offset 0;
+    any other write pattern falls back to reading the file once at commit.
     """
 
     def __init__(self, path: Path, fd: int, size: int = 0):
         self.path = path
         self.fd = fd
         self.size = size
-        self._md5: hashlib._Hash | None = hashlib.md5() if size == 0 else None
-        self._hashed = 0
+        self._digest: Digest | None = Digest() if size == 0 else None
 
     def write(self, offset: int, data: bytes) -> int:
         written = os.pwrite(self.fd, data, offset)
-        if self._md5 is not None:
-            if offset == self._hashed and offset == self.size:
-                self._md5.update(data[:written])
-                self._hashed += written
+        if self._digest is not None:
+            if offset == self.size:
+                self._digest.update(memoryview(data)[:written])
             else:
-                self._md5 = None
+                self._digest = None
         self.size = max(self.size, offset + written)
         return written
 
@@ -54,24 +111,34 @@ class Staging:
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
-        if size != self._hashed:
-            self._md5 = None
+        if size != self.size:
+            self._digest = None
         self.size = size
 
-    def etag(self) -> str:
-        if self._md5 is not None and self._hashed == self.size:
-            return self._md5.hexdigest()
-        md5 = hashlib.md5()
-        offset = 0
-        while chunk := os.pread(self.fd, COPY_CHUNK, offset):
-            md5.update(chunk)
-            offset += len(chunk)
-        return md5.hexdigest()
+    def digests(self) -> tuple[str, bytes]:
+        """(etag, checksums) of the staged content."""
+        digest = self._digest
+        if digest is None:
+            digest = Digest()
+            offset = 0
+            while chunk := os.pread(self.fd, CHUNK, offset):
+                digest.update(chunk)
+                offset += len(chunk)
+        return digest.finish()
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def new_object_id() -> str:
+    return str(uuid.uuid4())
+
+
+def verify_chunk(fd: int, index: int, expected: int) -> bool:
+    """Whether chunk `index` of the blob open at `fd` matches its recorded CRC-32."""
+    return zlib.crc32(os.pread(fd, CHUNK, index * CHUNK)) == expected
 
 
 class DataStore:
@@ -121,47 +188,26 @@ class DataStore:
             raise
         return staging
 
-    async def commit(self, staging: Staging, durable: bool) -> tuple[str, int, str]:
-        """Turn a staging file into a new immutable blob; returns (object_id, size, etag)."""
-        return await trio.to_thread.run_sync(self._commit, staging, durable)
+    async def commit(self, staging: Staging, object_id: str) -> tuple[int, str, bytes]:
+        """Turn a staging file into the blob `object_id`, durably;
+        returns (size, etag, checksums)."""
+        return await trio.to_thread.run_sync(self._commit, staging, object_id)
 
-    def _commit(self, staging: Staging, durable: bool) -> tuple[str, int, str]:
-        etag = staging.etag()
-        if durable:
-            os.fsync(staging.fd)
-        object_id = str(uuid.uuid4())
+    def _commit(self, staging: Staging, object_id: str) -> tuple[int, str, bytes]:
+        etag, checksums = staging.digests()
+        os.fdatasync(staging.fd)
         path = self.blob_path(object_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.fchmod(staging.fd, 0o400)
         os.rename(staging.path, path)
-        if durable:
-            _fsync_dir(path.parent)
+        _fsync_dir(path.parent)
         size = staging.size
         staging.close()
-        return object_id, size, etag
-
-    async def discard(self, staging: Staging) -> None:
-        def discard() -> None:
-            staging.close()
-            staging.path.unlink(missing_ok=True)
-
-        await trio.to_thread.run_sync(discard)
+        return size, etag, checksums
 
     async def remove_blob(self, object_id: str) -> None:
         """Remove a blob no metadata points at; open descriptors keep reading it."""
         await trio.to_thread.run_sync(self.blob_path(object_id).unlink, True)
-
-    async def make_durable(self, object_id: str) -> None:
-        def sync() -> None:
-            path = self.blob_path(object_id)
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            _fsync_dir(path.parent)
-
-        await trio.to_thread.run_sync(sync)
 
     async def sync_all(self) -> None:
         """Flush everything the store's filesystem holds for us (syncfs)."""
@@ -176,6 +222,24 @@ class DataStore:
                 os.close(fd)
 
         await trio.to_thread.run_sync(syncfs)
+
+    def blob_ids(self) -> list[str]:
+        """The ids of all blobs on disk (a directory scan: for the collector and fsck)."""
+        return [
+            blob.name
+            for shard in self.blobs.iterdir()
+            for sub in shard.iterdir()
+            for blob in sub.iterdir()
+        ]
+
+    def prune_shards(self) -> None:
+        """Remove shard directories that no blob uses any more."""
+        for shard in self.blobs.iterdir():
+            for sub in shard.iterdir():
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+            with contextlib.suppress(OSError):
+                shard.rmdir()
 
     def capacity(self) -> os.statvfs_result:
         return os.statvfs(self.root)

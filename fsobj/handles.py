@@ -18,7 +18,16 @@ import time
 
 import trio
 
-from .datastore import DataStore, Staging, check_object_size
+from .datastore import (
+    CHUNK,
+    DamagedBlob,
+    DataStore,
+    Staging,
+    check_object_size,
+    chunk_sums,
+    new_object_id,
+    verify_chunk,
+)
 from .metadata import Entry, MetadataStore
 
 log = logging.getLogger(__name__)
@@ -30,11 +39,27 @@ class Handle:
     entry: Entry
     writable: bool
     direct_io: bool
-    blob_fd: int | None = None  # the version this handle reads until it writes
+    # The version this handle reads until it writes (the entry moves on with commits).
+    blob_fd: int | None = None
+    version: Version | None = None
     staging: Staging | None = None
     dirty: bool = False
     # When this handle last changed the content; None once an explicit utime overrides it.
     modified_ns: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Version:
+    """One committed content of an object: its blob and what is recorded about it."""
+
+    object_id: str
+    size: int
+    checksums: bytes | None
+
+    @classmethod
+    def of(cls, entry: Entry) -> Version:
+        assert entry.object_id is not None
+        return cls(entry.object_id, entry.size, entry.checksums)
 
 
 def guess_content_type(name: str) -> str:
@@ -60,6 +85,10 @@ class OpenObjects:
         self._fhs = itertools.count(1)
         # Serialises "read the current blob, point the entry at the new one" across commits.
         self._commit_lock = trio.Lock()
+        # Blobs being committed: on disk, not yet named by the metadata.
+        self.committing: set[str] = set()
+        # Chunks of each blob whose checksum has been verified by a read.
+        self._verified: dict[str, set[int]] = {}
 
     def get(self, fh: int) -> Handle:
         return self._handles[fh]
@@ -87,14 +116,15 @@ class OpenObjects:
         # at the size being written) or while a reader of an older version is open (its
         # pages would mix with ours): direct reads are served from our pinned blob only.
         shared_view_unsafe = any(
-            h.writable or (h.blob_fd is not None and h.entry.object_id != entry.object_id)
+            h.writable or (h.version is not None and h.version.object_id != entry.object_id)
             for h in siblings
         )
         handle = Handle(next(self._fhs), entry, writable, writable or shared_view_unsafe)
         if entry.object_id is not None and not (writable and truncate):
             # Opened on the loop, with no await after reading object_id: a commit that
             # replaces the blob cannot unlink it in between.
-            handle.blob_fd = self.data.open_blob(entry.object_id)
+            handle.version = Version.of(entry)
+            handle.blob_fd = self._open_blob(handle.version, entry.name)
         if writable and truncate:
             handle.staging = await self.data.stage(None)
             handle.dirty = True
@@ -104,11 +134,30 @@ class OpenObjects:
         self._handles[handle.fh] = handle
         return handle
 
+    def _open_blob(self, version: Version, name: str) -> int:
+        """A descriptor on a version's blob, which must exist and have the right size."""
+        path = self.data.blob_path(version.object_id)
+        try:
+            fd = self.data.open_blob(version.object_id)
+        except FileNotFoundError:
+            raise DamagedBlob(
+                f"object {version.object_id} ({name}): blob {path} is missing"
+            ) from None
+        size = os.fstat(fd).st_size
+        if size != version.size:
+            os.close(fd)
+            raise DamagedBlob(
+                f"object {version.object_id} ({name}): blob {path} has {size} bytes,"
+                f" not {version.size}"
+            )
+        return fd
+
     def keep_cache(self, handle: Handle) -> bool:
         """Whether the kernel may keep the pages it cached for this object's inode."""
         if handle.direct_io:
             return False
-        inode, blob = handle.entry.inode, handle.entry.object_id
+        inode = handle.entry.inode
+        blob = handle.version.object_id if handle.version else None
         keep = blob is not None and self._page_cache_blob.get(inode) == blob
         self._page_cache_blob[inode] = blob
         return keep
@@ -143,7 +192,28 @@ class OpenObjects:
             return await trio.to_thread.run_sync(handle.staging.read, offset, size)
         if handle.blob_fd is None:
             return b""
-        return await trio.to_thread.run_sync(os.pread, handle.blob_fd, size, offset)
+        return await trio.to_thread.run_sync(self._read_verified, handle, offset, size)
+
+    def _read_verified(self, handle: Handle, offset: int, size: int) -> bytes:
+        """Read committed content, checking each chunk it touches against its CRC-32 the
+        first time (a blob never changes, so once is enough)."""
+        version = handle.version
+        assert version is not None
+        end = min(offset + size, version.size)
+        if version.checksums is not None and offset < end:
+            sums = chunk_sums(version.checksums)
+            verified = self._verified.setdefault(version.object_id, set())
+            for index in range(offset // CHUNK, (end - 1) // CHUNK + 1):
+                if index in verified:
+                    continue
+                if not verify_chunk(handle.blob_fd, index, sums[index]):
+                    path = self.data.blob_path(version.object_id)
+                    raise DamagedBlob(
+                        f"object {version.object_id} ({handle.entry.name}): blob {path} fails"
+                        f" its checksum at bytes {index * CHUNK}..{(index + 1) * CHUNK - 1}"
+                    )
+                verified.add(index)
+        return os.pread(handle.blob_fd, size, offset)
 
     async def _staging(self, handle: Handle) -> Staging:
         if handle.staging is None:
@@ -170,31 +240,40 @@ class OpenObjects:
         staging = handle.staging
         assert staging is not None
         entry = handle.entry
-        object_id, size, etag = await self.data.commit(staging, durable)
-        handle.staging = None
-        handle.dirty = False
-        if handle.blob_fd is not None:
-            os.close(handle.blob_fd)
-        # Later reads and copy-on-write through this handle start from what it committed.
-        handle.blob_fd = self.data.open_blob(object_id)
-        async with self._commit_lock:
-            if entry.inode in self._orphans:
-                previous = object_id  # unlinked while open: the content goes with it
-            else:
-                previous = entry.object_id
-                times = {"ctime_ns": time.time_ns()}
-                if handle.modified_ns is not None:
-                    times["mtime_ns"] = handle.modified_ns
-                await self.meta.update(
-                    entry,
-                    object_id=object_id,
-                    size=size,
-                    etag=etag,
-                    content_type=entry.content_type or guess_content_type(entry.name),
-                    **times,
-                )
+        object_id = new_object_id()
+        # From before the blob appears until the metadata names it, the collector must not
+        # take it for garbage.
+        self.committing.add(object_id)
+        try:
+            size, etag, checksums = await self.data.commit(staging, object_id)
+            handle.staging = None
+            handle.dirty = False
+            if handle.blob_fd is not None:
+                os.close(handle.blob_fd)
+            # Later reads and copy-on-write through this handle start from what it committed.
+            handle.version = Version(object_id, size, checksums)
+            handle.blob_fd = self.data.open_blob(object_id)
+            async with self._commit_lock:
+                if entry.inode in self._orphans:
+                    previous = object_id  # unlinked while open: the content goes with it
+                else:
+                    previous = entry.object_id
+                    times = {"ctime_ns": time.time_ns()}
+                    if handle.modified_ns is not None:
+                        times["mtime_ns"] = handle.modified_ns
+                    await self.meta.update(
+                        entry,
+                        object_id=object_id,
+                        size=size,
+                        etag=etag,
+                        checksums=checksums,
+                        content_type=entry.content_type or guess_content_type(entry.name),
+                        **times,
+                    )
+        finally:
+            self.committing.discard(object_id)
         if previous is not None:
-            await self.data.remove_blob(previous)
+            await self.remove_blob(previous)
         if durable:
             await self.meta.make_durable()
 
@@ -213,9 +292,7 @@ class OpenObjects:
         if handle.dirty:
             await self.commit(handle, durable=True)
             return
-        if handle.entry.object_id is not None:
-            await self.data.make_durable(handle.entry.object_id)
-        await self.meta.make_durable()
+        await self.meta.make_durable()  # blobs are durable from their commit on
 
     # -- objects going away ---------------------------------------------------------------
 
@@ -225,4 +302,8 @@ class OpenObjects:
             self._orphans[entry.inode] = entry
         self._page_cache_blob.pop(entry.inode, None)
         if entry.object_id is not None:
-            await self.data.remove_blob(entry.object_id)
+            await self.remove_blob(entry.object_id)
+
+    async def remove_blob(self, object_id: str) -> None:
+        self._verified.pop(object_id, None)
+        await self.data.remove_blob(object_id)

@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target"
+    " object_id, size, etag, content_type, target, checksums"
 )
 
 
@@ -53,6 +53,7 @@ class Entry:
     etag: str | None = None
     content_type: str | None = None
     target: str | None = None
+    checksums: bytes | None = None  # CRC-32 per chunk of the blob (datastore.Digest)
 
     @property
     def is_dir(self) -> bool:
@@ -83,7 +84,12 @@ class MetadataStore:
         """Run `fn(sqlite3_connection, *args)` in the database thread: one round trip."""
         # aiosqlite has no public "run this callable" call; _execute is what all its
         # public methods use (version pinned in pyproject.toml).
-        return await trio_asyncio.aio_as_trio(self._conn._execute)(fn, self._conn._conn, *args)
+        try:
+            return await trio_asyncio.aio_as_trio(self._conn._execute)(fn, self._conn._conn, *args)
+        except sqlite3.OperationalError as error:
+            if "full" in str(error):  # SQLITE_FULL: the store's disk is full
+                raise OSError(errno.ENOSPC, f"metadata store: {error}") from None
+            raise
 
     def _remember(self, entry: Entry) -> Entry:
         cached = self._entries.get(entry.inode)
@@ -274,6 +280,26 @@ class MetadataStore:
         )
         return {row[0] for row in rows}
 
+    async def remove_pending_objects(self) -> list[str]:
+        """Delete objects that were created but never committed (their writer died before
+        close); returns their names. Only for a store nobody has open."""
+        rows = await self._run(_remove_pending)
+        for inode, _ in rows:
+            self._forget(inode)
+        return [name for _, name in rows]
+
+    async def object_versions(self) -> list[tuple[int, str | None, int, bytes | None]]:
+        """(inode, object_id, size, checksums) of every object, for checks."""
+        return await self._run(
+            _select,
+            "SELECT inode, object_id, size, checksums FROM entries WHERE kind = 'object'",
+            (),
+        )
+
+    async def check(self) -> list[str]:
+        """Problems in the database itself and in the invariants of the namespace."""
+        return await self._run(_check)
+
     async def make_durable(self) -> None:
         """Force every committed transaction to disk (a WAL checkpoint syncs the log first)."""
         await self._run(_select, "PRAGMA wal_checkpoint(PASSIVE)", ())
@@ -322,7 +348,7 @@ def _insert_entry(
     with _transaction(conn):
         cursor = conn.execute(
             f"INSERT INTO entries ({_COLUMNS.split(', ', 1)[1]})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f" VALUES ({', '.join('?' * len(values))})",
             values,
         )
         inode = cursor.lastrowid
@@ -333,6 +359,46 @@ def _insert_entry(
             )
         conn.execute(*touch)
     return inode
+
+
+def _remove_pending(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    with _transaction(conn):
+        rows = conn.execute(
+            "SELECT inode, name FROM entries WHERE kind = 'object' AND object_id IS NULL"
+        ).fetchall()
+        conn.executemany("DELETE FROM entries WHERE inode = ?", [(inode,) for inode, _ in rows])
+    return rows
+
+
+# What must hold in a healthy store, as queries that return the rows breaking each rule.
+_INVARIANTS = {
+    "entry whose parent is missing": "SELECT e.inode, e.name FROM entries e"
+    " LEFT JOIN entries p ON p.inode = e.parent WHERE e.inode != 1 AND p.inode IS NULL",
+    "entry whose parent is not a directory": "SELECT e.inode, e.name FROM entries e"
+    " JOIN entries p ON p.inode = e.parent WHERE p.kind NOT IN ('root', 'bucket', 'dir')",
+    "bucket outside the top level, or top-level entry that is no bucket": "SELECT inode, name"
+    " FROM entries WHERE inode != 1 AND (kind = 'bucket') != (parent = 1)",
+    "bucket without its bucket record": "SELECT e.inode, e.name FROM entries e"
+    " LEFT JOIN buckets b USING (inode) WHERE e.kind = 'bucket' AND b.inode IS NULL",
+    "object never committed (its writer died before close)": "SELECT inode, name FROM entries"
+    " WHERE kind = 'object' AND object_id IS NULL",
+    "symlink without a target": "SELECT inode, name FROM entries"
+    " WHERE kind = 'symlink' AND target IS NULL",
+    "two entries share a blob": "SELECT min(inode), object_id FROM entries"
+    " WHERE object_id IS NOT NULL GROUP BY object_id HAVING count(*) > 1",
+}
+
+
+def _check(conn: sqlite3.Connection) -> list[str]:
+    problems = [
+        f"database: {row[0]}"
+        for row in conn.execute("PRAGMA integrity_check").fetchall()
+        if row[0] != "ok"
+    ]
+    problems += [f"database: {row}" for row in conn.execute("PRAGMA foreign_key_check")]
+    for rule, query in _INVARIANTS.items():
+        problems += [f"{rule}: inode {inode} ({name})" for inode, name in conn.execute(query)]
+    return problems
 
 
 def _select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pyfuse3
 
+from .datastore import DamagedBlob
 from .metadata import Entry
 
 log = logging.getLogger("fsobj.operations")
@@ -50,6 +51,9 @@ def request(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
                 refusal.reason,
             )
             raise pyfuse3.FUSEError(refusal.errno) from None
+        except DamagedBlob as damage:
+            log.error("%s failed: %s", op, damage)
+            raise pyfuse3.FUSEError(errno.EIO) from None
         except OSError as error:
             log.warning("%s failed: %s", op, error)
             raise pyfuse3.FUSEError(error.errno or errno.EIO) from None

@@ -57,6 +57,11 @@ MIGRATIONS: list[str] = [
     -- every user may create buckets at the top level, and remove only their own: 01777
     UPDATE entries SET mode = 1023 | 512 WHERE inode = 1;
     """,
+    # 3: per-chunk CRC-32s of each object's blob (little-endian uint32 per 1 MiB), verified
+    # on read; NULL for objects committed before this version (fsck --verify fills them).
+    """
+    ALTER TABLE entries ADD COLUMN checksums BLOB;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

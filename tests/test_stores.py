@@ -4,12 +4,13 @@ import hashlib
 import os
 import sqlite3
 import time
+import zlib
 
 import pytest
 import trio_asyncio
 
 from fsobj import schema
-from fsobj.datastore import DataStore
+from fsobj.datastore import CHUNK, DataStore, Digest, chunk_sums, new_object_id
 from fsobj.metadata import Entry, open_metadata_store
 
 
@@ -108,10 +109,12 @@ async def test_staging_commits_to_an_immutable_blob_with_md5(tmp_path):
     staging = await data.stage(None)
     staging.write(0, b"hello ")
     staging.write(6, b"world")
-    object_id, size, etag = await data.commit(staging, durable=True)
+    object_id = new_object_id()
+    size, etag, checksums = await data.commit(staging, object_id)
     path = data.blob_path(object_id)
     assert path.read_bytes() == b"hello world"
     assert (size, etag) == (11, hashlib.md5(b"hello world").hexdigest())
+    assert list(chunk_sums(checksums)) == [zlib.crc32(b"hello world")]
     assert path.relative_to(tmp_path).parts[:3] == ("blobs", object_id[:2], object_id[2:4])
     assert os.stat(path).st_mode & 0o777 == 0o400
     assert list((tmp_path / "staging").iterdir()) == []
@@ -121,7 +124,8 @@ async def test_copy_on_write_and_rehash_after_random_writes(tmp_path):
     data = DataStore(tmp_path)
     first = await data.stage(None)
     first.write(0, b"0123456789")
-    object_id, _, _ = await data.commit(first, durable=False)
+    object_id = new_object_id()
+    await data.commit(first, object_id)
     fd = data.open_blob(object_id)
     try:
         copy = await data.stage(fd)
@@ -129,7 +133,22 @@ async def test_copy_on_write_and_rehash_after_random_writes(tmp_path):
         os.close(fd)
     copy.write(3, b"abc")
     copy.truncate(8)
-    new_id, size, etag = await data.commit(copy, durable=False)
+    new_id = new_object_id()
+    size, etag, checksums = await data.commit(copy, new_id)
     assert data.blob_path(object_id).read_bytes() == b"0123456789"
     assert data.blob_path(new_id).read_bytes() == b"012abc67"
     assert (size, etag) == (8, hashlib.md5(b"012abc67").hexdigest())
+    assert list(chunk_sums(checksums)) == [zlib.crc32(b"012abc67")]
+
+
+def test_digest_checksums_each_chunk_however_the_data_arrives():
+    data = os.urandom(2 * CHUNK + 12345)
+    whole, pieces = Digest(), Digest()
+    whole.update(data)
+    for start in range(0, len(data), 70_001):
+        pieces.update(data[start : start + 70_001])
+    etag, sums = whole.finish()
+    assert pieces.finish() == (etag, sums)
+    assert etag == hashlib.md5(data).hexdigest()
+    expected = [zlib.crc32(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)]
+    assert list(chunk_sums(sums)) == expected
