@@ -15,12 +15,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pyfuse3
-import trio
-import trio_asyncio
 
-from . import daemon, iam
+from . import daemon, fsck, iam
 from .schema import ROOT_INODE
-from .store import StoreError, default_store, open_store
+from .store import Store, StoreError, default_store, run_offline
 
 log = logging.getLogger("fsobj")
 
@@ -61,16 +59,12 @@ def cmd_umount(args: argparse.Namespace) -> None:
 def _offline(store: str, work: Callable) -> object:
     """Run `work(operations, ctx)` against an unmounted store, through the API service."""
 
-    async def run() -> object:
+    async def run(opened: Store) -> object:
         ctx = SimpleNamespace(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), umask=0o022)
-        async with trio_asyncio.open_loop(), open_store(Path(store).expanduser()) as opened:
-            return await work(opened.operations, ctx)
+        return await work(opened.operations, ctx)
 
     try:
-        try:
-            return trio.run(run)
-        except BaseExceptionGroup as group:
-            raise daemon.single_error(group) from None
+        return run_offline(Path(store).expanduser(), run)
     except pyfuse3.FUSEError as error:
         raise CommandError(os.strerror(error.errno)) from None
 
@@ -218,6 +212,25 @@ def cmd_acl(args: argparse.Namespace) -> None:
         )
 
 
+# -- store maintenance ----------------------------------------------------------------
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    return fsck.run(Path(args.store).expanduser(), args.repair, args.verify, print)
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    if args.store:
+
+        async def collect(store: Store) -> object:
+            return await store.operations.collect_garbage()
+
+        print(run_offline(Path(args.store).expanduser(), collect))
+    else:
+        _check_mount(args)
+        print(_os_call(os.getxattr, args.mountpoint, "user.fsobj.gc").decode())
+
+
 # -- info -------------------------------------------------------------------------------
 
 
@@ -319,6 +332,25 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--perm", action="append", choices=perms, type=str.upper)
         sub.set_defaults(run=cmd_acl, everyone=False, authenticated=False, user=None, group=None)
 
+    check = commands.add_parser("fsck", help="check an unmounted store, and repair it")
+    check.add_argument(
+        "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove leftovers and orphans, move damaged objects aside",
+    )
+    check.add_argument(
+        "--verify", action="store_true", help="also read every blob and verify its checksums"
+    )
+    check.set_defaults(run=cmd_fsck)
+
+    collect = commands.add_parser("gc", help="remove blobs that no object uses")
+    collect.add_argument("--store", help="an unmounted store's directory, instead of a mount")
+    collect.add_argument("mountpoint", nargs="?")
+    collect.set_defaults(run=cmd_gc)
+
     info = commands.add_parser("info", help="show an object's id, etag, size and metadata")
     info.add_argument("path")
     info.set_defaults(run=cmd_info)
@@ -340,8 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fsobj: bucket {args.action} needs a bucket name", file=sys.stderr)
             return 2
     try:
-        args.run(args)
+        return args.run(args) or 0
     except (CommandError, StoreError, daemon.MountError, iam.AclError) as error:
         print(f"fsobj: {error}", file=sys.stderr)
         return 1
-    return 0

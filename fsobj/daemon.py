@@ -16,9 +16,12 @@ import pyfuse3
 import trio
 import trio_asyncio
 
-from .store import open_store, store_is_free
+from .store import Store, open_store, single_error, store_is_free
 
 log = logging.getLogger(__name__)
+
+DURABILITY_SECONDS = 5.0  # like a journaling filesystem's commit interval
+GC_SECONDS = 3600.0
 
 
 class MountError(Exception):
@@ -61,18 +64,16 @@ def serve(store: Path, mountpoint: Path, on_ready: Callable[[], None] = lambda: 
         raise single_error(group) from None
 
 
-def single_error(group: BaseExceptionGroup) -> BaseException:
-    """The one exception inside nested task groups, or the group when there are several."""
-    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        group = group.exceptions[0]
-    return group
-
-
 async def _serve(store_root: Path, mountpoint: Path, on_ready: Callable[[], None]) -> None:
     async with trio_asyncio.open_loop(), open_store(store_root, str(mountpoint)) as store:
+        unclean = store.begin_mount()
+        if unclean:
+            log.warning("store %s was not unmounted cleanly: recovering", store_root)
+        await store.recover()
         try:
             pyfuse3.init(store.operations, str(mountpoint), mount_options(store_root))
         except RuntimeError as error:
+            store.end_mount()
             raise MountError(f"cannot mount at {mountpoint}: {error}") from None
         log.info("mounted store %s at %s", store_root, mountpoint)
         signalled = False
@@ -89,6 +90,8 @@ async def _serve(store_root: Path, mountpoint: Path, on_ready: Callable[[], None
                             return
 
                 nursery.start_soon(stop_on_signal)
+                nursery.start_soon(_make_durable_every, store, DURABILITY_SECONDS)
+                nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
                 on_ready()
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
@@ -97,7 +100,28 @@ async def _serve(store_root: Path, mountpoint: Path, on_ready: Callable[[], None
             pyfuse3.close(unmount=signalled or sys.exc_info()[0] is not None)
             await store.operations.objects.commit_all()
             await store.data.sync_all()
+        store.end_mount()
         log.info("unmounted %s", mountpoint)
+
+
+async def _make_durable_every(store: Store, seconds: float) -> None:
+    """Bound what a power loss can take: commits become durable within `seconds`."""
+    while True:
+        await trio.sleep(seconds)
+        await store.meta.make_durable()
+
+
+async def _collect_garbage_every(store: Store, seconds: float, now: bool) -> None:
+    """Reclaim what crashes leave behind: at once after an unclean shutdown, then now and
+    then (normal operation removes unreferenced blobs itself)."""
+    if not now:
+        await trio.sleep(seconds)
+    while True:
+        try:
+            await store.operations.collect_garbage()
+        except OSError as error:
+            log.warning("garbage collection failed: %s", error)
+        await trio.sleep(seconds)
 
 
 def start_background(store: Path, mountpoint: Path, log_level: str) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pyfuse3
 
-from . import names
+from . import gc, names
 from .datastore import DataStore
 from .handles import OpenObjects
 from .iam import ALL_PERMISSIONS, Acl, Identity, Permission, Policy
@@ -587,6 +587,9 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
 
     async def forget(self, inode_list: Any) -> None:
         return None
+
+    async def collect_garbage(self) -> gc.Collection:
+        return await gc.collect(self.meta, self.data, self.objects.committing)
 
 
 class _Listing:

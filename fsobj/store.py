@@ -15,8 +15,12 @@ import dataclasses
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
+
+import trio
+import trio_asyncio
 
 from .datastore import DataStore
 from .iam import Policy
@@ -24,6 +28,7 @@ from .metadata import MetadataStore, open_metadata_store
 from .operations import Operations
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -41,6 +46,50 @@ class Store:
     meta: MetadataStore
     data: DataStore
     operations: Operations
+
+    @property
+    def _mounted_marker(self) -> Path:
+        return self.root / "mounted"
+
+    def begin_mount(self) -> bool:
+        """Mark the store as mounted; returns whether the last mount ended uncleanly."""
+        unclean = self._mounted_marker.exists()
+        self._mounted_marker.touch()
+        return unclean
+
+    def end_mount(self) -> None:
+        self._mounted_marker.unlink(missing_ok=True)
+
+    async def recover(self) -> None:
+        """The cheap recovery steps after a crash: writes that were never committed."""
+        if leftovers := self.data.clear_staging():
+            log.warning("removed %d uncommitted writes left by an earlier run", leftovers)
+        if pending := await self.meta.remove_pending_objects():
+            log.warning(
+                "removed %d objects whose writer died before close: %s",
+                len(pending),
+                ", ".join(pending[:10]),
+            )
+
+
+def run_offline(root: Path, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run `work` on an unmounted store, from synchronous code (the command line)."""
+
+    async def main() -> T:
+        async with trio_asyncio.open_loop(), open_store(root) as store:
+            return await work(store)
+
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:
+        raise single_error(group) from None
+
+
+def single_error(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested task groups, or the group when there are several."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group
 
 
 def lock_owner(root: Path) -> tuple[int, str] | None:
@@ -99,8 +148,6 @@ async def open_store(root: Path, mountpoint: str = "") -> AsyncIterator[Store]:
         raise StoreError(f"cannot open store {root}: {error.strerror}") from None
     try:
         data = DataStore(root)
-        if leftovers := data.clear_staging():
-            log.warning("removed %d uncommitted writes left by an earlier run", leftovers)
         try:
             meta = await open_metadata_store(root / "meta.sqlite3")
         except Exception as error:

@@ -4,7 +4,9 @@
 * `user.fsobj.id`, `.etag`, `.content-type`, `.bucket`, `.key`: system metadata, read-only
   but for the content type;
 * `user.fsobj.acl` on a bucket's directory: its ACL as text (READ_ACP to read,
-  WRITE_ACP to change); `fsobj acl` works through it.
+  WRITE_ACP to change); `fsobj acl` works through it;
+* `user.fsobj.gc` on the mount's top directory: reading it runs garbage collection now
+  and returns its report (administrators only); `fsobj gc MOUNT` works through it.
 
 None of the `user.fsobj.*` names is listed, so copying tools do not try to copy them.
 """
@@ -25,6 +27,7 @@ USER_METADATA_LIMIT = 2048  # bytes of names and values, as S3's x-amz-meta-*
 SYSTEM_PREFIX = "user.fsobj."
 CONTENT_TYPE = "user.fsobj.content-type"
 ACL = "user.fsobj.acl"
+GC = "user.fsobj.gc"
 
 
 class MetadataAttributes:
@@ -55,6 +58,10 @@ class MetadataAttributes:
         text = name.decode("utf-8", "replace")
         if not text.startswith("user."):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        if text == GC and entry.kind == "root":
+            if not self.iam.is_admin(self.iam.identify(ctx)):
+                raise Refused(errno.EACCES, (entry, None), "only administrators collect garbage")
+            return str(await self.collect_garbage()).encode()
         needed = Permission.READ_ACP if text == ACL else Permission.READ
         await self._require(ctx, entry, needed)
         if text.startswith(SYSTEM_PREFIX):

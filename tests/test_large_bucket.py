@@ -1,30 +1,41 @@
 """A bucket of 100,000 objects lists correctly, one metadata query per page."""
 
+import hashlib
 import re
 import sqlite3
 import subprocess
 import time
+import uuid
 
 from conftest import fsobj_cli
 
 from fsobj import schema
 
 COUNT = 100_000
+EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 
 
 def fill_bucket(store, name: str, count: int) -> None:
-    """Write `count` empty objects straight into an unmounted store's metadata (fast set-up;
-    the mount tests create objects through the mount)."""
+    """Write `count` empty objects straight into an unmounted store (fast set-up; the mount
+    tests create objects through the mount): a blob file and a metadata row each."""
     fsobj_cli("bucket", "create", "--store", str(store), name)
     conn = sqlite3.connect(store / "meta.sqlite3", isolation_level=None)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
     (bucket,) = conn.execute("SELECT inode FROM entries WHERE name = ?", (name,)).fetchone()
     now = time.time_ns()
+    rows = []
+    for i in range(count):
+        object_id = str(uuid.uuid4())
+        blob = store / "blobs" / object_id[:2] / object_id[2:4] / object_id
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.touch(0o400)
+        rows.append((bucket, f"object-{i:06d}", now, now, now, object_id, EMPTY_MD5))
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO entries (parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,"
-        " ctime_ns) VALUES (?, ?, 'object', 420, 0, 0, ?, ?, ?)",
-        ((bucket, f"object-{i:06d}", now, now, now) for i in range(count)),
+        " ctime_ns, object_id, size, etag, checksums)"
+        " VALUES (?, ?, 'object', 420, 0, 0, ?, ?, ?, ?, 0, ?, x'')",
+        rows,
     )
     conn.execute("COMMIT")
     conn.close()

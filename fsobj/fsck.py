@@ -1,0 +1,152 @@
+"""fsck: check an unmounted store, and optionally repair it.
+
+Checks: the SQLite database's integrity and the namespace's invariants; every object's
+blob exists with the recorded size (and, with `verify`, matches its checksums); staging
+leftovers of a crash; blobs that no object names. Repair removes leftovers, unreferenced
+blobs and never-committed objects, and moves damaged objects into the `lost-and-found`
+bucket, keeping their blob, so that nothing is deleted that may be the last copy of data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from . import gc
+from .datastore import CHUNK, chunk_sums, verify_chunk
+from .metadata import Entry
+from .schema import ROOT_INODE
+from .store import Store, run_offline
+
+log = logging.getLogger(__name__)
+
+LOST_AND_FOUND = "lost-and-found"
+
+
+@dataclasses.dataclass
+class Report:
+    problems: list[str] = dataclasses.field(default_factory=list)
+    repairs: list[str] = dataclasses.field(default_factory=list)
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, what: str, total: int):
+        self.what, self.total = what, total
+        self.shown = sys.stderr.isatty()
+        self._last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if self.shown and (now - self._last > 0.2 or done == self.total):
+            self._last = now
+            percent = 100 * done // max(self.total, 1)
+            print(f"\r{self.what}: {done}/{self.total} ({percent}%)", end="", file=sys.stderr)
+            if done == self.total:
+                print(file=sys.stderr)
+
+
+async def check(store: Store, repair: bool = False, verify: bool = False) -> Report:
+    report = Report()
+    meta, data = store.meta, store.data
+
+    for problem in await meta.check():
+        report.problems.append(problem)
+    if repair and (removed := await meta.remove_pending_objects()):
+        report.repairs.append(f"removed {len(removed)} never-committed objects: {removed}")
+
+    leftovers = sorted(p.name for p in data.staging.iterdir())
+    if leftovers:
+        report.problems.append(f"{len(leftovers)} uncommitted writes left in staging/")
+        if repair:
+            data.clear_staging()
+            report.repairs.append(f"removed {len(leftovers)} staging leftovers")
+
+    damaged = await _damaged_objects(store, verify)
+    for entry, why in damaged:
+        report.problems.append(f"object {await store.operations.path_of(entry)}: {why}")
+    if repair and damaged:
+        moved = await _move_to_lost_and_found(store, [entry for entry, _ in damaged])
+        report.repairs.append(f"moved {moved} damaged objects to bucket {LOST_AND_FOUND}")
+
+    orphans = await gc.unreferenced_blobs(meta, data)
+    if orphans:
+        report.problems.append(f"{len(orphans)} blobs that no object names")
+        if repair:
+            report.repairs.append(str(await gc.collect(meta, data)))
+    return report
+
+
+async def _damaged_objects(store: Store, verify: bool) -> list[tuple[Entry, str]]:
+    versions = await store.meta.object_versions()
+    progress = Progress("verifying blobs" if verify else "checking blobs", len(versions))
+    damaged = []
+    for done, (inode, object_id, size, checksums) in enumerate(versions, 1):
+        if object_id is not None:
+            why = await trio.to_thread.run_sync(
+                _blob_problem, store.data.blob_path(object_id), size, checksums, verify
+            )
+            if why:
+                entry = await store.meta.get(inode)
+                assert entry is not None
+                damaged.append((entry, f"blob {object_id} {why}"))
+        progress.update(done)
+    return damaged
+
+
+def _blob_problem(path: os.PathLike, size: int, checksums: bytes | None, verify: bool) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "is missing"
+    try:
+        found = os.fstat(fd).st_size
+        if found != size:
+            return f"has {found} bytes, not {size}"
+        if verify and checksums is not None:
+            for index, expected in enumerate(chunk_sums(checksums)):
+                if not verify_chunk(fd, index, expected):
+                    return f"fails its checksum at byte {index * CHUNK}"
+        return ""
+    finally:
+        os.close(fd)
+
+
+async def _move_to_lost_and_found(store: Store, entries: list[Entry]) -> int:
+    meta = store.meta
+    bucket = await meta.lookup(ROOT_INODE, LOST_AND_FOUND)
+    if bucket is None:
+        now = time.time_ns()
+        bucket = Entry(
+            0, ROOT_INODE, LOST_AND_FOUND, "bucket", 0o700, os.getuid(), os.getgid(), now, now, now
+        )
+        await meta.insert(bucket, bucket_owner=os.getuid())
+    for entry in entries:
+        origin = await store.operations.path_of(entry)
+        name = f"{entry.inode}-{entry.name}".encode()[:255].decode("utf-8", "ignore")
+        await meta.move(entry, bucket.inode, name, time.time_ns(), None)
+        await meta.set_user_metadata(entry.inode, "lost-from", origin.encode())
+    return len(entries)
+
+
+def run(store_root: Path, repair: bool, verify: bool, say: Callable[[str], None]) -> int:
+    """fsck as a command: report, and exit status 0 (clean) or 1 (problems found)."""
+    report = run_offline(store_root, lambda store: check(store, repair, verify))
+    for problem in report.problems:
+        say(f"problem: {problem}")
+    for repair_done in report.repairs:
+        say(f"repaired: {repair_done}")
+    if not report.problems:
+        say("store is clean")
+        return 0
+    if not repair:
+        say("run with --repair to fix what can be fixed")
+    return 1
