@@ -108,7 +108,10 @@ async def _make_durable_every(store: Store, seconds: float) -> None:
     """Bound what a power loss can take: commits become durable within `seconds`."""
     while True:
         await trio.sleep(seconds)
-        await store.meta.make_durable()
+        try:
+            await store.meta.make_durable()
+        except OSError as error:
+            log.warning("could not make the metadata durable: %s", error)
 
 
 async def _collect_garbage_every(store: Store, seconds: float, now: bool) -> None:
@@ -126,10 +129,14 @@ async def _collect_garbage_every(store: Store, seconds: float, now: bool) -> Non
 
 def start_background(store: Path, mountpoint: Path, log_level: str) -> int:
     """Start a mount in a new process; return its pid once the mount is usable."""
-    store.mkdir(parents=True, exist_ok=True)
-    read_end, write_end = os.pipe()
     log_path = store / "fsobj.log"
-    with open(log_path, "ab") as log_file:
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        log_file = open(log_path, "ab")  # noqa: SIM115 (closed below, after the spawn)
+    except OSError as error:
+        raise MountError(f"store {store} is not writable: {error.strerror}") from None
+    read_end, write_end = os.pipe()
+    with log_file:
         process = subprocess.Popen(
             [
                 sys.executable,

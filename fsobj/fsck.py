@@ -86,7 +86,10 @@ async def check(store: Store, repair: bool = False, verify: bool = False) -> Rep
 
 
 async def _damaged_objects(store: Store, verify: bool) -> list[tuple[Entry, str]]:
-    versions = await store.meta.object_versions()
+    """Objects whose blob is missing, resized or (with `verify`) corrupt; those already
+    moved to lost-and-found were reported when they were moved, and are left alone."""
+    lost = await store.meta.lookup(ROOT_INODE, LOST_AND_FOUND)
+    versions = await store.meta.object_versions(skip_parent=lost.inode if lost else None)
     progress = Progress("verifying blobs" if verify else "checking blobs", len(versions))
     damaged = []
     for done, (inode, object_id, size, checksums) in enumerate(versions, 1):

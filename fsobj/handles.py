@@ -1,9 +1,13 @@
 """Open objects: what each open file handle reads from, what it stages, and how it commits.
 
 A handle pins the blob that was current when it was opened (by holding a descriptor on
-it), so a reader keeps reading that version while writers commit new ones: a blob that no
-metadata points at any more is unlinked at once, and the kernel frees it when the last
-descriptor closes. A writable handle copies the pinned blob into staging on its first
+it), so a reader keeps reading that version while writers commit new ones. Every handle
+is opened with direct I/O: the kernel's page cache and its idea of the file size are
+shared by all handles of an inode, so with caching a reader would be cut short or padded
+with zeros by the size a concurrent writer produces, or see another version's pages;
+direct reads are served from the handle's own version only. A blob that no metadata
+points at any more is unlinked at once, and the kernel frees it when the last descriptor
+closes. A writable handle copies the pinned blob into staging on its first
 change (copy-on-write) and commits staging as a new blob on flush, fsync or release.
 """
 
@@ -38,12 +42,14 @@ class Handle:
     fh: int
     entry: Entry
     writable: bool
-    direct_io: bool
     # The version this handle reads until it writes (the entry moves on with commits).
     blob_fd: int | None = None
     version: Version | None = None
     staging: Staging | None = None
     dirty: bool = False
+    # The errno of a write or truncate that failed: what is staged is then not what the
+    # writer meant, so it is never committed (the previous version stays).
+    failed: int | None = None
     # When this handle last changed the content; None once an explicit utime overrides it.
     modified_ns: int | None = None
 
@@ -74,9 +80,6 @@ class OpenObjects:
         self.data = data
         self._handles: dict[int, Handle] = {}
         self._by_inode: dict[int, set[Handle]] = {}
-        # The blob whose pages the kernel may hold for an inode (keep_cache is safe only
-        # while it is still the object's blob).
-        self._page_cache_blob: dict[int, str | None] = {}
         # The handle that last changed an object's staged content: its size is what the
         # kernel must see while it writes (O_APPEND and st_size depend on it).
         self._last_writer: dict[int, Handle] = {}
@@ -110,16 +113,7 @@ class OpenObjects:
 
     async def open(self, entry: Entry, writable: bool, truncate: bool) -> Handle:
         siblings = self._by_inode.setdefault(entry.inode, set())
-        # The kernel's page cache and its idea of the size are shared by all handles of an
-        # inode. Writers bypass the cache, so uncommitted data never reaches readers. A
-        # reader bypasses it too while a writer is open (the kernel would clip its reads
-        # at the size being written) or while a reader of an older version is open (its
-        # pages would mix with ours): direct reads are served from our pinned blob only.
-        shared_view_unsafe = any(
-            h.writable or (h.version is not None and h.version.object_id != entry.object_id)
-            for h in siblings
-        )
-        handle = Handle(next(self._fhs), entry, writable, writable or shared_view_unsafe)
+        handle = Handle(next(self._fhs), entry, writable)
         if entry.object_id is not None and not (writable and truncate):
             # Opened on the loop, with no await after reading object_id: a commit that
             # replaces the blob cannot unlink it in between.
@@ -152,16 +146,6 @@ class OpenObjects:
             )
         return fd
 
-    def keep_cache(self, handle: Handle) -> bool:
-        """Whether the kernel may keep the pages it cached for this object's inode."""
-        if handle.direct_io:
-            return False
-        inode = handle.entry.inode
-        blob = handle.version.object_id if handle.version else None
-        keep = blob is not None and self._page_cache_blob.get(inode) == blob
-        self._page_cache_blob[inode] = blob
-        return keep
-
     async def release(self, handle: Handle) -> None:
         try:
             if handle.dirty:
@@ -170,6 +154,7 @@ class OpenObjects:
             self._close(handle)
 
     def _close(self, handle: Handle) -> None:
+        self._discard_staging(handle)
         self._handles.pop(handle.fh, None)
         inode = handle.entry.inode
         siblings = self._by_inode.get(inode, set())
@@ -178,9 +163,6 @@ class OpenObjects:
             del self._last_writer[inode]
         if handle.blob_fd is not None:
             os.close(handle.blob_fd)
-        if handle.staging is not None:
-            handle.staging.close()
-            handle.staging.path.unlink(missing_ok=True)
         if not siblings:
             self._by_inode.pop(inode, None)
             self._orphans.pop(inode, None)
@@ -226,56 +208,86 @@ class OpenObjects:
     async def write(self, handle: Handle, offset: int, data: bytes) -> int:
         check_object_size(offset + len(data))
         staging = await self._staging(handle)
-        return await trio.to_thread.run_sync(staging.write, offset, data)
+        try:
+            return await trio.to_thread.run_sync(staging.write, offset, data)
+        except OSError as error:
+            handle.failed = error.errno
+            raise
 
     async def truncate(self, handle: Handle, size: int) -> None:
         check_object_size(size)
         staging = await self._staging(handle)
-        await trio.to_thread.run_sync(staging.truncate, size)
+        try:
+            await trio.to_thread.run_sync(staging.truncate, size)
+        except OSError as error:
+            handle.failed = error.errno
+            raise
+
+    def _discard_staging(self, handle: Handle) -> None:
+        if handle.staging is not None:
+            handle.staging.close()
+            handle.staging.path.unlink(missing_ok=True)
+            handle.staging = None
+        handle.dirty = False
 
     # -- committing ---------------------------------------------------------------------
 
     async def commit(self, handle: Handle, durable: bool) -> None:
         """Make the handle's staged content the object's new immutable version."""
+        if handle.failed is not None:
+            self._discard_staging(handle)
+            raise OSError(handle.failed, "a write to this file failed: nothing was committed")
         staging = handle.staging
         assert staging is not None
-        entry = handle.entry
         object_id = new_object_id()
         # From before the blob appears until the metadata names it, the collector must not
         # take it for garbage.
         self.committing.add(object_id)
         try:
             size, etag, checksums = await self.data.commit(staging, object_id)
+            # The staged content is the blob now, whatever happens to the metadata.
             handle.staging = None
             handle.dirty = False
-            if handle.blob_fd is not None:
-                os.close(handle.blob_fd)
-            # Later reads and copy-on-write through this handle start from what it committed.
-            handle.version = Version(object_id, size, checksums)
-            handle.blob_fd = self.data.open_blob(object_id)
-            async with self._commit_lock:
-                if entry.inode in self._orphans:
-                    previous = object_id  # unlinked while open: the content goes with it
-                else:
-                    previous = entry.object_id
-                    times = {"ctime_ns": time.time_ns()}
-                    if handle.modified_ns is not None:
-                        times["mtime_ns"] = handle.modified_ns
-                    await self.meta.update(
-                        entry,
-                        object_id=object_id,
-                        size=size,
-                        etag=etag,
-                        checksums=checksums,
-                        content_type=entry.content_type or guess_content_type(entry.name),
-                        **times,
-                    )
+            try:
+                previous = await self._record(handle, object_id, size, etag, checksums)
+            except BaseException:
+                await self.remove_blob(object_id)  # no metadata names it: the old one stays
+                raise
         finally:
             self.committing.discard(object_id)
+        if handle.blob_fd is not None:
+            os.close(handle.blob_fd)
+        # Later reads and copy-on-write through this handle start from what it committed.
+        handle.version = Version(object_id, size, checksums)
+        handle.blob_fd = self.data.open_blob(object_id)
         if previous is not None:
             await self.remove_blob(previous)
         if durable:
             await self.meta.make_durable()
+
+    async def _record(
+        self, handle: Handle, object_id: str, size: int, etag: str, checksums: bytes
+    ) -> str | None:
+        """Point the object at its new blob; returns the blob that is no longer needed."""
+        entry = handle.entry
+        async with self._commit_lock:
+            if entry.inode in self._orphans:
+                previous = object_id  # unlinked while open: the content goes with it
+            else:
+                previous = entry.object_id
+                times = {"ctime_ns": time.time_ns()}
+                if handle.modified_ns is not None:
+                    times["mtime_ns"] = handle.modified_ns
+                await self.meta.update(
+                    entry,
+                    object_id=object_id,
+                    size=size,
+                    etag=etag,
+                    checksums=checksums,
+                    content_type=entry.content_type or guess_content_type(entry.name),
+                    **times,
+                )
+        return previous
 
     def times_set(self, inode: int) -> None:
         """An explicit mtime was set: pending commits must not replace it."""
@@ -286,7 +298,10 @@ class OpenObjects:
         """Commit every handle still dirty (at unmount, when the kernel has not released)."""
         for handle in list(self._handles.values()):
             if handle.dirty:
-                await self.commit(handle, durable=True)
+                try:
+                    await self.commit(handle, durable=True)
+                except OSError as error:
+                    log.warning("%s: not committed at unmount: %s", handle.entry.name, error)
 
     async def make_durable(self, handle: Handle) -> None:
         if handle.dirty:
@@ -300,7 +315,6 @@ class OpenObjects:
         """The object lost its name: drop its blob now, or when its last handle closes."""
         if self.is_open(entry.inode):
             self._orphans[entry.inode] = entry
-        self._page_cache_blob.pop(entry.inode, None)
         if entry.object_id is not None:
             await self.remove_blob(entry.object_id)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from . import schema
 from .iam import Acl, Grant, Permission
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
@@ -288,12 +290,16 @@ class MetadataStore:
             self._forget(inode)
         return [name for _, name in rows]
 
-    async def object_versions(self) -> list[tuple[int, str | None, int, bytes | None]]:
-        """(inode, object_id, size, checksums) of every object, for checks."""
+    async def object_versions(
+        self, skip_parent: int | None = None
+    ) -> list[tuple[int, str | None, int, bytes | None]]:
+        """(inode, object_id, size, checksums) of every object (but those directly in
+        `skip_parent`), for checks."""
         return await self._run(
             _select,
-            "SELECT inode, object_id, size, checksums FROM entries WHERE kind = 'object'",
-            (),
+            "SELECT inode, object_id, size, checksums FROM entries"
+            " WHERE kind = 'object' AND parent IS NOT ?",
+            (skip_parent,),
         )
 
     async def check(self) -> list[str]:
@@ -305,7 +311,11 @@ class MetadataStore:
         await self._run(_select, "PRAGMA wal_checkpoint(PASSIVE)", ())
 
     async def close(self) -> None:
-        await self._run(_select, "PRAGMA wal_checkpoint(TRUNCATE)", ())
+        try:
+            await self._run(_select, "PRAGMA wal_checkpoint(TRUNCATE)", ())
+        except OSError as error:
+            # Nothing is lost: the log keeps every commit until a later checkpoint.
+            log.warning("could not fold the write-ahead log into the database: %s", error)
         await trio_asyncio.aio_as_trio(self._conn.close)()
 
 

@@ -456,7 +456,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = await self._entry(parent_inode)
         entry, handle = await self._create_object(parent, name, mode, ctx)
-        info = pyfuse3.FileInfo(fh=handle.fh, direct_io=handle.direct_io, keep_cache=False)
+        info = pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
         return info, self.attributes(entry, (await self._access(ctx, entry)).rights)
 
     @request
@@ -472,9 +472,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         if writable:
             await self._require(ctx, entry, Permission.WRITE)
         handle = await self.objects.open(entry, writable, truncate=bool(flags & os.O_TRUNC))
-        return pyfuse3.FileInfo(
-            fh=handle.fh, direct_io=handle.direct_io, keep_cache=self.objects.keep_cache(handle)
-        )
+        return pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
 
     @request
     async def read(self, fh: int, off: int, size: int) -> bytes:

@@ -84,19 +84,29 @@ def test_reader_keeps_the_version_it_opened(bucket):
     assert path.read_bytes() == b"B" * 300_000
 
 
-def test_reader_of_a_shrunk_object_sees_only_old_bytes(bucket):
-    # The kernel clips cached reads at the size it knows, which is the new one: the
-    # reader sees a prefix of its version, never bytes of the new one (docs/semantics.md).
+def test_reader_of_a_shrunk_object_keeps_its_whole_version(bucket):
     path = bucket / "v"
     old = bytes(range(256)) * 800
     path.write_bytes(old)
     with open(path, "rb") as reader:
         assert reader.read(1000) == old[:1000]
         path.write_bytes(b"B" * 150_000)
-        rest = reader.read()
-        assert rest == old[1000 : 1000 + len(rest)]
-        assert len(rest) >= 149_000
+        assert reader.read() == old[1000:]
     assert path.read_bytes() == b"B" * 150_000
+
+
+def test_reader_that_opened_before_a_rewrite_began_is_not_cut_or_padded(bucket):
+    path = bucket / "v"
+    old = os.urandom(200_000)
+    path.write_bytes(old)
+    with open(path, "rb") as reader, open(path, "r+b") as writer:
+        writer.truncate(0)
+        writer.write(b"x" * 10)
+        assert reader.read() == old
+        writer.write(b"y" * 400_000)
+        reader.seek(0)
+        assert reader.read() == old
+    assert path.read_bytes() == b"x" * 10 + b"y" * 400_000
 
 
 def test_reader_opening_during_a_rewrite_reads_the_whole_committed_version(bucket):
@@ -354,3 +364,16 @@ def test_empty_object_and_zero_byte_create(bucket):
     assert (bucket / "node").read_bytes() == b""
     with pytest.raises(PermissionError):
         os.mkfifo(bucket / "fifo")
+
+
+def test_private_mappings_work_shared_ones_are_refused(bucket):
+    import mmap
+
+    (bucket / "mapped").write_bytes(b"mapped bytes" * 1000)
+    with open(bucket / "mapped", "rb") as f:
+        private = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+        assert private[:12] == b"mapped bytes"
+        private.close()
+        with pytest.raises(OSError) as caught:
+            mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        assert caught.value.errno == errno.ENODEV

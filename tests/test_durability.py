@@ -1,0 +1,261 @@
+"""Checksums, fsck, garbage collection, recovery and faults of the store underneath."""
+
+import errno
+import os
+import sqlite3
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import Mount, blob_files, fsobj_cli, is_mounted
+
+
+def blob_of(path: Path, store: Path) -> Path:
+    object_id = os.getxattr(path, "user.fsobj.id").decode()
+    return store / "blobs" / object_id[:2] / object_id[2:4] / object_id
+
+
+def damage(blob: Path, how: str) -> None:
+    blob.chmod(0o600)
+    if how == "flip":
+        with open(blob, "r+b") as f:
+            f.seek(1_500_000)
+            byte = f.read(1)
+            f.seek(1_500_000)
+            f.write(bytes([byte[0] ^ 0x01]))
+    elif how == "truncate":
+        os.truncate(blob, 1000)
+    else:
+        blob.unlink()
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+def test_damaged_blob_reads_fail_with_eio_and_a_log_line(mount, bucket, how):
+    mount.expect_errors = True
+    good = os.urandom(3_000_000)
+    (bucket / "good").write_bytes(good)
+    (bucket / "bad").write_bytes(os.urandom(3_000_000))
+    blob = blob_of(bucket / "bad", mount.store)
+    mount.restart()  # a fresh process and page cache: nothing verified or cached yet
+    damage(blob, how)
+    with pytest.raises(OSError) as caught:
+        (bucket / "bad").read_bytes()
+    assert caught.value.errno == errno.EIO
+    assert (bucket / "good").read_bytes() == good
+    lines = [line for line in mount.log_text().splitlines() if " ERROR " in line]
+    assert any(blob.name in line and "(bad)" in line for line in lines), lines
+
+
+def test_reads_before_the_damaged_chunk_still_work(mount, bucket):
+    mount.expect_errors = True
+    data = os.urandom(3 * (1 << 20))
+    (bucket / "big").write_bytes(data)
+    blob = blob_of(bucket / "big", mount.store)
+    mount.restart()
+    damage(blob, "flip")  # inside the second 1 MiB chunk
+    with open(bucket / "big", "rb") as f:
+        assert f.read(1 << 20) == data[: 1 << 20]
+        with pytest.raises(OSError) as caught:
+            f.read(1 << 20)
+        assert caught.value.errno == errno.EIO
+
+
+def fsck(store: Path, *flags: str):
+    return fsobj_cli("fsck", "--store", str(store), *flags, check=False)
+
+
+def test_fsck_of_a_clean_store_and_of_a_mounted_one(mount, bucket):
+    (bucket / "f").write_bytes(b"x" * 5000)
+    busy = fsck(mount.store)
+    assert busy.returncode == 1 and "in use" in busy.stderr
+    mount.stop()
+    clean = fsck(mount.store, "--verify")
+    assert clean.returncode == 0, clean.stdout
+    assert clean.stdout.strip() == "store is clean"
+
+
+def test_fsck_finds_and_repairs_damage_without_losing_data(mount, bucket):
+    (bucket / "dir").mkdir()
+    (bucket / "dir" / "flipped").write_bytes(os.urandom(2_000_000))
+    (bucket / "missing").write_bytes(b"gone soon")
+    (bucket / "fine").write_bytes(b"fine")
+    flipped = blob_of(bucket / "dir" / "flipped", mount.store)
+    missing = blob_of(bucket / "missing", mount.store)
+    mount.stop()
+    damage(flipped, "flip")
+    damage(missing, "delete")
+    orphan = mount.store / "blobs" / "00" / "00" / f"0000{uuid.uuid4().hex[4:]}"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by a crash")
+    (mount.store / "staging" / "leftover").write_bytes(b"never committed")
+
+    quick = fsck(mount.store)  # sizes only: the flipped blob passes
+    assert quick.returncode == 1
+    assert "blob" in quick.stdout and "is missing" in quick.stdout
+    assert "fails its checksum" not in quick.stdout
+
+    report = fsck(mount.store, "--verify")
+    assert report.returncode == 1
+    for expected in (
+        "/test-bucket/missing",
+        "is missing",
+        "/test-bucket/dir/flipped",
+        "fails its checksum",
+        "1 blobs that no object names",
+        "1 uncommitted writes left in staging",
+    ):
+        assert expected in report.stdout, report.stdout
+    assert orphan.exists()  # nothing changes without --repair
+
+    repaired = fsck(mount.store, "--verify", "--repair")
+    assert repaired.returncode == 1
+    assert "moved 2 damaged objects to bucket lost-and-found" in repaired.stdout
+    assert not orphan.exists()
+    assert os.listdir(mount.store / "staging") == []
+    assert flipped.exists()  # the damaged blob is kept: it may be the last copy
+    assert fsck(mount.store, "--verify").returncode == 0
+
+    mount.start()
+    lost = mount / "lost-and-found"
+    names = sorted(os.listdir(lost))
+    assert len(names) == 2 and names[0].endswith("-flipped") and names[1].endswith("-missing")
+    assert os.getxattr(lost / names[0], "user.lost-from") == b"/test-bucket/dir/flipped"
+    assert (bucket / "fine").read_bytes() == b"fine"
+    assert sorted(os.listdir(bucket)) == ["dir", "fine"]
+
+
+def test_gc_removes_unreferenced_blobs_but_never_those_in_use(mount, bucket):
+    (bucket / "kept").write_bytes(b"committed")
+    orphan = mount.store / "blobs" / "ff" / "ff" / f"ffff{uuid.uuid4().hex[4:]}"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"x" * 100_000)
+    old = os.urandom(200_000)
+    (bucket / "read-while-replaced").write_bytes(old)
+    with open(bucket / "read-while-replaced", "rb") as reader:
+        (bucket / "read-while-replaced").write_bytes(b"new" * 100_000)
+        report = fsobj_cli("gc", str(mount.path)).stdout
+        assert reader.read() == old
+    assert "removed 1 unreferenced blobs (100000 bytes)" in report
+    assert not orphan.exists()
+    assert (bucket / "kept").read_bytes() == b"committed"
+    assert len(blob_files(mount.store)) == 2
+    mount.stop()
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"again")
+    assert "removed 1 unreferenced blobs" in fsobj_cli("gc", "--store", str(mount.store)).stdout
+    assert fsck(mount.store, "--verify").returncode == 0
+
+
+def test_gc_is_for_administrators(mount):
+    from conftest import as_user
+
+    assert as_user(1001, [["getxattr", str(mount.path), "user.fsobj.gc"]]) == ["EACCES"]
+
+
+def test_crash_before_close_leaves_no_empty_object_behind(mount, bucket):
+    (bucket / "old").write_bytes(b"old content")
+    fd = os.open(bucket / "created-never-closed", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"lost with the crash")
+    mount.process.kill()
+    mount.process.wait()
+    with pytest.raises(OSError):
+        os.close(fd)
+    mount.stop()
+    mount.start()
+    assert sorted(os.listdir(bucket)) == ["old"]
+    assert (bucket / "old").read_bytes() == b"old content"
+    assert "was not unmounted cleanly" in mount.log_text()
+    assert "removed 1 objects whose writer died before close" in mount.log_text()
+
+
+def test_corrupt_database_read_only_store_and_not_a_store_are_refused(tmp_path):
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "meta.sqlite3").write_bytes(b"this is not a database" * 100)
+    result = fsobj_cli("mount", "--store", str(corrupt), str(mountpoint), check=False)
+    assert result.returncode == 1
+    assert "cannot open the metadata" in result.stderr and "Traceback" not in result.stderr
+    assert not is_mounted(mountpoint)
+    assert (corrupt / "meta.sqlite3").read_bytes() == b"this is not a database" * 100
+
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    subprocess.run(["mount", "--bind", "-o", "ro", str(readonly), str(readonly)], check=True)
+    try:
+        result = fsobj_cli("mount", "--store", str(readonly), str(mountpoint), check=False)
+    finally:
+        subprocess.run(["umount", str(readonly)], check=True)
+    assert result.returncode == 1 and "not writable" in result.stderr
+    assert not is_mounted(mountpoint)
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    """A store on a 12 MiB tmpfs of its own, unmounted afterwards."""
+    disk = Path(tempfile.mkdtemp(prefix="fsobj-tmpfs-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk / "store"
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+        disk.rmdir()
+
+
+def test_disk_full_fails_cleanly_and_recovers(small_store, tmp_path):
+    path = Path(tempfile.mkdtemp(prefix="fsobj-mnt-"))
+    mounted = Mount(small_store, path, tmp_path / "small.log")
+    mounted.start()
+    try:
+        bucket = path / "tiny"
+        bucket.mkdir()
+        first = os.urandom(3_000_000)
+        (bucket / "precious").write_bytes(first)
+        with pytest.raises(OSError) as caught, open(bucket / "precious", "wb") as f:
+            for _ in range(20):
+                f.write(os.urandom(1_000_000))
+        assert caught.value.errno == errno.ENOSPC
+        assert (bucket / "precious").read_bytes() == first
+        with pytest.raises(OSError) as caught:
+            (bucket / "filler").write_bytes(b"\0" * 20_000_000)
+        assert caught.value.errno == errno.ENOSPC
+        (bucket / "filler").unlink(missing_ok=True)
+        (bucket / "after").write_bytes(b"space again")
+        assert (bucket / "after").read_bytes() == b"space again"
+        assert (bucket / "precious").read_bytes() == first
+    finally:
+        mounted.stop()
+        path.rmdir()
+    assert "Traceback" not in mounted.log_text()
+    assert fsck(small_store, "--verify").returncode == 0
+
+
+def test_database_full_is_enospc_not_eio(small_store, tmp_path):
+    path = Path(tempfile.mkdtemp(prefix="fsobj-mnt-"))
+    mounted = Mount(small_store, path, tmp_path / "small.log")
+    mounted.start()
+    try:
+        bucket = path / "names"
+        bucket.mkdir()
+        # Fill the disk with one big object, then grow the metadata until it hits the wall.
+        with pytest.raises(OSError):
+            (bucket / "ballast").write_bytes(b"\0" * 20_000_000)
+        (bucket / "ballast").write_bytes(b"\0" * 11_000_000)
+        seen = set()
+        for i in range(5000):
+            try:
+                os.setxattr(bucket / "ballast", f"user.k{i % 20}", os.urandom(90))
+                (bucket / f"dir-{i:05d}-{'x' * 200}").mkdir()
+            except OSError as error:
+                seen.add(error.errno)
+                break
+        assert seen == {errno.ENOSPC}
+    finally:
+        mounted.stop()
+        path.rmdir()
+    assert "Traceback" not in mounted.log_text()
+    conn = sqlite3.connect(small_store / "meta.sqlite3")
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
