@@ -1,0 +1,194 @@
+"""Crash harness: real workloads against a mounted fsobj, SIGKILL at seeded random moments,
+remount, compare every object with a model of what was committed, then gc and fsck.
+
+    .venv/bin/python tests/crash_harness.py [--seed N] [--iterations N] [--long]
+
+The workload runs in a forked process and journals each operation before it starts
+("B ...") and after it returned ("E"). After the crash, an operation that ended must be
+visible in full; the one in flight may show its old or its new state, nothing else: no
+torn content, no empty object that was never written as one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import Mount
+
+NAMES = [f"obj-{i}" for i in range(10)]
+SIZES = [0, 1, 4096, 100_000, 1_500_000, 4_000_000]
+
+
+def content(name: str, version: int, size: int) -> bytes:
+    pattern = f"{name}:{version}:".encode()
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+def workload(bucket: Path, seed: int, journal: Path) -> None:
+    """Run operations until the mount goes away; never returns."""
+    rng = random.Random(seed)
+    log = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    version = seed * 1_000_000
+
+    def note(line: str) -> None:
+        os.write(log, (line + "\n").encode())
+
+    try:
+        while True:
+            kind = rng.choices(["put", "small-files", "rename", "delete"], [5, 2, 2, 1])[0]
+            if kind == "put":
+                name, size = rng.choice(NAMES), rng.choice(SIZES)
+                version += 1
+                note(f"B put {name} {version} {size}")
+                data = content(name, version, size)
+                with open(bucket / name, "wb") as f:
+                    for start in range(0, len(data), 128 * 1024):
+                        f.write(data[start : start + 128 * 1024])
+            elif kind == "small-files":
+                for _ in range(10):
+                    name = f"small-{rng.randrange(40)}"
+                    version += 1
+                    note(f"B put {name} {version} 300")
+                    (bucket / name).write_bytes(content(name, version, 300))
+                    note("E")
+                continue
+            elif kind == "rename":
+                a, b = rng.choice(NAMES), rng.choice(NAMES)
+                note(f"B rename {a} {b}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(bucket / a, bucket / b)
+            else:
+                name = rng.choice(NAMES)
+                note(f"B delete {name}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(bucket / name)
+            note("E")
+    except OSError:
+        pass  # the mount went away: the crash
+    finally:
+        os._exit(0)
+
+
+def replay(journal: Path, state: dict[str, tuple[str, int, int]]) -> list[dict]:
+    """The states the bucket may be in: the committed one, and with the op in flight.
+    A state maps each name to the (name written as, version, size) of its content."""
+    lines = journal.read_text().splitlines() if journal.exists() else []
+    pending: list[str] | None = None
+    for line in lines:
+        if line == "E":
+            assert pending is not None
+            apply(pending, state)
+            pending = None
+        else:
+            pending = line.split()[1:]
+    if pending is None:
+        return [state]
+    after = dict(state)
+    apply(pending, after)
+    return [state, after]
+
+
+def apply(op: list[str], state: dict[str, tuple[str, int, int]]) -> None:
+    kind, *args = op
+    if kind == "put":
+        state[args[0]] = (args[0], int(args[1]), int(args[2]))
+    elif kind == "rename":
+        a, b = args
+        if a in state and a != b:
+            state[b] = state.pop(a)
+    elif kind == "delete":
+        state.pop(args[0], None)
+
+
+def observed(bucket: Path) -> dict[str, bytes]:
+    return {name: (bucket / name).read_bytes() for name in os.listdir(bucket)}
+
+
+def matches(state: dict[str, tuple[str, int, int]], seen: dict[str, bytes]) -> bool:
+    return set(state) == set(seen) and all(
+        seen[name] == content(*version) for name, version in state.items()
+    )
+
+
+def describe(candidates: list[dict], seen: dict[str, bytes]) -> str:
+    """How the bucket differs from the closest acceptable state, for the failure message."""
+    best = candidates[-1]
+    lines = []
+    for name in sorted(set(best) | set(seen)):
+        if name not in seen:
+            lines.append(f"{name}: missing, expected version {best[name]}")
+        elif name not in best:
+            lines.append(f"{name}: present ({len(seen[name])} bytes), expected absent")
+        elif seen[name] != content(*best[name]):
+            head = seen[name][:40]
+            lines.append(f"{name}: {len(seen[name])} bytes {head!r}, expected {best[name]}")
+    return "after the crash: " + "; ".join(lines)
+
+
+def run(seed: int, iterations: int, workdir: Path, say=print) -> None:
+    rng = random.Random(seed)
+    mountpoint = Path(tempfile.mkdtemp(prefix="fsobj-crash-"))
+    mount = Mount(workdir / "store", mountpoint, workdir / "fsobj.log")
+    mount.start()
+    state: dict[str, tuple[str, int, int]] = {}
+    try:
+        bucket = mountpoint / "crash"
+        bucket.mkdir()
+        for iteration in range(iterations):
+            journal = workdir / f"journal-{iteration}"
+            child = os.fork()
+            if child == 0:
+                workload(bucket, seed * 1000 + iteration, journal)
+            time.sleep(rng.uniform(0.05, 1.2))
+            mount.process.send_signal(signal.SIGKILL)
+            mount.process.wait()
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            mount.stop()
+            mount.start()
+            candidates = replay(journal, state)
+            seen = observed(bucket)
+            good = [c for c in candidates if matches(c, seen)]
+            assert good, f"iteration {iteration}: " + describe(candidates, seen)
+            state = dict(good[-1])
+            subprocess.run(
+                [sys.executable, "-m", "fsobj", "gc", str(mountpoint)],
+                check=True,
+                capture_output=True,
+            )
+            mount.stop()
+            fsck = subprocess.run(
+                [sys.executable, "-m", "fsobj", "fsck", "--verify", "--store", str(mount.store)],
+                capture_output=True,
+                text=True,
+            )
+            assert fsck.returncode == 0, f"iteration {iteration}: fsck:\n{fsck.stdout}"
+            mount.start()
+            say(f"iteration {iteration}: {len(state)} objects as committed; fsck clean")
+    finally:
+        mount.stop()
+        mountpoint.rmdir()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--long", action="store_true", help="50 iterations")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fsobj-crash-store-") as workdir:
+        run(args.seed, 50 if args.long else args.iterations, Path(workdir))
+
+
+if __name__ == "__main__":
+    main()
