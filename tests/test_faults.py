@@ -141,3 +141,26 @@ def test_bad_xattrs_change_nothing(bucket):
         os.removexattr(path, "user.fsobj.etag")
     assert os.listxattr(path) == []
     assert os.getxattr(path, "user.fsobj.id") == ident
+
+
+def test_odd_but_valid_names_are_ordinary_keys(bucket):
+    odd = [
+        "line\nbreak",
+        "tab\there",
+        " leading space",
+        "trailing space ",
+        "-rf",
+        "*",
+        "ünïcødé ✓",
+        "emoji 😀",
+        "back\\slash",
+        "quote'\"",
+        "%41%20",
+        "...",
+    ]
+    for name in odd:
+        (bucket / name).write_text(name)
+    assert sorted(os.listdir(bucket)) == sorted(odd)
+    for name in odd:
+        assert (bucket / name).read_text() == name
+        assert os.getxattr(bucket / name, "user.fsobj.key") == name.encode()
