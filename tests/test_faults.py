@@ -164,3 +164,19 @@ def test_odd_but_valid_names_are_ordinary_keys(bucket):
     for name in odd:
         assert (bucket / name).read_text() == name
         assert os.getxattr(bucket / name, "user.fsobj.key") == name.encode()
+
+
+def test_many_open_files_at_once(bucket):
+    files = [open(bucket / f"open-{i}", "wb") for i in range(300)]  # noqa: SIM115
+    try:
+        for i, f in enumerate(files):
+            f.write(f"file {i}".encode())
+    finally:
+        for f in files:
+            f.close()
+    readers = [open(bucket / f"open-{i}", "rb") for i in range(300)]  # noqa: SIM115
+    try:
+        assert [r.read() for r in readers] == [f"file {i}".encode() for i in range(300)]
+    finally:
+        for r in readers:
+            r.close()
