@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import actor
@@ -102,12 +104,13 @@ def store(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
-@pytest.fixture
-def mount(tmp_path: Path, store: Path):
+@contextlib.contextmanager
+def mounted_at(store: Path, log: Path) -> Iterator[Mount]:
+    """A running mount of `store` on a fresh mount point, always unmounted afterwards."""
     # Other uids must be able to reach the mount point: pytest's tmp_path is private.
     path = Path(tempfile.mkdtemp(prefix="fsobj-mnt-"))
     path.chmod(0o755)
-    mounted = Mount(store, path, tmp_path / "fsobj.log")
+    mounted = Mount(store, path, log)
     mounted.start()
     try:
         yield mounted
@@ -116,9 +119,15 @@ def mount(tmp_path: Path, store: Path):
         assert not is_mounted(path)
         path.rmdir()
     # Ordinary bad input must never produce a traceback or an error in the daemon's log.
-    log = mounted.log_text()
-    assert "Traceback" not in log, log
-    assert mounted.expect_errors or " ERROR " not in log, log
+    text = mounted.log_text()
+    assert "Traceback" not in text, text
+    assert mounted.expect_errors or " ERROR " not in text, text
+
+
+@pytest.fixture
+def mount(tmp_path: Path, store: Path):
+    with mounted_at(store, tmp_path / "fsobj.log") as mounted:
+        yield mounted
 
 
 @pytest.fixture

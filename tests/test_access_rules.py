@@ -22,6 +22,22 @@ def set_acl(bucket: str, acl: str, by: int = OWNER) -> None:
     assert as_user(by, [["setxattr", bucket, "user.fsobj.acl", acl]]) == ["ok"]
 
 
+def fork_as(uid: int, work) -> int:
+    """Run `work()` in a forked process as `uid`; returns the pid (exit 0 if it returned)."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            work()
+            status = 0
+        finally:
+            os._exit(status)
+    return pid
+
+
 def test_top_level_lists_only_readable_buckets(mount):
     make_bucket(mount, "private-one")
     make_bucket(mount, "shared-one", acl=f"uid:{ALICE} READ\n")
@@ -60,28 +76,20 @@ def test_a_descriptor_opened_before_a_revoke_keeps_working_new_opens_fail(mount)
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     out_r, out_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
+
+    def hold_then_reopen() -> None:
+        fd = os.open(f"{bucket}/obj", os.O_RDONLY)
+        os.write(ready_w, b"1")
+        os.read(go_r, 1)
+        data = os.pread(fd, 100, 0)
         try:
-            os.setgroups([])
-            os.setresgid(ALICE, ALICE, ALICE)
-            os.setresuid(ALICE, ALICE, ALICE)
-            fd = os.open(f"{bucket}/obj", os.O_RDONLY)
-            os.write(ready_w, b"1")
-            os.read(go_r, 1)
-            data = os.pread(fd, 100, 0)
-            try:
-                os.open(f"{bucket}/obj", os.O_RDONLY)
-                reopened = b"opened"
-            except PermissionError:
-                reopened = b"EACCES"
-            os.write(out_w, data + b"|" + reopened)
-            status = 0
-        except BaseException as e:
-            os.write(out_w, repr(e).encode())
-        finally:
-            os._exit(status)
+            os.open(f"{bucket}/obj", os.O_RDONLY)
+            reopened = b"opened"
+        except PermissionError:
+            reopened = b"EACCES"
+        os.write(out_w, data + b"|" + reopened)
+
+    pid = fork_as(ALICE, hold_then_reopen)
     assert os.read(ready_r, 1) == b"1"
     set_acl(bucket, "")
     os.write(go_w, b"1")
@@ -276,20 +284,16 @@ def test_revoke_while_writing_a_file_keeps_that_write(mount):
     bucket = make_bucket(mount, "inflight", acl=f"uid:{ALICE} READ\nuid:{ALICE} WRITE\n")
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.setresgid(ALICE, ALICE, ALICE)
-            os.setresuid(ALICE, ALICE, ALICE)
-            with open(f"{bucket}/report", "w") as f:
-                f.write("first half ")
-                os.write(ready_w, b"1")
-                os.read(go_r, 1)
-                f.write("second half")
-            status = 0
-        finally:
-            os._exit(status)
+
+    def write_across_the_revoke() -> None:
+        with open(f"{bucket}/report", "w") as f:
+            f.write("first half ")
+            f.flush()
+            os.write(ready_w, b"1")
+            os.read(go_r, 1)
+            f.write("second half")
+
+    pid = fork_as(ALICE, write_across_the_revoke)
     assert os.read(ready_r, 1) == b"1"
     set_acl(bucket, "")
     os.write(go_w, b"1")

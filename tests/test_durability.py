@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Mount, blob_files, fsobj_cli, is_mounted
+from conftest import blob_files, fsobj_cli, is_mounted, mounted_at
 
 
 def blob_of(path: Path, store: Path) -> Path:
@@ -206,11 +206,8 @@ def small_store(tmp_path):
 
 
 def test_disk_full_fails_cleanly_and_recovers(small_store, tmp_path):
-    path = Path(tempfile.mkdtemp(prefix="fsobj-mnt-"))
-    mounted = Mount(small_store, path, tmp_path / "small.log")
-    mounted.start()
-    try:
-        bucket = path / "tiny"
+    with mounted_at(small_store, tmp_path / "small.log") as mounted:
+        bucket = mounted / "tiny"
         bucket.mkdir()
         first = os.urandom(3_000_000)
         (bucket / "precious").write_bytes(first)
@@ -226,19 +223,12 @@ def test_disk_full_fails_cleanly_and_recovers(small_store, tmp_path):
         (bucket / "after").write_bytes(b"space again")
         assert (bucket / "after").read_bytes() == b"space again"
         assert (bucket / "precious").read_bytes() == first
-    finally:
-        mounted.stop()
-        path.rmdir()
-    assert "Traceback" not in mounted.log_text()
     assert fsck(small_store, "--verify").returncode == 0
 
 
 def test_database_full_is_enospc_not_eio(small_store, tmp_path):
-    path = Path(tempfile.mkdtemp(prefix="fsobj-mnt-"))
-    mounted = Mount(small_store, path, tmp_path / "small.log")
-    mounted.start()
-    try:
-        bucket = path / "names"
+    with mounted_at(small_store, tmp_path / "small.log") as mounted:
+        bucket = mounted / "names"
         bucket.mkdir()
         # Fill the disk with one big object, then grow the metadata until it hits the wall.
         with pytest.raises(OSError):
@@ -253,9 +243,5 @@ def test_database_full_is_enospc_not_eio(small_store, tmp_path):
                 seen.add(error.errno)
                 break
         assert seen == {errno.ENOSPC}
-    finally:
-        mounted.stop()
-        path.rmdir()
-    assert "Traceback" not in mounted.log_text()
     conn = sqlite3.connect(small_store / "meta.sqlite3")
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
