@@ -364,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Their debug output is a line per database call or request: noise even when debugging.
+    for chatty in ("aiosqlite", "asyncio", "pyfuse3"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
     if getattr(args, "action", None) in ("create", "rm"):
         # `bucket create --store DIR NAME`: the one positional is the name
         if args.store and args.name is None:
