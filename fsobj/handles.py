@@ -45,6 +45,10 @@ class Handle:
     # The version this handle reads until it writes (the entry moves on with commits).
     blob_fd: int | None = None
     version: Version | None = None
+    # The process that opened the handle, and the writer of that same process whose
+    # uncommitted content this reader sees (a process reads its own writes).
+    process: int = 0
+    follows: Handle | None = None
     staging: Staging | None = None
     dirty: bool = False
     # The errno of a write or truncate that failed: what is staged is then not what the
@@ -111,10 +115,16 @@ class OpenObjects:
 
     # -- open and close -----------------------------------------------------------------
 
-    async def open(self, entry: Entry, writable: bool, truncate: bool) -> Handle:
+    async def open(self, entry: Entry, writable: bool, truncate: bool, process: int = 0) -> Handle:
         siblings = self._by_inode.setdefault(entry.inode, set())
-        handle = Handle(next(self._fhs), entry, writable)
-        if entry.object_id is not None and not (writable and truncate):
+        handle = Handle(next(self._fhs), entry, writable, process=process)
+        if not writable:
+            # Programs like git's index-pack write a file and read it back through a second
+            # descriptor before closing the first: a process sees its own writes.
+            handle.follows = next(
+                (h for h in siblings if h.writable and h.process == process and process), None
+            )
+        if handle.follows is None and entry.object_id is not None and not (writable and truncate):
             # Opened on the loop, with no await after reading object_id: a commit that
             # replaces the blob cannot unlink it in between.
             handle.version = Version.of(entry)
@@ -161,6 +171,12 @@ class OpenObjects:
         siblings.discard(handle)
         if self._last_writer.get(inode) is handle:
             del self._last_writer[inode]
+        for follower in siblings:
+            if follower.follows is handle:  # from now on: the version the writer left
+                follower.follows = None
+                follower.version = handle.version
+                if handle.blob_fd is not None:
+                    follower.blob_fd = os.dup(handle.blob_fd)
         if handle.blob_fd is not None:
             os.close(handle.blob_fd)
         if not siblings:
@@ -170,6 +186,8 @@ class OpenObjects:
     # -- reading and writing ------------------------------------------------------------
 
     async def read(self, handle: Handle, offset: int, size: int) -> bytes:
+        if handle.follows is not None:
+            return await self.read(handle.follows, offset, size)
         if handle.staging is not None:
             return await trio.to_thread.run_sync(handle.staging.read, offset, size)
         if handle.blob_fd is None:

@@ -16,8 +16,6 @@ import dataclasses
 import enum
 import time
 
-import pyfuse3
-
 NOBODY = 65534  # the anonymous user: not "authenticated"
 
 
@@ -40,8 +38,9 @@ class AclError(ValueError):
 class Identity:
     uid: int
     gid: int
-    pid: int
+    pid: int  # the calling thread, as FUSE reports it
     groups: frozenset[int] = frozenset()
+    process: int = 0  # the thread group (the process) the thread belongs to
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -125,29 +124,42 @@ CANNED = {
 }
 
 
+def _proc_status(pid: int) -> tuple[frozenset[int], int]:
+    """A thread's supplementary groups and process id; (none, pid) when it is gone."""
+    groups: frozenset[int] = frozenset()
+    process = pid
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Tgid:"):
+                    process = int(line.split()[1])
+                elif line.startswith("Groups:"):
+                    groups = frozenset(int(g) for g in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return groups, process
+
+
 class Policy:
     """Decides requests: administrators may do everything, others what the ACL grants."""
 
-    GROUPS_TTL = 1.0  # seconds a process's supplementary groups are remembered
+    PROC_TTL = 1.0  # seconds what /proc says about a thread is remembered
 
     def __init__(self, admins: set[int]):
         self.admins = frozenset(admins)
-        self._groups: dict[tuple[int, int], tuple[float, frozenset[int]]] = {}
+        self._proc: dict[tuple[int, int], tuple[float, frozenset[int], int]] = {}
 
     def identify(self, ctx: object) -> Identity:
-        """The caller of a request: uid, gid and supplementary groups (from /proc)."""
+        """The caller of a request: uid, gid, supplementary groups and process (from /proc)."""
         uid, gid, pid = ctx.uid, ctx.gid, ctx.pid  # type: ignore[attr-defined]
         now = time.monotonic()
-        cached = self._groups.get((pid, uid))
+        cached = self._proc.get((pid, uid))
         if cached is None or cached[0] < now:
-            try:
-                groups = frozenset(pyfuse3.get_sup_groups(pid)) if pid > 0 else frozenset()
-            except (OSError, ValueError):
-                groups = frozenset()  # the process is gone: its primary group only
-            if len(self._groups) > 4096:
-                self._groups.clear()
-            cached = self._groups[(pid, uid)] = (now + self.GROUPS_TTL, groups)
-        return Identity(uid, gid, pid, cached[1])
+            groups, process = _proc_status(pid)
+            if len(self._proc) > 4096:
+                self._proc.clear()
+            cached = self._proc[(pid, uid)] = (now + self.PROC_TTL, groups, process)
+        return Identity(uid, gid, pid, cached[1], cached[2])
 
     def is_admin(self, who: Identity) -> bool:
         return who.uid in self.admins

@@ -447,7 +447,8 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         text = await self._new_name(parent, name, ctx, "object")
         entry = self._new_entry(parent, text, "object", mode, ctx)
         await self.meta.insert(entry)
-        handle = await self.objects.open(entry, writable=True, truncate=True)
+        process = self.iam.identify(ctx).process
+        handle = await self.objects.open(entry, writable=True, truncate=True, process=process)
         return entry, handle
 
     @request
@@ -471,7 +472,10 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
             await self._require(ctx, entry, Permission.READ)
         if writable:
             await self._require(ctx, entry, Permission.WRITE)
-        handle = await self.objects.open(entry, writable, truncate=bool(flags & os.O_TRUNC))
+        process = self.iam.identify(ctx).process
+        handle = await self.objects.open(
+            entry, writable, truncate=bool(flags & os.O_TRUNC), process=process
+        )
         return pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
 
     @request

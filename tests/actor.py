@@ -5,6 +5,7 @@ Each result is "ok", a value (listings, modes, booleans, text), or the errno's n
 """
 
 import errno
+import hashlib
 import os
 
 
@@ -18,6 +19,9 @@ def run(op: str, *args):
     if op == "read":
         with open(args[0], "rb") as f:
             return f.read().decode()
+    if op == "md5":
+        with open(args[0], "rb") as f:
+            return hashlib.md5(f.read()).hexdigest()
     if op == "write":
         with open(args[0], "w") as f:
             f.write(args[1])

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import blob_files
+from conftest import as_user, blob_files
 
 
 def object_id(path) -> str:
@@ -109,6 +109,11 @@ def test_reader_that_opened_before_a_rewrite_began_is_not_cut_or_padded(bucket):
     assert path.read_bytes() == b"x" * 10 + b"y" * 400_000
 
 
+def md5_elsewhere(path) -> str:
+    """The object's content as another process sees it (as an MD5)."""
+    return as_user(0, [["md5", str(path)]])[0]
+
+
 def test_reader_opening_during_a_rewrite_reads_the_whole_committed_version(bucket):
     path = bucket / "r"
     old = os.urandom(100_000)
@@ -117,7 +122,7 @@ def test_reader_opening_during_a_rewrite_reads_the_whole_committed_version(bucke
         writer.write(b"short")
         writer.flush()
         assert os.stat(path).st_size == 5  # the writer's view of its object
-        assert path.read_bytes() == old
+        assert md5_elsewhere(path) == hashlib.md5(old).hexdigest()
     assert path.read_bytes() == b"short"
 
 
@@ -127,8 +132,27 @@ def test_uncommitted_writes_are_invisible_to_readers(bucket):
     with open(path, "r+b") as writer:
         writer.write(b"NEW")
         writer.flush()
-        assert path.read_bytes() == b"old content"
+        assert md5_elsewhere(path) == hashlib.md5(b"old content").hexdigest()
     assert path.read_bytes() == b"NEW content"
+
+
+def test_a_process_reads_its_own_uncommitted_writes_others_do_not(bucket):
+    path = bucket / "pack"
+    path.write_bytes(b"committed")
+    with open(path, "r+b") as writer:
+        writer.write(b"STAGED")
+        writer.flush()  # to the mount, not committed: the descriptor is still open
+        with open(path, "rb") as second:
+            assert second.read() == b"STAGEDted"
+        # another process sees the committed version only
+        assert as_user(0, [["read", str(path)]]) == ["committed"]
+        writer.write(b"!")
+        writer.flush()
+        with open(path, "rb") as third:
+            follower = third.read(3)
+            writer.close()
+            assert follower + third.read() == b"STAGED!ed"
+    assert path.read_bytes() == b"STAGED!ed"
 
 
 def test_two_writers_last_close_wins(bucket):
@@ -139,7 +163,7 @@ def test_two_writers_last_close_wins(bucket):
     first.write(b"first writer")
     second.write(b"second writer")
     first.close()
-    assert path.read_bytes() == b"first writer"
+    assert md5_elsewhere(path) == hashlib.md5(b"first writer").hexdigest()
     second.close()
     assert path.read_bytes() == b"second writer"
 

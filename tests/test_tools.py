@@ -97,6 +97,20 @@ def test_git_clone_into_bucket_then_status(tree, bucket, tmp_path):
     run("git", "-C", str(bucket / "clone"), "fsck", "--strict")
 
 
+def test_git_clone_over_a_transport_then_fsck(tree, bucket, tmp_path):
+    # file:// runs upload-pack and index-pack, which reads the pack back through a second
+    # descriptor while it still writes it, as a clone from a server does.
+    repo = tmp_path / "repo"
+    shutil.copytree(tree, repo, symlinks=True)
+    env = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    run("git", "init", "-q", str(repo))
+    run("git", *env, "-C", str(repo), "add", "-A")
+    run("git", *env, "-C", str(repo), "commit", "-qm", "first")
+    run("git", "clone", "-q", f"file://{repo}", str(bucket / "over-transport"))
+    run("git", "-C", str(bucket / "over-transport"), "fsck", "--strict")
+    assert run("git", "-C", str(bucket / "over-transport"), "status", "--porcelain") == ""
+
+
 def test_python_open_and_shutil(tree, bucket):
     shutil.copytree(tree, bucket / "py", symlinks=True)
     assert_same_tree(tree, bucket / "py")
