@@ -33,7 +33,7 @@ ensure_venv() {
     fi
     if [ "$(cat "$venv/.fsobj-installed" 2>/dev/null)" != "$stamp" ]; then
         echo "installing fsobj and its dependencies into $venv ..." >&2
-        "$venv/bin/pip" install -q --disable-pip-version-check -e "$FSOBJ_ROOT[test]" >&2
+        "$venv/bin/pip" install -q --disable-pip-version-check -e "$FSOBJ_ROOT[test,bench]" >&2
         echo "$stamp" > "$venv/.fsobj-installed"
     fi
 }

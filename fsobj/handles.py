@@ -36,6 +36,10 @@ from .metadata import Entry, MetadataStore
 
 log = logging.getLogger(__name__)
 
+# Writes up to this size go to the staging file's page cache without a thread hop: a
+# small buffered pwrite does not block the loop for long, and the hop costs more than it.
+INLINE_WRITE = 64 * 1024
+
 
 @dataclasses.dataclass(eq=False, slots=True)
 class Handle:
@@ -227,6 +231,8 @@ class OpenObjects:
         check_object_size(offset + len(data))
         staging = await self._staging(handle)
         try:
+            if len(data) <= INLINE_WRITE:
+                return staging.write(offset, data)
             return await trio.to_thread.run_sync(staging.write, offset, data)
         except OSError as error:
             handle.failed = error.errno

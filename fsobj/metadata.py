@@ -77,6 +77,9 @@ class MetadataStore:
         self._conn = conn
         self._entries: dict[int, Entry] = {}
         self._by_name: dict[tuple[int, str], int] = {}
+        # Directories all of whose children are in the cache (those created since the
+        # store was opened): a name missing there is missing, with no query.
+        self._complete: set[int] = set()
         self._user_metadata: dict[int, dict[str, bytes]] = {}
         self._acls: dict[int, Acl] = {}
 
@@ -105,6 +108,7 @@ class MetadataStore:
         entry = self._entries.pop(inode, None)
         if entry is not None:
             self._by_name.pop((entry.parent, entry.name), None)
+        self._complete.discard(inode)
         self._user_metadata.pop(inode, None)
         self._acls.pop(inode, None)
 
@@ -121,6 +125,8 @@ class MetadataStore:
         inode = self._by_name.get((parent, name))
         if inode is not None:
             return self._entries[inode]
+        if parent in self._complete:
+            return None
         rows = await self._run(
             _select, f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND name = ?", (parent, name)
         )
@@ -163,6 +169,8 @@ class MetadataStore:
         except sqlite3.IntegrityError:
             raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
         self._touched(entry.parent, entry.ctime_ns)
+        if entry.is_dir:
+            self._complete.add(entry.inode)
         return self._remember(entry)
 
     async def update(self, entry: Entry, **changes: Any) -> None:
