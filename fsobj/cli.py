@@ -37,7 +37,7 @@ def cmd_mount(args: argparse.Namespace) -> None:
     store = Path(args.store).expanduser().resolve()
     mountpoint = Path(args.mountpoint).resolve()
     if not args.foreground:
-        pid = daemon.start_background(store, mountpoint, args.log_level)
+        pid = daemon.start_background(store, mountpoint, args.log_level, args.private)
         print(f"mounted {store} at {mountpoint} (pid {pid}, log {store / 'fsobj.log'})")
         return
 
@@ -46,7 +46,7 @@ def cmd_mount(args: argparse.Namespace) -> None:
             os.write(args.ready_fd, b"1")
             os.close(args.ready_fd)
 
-    daemon.serve(store, mountpoint, ready)
+    daemon.serve(store, mountpoint, ready, args.private)
 
 
 def cmd_umount(args: argparse.Namespace) -> None:
@@ -277,6 +277,11 @@ def parser() -> argparse.ArgumentParser:
         "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
     )
     mount.add_argument("--foreground", action="store_true", help="serve in this process")
+    mount.add_argument(
+        "--private",
+        action="store_true",
+        help="for the mounting user alone: lets the kernel cache entries and attributes",
+    )
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.add_argument("mountpoint")
     mount.set_defaults(run=cmd_mount)

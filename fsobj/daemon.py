@@ -21,6 +21,7 @@ from .store import Store, open_store, single_error, store_is_free
 log = logging.getLogger(__name__)
 
 DURABILITY_SECONDS = 5.0  # like a journaling filesystem's commit interval
+PRIVATE_CACHE_SECONDS = 5.0  # how long the kernel may keep entries on a private mount
 GC_SECONDS = 3600.0
 
 
@@ -28,13 +29,15 @@ class MountError(Exception):
     """A mount that could not be made or unmade; the message says why, for the user."""
 
 
-def mount_options(store: Path) -> set[str]:
+def mount_options(store: Path, private: bool) -> set[str]:
     options = set(pyfuse3.default_options)
     # IAM decides who may do what, not the kernel's check of mode bits.
     options.discard("default_permissions")
     fsname = str(store).replace("\\", "\\\\").replace(",", "\\,")
     options |= {f"fsname={fsname}", "subtype=fsobj"}
-    if may_allow_other():
+    if private:
+        pass  # only the mounting user: the kernel's own rule without allow_other
+    elif may_allow_other():
         options.add("allow_other")
     else:
         log.warning(
@@ -54,24 +57,36 @@ def may_allow_other() -> bool:
         return False
 
 
-def serve(store: Path, mountpoint: Path, on_ready: Callable[[], None] = lambda: None) -> None:
-    """Mount `store` at `mountpoint` and serve requests until unmounted or signalled."""
+def serve(
+    store: Path,
+    mountpoint: Path,
+    on_ready: Callable[[], None] = lambda: None,
+    private: bool = False,
+) -> None:
+    """Mount `store` at `mountpoint` and serve requests until unmounted or signalled.
+
+    A private mount serves only the user who mounted it, an administrator: every caller
+    then sees the same attributes, so the kernel may cache entries and attributes.
+    """
     if not mountpoint.is_dir():
         raise MountError(f"mount point {mountpoint} is not a directory")
     try:
-        trio.run(_serve, store, mountpoint, on_ready)
+        trio.run(_serve, store, mountpoint, on_ready, private)
     except BaseExceptionGroup as group:
         raise single_error(group) from None
 
 
-async def _serve(store_root: Path, mountpoint: Path, on_ready: Callable[[], None]) -> None:
-    async with trio_asyncio.open_loop(), open_store(store_root, str(mountpoint)) as store:
+async def _serve(
+    store_root: Path, mountpoint: Path, on_ready: Callable[[], None], private: bool
+) -> None:
+    cache = PRIVATE_CACHE_SECONDS if private else 0.0
+    async with trio_asyncio.open_loop(), open_store(store_root, str(mountpoint), cache) as store:
         unclean = store.begin_mount()
         if unclean:
             log.warning("store %s was not unmounted cleanly: recovering", store_root)
         await store.recover()
         try:
-            pyfuse3.init(store.operations, str(mountpoint), mount_options(store_root))
+            pyfuse3.init(store.operations, str(mountpoint), mount_options(store_root, private))
         except RuntimeError as error:
             store.end_mount()
             raise MountError(f"cannot mount at {mountpoint}: {error}") from None
@@ -127,7 +142,7 @@ async def _collect_garbage_every(store: Store, seconds: float, now: bool) -> Non
         await trio.sleep(seconds)
 
 
-def start_background(store: Path, mountpoint: Path, log_level: str) -> int:
+def start_background(store: Path, mountpoint: Path, log_level: str, private: bool = False) -> int:
     """Start a mount in a new process; return its pid once the mount is usable."""
     log_path = store / "fsobj.log"
     try:
@@ -148,6 +163,7 @@ def start_background(store: Path, mountpoint: Path, log_level: str) -> int:
                 "--foreground",
                 "--ready-fd",
                 str(write_end),
+                *(["--private"] if private else []),
                 "--store",
                 str(store),
                 str(mountpoint),

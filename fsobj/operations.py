@@ -6,8 +6,9 @@ store (blobs, via the open handles in `handles`); extended attributes are in `xa
 Refusals raise `Refused`, which the `request` wrapper turns into the errno and one log
 line naming operation, path and reason (for EACCES: uid, pid and the missing permission).
 
-The kernel caches no entries or attributes (timeouts 0): what a caller sees, mode bits
-included, depends on who asks, and an ACL change must act on the very next request.
+On a shared mount the kernel caches no entries or attributes (timeouts 0): what a caller
+sees, mode bits included, depends on who asks, and an ACL change must act on the very next
+request. A private mount serves one administrator only, so the kernel may cache them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from .xattrs import MetadataAttributes
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 128 * 1024  # st_blksize: the buffer size cp and friends use
-CACHE_SECONDS = 0.0  # how long the kernel may keep entries and attributes (see above)
 READDIR_PAGE = 1000
 
 _KIND_TYPE = {
@@ -61,8 +61,11 @@ class Access:
 
 
 class Operations(MetadataAttributes, pyfuse3.Operations):
-    def __init__(self, meta: MetadataStore, data: DataStore, iam: Policy):
+    def __init__(
+        self, meta: MetadataStore, data: DataStore, iam: Policy, cache_seconds: float = 0.0
+    ):
         super().__init__()
+        self.cache_seconds = cache_seconds
         self.meta = meta
         self.data = data
         self.iam = iam
@@ -183,8 +186,8 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         attrs.st_atime_ns = entry.atime_ns
         attrs.st_mtime_ns = entry.mtime_ns
         attrs.st_ctime_ns = entry.ctime_ns
-        attrs.entry_timeout = CACHE_SECONDS
-        attrs.attr_timeout = CACHE_SECONDS
+        attrs.entry_timeout = self.cache_seconds
+        attrs.attr_timeout = self.cache_seconds
         return attrs
 
     def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:

@@ -132,7 +132,9 @@ def _take_lock(root: Path, mountpoint: str) -> int:
 
 
 @contextlib.asynccontextmanager
-async def open_store(root: Path, mountpoint: str = "") -> AsyncIterator[Store]:
+async def open_store(
+    root: Path, mountpoint: str = "", kernel_cache_seconds: float = 0.0
+) -> AsyncIterator[Store]:
     """Own the store at `root` (creating it when absent) for the duration of the block.
 
     Must run inside `trio_asyncio.open_loop()`.
@@ -153,7 +155,9 @@ async def open_store(root: Path, mountpoint: str = "") -> AsyncIterator[Store]:
         except Exception as error:
             raise StoreError(f"cannot open the metadata of store {root}: {error}") from None
         try:
-            yield Store(root, meta, data, Operations(meta, data, Policy(admins={0, os.getuid()})))
+            policy = Policy(admins={0, os.getuid()})
+            operations = Operations(meta, data, policy, kernel_cache_seconds)
+            yield Store(root, meta, data, operations)
         finally:
             await meta.close()
     finally:

@@ -27,12 +27,13 @@ def is_mounted(path: Path) -> bool:
 class Mount:
     """A running `fsobj mount --foreground` of `store` at `path`."""
 
-    def __init__(self, store: Path, path: Path, log: Path):
+    def __init__(self, store: Path, path: Path, log: Path, options: tuple[str, ...] = ()):
         self.store = store
         self.path = path
         self.log = log
         self.process: subprocess.Popen | None = None
         self.expect_errors = False  # set by tests that damage the store on purpose
+        self.options = options  # more `fsobj mount` options
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
@@ -45,6 +46,7 @@ class Mount:
                     "DEBUG",
                     "mount",
                     "--foreground",
+                    *self.options,
                     "--store",
                     str(self.store),
                     str(self.path),
@@ -105,12 +107,12 @@ def store(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def mounted_at(store: Path, log: Path) -> Iterator[Mount]:
+def mounted_at(store: Path, log: Path, options: tuple[str, ...] = ()) -> Iterator[Mount]:
     """A running mount of `store` on a fresh mount point, always unmounted afterwards."""
     # Other uids must be able to reach the mount point: pytest's tmp_path is private.
     path = Path(tempfile.mkdtemp(prefix="fsobj-mnt-"))
     path.chmod(0o755)
-    mounted = Mount(store, path, log)
+    mounted = Mount(store, path, log, options)
     mounted.start()
     try:
         yield mounted
@@ -124,9 +126,13 @@ def mounted_at(store: Path, log: Path) -> Iterator[Mount]:
     assert mounted.expect_errors or " ERROR " not in text, text
 
 
+# FSOBJ_TEST_MOUNT="--private" runs the mount tests on private mounts (kernel caching on).
+MOUNT_OPTIONS = tuple(os.environ.get("FSOBJ_TEST_MOUNT", "").split())
+
+
 @pytest.fixture
 def mount(tmp_path: Path, store: Path):
-    with mounted_at(store, tmp_path / "fsobj.log") as mounted:
+    with mounted_at(store, tmp_path / "fsobj.log", MOUNT_OPTIONS) as mounted:
         yield mounted
 
 

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import as_user, fsobj_cli
+from conftest import as_user, fsobj_cli, mounted_at
 
 OWNER, ALICE, BOB, STAFF_MEMBER = 1000, 1001, 1002, 1005
 STAFF = 3000
@@ -300,3 +300,19 @@ def test_revoke_while_writing_a_file_keeps_that_write(mount):
     assert os.waitpid(pid, 0)[1] == 0
     with open(f"{bucket}/report") as f:
         assert f.read() == "first half second half"
+
+
+def test_a_private_mount_serves_its_owner_alone(store, tmp_path):
+    with mounted_at(store, tmp_path / "private.log", ("--private",)) as private:
+        (private / "mine").mkdir()
+        (private / "mine" / "f").write_text("for me")
+        assert as_user(
+            OWNER, [["list", str(private.path)], ["read", f"{private.path}/mine/f"]]
+        ) == [
+            "EACCES",
+            "EACCES",
+        ]
+        assert (private / "mine" / "f").read_text() == "for me"
+        with open("/proc/mounts") as mounts:
+            options = next(line for line in mounts if str(private.path) in line).split()[3]
+        assert "allow_other" not in options
