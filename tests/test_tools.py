@@ -79,33 +79,35 @@ def test_tar_create_and_extract(tree, bucket, tmp_path):
     assert_same_tree(tree, tmp_path / "out")
 
 
-def test_git_clone_into_bucket_then_status(tree, bucket, tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(tree, repo, symlinks=True)
-    env = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    run("git", "init", "-q", str(repo))
-    run("git", *env, "-C", str(repo), "add", "-A")
-    run("git", *env, "-C", str(repo), "commit", "-qm", "first")
+GIT_IDENTITY = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+
+
+@pytest.fixture
+def repo(tree, tmp_path) -> Path:
+    """A git repository on the native disk holding the test tree in one commit."""
+    path = tmp_path / "repo"
+    shutil.copytree(tree, path, symlinks=True)
+    run("git", "init", "-q", str(path))
+    run("git", *GIT_IDENTITY, "-C", str(path), "add", "-A")
+    run("git", *GIT_IDENTITY, "-C", str(path), "commit", "-qm", "first")
+    return path
+
+
+def test_git_clone_into_bucket_then_status(repo, bucket):
     run("git", "clone", "-q", str(repo), str(bucket / "clone"))
     status = run("git", "-C", str(bucket / "clone"), "status", "--porcelain")
     assert status.strip() == ""
     (bucket / "clone" / "new.txt").write_text("new\n")
-    run("git", *env, "-C", str(bucket / "clone"), "add", "new.txt")
-    run("git", *env, "-C", str(bucket / "clone"), "commit", "-qm", "second")
+    run("git", *GIT_IDENTITY, "-C", str(bucket / "clone"), "add", "new.txt")
+    run("git", *GIT_IDENTITY, "-C", str(bucket / "clone"), "commit", "-qm", "second")
     log = run("git", "-C", str(bucket / "clone"), "log", "--oneline")
     assert len(log.strip().splitlines()) == 2
     run("git", "-C", str(bucket / "clone"), "fsck", "--strict")
 
 
-def test_git_clone_over_a_transport_then_fsck(tree, bucket, tmp_path):
+def test_git_clone_over_a_transport_then_fsck(repo, bucket):
     # file:// runs upload-pack and index-pack, which reads the pack back through a second
     # descriptor while it still writes it, as a clone from a server does.
-    repo = tmp_path / "repo"
-    shutil.copytree(tree, repo, symlinks=True)
-    env = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    run("git", "init", "-q", str(repo))
-    run("git", *env, "-C", str(repo), "add", "-A")
-    run("git", *env, "-C", str(repo), "commit", "-qm", "first")
     run("git", "clone", "-q", f"file://{repo}", str(bucket / "over-transport"))
     run("git", "-C", str(bucket / "over-transport"), "fsck", "--strict")
     assert run("git", "-C", str(bucket / "over-transport"), "status", "--porcelain") == ""
