@@ -136,9 +136,10 @@ def new_object_id() -> str:
     return str(uuid.uuid4())
 
 
-def verify_chunk(fd: int, index: int, expected: int) -> bool:
-    """Whether chunk `index` of the blob open at `fd` matches its recorded CRC-32."""
-    return zlib.crc32(os.pread(fd, CHUNK, index * CHUNK)) == expected
+def checked_chunk(fd: int, index: int, expected: int) -> bytes | None:
+    """Chunk `index` of the blob open at `fd` if it matches its recorded CRC-32, else None."""
+    data = os.pread(fd, CHUNK, index * CHUNK)
+    return data if zlib.crc32(data) == expected else None
 
 
 class DataStore:

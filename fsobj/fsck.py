@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 
 from . import gc
-from .datastore import CHUNK, chunk_sums, verify_chunk
+from .datastore import CHUNK, checked_chunk, chunk_sums
 from .metadata import Entry
 from .schema import ROOT_INODE
 from .store import Store, run_offline
@@ -116,7 +116,7 @@ def _blob_problem(path: os.PathLike, size: int, checksums: bytes | None, verify:
             return f"has {found} bytes, not {size}"
         if verify and checksums is not None:
             for index, expected in enumerate(chunk_sums(checksums)):
-                if not verify_chunk(fd, index, expected):
+                if checked_chunk(fd, index, expected) is None:
                     return f"fails its checksum at byte {index * CHUNK}"
         return ""
     finally:
