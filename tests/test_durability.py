@@ -4,6 +4,7 @@ import errno
 import os
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -245,3 +246,16 @@ def test_database_full_is_enospc_not_eio(small_store, tmp_path):
         assert seen == {errno.ENOSPC}
     conn = sqlite3.connect(small_store / "meta.sqlite3")
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_fsck_shows_progress_on_a_terminal(mount, bucket):
+    for i in range(5):
+        (bucket / f"f{i}").write_bytes(os.urandom(10_000))
+    mount.stop()
+    command = f"{sys.executable} -m fsobj fsck --verify --store {mount.store}"
+    on_tty = subprocess.run(
+        ["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=120
+    )
+    assert on_tty.returncode == 0
+    assert "verifying blobs: 5/5 (100%)" in on_tty.stdout
+    assert "verifying" not in fsck(mount.store, "--verify").stderr  # not on a pipe
