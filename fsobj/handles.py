@@ -14,6 +14,7 @@ change (copy-on-write) and commits staging as a new blob on flush, fsync or rele
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import logging
 import mimetypes
@@ -76,6 +77,17 @@ class Version:
         return cls(entry.object_id, entry.size, entry.checksums)
 
 
+@dataclasses.dataclass(eq=False, slots=True)
+class _Record:
+    """A commit's metadata update waiting for its group's transaction."""
+
+    entry: Entry
+    changes: dict
+    done: bool = False
+    previous: str | None = None
+    error: Exception | None = None
+
+
 def guess_content_type(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
@@ -94,8 +106,9 @@ class OpenObjects:
         # Unlinked objects that are still open: their entry outlives the name.
         self._orphans: dict[int, Entry] = {}
         self._fhs = itertools.count(1)
-        # Serialises "read the current blob, point the entry at the new one" across commits.
+        # One metadata transaction at a time; the records waiting meanwhile form its group.
         self._commit_lock = trio.Lock()
+        self._records: list[_Record] = []
         # Blobs being committed: on disk, not yet named by the metadata.
         self.committing: set[str] = set()
         # Chunks of each blob whose checksum has been verified by a read.
@@ -301,26 +314,42 @@ class OpenObjects:
     async def _record(
         self, handle: Handle, object_id: str, size: int, etag: str, checksums: bytes
     ) -> str | None:
-        """Point the object at its new blob; returns the blob that is no longer needed."""
+        """Point the object at its new blob; returns the blob that is no longer needed.
+
+        Group commit: records that arrive while one transaction is in flight are written
+        together by the next, in arrival order.
+        """
         entry = handle.entry
+        if entry.inode in self._orphans:
+            return object_id  # unlinked while open: the content goes with it
+        changes = {
+            "object_id": object_id,
+            "size": size,
+            "etag": etag,
+            "checksums": checksums,
+            "content_type": entry.content_type or guess_content_type(entry.name),
+            "ctime_ns": time.time_ns(),
+        }
+        if handle.modified_ns is not None:
+            changes["mtime_ns"] = handle.modified_ns
+        record = _Record(entry, changes)
+        self._records.append(record)
         async with self._commit_lock:
-            if entry.inode in self._orphans:
-                previous = object_id  # unlinked while open: the content goes with it
-            else:
-                previous = entry.object_id
-                times = {"ctime_ns": time.time_ns()}
-                if handle.modified_ns is not None:
-                    times["mtime_ns"] = handle.modified_ns
-                await self.meta.update(
-                    entry,
-                    object_id=object_id,
-                    size=size,
-                    etag=etag,
-                    checksums=checksums,
-                    content_type=entry.content_type or guess_content_type(entry.name),
-                    **times,
-                )
-        return previous
+            if not record.done:
+                batch, self._records = self._records, []
+                try:
+                    before = await self.meta.update_many([(r.entry, r.changes) for r in batch])
+                except Exception as error:
+                    for r in batch:
+                        r.done, r.error = True, error
+                else:
+                    for r, previous in zip(batch, before, strict=True):
+                        r.done, r.previous = True, previous
+        if record.error is not None:
+            raise OSError(getattr(record.error, "errno", None) or errno.EIO, str(record.error))
+        if entry.inode in self._orphans:
+            return object_id  # unlinked while the record waited
+        return record.previous
 
     def times_set(self, inode: int) -> None:
         """An explicit mtime was set: pending commits must not replace it."""

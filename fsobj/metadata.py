@@ -183,6 +183,23 @@ class MetadataStore:
         for name, value in changes.items():
             setattr(entry, name, value)
 
+    async def update_many(self, batch: list[tuple[Entry, dict[str, Any]]]) -> list[Any]:
+        """Several updates in one transaction (group commit), applied in order; returns
+        each entry's object_id from just before its own update."""
+        statements = []
+        for entry, changes in batch:
+            columns = ", ".join(f"{name} = ?" for name in changes)
+            statements.append(
+                (f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), entry.inode))
+            )
+        await self._run(_write, statements)
+        before = []
+        for entry, changes in batch:
+            before.append(entry.object_id)
+            for name, value in changes.items():
+                setattr(entry, name, value)
+        return before
+
     async def delete(self, entry: Entry, now_ns: int) -> None:
         await self._run(
             _write,
