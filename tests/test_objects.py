@@ -116,16 +116,6 @@ def test_reader_opening_during_a_rewrite_reads_the_whole_committed_version(bucke
     assert path.read_bytes() == b"short"
 
 
-def test_uncommitted_writes_are_invisible_to_readers(bucket):
-    path = bucket / "w"
-    path.write_bytes(b"old content")
-    with open(path, "r+b") as writer:
-        writer.write(b"NEW")
-        writer.flush()
-        assert md5_elsewhere(path) == hashlib.md5(b"old content").hexdigest()
-    assert path.read_bytes() == b"NEW content"
-
-
 def test_a_process_reads_its_own_uncommitted_writes_others_do_not(bucket):
     path = bucket / "pack"
     path.write_bytes(b"committed")
