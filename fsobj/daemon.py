@@ -35,15 +35,20 @@ def mount_options(store: Path, private: bool) -> set[str]:
     options.discard("default_permissions")
     fsname = str(store).replace("\\", "\\\\").replace(",", "\\,")
     options |= {f"fsname={fsname}", "subtype=fsobj"}
-    if private:
-        pass  # only the mounting user: the kernel's own rule without allow_other
-    elif may_allow_other():
+    if not private:
         options.add("allow_other")
-    else:
-        log.warning(
-            "only this user can use the mount: add user_allow_other to /etc/fuse.conf to share it"
-        )
     return options
+
+
+def is_private(asked: bool) -> bool:
+    """Whether the mount will serve its owner alone: when asked, or when this user may not
+    share it (without allow_other the kernel lets only the mounting user in)."""
+    if asked:
+        return True
+    if may_allow_other():
+        return False
+    log.warning("only this user can use the mount: add user_allow_other to /etc/fuse.conf")
+    return True
 
 
 def may_allow_other() -> bool:
@@ -79,6 +84,7 @@ def serve(
 async def _serve(
     store_root: Path, mountpoint: Path, on_ready: Callable[[], None], private: bool
 ) -> None:
+    private = is_private(private)
     cache = PRIVATE_CACHE_SECONDS if private else 0.0
     async with trio_asyncio.open_loop(), open_store(store_root, str(mountpoint), cache) as store:
         unclean = store.begin_mount()

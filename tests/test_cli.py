@@ -117,3 +117,15 @@ def test_python_dash_m_fsobj_works():
     ).stdout
     for command in ("mount", "umount", "bucket", "info"):
         assert command in out
+
+
+def test_a_mount_that_cannot_be_shared_is_private(monkeypatch):
+    from fsobj import daemon
+
+    monkeypatch.setattr(daemon, "may_allow_other", lambda: False)
+    assert daemon.is_private(False) is True
+    assert "allow_other" not in daemon.mount_options(Path("/store"), True)
+    monkeypatch.setattr(daemon, "may_allow_other", lambda: True)
+    assert daemon.is_private(False) is False
+    assert daemon.is_private(True) is True
+    assert "allow_other" in daemon.mount_options(Path("/store"), False)
