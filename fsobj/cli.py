@@ -142,7 +142,7 @@ class AclTarget:
         return _os_call(os.getxattr, self.args.target, ACL_NAME).decode()
 
     def write(self, grants: tuple[iam.Grant, ...]) -> None:
-        text = iam.Acl(0, grants).to_text().split("\n", 1)[1].encode()
+        text = iam.grants_text(grants).encode()
         if self.args.store:
             self._offline(lambda ops, inode, ctx: ops.setxattr(inode, ACL_NAME, text, ctx))
         else:

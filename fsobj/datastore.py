@@ -174,22 +174,19 @@ class DataStore:
     def _stage(self, source_fd: int | None) -> Staging:
         path = self.staging / uuid.uuid4().hex
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        staging = Staging(path, fd)
+        copied = 0
         try:
-            if source_fd is not None:
-                size = os.fstat(source_fd).st_size
-                copied = 0
-                while copied < size:
-                    n = os.copy_file_range(source_fd, fd, size - copied, copied, copied)
-                    if n == 0:
-                        break
-                    copied += n
-                staging = Staging(path, fd, copied)
+            size = os.fstat(source_fd).st_size if source_fd is not None else 0
+            while copied < size:
+                n = os.copy_file_range(source_fd, fd, size - copied, copied, copied)
+                if n == 0:
+                    break
+                copied += n
         except BaseException:
             os.close(fd)
             os.unlink(path)
             raise
-        return staging
+        return Staging(path, fd, copied)
 
     async def commit(self, staging: Staging, object_id: str) -> tuple[int, str, bytes]:
         """Turn a staging file into the blob `object_id`, durably;

@@ -20,6 +20,7 @@ import logging
 import mimetypes
 import os
 import time
+from typing import Any
 
 import trio
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 # Writes up to this size go to the staging file's page cache without a thread hop: a
 # small buffered pwrite does not block the loop for long, and the hop costs more than it.
 INLINE_WRITE = 64 * 1024
+# Blobs whose verified chunks are remembered; past that the memory is cleared.
+VERIFIED_BLOBS = 100_000
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -93,7 +96,7 @@ def guess_content_type(name: str) -> str:
 
 
 class OpenObjects:
-    """Every open object handle, and the per-object state the kernel's caches depend on."""
+    """Every open object handle, and what concurrent handles of one object share."""
 
     def __init__(self, meta: MetadataStore, data: DataStore):
         self.meta = meta
@@ -157,21 +160,19 @@ class OpenObjects:
 
     def _open_blob(self, version: Version, name: str) -> int:
         """A descriptor on a version's blob, which must exist and have the right size."""
-        path = self.data.blob_path(version.object_id)
         try:
             fd = self.data.open_blob(version.object_id)
         except FileNotFoundError:
-            raise DamagedBlob(
-                f"object {version.object_id} ({name}): blob {path} is missing"
-            ) from None
+            raise self._damaged(version, name, "is missing") from None
         size = os.fstat(fd).st_size
         if size != version.size:
             os.close(fd)
-            raise DamagedBlob(
-                f"object {version.object_id} ({name}): blob {path} has {size} bytes,"
-                f" not {version.size}"
-            )
+            raise self._damaged(version, name, f"has {size} bytes, not {version.size}")
         return fd
+
+    def _damaged(self, version: Version, name: str, problem: str) -> DamagedBlob:
+        path = self.data.blob_path(version.object_id)
+        return DamagedBlob(f"object {version.object_id} ({name}): blob {path} {problem}")
 
     async def release(self, handle: Handle) -> None:
         try:
@@ -220,6 +221,8 @@ class OpenObjects:
         if version.checksums is None or offset >= end:
             return os.pread(handle.blob_fd, size, offset)
         sums = chunk_sums(version.checksums)
+        if len(self._verified) > VERIFIED_BLOBS:
+            self._verified.clear()  # forgetting only means checking again
         verified = self._verified.setdefault(version.object_id, set())
         first, last = offset // CHUNK, (end - 1) // CHUNK
         fresh = []
@@ -228,10 +231,10 @@ class OpenObjects:
                 continue
             data = checked_chunk(handle.blob_fd, index, sums[index])
             if data is None:
-                path = self.data.blob_path(version.object_id)
-                raise DamagedBlob(
-                    f"object {version.object_id} ({handle.entry.name}): blob {path} fails"
-                    f" its checksum at bytes {index * CHUNK}..{(index + 1) * CHUNK - 1}"
+                raise self._damaged(
+                    version,
+                    handle.entry.name,
+                    f"fails its checksum at bytes {index * CHUNK}..{(index + 1) * CHUNK - 1}",
                 )
             verified.add(index)
             fresh.append(data)
@@ -252,19 +255,20 @@ class OpenObjects:
     async def write(self, handle: Handle, offset: int, data: bytes) -> int:
         check_object_size(offset + len(data))
         staging = await self._staging(handle)
-        try:
-            if len(data) <= INLINE_WRITE:
-                return staging.write(offset, data)
-            return await trio.to_thread.run_sync(staging.write, offset, data)
-        except OSError as error:
-            handle.failed = error.errno
-            raise
+        inline = len(data) <= INLINE_WRITE
+        return await self._change(handle, inline, staging.write, offset, data)
 
     async def truncate(self, handle: Handle, size: int) -> None:
         check_object_size(size)
         staging = await self._staging(handle)
+        await self._change(handle, False, staging.truncate, size)
+
+    async def _change(self, handle: Handle, inline: bool, change: Any, *args: Any) -> Any:
+        """Apply a change to the staged content; a failure spoils the handle's upload."""
         try:
-            await trio.to_thread.run_sync(staging.truncate, size)
+            if inline:
+                return change(*args)
+            return await trio.to_thread.run_sync(change, *args)
         except OSError as error:
             handle.failed = error.errno
             raise

@@ -76,9 +76,12 @@ class Acl:
         return frozenset(granted)
 
     def to_text(self) -> str:
-        lines = [f"owner uid:{self.owner}"]
-        lines += [f"{g.grantee} {g.permission.value}" for g in self.grants]
-        return "\n".join(lines) + "\n"
+        return f"owner uid:{self.owner}\n" + grants_text(self.grants)
+
+
+def grants_text(grants: tuple[Grant, ...]) -> str:
+    """Grants as ACL text, one `GRANTEE PERMISSION` line each."""
+    return "".join(f"{g.grantee} {g.permission.value}\n" for g in grants)
 
 
 def parse_grants(text: str) -> tuple[Grant, ...]:

@@ -175,13 +175,7 @@ class MetadataStore:
 
     async def update(self, entry: Entry, **changes: Any) -> None:
         """Change some columns of an entry, in the database and then in the cache."""
-        columns = ", ".join(f"{name} = ?" for name in changes)
-        await self._run(
-            _write,
-            [(f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), entry.inode))],
-        )
-        for name, value in changes.items():
-            setattr(entry, name, value)
+        await self.update_many([(entry, changes)])
 
     async def update_many(self, batch: list[tuple[Entry, dict[str, Any]]]) -> list[Any]:
         """Several updates in one transaction (group commit), applied in order; returns

@@ -139,8 +139,10 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
             f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {bucket}",
         )
 
-    async def _new_name(self, parent: Entry, raw: bytes, ctx: Any, what: str) -> str:
-        """Validate a name about to be created under `parent`; returns it as text."""
+    async def _new_name(self, parent: Entry, raw: bytes, ctx: Any, what: str) -> tuple[str, Access]:
+        """Validate a name about to be created under `parent`; returns it as text, and the
+        caller's access, which is also theirs on what they create (the same bucket, or a
+        bucket they will own)."""
         where = (parent, raw)
         try:
             name = names.decode_component(raw)
@@ -154,10 +156,10 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
                 names.check_key_length(await self._key_bytes(parent) + len(raw))
         except names.BadName as bad:
             raise Refused(bad.errno, where, bad.rule) from None
-        await self._require(ctx, parent, Permission.WRITE, name=raw)
+        access = await self._require(ctx, parent, Permission.WRITE, name=raw)
         if await self.meta.lookup(parent.inode, name) is not None:
             raise Refused(errno.EEXIST, where, "exists already")
-        return name
+        return name, access
 
     def attributes(self, entry: Entry, rights: frozenset[Permission]) -> pyfuse3.EntryAttributes:
         """The entry's attributes as seen by a caller holding `rights` on its bucket.
@@ -299,20 +301,20 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, ctx: Any
     ) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
-        text = await self._new_name(parent, name, ctx, "dir")
+        text, access = await self._new_name(parent, name, ctx, "dir")
         kind = "bucket" if parent.kind == "root" else "dir"
         entry = self._new_entry(parent, text, kind, mode, ctx)
         await self.meta.insert(entry, bucket_owner=ctx.uid if kind == "bucket" else None)
         if kind == "bucket":
             log.info("created bucket %s for uid %d", text, ctx.uid)
-        return self.attributes(entry, (await self._access(ctx, entry)).rights)
+        return self.attributes(entry, access.rights)
 
     @request
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: Any
     ) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
-        text = await self._new_name(parent, name, ctx, "symlink")
+        text, access = await self._new_name(parent, name, ctx, "symlink")
         try:
             target_text = target.decode("utf-8")
         except UnicodeDecodeError:
@@ -325,7 +327,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         entry.target = target_text
         entry.size = len(target)
         await self.meta.insert(entry)
-        return self.attributes(entry, (await self._access(ctx, entry)).rights)
+        return self.attributes(entry, access.rights)
 
     @request
     async def mknod(
@@ -338,9 +340,9 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
                 (parent, name),
                 "only objects, directories and symlinks can be stored",
             )
-        entry, handle = await self._create_object(parent, name, mode, ctx)
+        entry, handle, access = await self._create_object(parent, name, mode, ctx)
         await self.objects.release(handle)
-        return self.attributes(entry, (await self._access(ctx, entry)).rights)
+        return self.attributes(entry, access.rights)
 
     @request
     async def link(
@@ -420,9 +422,9 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
             raise Refused(bad.errno, new_where, bad.rule) from None
         source = await self._require(ctx, old_parent, Permission.WRITE, name=name_old)
         target = await self._require(ctx, new_parent, Permission.WRITE, name=name_new)
-        if source.bucket is not target.bucket:
+        if source.bucket is not target.bucket and Permission.READ not in source.rights:
             # Moving out of a bucket is a copy then a delete: the copy needs READ there.
-            await self._require(ctx, old_parent, Permission.READ, name=name_old)
+            self._deny(source, where, "READ")
         if entry.parent == new_parent.inode and entry.name == new_name:
             return
         ancestor: Entry | None = new_parent
@@ -447,21 +449,21 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
     # -- objects ----------------------------------------------------------------------------
 
     async def _create_object(self, parent: Entry, name: bytes, mode: int, ctx: Any):
-        text = await self._new_name(parent, name, ctx, "object")
+        text, access = await self._new_name(parent, name, ctx, "object")
         entry = self._new_entry(parent, text, "object", mode, ctx)
         await self.meta.insert(entry)
-        process = self.iam.identify(ctx).process
+        process = access.who.process
         handle = await self.objects.open(entry, writable=True, truncate=True, process=process)
-        return entry, handle
+        return entry, handle, access
 
     @request
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = await self._entry(parent_inode)
-        entry, handle = await self._create_object(parent, name, mode, ctx)
+        entry, handle, access = await self._create_object(parent, name, mode, ctx)
         info = pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
-        return info, self.attributes(entry, (await self._access(ctx, entry)).rights)
+        return info, self.attributes(entry, access.rights)
 
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
@@ -471,13 +473,12 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
             raise Refused(errno.EISDIR if entry.is_dir else errno.EINVAL, where, "not an object")
         mode = flags & os.O_ACCMODE
         writable = mode != os.O_RDONLY
-        if mode != os.O_WRONLY:
-            await self._require(ctx, entry, Permission.READ)
-        if writable:
-            await self._require(ctx, entry, Permission.WRITE)
-        process = self.iam.identify(ctx).process
+        first = Permission.WRITE if mode == os.O_WRONLY else Permission.READ
+        access = await self._require(ctx, entry, first)
+        if mode == os.O_RDWR and Permission.WRITE not in access.rights:
+            self._deny(access, where, "WRITE")
         handle = await self.objects.open(
-            entry, writable, truncate=bool(flags & os.O_TRUNC), process=process
+            entry, writable, truncate=bool(flags & os.O_TRUNC), process=access.who.process
         )
         return pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
 

@@ -33,10 +33,9 @@ GC = "user.fsobj.gc"
 class MetadataAttributes:
     """Extended-attribute handlers, mixed into `operations.Operations`."""
 
-    async def _system_metadata(self, entry: Entry, name: str) -> str | None:
+    async def _system_metadata(self, entry: Entry, bucket: Entry | None, name: str) -> str | None:
         field = name[len(SYSTEM_PREFIX) :]
         if field in ("bucket", "key"):
-            bucket = await self._bucket_of(entry)
             if bucket is None:
                 return None
             if field == "bucket":
@@ -63,9 +62,9 @@ class MetadataAttributes:
                 raise Refused(errno.EACCES, (entry, None), "only administrators collect garbage")
             return str(await self.collect_garbage()).encode()
         needed = Permission.READ_ACP if text == ACL else Permission.READ
-        await self._require(ctx, entry, needed)
+        access = await self._require(ctx, entry, needed)
         if text.startswith(SYSTEM_PREFIX):
-            value = await self._system_metadata(entry, text)
+            value = await self._system_metadata(entry, access.bucket, text)
             if value is None:
                 raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
             return value.encode()
