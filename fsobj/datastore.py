@@ -197,9 +197,16 @@ class DataStore:
         etag, checksums = staging.digests()
         os.fdatasync(staging.fd)
         path = self.blob_path(object_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
         os.fchmod(staging.fd, 0o400)
-        os.rename(staging.path, path)
+        for attempt in (1, 2):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(staging.path, path)
+                break
+            except FileNotFoundError:
+                # The collector pruned the empty shard between mkdir and rename.
+                if attempt == 2:
+                    raise
         _fsync_dir(path.parent)
         size = staging.size
         staging.close()
