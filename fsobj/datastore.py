@@ -1,8 +1,9 @@
 """The data store: immutable blobs named by UUID, and the staging area where writes wait.
 
-An object's content is written to a staging file; committing it computes the object's
-digests, makes the data durable (fdatasync), renames the file to `blobs/ab/cd/UUID` and
-makes that name durable (fsync of the directory), all before the metadata store records
+An object's content is staged in memory while small, in a staging file once it grows;
+committing it computes the object's digests, writes or renames it to `blobs/ab/cd/UUID`,
+makes the data durable (fdatasync) and then its name (fsync of the directory), all before
+the metadata store records
 the new version, so a crash can never leave metadata pointing at a blob that is not fully
 on disk. A blob never changes after that. All calls that touch the disk at length run in a
 worker thread, off the trio loop.
@@ -22,6 +23,7 @@ import hashlib
 import os
 import uuid
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -84,20 +86,28 @@ def chunk_sums(checksums: bytes) -> array.array:
 
 
 class Staging:
-    """The content of an object being written: a private file in the staging area.
+    """The content of an object being written, private to one handle: in memory while it
+    is small (most objects are), in a file of the staging area once it grows (`spill`).
 
     Digests are computed as the data arrives while writes are sequential from offset 0;
-    any other write pattern falls back to reading the file once at commit.
+    any other write pattern falls back to reading the content once at commit.
     """
 
-    def __init__(self, path: Path, fd: int, size: int = 0):
+    def __init__(self, path: Path | None = None, fd: int = -1, size: int = 0):
         self.path = path
         self.fd = fd
         self.size = size
+        self.memory: bytearray | None = bytearray() if path is None else None
         self._digest: Digest | None = Digest() if size == 0 else None
 
     def write(self, offset: int, data: bytes) -> int:
-        written = os.pwrite(self.fd, data, offset)
+        if self.memory is None:
+            written = os.pwrite(self.fd, data, offset)
+        else:
+            if offset > len(self.memory):
+                self.memory.extend(bytes(offset - len(self.memory)))
+            self.memory[offset : offset + len(data)] = data
+            written = len(data)
         if self._digest is not None:
             if offset == self.size:
                 self._digest.update(memoryview(data)[:written])
@@ -107,29 +117,59 @@ class Staging:
         return written
 
     def read(self, offset: int, size: int) -> bytes:
-        return os.pread(self.fd, size, offset)
+        if self.memory is None:
+            return os.pread(self.fd, size, offset)
+        return bytes(self.memory[offset : offset + size])
 
     def truncate(self, size: int) -> None:
-        os.ftruncate(self.fd, size)
+        if self.memory is None:
+            os.ftruncate(self.fd, size)
+        elif size < len(self.memory):
+            del self.memory[size:]
+        else:
+            self.memory.extend(bytes(size - len(self.memory)))
         if size != self.size:
             self._digest = None
         self.size = size
+
+    def spill(self, path: Path) -> None:
+        """Move the content from memory to a new file at `path` (blocking: run in a thread)."""
+        assert self.memory is not None
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, self.memory)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        self.path, self.fd, self.memory = path, fd, None
 
     def digests(self) -> tuple[str, bytes]:
         """(etag, checksums) of the staged content."""
         digest = self._digest
         if digest is None:
             digest = Digest()
-            offset = 0
-            while chunk := os.pread(self.fd, CHUNK, offset):
-                digest.update(chunk)
-                offset += len(chunk)
+            if self.memory is not None:
+                digest.update(self.memory)
+            else:
+                offset = 0
+                while chunk := os.pread(self.fd, CHUNK, offset):
+                    digest.update(chunk)
+                    offset += len(chunk)
         return digest.finish()
 
     def close(self) -> None:
+        """Drop the content (the caller removes the file, if any, once it is not needed)."""
+        self.memory = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def new_object_id() -> str:
@@ -166,17 +206,24 @@ class DataStore:
         return os.open(self.blob_path(object_id), os.O_RDONLY | os.O_CLOEXEC)
 
     async def stage(self, source_fd: int | None) -> Staging:
-        """A new staging file, holding a copy of the blob open at `source_fd` if given.
-        Even an empty one is created in a thread: under concurrent commits, creating a file
-        waits for the directory that renames are using (measured: 78% of the loop's time)."""
+        """New staged content: empty and in memory, or a staging file holding a copy of
+        the blob open at `source_fd`. Files are created in a thread: under concurrent
+        commits, creating one waits for the directory that renames are using (measured:
+        78% of the loop's time when done on the loop)."""
+        if source_fd is None:
+            return Staging()
         return await trio.to_thread.run_sync(self._stage, source_fd)
 
-    def _stage(self, source_fd: int | None) -> Staging:
-        path = self.staging / uuid.uuid4().hex
+    def staging_path(self) -> Path:
+        """A new name in the staging area."""
+        return self.staging / uuid.uuid4().hex
+
+    def _stage(self, source_fd: int) -> Staging:
+        path = self.staging_path()
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         copied = 0
         try:
-            size = os.fstat(source_fd).st_size if source_fd is not None else 0
+            size = os.fstat(source_fd).st_size
             while copied < size:
                 n = os.copy_file_range(source_fd, fd, size - copied, copied, copied)
                 if n == 0:
@@ -195,22 +242,44 @@ class DataStore:
 
     def _commit(self, staging: Staging, object_id: str) -> tuple[int, str, bytes]:
         etag, checksums = staging.digests()
-        os.fdatasync(staging.fd)
         path = self.blob_path(object_id)
-        os.fchmod(staging.fd, 0o400)
-        for attempt in (1, 2):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(staging.path, path)
-                break
-            except FileNotFoundError:
-                # The collector pruned the empty shard between mkdir and rename.
-                if attempt == 2:
-                    raise
+        if staging.memory is not None:
+            # Small content goes straight to its blob: until the metadata names it, a
+            # partial blob is only garbage, like any blob no metadata names.
+            self._with_shard(path, lambda: self._write_blob(path, staging.memory))
+        else:
+            os.fdatasync(staging.fd)
+            os.fchmod(staging.fd, 0o400)
+            self._with_shard(path, lambda: os.rename(staging.path, path))
         _fsync_dir(path.parent)
         size = staging.size
         staging.close()
         return size, etag, checksums
+
+    @staticmethod
+    def _with_shard(path: Path, create: Callable[[], None]) -> None:
+        """Run `create` (which makes `path`) after making sure its shard directory exists."""
+        for attempt in (1, 2):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                create()
+                return
+            except FileNotFoundError:
+                # The collector pruned the empty shard between mkdir and create.
+                if attempt == 2:
+                    raise
+
+    @staticmethod
+    def _write_blob(path: Path, content: bytearray) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+        try:
+            _write_all(fd, content)
+            os.fdatasync(fd)
+        except BaseException:
+            path.unlink()
+            raise
+        finally:
+            os.close(fd)
 
     async def remove_blob(self, object_id: str) -> None:
         """Remove a blob no metadata points at; open descriptors keep reading it."""

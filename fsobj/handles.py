@@ -38,9 +38,13 @@ from .metadata import Entry, MetadataStore
 
 log = logging.getLogger(__name__)
 
-# Writes up to this size go to the staging file's page cache without a thread hop: a
-# small buffered pwrite does not block the loop for long, and the hop costs more than it.
+# Writes up to this size go to staged content without a thread hop: a small buffered
+# pwrite does not block the loop for long, and the hop costs more than it.
 INLINE_WRITE = 64 * 1024
+# Staged content is kept in memory up to this size per handle, and this much in all;
+# past that it moves to a staging file.
+MEMORY_STAGING = 1 << 20
+MEMORY_STAGING_TOTAL = 64 << 20
 # Blobs whose verified chunks are remembered; past that the memory is cleared.
 VERIFIED_BLOBS = 100_000
 
@@ -207,6 +211,8 @@ class OpenObjects:
         if handle.follows is not None:
             return await self.read(handle.follows, offset, size)
         if handle.staging is not None:
+            if handle.staging.memory is not None:
+                return handle.staging.read(offset, size)
             return await trio.to_thread.run_sync(handle.staging.read, offset, size)
         if handle.blob_fd is None:
             return b""
@@ -244,9 +250,13 @@ class OpenObjects:
             return whole[start : start + size]
         return os.pread(handle.blob_fd, size, offset)
 
-    async def _staging(self, handle: Handle) -> Staging:
+    async def _staging(self, handle: Handle, end: int) -> Staging:
+        """The handle's staged content, ready for a change that reaches byte `end`."""
         if handle.staging is None:
             handle.staging = await self.data.stage(handle.blob_fd)
+        staging = handle.staging
+        if staging.memory is not None and end > staging.size and self._too_big(end):
+            await self._change(handle, False, staging.spill, self.data.staging_path())
         handle.dirty = True
         handle.modified_ns = time.time_ns()
         self._last_writer[handle.entry.inode] = handle
@@ -254,14 +264,23 @@ class OpenObjects:
 
     async def write(self, handle: Handle, offset: int, data: bytes) -> int:
         check_object_size(offset + len(data))
-        staging = await self._staging(handle)
+        staging = await self._staging(handle, offset + len(data))
         inline = len(data) <= INLINE_WRITE
         return await self._change(handle, inline, staging.write, offset, data)
 
     async def truncate(self, handle: Handle, size: int) -> None:
         check_object_size(size)
-        staging = await self._staging(handle)
-        await self._change(handle, False, staging.truncate, size)
+        staging = await self._staging(handle, size)
+        await self._change(handle, staging.memory is not None, staging.truncate, size)
+
+    def _too_big(self, end: int) -> bool:
+        """Whether staged content growing to `end` bytes should leave memory."""
+        if end > MEMORY_STAGING:
+            return True
+        if end <= INLINE_WRITE:
+            return False
+        held = sum(h.staging.size for h in self._handles.values() if h.staging and h.staging.memory)
+        return held + end > MEMORY_STAGING_TOTAL
 
     async def _change(self, handle: Handle, inline: bool, change: Any, *args: Any) -> Any:
         """Apply a change to the staged content; a failure spoils the handle's upload."""
@@ -276,7 +295,8 @@ class OpenObjects:
     def _discard_staging(self, handle: Handle) -> None:
         if handle.staging is not None:
             handle.staging.close()
-            handle.staging.path.unlink(missing_ok=True)
+            if handle.staging.path is not None:
+                handle.staging.path.unlink(missing_ok=True)
             handle.staging = None
         handle.dirty = False
 

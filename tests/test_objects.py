@@ -73,6 +73,27 @@ def test_append_random_write_and_truncate_copy_on_write(bucket):
     assert os.getxattr(path, "user.fsobj.etag").decode() == hashlib.md5(b"01XY\0\0").hexdigest()
 
 
+def test_content_growing_past_the_memory_staging_limit(mount, bucket):
+    # Small content is staged in memory, larger in a staging file: a write pattern that
+    # crosses the limit (1 MiB) must read back, and commit, exactly as written.
+    path = bucket / "growing"
+    expected = bytearray()
+    with open(path, "w+b") as f:
+        for i in range(24):
+            piece = bytes([65 + i]) * 100_000
+            f.write(piece)
+            expected += piece
+        f.seek(500_000)
+        f.write(b"middle")
+        expected[500_000:500_006] = b"middle"
+        f.flush()
+        with open(path, "rb") as same_process:  # sees its own staged writes
+            assert same_process.read() == expected
+    assert path.read_bytes() == expected
+    assert os.getxattr(path, "user.fsobj.etag").decode() == hashlib.md5(expected).hexdigest()
+    assert os.listdir(mount.store / "staging") == []
+
+
 @pytest.mark.parametrize("new_size", [300_000, 150_000], ids=["grown", "shrunk"])
 def test_reader_keeps_the_whole_version_it_opened(bucket, new_size):
     path = bucket / "v"

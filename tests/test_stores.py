@@ -120,6 +120,25 @@ async def test_staging_commits_to_an_immutable_blob_with_md5(tmp_path):
     assert list((tmp_path / "staging").iterdir()) == []
 
 
+async def test_staged_content_moves_from_memory_to_a_file_unchanged(tmp_path):
+    data = DataStore(tmp_path)
+    staging = await data.stage(None)
+    assert staging.memory is not None and staging.path is None
+    staging.write(0, b"a" * 1000)
+    staging.write(2000, b"b" * 10)  # a hole, then a truncate inside the content
+    staging.truncate(1500)
+    staging.write(1500, b"c" * 5)
+    expected = b"a" * 1000 + bytes(500) + b"c" * 5
+    staging.spill(data.staging_path())
+    assert staging.memory is None and staging.path.read_bytes() == expected
+    staging.write(len(expected), b"d")
+    object_id = new_object_id()
+    size, etag, _ = await data.commit(staging, object_id)
+    assert data.blob_path(object_id).read_bytes() == expected + b"d"
+    assert (size, etag) == (len(expected) + 1, hashlib.md5(expected + b"d").hexdigest())
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
 async def test_copy_on_write_and_rehash_after_random_writes(tmp_path):
     data = DataStore(tmp_path)
     first = await data.stage(None)
