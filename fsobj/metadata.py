@@ -7,7 +7,11 @@ a whole FUSE request, so:
 * entries are served from an in-memory cache that this store owns and writes through (one
   process owns a store, under a lock, so the cache is authoritative);
 * every public method makes at most one round trip: multi-statement work runs as one
-  function in aiosqlite's worker thread, inside one transaction.
+  function in aiosqlite's worker thread, inside one transaction;
+* a new object's row is not written when it is created but with its first commit (or
+  whatever changes it first): until then it lives in the cache alone, so creating an
+  object costs no round trip, and a writer that dies before closing leaves no row.
+  Inode numbers are therefore handed out here, not by SQLite.
 """
 
 from __future__ import annotations
@@ -82,6 +86,9 @@ class MetadataStore:
         self._complete: set[int] = set()
         self._user_metadata: dict[int, dict[str, bytes]] = {}
         self._acls: dict[int, Acl] = {}
+        # Entries whose row is not in the database yet (see the module's docstring).
+        self._unwritten: dict[int, Entry] = {}
+        self._next_inode = 0  # set when the store opens
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -104,7 +111,22 @@ class MetadataStore:
         self._by_name[(entry.parent, entry.name)] = entry.inode
         return entry
 
+    def _write_first(self, *entries: Entry | None) -> list[tuple[str, tuple]]:
+        """The statements that write the rows of those `entries` that are not written yet:
+        to run first, in the transaction of any statement that refers to them."""
+        statements = []
+        for entry in entries:
+            if entry is not None and self._unwritten.pop(entry.inode, None) is not None:
+                statements += _insert_statements(entry)
+        return statements
+
+    async def _write_all(self) -> None:
+        """Write every unwritten row: queries that scan the namespace see them then."""
+        if self._unwritten:
+            await self._run(_write, self._write_first(*list(self._unwritten.values())))
+
     def _forget(self, inode: int) -> None:
+        self._unwritten.pop(inode, None)
         entry = self._entries.pop(inode, None)
         if entry is not None:
             self._by_name.pop((entry.parent, entry.name), None)
@@ -134,6 +156,7 @@ class MetadataStore:
 
     async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
         """One page of a directory, in inode order, starting after `after_inode`."""
+        await self._write_all()
         rows = await self._run(
             _select,
             f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
@@ -142,11 +165,13 @@ class MetadataStore:
         return [self._remember(Entry(*row)) for row in rows]
 
     async def has_children(self, inode: int) -> bool:
+        await self._write_all()
         rows = await self._run(_select, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (inode,))
         return bool(rows)
 
     async def subtree_key_bytes(self, inode: int) -> int:
         """The longest key suffix below `inode`, in UTF-8 bytes (0 for a leaf)."""
+        await self._write_all()
         rows = await self._run(
             _select,
             "WITH RECURSIVE sub(inode, len) AS ("
@@ -158,16 +183,31 @@ class MetadataStore:
         )
         return rows[0][0] or 0
 
-    async def insert(self, entry: Entry, bucket_owner: int | None = None) -> Entry:
-        """Store a new entry (its inode is assigned here); a bucket also gets its bucket row.
-        The parent directory's mtime changes in the same transaction."""
-        values = dataclasses.astuple(entry)[1:]
-        try:
-            entry.inode = await self._run(
-                _insert_entry, values, bucket_owner, _touch(entry.parent, entry.ctime_ns)
-            )
-        except sqlite3.IntegrityError:
-            raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
+    async def insert(
+        self, entry: Entry, bucket_owner: int | None = None, deferred: bool = False
+    ) -> Entry:
+        """Store a new entry, assigning its inode; a bucket also gets its bucket row. The
+        parent directory's mtime changes in the same transaction. A `deferred` entry (a new
+        object) is written with whatever first changes it."""
+        if (entry.parent, entry.name) in self._by_name:
+            raise FileExistsError(errno.EEXIST, f"{entry.name} exists already")
+        entry.inode = self._next_inode
+        self._next_inode += 1  # before any await: concurrent inserts get their own
+        if deferred:
+            self._unwritten[entry.inode] = entry
+        else:
+            statements = _insert_statements(entry)
+            if bucket_owner is not None:
+                statements.append(
+                    (
+                        "INSERT INTO buckets (inode, owner_uid, created_ns) VALUES (?, ?, ?)",
+                        (entry.inode, bucket_owner, entry.ctime_ns),
+                    )
+                )
+            try:
+                await self._run(_write, statements)
+            except sqlite3.IntegrityError:
+                raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
         self._touched(entry.parent, entry.ctime_ns)
         if entry.is_dir:
             self._complete.add(entry.inode)
@@ -180,7 +220,7 @@ class MetadataStore:
     async def update_many(self, batch: list[tuple[Entry, dict[str, Any]]]) -> list[Any]:
         """Several updates in one transaction (group commit), applied in order; returns
         each entry's object_id from just before its own update."""
-        statements = []
+        statements = self._write_first(*(entry for entry, _ in batch))
         for entry, changes in batch:
             columns = ", ".join(f"{name} = ?" for name in changes)
             statements.append(
@@ -195,10 +235,10 @@ class MetadataStore:
         return before
 
     async def delete(self, entry: Entry, now_ns: int) -> None:
-        await self._run(
-            _write,
-            [("DELETE FROM entries WHERE inode = ?", (entry.inode,)), _touch(entry.parent, now_ns)],
-        )
+        statements = [_touch(entry.parent, now_ns)]
+        if self._unwritten.pop(entry.inode, None) is None:
+            statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
+        await self._run(_write, statements)
         self._forget(entry.inode)
         self._touched(entry.parent, now_ns)
 
@@ -206,7 +246,7 @@ class MetadataStore:
         self, entry: Entry, new_parent: int, new_name: str, now_ns: int, replaced: Entry | None
     ) -> None:
         """Rename atomically, replacing `replaced` (already at the destination) if given."""
-        statements = []
+        statements = self._write_first(entry, replaced)
         if replaced is not None:
             statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
         statements.append(
@@ -280,14 +320,19 @@ class MetadataStore:
     async def set_user_metadata(self, inode: int, name: str, value: bytes | None) -> None:
         """Set one user metadata item, or remove it when `value` is None."""
         current = await self.user_metadata(inode)
+        statements = self._write_first(self._unwritten.get(inode))
         if value is None:
-            statement = ("DELETE FROM user_metadata WHERE inode = ? AND name = ?", (inode, name))
-        else:
-            statement = (
-                "INSERT OR REPLACE INTO user_metadata (inode, name, value) VALUES (?, ?, ?)",
-                (inode, name, value),
+            statements.append(
+                ("DELETE FROM user_metadata WHERE inode = ? AND name = ?", (inode, name))
             )
-        await self._run(_write, [statement])
+        else:
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO user_metadata (inode, name, value) VALUES (?, ?, ?)",
+                    (inode, name, value),
+                )
+            )
+        await self._run(_write, statements)
         if value is None:
             current.pop(name, None)
         else:
@@ -371,23 +416,12 @@ def _touch(directory: int, now_ns: int) -> tuple[str, tuple]:
     )
 
 
-def _insert_entry(
-    conn: sqlite3.Connection, values: tuple, bucket_owner: int | None, touch: tuple[str, tuple]
-) -> int:
-    with _transaction(conn):
-        cursor = conn.execute(
-            f"INSERT INTO entries ({_COLUMNS.split(', ', 1)[1]})"
-            f" VALUES ({', '.join('?' * len(values))})",
-            values,
-        )
-        inode = cursor.lastrowid
-        if bucket_owner is not None:
-            conn.execute(
-                "INSERT INTO buckets (inode, owner_uid, created_ns) VALUES (?, ?, ?)",
-                (inode, bucket_owner, values[8]),
-            )
-        conn.execute(*touch)
-    return inode
+def _insert_statements(entry: Entry) -> list[tuple[str, tuple]]:
+    values = dataclasses.astuple(entry)
+    return [
+        (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values),
+        _touch(entry.parent, entry.ctime_ns),
+    ]
 
 
 def _remove_pending(conn: sqlite3.Connection) -> list[tuple[int, str]]:
@@ -439,12 +473,20 @@ def _select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[
     return owner, grants
 
 
-def _setup(conn: sqlite3.Connection) -> None:
+def _setup(conn: sqlite3.Connection) -> int:
+    """Prepare the connection; returns the first inode number never used."""
     conn.execute("PRAGMA journal_mode = WAL")
     # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     schema.migrate(conn)
+    # AUTOINCREMENT's record of the highest inode ever used: numbers stay unique even
+    # though this store, not SQLite, assigns them now.
+    (used,) = conn.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
+        " coalesce((SELECT max(inode) FROM entries), 0))"
+    ).fetchone()
+    return used + 1
 
 
 async def open_metadata_store(path: Path) -> MetadataStore:
@@ -456,7 +498,7 @@ async def open_metadata_store(path: Path) -> MetadataStore:
     conn = await trio_asyncio.aio_as_trio(connecting.__aenter__)()
     store = MetadataStore(conn)
     try:
-        await store._run(_setup)
+        store._next_inode = await store._run(_setup)
     except BaseException:
         await trio_asyncio.aio_as_trio(conn.close)()
         raise

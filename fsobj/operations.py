@@ -451,7 +451,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
     async def _create_object(self, parent: Entry, name: bytes, mode: int, ctx: Any):
         text, access = await self._new_name(parent, name, ctx, "object")
         entry = self._new_entry(parent, text, "object", mode, ctx)
-        await self.meta.insert(entry)
+        await self.meta.insert(entry, deferred=True)
         process = access.who.process
         handle = await self.objects.open(entry, writable=True, truncate=True, process=process)
         return entry, handle, access

@@ -50,6 +50,52 @@ async def test_inodes_are_never_reused(meta):
     assert second.inode > first.inode
 
 
+async def test_inodes_are_never_reused_across_reopen(tmp_path):
+    async with trio_asyncio.open_loop():
+        store = await open_metadata_store(tmp_path / "meta.sqlite3")
+        gone = await store.insert(new_entry(schema.ROOT_INODE, "aaa", "bucket"))
+        await store.delete(gone, time.time_ns())
+        await store.close()
+        store = await open_metadata_store(tmp_path / "meta.sqlite3")
+        assert (
+            await store.insert(new_entry(schema.ROOT_INODE, "bbb", "bucket"))
+        ).inode > gone.inode
+        await store.close()
+
+
+async def test_a_new_object_row_is_written_with_its_first_change(tmp_path):
+    path = tmp_path / "meta.sqlite3"
+
+    def rows() -> list[str]:
+        with sqlite3.connect(path) as conn:
+            return [r[0] for r in conn.execute("SELECT name FROM entries WHERE kind = 'object'")]
+
+    async with trio_asyncio.open_loop():
+        meta = await open_metadata_store(path)
+        bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+        made = [await meta.insert(new_entry(bucket.inode, n), deferred=True) for n in "abcd"]
+        assert rows() == []
+        assert await meta.lookup(bucket.inode, "a") is made[0]
+        with pytest.raises(FileExistsError):
+            await meta.insert(new_entry(bucket.inode, "a"), deferred=True)
+        await meta.update(made[0], size=5)
+        await meta.move(made[1], bucket.inode, "b2", time.time_ns(), None)
+        await meta.set_user_metadata(made[2].inode, "k", b"v")
+        await meta.delete(made[3], time.time_ns())
+        assert sorted(rows()) == ["a", "b2", "c"]
+        late = await meta.insert(new_entry(bucket.inode, "e"), deferred=True)
+        assert [e.name for e in await meta.children(bucket.inode, 0, 10)] == ["a", "b2", "c", "e"]
+        assert late.inode > made[3].inode
+        await meta.close()
+        meta = await open_metadata_store(path)
+        assert (await meta.lookup(bucket.inode, "a")).size == 5
+        assert await meta.user_metadata(made[2].inode) == {"k": b"v"}
+        # None of them was committed (no blob): recovery removes such rows.
+        assert len(await meta.check()) == 4
+        assert sorted(await meta.remove_pending_objects()) == ["a", "b2", "c", "e"]
+        await meta.close()
+
+
 async def test_children_pages_in_inode_order(meta):
     bucket = await meta.insert(new_entry(schema.ROOT_INODE, "b", "bucket"))
     made = [(await meta.insert(new_entry(bucket.inode, f"o{i}"))).inode for i in range(25)]
