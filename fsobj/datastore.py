@@ -176,9 +176,33 @@ def new_object_id() -> str:
     return str(uuid.uuid4())
 
 
-def checked_chunk(fd: int, index: int, expected: int) -> bytes | None:
+_nowait_works = True
+
+
+def pread(fd: int, size: int, offset: int, cached_only: bool = False) -> bytes:
+    """Read from a blob; with `cached_only`, raise BlockingIOError instead of waiting for
+    the disk (the caller is on the event loop and will retry in a thread)."""
+    global _nowait_works
+    if not cached_only:
+        return os.pread(fd, size, offset)
+    if not _nowait_works:
+        raise BlockingIOError(errno.EAGAIN, "this filesystem cannot say what is cached")
+    buffer = bytearray(size)
+    try:
+        got = os.preadv(fd, [buffer], offset, os.RWF_NOWAIT)
+    except OSError as error:
+        if error.errno != errno.EOPNOTSUPP:  # tmpfs, for one
+            raise
+        _nowait_works = False
+        raise BlockingIOError(errno.EAGAIN, "this filesystem cannot say what is cached") from None
+    if got < size and got < os.fstat(fd).st_size - offset:  # partly in the page cache
+        raise BlockingIOError(errno.EAGAIN, "not all in the page cache")
+    return bytes(memoryview(buffer)[:got])
+
+
+def checked_chunk(fd: int, index: int, expected: int, cached_only: bool = False) -> bytes | None:
     """Chunk `index` of the blob open at `fd` if it matches its recorded CRC-32, else None."""
-    data = os.pread(fd, CHUNK, index * CHUNK)
+    data = pread(fd, CHUNK, index * CHUNK, cached_only)
     return data if zlib.crc32(data) == expected else None
 
 

@@ -13,6 +13,7 @@ change (copy-on-write) and commits staging as a new blob on flush, fsync or rele
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import itertools
@@ -33,6 +34,7 @@ from .datastore import (
     checked_chunk,
     chunk_sums,
     new_object_id,
+    pread,
 )
 from .metadata import Entry, MetadataStore
 
@@ -216,16 +218,23 @@ class OpenObjects:
             return await trio.to_thread.run_sync(handle.staging.read, offset, size)
         if handle.blob_fd is None:
             return b""
+        if handle.version is not None and handle.version.size <= INLINE_WRITE:
+            # A small object whose blob is in the page cache is read on the loop: the
+            # thread hop would cost more than the copy. Otherwise: a thread.
+            with contextlib.suppress(BlockingIOError):
+                return self._read_verified(handle, offset, size, cached_only=True)
         return await trio.to_thread.run_sync(self._read_verified, handle, offset, size)
 
-    def _read_verified(self, handle: Handle, offset: int, size: int) -> bytes:
+    def _read_verified(
+        self, handle: Handle, offset: int, size: int, cached_only: bool = False
+    ) -> bytes:
         """Read committed content, checking each chunk it touches against its CRC-32 the
         first time (a blob never changes, so once is enough)."""
         version = handle.version
         assert version is not None and handle.blob_fd is not None
         end = min(offset + size, version.size)
         if version.checksums is None or offset >= end:
-            return os.pread(handle.blob_fd, size, offset)
+            return pread(handle.blob_fd, size, offset, cached_only)
         sums = chunk_sums(version.checksums)
         if len(self._verified) > VERIFIED_BLOBS:
             self._verified.clear()  # forgetting only means checking again
@@ -235,7 +244,7 @@ class OpenObjects:
         for index in range(first, last + 1):
             if index in verified:
                 continue
-            data = checked_chunk(handle.blob_fd, index, sums[index])
+            data = checked_chunk(handle.blob_fd, index, sums[index], cached_only)
             if data is None:
                 raise self._damaged(
                     version,
@@ -248,7 +257,7 @@ class OpenObjects:
             start = offset - first * CHUNK
             whole = fresh[0] if len(fresh) == 1 else b"".join(fresh)
             return whole[start : start + size]
-        return os.pread(handle.blob_fd, size, offset)
+        return pread(handle.blob_fd, size, offset, cached_only)
 
     async def _staging(self, handle: Handle, end: int) -> Staging:
         """The handle's staged content, ready for a change that reaches byte `end`."""

@@ -49,6 +49,22 @@ def test_damaged_blob_reads_fail_with_eio_and_a_log_line(mount, bucket, how):
     assert any(blob.name in line and "(bad)" in line for line in lines), lines
 
 
+def test_damage_in_a_small_cached_blob_is_caught_too(mount, bucket):
+    # Small objects whose blob is in the page cache are read without a thread hop: the
+    # checksum is verified on that path as well.
+    mount.expect_errors = True
+    (bucket / "small").write_bytes(b"s" * 5000)
+    blob = blob_of(bucket / "small", mount.store)
+    mount.restart()
+    blob.chmod(0o600)
+    with open(blob, "r+b") as f:  # leaves the damaged page in the page cache
+        f.seek(4000)
+        f.write(b"S")
+    with pytest.raises(OSError) as caught:
+        (bucket / "small").read_bytes()
+    assert caught.value.errno == errno.EIO
+
+
 def test_reads_before_the_damaged_chunk_still_work(mount, bucket):
     mount.expect_errors = True
     data = os.urandom(3 * (1 << 20))
