@@ -35,7 +35,7 @@ from .xattrs import MetadataAttributes
 
 log = logging.getLogger(__name__)
 
-BLOCK_SIZE = 128 * 1024  # st_blksize: the buffer size cp and friends use
+BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB requests)
 READDIR_PAGE = 1000
 
 _KIND_TYPE = {
