@@ -307,7 +307,11 @@ class DataStore:
 
     async def remove_blob(self, object_id: str) -> None:
         """Remove a blob no metadata points at; open descriptors keep reading it."""
-        await trio.to_thread.run_sync(self.blob_path(object_id).unlink, True)
+        await trio.to_thread.run_sync(self.remove_blob_now, object_id)
+
+    def remove_blob_now(self, object_id: str) -> None:
+        """`remove_blob`, blocking: for a worker thread that is there anyway."""
+        self.blob_path(object_id).unlink(missing_ok=True)
 
     async def sync_all(self) -> None:
         """Flush everything the store's filesystem holds for us (syncfs)."""

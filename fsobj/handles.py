@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import itertools
 import logging
 import mimetypes
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -406,12 +408,18 @@ class OpenObjects:
 
     # -- objects going away ---------------------------------------------------------------
 
-    async def unlinked(self, entry: Entry) -> None:
-        """The object lost its name: drop its blob now, or when its last handle closes."""
+    def blob_remover(self, entry: Entry) -> Callable[[], None] | None:
+        """What removes the blob of an object about to lose its name: for the metadata
+        store to run in its thread right after the row is gone (no hop of its own)."""
+        if entry.object_id is None:
+            return None
+        self._verified.pop(entry.object_id, None)
+        return functools.partial(self.data.remove_blob_now, entry.object_id)
+
+    def unlinked(self, entry: Entry) -> None:
+        """The object lost its name: while it is open, its entry outlives the name."""
         if self.is_open(entry.inode):
             self._orphans[entry.inode] = entry
-        if entry.object_id is not None:
-            await self.remove_blob(entry.object_id)
 
     async def remove_blob(self, object_id: str) -> None:
         self._verified.pop(object_id, None)

@@ -234,18 +234,28 @@ class MetadataStore:
                 setattr(entry, name, value)
         return before
 
-    async def delete(self, entry: Entry, now_ns: int) -> None:
+    async def delete(
+        self, entry: Entry, now_ns: int, then: Callable[[], None] | None = None
+    ) -> None:
+        """Remove an entry; `then` runs in the database thread once that is committed."""
         statements = [_touch(entry.parent, now_ns)]
         if self._unwritten.pop(entry.inode, None) is None:
             statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
-        await self._run(_write, statements)
+        await self._run(_write, statements, then)
         self._forget(entry.inode)
         self._touched(entry.parent, now_ns)
 
     async def move(
-        self, entry: Entry, new_parent: int, new_name: str, now_ns: int, replaced: Entry | None
+        self,
+        entry: Entry,
+        new_parent: int,
+        new_name: str,
+        now_ns: int,
+        replaced: Entry | None,
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Rename atomically, replacing `replaced` (already at the destination) if given."""
+        """Rename atomically, replacing `replaced` (already at the destination) if given;
+        `then` runs in the database thread once that is committed."""
         statements = self._write_first(entry, replaced)
         if replaced is not None:
             statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
@@ -256,7 +266,7 @@ class MetadataStore:
             )
         )
         statements += [_touch(entry.parent, now_ns), _touch(new_parent, now_ns)]
-        await self._run(_write, statements)
+        await self._run(_write, statements, then)
         if replaced is not None:
             self._forget(replaced.inode)
         self._by_name.pop((entry.parent, entry.name), None)
@@ -402,10 +412,20 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _write(conn: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> None:
+def _write(
+    conn: sqlite3.Connection,
+    statements: list[tuple[str, tuple]],
+    then: Callable[[], None] | None = None,
+) -> None:
     with _transaction(conn):
         for sql, params in statements:
             conn.execute(sql, params)
+    if then is not None:
+        try:
+            then()
+        except OSError as error:
+            # What `then` tidies up (a blob nothing names) is garbage for the collector.
+            log.warning("after a metadata change: %s", error)
 
 
 def _touch(directory: int, now_ns: int) -> tuple[str, tuple]:

@@ -362,8 +362,8 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         if entry.is_dir:
             raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
         await self._require(ctx, parent, Permission.WRITE, name=name)
-        await self.meta.delete(entry, time.time_ns())
-        await self.objects.unlinked(entry)
+        await self.meta.delete(entry, time.time_ns(), then=self.objects.blob_remover(entry))
+        self.objects.unlinked(entry)
 
     @request
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
@@ -442,9 +442,10 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
                 raise Refused(errno.EISDIR, new_where, "cannot replace a directory by an object")
             if replaced.is_dir and await self.meta.has_children(replaced.inode):
                 raise Refused(errno.ENOTEMPTY, new_where, "directory is not empty")
-        await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
+        remover = self.objects.blob_remover(replaced) if replaced is not None else None
+        await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced, remover)
         if replaced is not None:
-            await self.objects.unlinked(replaced)
+            self.objects.unlinked(replaced)
 
     # -- objects ----------------------------------------------------------------------------
 
