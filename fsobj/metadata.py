@@ -162,7 +162,8 @@ class MetadataStore:
             f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
             (parent, after_inode, limit),
         )
-        return [self._remember(Entry(*row)) for row in rows]
+        cached = self._entries.get
+        return [cached(row[0]) or self._remember(Entry(*row)) for row in rows]
 
     async def has_children(self, inode: int) -> bool:
         await self._write_all()

@@ -161,14 +161,28 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
             raise Refused(errno.EEXIST, where, "exists already")
         return name, access
 
-    def attributes(self, entry: Entry, rights: frozenset[Permission]) -> pyfuse3.EntryAttributes:
+    def attributes(
+        self,
+        entry: Entry,
+        rights: frozenset[Permission],
+        reuse: pyfuse3.EntryAttributes | None = None,
+    ) -> pyfuse3.EntryAttributes:
         """The entry's attributes as seen by a caller holding `rights` on its bucket.
 
         Callers with full control see the stored mode, as an owner does on a local disk;
         everyone else sees, in all three triplets, what they may do: r and x with READ
-        (x for objects only if the stored mode has one), w with WRITE.
+        (x for objects only if the stored mode has one), w with WRITE. `reuse` is an
+        earlier result to fill in again (readdir copies each one out at once), which
+        skips the fields that are the same for every entry.
         """
-        attrs = pyfuse3.EntryAttributes()
+        if reuse is None:
+            attrs = pyfuse3.EntryAttributes()
+            attrs.st_nlink = 1  # for directories: "not counted", so find does not guess
+            attrs.st_blksize = BLOCK_SIZE
+            attrs.entry_timeout = self.cache_seconds
+            attrs.attr_timeout = self.cache_seconds
+        else:
+            attrs = reuse
         attrs.st_ino = entry.inode
         mode = entry.mode
         if rights != ALL_PERMISSIONS and entry.kind != "symlink":
@@ -178,18 +192,14 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
                 may |= 1
             mode = may * 0o111
         attrs.st_mode = _KIND_TYPE[entry.kind] | mode
-        attrs.st_nlink = 1  # for directories: "not counted", so find does not guess
         attrs.st_uid = entry.uid
         attrs.st_gid = entry.gid
         size = self.objects.staged_size(entry) if entry.kind == "object" else entry.size
         attrs.st_size = size
-        attrs.st_blksize = BLOCK_SIZE
         attrs.st_blocks = (size + 511) // 512
         attrs.st_atime_ns = entry.atime_ns
         attrs.st_mtime_ns = entry.mtime_ns
         attrs.st_ctime_ns = entry.ctime_ns
-        attrs.entry_timeout = self.cache_seconds
-        attrs.attr_timeout = self.cache_seconds
         return attrs
 
     def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:
@@ -527,6 +537,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
     @request
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         listing = self._listings[fh]
+        attrs = None
         while True:
             page = await listing.page_after(self.meta, start_id)
             if not page:
@@ -539,14 +550,10 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
                 else:
                     visible = True
                 # an entry moved away since the page was read is skipped
-                if (
-                    visible
-                    and entry.parent == listing.inode
-                    and not pyfuse3.readdir_reply(
-                        token, entry.name.encode(), self.attributes(entry, rights), entry.inode
-                    )
-                ):
-                    return
+                if visible and entry.parent == listing.inode:
+                    attrs = self.attributes(entry, rights, attrs)
+                    if not pyfuse3.readdir_reply(token, entry.name.encode(), attrs, entry.inode):
+                        return
                 start_id = entry.inode
 
     @request
