@@ -166,6 +166,14 @@ class OpenObjects:
         self._handles[handle.fh] = handle
         return handle
 
+    def _pin(self, handle: Handle, version: Version | None) -> None:
+        """Make the handle read `version` (None: an object with no content yet)."""
+        if handle.blob_fd is not None:
+            os.close(handle.blob_fd)
+        handle.version, handle.blob_fd = version, None
+        if version is not None:
+            handle.blob_fd = self.data.open_blob(version.object_id)
+
     def _open_blob(self, version: Version, name: str) -> int:
         """A descriptor on a version's blob, which must exist and have the right size."""
         try:
@@ -334,13 +342,18 @@ class OpenObjects:
             except BaseException:
                 await self.remove_blob(object_id)  # no metadata names it: the old one stays
                 raise
+        except OSError as error:
+            # Like a failed write, a failed commit spoils the upload (a later release must
+            # not commit what close reported as lost), and the handle, with any reader of
+            # its process, is back on the committed version.
+            handle.failed = error.errno
+            self._discard_staging(handle)
+            self._pin(handle, Version.of(handle.entry) if handle.entry.object_id else None)
+            raise
         finally:
             self.committing.discard(object_id)
-        if handle.blob_fd is not None:
-            os.close(handle.blob_fd)
         # Later reads and copy-on-write through this handle start from what it committed.
-        handle.version = Version(object_id, size, checksums)
-        handle.blob_fd = self.data.open_blob(object_id)
+        self._pin(handle, Version(object_id, size, checksums))
         if previous is not None:
             await self.remove_blob(previous)
         if durable:

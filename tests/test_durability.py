@@ -244,6 +244,28 @@ def test_disk_full_fails_cleanly_and_recovers(small_store, tmp_path):
     assert fsck(small_store, "--verify").returncode == 0
 
 
+def test_small_content_meets_a_full_disk_at_close(small_store, tmp_path):
+    with mounted_at(small_store, tmp_path / "small.log") as mounted:
+        bucket = mounted / "tiny"
+        bucket.mkdir()
+        (bucket / "kept").write_bytes(b"version 1")
+        # Fill the disk with objects of shrinking sizes until less than 100 KB is left.
+        for size in (1_000_000, 300_000, 100_000):
+            with pytest.raises(OSError) as caught:
+                for i in range(40):
+                    (bucket / f"ballast-{size}-{i}").write_bytes(os.urandom(size))
+            assert caught.value.errno == errno.ENOSPC
+        # Small content is staged in memory: the write is accepted, the close reports it.
+        f = open(bucket / "kept", "wb")  # noqa: SIM115 (its close is what is tested)
+        f.write(os.urandom(700_000))
+        f.flush()
+        with pytest.raises(OSError) as caught:
+            f.close()
+        assert caught.value.errno == errno.ENOSPC
+        assert (bucket / "kept").read_bytes() == b"version 1"
+    assert fsck(small_store, "--verify").returncode == 0
+
+
 def test_database_full_is_enospc_not_eio(small_store, tmp_path):
     with mounted_at(small_store, tmp_path / "small.log") as mounted:
         bucket = mounted / "names"
