@@ -348,7 +348,8 @@ class OpenObjects:
             # its process, is back on the committed version.
             handle.failed = error.errno
             self._discard_staging(handle)
-            self._pin(handle, Version.of(handle.entry) if handle.entry.object_id else None)
+            with contextlib.suppress(OSError):  # a missing blob is reported when read
+                self._pin(handle, Version.of(handle.entry) if handle.entry.object_id else None)
             raise
         finally:
             self.committing.discard(object_id)
