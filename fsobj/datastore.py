@@ -313,16 +313,16 @@ class DataStore:
 
     @staticmethod
     def _with_shard(path: Path, create: Callable[[], None]) -> None:
-        """Run `create` (which makes `path`) after making sure its shard directory exists."""
-        for attempt in (1, 2):
-            path.parent.mkdir(parents=True, exist_ok=True)
+        """Run `create` (which makes `path`), making its shard directory when missing."""
+        for attempt in (1, 2, 3):
             try:
                 create()
                 return
             except FileNotFoundError:
-                # The collector pruned the empty shard between mkdir and create.
-                if attempt == 2:
+                # A new shard, or the collector pruned an empty one just now: (re)make it.
+                if attempt == 3:
                     raise
+                path.parent.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
     def _write_blob(path: Path, content: bytearray) -> None:
