@@ -124,6 +124,9 @@ class OpenObjects:
         self.committing: set[str] = set()
         # Chunks of each blob whose checksum has been verified by a read.
         self._verified: dict[str, set[int]] = {}
+        # Called with an object's inode after each commit (the kernel may cache its
+        # attributes, which the commit changed: see Operations).
+        self.committed: Callable[[int], None] = lambda inode: None
 
     def get(self, fh: int) -> Handle:
         return self._handles[fh]
@@ -134,12 +137,13 @@ class OpenObjects:
     def is_open(self, inode: int) -> bool:
         return bool(self._by_inode.get(inode))
 
-    def staged_size(self, entry: Entry) -> int:
-        """The object's size as its writer sees it: staged content wins over committed."""
+    def staged(self, entry: Entry) -> tuple[int, int]:
+        """The object's size and mtime as its writer sees them, as on a local disk:
+        staged content wins over committed."""
         writer = self._last_writer.get(entry.inode)
         if writer is not None and writer.dirty and writer.staging is not None:
-            return writer.staging.size
-        return entry.size
+            return writer.staging.size, writer.modified_ns or entry.mtime_ns
+        return entry.size, entry.mtime_ns
 
     # -- open and close -----------------------------------------------------------------
 
@@ -355,6 +359,7 @@ class OpenObjects:
             self.committing.discard(object_id)
         # Later reads and copy-on-write through this handle start from what it committed.
         self._pin(handle, Version(object_id, size, checksums))
+        self.committed(handle.entry.inode)
         if previous is not None:
             await self.remove_blob(previous)
         if durable:

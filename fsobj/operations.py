@@ -14,6 +14,7 @@ request. A private mount serves one administrator only, so the kernel may cache 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -70,6 +71,8 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         self.data = data
         self.iam = iam
         self.objects = OpenObjects(meta, data)
+        if cache_seconds:
+            self.objects.committed = self._invalidate_attributes
         self._listings: dict[int, _Listing] = {}
         self._next_listing = 1
 
@@ -194,11 +197,14 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         attrs.st_mode = _KIND_TYPE[entry.kind] | mode
         attrs.st_uid = entry.uid
         attrs.st_gid = entry.gid
-        size = self.objects.staged_size(entry) if entry.kind == "object" else entry.size
+        if entry.kind == "object":
+            size, mtime_ns = self.objects.staged(entry)
+        else:
+            size, mtime_ns = entry.size, entry.mtime_ns
         attrs.st_size = size
         attrs.st_blocks = (size + 511) // 512
         attrs.st_atime_ns = entry.atime_ns
-        attrs.st_mtime_ns = entry.mtime_ns
+        attrs.st_mtime_ns = mtime_ns
         attrs.st_ctime_ns = entry.ctime_ns
         return attrs
 
@@ -207,6 +213,12 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         if kind != "symlink":  # a symlink's mode is always 0777
             mode = mode & 0o7777 & ~ctx.umask
         return Entry(0, parent.inode, name, kind, mode, ctx.uid, ctx.gid, now, now, now)
+
+    def _invalidate_attributes(self, inode: int) -> None:
+        """A commit changed an object's size and times: the kernel must ask again
+        (only attributes, which takes no lock the pending request could hold)."""
+        with contextlib.suppress(OSError):  # ENOENT: the kernel holds no such inode
+            pyfuse3.invalidate_inode(inode, attr_only=True)
 
     # -- names ----------------------------------------------------------------------------
 

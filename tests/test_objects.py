@@ -4,6 +4,7 @@ import errno
 import hashlib
 import os
 import subprocess
+import time
 
 import pytest
 from conftest import as_user, blob_files
@@ -71,6 +72,26 @@ def test_append_random_write_and_truncate_copy_on_write(bucket):
         f.truncate(6)
     assert path.read_bytes() == b"01XY\0\0"
     assert os.getxattr(path, "user.fsobj.etag").decode() == hashlib.md5(b"01XY\0\0").hexdigest()
+
+
+def test_size_and_mtime_follow_writes_and_are_current_right_after_close(bucket):
+    # As on a local disk: tools like make and rsync compare mtimes right after a write
+    # (on a private mount the kernel caches attributes; a commit must refresh them).
+    path = bucket / "stamp"
+    path.write_bytes(b"old")
+    old = os.stat(path).st_mtime_ns
+    time.sleep(0.05)
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b"new content")
+        during = os.fstat(fd)
+    finally:
+        os.close(fd)
+    after = os.stat(path)
+    assert during.st_size == after.st_size == 11
+    assert during.st_mtime_ns > old
+    assert after.st_mtime_ns == during.st_mtime_ns
+    assert after.st_ctime_ns >= after.st_mtime_ns  # the commit changed the object after that
 
 
 def test_content_growing_past_the_memory_staging_limit(mount, bucket):
