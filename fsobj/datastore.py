@@ -166,14 +166,8 @@ class Staging:
     def spill(self, path: Path) -> None:
         """Move the content from memory to a new file at `path` (blocking: run in a thread)."""
         assert self.memory is not None
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            _write_all(fd, self.memory)
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        self.path, self.fd, self.memory = path, fd, None
+        self.fd = _new_file(path, self.memory, 0o600)
+        self.path, self.memory = path, None
 
     def digests(self) -> tuple[str, bytes]:
         """(etag, checksums) of the staged content."""
@@ -197,10 +191,18 @@ class Staging:
             self.fd = -1
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _new_file(path: Path, content: bytearray, mode: int) -> int:
+    """A descriptor on a new file at `path` holding `content`; no file if writing fails."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd
 
 
 def new_object_id() -> str:
@@ -326,13 +328,9 @@ class DataStore:
 
     @staticmethod
     def _write_blob(path: Path, content: bytearray) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+        fd = _new_file(path, content, 0o400)
         try:
-            _write_all(fd, content)
             os.fdatasync(fd)
-        except BaseException:
-            path.unlink()
-            raise
         finally:
             os.close(fd)
 

@@ -111,19 +111,27 @@ class MetadataStore:
         self._by_name[(entry.parent, entry.name)] = entry.inode
         return entry
 
-    def _write_first(self, *entries: Entry | None) -> list[tuple[str, tuple]]:
-        """The statements that write the rows of those `entries` that are not written yet:
-        to run first, in the transaction of any statement that refers to them."""
-        statements = []
-        for entry in entries:
-            if entry is not None and self._unwritten.pop(entry.inode, None) is not None:
-                statements += _insert_statements(entry)
-        return statements
+    async def _write(
+        self,
+        statements: list[tuple[str, tuple]],
+        new: Iterable[Entry | None] = (),
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Run `statements` in one transaction, after the inserts of those `new` entries
+        whose rows are not written yet; `then` runs in the database thread afterwards."""
+        first = [e for e in new if e is not None and self._unwritten.pop(e.inode, None)]
+        inserts = [statement for entry in first for statement in _insert_statements(entry)]
+        try:
+            await self._run(_write, inserts + statements, then)
+        except BaseException:
+            for entry in first:  # not written after all
+                self._unwritten[entry.inode] = entry
+            raise
 
     async def _write_all(self) -> None:
         """Write every unwritten row: queries that scan the namespace see them then."""
         if self._unwritten:
-            await self._run(_write, self._write_first(*list(self._unwritten.values())))
+            await self._write([], list(self._unwritten.values()))
 
     def _forget(self, inode: int) -> None:
         self._unwritten.pop(inode, None)
@@ -221,13 +229,13 @@ class MetadataStore:
     async def update_many(self, batch: list[tuple[Entry, dict[str, Any]]]) -> list[Any]:
         """Several updates in one transaction (group commit), applied in order; returns
         each entry's object_id from just before its own update."""
-        statements = self._write_first(*(entry for entry, _ in batch))
+        statements = []
         for entry, changes in batch:
             columns = ", ".join(f"{name} = ?" for name in changes)
             statements.append(
                 (f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), entry.inode))
             )
-        await self._run(_write, statements)
+        await self._write(statements, [entry for entry, _ in batch])
         before = []
         for entry, changes in batch:
             before.append(entry.object_id)
@@ -240,7 +248,7 @@ class MetadataStore:
     ) -> None:
         """Remove an entry; `then` runs in the database thread once that is committed."""
         statements = [_touch(entry.parent, now_ns)]
-        if self._unwritten.pop(entry.inode, None) is None:
+        if entry.inode not in self._unwritten:
             statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
         await self._run(_write, statements, then)
         self._forget(entry.inode)
@@ -257,7 +265,7 @@ class MetadataStore:
     ) -> None:
         """Rename atomically, replacing `replaced` (already at the destination) if given;
         `then` runs in the database thread once that is committed."""
-        statements = self._write_first(entry, replaced)
+        statements = []
         if replaced is not None:
             statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
         statements.append(
@@ -267,7 +275,7 @@ class MetadataStore:
             )
         )
         statements += [_touch(entry.parent, now_ns), _touch(new_parent, now_ns)]
-        await self._run(_write, statements, then)
+        await self._write(statements, [entry, replaced], then)
         if replaced is not None:
             self._forget(replaced.inode)
         self._by_name.pop((entry.parent, entry.name), None)
@@ -331,7 +339,7 @@ class MetadataStore:
     async def set_user_metadata(self, inode: int, name: str, value: bytes | None) -> None:
         """Set one user metadata item, or remove it when `value` is None."""
         current = await self.user_metadata(inode)
-        statements = self._write_first(self._unwritten.get(inode))
+        statements = []
         if value is None:
             statements.append(
                 ("DELETE FROM user_metadata WHERE inode = ? AND name = ?", (inode, name))
@@ -343,7 +351,7 @@ class MetadataStore:
                     (inode, name, value),
                 )
             )
-        await self._run(_write, statements)
+        await self._write(statements, [self._unwritten.get(inode)])
         if value is None:
             current.pop(name, None)
         else:
