@@ -223,7 +223,14 @@ class MetadataStore:
         return self._remember(entry)
 
     async def update(self, entry: Entry, **changes: Any) -> None:
-        """Change some columns of an entry, in the database and then in the cache."""
+        """Change some columns of an entry, in the database and then in the cache. A new
+        object whose row is not written yet changes in the cache alone: its row carries
+        the change when its first commit writes it (`tar x` sets owner and mode on the
+        open file, before that commit)."""
+        if entry.inode in self._unwritten:
+            for name, value in changes.items():
+                setattr(entry, name, value)
+            return
         await self.update_many([(entry, changes)])
 
     async def update_many(self, batch: list[tuple[Entry, dict[str, Any]]]) -> list[Any]:

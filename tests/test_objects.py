@@ -382,14 +382,24 @@ def test_everything_survives_remount(mount, bucket):
     os.chmod(bucket / "keep" / "me" / "f", 0o604)
     ident = object_id(bucket / "keep" / "me" / "f")
     (bucket / "empty").mkdir()
+    # Owner and mode set on the open descriptor of a new object, before its first commit
+    # (as tar does), are recorded with that commit.
+    fd = os.open(bucket / "tarred", os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
+    os.write(fd, b"from an archive")
+    os.fchown(fd, 1234, 5678)
+    os.fchmod(fd, 0o640)
+    os.close(fd)
     mount.restart()
+    tarred = os.stat(bucket / "tarred")
+    assert (tarred.st_uid, tarred.st_gid, tarred.st_mode & 0o777) == (1234, 5678, 0o640)
+    assert (bucket / "tarred").read_bytes() == b"from an archive"
     f = bucket / "keep" / "me" / "f"
     assert f.read_bytes() == data
     assert object_id(f) == ident
     assert os.getxattr(f, "user.k") == b"v"
     assert os.stat(f).st_mode & 0o777 == 0o604
     assert os.readlink(bucket / "keep" / "ln") == "me/f"
-    assert sorted(os.listdir(bucket)) == ["empty", "keep"]
+    assert sorted(os.listdir(bucket)) == ["empty", "keep", "tarred"]
 
 
 def test_fsync_and_sync(bucket):

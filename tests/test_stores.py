@@ -78,9 +78,11 @@ async def test_a_new_object_row_is_written_with_its_first_change(tmp_path):
         assert await meta.lookup(bucket.inode, "a") is made[0]
         with pytest.raises(FileExistsError):
             await meta.insert(new_entry(bucket.inode, "a"), deferred=True)
+        await meta.update(made[0], mode=0o600)  # before its first commit: in memory only
+        assert rows() == []
         with pytest.raises(sqlite3.OperationalError):  # a failed transaction writes no row...
-            await meta.update(made[0], no_such_column=1)
-        await meta.update(made[0], size=5)  # ...and the next change still writes it
+            await meta.update_many([(made[0], {"no_such_column": 1})])
+        await meta.update_many([(made[0], {"size": 5})])  # ...and the next commit writes it
         await meta.move(made[1], bucket.inode, "b2", time.time_ns(), None)
         await meta.set_user_metadata(made[2].inode, "k", b"v")
         await meta.delete(made[3], time.time_ns())
@@ -91,6 +93,7 @@ async def test_a_new_object_row_is_written_with_its_first_change(tmp_path):
         await meta.close()
         meta = await open_metadata_store(path)
         assert (await meta.lookup(bucket.inode, "a")).size == 5
+        assert (await meta.lookup(bucket.inode, "a")).mode == 0o600
         assert await meta.user_metadata(made[2].inode) == {"k": b"v"}
         # None of them was committed (no blob): recovery removes such rows.
         assert len(await meta.check()) == 4
