@@ -324,7 +324,7 @@ class DataStore:
                 # A new shard, or the collector pruned an empty one just now: (re)make it.
                 if attempt == 3:
                     raise
-                path.parent.mkdir(parents=True, exist_ok=True)
+                _make_shard(path.parent)
 
     @staticmethod
     def _write_blob(path: Path, content: bytearray) -> None:
@@ -376,6 +376,17 @@ class DataStore:
 
     def capacity(self) -> os.statvfs_result:
         return os.statvfs(self.root)
+
+
+def _make_shard(directory: Path) -> None:
+    """Create a shard directory and its parent as needed, each durably: the fsync of a new
+    directory's parent makes its name survive a power loss, so the blob's does too."""
+    for new in (directory.parent, directory):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            continue
+        _fsync_dir(new.parent)
 
 
 def _fsync_dir(path: Path) -> None:
