@@ -119,6 +119,8 @@ async def _serve(
         finally:
             # After fusermount -u the kernel has already unmounted; otherwise we must.
             pyfuse3.close(unmount=signalled or sys.exc_info()[0] is not None)
+            # The kernel connection is gone: the last commits must not notify it.
+            store.operations.objects.committed = lambda inode: None
             await store.operations.objects.commit_all()
             await store.data.sync_all()
         store.end_mount()
