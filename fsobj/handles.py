@@ -13,6 +13,7 @@ change (copy-on-write) and commits staging as a new blob on flush, fsync or rele
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import errno
@@ -51,6 +52,9 @@ MEMORY_STAGING = 1 << 20
 MEMORY_STAGING_TOTAL = 64 << 20
 # Blobs whose verified chunks are remembered; past that the memory is cleared.
 VERIFIED_BLOBS = 100_000
+# A reader reading on from where its last read ended has its next range read (and
+# checked) ahead in one of these threads, while the kernel copies out the current one.
+READ_AHEAD_THREADS = 2
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -72,6 +76,10 @@ class Handle:
     failed: int | None = None
     # When this handle last changed the content; None once an explicit utime overrides it.
     modified_ns: int | None = None
+    # Where the last read of the committed version ended, and the next range being read
+    # ahead (offset, size and the thread's future).
+    read_end: int = 0
+    ahead: tuple[int, int, concurrent.futures.Future] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,6 +135,9 @@ class OpenObjects:
         # Called with an object's inode after each commit (the kernel may cache its
         # attributes, which the commit changed: see Operations).
         self.committed: Callable[[int], None] = lambda inode: None
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            READ_AHEAD_THREADS, thread_name_prefix="read-ahead"
+        )
 
     def get(self, fh: int) -> Handle:
         return self._handles[fh]
@@ -174,7 +185,7 @@ class OpenObjects:
         """Make the handle read `version` (None: an object with no content yet)."""
         if handle.blob_fd is not None:
             os.close(handle.blob_fd)
-        handle.version, handle.blob_fd = version, None
+        handle.version, handle.blob_fd, handle.ahead = version, None, None
         if version is not None:
             handle.blob_fd = self.data.open_blob(version.object_id)
 
@@ -236,19 +247,50 @@ class OpenObjects:
             # A small object whose blob is in the page cache is read on the loop: the
             # thread hop would cost more than the copy. Otherwise: a thread.
             with contextlib.suppress(BlockingIOError):
-                return self._read_verified(handle, offset, size, cached_only=True)
-        return await trio.to_thread.run_sync(self._read_verified, handle, offset, size)
+                return self._read_verified(*_blob(handle), offset, size, cached_only=True)
+        return await self._read_on(handle, offset, size)
+
+    async def _read_on(self, handle: Handle, offset: int, size: int) -> bytes:
+        """Read a committed version, and if the reader is reading sequentially, start
+        reading the range after this one, so that its disk read and checksum overlap the
+        kernel's round trip."""
+        ahead, handle.ahead = handle.ahead, None
+        if ahead is not None and ahead[:2] == (offset, size):
+            future = ahead[2]
+            if not future.done():
+                await _wait(future)
+            data = future.result()
+        else:
+            data = await trio.to_thread.run_sync(self._read_verified, *_blob(handle), offset, size)
+        sequential = offset == handle.read_end
+        handle.read_end = end = offset + len(data)
+        version, fd, name = _blob(handle)
+        if sequential and len(data) == size and end < version.size:
+            # On its own descriptor: the handle may close or re-pin before it finishes.
+            future = self._readers.submit(self._read_ahead, version, os.dup(fd), name, end, size)
+            handle.ahead = (end, size, future)
+        return data
+
+    def _read_ahead(self, version: Version, fd: int, name: str, offset: int, size: int) -> bytes:
+        try:
+            return self._read_verified(version, fd, name, offset, size)
+        finally:
+            os.close(fd)
 
     def _read_verified(
-        self, handle: Handle, offset: int, size: int, cached_only: bool = False
+        self,
+        version: Version,
+        fd: int,
+        name: str,
+        offset: int,
+        size: int,
+        cached_only: bool = False,
     ) -> bytes:
-        """Read committed content, checking each chunk it touches against its CRC-32 the
-        first time (a blob never changes, so once is enough)."""
-        version = handle.version
-        assert version is not None and handle.blob_fd is not None
+        """Read committed content from the blob open at `fd`, checking each chunk it
+        touches against its CRC-32 the first time (a blob never changes, so once is enough)."""
         end = min(offset + size, version.size)
         if version.checksums is None or offset >= end:
-            return pread(handle.blob_fd, size, offset, cached_only)
+            return pread(fd, size, offset, cached_only)
         sums = chunk_sums(version.checksums)
         if len(self._verified) > VERIFIED_BLOBS:
             self._verified.clear()  # forgetting only means checking again
@@ -258,11 +300,11 @@ class OpenObjects:
         for index in range(first, last + 1):
             if index in verified:
                 continue
-            data = checked_chunk(handle.blob_fd, index, sums[index], cached_only)
+            data = checked_chunk(fd, index, sums[index], cached_only)
             if data is None:
                 raise self._damaged(
                     version,
-                    handle.entry.name,
+                    name,
                     f"fails its checksum at bytes {index * CHUNK}..{(index + 1) * CHUNK - 1}",
                 )
             verified.add(index)
@@ -271,7 +313,7 @@ class OpenObjects:
             start = offset - first * CHUNK
             whole = fresh[0] if len(fresh) == 1 else b"".join(fresh)
             return whole[start : start + size]
-        return pread(handle.blob_fd, size, offset, cached_only)
+        return pread(fd, size, offset, cached_only)
 
     async def _staging(self, handle: Handle, end: int) -> Staging:
         """The handle's staged content, ready for a change that reaches byte `end`."""
@@ -443,3 +485,17 @@ class OpenObjects:
     async def remove_blob(self, object_id: str) -> None:
         self._verified.pop(object_id, None)
         await self.data.remove_blob(object_id)
+
+
+async def _wait(future: concurrent.futures.Future) -> None:
+    """Wait on the trio loop, without holding a thread, for a future to finish."""
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    future.add_done_callback(lambda _: token.run_sync_soon(done.set))
+    await done.wait()
+
+
+def _blob(handle: Handle) -> tuple[Version, int, str]:
+    """What a read of the handle's committed version needs."""
+    assert handle.version is not None and handle.blob_fd is not None
+    return handle.version, handle.blob_fd, handle.entry.name

@@ -1,10 +1,12 @@
 """Objects: immutable blobs plus mutable metadata, seen as files inside buckets."""
 
+import contextlib
 import errno
 import hashlib
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import as_user, blob_files
@@ -125,6 +127,39 @@ def test_reader_keeps_the_whole_version_it_opened(bucket, new_size):
         path.write_bytes(b"B" * new_size)
         assert reader.read() == old[1000:]
     assert path.read_bytes() == b"B" * new_size
+
+
+def test_sequential_reader_of_a_large_object_reads_ahead_in_its_own_version(mount, bucket):
+    path = bucket / "large"
+    old = os.urandom(4 << 20)
+    path.write_bytes(old)
+    with open(path, "rb", buffering=0) as reader, open(path, "rb", buffering=0) as left:
+        assert reader.read(1 << 20) == old[: 1 << 20]  # the next MiB is being read ahead
+        assert left.read(1 << 20) == old[: 1 << 20]
+        path.write_bytes(os.urandom(4 << 20))
+        path.unlink()
+        left.close()  # with its read ahead perhaps still running
+        pieces = [reader.read(1 << 20) for _ in range(4)]
+        assert b"".join(pieces) == old[1 << 20 :]
+        reader.seek(100)  # not sequential: read directly, still the same version
+        assert reader.read(1 << 20) == old[100 : 100 + (1 << 20)]
+    assert not path.exists()
+    assert blob_files(mount.store) == []
+    # Every descriptor on a blob, read aheads' own included, is closed in the end.
+    for _ in range(50):
+        held = [target for target in open_files(mount.process.pid) if "/blobs/" in target]
+        if not held:
+            break
+        time.sleep(0.1)
+    assert held == []
+
+
+def open_files(pid: int) -> list[str]:
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            targets.append(os.readlink(fd))
+    return targets
 
 
 def test_reader_that_opened_before_a_rewrite_began_is_not_cut_or_padded(bucket):
