@@ -122,7 +122,10 @@ async def _serve(
             # The kernel connection is gone: the last commits must not notify it.
             store.operations.objects.committed = lambda inode: None
             await store.operations.objects.commit_all()
-            await store.data.sync_all()
+            try:
+                await store.operations.objects.make_all_durable(sync_all=True)
+            except OSError as error:  # nothing is lost: the log keeps every commit
+                log.warning("could not make everything durable at unmount: %s", error)
         store.end_mount()
         log.info("unmounted %s", mountpoint)
 
@@ -132,7 +135,7 @@ async def _make_durable_every(store: Store, seconds: float) -> None:
     while True:
         await trio.sleep(seconds)
         try:
-            await store.meta.make_durable()
+            await store.operations.objects.make_all_durable()
         except OSError as error:
             log.warning("could not make the metadata durable: %s", error)
 

@@ -292,30 +292,35 @@ class DataStore:
             raise
         return Staging(path, fd, copied)
 
-    async def commit(self, staging: Staging, object_id: str) -> tuple[int, str, bytes]:
-        """Turn a staging file into the blob `object_id`, durably;
-        returns (size, etag, checksums)."""
-        return await trio.to_thread.run_sync(self._commit, staging, object_id)
+    async def commit(
+        self, staging: Staging, object_id: str, sync: bool = True
+    ) -> tuple[int, str, bytes]:
+        """Turn staged content into the blob `object_id`, durably unless `sync` is False
+        and the content is in memory; returns (size, etag, checksums)."""
+        return await trio.to_thread.run_sync(self._commit, staging, object_id, sync)
 
-    def _commit(self, staging: Staging, object_id: str) -> tuple[int, str, bytes]:
+    def _commit(self, staging: Staging, object_id: str, sync: bool) -> tuple[int, str, bytes]:
         etag, checksums = staging.digests()
         path = self.blob_path(object_id)
         if staging.memory is not None:
             # Small content goes straight to its blob: until the metadata names it, a
             # partial blob is only garbage, like any blob no metadata names.
-            self._with_shard(path, lambda: self._write_blob(path, staging.memory))
+            self._with_shard(path, lambda: self._write_blob(path, staging.memory, sync), sync)
         else:
+            sync = True
             os.fdatasync(staging.fd)
             os.fchmod(staging.fd, 0o400)
-            self._with_shard(path, lambda: os.rename(staging.path, path))
-        _fsync_dir(path.parent)
+            self._with_shard(path, lambda: os.rename(staging.path, path), sync)
+        if sync:
+            _fsync_dir(path.parent)
         size = staging.size
         staging.close()
         return size, etag, checksums
 
     @staticmethod
-    def _with_shard(path: Path, create: Callable[[], None]) -> None:
-        """Run `create` (which makes `path`), making its shard directory when missing."""
+    def _with_shard(path: Path, create: Callable[[], None], sync: bool) -> None:
+        """Run `create` (which makes `path`), making its shard directory when missing
+        (durably if `sync`)."""
         for attempt in (1, 2, 3):
             try:
                 create()
@@ -324,13 +329,49 @@ class DataStore:
                 # A new shard, or the collector pruned an empty one just now: (re)make it.
                 if attempt == 3:
                     raise
-                _make_shard(path.parent)
+                _make_shard(path.parent, sync)
 
     @staticmethod
-    def _write_blob(path: Path, content: bytearray) -> None:
+    def _write_blob(path: Path, content: bytearray, sync: bool) -> None:
         fd = _new_file(path, content, 0o400)
         try:
-            os.fdatasync(fd)
+            if sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    async def sync_blob(self, object_id: str) -> None:
+        """Make a blob committed without a sync durable, under its name."""
+
+        def sync() -> None:
+            path = self.blob_path(object_id)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            # Its shard directories may be new, and made without a sync too.
+            for directory in (path.parent, path.parent.parent, self.blobs):
+                _fsync_dir(directory)
+
+        await trio.to_thread.run_sync(sync)
+
+    def blob_problem(self, object_id: str, size: int, checksums: bytes | None, verify: bool) -> str:
+        """What is wrong with a blob ("" if nothing): missing, of another size, or (with
+        `verify`) not matching its checksums. Blocking: for a thread."""
+        try:
+            fd = self.open_blob(object_id)
+        except FileNotFoundError:
+            return "is missing"
+        try:
+            found = os.fstat(fd).st_size
+            if found != size:
+                return f"has {found} bytes, not {size}"
+            if verify and checksums is not None:
+                for index, expected in enumerate(chunk_sums(checksums)):
+                    if checked_chunk(fd, index, expected) is None:
+                        return f"fails its checksum at byte {index * CHUNK}"
+            return ""
         finally:
             os.close(fd)
 
@@ -378,15 +419,16 @@ class DataStore:
         return os.statvfs(self.root)
 
 
-def _make_shard(directory: Path) -> None:
-    """Create a shard directory and its parent as needed, each durably: the fsync of a new
-    directory's parent makes its name survive a power loss, so the blob's does too."""
+def _make_shard(directory: Path, sync: bool) -> None:
+    """Create a shard directory and its parent as needed, each durably if `sync`: the fsync
+    of a new directory's parent makes its name survive a power loss, so the blob's does too."""
     for new in (directory.parent, directory):
         try:
             new.mkdir()
         except FileExistsError:
             continue
-        _fsync_dir(new.parent)
+        if sync:
+            _fsync_dir(new.parent)
 
 
 def _fsync_dir(path: Path) -> None:

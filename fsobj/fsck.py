@@ -20,7 +20,6 @@ from pathlib import Path
 import trio
 
 from . import gc
-from .datastore import CHUNK, checked_chunk, chunk_sums
 from .metadata import Entry
 from .schema import ROOT_INODE
 from .store import Store, run_offline
@@ -62,6 +61,10 @@ async def check(store: Store, repair: bool = False, verify: bool = False) -> Rep
         report.problems.append(problem)
     if repair and (removed := await meta.remove_pending_objects()):
         report.repairs.append(f"removed {len(removed)} never-committed objects: {removed}")
+    if repair:
+        for name, problem in await store.settle_new_objects():
+            report.problems.append(f"new object {name}: {problem}")
+            report.repairs.append(f"removed new object {name}, which had no earlier version")
 
     leftovers = sorted(p.name for p in data.staging.iterdir())
     if leftovers:
@@ -95,7 +98,7 @@ async def _damaged_objects(store: Store, verify: bool) -> list[tuple[Entry, str]
     for done, (inode, object_id, size, checksums) in enumerate(versions, 1):
         if object_id is not None:
             why = await trio.to_thread.run_sync(
-                _blob_problem, store.data.blob_path(object_id), size, checksums, verify
+                store.data.blob_problem, object_id, size, checksums, verify
             )
             if why:
                 entry = await store.meta.get(inode)
@@ -103,24 +106,6 @@ async def _damaged_objects(store: Store, verify: bool) -> list[tuple[Entry, str]
                 damaged.append((entry, f"blob {object_id} {why}"))
         progress.update(done)
     return damaged
-
-
-def _blob_problem(path: os.PathLike, size: int, checksums: bytes | None, verify: bool) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return "is missing"
-    try:
-        found = os.fstat(fd).st_size
-        if found != size:
-            return f"has {found} bytes, not {size}"
-        if verify and checksums is not None:
-            for index, expected in enumerate(chunk_sums(checksums)):
-                if checked_chunk(fd, index, expected) is None:
-                    return f"fails its checksum at byte {index * CHUNK}"
-        return ""
-    finally:
-        os.close(fd)
 
 
 async def _move_to_lost_and_found(store: Store, entries: list[Entry]) -> int:

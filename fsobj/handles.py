@@ -375,16 +375,21 @@ class OpenObjects:
         staging = handle.staging
         assert staging is not None
         object_id = new_object_id()
+        # A new object's small blob is left to the page cache, and the next group sync
+        # makes it durable with all the others (make_all_durable): a crash before that can
+        # only take the object back to not existing, which recovery checks. Any other
+        # commit replaces a version, so its blob is durable before the metadata moves on.
+        fresh = staging.memory is not None and handle.entry.object_id is None and not durable
         # From before the blob appears until the metadata names it, the collector must not
         # take it for garbage.
         self.committing.add(object_id)
         try:
-            size, etag, checksums = await self.data.commit(staging, object_id)
+            size, etag, checksums = await self.data.commit(staging, object_id, sync=not fresh)
             # The staged content is the blob now, whatever happens to the metadata.
             handle.staging = None
             handle.dirty = False
             try:
-                previous = await self._record(handle, object_id, size, etag, checksums)
+                previous = await self._record(handle, object_id, size, etag, checksums, fresh)
             except BaseException:
                 await self.remove_blob(object_id)  # no metadata names it: the old one stays
                 raise
@@ -405,10 +410,10 @@ class OpenObjects:
         if previous is not None:
             await self.remove_blob(previous)
         if durable:
-            await self.meta.make_durable()
+            await self.make_all_durable()
 
     async def _record(
-        self, handle: Handle, object_id: str, size: int, etag: str, checksums: bytes
+        self, handle: Handle, object_id: str, size: int, etag: str, checksums: bytes, fresh: bool
     ) -> str | None:
         """Point the object at its new blob; returns the blob that is no longer needed.
 
@@ -425,6 +430,9 @@ class OpenObjects:
             "checksums": checksums,
             "content_type": entry.content_type or guess_content_type(entry.name),
             "ctime_ns": time.time_ns(),
+            # Read after the blob was written: the group sync that covers this generation
+            # starts after it.
+            "unsynced": self.meta.unsynced_generation() if fresh else 0,
         }
         if handle.modified_ns is not None:
             changes["mtime_ns"] = handle.modified_ns
@@ -465,7 +473,27 @@ class OpenObjects:
         if handle.dirty:
             await self.commit(handle, durable=True)
             return
-        await self.meta.make_durable()  # blobs are durable from their commit on
+        await self.make_all_durable()
+
+    async def make_content_durable(self, entry: Entry) -> None:
+        """Sync a new object's blob now if its commit left it to the group sync."""
+        if entry.object_id is not None and not self.meta.is_synced(entry):
+            await self.data.sync_blob(entry.object_id)
+
+    async def make_all_durable(self, sync_all: bool = False) -> None:
+        """Make every commit so far durable: first the blobs that new objects' commits left
+        to the page cache, all at once (one syncfs), then the metadata. Blobs of other
+        commits are durable from their commit on; `sync_all` syncs the filesystem anyway."""
+        through = self.meta.begin_sync()
+        if through is not None or sync_all:
+            try:
+                await self.data.sync_all()
+            except OSError as error:
+                # The marks stay, so a crash still verifies those objects; the next sync
+                # tries again.
+                log.warning("could not make the blobs of new objects durable: %s", error)
+                through = None
+        await self.meta.make_durable(through)
 
     # -- objects going away ---------------------------------------------------------------
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target, checksums"
+    " object_id, size, etag, content_type, target, checksums, unsynced"
 )
 
 
@@ -60,6 +60,8 @@ class Entry:
     content_type: str | None = None
     target: str | None = None
     checksums: bytes | None = None  # CRC-32 per chunk of the blob (datastore.Digest)
+    # A new object's blob not synced yet: the group sync's generation (see MetadataStore).
+    unsynced: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -89,6 +91,11 @@ class MetadataStore:
         # Entries whose row is not in the database yet (see the module's docstring).
         self._unwritten: dict[int, Entry] = {}
         self._next_inode = 0  # set when the store opens
+        # Group sync of new objects' blobs: commits record the current generation; a sync
+        # starts a new one, and once the blobs are on disk, clears the marks up to its own.
+        self._generation = 1
+        self._handed_out = 0
+        self._synced_through = 0
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -271,13 +278,16 @@ class MetadataStore:
         then: Callable[[], None] | None = None,
     ) -> None:
         """Rename atomically, replacing `replaced` (already at the destination) if given;
-        `then` runs in the database thread once that is committed."""
+        `then` runs in the database thread once that is committed. To replace, the entry's
+        blob must be durable already (a crash must not trade the replaced object for one
+        whose content was lost): its unsynced mark goes."""
         statements = []
         if replaced is not None:
             statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
+        durable = ", unsynced = 0" if replaced is not None else ""
         statements.append(
             (
-                "UPDATE entries SET parent = ?, name = ?, ctime_ns = ? WHERE inode = ?",
+                f"UPDATE entries SET parent = ?, name = ?, ctime_ns = ?{durable} WHERE inode = ?",
                 (new_parent, new_name, now_ns, entry.inode),
             )
         )
@@ -289,6 +299,8 @@ class MetadataStore:
         self._touched(entry.parent, now_ns)
         self._touched(new_parent, now_ns)
         entry.parent, entry.name, entry.ctime_ns = new_parent, new_name, now_ns
+        if replaced is not None:
+            entry.unsynced = 0
         self._by_name[(new_parent, new_name)] = entry.inode
 
     def _touched(self, inode: int, now_ns: int) -> None:
@@ -396,9 +408,47 @@ class MetadataStore:
         """Problems in the database itself and in the invariants of the namespace."""
         return await self._run(_check)
 
-    async def make_durable(self) -> None:
-        """Force every committed transaction to disk (a WAL checkpoint syncs the log first)."""
-        await self._run(_select, "PRAGMA wal_checkpoint(PASSIVE)", ())
+    def unsynced_generation(self) -> int:
+        """The mark for a new object committed with a blob that is not synced yet."""
+        self._handed_out = self._generation
+        return self._generation
+
+    def is_synced(self, entry: Entry) -> bool:
+        return entry.unsynced <= self._synced_through
+
+    def begin_sync(self) -> int | None:
+        """Start a group sync: the generation whose blobs the caller is about to make
+        durable (every blob of it is written already), or None if none is waiting."""
+        if self._handed_out <= self._synced_through:
+            return None
+        through = self._generation
+        self._generation += 1
+        return through
+
+    async def make_durable(self, synced_through: int | None = None) -> None:
+        """Force every committed transaction to disk (a WAL checkpoint syncs the log
+        first); with `synced_through`, whose blobs are durable now, clear those marks."""
+        await self._run(_make_durable, synced_through or 0)
+        if synced_through is not None:
+            self._synced_through = max(self._synced_through, synced_through)
+
+    async def unsynced_objects(self) -> list[tuple[int, str, str, int, bytes | None]]:
+        """(inode, name, object_id, size, checksums) of objects whose blob may not have
+        reached the disk: after a crash, what must be verified."""
+        return await self._run(
+            _select,
+            "SELECT inode, name, object_id, size, checksums FROM entries WHERE unsynced != 0",
+            (),
+        )
+
+    async def settle_unsynced(self, lost: list[int]) -> None:
+        """After a crash, once the blobs that survived are durable: remove the objects
+        whose blob did not survive, and clear every mark. Only for a store nobody has open."""
+        statements = [("DELETE FROM entries WHERE inode = ?", (inode,)) for inode in lost]
+        statements.append(("UPDATE entries SET unsynced = 0 WHERE unsynced != 0", ()))
+        await self._run(_write, statements)
+        for inode in lost:
+            self._forget(inode)
 
     async def close(self) -> None:
         try:
@@ -458,6 +508,15 @@ def _insert_statements(entry: Entry) -> list[tuple[str, tuple]]:
         (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values),
         _touch(entry.parent, entry.ctime_ns),
     ]
+
+
+def _make_durable(conn: sqlite3.Connection, synced_through: int) -> None:
+    if synced_through:
+        _write(
+            conn,
+            [("UPDATE entries SET unsynced = 0 WHERE unsynced BETWEEN 1 AND ?", (synced_through,))],
+        )
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _remove_pending(conn: sqlite3.Connection) -> list[tuple[int, str]]:

@@ -464,7 +464,10 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
                 raise Refused(errno.EISDIR, new_where, "cannot replace a directory by an object")
             if replaced.is_dir and await self.meta.has_children(replaced.inode):
                 raise Refused(errno.ENOTEMPTY, new_where, "directory is not empty")
-        remover = self.objects.blob_remover(replaced) if replaced is not None else None
+        remover = None
+        if replaced is not None:
+            await self.objects.make_content_durable(entry)
+            remover = self.objects.blob_remover(replaced)
         await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced, remover)
         if replaced is not None:
             self.objects.unlinked(replaced)
@@ -574,8 +577,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
 
     @request
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        await self.data.sync_all()
-        await self.meta.make_durable()
+        await self.objects.make_all_durable(sync_all=True)
 
     # -- the store ----------------------------------------------------------------------------
 

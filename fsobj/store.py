@@ -70,6 +70,29 @@ class Store:
                 len(pending),
                 ", ".join(pending[:10]),
             )
+        for name, problem in await self.settle_new_objects():
+            log.warning(
+                "new object %s: %s; it is removed, as it had no earlier version", name, problem
+            )
+
+    async def settle_new_objects(self) -> list[tuple[str, str]]:
+        """After a crash: verify the new objects whose blobs were not synced yet. Those whose
+        blob did not survive (a power loss) go back to not existing, and are returned with
+        what was wrong; the rest are made durable. Only for a store nobody has open."""
+        candidates = await self.meta.unsynced_objects()
+        if not candidates:
+            return []
+        lost, problems = [], []
+        for inode, name, object_id, size, checksums in candidates:
+            problem = await trio.to_thread.run_sync(
+                self.data.blob_problem, object_id, size, checksums, True
+            )
+            if problem:
+                lost.append(inode)
+                problems.append((name, f"its blob {object_id} {problem} after the crash"))
+        await self.data.sync_all()
+        await self.meta.settle_unsynced(lost)
+        return problems
 
 
 def run_offline(root: Path, work: Callable[[Store], Awaitable[T]]) -> T:

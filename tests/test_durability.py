@@ -188,6 +188,54 @@ def test_crash_before_close_leaves_no_empty_object_behind(mount, bucket):
     assert "whose writer died before close" not in mount.log_text()
 
 
+def unsynced_marks(store: Path) -> set[str]:
+    """Objects whose blob the daemon has not synced yet (it reads the database meanwhile)."""
+    with sqlite3.connect(store / "meta.sqlite3") as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM entries WHERE unsynced")}
+
+
+def test_group_sync_makes_new_objects_durable(mount, bucket):
+    (bucket / "new").write_bytes(b"n" * 100)
+    (bucket / "big").write_bytes(b"b" * (2 << 20))  # past memory staging: synced at close
+    assert unsynced_marks(mount.store) == {"new"}
+    with open(bucket / "big", "rb") as f:
+        os.fsync(f.fileno())  # makes every commit so far durable, other objects' too
+    assert unsynced_marks(mount.store) == set()
+    (bucket / "later").write_bytes(b"l")
+    (bucket / "new").write_bytes(b"rewritten")  # replaces a version: synced at close
+    assert unsynced_marks(mount.store) == {"later"}
+    mount.stop()
+    assert unsynced_marks(mount.store) == set()
+
+
+def test_new_object_whose_blob_a_power_loss_took_goes_back_to_not_existing(mount, bucket):
+    mount.expect_errors = True
+    (bucket / "old").write_bytes(b"durable version")
+    with open(bucket / "old", "rb") as f:
+        os.fsync(f.fileno())
+    (bucket / "kept").write_bytes(b"k" * 5000)
+    (bucket / "lost").write_bytes(b"l" * 5000)
+    (bucket / "tmp").write_bytes(b"new version")
+    os.rename(bucket / "tmp", bucket / "old")  # replacing: the new blob is synced first
+    lost, replaced = blob_of(bucket / "lost", mount.store), blob_of(bucket / "old", mount.store)
+    mount.process.kill()
+    mount.process.wait()
+    mount.stop()
+    # What a power loss leaves of a new file whose data was never written back.
+    for blob in (lost, replaced):
+        blob.chmod(0o600)
+        os.truncate(blob, 0)
+    mount.start()
+    assert sorted(os.listdir(bucket)) == ["kept", "old"]
+    assert (bucket / "kept").read_bytes() == b"k" * 5000
+    assert "new object lost: its blob" in mount.log_text()
+    # A durable blob damaged later is reported, never dropped in silence.
+    with pytest.raises(OSError) as caught:
+        (bucket / "old").read_bytes()
+    assert caught.value.errno == errno.EIO
+    assert unsynced_marks(mount.store) == set()
+
+
 def test_corrupt_database_read_only_store_and_not_a_store_are_refused(tmp_path):
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
