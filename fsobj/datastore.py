@@ -1,9 +1,10 @@
 """The data store: immutable blobs named by UUID, and the staging area where writes wait.
 
 An object's content is staged in memory while small, in a staging file once it grows;
-committing it computes the object's digests, writes or renames it to `blobs/ab/cd/UUID`,
-makes the data durable (fdatasync) and then its name (fsync of the directory), all before
-the metadata store records
+committing it computes the object's digests and writes or renames it to `blobs/ab/UUID`
+(256 shard directories, made with the store). Unless it is a new object's small blob, which
+the next group sync makes durable (docs/durability.md), the data is made durable
+(fdatasync) and then its name (fsync of the directory) before the metadata store records
 the new version, so a crash can never leave metadata pointing at a blob that is not fully
 on disk. A blob never changes after that. All calls that touch the disk at length run in a
 worker thread, off the trio loop.
@@ -18,19 +19,21 @@ from __future__ import annotations
 import array
 import collections
 import concurrent.futures
-import contextlib
 import ctypes
 import errno
 import hashlib
+import logging
 import os
 import uuid
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
 
+log = logging.getLogger(__name__)
+
 CHUNK = 1 << 20  # checksum granularity, and the unit of copies and scans
+LAYOUT = "blobs/ab/UUID\n"  # recorded in STORE/layout
 # Object size limit, as in S3: writes or truncates past it fail with EFBIG.
 MAX_OBJECT_SIZE = 5 * (1 << 40)
 
@@ -246,6 +249,30 @@ class DataStore:
         self.staging = root / "staging"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(parents=True, exist_ok=True)
+        self._settle_layout()
+
+    def _settle_layout(self) -> None:
+        """Make the 256 shard directories of a new store, or move the blobs of a store made
+        before them (`blobs/ab/cd/UUID`) to theirs: once, recorded by the `layout` file.
+        Every step can be repeated, so a crash part-way is finished by the next open."""
+        marker = self.root / "layout"
+        if marker.exists():
+            return
+        moved = 0
+        for index in range(256):
+            shard = self.blobs / f"{index:02x}"
+            shard.mkdir(exist_ok=True)
+            for old in [sub for sub in shard.iterdir() if sub.is_dir()]:
+                for blob in old.iterdir():
+                    os.rename(blob, shard / blob.name)
+                    moved += 1
+                old.rmdir()
+            _fsync_dir(shard)
+        _fsync_dir(self.blobs)
+        marker.write_text(LAYOUT)
+        _fsync_dir(self.root)
+        if moved:
+            log.info("moved %d blobs to the layout %s", moved, LAYOUT.strip())
 
     def clear_staging(self) -> int:
         """Remove writes left by a process that ended before committing them."""
@@ -256,7 +283,7 @@ class DataStore:
         return removed
 
     def blob_path(self, object_id: str) -> Path:
-        return self.blobs / object_id[:2] / object_id[2:4] / object_id
+        return self.blobs / object_id[:2] / object_id
 
     def open_blob(self, object_id: str) -> int:
         """A read-only descriptor on a blob; it stays valid even after the blob is removed."""
@@ -305,31 +332,17 @@ class DataStore:
         if staging.memory is not None:
             # Small content goes straight to its blob: until the metadata names it, a
             # partial blob is only garbage, like any blob no metadata names.
-            self._with_shard(path, lambda: self._write_blob(path, staging.memory, sync), sync)
+            self._write_blob(path, staging.memory, sync)
         else:
             sync = True
             os.fdatasync(staging.fd)
             os.fchmod(staging.fd, 0o400)
-            self._with_shard(path, lambda: os.rename(staging.path, path), sync)
+            os.rename(staging.path, path)
         if sync:
             _fsync_dir(path.parent)
         size = staging.size
         staging.close()
         return size, etag, checksums
-
-    @staticmethod
-    def _with_shard(path: Path, create: Callable[[], None], sync: bool) -> None:
-        """Run `create` (which makes `path`), making its shard directory when missing
-        (durably if `sync`)."""
-        for attempt in (1, 2, 3):
-            try:
-                create()
-                return
-            except FileNotFoundError:
-                # A new shard, or the collector pruned an empty one just now: (re)make it.
-                if attempt == 3:
-                    raise
-                _make_shard(path.parent, sync)
 
     @staticmethod
     def _write_blob(path: Path, content: bytearray, sync: bool) -> None:
@@ -350,9 +363,7 @@ class DataStore:
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
-            # Its shard directories may be new, and made without a sync too.
-            for directory in (path.parent, path.parent.parent, self.blobs):
-                _fsync_dir(directory)
+            _fsync_dir(path.parent)
 
         await trio.to_thread.run_sync(sync)
 
@@ -399,36 +410,14 @@ class DataStore:
 
     def blob_ids(self) -> list[str]:
         """The ids of all blobs on disk (a directory scan: for the collector and fsck)."""
-        return [
-            blob.name
-            for shard in self.blobs.iterdir()
-            for sub in shard.iterdir()
-            for blob in sub.iterdir()
-        ]
-
-    def prune_shards(self) -> None:
-        """Remove shard directories that no blob uses any more."""
-        for shard in self.blobs.iterdir():
-            for sub in shard.iterdir():
-                with contextlib.suppress(OSError):
-                    sub.rmdir()
-            with contextlib.suppress(OSError):
-                shard.rmdir()
+        blobs = []
+        for shard in os.scandir(self.blobs):
+            with os.scandir(shard.path) as entries:
+                blobs += [entry.name for entry in entries if entry.is_file()]
+        return blobs
 
     def capacity(self) -> os.statvfs_result:
         return os.statvfs(self.root)
-
-
-def _make_shard(directory: Path, sync: bool) -> None:
-    """Create a shard directory and its parent as needed, each durably if `sync`: the fsync
-    of a new directory's parent makes its name survive a power loss, so the blob's does too."""
-    for new in (directory.parent, directory):
-        try:
-            new.mkdir()
-        except FileExistsError:
-            continue
-        if sync:
-            _fsync_dir(new.parent)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -54,7 +54,6 @@ async def collect(
         await data.remove_blob(blob)
         found.blobs += 1
         found.bytes += size
-    await trio.to_thread.run_sync(data.prune_shards)
     if found.blobs:
         log.info("garbage collection: %s", found)
     return found

@@ -2,7 +2,8 @@
 
 STORE/
   meta.sqlite3   metadata store
-  blobs/         data store: immutable blobs, blobs/ab/cd/UUID
+  blobs/         data store: immutable blobs, blobs/ab/UUID
+  layout         the blob layout, once its 256 shard directories exist
   staging/       writes not yet committed
   lock           held (flock) by the process that owns the store: "pid\\nmountpoint"
   fsobj.log      the log of a mount running in the background

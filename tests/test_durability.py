@@ -15,7 +15,7 @@ from conftest import blob_files, fsobj_cli, is_mounted, mounted_at
 
 def blob_of(path: Path, store: Path) -> Path:
     object_id = os.getxattr(path, "user.fsobj.id").decode()
-    return store / "blobs" / object_id[:2] / object_id[2:4] / object_id
+    return store / "blobs" / object_id[:2] / object_id
 
 
 def damage(blob: Path, how: str) -> None:
@@ -103,7 +103,7 @@ def test_fsck_finds_and_repairs_damage_without_losing_data(mount, bucket):
     mount.stop()
     damage(flipped, "flip")
     damage(missing, "delete")
-    orphan = mount.store / "blobs" / "00" / "00" / f"0000{uuid.uuid4().hex[4:]}"
+    orphan = mount.store / "blobs" / "00" / f"00{uuid.uuid4().hex[2:]}"
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"left by a crash")
     (mount.store / "staging" / "leftover").write_bytes(b"never committed")
@@ -145,7 +145,7 @@ def test_fsck_finds_and_repairs_damage_without_losing_data(mount, bucket):
 
 def test_gc_removes_unreferenced_blobs_but_never_those_in_use(mount, bucket):
     (bucket / "kept").write_bytes(b"committed")
-    orphan = mount.store / "blobs" / "ff" / "ff" / f"ffff{uuid.uuid4().hex[4:]}"
+    orphan = mount.store / "blobs" / "ff" / f"ff{uuid.uuid4().hex[2:]}"
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"x" * 100_000)
     old = os.urandom(200_000)

@@ -26,7 +26,7 @@ def fill_bucket(store, name: str, count: int) -> None:
     rows = []
     for i in range(count):
         object_id = str(uuid.uuid4())
-        blob = store / "blobs" / object_id[:2] / object_id[2:4] / object_id
+        blob = store / "blobs" / object_id[:2] / object_id
         blob.parent.mkdir(parents=True, exist_ok=True)
         blob.touch(0o400)
         rows.append((bucket, f"object-{i:06d}", now, now, now, object_id, EMPTY_MD5))

@@ -166,9 +166,24 @@ async def test_staging_commits_to_an_immutable_blob_with_md5(tmp_path):
     assert path.read_bytes() == b"hello world"
     assert (size, etag) == (11, hashlib.md5(b"hello world").hexdigest())
     assert list(chunk_sums(checksums)) == [zlib.crc32(b"hello world")]
-    assert path.relative_to(tmp_path).parts[:3] == ("blobs", object_id[:2], object_id[2:4])
+    assert path.relative_to(tmp_path).parts == ("blobs", object_id[:2], object_id)
     assert os.stat(path).st_mode & 0o777 == 0o400
     assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_blobs_of_a_store_made_before_the_shallow_layout_are_moved_once(tmp_path):
+    ids = [new_object_id() for _ in range(3)]
+    for object_id in ids:  # the layout before: blobs/ab/cd/UUID
+        old = tmp_path / "blobs" / object_id[:2] / object_id[2:4] / object_id
+        old.parent.mkdir(parents=True, exist_ok=True)
+        old.write_text(object_id)
+    data = DataStore(tmp_path)
+    assert sorted(data.blob_ids()) == sorted(ids)
+    for object_id in ids:
+        assert data.blob_path(object_id).read_text() == object_id
+    assert len(list((tmp_path / "blobs").iterdir())) == 256
+    assert (tmp_path / "layout").read_text() == "blobs/ab/UUID\n"
+    assert sorted(DataStore(tmp_path).blob_ids()) == sorted(ids)  # nothing moves again
 
 
 async def test_staged_content_moves_from_memory_to_a_file_unchanged(tmp_path):
