@@ -386,13 +386,14 @@ class DataStore:
         finally:
             os.close(fd)
 
-    async def remove_blob(self, object_id: str) -> None:
-        """Remove a blob no metadata points at; open descriptors keep reading it."""
-        await trio.to_thread.run_sync(self.remove_blob_now, object_id)
+    async def remove_blobs(self, object_ids: list[str]) -> None:
+        """Remove blobs no metadata points at; open descriptors keep reading them."""
 
-    def remove_blob_now(self, object_id: str) -> None:
-        """`remove_blob`, blocking: for a worker thread that is there anyway."""
-        self.blob_path(object_id).unlink(missing_ok=True)
+        def remove() -> None:
+            for object_id in object_ids:
+                self.blob_path(object_id).unlink(missing_ok=True)
+
+        await trio.to_thread.run_sync(remove)
 
     async def sync_all(self) -> None:
         """Flush everything the store's filesystem holds for us (syncfs)."""

@@ -1,11 +1,12 @@
 """Garbage collection: remove blobs that no object names.
 
-In normal operation a blob is removed as soon as a commit or an unlink leaves it
-unreferenced (open descriptors keep its data readable until they close). What remains for
-the collector is what a crash leaves: a blob renamed into place whose metadata update never
-happened, or an old blob whose removal did not. The collector never removes a blob that
-the metadata names, nor one being committed right now (`in_flight`), nor one an open file
-reads (those are named by the metadata, or are already unlinked).
+In normal operation a blob is removed once the commit or unlink that left it unreferenced
+is durable (open descriptors keep its data readable until they close). What remains for
+the collector is what a crash leaves: a blob written whose metadata update never happened,
+or an old blob whose removal did not. The collector never removes a blob that the metadata
+names, nor one the daemon is busy with (`busy`: being committed, or waiting for the change
+that stopped naming it to be durable), nor one an open file reads (those are named by the
+metadata, or are already unlinked).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 
 import trio
 
@@ -32,26 +34,29 @@ class Collection:
 
 
 async def unreferenced_blobs(
-    meta: MetadataStore, data: DataStore, in_flight: set[str] | None = None
+    meta: MetadataStore, data: DataStore, busy: Callable[[], set[str]] | None = None
 ) -> list[str]:
-    """Blob ids on disk that no object names and no commit in progress is about to."""
+    """Blob ids on disk that no object names and the daemon is not busy with."""
     on_disk = await trio.to_thread.run_sync(data.blob_ids)
-    # Taken before the query: a commit missing from this set had already recorded its blob.
-    busy = set(in_flight or ())
+    # Asked before the query (a commit missing then had already recorded its blob) and
+    # after it (a blob that lost its name meanwhile waits for that to be durable).
+    left_alone = busy() if busy else set()
     referenced = await meta.object_ids()
-    return [blob for blob in on_disk if blob not in referenced and blob not in busy]
+    if busy:
+        left_alone |= busy()
+    return [blob for blob in on_disk if blob not in referenced and blob not in left_alone]
 
 
 async def collect(
-    meta: MetadataStore, data: DataStore, in_flight: set[str] | None = None
+    meta: MetadataStore, data: DataStore, busy: Callable[[], set[str]] | None = None
 ) -> Collection:
     found = Collection()
-    for blob in await unreferenced_blobs(meta, data, in_flight):
+    for blob in await unreferenced_blobs(meta, data, busy):
         try:
             size = os.stat(data.blob_path(blob)).st_size
         except FileNotFoundError:
             continue
-        await data.remove_blob(blob)
+        await data.remove_blobs([blob])
         found.blobs += 1
         found.bytes += size
     if found.blobs:

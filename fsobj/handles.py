@@ -17,7 +17,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import errno
-import functools
 import itertools
 import logging
 import mimetypes
@@ -130,6 +129,9 @@ class OpenObjects:
         self._records: list[_Record] = []
         # Blobs being committed: on disk, not yet named by the metadata.
         self.committing: set[str] = set()
+        # Blobs the metadata no longer names, removed once that change is durable: removed
+        # earlier, a power loss could bring back metadata that still names them.
+        self._retired: list[str] = []
         # Chunks of each blob whose checksum has been verified by a read.
         self._verified: dict[str, set[int]] = {}
         # Called with an object's inode after each commit (the kernel may cache its
@@ -407,8 +409,7 @@ class OpenObjects:
         # Later reads and copy-on-write through this handle start from what it committed.
         self._pin(handle, Version(object_id, size, checksums))
         self.committed(handle.entry.inode)
-        if previous is not None:
-            await self.remove_blob(previous)
+        self.retire(previous)
         if durable:
             await self.make_all_durable()
 
@@ -482,8 +483,19 @@ class OpenObjects:
 
     async def make_all_durable(self, sync_all: bool = False) -> None:
         """Make every commit so far durable: first the blobs that new objects' commits left
-        to the page cache, all at once (one syncfs), then the metadata. Blobs of other
-        commits are durable from their commit on; `sync_all` syncs the filesystem anyway."""
+        to the page cache, all at once (one syncfs), then the metadata; then remove the
+        blobs it no longer names. Blobs of other commits are durable from their commit on;
+        `sync_all` syncs the filesystem anyway."""
+        retired, self._retired = self._retired, []
+        try:
+            await self._make_durable(sync_all)
+        except BaseException:
+            self._retired[:0] = retired
+            raise
+        if retired:
+            await self.data.remove_blobs(retired)
+
+    async def _make_durable(self, sync_all: bool) -> None:
         through = self.meta.begin_sync()
         if through is not None or sync_all:
             try:
@@ -497,22 +509,27 @@ class OpenObjects:
 
     # -- objects going away ---------------------------------------------------------------
 
-    def blob_remover(self, entry: Entry) -> Callable[[], None] | None:
-        """What removes the blob of an object about to lose its name: for the metadata
-        store to run in its thread right after the row is gone (no hop of its own)."""
-        if entry.object_id is None:
-            return None
-        self._verified.pop(entry.object_id, None)
-        return functools.partial(self.data.remove_blob_now, entry.object_id)
+    def retire(self, object_id: str | None) -> None:
+        """The metadata no longer names this blob (that change is committed): remove it
+        with the next durability point."""
+        if object_id is not None:
+            self._verified.pop(object_id, None)
+            self._retired.append(object_id)
+
+    def busy_blobs(self) -> set[str]:
+        """Blobs the collector must leave alone although no metadata names them."""
+        return self.committing | set(self._retired)
 
     def unlinked(self, entry: Entry) -> None:
-        """The object lost its name: while it is open, its entry outlives the name."""
+        """The object lost its name (committed): its blob is retired; while it is open,
+        its entry outlives the name."""
+        self.retire(entry.object_id)
         if self.is_open(entry.inode):
             self._orphans[entry.inode] = entry
 
     async def remove_blob(self, object_id: str) -> None:
         self._verified.pop(object_id, None)
-        await self.data.remove_blob(object_id)
+        await self.data.remove_blobs([object_id])
 
 
 async def _wait(future: concurrent.futures.Future) -> None:

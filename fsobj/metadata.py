@@ -122,14 +122,13 @@ class MetadataStore:
         self,
         statements: list[tuple[str, tuple]],
         new: Iterable[Entry | None] = (),
-        then: Callable[[], None] | None = None,
     ) -> None:
         """Run `statements` in one transaction, after the inserts of those `new` entries
-        whose rows are not written yet; `then` runs in the database thread afterwards."""
+        whose rows are not written yet."""
         first = [e for e in new if e is not None and self._unwritten.pop(e.inode, None)]
         inserts = [statement for entry in first for statement in _insert_statements(entry)]
         try:
-            await self._run(_write, inserts + statements, then)
+            await self._run(_write, inserts + statements)
         except BaseException:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
@@ -257,14 +256,12 @@ class MetadataStore:
                 setattr(entry, name, value)
         return before
 
-    async def delete(
-        self, entry: Entry, now_ns: int, then: Callable[[], None] | None = None
-    ) -> None:
-        """Remove an entry; `then` runs in the database thread once that is committed."""
+    async def delete(self, entry: Entry, now_ns: int) -> None:
+        """Remove an entry."""
         statements = [_touch(entry.parent, now_ns)]
         if entry.inode not in self._unwritten:
             statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
-        await self._run(_write, statements, then)
+        await self._run(_write, statements)
         self._forget(entry.inode)
         self._touched(entry.parent, now_ns)
 
@@ -275,10 +272,9 @@ class MetadataStore:
         new_name: str,
         now_ns: int,
         replaced: Entry | None,
-        then: Callable[[], None] | None = None,
     ) -> None:
-        """Rename atomically, replacing `replaced` (already at the destination) if given;
-        `then` runs in the database thread once that is committed. To replace, the entry's
+        """Rename atomically, replacing `replaced` (already at the destination) if given.
+        To replace, the entry's
         blob must be durable already (a crash must not trade the replaced object for one
         whose content was lost): its unsynced mark goes."""
         statements = []
@@ -292,7 +288,7 @@ class MetadataStore:
             )
         )
         statements += [_touch(entry.parent, now_ns), _touch(new_parent, now_ns)]
-        await self._write(statements, [entry, replaced], then)
+        await self._write(statements, [entry, replaced])
         if replaced is not None:
             self._forget(replaced.inode)
         self._by_name.pop((entry.parent, entry.name), None)
@@ -478,20 +474,10 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _write(
-    conn: sqlite3.Connection,
-    statements: list[tuple[str, tuple]],
-    then: Callable[[], None] | None = None,
-) -> None:
+def _write(conn: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> None:
     with _transaction(conn):
         for sql, params in statements:
             conn.execute(sql, params)
-    if then is not None:
-        try:
-            then()
-        except OSError as error:
-            # What `then` tidies up (a blob nothing names) is garbage for the collector.
-            log.warning("after a metadata change: %s", error)
 
 
 def _touch(directory: int, now_ns: int) -> tuple[str, tuple]:

@@ -384,7 +384,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         if entry.is_dir:
             raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
         await self._require(ctx, parent, Permission.WRITE, name=name)
-        await self.meta.delete(entry, time.time_ns(), then=self.objects.blob_remover(entry))
+        await self.meta.delete(entry, time.time_ns())
         self.objects.unlinked(entry)
 
     @request
@@ -464,11 +464,9 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
                 raise Refused(errno.EISDIR, new_where, "cannot replace a directory by an object")
             if replaced.is_dir and await self.meta.has_children(replaced.inode):
                 raise Refused(errno.ENOTEMPTY, new_where, "directory is not empty")
-        remover = None
         if replaced is not None:
             await self.objects.make_content_durable(entry)
-            remover = self.objects.blob_remover(replaced)
-        await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced, remover)
+        await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
         if replaced is not None:
             self.objects.unlinked(replaced)
 
@@ -617,7 +615,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         return None
 
     async def collect_garbage(self) -> gc.Collection:
-        return await gc.collect(self.meta, self.data, self.objects.committing)
+        return await gc.collect(self.meta, self.data, self.objects.busy_blobs)
 
 
 class _Listing:

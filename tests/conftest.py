@@ -94,6 +94,15 @@ class Mount:
         self.stop()
         self.start()
 
+    def make_durable(self) -> None:
+        """What fsync does for a whole mount: every commit durable, and the blobs that
+        commits and unlinks left unnamed removed."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 

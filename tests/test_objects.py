@@ -53,9 +53,12 @@ def test_rewrite_makes_new_object_id_metadata_change_keeps_it(mount, bucket):
     st = os.stat(path)
     assert (st.st_mode & 0o777, st.st_mtime) == (0o600, 2_000_000)
     path.write_text("two")
+    # The old blob waits until the change that unnamed it is durable (5 s at most).
+    assert len(blob_files(mount.store)) == 2
     assert object_id(path) != first
     assert path.read_text() == "two"
-    assert len(blob_files(mount.store)) == 1  # the old blob was reclaimed
+    mount.make_durable()
+    assert len(blob_files(mount.store)) == 1
 
 
 def test_append_random_write_and_truncate_copy_on_write(bucket):
@@ -144,6 +147,7 @@ def test_sequential_reader_of_a_large_object_reads_ahead_in_its_own_version(moun
         reader.seek(100)  # not sequential: read directly, still the same version
         assert reader.read(1 << 20) == old[100 : 100 + (1 << 20)]
     assert not path.exists()
+    mount.make_durable()
     assert blob_files(mount.store) == []
     # Every descriptor on a blob, read aheads' own included, is closed in the end.
     for _ in range(50):
@@ -245,6 +249,7 @@ def test_unlinked_open_file_stays_readable_then_blob_goes(mount, bucket):
         assert not path.exists()
         assert f.read() == b"x" * 10_000
         assert os.fstat(f.fileno()).st_size == 10_000
+    mount.make_durable()
     assert blob_files(mount.store) == []
 
 
@@ -272,6 +277,7 @@ def test_rename_replaces_and_refuses_what_posix_refuses(mount, bucket):
     (bucket / "b").write_bytes(b"b")
     os.rename(bucket / "a", bucket / "b")
     assert (bucket / "b").read_bytes() == b"a"
+    mount.make_durable()
     assert len(blob_files(mount.store)) == 1
     (bucket / "d" / "inner").mkdir(parents=True)
     with pytest.raises(OSError) as caught:
