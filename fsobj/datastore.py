@@ -324,9 +324,10 @@ class DataStore:
     ) -> tuple[int, str, bytes]:
         """Turn staged content into the blob `object_id`, durably unless `sync` is False
         and the content is in memory; returns (size, etag, checksums)."""
-        return await trio.to_thread.run_sync(self._commit, staging, object_id, sync)
+        return await trio.to_thread.run_sync(self.commit_now, staging, object_id, sync)
 
-    def _commit(self, staging: Staging, object_id: str, sync: bool) -> tuple[int, str, bytes]:
+    def commit_now(self, staging: Staging, object_id: str, sync: bool) -> tuple[int, str, bytes]:
+        """`commit`, blocking: for a thread that is there anyway."""
         etag, checksums = staging.digests()
         path = self.blob_path(object_id)
         if staging.memory is not None:

@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import errno
+import functools
 import itertools
 import logging
 import mimetypes
@@ -49,6 +50,8 @@ INLINE_WRITE = 64 * 1024
 # past that it moves to a staging file.
 MEMORY_STAGING = 1 << 20
 MEMORY_STAGING_TOTAL = 64 << 20
+# A new object's blob up to this size is written by the metadata store's thread, with its row.
+SMALL_BLOB = 64 * 1024
 # Blobs whose verified chunks are remembered; past that the memory is cleared.
 VERIFIED_BLOBS = 100_000
 # A reader reading on from where its last read ended has its next range read (and
@@ -100,7 +103,8 @@ class _Record:
     """A commit's metadata update waiting for its group's transaction."""
 
     entry: Entry
-    changes: dict
+    # What changes, or (until the transaction) the function that writes the blob and says.
+    changes: dict[str, Any] | Callable[[], dict[str, Any]]
     done: bool = False
     previous: str | None = None
     error: Exception | None = None
@@ -386,13 +390,21 @@ class OpenObjects:
         # take it for garbage.
         self.committing.add(object_id)
         try:
-            size, etag, checksums = await self.data.commit(staging, object_id, sync=not fresh)
-            # The staged content is the blob now, whatever happens to the metadata.
+            if fresh and staging.size <= SMALL_BLOB:
+                # Written by the metadata store's thread right before its row: one thread
+                # hop for both, as each hop costs more than writing a small file.
+                blob = functools.partial(self.data.commit_now, staging, object_id, False)
+            else:
+                blob = functools.partial(
+                    _same, await self.data.commit(staging, object_id, sync=not fresh)
+                )
+            # The staged content is the blob's, whatever happens to the metadata.
             handle.staging = None
             handle.dirty = False
             try:
-                previous = await self._record(handle, object_id, size, etag, checksums, fresh)
+                previous, changes = await self._record(handle, object_id, blob, fresh)
             except BaseException:
+                staging.close()
                 await self.remove_blob(object_id)  # no metadata names it: the old one stays
                 raise
         except OSError as error:
@@ -407,54 +419,74 @@ class OpenObjects:
         finally:
             self.committing.discard(object_id)
         # Later reads and copy-on-write through this handle start from what it committed.
-        self._pin(handle, Version(object_id, size, checksums))
+        self._pin(handle, Version(object_id, changes["size"], changes["checksums"]))
         self.committed(handle.entry.inode)
         self.retire(previous)
         if durable:
             await self.make_all_durable()
 
     async def _record(
-        self, handle: Handle, object_id: str, size: int, etag: str, checksums: bytes, fresh: bool
-    ) -> str | None:
-        """Point the object at its new blob; returns the blob that is no longer needed.
+        self,
+        handle: Handle,
+        object_id: str,
+        blob: Callable[[], tuple[int, str, bytes]],
+        fresh: bool,
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Point the object at its new blob, which `blob` writes if it is not written yet
+        and describes (size, etag, checksums); returns the blob that is no longer needed
+        and the changes made.
 
         Group commit: records that arrive while one transaction is in flight are written
         together by the next, in arrival order.
         """
         entry = handle.entry
-        if entry.inode in self._orphans:
-            return object_id  # unlinked while open: the content goes with it
-        changes = {
+        fixed = {
             "object_id": object_id,
-            "size": size,
-            "etag": etag,
-            "checksums": checksums,
             "content_type": entry.content_type or guess_content_type(entry.name),
             "ctime_ns": time.time_ns(),
-            # Read after the blob was written: the group sync that covers this generation
-            # starts after it.
-            "unsynced": self.meta.unsynced_generation() if fresh else 0,
         }
         if handle.modified_ns is not None:
-            changes["mtime_ns"] = handle.modified_ns
+            fixed["mtime_ns"] = handle.modified_ns
+
+        def changes() -> dict[str, Any]:
+            """In the database thread, just before the transaction."""
+            size, etag, checksums = blob()
+            # Read once the blob is written: the group sync that covers this generation
+            # starts after that.
+            unsynced = self.meta.unsynced_generation() if fresh else 0
+            return {
+                **fixed,
+                "size": size,
+                "etag": etag,
+                "checksums": checksums,
+                "unsynced": unsynced,
+            }
+
+        if entry.inode in self._orphans:  # unlinked while open: the content goes with it
+            return object_id, await trio.to_thread.run_sync(changes)
         record = _Record(entry, changes)
         self._records.append(record)
         async with self._commit_lock:
             if not record.done:
                 batch, self._records = self._records, []
                 try:
-                    before = await self.meta.update_many([(r.entry, r.changes) for r in batch])
+                    results = await self.meta.update_many([(r.entry, r.changes) for r in batch])
                 except Exception as error:
                     for r in batch:
                         r.done, r.error = True, error
                 else:
-                    for r, previous in zip(batch, before, strict=True):
-                        r.done, r.previous = True, previous
+                    for r, result in zip(batch, results, strict=True):
+                        r.done = True
+                        if isinstance(result, OSError):
+                            r.error = result
+                        else:
+                            r.previous, r.changes = result
         if record.error is not None:
             raise OSError(getattr(record.error, "errno", None) or errno.EIO, str(record.error))
+        assert isinstance(record.changes, dict)
         if entry.inode in self._orphans:
-            return object_id  # unlinked while the record waited
-        return record.previous
+            return object_id, record.changes  # unlinked while the record waited
+        return record.previous, record.changes
 
     def times_set(self, inode: int) -> None:
         """An explicit mtime was set: pending commits must not replace it."""
@@ -544,3 +576,7 @@ def _blob(handle: Handle) -> tuple[Version, int, str]:
     """What a read of the handle's committed version needs."""
     assert handle.version is not None and handle.blob_fd is not None
     return handle.version, handle.blob_fd, handle.entry.name
+
+
+def _same(value: Any) -> Any:
+    return value

@@ -239,22 +239,33 @@ class MetadataStore:
             return
         await self.update_many([(entry, changes)])
 
-    async def update_many(self, batch: list[tuple[Entry, dict[str, Any]]]) -> list[Any]:
-        """Several updates in one transaction (group commit), applied in order; returns
-        each entry's object_id from just before its own update."""
-        statements = []
-        for entry, changes in batch:
-            columns = ", ".join(f"{name} = ?" for name in changes)
-            statements.append(
-                (f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), entry.inode))
+    async def update_many(
+        self, batch: list[tuple[Entry, dict[str, Any] | Callable[[], dict[str, Any]]]]
+    ) -> list[tuple[str | None, dict[str, Any]] | OSError]:
+        """Several updates in one transaction (group commit), applied in order. The changes
+        of an update may be a function that the database thread calls first (a commit
+        writes a small blob there: one thread hop for blob and row); one that raises
+        OSError fails that update alone. Returns, per update, the entry's object_id from
+        just before it and the changes made, or the error."""
+        first = [e for e, _ in batch if self._unwritten.pop(e.inode, None)]
+        inserts = [statement for entry in first for statement in _insert_statements(entry)]
+        try:
+            results = await self._run(
+                _update_many, inserts, [(entry.inode, changes) for entry, changes in batch]
             )
-        await self._write(statements, [entry for entry, _ in batch])
-        before = []
-        for entry, changes in batch:
-            before.append(entry.object_id)
+        except BaseException:
+            for entry in first:  # not written after all
+                self._unwritten[entry.inode] = entry
+            raise
+        done: list[tuple[str | None, dict[str, Any]] | OSError] = []
+        for (entry, _), changes in zip(batch, results, strict=True):
+            if isinstance(changes, OSError):
+                done.append(changes)
+                continue
+            done.append((entry.object_id, changes))
             for name, value in changes.items():
                 setattr(entry, name, value)
-        return before
+        return done
 
     async def delete(self, entry: Entry, now_ns: int) -> None:
         """Remove an entry."""
@@ -494,6 +505,29 @@ def _insert_statements(entry: Entry) -> list[tuple[str, tuple]]:
         (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values),
         _touch(entry.parent, entry.ctime_ns),
     ]
+
+
+def _update_many(
+    conn: sqlite3.Connection,
+    inserts: list[tuple[str, tuple]],
+    updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
+) -> list[dict[str, Any] | OSError]:
+    results: list[dict[str, Any] | OSError] = []
+    statements = list(inserts)
+    for inode, changes in updates:
+        if callable(changes):
+            try:
+                changes = changes()
+            except OSError as error:
+                results.append(error)
+                continue
+        results.append(changes)
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        statements.append(
+            (f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), inode))
+        )
+    _write(conn, statements)
+    return results
 
 
 def _make_durable(conn: sqlite3.Connection, synced_through: int) -> None:
