@@ -262,13 +262,15 @@ class DataStore:
         for index in range(256):
             shard = self.blobs / f"{index:02x}"
             shard.mkdir(exist_ok=True)
-            for old in [sub for sub in shard.iterdir() if sub.is_dir()]:
+            olds = [sub for sub in shard.iterdir() if sub.is_dir()]
+            for old in olds:
                 for blob in old.iterdir():
                     os.rename(blob, shard / blob.name)
                     moved += 1
                 old.rmdir()
-            _fsync_dir(shard)
-        _fsync_dir(self.blobs)
+            if olds:
+                _fsync_dir(shard)
+        _fsync_dir(self.blobs)  # the shards' names
         marker.write_text(LAYOUT)
         _fsync_dir(self.root)
         if moved:

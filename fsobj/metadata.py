@@ -125,10 +125,16 @@ class MetadataStore:
     ) -> None:
         """Run `statements` in one transaction, after the inserts of those `new` entries
         whose rows are not written yet."""
+        await self._writing(new, _write_after, statements)
+
+    async def _writing(self, new: Iterable[Entry | None], fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, inserts, *args)` in the database thread, where `inserts` are the
+        statements that write those `new` entries whose rows are not written yet; `fn`
+        runs them in its transaction."""
         first = [e for e in new if e is not None and self._unwritten.pop(e.inode, None)]
         inserts = [statement for entry in first for statement in _insert_statements(entry)]
         try:
-            await self._run(_write, inserts + statements)
+            return await self._run(fn, inserts, *args)
         except BaseException:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
@@ -247,16 +253,11 @@ class MetadataStore:
         writes a small blob there: one thread hop for blob and row); one that raises
         OSError fails that update alone. Returns, per update, the entry's object_id from
         just before it and the changes made, or the error."""
-        first = [e for e, _ in batch if self._unwritten.pop(e.inode, None)]
-        inserts = [statement for entry in first for statement in _insert_statements(entry)]
-        try:
-            results = await self._run(
-                _update_many, inserts, [(entry.inode, changes) for entry, changes in batch]
-            )
-        except BaseException:
-            for entry in first:  # not written after all
-                self._unwritten[entry.inode] = entry
-            raise
+        results = await self._writing(
+            [entry for entry, _ in batch],
+            _update_many,
+            [(entry.inode, changes) for entry, changes in batch],
+        )
         done: list[tuple[str | None, dict[str, Any]] | OSError] = []
         for (entry, _), changes in zip(batch, results, strict=True):
             if isinstance(changes, OSError):
@@ -285,9 +286,8 @@ class MetadataStore:
         replaced: Entry | None,
     ) -> None:
         """Rename atomically, replacing `replaced` (already at the destination) if given.
-        To replace, the entry's
-        blob must be durable already (a crash must not trade the replaced object for one
-        whose content was lost): its unsynced mark goes."""
+        To replace, the entry's blob must be durable already (a crash must not trade the
+        replaced object for one whose content was lost): its unsynced mark goes."""
         statements = []
         if replaced is not None:
             statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
@@ -505,6 +505,12 @@ def _insert_statements(entry: Entry) -> list[tuple[str, tuple]]:
         (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values),
         _touch(entry.parent, entry.ctime_ns),
     ]
+
+
+def _write_after(
+    conn: sqlite3.Connection, inserts: list[tuple[str, tuple]], statements: list[tuple[str, tuple]]
+) -> None:
+    _write(conn, inserts + statements)
 
 
 def _update_many(
