@@ -54,9 +54,11 @@ MEMORY_STAGING_TOTAL = 64 << 20
 SMALL_BLOB = 64 * 1024
 # Blobs whose verified chunks are remembered; past that the memory is cleared.
 VERIFIED_BLOBS = 100_000
-# A reader reading on from where its last read ended has its next range read (and
-# checked) ahead in one of these threads, while the kernel copies out the current one.
-READ_AHEAD_THREADS = 2
+# A reader reading on from where its last read ended has its next ranges (this many, of
+# the size it reads) read and checked ahead in threads, while the kernel copies out the
+# current one; at most this many bytes are read ahead for all readers together.
+READ_AHEAD = 3
+READ_AHEAD_TOTAL = 32 << 20
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -78,10 +80,17 @@ class Handle:
     failed: int | None = None
     # When this handle last changed the content; None once an explicit utime overrides it.
     modified_ns: int | None = None
-    # Where the last read of the committed version ended, and the next range being read
-    # ahead (offset, size and the thread's future).
+    # Where the last read of the committed version ended, and the next ranges being read
+    # ahead, in order.
     read_end: int = 0
-    ahead: tuple[int, int, concurrent.futures.Future] | None = None
+    ahead: list[_Ahead] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ahead:
+    offset: int
+    size: int
+    future: concurrent.futures.Future
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,8 +151,9 @@ class OpenObjects:
         # attributes, which the commit changed: see Operations).
         self.committed: Callable[[int], None] = lambda inode: None
         self._readers = concurrent.futures.ThreadPoolExecutor(
-            READ_AHEAD_THREADS, thread_name_prefix="read-ahead"
+            READ_AHEAD, thread_name_prefix="read-ahead"
         )
+        self._ahead_bytes = 0  # what all handles' read aheads hold or are reading
 
     def get(self, fh: int) -> Handle:
         return self._handles[fh]
@@ -191,7 +201,8 @@ class OpenObjects:
         """Make the handle read `version` (None: an object with no content yet)."""
         if handle.blob_fd is not None:
             os.close(handle.blob_fd)
-        handle.version, handle.blob_fd, handle.ahead = version, None, None
+        handle.version, handle.blob_fd = version, None
+        self._drop_ahead(handle)
         if version is not None:
             handle.blob_fd = self.data.open_blob(version.object_id)
 
@@ -220,6 +231,7 @@ class OpenObjects:
 
     def _close(self, handle: Handle) -> None:
         self._discard_staging(handle)
+        self._drop_ahead(handle)
         self._handles.pop(handle.fh, None)
         inode = handle.entry.inode
         siblings = self._by_inode.get(inode, set())
@@ -257,25 +269,41 @@ class OpenObjects:
         return await self._read_on(handle, offset, size)
 
     async def _read_on(self, handle: Handle, offset: int, size: int) -> bytes:
-        """Read a committed version, and if the reader is reading sequentially, start
-        reading the range after this one, so that its disk read and checksum overlap the
-        kernel's round trip."""
-        ahead, handle.ahead = handle.ahead, None
-        if ahead is not None and ahead[:2] == (offset, size):
-            future = ahead[2]
-            if not future.done():
-                await _wait(future)
-            data = future.result()
+        """Read a committed version, and if the reader is reading sequentially, keep the
+        next ranges being read, so that their disk reads and checksums overlap the kernel's
+        round trips."""
+        if handle.ahead and (handle.ahead[0].offset, handle.ahead[0].size) == (offset, size):
+            ahead = handle.ahead.pop(0)
+            self._ahead_bytes -= ahead.size
+            if not ahead.future.done():
+                await _wait(ahead.future)
+            data = ahead.future.result()
         else:
+            self._drop_ahead(handle)
             data = await trio.to_thread.run_sync(self._read_verified, *_blob(handle), offset, size)
         sequential = offset == handle.read_end
         handle.read_end = end = offset + len(data)
-        version, fd, name = _blob(handle)
-        if sequential and len(data) == size and end < version.size:
-            # On its own descriptor: the handle may close or re-pin before it finishes.
-            future = self._readers.submit(self._read_ahead, version, os.dup(fd), name, end, size)
-            handle.ahead = (end, size, future)
+        if sequential and len(data) == size:
+            version, fd, name = _blob(handle)
+            following = handle.ahead[-1].offset + size if handle.ahead else end
+            while (
+                len(handle.ahead) < READ_AHEAD
+                and following < version.size
+                and self._ahead_bytes + size <= READ_AHEAD_TOTAL
+            ):
+                # On its own descriptor: the handle may close or re-pin before it finishes.
+                future = self._readers.submit(
+                    self._read_ahead, version, os.dup(fd), name, following, size
+                )
+                handle.ahead.append(_Ahead(following, size, future))
+                self._ahead_bytes += size
+                following += size
         return data
+
+    def _drop_ahead(self, handle: Handle) -> None:
+        """Forget the handle's read aheads (those still running finish unseen)."""
+        self._ahead_bytes -= sum(ahead.size for ahead in handle.ahead)
+        handle.ahead.clear()
 
     def _read_ahead(self, version: Version, fd: int, name: str, offset: int, size: int) -> bytes:
         try:
