@@ -60,7 +60,8 @@ class Entry:
     content_type: str | None = None
     target: str | None = None
     checksums: bytes | None = None  # CRC-32 per chunk of the blob (datastore.Digest)
-    # A new object's blob not synced yet: the group sync's generation (see MetadataStore).
+    # A new object's blob committed without a sync: the generation of the group sync that
+    # makes it durable (see MetadataStore); 0 when none was needed.
     unsynced: int = 0
 
     @property
@@ -92,7 +93,8 @@ class MetadataStore:
         self._unwritten: dict[int, Entry] = {}
         self._next_inode = 0  # set when the store opens
         # Group sync of new objects' blobs: commits record the current generation; a sync
-        # starts a new one, and once the blobs are on disk, clears the marks up to its own.
+        # starts a new one and, once the blobs are on disk, records that every generation
+        # up to its own is durable (one row, however many objects). Set when the store opens.
         self._generation = 1
         self._handed_out = 0
         self._synced_through = 0
@@ -434,26 +436,33 @@ class MetadataStore:
 
     async def make_durable(self, synced_through: int | None = None) -> None:
         """Force every committed transaction to disk (a WAL checkpoint syncs the log
-        first); with `synced_through`, whose blobs are durable now, clear those marks."""
-        await self._run(_make_durable, synced_through or 0)
+        first); with `synced_through`, record that the blobs of the generations up to it
+        are durable now."""
+        if synced_through is not None and synced_through <= self._synced_through:
+            synced_through = None
+        await self._run(_make_durable, synced_through)
         if synced_through is not None:
-            self._synced_through = max(self._synced_through, synced_through)
+            self._synced_through = synced_through
 
     async def unsynced_objects(self) -> list[tuple[int, str, str, int, bytes | None]]:
         """(inode, name, object_id, size, checksums) of objects whose blob may not have
         reached the disk: after a crash, what must be verified."""
         return await self._run(
             _select,
-            "SELECT inode, name, object_id, size, checksums FROM entries WHERE unsynced != 0",
-            (),
+            "SELECT inode, name, object_id, size, checksums FROM entries"
+            " WHERE unsynced != 0 AND unsynced > ?",
+            (self._synced_through,),
         )
 
     async def settle_unsynced(self, lost: list[int]) -> None:
         """After a crash, once the blobs that survived are durable: remove the objects
-        whose blob did not survive, and clear every mark. Only for a store nobody has open."""
+        whose blob did not survive, and record every generation as durable. Only for a
+        store nobody has open."""
         statements = [("DELETE FROM entries WHERE inode = ?", (inode,)) for inode in lost]
-        statements.append(("UPDATE entries SET unsynced = 0 WHERE unsynced != 0", ()))
+        statements.append(("UPDATE group_sync SET synced_through = ?", (self._generation,)))
         await self._run(_write, statements)
+        self._synced_through = self._generation
+        self._generation += 1
         for inode in lost:
             self._forget(inode)
 
@@ -536,12 +545,9 @@ def _update_many(
     return results
 
 
-def _make_durable(conn: sqlite3.Connection, synced_through: int) -> None:
-    if synced_through:
-        _write(
-            conn,
-            [("UPDATE entries SET unsynced = 0 WHERE unsynced BETWEEN 1 AND ?", (synced_through,))],
-        )
+def _make_durable(conn: sqlite3.Connection, synced_through: int | None) -> None:
+    if synced_through is not None:
+        _write(conn, [("UPDATE group_sync SET synced_through = ?", (synced_through,))])
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
@@ -594,8 +600,9 @@ def _select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[
     return owner, grants
 
 
-def _setup(conn: sqlite3.Connection) -> int:
-    """Prepare the connection; returns the first inode number never used."""
+def _setup(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """Prepare the connection; returns the first inode number never used, the last
+    durable generation of the group sync and the highest one recorded."""
     conn.execute("PRAGMA journal_mode = WAL")
     # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -607,7 +614,11 @@ def _setup(conn: sqlite3.Connection) -> int:
         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
         " coalesce((SELECT max(inode) FROM entries), 0))"
     ).fetchone()
-    return used + 1
+    (synced_through,) = conn.execute("SELECT synced_through FROM group_sync").fetchone()
+    (recorded,) = conn.execute(
+        "SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0"
+    ).fetchone()
+    return used + 1, synced_through, recorded
 
 
 async def open_metadata_store(path: Path) -> MetadataStore:
@@ -619,7 +630,10 @@ async def open_metadata_store(path: Path) -> MetadataStore:
     conn = await trio_asyncio.aio_as_trio(connecting.__aenter__)()
     store = MetadataStore(conn)
     try:
-        store._next_inode = await store._run(_setup)
+        store._next_inode, store._synced_through, recorded = await store._run(_setup)
+        # Generations only grow, so a mark left by an earlier mount is never taken for one
+        # this mount's syncs cover.
+        store._generation = max(store._synced_through, recorded) + 1
     except BaseException:
         await trio_asyncio.aio_as_trio(conn.close)()
         raise

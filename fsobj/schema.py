@@ -63,12 +63,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE entries ADD COLUMN checksums BLOB;
     """,
     # 4: a new object whose small blob was written without a sync of its own carries the
-    # generation of the group sync that makes it durable; 0 once that sync is done. After a
-    # crash such an object is verified, and removed if its blob did not survive (it had no
-    # earlier version to go back to).
+    # generation of the group sync that makes it durable (0: none needed). Generations up to
+    # group_sync.synced_through are durable. After a crash, an object of a later generation
+    # is verified, and removed if its blob did not survive (it had no earlier version).
     """
     ALTER TABLE entries ADD COLUMN unsynced INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX entries_unsynced ON entries (unsynced) WHERE unsynced != 0;
+    CREATE TABLE group_sync (synced_through INTEGER NOT NULL);
+    INSERT INTO group_sync (synced_through) VALUES (0);
     """,
 ]
 
