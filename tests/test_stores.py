@@ -237,3 +237,30 @@ def test_digest_checksums_each_chunk_however_the_data_arrives():
     assert etag == hashlib.md5(data).hexdigest()
     expected = [zlib.crc32(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)]
     assert list(chunk_sums(sums)) == expected
+
+
+async def test_read_ahead_follows_sequential_readers_and_lets_go_of_what_it_held(meta, tmp_path):
+    from fsobj.handles import READ_AHEAD, OpenObjects
+
+    objects = OpenObjects(meta, DataStore(tmp_path))
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    entry = await meta.insert(new_entry(bucket.inode, "big"), deferred=True)
+    content = os.urandom(8 * CHUNK)
+    writer = await objects.open(entry, writable=True, truncate=True)
+    await objects.write(writer, 0, content)
+    await objects.release(writer)
+
+    reader = await objects.open(entry, writable=False, truncate=False)
+    assert await objects.read(reader, 0, CHUNK) == content[:CHUNK]
+    assert [ahead.offset for ahead in reader.ahead] == [CHUNK * i for i in range(1, 1 + READ_AHEAD)]
+    assert await objects.read(reader, CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]  # read ahead
+    assert await objects.read(reader, 5 * CHUNK, 100) == content[5 * CHUNK : 5 * CHUNK + 100]
+    assert reader.ahead == []  # a jump: nothing read ahead until it reads on
+    assert objects._ahead_bytes == 0
+    assert (
+        await objects.read(reader, 5 * CHUNK + 100, CHUNK)
+        == content[5 * CHUNK + 100 : 6 * CHUNK + 100]
+    )
+    assert len(reader.ahead) == 2  # up to the end of the object
+    await objects.release(reader)
+    assert objects._ahead_bytes == 0
