@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB requests)
 READDIR_PAGE = 1000
+# How long the kernel may keep a bucket's name, on any mount: a bucket exists for everyone
+# (its lookup checks nothing), and it changes only through the kernel (mkdir, rmdir), so
+# the kernel's entry stays true. Its attributes, which depend on the caller, are not kept.
+BUCKET_ENTRY_SECONDS = 300.0
 
 _KIND_TYPE = {
     "root": stat.S_IFDIR,
@@ -182,10 +186,10 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
             attrs = pyfuse3.EntryAttributes()
             attrs.st_nlink = 1  # for directories: "not counted", so find does not guess
             attrs.st_blksize = BLOCK_SIZE
-            attrs.entry_timeout = self.cache_seconds
             attrs.attr_timeout = self.cache_seconds
         else:
             attrs = reuse
+        attrs.entry_timeout = BUCKET_ENTRY_SECONDS if entry.kind == "bucket" else self.cache_seconds
         attrs.st_ino = entry.inode
         mode = entry.mode
         if rights != ALL_PERMISSIONS and entry.kind != "symlink":

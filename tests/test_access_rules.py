@@ -147,6 +147,22 @@ def test_only_the_owner_or_an_admin_removes_a_bucket_and_none_renames_one(mount)
     assert as_user(OWNER, [["rmdir", bucket]]) == ["ok"]
 
 
+def test_a_bucket_made_again_by_someone_else_is_the_new_one_for_everyone(mount):
+    # The kernel keeps bucket names (their lookup checks nothing): it must never keep one
+    # past the bucket's end, nor stand in for a newer bucket of the same name.
+    bucket = make_bucket(mount, "reborn", acl=f"uid:{ALICE} READ\n")
+    assert as_user(ALICE, [["read", f"{bucket}/obj"], ["stat", bucket]]) == [
+        "obj in reborn",
+        "0o555",
+    ]
+    assert as_user(OWNER, [["unlink", f"{bucket}/obj"], ["rmdir", bucket]]) == ["ok", "ok"]
+    assert as_user(ALICE, [["stat", bucket], ["read", f"{bucket}/obj"]]) == ["ENOENT", "ENOENT"]
+    make_bucket(mount, "reborn", owner=BOB, files=("other",))
+    assert as_user(ALICE, [["stat", bucket], ["read", f"{bucket}/other"]]) == ["0o0", "EACCES"]
+    assert as_user(BOB, [["read", f"{bucket}/other"]]) == ["other in reborn"]
+    assert os.stat(bucket).st_uid == BOB
+
+
 def test_groups_count_primary_and_supplementary(mount):
     bucket = make_bucket(mount, "staffroom", acl=f"gid:{STAFF} READ\n")
     assert as_user(STAFF_MEMBER, [["read", f"{bucket}/obj"]], gid=STAFF) == ["obj in staffroom"]
