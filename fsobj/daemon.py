@@ -123,7 +123,7 @@ async def _serve(
             store.operations.objects.committed = lambda inode: None
             await store.operations.objects.commit_all()
             try:
-                await store.operations.objects.make_all_durable(sync_all=True)
+                await store.operations.objects.durability.make_all_durable(sync_all=True)
             except OSError as error:  # nothing is lost: the log keeps every commit
                 log.warning("could not make everything durable at unmount: %s", error)
         store.end_mount()
@@ -135,7 +135,7 @@ async def _make_durable_every(store: Store, seconds: float) -> None:
     while True:
         await trio.sleep(seconds)
         try:
-            await store.operations.objects.make_all_durable()
+            await store.operations.objects.durability.make_all_durable()
         except OSError as error:
             log.warning("could not make the metadata durable: %s", error)
 

@@ -39,6 +39,7 @@ from .datastore import (
     new_object_id,
     pread,
 )
+from .durability import GroupSync
 from .metadata import Entry, MetadataStore
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,7 @@ class OpenObjects:
         self._records: list[_Record] = []
         # Blobs being committed: on disk, not yet named by the metadata.
         self.committing: set[str] = set()
-        # Blobs the metadata no longer names, removed once that change is durable: removed
-        # earlier, a power loss could bring back metadata that still names them.
-        self._retired: list[str] = []
+        self.durability = GroupSync(meta, data)
         # Chunks of each blob whose checksum has been verified by a read.
         self._verified: dict[str, set[int]] = {}
         # Called with an object's inode after each commit (the kernel may cache its
@@ -410,7 +409,7 @@ class OpenObjects:
         assert staging is not None
         object_id = new_object_id()
         # A new object's small blob is left to the page cache, and the next group sync
-        # makes it durable with all the others (make_all_durable): a crash before that can
+        # makes it durable with all the others (GroupSync): a crash before that can
         # only take the object back to not existing, which recovery checks. Any other
         # commit replaces a version, so its blob is durable before the metadata moves on.
         fresh = staging.memory is not None and handle.entry.object_id is None and not durable
@@ -451,7 +450,7 @@ class OpenObjects:
         self.committed(handle.entry.inode)
         self.retire(previous)
         if durable:
-            await self.make_all_durable()
+            await self.durability.make_all_durable()
 
     async def _record(
         self,
@@ -534,51 +533,19 @@ class OpenObjects:
         if handle.dirty:
             await self.commit(handle, durable=True)
             return
-        await self.make_all_durable()
-
-    async def make_content_durable(self, entry: Entry) -> None:
-        """Sync a new object's blob now if its commit left it to the group sync."""
-        if entry.object_id is not None and not self.meta.is_synced(entry):
-            await self.data.sync_blob(entry.object_id)
-
-    async def make_all_durable(self, sync_all: bool = False) -> None:
-        """Make every commit so far durable: first the blobs that new objects' commits left
-        to the page cache, all at once (one syncfs), then the metadata; then remove the
-        blobs it no longer names. Blobs of other commits are durable from their commit on;
-        `sync_all` syncs the filesystem anyway."""
-        retired, self._retired = self._retired, []
-        try:
-            await self._make_durable(sync_all)
-        except BaseException:
-            self._retired[:0] = retired
-            raise
-        if retired:
-            await self.data.remove_blobs(retired)
-
-    async def _make_durable(self, sync_all: bool) -> None:
-        through = self.meta.begin_sync()
-        if through is not None or sync_all:
-            try:
-                await self.data.sync_all()
-            except OSError as error:
-                # The marks stay, so a crash still verifies those objects; the next sync
-                # tries again.
-                log.warning("could not make the blobs of new objects durable: %s", error)
-                through = None
-        await self.meta.make_durable(through)
+        await self.durability.make_all_durable()
 
     # -- objects going away ---------------------------------------------------------------
 
     def retire(self, object_id: str | None) -> None:
-        """The metadata no longer names this blob (that change is committed): remove it
-        with the next durability point."""
+        """The metadata no longer names this blob (that change is committed)."""
         if object_id is not None:
             self._verified.pop(object_id, None)
-            self._retired.append(object_id)
+            self.durability.retire(object_id)
 
     def busy_blobs(self) -> set[str]:
         """Blobs the collector must leave alone although no metadata names them."""
-        return self.committing | set(self._retired)
+        return self.committing | self.durability.retired()
 
     def unlinked(self, entry: Entry) -> None:
         """The object lost its name (committed): its blob is retired; while it is open,

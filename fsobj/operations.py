@@ -469,7 +469,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
             if replaced.is_dir and await self.meta.has_children(replaced.inode):
                 raise Refused(errno.ENOTEMPTY, new_where, "directory is not empty")
         if replaced is not None:
-            await self.objects.make_content_durable(entry)
+            await self.objects.durability.make_content_durable(entry)
         await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
         if replaced is not None:
             self.objects.unlinked(replaced)
@@ -579,7 +579,7 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
 
     @request
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        await self.objects.make_all_durable(sync_all=True)
+        await self.objects.durability.make_all_durable(sync_all=True)
 
     # -- the store ----------------------------------------------------------------------------
 
