@@ -417,14 +417,13 @@ class OpenObjects:
         # take it for garbage.
         self.committing.add(object_id)
         try:
+            blob: tuple[int, str, bytes] | Callable[[], tuple[int, str, bytes]]
             if fresh and staging.size <= SMALL_BLOB:
                 # Written by the metadata store's thread right before its row: one thread
                 # hop for both, as each hop costs more than writing a small file.
                 blob = functools.partial(self.data.commit_now, staging, object_id, False)
             else:
-                blob = functools.partial(
-                    _same, await self.data.commit(staging, object_id, sync=not fresh)
-                )
+                blob = await self.data.commit(staging, object_id, sync=not fresh)
             # The staged content is the blob's, whatever happens to the metadata.
             handle.staging = None
             handle.dirty = False
@@ -456,12 +455,12 @@ class OpenObjects:
         self,
         handle: Handle,
         object_id: str,
-        blob: Callable[[], tuple[int, str, bytes]],
+        blob: tuple[int, str, bytes] | Callable[[], tuple[int, str, bytes]],
         fresh: bool,
     ) -> tuple[str | None, dict[str, Any]]:
-        """Point the object at its new blob, which `blob` writes if it is not written yet
-        and describes (size, etag, checksums); returns the blob that is no longer needed
-        and the changes made.
+        """Point the object at its new blob, described by `blob` (size, etag, checksums)
+        or by what `blob` returns once it has written it; returns the blob that is no
+        longer needed and the changes made.
 
         Group commit: records that arrive while one transaction is in flight are written
         together by the next, in arrival order.
@@ -477,7 +476,7 @@ class OpenObjects:
 
         def changes() -> dict[str, Any]:
             """In the database thread, just before the transaction."""
-            size, etag, checksums = blob()
+            size, etag, checksums = blob() if callable(blob) else blob
             # Read once the blob is written: the group sync that covers this generation
             # starts after that.
             unsynced = self.meta.unsynced_generation() if fresh else 0
@@ -571,7 +570,3 @@ def _blob(handle: Handle) -> tuple[Version, int, str]:
     """What a read of the handle's committed version needs."""
     assert handle.version is not None and handle.blob_fd is not None
     return handle.version, handle.blob_fd, handle.entry.name
-
-
-def _same(value: Any) -> Any:
-    return value
