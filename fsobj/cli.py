@@ -33,11 +33,20 @@ class CommandError(Exception):
 # -- mount and umount -------------------------------------------------------------------
 
 
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text}: not a positive number of seconds")
+    return seconds
+
+
 def cmd_mount(args: argparse.Namespace) -> None:
     store = Path(args.store).expanduser().resolve()
     mountpoint = Path(args.mountpoint).resolve()
     if not args.foreground:
-        pid = daemon.start_background(store, mountpoint, args.log_level, args.private)
+        pid = daemon.start_background(
+            store, mountpoint, args.log_level, args.private, args.commit_interval
+        )
         print(f"mounted {store} at {mountpoint} (pid {pid}, log {store / 'fsobj.log'})")
         return
 
@@ -46,7 +55,7 @@ def cmd_mount(args: argparse.Namespace) -> None:
             os.write(args.ready_fd, b"1")
             os.close(args.ready_fd)
 
-    daemon.serve(store, mountpoint, ready, args.private)
+    daemon.serve(store, mountpoint, ready, args.private, args.commit_interval)
 
 
 def cmd_umount(args: argparse.Namespace) -> None:
@@ -281,6 +290,13 @@ def parser() -> argparse.ArgumentParser:
         "--private",
         action="store_true",
         help="for the mounting user alone: lets the kernel cache entries and attributes",
+    )
+    mount.add_argument(
+        "--commit-interval",
+        type=_positive_seconds,
+        default=daemon.DURABILITY_SECONDS,
+        metavar="SECONDS",
+        help="how often everything closed so far is made durable (default: %(default)s)",
     )
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.add_argument("mountpoint")

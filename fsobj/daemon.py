@@ -67,22 +67,28 @@ def serve(
     mountpoint: Path,
     on_ready: Callable[[], None] = lambda: None,
     private: bool = False,
+    commit_interval: float = DURABILITY_SECONDS,
 ) -> None:
     """Mount `store` at `mountpoint` and serve requests until unmounted or signalled.
 
     A private mount serves only the user who mounted it, an administrator: every caller
-    then sees the same attributes, so the kernel may cache entries and attributes.
+    then sees the same attributes, so the kernel may cache entries and attributes. What
+    is closed becomes durable within `commit_interval` seconds.
     """
     if not mountpoint.is_dir():
         raise MountError(f"mount point {mountpoint} is not a directory")
     try:
-        trio.run(_serve, store, mountpoint, on_ready, private)
+        trio.run(_serve, store, mountpoint, on_ready, private, commit_interval)
     except BaseExceptionGroup as group:
         raise single_error(group) from None
 
 
 async def _serve(
-    store_root: Path, mountpoint: Path, on_ready: Callable[[], None], private: bool
+    store_root: Path,
+    mountpoint: Path,
+    on_ready: Callable[[], None],
+    private: bool,
+    commit_interval: float,
 ) -> None:
     private = is_private(private)
     cache = PRIVATE_CACHE_SECONDS if private else 0.0
@@ -96,7 +102,9 @@ async def _serve(
         except RuntimeError as error:
             store.end_mount()
             raise MountError(f"cannot mount at {mountpoint}: {error}") from None
-        log.info("mounted store %s at %s", store_root, mountpoint)
+        log.info(
+            "mounted store %s at %s (durable every %g s)", store_root, mountpoint, commit_interval
+        )
         signalled = False
         try:
             async with trio.open_nursery() as nursery:
@@ -111,7 +119,7 @@ async def _serve(
                             return
 
                 nursery.start_soon(stop_on_signal)
-                nursery.start_soon(_make_durable_every, store, DURABILITY_SECONDS)
+                nursery.start_soon(_make_durable_every, store, commit_interval)
                 nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
                 on_ready()
                 await pyfuse3.main()
@@ -153,7 +161,13 @@ async def _collect_garbage_every(store: Store, seconds: float, now: bool) -> Non
         await trio.sleep(seconds)
 
 
-def start_background(store: Path, mountpoint: Path, log_level: str, private: bool = False) -> int:
+def start_background(
+    store: Path,
+    mountpoint: Path,
+    log_level: str,
+    private: bool = False,
+    commit_interval: float = DURABILITY_SECONDS,
+) -> int:
     """Start a mount in a new process; return its pid once the mount is usable."""
     log_path = store / "fsobj.log"
     try:
@@ -175,6 +189,8 @@ def start_background(store: Path, mountpoint: Path, log_level: str, private: boo
                 "--ready-fd",
                 str(write_end),
                 *(["--private"] if private else []),
+                "--commit-interval",
+                str(commit_interval),
                 "--store",
                 str(store),
                 str(mountpoint),

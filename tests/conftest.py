@@ -94,6 +94,12 @@ class Mount:
         self.stop()
         self.start()
 
+    def commit_rarely(self) -> None:
+        """Remount so that nothing becomes durable unless asked (fsync, unmount): tests of
+        what waits for the next durability point must not race the periodic one."""
+        self.options = (*self.options, "--commit-interval", "3600")
+        self.restart()
+
     def make_durable(self) -> None:
         """What fsync does for a whole mount: every commit durable, and the blobs that
         commits and unlinks left unnamed removed."""

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -201,6 +202,7 @@ def unsynced_marks(store: Path) -> set[str]:
 
 
 def test_group_sync_makes_new_objects_durable(mount, bucket):
+    mount.commit_rarely()
     (bucket / "new").write_bytes(b"n" * 100)
     (bucket / "big").write_bytes(b"b" * (2 << 20))  # past memory staging: synced at close
     assert unsynced_marks(mount.store) == {"new"}
@@ -216,6 +218,7 @@ def test_group_sync_makes_new_objects_durable(mount, bucket):
 
 def test_new_object_whose_blob_a_power_loss_took_goes_back_to_not_existing(mount, bucket):
     mount.expect_errors = True
+    mount.commit_rarely()
     (bucket / "old").write_bytes(b"durable version")
     with open(bucket / "old", "rb") as f:
         os.fsync(f.fileno())
@@ -240,6 +243,20 @@ def test_new_object_whose_blob_a_power_loss_took_goes_back_to_not_existing(mount
         (bucket / "old").read_bytes()
     assert caught.value.errno == errno.EIO
     assert unsynced_marks(mount.store) == set()
+
+
+def test_the_commit_interval_makes_new_objects_durable_unasked(mount, bucket):
+    mount.options = (*mount.options, "--commit-interval", "0.2")
+    mount.restart()
+    assert "(durable every 0.2 s)" in mount.log_text()
+    (bucket / "new").write_bytes(b"n" * 100)
+    for _ in range(100):
+        if not unsynced_marks(mount.store):
+            break
+        time.sleep(0.1)
+    assert unsynced_marks(mount.store) == set()
+    refused = fsobj_cli("mount", "--commit-interval", "0", str(mount.path), check=False)
+    assert refused.returncode == 2 and "not a positive number of seconds" in refused.stderr
 
 
 def test_corrupt_database_read_only_store_and_not_a_store_are_refused(tmp_path):
