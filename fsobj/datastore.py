@@ -236,6 +236,12 @@ def pread(fd: int, size: int, offset: int, cached_only: bool = False) -> bytes:
     return bytes(memoryview(buffer)[:got])
 
 
+def wrong_size(fd: int, size: int) -> str:
+    """What is wrong with the size of the blob open at `fd` ("" if it is `size`)."""
+    found = os.fstat(fd).st_size
+    return f"has {found} bytes, not {size}" if found != size else ""
+
+
 def checked_chunk(fd: int, index: int, expected: int, cached_only: bool = False) -> bytes | None:
     """Chunk `index` of the blob open at `fd` if it matches its recorded CRC-32, else None."""
     data = pread(fd, CHUNK, index * CHUNK, cached_only)
@@ -360,13 +366,12 @@ class DataStore:
         """Make a blob committed without a sync durable, under its name."""
 
         def sync() -> None:
-            path = self.blob_path(object_id)
-            fd = os.open(path, os.O_RDONLY)
+            fd = self.open_blob(object_id)
             try:
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
-            _fsync_dir(path.parent)
+            _fsync_dir(self.blob_path(object_id).parent)
 
         await trio.to_thread.run_sync(sync)
 
@@ -378,9 +383,8 @@ class DataStore:
         except FileNotFoundError:
             return "is missing"
         try:
-            found = os.fstat(fd).st_size
-            if found != size:
-                return f"has {found} bytes, not {size}"
+            if problem := wrong_size(fd, size):
+                return problem
             if verify and checksums is not None:
                 for index, expected in enumerate(chunk_sums(checksums)):
                     if checked_chunk(fd, index, expected) is None:

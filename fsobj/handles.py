@@ -38,6 +38,7 @@ from .datastore import (
     chunk_sums,
     new_object_id,
     pread,
+    wrong_size,
 )
 from .durability import GroupSync
 from .metadata import Entry, MetadataStore
@@ -211,10 +212,9 @@ class OpenObjects:
             fd = self.data.open_blob(version.object_id)
         except FileNotFoundError:
             raise self._damaged(version, name, "is missing") from None
-        size = os.fstat(fd).st_size
-        if size != version.size:
+        if problem := wrong_size(fd, version.size):
             os.close(fd)
-            raise self._damaged(version, name, f"has {size} bytes, not {version.size}")
+            raise self._damaged(version, name, problem)
         return fd
 
     def _damaged(self, version: Version, name: str, problem: str) -> DamagedBlob:
