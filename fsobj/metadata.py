@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -103,10 +104,16 @@ class MetadataStore:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(sqlite3_connection, *args)` in the database thread: one round trip."""
-        # aiosqlite has no public "run this callable" call; _execute is what all its
-        # public methods use (version pinned in pyproject.toml).
+        # aiosqlite has no public "run this callable" call. Its public methods queue a
+        # function with an asyncio future for its thread (`_execute`, version pinned in
+        # pyproject.toml); queueing here and awaiting the future through trio-asyncio
+        # spares an asyncio task per call: about 25 of 60 microseconds on the way there.
+        if not self._conn._running:
+            raise ValueError("the metadata store is closed")
+        future = trio_asyncio.current_loop.get().create_future()
+        self._conn._tx.put_nowait((future, functools.partial(fn, self._conn._conn, *args)))
         try:
-            return await trio_asyncio.aio_as_trio(self._conn._execute)(fn, self._conn._conn, *args)
+            return await trio_asyncio.run_aio_future(future)
         except sqlite3.OperationalError as error:
             if "full" in str(error):  # SQLITE_FULL: the store's disk is full
                 raise OSError(errno.ENOSPC, f"metadata store: {error}") from None
