@@ -1,0 +1,154 @@
+"""Where the daemon's time goes during one workload: bench/run --profile WORKLOAD.
+
+Mounts a fresh store as bench/run does, prepares what the workload needs, then samples
+the daemon with py-spy (every thread, idle ones included) while the workload runs, and
+prints how the daemon's main thread divided its time and how busy its other threads were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from subprocess import DEVNULL
+
+from bench import FSOBJ, ROOT, SMALL_FILES, daemon_rss, timed
+
+PY_SPY = str(ROOT / ".venv/bin/py-spy")
+
+
+def small(mode: str, prepare: str | None = "create"):
+    def workload(bucket: Path, count: int) -> tuple[str | None, list[str]]:
+        return prepare, [sys.executable, "-c", SMALL_FILES, str(bucket / "small"), str(count), mode]
+
+    return workload
+
+
+def listing(bucket: Path, count: int) -> tuple[str | None, list[str]]:
+    return "create", ["sh", "-c", f"for i in 1 2 3; do ls -l {bucket / 'small'}; done"]
+
+
+def warm_read(bucket: Path, count: int) -> tuple[str | None, list[str]]:
+    read = f"dd if={bucket / 'big'} of=/dev/null bs=1M status=none"
+    return "big", ["sh", "-c", f"for i in 1 2 3 4; do {read}; done"]
+
+
+WORKLOADS = {
+    "create": small("create", prepare=None),
+    "stat": small("stat"),
+    "ls-l": listing,
+    "read": small("read"),
+    "unlink": small("unlink"),
+    "warm-read": warm_read,
+}
+
+
+ENTRY = ("fsobj/daemon.py", "fsobj/cli.py", "fsobj/__main__.py")
+SCHEDULING = ("trio/", "trio_asyncio/", "asyncio/", "outcome/", "contextlib", "abc>", "inspect")
+
+
+def ours(frame: str) -> bool:
+    return "(fsobj/" in frame and not any(entry in frame for entry in ENTRY)
+
+
+def classify(stack: list[str]) -> tuple[str, str]:
+    """(thread, what it was doing) for one sampled stack, innermost frame last."""
+    leaf = stack[-1]
+    if any("serve (fsobj/daemon.py" in frame for frame in stack):
+        if "_epoll_wait" in leaf or "get_events" in leaf:
+            return "main", "idle: waiting for the kernel (next request, or a thread's result)"
+        if ours(leaf):
+            return "main", "fsobj's own code"
+        if "_pyfuse3.py" in leaf:
+            return "main", "pyfuse3: reading requests from /dev/fuse, answering them"
+        if any(module in leaf for module in SCHEDULING):
+            return "main", "trio and trio-asyncio: scheduling tasks, bridging to aiosqlite"
+        if any(ours(frame) for frame in stack):
+            return "main", "fsobj's own code"  # the standard library, called by fsobj
+        return "main", "other"
+    text = ";".join(stack)
+    if "_connection_worker_thread" in text:
+        thread, idle = "metadata store thread (aiosqlite)", "_connection_worker_thread" in leaf
+    elif "concurrent/futures" in text:
+        thread, idle = "read-ahead threads", leaf.startswith("_worker ")
+    else:
+        thread, idle = "trio worker threads", leaf.startswith("WorkerThread._work")
+    return thread, "idle" if idle else "busy"
+
+
+def summarize(raw: Path) -> None:
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    functions: collections.Counter = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack_text, _, n = line.rpartition(" ")
+        stack = [f for f in stack_text.split(";") if not f.startswith("thread (")]
+        thread, doing = classify(stack)
+        counts[thread][doing] += int(n)
+        if thread == "main":
+            for frame in {f for f in stack if ours(f)}:
+                functions[frame.split(" (")[0]] += int(n)
+    for thread, doing in counts.items():
+        total = sum(doing.values())
+        print(f"{thread} ({total} samples):")
+        for what, n in doing.most_common():
+            print(f"  {100 * n / total:5.1f}%  {what}")
+    main = sum(counts["main"].values()) or 1
+    print("fsobj functions on the main thread, share of its time (inclusive):")
+    for name, n in functions.most_common(12):
+        print(f"  {100 * n / main:5.1f}%  {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("--private", action="store_true", help="profile a private mount")
+    parser.add_argument("--count", type=int, default=5000, help="small files (default 5000)")
+    parser.add_argument("--keep", help="also keep py-spy's raw samples in this file")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="fsobj-profile-"))
+    mountpoint, store, raw = work / "mnt", work / "store", work / "samples.txt"
+    mountpoint.mkdir()
+    mount = [*FSOBJ, "--log-level", "WARNING", "mount", "--store", str(store)]
+    subprocess.run([*mount, *(["--private"] if args.private else []), str(mountpoint)], check=True)
+    try:
+        bucket = mountpoint / "profile"
+        (bucket / "small").mkdir(parents=True)
+        prepare, command = WORKLOADS[args.workload](bucket, args.count)
+        if prepare == "create":
+            subprocess.run(small("create", None)(bucket, args.count)[1], check=True, stdout=DEVNULL)
+        elif prepare == "big":
+            dd = ["dd", "if=/dev/zero", f"of={bucket / 'big'}", "bs=1M", "count=256"]
+            subprocess.run(dd, check=True, stderr=DEVNULL)
+        pid = int((store / "lock").read_text().split()[0])
+        sampling = ["--idle", "--threads", "-r", "500", "-f", "raw", "-o", str(raw)]
+        spy = subprocess.Popen(
+            [PY_SPY, "record", *sampling, "-p", str(pid)],
+            stdout=DEVNULL,
+            stderr=DEVNULL,
+        )
+        time.sleep(1)  # py-spy attaches
+        seconds = timed(command)
+        spy.send_signal(signal.SIGINT)
+        spy.wait()
+        rss = daemon_rss(store)
+    finally:
+        subprocess.run([*FSOBJ, "umount", str(mountpoint)], check=True)
+    kind = "private" if args.private else "shared"
+    print(f"{args.workload} on a {kind} mount: {seconds:.2f} s; daemon RSS {rss} MiB")
+    try:
+        summarize(raw)
+        if args.keep:
+            shutil.copy(raw, args.keep)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
