@@ -16,20 +16,19 @@ a whole FUSE request, so:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 import trio_asyncio
 
-from . import schema
+from . import transactions
 from .iam import Acl, Grant, Permission
 
 T = TypeVar("T")
@@ -134,7 +133,7 @@ class MetadataStore:
     ) -> None:
         """Run `statements` in one transaction, after the inserts of those `new` entries
         whose rows are not written yet."""
-        await self._writing(new, _write_after, statements)
+        await self._writing(new, transactions.write_after, statements)
 
     async def _writing(self, new: Iterable[Entry | None], fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, inserts, *args)` in the database thread, where `inserts` are the
@@ -169,7 +168,9 @@ class MetadataStore:
         entry = self._entries.get(inode)
         if entry is not None:
             return entry
-        rows = await self._run(_select, f"SELECT {_COLUMNS} FROM entries WHERE inode = ?", (inode,))
+        rows = await self._run(
+            transactions.select, f"SELECT {_COLUMNS} FROM entries WHERE inode = ?", (inode,)
+        )
         return self._remember(Entry(*rows[0])) if rows else None
 
     async def lookup(self, parent: int, name: str) -> Entry | None:
@@ -179,7 +180,9 @@ class MetadataStore:
         if parent in self._complete:
             return None
         rows = await self._run(
-            _select, f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND name = ?", (parent, name)
+            transactions.select,
+            f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND name = ?",
+            (parent, name),
         )
         return self._remember(Entry(*rows[0])) if rows else None
 
@@ -187,7 +190,7 @@ class MetadataStore:
         """One page of a directory, in inode order, starting after `after_inode`."""
         await self._write_all()
         rows = await self._run(
-            _select,
+            transactions.select,
             f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
             (parent, after_inode, limit),
         )
@@ -196,14 +199,16 @@ class MetadataStore:
 
     async def has_children(self, inode: int) -> bool:
         await self._write_all()
-        rows = await self._run(_select, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (inode,))
+        rows = await self._run(
+            transactions.select, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (inode,)
+        )
         return bool(rows)
 
     async def subtree_key_bytes(self, inode: int) -> int:
         """The longest key suffix below `inode`, in UTF-8 bytes (0 for a leaf)."""
         await self._write_all()
         rows = await self._run(
-            _select,
+            transactions.select,
             "WITH RECURSIVE sub(inode, len) AS ("
             " SELECT ?, 0 UNION ALL"
             " SELECT e.inode, sub.len + length(CAST(e.name AS BLOB)) + 1"
@@ -235,7 +240,7 @@ class MetadataStore:
                     )
                 )
             try:
-                await self._run(_write, statements)
+                await self._run(transactions.write, statements)
             except sqlite3.IntegrityError:
                 raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
         self._touched(entry.parent, entry.ctime_ns)
@@ -264,7 +269,7 @@ class MetadataStore:
         just before it and the changes made, or the error."""
         results = await self._writing(
             [entry for entry, _ in batch],
-            _update_many,
+            transactions.update_many,
             [(entry.inode, changes) for entry, changes in batch],
         )
         done: list[tuple[str | None, dict[str, Any]] | OSError] = []
@@ -282,7 +287,7 @@ class MetadataStore:
         statements = [_touch(entry.parent, now_ns)]
         if entry.inode not in self._unwritten:
             statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
-        await self._run(_write, statements)
+        await self._run(transactions.write, statements)
         self._forget(entry.inode)
         self._touched(entry.parent, now_ns)
 
@@ -328,7 +333,7 @@ class MetadataStore:
 
     async def buckets(self) -> list[Bucket]:
         rows = await self._run(
-            _select,
+            transactions.select,
             "SELECT b.inode, e.name, b.owner_uid, b.created_ns"
             " FROM buckets b JOIN entries e USING (inode) ORDER BY e.name",
             (),
@@ -339,7 +344,7 @@ class MetadataStore:
         """The bucket's owner and grants (cached; every change goes through set_grants)."""
         found = self._acls.get(bucket)
         if found is None:
-            rows = await self._run(_select_acl, bucket)
+            rows = await self._run(transactions.select_acl, bucket)
             owner, grants = rows
             found = self._acls[bucket] = Acl(
                 owner, tuple(Grant(g, Permission(p)) for g, p in grants)
@@ -356,7 +361,7 @@ class MetadataStore:
             )
             for g in grants
         ]
-        await self._run(_write, statements)
+        await self._run(transactions.write, statements)
         owner = (await self.acl(bucket)).owner
         self._acls[bucket] = Acl(owner, grants)
 
@@ -366,7 +371,9 @@ class MetadataStore:
         found = self._user_metadata.get(inode)
         if found is None:
             rows = await self._run(
-                _select, "SELECT name, value FROM user_metadata WHERE inode = ?", (inode,)
+                transactions.select,
+                "SELECT name, value FROM user_metadata WHERE inode = ?",
+                (inode,),
             )
             found = self._user_metadata[inode] = {name: bytes(value) for name, value in rows}
         return found
@@ -396,14 +403,14 @@ class MetadataStore:
 
     async def object_ids(self) -> set[str]:
         rows = await self._run(
-            _select, "SELECT object_id FROM entries WHERE object_id IS NOT NULL", ()
+            transactions.select, "SELECT object_id FROM entries WHERE object_id IS NOT NULL", ()
         )
         return {row[0] for row in rows}
 
     async def remove_pending_objects(self) -> list[str]:
         """Delete objects that were created but never committed (their writer died before
         close); returns their names. Only for a store nobody has open."""
-        rows = await self._run(_remove_pending)
+        rows = await self._run(transactions.remove_pending)
         for inode, _ in rows:
             self._forget(inode)
         return [name for _, name in rows]
@@ -414,7 +421,7 @@ class MetadataStore:
         """(inode, object_id, size, checksums) of every object (but those directly in
         `skip_parent`), for checks."""
         return await self._run(
-            _select,
+            transactions.select,
             "SELECT inode, object_id, size, checksums FROM entries"
             " WHERE kind = 'object' AND parent IS NOT ?",
             (skip_parent,),
@@ -422,7 +429,7 @@ class MetadataStore:
 
     async def check(self) -> list[str]:
         """Problems in the database itself and in the invariants of the namespace."""
-        return await self._run(_check)
+        return await self._run(transactions.check)
 
     def unsynced_generation(self) -> int:
         """The mark for a new object committed with a blob that is not synced yet."""
@@ -447,7 +454,7 @@ class MetadataStore:
         are durable now."""
         if synced_through is not None and synced_through <= self._synced_through:
             synced_through = None
-        await self._run(_make_durable, synced_through)
+        await self._run(transactions.make_durable, synced_through)
         if synced_through is not None:
             self._synced_through = synced_through
 
@@ -455,7 +462,7 @@ class MetadataStore:
         """(inode, name, object_id, size, checksums) of objects whose blob may not have
         reached the disk: after a crash, what must be verified."""
         return await self._run(
-            _select,
+            transactions.select,
             "SELECT inode, name, object_id, size, checksums FROM entries"
             " WHERE unsynced != 0 AND unsynced > ?",
             (self._synced_through,),
@@ -467,7 +474,7 @@ class MetadataStore:
         store nobody has open."""
         statements = [("DELETE FROM entries WHERE inode = ?", (inode,)) for inode in lost]
         statements.append(("UPDATE group_sync SET synced_through = ?", (self._generation,)))
-        await self._run(_write, statements)
+        await self._run(transactions.write, statements)
         self._synced_through = self._generation
         self._generation += 1
         for inode in lost:
@@ -475,36 +482,14 @@ class MetadataStore:
 
     async def close(self) -> None:
         try:
-            await self._run(_select, "PRAGMA wal_checkpoint(TRUNCATE)", ())
+            await self._run(transactions.select, "PRAGMA wal_checkpoint(TRUNCATE)", ())
         except OSError as error:
             # Nothing is lost: the log keeps every commit until a later checkpoint.
             log.warning("could not fold the write-ahead log into the database: %s", error)
         await trio_asyncio.aio_as_trio(self._conn.close)()
 
 
-# -- functions run in the database thread ---------------------------------------------
-
-
-def _select(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[tuple]:
-    return conn.execute(sql, tuple(params)).fetchall()
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """All statements inside commit together or not at all (the connection autocommits)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _write(conn: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> None:
-    with _transaction(conn):
-        for sql, params in statements:
-            conn.execute(sql, params)
+# -- statements built on the loop -----------------------------------------------------
 
 
 def _touch(directory: int, now_ns: int) -> tuple[str, tuple]:
@@ -523,111 +508,6 @@ def _insert_statements(entry: Entry) -> list[tuple[str, tuple]]:
     ]
 
 
-def _write_after(
-    conn: sqlite3.Connection, inserts: list[tuple[str, tuple]], statements: list[tuple[str, tuple]]
-) -> None:
-    _write(conn, inserts + statements)
-
-
-def _update_many(
-    conn: sqlite3.Connection,
-    inserts: list[tuple[str, tuple]],
-    updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
-) -> list[dict[str, Any] | OSError]:
-    results: list[dict[str, Any] | OSError] = []
-    statements = list(inserts)
-    for inode, changes in updates:
-        if callable(changes):
-            try:
-                changes = changes()
-            except OSError as error:
-                results.append(error)
-                continue
-        results.append(changes)
-        columns = ", ".join(f"{name} = ?" for name in changes)
-        statements.append(
-            (f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), inode))
-        )
-    _write(conn, statements)
-    return results
-
-
-def _make_durable(conn: sqlite3.Connection, synced_through: int | None) -> None:
-    if synced_through is not None:
-        _write(conn, [("UPDATE group_sync SET synced_through = ?", (synced_through,))])
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-
-def _remove_pending(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-    with _transaction(conn):
-        rows = conn.execute(
-            "SELECT inode, name FROM entries WHERE kind = 'object' AND object_id IS NULL"
-        ).fetchall()
-        conn.executemany("DELETE FROM entries WHERE inode = ?", [(inode,) for inode, _ in rows])
-    return rows
-
-
-# What must hold in a healthy store, as queries that return the rows breaking each rule.
-_INVARIANTS = {
-    "entry whose parent is missing": "SELECT e.inode, e.name FROM entries e"
-    " LEFT JOIN entries p ON p.inode = e.parent WHERE e.inode != 1 AND p.inode IS NULL",
-    "entry whose parent is not a directory": "SELECT e.inode, e.name FROM entries e"
-    " JOIN entries p ON p.inode = e.parent WHERE p.kind NOT IN ('root', 'bucket', 'dir')",
-    "bucket outside the top level, or top-level entry that is no bucket": "SELECT inode, name"
-    " FROM entries WHERE inode != 1 AND (kind = 'bucket') != (parent = 1)",
-    "bucket without its bucket record": "SELECT e.inode, e.name FROM entries e"
-    " LEFT JOIN buckets b USING (inode) WHERE e.kind = 'bucket' AND b.inode IS NULL",
-    "object never committed (its writer died before close)": "SELECT inode, name FROM entries"
-    " WHERE kind = 'object' AND object_id IS NULL",
-    "symlink without a target": "SELECT inode, name FROM entries"
-    " WHERE kind = 'symlink' AND target IS NULL",
-    "two entries share a blob": "SELECT min(inode), object_id FROM entries"
-    " WHERE object_id IS NOT NULL GROUP BY object_id HAVING count(*) > 1",
-}
-
-
-def _check(conn: sqlite3.Connection) -> list[str]:
-    problems = [
-        f"database: {row[0]}"
-        for row in conn.execute("PRAGMA integrity_check").fetchall()
-        if row[0] != "ok"
-    ]
-    problems += [f"database: {row}" for row in conn.execute("PRAGMA foreign_key_check")]
-    for rule, query in _INVARIANTS.items():
-        problems += [f"{rule}: inode {inode} ({name})" for inode, name in conn.execute(query)]
-    return problems
-
-
-def _select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
-    (owner,) = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
-    grants = conn.execute(
-        "SELECT grantee, permission FROM grants WHERE bucket = ? ORDER BY grantee, permission",
-        (bucket,),
-    ).fetchall()
-    return owner, grants
-
-
-def _setup(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    """Prepare the connection; returns the first inode number never used, the last
-    durable generation of the group sync and the highest one recorded."""
-    conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    schema.migrate(conn)
-    # AUTOINCREMENT's record of the highest inode ever used: numbers stay unique even
-    # though this store, not SQLite, assigns them now.
-    (used,) = conn.execute(
-        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
-        " coalesce((SELECT max(inode) FROM entries), 0))"
-    ).fetchone()
-    (synced_through,) = conn.execute("SELECT synced_through FROM group_sync").fetchone()
-    (recorded,) = conn.execute(
-        "SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0"
-    ).fetchone()
-    return used + 1, synced_through, recorded
-
-
 async def open_metadata_store(path: Path) -> MetadataStore:
     """Open (creating and migrating as needed) the metadata database at `path`.
 
@@ -637,7 +517,7 @@ async def open_metadata_store(path: Path) -> MetadataStore:
     conn = await trio_asyncio.aio_as_trio(connecting.__aenter__)()
     store = MetadataStore(conn)
     try:
-        store._next_inode, store._synced_through, recorded = await store._run(_setup)
+        store._next_inode, store._synced_through, recorded = await store._run(transactions.setup)
         # Generations only grow, so a mark left by an earlier mount is never taken for one
         # this mount's syncs cover.
         store._generation = max(store._synced_through, recorded) + 1

@@ -1,0 +1,141 @@
+"""The metadata store's transactions: the functions that run in its database thread.
+
+`MetadataStore` (metadata.py) sends each of them through one aiosqlite round trip; every
+change runs inside one transaction. The schema itself lives in schema.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from . import schema
+
+
+def select(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[tuple]:
+    return conn.execute(sql, tuple(params)).fetchall()
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """All statements inside commit together or not at all (the connection autocommits)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def write(conn: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> None:
+    with transaction(conn):
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+
+def write_after(
+    conn: sqlite3.Connection, inserts: list[tuple[str, tuple]], statements: list[tuple[str, tuple]]
+) -> None:
+    write(conn, inserts + statements)
+
+
+def update_many(
+    conn: sqlite3.Connection,
+    inserts: list[tuple[str, tuple]],
+    updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
+) -> list[dict[str, Any] | OSError]:
+    results: list[dict[str, Any] | OSError] = []
+    statements = list(inserts)
+    for inode, changes in updates:
+        if callable(changes):
+            try:
+                changes = changes()
+            except OSError as error:
+                results.append(error)
+                continue
+        results.append(changes)
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        statements.append(
+            (f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), inode))
+        )
+    write(conn, statements)
+    return results
+
+
+def make_durable(conn: sqlite3.Connection, synced_through: int | None) -> None:
+    if synced_through is not None:
+        write(conn, [("UPDATE group_sync SET synced_through = ?", (synced_through,))])
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def remove_pending(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    with transaction(conn):
+        rows = conn.execute(
+            "SELECT inode, name FROM entries WHERE kind = 'object' AND object_id IS NULL"
+        ).fetchall()
+        conn.executemany("DELETE FROM entries WHERE inode = ?", [(inode,) for inode, _ in rows])
+    return rows
+
+
+# What must hold in a healthy store, as queries that return the rows breaking each rule.
+INVARIANTS = {
+    "entry whose parent is missing": "SELECT e.inode, e.name FROM entries e"
+    " LEFT JOIN entries p ON p.inode = e.parent WHERE e.inode != 1 AND p.inode IS NULL",
+    "entry whose parent is not a directory": "SELECT e.inode, e.name FROM entries e"
+    " JOIN entries p ON p.inode = e.parent WHERE p.kind NOT IN ('root', 'bucket', 'dir')",
+    "bucket outside the top level, or top-level entry that is no bucket": "SELECT inode, name"
+    " FROM entries WHERE inode != 1 AND (kind = 'bucket') != (parent = 1)",
+    "bucket without its bucket record": "SELECT e.inode, e.name FROM entries e"
+    " LEFT JOIN buckets b USING (inode) WHERE e.kind = 'bucket' AND b.inode IS NULL",
+    "object never committed (its writer died before close)": "SELECT inode, name FROM entries"
+    " WHERE kind = 'object' AND object_id IS NULL",
+    "symlink without a target": "SELECT inode, name FROM entries"
+    " WHERE kind = 'symlink' AND target IS NULL",
+    "two entries share a blob": "SELECT min(inode), object_id FROM entries"
+    " WHERE object_id IS NOT NULL GROUP BY object_id HAVING count(*) > 1",
+}
+
+
+def check(conn: sqlite3.Connection) -> list[str]:
+    problems = [
+        f"database: {row[0]}"
+        for row in conn.execute("PRAGMA integrity_check").fetchall()
+        if row[0] != "ok"
+    ]
+    problems += [f"database: {row}" for row in conn.execute("PRAGMA foreign_key_check")]
+    for rule, query in INVARIANTS.items():
+        problems += [f"{rule}: inode {inode} ({name})" for inode, name in conn.execute(query)]
+    return problems
+
+
+def select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
+    (owner,) = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
+    grants = conn.execute(
+        "SELECT grantee, permission FROM grants WHERE bucket = ? ORDER BY grantee, permission",
+        (bucket,),
+    ).fetchall()
+    return owner, grants
+
+
+def setup(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """Prepare the connection; returns the first inode number never used, the last
+    durable generation of the group sync and the highest one recorded."""
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    schema.migrate(conn)
+    # AUTOINCREMENT's record of the highest inode ever used: numbers stay unique even
+    # though this store, not SQLite, assigns them now.
+    (used,) = conn.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
+        " coalesce((SELECT max(inode) FROM entries), 0))"
+    ).fetchone()
+    (synced_through,) = conn.execute("SELECT synced_through FROM group_sync").fetchone()
+    (recorded,) = conn.execute(
+        "SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0"
+    ).fetchone()
+    return used + 1, synced_through, recorded
