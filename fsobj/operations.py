@@ -2,7 +2,8 @@
 
 Each handler resolves the request to buckets and keys, asks IAM what the caller may do on
 the bucket, and then acts through the metadata store (names, attributes) and the data
-store (blobs, via the open handles in `handles`); extended attributes are in `xattrs`.
+store (blobs, via the open handles in `handles`); extended attributes are in `xattrs`,
+directory listings in `listings`.
 Refusals raise `Refused`, which the `request` wrapper turns into the errno and one log
 line naming operation, path and reason (for EACCES: uid, pid and the missing permission).
 
@@ -13,7 +14,6 @@ request. A private mount serves one administrator only, so the kernel may cache 
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
 import errno
@@ -29,6 +29,7 @@ from . import gc, names
 from .datastore import DataStore
 from .handles import OpenObjects
 from .iam import ALL_PERMISSIONS, Acl, Identity, Permission, Policy
+from .listings import Listings
 from .metadata import Entry, MetadataStore
 from .refusals import Refused, Where, request
 from .schema import ROOT_INODE
@@ -37,7 +38,6 @@ from .xattrs import MetadataAttributes
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB requests)
-READDIR_PAGE = 1000
 # How long the kernel may keep a bucket's name, on any mount: a bucket exists for everyone
 # (its lookup checks nothing), and it changes only through the kernel (mkdir, rmdir), so
 # the kernel's entry stays true. Its attributes, which depend on the caller, are not kept.
@@ -65,7 +65,7 @@ class Access:
     rights: frozenset[Permission]
 
 
-class Operations(MetadataAttributes, pyfuse3.Operations):
+class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     def __init__(
         self, meta: MetadataStore, data: DataStore, iam: Policy, cache_seconds: float = 0.0
     ):
@@ -77,8 +77,6 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
         self.objects = OpenObjects(meta, data)
         if cache_seconds:
             self.objects.committed = self._invalidate_attributes
-        self._listings: dict[int, _Listing] = {}
-        self._next_listing = 1
 
     # -- resolving requests -------------------------------------------------------------
 
@@ -535,52 +533,6 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
     async def fsync(self, fh: int, datasync: bool) -> None:
         await self.objects.make_durable(self.objects.get(fh))
 
-    # -- directories ------------------------------------------------------------------------
-
-    @request
-    async def opendir(self, inode: int, ctx: Any) -> int:
-        entry = await self._entry(inode)
-        if not entry.is_dir:
-            raise Refused(errno.ENOTDIR, (entry, None), "not a directory")
-        if entry.kind == "root":
-            access = await self._access(ctx, entry)
-        else:
-            access = await self._require(ctx, entry, Permission.READ)
-        fh = self._next_listing
-        self._next_listing += 1
-        self._listings[fh] = _Listing(inode, access)
-        return fh
-
-    @request
-    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        listing = self._listings[fh]
-        attrs = None
-        while True:
-            page = await listing.page_after(self.meta, start_id)
-            if not page:
-                return
-            for entry in page:
-                rights = listing.access.rights
-                if entry.kind == "bucket":  # the top level lists what the caller may read
-                    rights = self.iam.rights(listing.access.who, await self.meta.acl(entry.inode))
-                    visible = Permission.READ in rights
-                else:
-                    visible = True
-                # an entry moved away since the page was read is skipped
-                if visible and entry.parent == listing.inode:
-                    attrs = self.attributes(entry, rights, attrs)
-                    if not pyfuse3.readdir_reply(token, entry.name.encode(), attrs, entry.inode):
-                        return
-                start_id = entry.inode
-
-    @request
-    async def releasedir(self, fh: int) -> None:
-        self._listings.pop(fh, None)
-
-    @request
-    async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        await self.objects.durability.make_all_durable(sync_all=True)
-
     # -- the store ----------------------------------------------------------------------------
 
     @request
@@ -620,30 +572,3 @@ class Operations(MetadataAttributes, pyfuse3.Operations):
 
     async def collect_garbage(self) -> gc.Collection:
         return await gc.collect(self.meta, self.data, self.objects.busy_blobs)
-
-
-class _Listing:
-    """An open directory: the page of entries last fetched, so that each of the kernel's
-    small readdir requests is served from memory and the database sees one query per page."""
-
-    def __init__(self, inode: int, access: Access):
-        self.inode = inode
-        self.access = access  # decided at opendir, as for a file descriptor
-        self._after = -1  # the start_id the page was fetched after
-        self._page: list[Entry] = []
-        self._ids: list[int] = []
-        self._complete = False  # the page reaches the end of the directory
-
-    async def page_after(self, meta: MetadataStore, start_id: int) -> list[Entry]:
-        if 0 <= self._after <= start_id:
-            index = bisect.bisect_right(self._ids, start_id)
-            if index < len(self._ids):
-                return self._page[index:]
-            if self._complete:
-                return []
-        self._after = start_id
-        self._page = await meta.children(self.inode, start_id, READDIR_PAGE)
-        log.debug("listing %d: read %d entries after %d", self.inode, len(self._page), start_id)
-        self._ids = [entry.inode for entry in self._page]
-        self._complete = len(self._page) < READDIR_PAGE
-        return self._page
