@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from subprocess import DEVNULL
 
-from bench import FSOBJ, ROOT, SMALL_FILES, daemon_rss, timed
+from bench import FSOBJ, ROOT, SMALL_FILES, daemon_rss
 
 PY_SPY = str(ROOT / ".venv/bin/py-spy")
 
@@ -36,7 +36,7 @@ def listing(bucket: Path, count: int) -> tuple[str | None, list[str]]:
 
 def warm_read(bucket: Path, count: int) -> tuple[str | None, list[str]]:
     read = f"dd if={bucket / 'big'} of=/dev/null bs=1M status=none"
-    return "big", ["sh", "-c", f"for i in 1 2 3 4; do {read}; done"]
+    return "big", ["sh", "-c", f"for i in $(seq 16); do {read}; done"]
 
 
 WORKLOADS = {
@@ -108,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workload", choices=sorted(WORKLOADS))
     parser.add_argument("--private", action="store_true", help="profile a private mount")
-    parser.add_argument("--count", type=int, default=5000, help="small files (default 5000)")
+    parser.add_argument("--count", type=int, default=10_000, help="small files (default 10,000)")
     parser.add_argument("--keep", help="also keep py-spy's raw samples in this file")
     args = parser.parse_args()
 
@@ -116,7 +116,8 @@ def main() -> None:
     mountpoint, store, raw = work / "mnt", work / "store", work / "samples.txt"
     mountpoint.mkdir()
     mount = [*FSOBJ, "--log-level", "WARNING", "mount", "--store", str(store)]
-    subprocess.run([*mount, *(["--private"] if args.private else []), str(mountpoint)], check=True)
+    private = ["--private"] if args.private else []
+    subprocess.run([*mount, *private, str(mountpoint)], check=True, stdout=DEVNULL)
     try:
         bucket = mountpoint / "profile"
         (bucket / "small").mkdir(parents=True)
@@ -128,13 +129,16 @@ def main() -> None:
             subprocess.run(dd, check=True, stderr=DEVNULL)
         pid = int((store / "lock").read_text().split()[0])
         sampling = ["--idle", "--threads", "-r", "500", "-f", "raw", "-o", str(raw)]
+        # Sampled only while the workload runs: py-spy starts with it and stops when it
+        # ends, so idle time before or after does not count.
+        start = time.perf_counter()
+        running = subprocess.Popen(command, stdout=DEVNULL)
         spy = subprocess.Popen(
-            [PY_SPY, "record", *sampling, "-p", str(pid)],
-            stdout=DEVNULL,
-            stderr=DEVNULL,
+            [PY_SPY, "record", *sampling, "-p", str(pid)], stdout=DEVNULL, stderr=DEVNULL
         )
-        time.sleep(1)  # py-spy attaches
-        seconds = timed(command)
+        if running.wait() != 0:
+            raise SystemExit(f"the workload failed: {command}")
+        seconds = time.perf_counter() - start
         spy.send_signal(signal.SIGINT)
         spy.wait()
         rss = daemon_rss(store)
