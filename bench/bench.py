@@ -84,6 +84,15 @@ def small_files(root: Path, count: int, mode: str) -> float:
     return float(out)
 
 
+def at_once(argvs) -> None:
+    """Run the small-files script once per argument list, all at the same time."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SMALL_FILES, *argv], stdout=DEVNULL)
+        for argv in argvs
+    ]
+    assert all(p.wait() == 0 for p in procs)
+
+
 def drop_caches() -> None:
     os.sync()
     try:
@@ -158,14 +167,7 @@ def workloads(sides: dict[str, Path], work: Path, sizes: dict) -> dict[str, dict
         for part in parts:
             part.mkdir()
         start = time.perf_counter()
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", SMALL_FILES, str(p), str(count // 4), "create"],
-                stdout=DEVNULL,
-            )
-            for p in parts
-        ]
-        assert all(p.wait() == 0 for p in procs)
+        at_once([str(part), str(count // 4), "create"] for part in parts)
         return count / (time.perf_counter() - start)
 
     each("create 4 KiB files, 4 processes", "files/s", parallel_create)
@@ -187,22 +189,7 @@ def workloads(sides: dict[str, Path], work: Path, sizes: dict) -> dict[str, dict
     for side, root in sides.items():
         progress(f"{side}: making a large bucket")
         (root / "large").mkdir()
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    SMALL_FILES,
-                    str(root / "large"),
-                    str(many // 4),
-                    "touch",
-                    f"p{i}-",
-                ],
-                stdout=DEVNULL,
-            )
-            for i in range(4)
-        ]
-        assert all(p.wait() == 0 for p in procs)
+        at_once([str(root / "large"), str(many // 4), "touch", f"p{i}-"] for i in range(4))
     each("list a large bucket", "s", lambda root: timed(f"ls -f {root / 'large'} | wc -l"))
     progress("")
     return results
