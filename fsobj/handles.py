@@ -258,7 +258,7 @@ class OpenObjects:
             if handle.staging.memory is not None:
                 return handle.staging.read(offset, size)
             return await trio.to_thread.run_sync(handle.staging.read, offset, size)
-        if handle.blob_fd is None or (handle.version and offset >= handle.version.size):
+        if handle.blob_fd is None or (handle.version is not None and offset >= handle.version.size):
             return b""  # a blob never changes size: the read that finds the end needs no I/O
         if handle.version is not None and handle.version.size <= INLINE_WRITE:
             # A small object whose blob is in the page cache is read on the loop: the
