@@ -21,7 +21,10 @@ from .store import Store, open_store, single_error, store_is_free
 log = logging.getLogger(__name__)
 
 DURABILITY_SECONDS = 5.0  # like a journaling filesystem's commit interval
-PRIVATE_CACHE_SECONDS = 5.0  # how long the kernel may keep entries on a private mount
+# How long the kernel may keep entries and attributes. Every change reaches the store
+# through this mount, and what changes behind the kernel's back (commits, grants) is
+# invalidated, so this bounds only what a missed invalidation could cost.
+CACHE_SECONDS = 5.0
 GC_SECONDS = 3600.0
 
 
@@ -30,9 +33,9 @@ class MountError(Exception):
 
 
 def mount_options(store: Path, private: bool) -> set[str]:
+    # pyfuse3's defaults include default_permissions: the kernel checks mode bits and
+    # ACLs (a bucket's grants are its directory's ACL: see operations).
     options = set(pyfuse3.default_options)
-    # IAM decides who may do what, not the kernel's check of mode bits.
-    options.discard("default_permissions")
     fsname = str(store).replace("\\", "\\\\").replace(",", "\\,")
     options |= {f"fsname={fsname}", "subtype=fsobj"}
     if not private:
@@ -71,9 +74,8 @@ def serve(
 ) -> None:
     """Mount `store` at `mountpoint` and serve requests until unmounted or signalled.
 
-    A private mount serves only the user who mounted it, an administrator: every caller
-    then sees the same attributes, so the kernel may cache entries and attributes. What
-    is closed becomes durable within `commit_interval` seconds.
+    A private mount serves only the user who mounted it. What is closed becomes durable
+    within `commit_interval` seconds.
     """
     if not mountpoint.is_dir():
         raise MountError(f"mount point {mountpoint} is not a directory")
@@ -91,8 +93,10 @@ async def _serve(
     commit_interval: float,
 ) -> None:
     private = is_private(private)
-    cache = PRIVATE_CACHE_SECONDS if private else 0.0
-    async with trio_asyncio.open_loop(), open_store(store_root, str(mountpoint), cache) as store:
+    async with (
+        trio_asyncio.open_loop(),
+        open_store(store_root, str(mountpoint), CACHE_SECONDS) as store,
+    ):
         unclean = store.begin_mount()
         if unclean:
             log.warning("store %s was not unmounted cleanly: recovering", store_root)
@@ -102,6 +106,7 @@ async def _serve(
         except RuntimeError as error:
             store.end_mount()
             raise MountError(f"cannot mount at {mountpoint}: {error}") from None
+        store.operations.notify_kernel = True
         log.info(
             "mounted store %s at %s (durable every %g s)", store_root, mountpoint, commit_interval
         )
@@ -128,7 +133,7 @@ async def _serve(
             # After fusermount -u the kernel has already unmounted; otherwise we must.
             pyfuse3.close(unmount=signalled or sys.exc_info()[0] is not None)
             # The kernel connection is gone: the last commits must not notify it.
-            store.operations.objects.committed = lambda inode: None
+            store.operations.notify_kernel = False
             await store.operations.objects.commit_all()
             try:
                 await store.operations.objects.durability.make_all_durable(sync_all=True)

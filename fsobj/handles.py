@@ -74,6 +74,7 @@ class Handle:
     # The process that opened the handle, and the writer of that same process whose
     # uncommitted content this reader sees (a process reads its own writes).
     process: int = 0
+    uid: int = 0  # who opened it: a write by anyone but root clears set-ID bits
     follows: Handle | None = None
     staging: Staging | None = None
     dirty: bool = False
@@ -174,9 +175,11 @@ class OpenObjects:
 
     # -- open and close -----------------------------------------------------------------
 
-    async def open(self, entry: Entry, writable: bool, truncate: bool, process: int = 0) -> Handle:
+    async def open(
+        self, entry: Entry, writable: bool, truncate: bool, process: int = 0, uid: int = 0
+    ) -> Handle:
         siblings = self._by_inode.setdefault(entry.inode, set())
-        handle = Handle(next(self._fhs), entry, writable, process=process)
+        handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid)
         if not writable:
             # Programs like git's index-pack write a file and read it back through a second
             # descriptor before closing the first: a process sees its own writes.

@@ -1,8 +1,7 @@
 """Directory listings: the API service's part that opens and pages through directories.
 
-The top level lists the buckets the caller may read; inside a bucket, a caller who may
-read the bucket sees every entry. The rights are decided at `opendir`, as for a file
-descriptor.
+The top level lists the buckets the caller may read (decided at `opendir`, as for a file
+descriptor); inside buckets the kernel has checked the directory's mode bits.
 """
 
 from __future__ import annotations
@@ -10,20 +9,19 @@ from __future__ import annotations
 import bisect
 import errno
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyfuse3
 
-from .iam import Permission
+from .iam import Identity, Permission
 from .metadata import Entry, MetadataStore
 from .refusals import Refused, request
-
-if TYPE_CHECKING:
-    from .operations import Access
 
 log = logging.getLogger(__name__)
 
 READDIR_PAGE = 1000
+# Offsets in a listing: "." is followed by 1, ".." by 2, an entry by its inode plus 2.
+DOTS = 2
 
 
 class Listings:
@@ -39,36 +37,44 @@ class Listings:
         entry = await self._entry(inode)
         if not entry.is_dir:
             raise Refused(errno.ENOTDIR, (entry, None), "not a directory")
-        if entry.kind == "root":
-            access = await self._access(ctx, entry)
-        else:
-            access = await self._require(ctx, entry, Permission.READ)
+        who = self.iam.identify(ctx) if entry.kind == "root" else None
         fh = self._next_listing
         self._next_listing += 1
-        self._listings[fh] = _Listing(inode, access)
+        self._listings[fh] = _Listing(inode, who)
         return fh
 
     @request
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         listing = self._listings[fh]
         attrs = None
+        if start_id < DOTS:
+            directory = await self._entry(listing.inode)
+            parent = await self._entry(directory.parent or directory.inode)
+            dots = ((b".", directory), (b"..", parent))
+            for offset, (name, entry) in enumerate(dots[start_id:], start_id + 1):
+                attrs = await self._attributes(entry)
+                if not pyfuse3.readdir_reply(token, name, attrs, offset):
+                    return
+            start_id = DOTS
+        after = start_id - DOTS
         while True:
-            page = await listing.page_after(self.meta, start_id)
+            page = await listing.page_after(self.meta, after)
             if not page:
                 return
             for entry in page:
-                rights = listing.access.rights
+                visible = True
                 if entry.kind == "bucket":  # the top level lists what the caller may read
-                    rights = self.iam.rights(listing.access.who, await self.meta.acl(entry.inode))
-                    visible = Permission.READ in rights
-                else:
-                    visible = True
+                    acl = await self.meta.acl(entry.inode)
+                    visible = listing.who is None or Permission.READ in self.iam.rights(
+                        listing.who, acl
+                    )
                 # an entry moved away since the page was read is skipped
                 if visible and entry.parent == listing.inode:
-                    attrs = self.attributes(entry, rights, attrs)
-                    if not pyfuse3.readdir_reply(token, entry.name.encode(), attrs, entry.inode):
+                    attrs = self.attributes(entry, attrs)
+                    next_id = entry.inode + DOTS
+                    if not pyfuse3.readdir_reply(token, entry.name.encode(), attrs, next_id):
                         return
-                start_id = entry.inode
+                after = entry.inode
 
     @request
     async def releasedir(self, fh: int) -> None:
@@ -83,9 +89,9 @@ class _Listing:
     """An open directory: the page of entries last fetched, so that each of the kernel's
     small readdir requests is served from memory and the database sees one query per page."""
 
-    def __init__(self, inode: int, access: Access):
+    def __init__(self, inode: int, who: Identity | None):
         self.inode = inode
-        self.access = access  # decided at opendir, as for a file descriptor
+        self.who = who  # at the top level: who opened it, decided as for a descriptor
         self._after = -1  # the start_id the page was fetched after
         self._page: list[Entry] = []
         self._ids: list[int] = []

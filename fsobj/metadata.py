@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target, checksums, unsynced"
+    " object_id, size, etag, content_type, target, checksums, unsynced, subdirs"
 )
 
 
@@ -63,6 +63,7 @@ class Entry:
     # A new object's blob committed without a sync: the generation of the group sync that
     # makes it durable (see MetadataStore); 0 when none was needed.
     unsynced: int = 0
+    subdirs: int = 0  # directories only: how many directories it holds (st_nlink - 2)
 
     @property
     def is_dir(self) -> bool:
@@ -232,6 +233,8 @@ class MetadataStore:
             self._unwritten[entry.inode] = entry
         else:
             statements = _insert_statements(entry)
+            counts = {entry.parent: 1} if entry.is_dir else {}
+            statements += _count_subdirs(counts)
             if bucket_owner is not None:
                 statements.append(
                     (
@@ -243,6 +246,7 @@ class MetadataStore:
                 await self._run(transactions.write, statements)
             except sqlite3.IntegrityError:
                 raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
+            self._counted_subdirs(counts)
         self._touched(entry.parent, entry.ctime_ns)
         if entry.is_dir:
             self._complete.add(entry.inode)
@@ -287,7 +291,10 @@ class MetadataStore:
         statements = [_touch(entry.parent, now_ns)]
         if entry.inode not in self._unwritten:
             statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
+        counts = {entry.parent: -1} if entry.is_dir else {}
+        statements += _count_subdirs(counts)
         await self._run(transactions.write, statements)
+        self._counted_subdirs(counts)
         self._forget(entry.inode)
         self._touched(entry.parent, now_ns)
 
@@ -313,7 +320,15 @@ class MetadataStore:
             )
         )
         statements += [_touch(entry.parent, now_ns), _touch(new_parent, now_ns)]
+        counts = {entry.parent: 0, new_parent: 0}
+        if entry.is_dir:
+            counts[entry.parent] -= 1
+            counts[new_parent] += 1
+        if replaced is not None and replaced.is_dir:
+            counts[new_parent] -= 1
+        statements += _count_subdirs(counts)
         await self._write(statements, [entry, replaced])
+        self._counted_subdirs(counts)
         if replaced is not None:
             self._forget(replaced.inode)
         self._by_name.pop((entry.parent, entry.name), None)
@@ -323,6 +338,13 @@ class MetadataStore:
         if replaced is not None:
             entry.unsynced = 0
         self._by_name[(new_parent, new_name)] = entry.inode
+
+    def _counted_subdirs(self, counts: dict[int, int]) -> None:
+        """The cache's side of `_count_subdirs`, once its transaction is committed."""
+        for directory, change in counts.items():
+            cached = self._entries.get(directory)
+            if cached is not None:
+                cached.subdirs += change
 
     def _touched(self, inode: int, now_ns: int) -> None:
         directory = self._entries.get(inode)
@@ -339,6 +361,10 @@ class MetadataStore:
             (),
         )
         return [Bucket(*row) for row in rows]
+
+    def cached_acl(self, bucket: int) -> Acl:
+        """A bucket's ACL that `acl` has read (it stays cached while the bucket lives)."""
+        return self._acls[bucket]
 
     async def acl(self, bucket: int) -> Acl:
         """The bucket's owner and grants (cached; every change goes through set_grants)."""
@@ -498,6 +524,15 @@ def _touch(directory: int, now_ns: int) -> tuple[str, tuple]:
         "UPDATE entries SET mtime_ns = ?, ctime_ns = ? WHERE inode = ?",
         (now_ns, now_ns, directory),
     )
+
+
+def _count_subdirs(counts: dict[int, int]) -> list[tuple[str, tuple]]:
+    """The statements that count directories made, removed or moved in each directory."""
+    return [
+        ("UPDATE entries SET subdirs = subdirs + ? WHERE inode = ?", (change, directory))
+        for directory, change in counts.items()
+        if change
+    ]
 
 
 def _insert_statements(entry: Entry) -> list[tuple[str, tuple]]:

@@ -1,15 +1,18 @@
 """The API service: FUSE operations turned into bucket and object requests.
 
-Each handler resolves the request to buckets and keys, asks IAM what the caller may do on
-the bucket, and then acts through the metadata store (names, attributes) and the data
-store (blobs, via the open handles in `handles`); extended attributes are in `xattrs`,
-directory listings in `listings`.
+Each handler resolves the request to buckets and keys and acts through the metadata store
+(names, attributes) and the data store (blobs, via the open handles in `handles`);
+extended attributes are in `xattrs`, directory listings in `listings`.
 Refusals raise `Refused`, which the `request` wrapper turns into the errno and one log
-line naming operation, path and reason (for EACCES: uid, pid and the missing permission).
+line naming operation, path and reason.
 
-On a shared mount the kernel caches no entries or attributes (timeouts 0): what a caller
-sees, mode bits included, depends on who asks, and an ACL change must act on the very next
-request. A private mount serves one administrator only, so the kernel may cache them.
+Who may do what is checked by the kernel (`default_permissions`), from the attributes and
+ACLs this service reports, the same for every caller: POSIX mode bits inside buckets, and
+at each bucket its grants as the POSIX ACL of its directory (`posix_acl`). So the kernel
+may cache entries, attributes and decisions; a change of grants invalidates what it holds
+of the bucket. What the kernel cannot check is checked here: the bucket ACL's READ_ACP and
+WRITE_ACP, the listing of the top level (the buckets the caller may read), and that only a
+bucket's owner removes it.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from typing import Any
 
 import pyfuse3
 
-from . import gc, names
+from . import gc, names, posix_acl
 from .datastore import DataStore
-from .handles import OpenObjects
-from .iam import ALL_PERMISSIONS, Acl, Identity, Permission, Policy
+from .handles import Handle, OpenObjects
+from .iam import Acl, Grant, Identity, Permission, Policy
 from .listings import Listings
 from .metadata import Entry, MetadataStore
 from .refusals import Refused, Where, request
@@ -38,9 +41,8 @@ from .xattrs import MetadataAttributes
 log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB requests)
-# How long the kernel may keep a bucket's name, on any mount: a bucket exists for everyone
-# (its lookup checks nothing), and it changes only through the kernel (mkdir, rmdir), so
-# the kernel's entry stays true. Its attributes, which depend on the caller, are not kept.
+# How long the kernel may keep a bucket's name: a bucket exists for everyone, and it
+# changes only through the kernel (mkdir, rmdir), so the kernel's entry stays true.
 BUCKET_ENTRY_SECONDS = 300.0
 
 _KIND_TYPE = {
@@ -49,10 +51,10 @@ _KIND_TYPE = {
     "dir": stat.S_IFDIR,
     "object": stat.S_IFREG,
     "symlink": stat.S_IFLNK,
+    "fifo": stat.S_IFIFO,
+    "socket": stat.S_IFSOCK,
 }
-
-
-READ_OR_WRITE = (Permission.READ, Permission.WRITE)
+_SPECIAL_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +68,9 @@ class Access:
 
 
 class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
+    # The kernel checks mode bits and POSIX ACLs (bucket grants, see posix_acl).
+    enable_acl = True
+
     def __init__(
         self, meta: MetadataStore, data: DataStore, iam: Policy, cache_seconds: float = 0.0
     ):
@@ -75,8 +80,10 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         self.data = data
         self.iam = iam
         self.objects = OpenObjects(meta, data)
-        if cache_seconds:
-            self.objects.committed = self._invalidate_attributes
+        # Tells the kernel that what it holds of an inode changed behind its back; off
+        # while no kernel is connected (tests in-process, the last commits at unmount).
+        self.notify_kernel = False
+        self.objects.committed = self._invalidate_attributes
 
     # -- resolving requests -------------------------------------------------------------
 
@@ -144,10 +151,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {bucket}",
         )
 
-    async def _new_name(self, parent: Entry, raw: bytes, ctx: Any, what: str) -> tuple[str, Access]:
-        """Validate a name about to be created under `parent`; returns it as text, and the
-        caller's access, which is also theirs on what they create (the same bucket, or a
-        bucket they will own)."""
+    async def _new_name(self, parent: Entry, raw: bytes, what: str) -> str:
+        """Validate a name about to be created under `parent`; returns it as text."""
         where = (parent, raw)
         try:
             name = names.decode_component(raw)
@@ -161,28 +166,19 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
                 names.check_key_length(await self._key_bytes(parent) + len(raw))
         except names.BadName as bad:
             raise Refused(bad.errno, where, bad.rule) from None
-        access = await self._require(ctx, parent, Permission.WRITE, name=raw)
         if await self.meta.lookup(parent.inode, name) is not None:
             raise Refused(errno.EEXIST, where, "exists already")
-        return name, access
+        return name
 
     def attributes(
-        self,
-        entry: Entry,
-        rights: frozenset[Permission],
-        reuse: pyfuse3.EntryAttributes | None = None,
+        self, entry: Entry, reuse: pyfuse3.EntryAttributes | None = None
     ) -> pyfuse3.EntryAttributes:
-        """The entry's attributes as seen by a caller holding `rights` on its bucket.
-
-        Callers with full control see the stored mode, as an owner does on a local disk;
-        everyone else sees, in all three triplets, what they may do: r and x with READ
-        (x for objects only if the stored mode has one), w with WRITE. `reuse` is an
-        earlier result to fill in again (readdir copies each one out at once), which
-        skips the fields that are the same for every entry.
-        """
+        """The entry's attributes, the same for every caller. A bucket's permission bits
+        are those of its grants (`bucket_acl`, which must have been read: `_bucket_acl`).
+        `reuse` is an earlier result to fill in again (readdir copies each one out at
+        once), which skips the fields that are the same for every entry."""
         if reuse is None:
             attrs = pyfuse3.EntryAttributes()
-            attrs.st_nlink = 1  # for directories: "not counted", so find does not guess
             attrs.st_blksize = BLOCK_SIZE
             attrs.attr_timeout = self.cache_seconds
         else:
@@ -190,15 +186,15 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         attrs.entry_timeout = BUCKET_ENTRY_SECONDS if entry.kind == "bucket" else self.cache_seconds
         attrs.st_ino = entry.inode
         mode = entry.mode
-        if rights != ALL_PERMISSIONS and entry.kind != "symlink":
-            may = 4 if Permission.READ in rights else 0
-            may |= 2 if Permission.WRITE in rights else 0
-            if may & 4 and (entry.is_dir or entry.mode & 0o111):
-                may |= 1
-            mode = may * 0o111
+        if entry.kind == "bucket":
+            mode = posix_acl.mode_of(self.bucket_acl(entry, self.meta.cached_acl(entry.inode)))
         attrs.st_mode = _KIND_TYPE[entry.kind] | mode
         attrs.st_uid = entry.uid
         attrs.st_gid = entry.gid
+        if entry.is_dir:
+            attrs.st_nlink = 2 + entry.subdirs
+        else:
+            attrs.st_nlink = 0 if self.objects.orphan(entry.inode) is entry else 1
         if entry.kind == "object":
             size, mtime_ns = self.objects.staged(entry)
         else:
@@ -210,6 +206,18 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         attrs.st_ctime_ns = entry.ctime_ns
         return attrs
 
+    def bucket_acl(self, bucket: Entry, acl: Acl) -> tuple[posix_acl.AclEntry, ...]:
+        """The POSIX ACL of a bucket's directory: its grants, for the kernel to check."""
+        return posix_acl.from_grants(acl, bucket.gid, self.iam.admins)
+
+    async def _bucket_acl(self, entry: Entry) -> Acl | None:
+        """A bucket's ACL, read into the cache for `attributes`; None for other entries."""
+        return await self.meta.acl(entry.inode) if entry.kind == "bucket" else None
+
+    async def _attributes(self, entry: Entry) -> pyfuse3.EntryAttributes:
+        await self._bucket_acl(entry)
+        return self.attributes(entry)
+
     def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:
         now = time.time_ns()
         if kind != "symlink":  # a symlink's mode is always 0777
@@ -217,10 +225,12 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         return Entry(0, parent.inode, name, kind, mode, ctx.uid, ctx.gid, now, now, now)
 
     def _invalidate_attributes(self, inode: int) -> None:
-        """A commit changed an object's size and times: the kernel must ask again
-        (only attributes, which takes no lock the pending request could hold)."""
-        with contextlib.suppress(OSError):  # ENOENT: the kernel holds no such inode
-            pyfuse3.invalidate_inode(inode, attr_only=True)
+        """Something the kernel may cache of an inode changed behind its back (a commit:
+        size and times; a bucket's grants: its mode and ACL): the kernel must ask again.
+        Only attributes and ACLs, which takes no lock the pending request could hold."""
+        if self.notify_kernel:
+            with contextlib.suppress(OSError):  # ENOENT: the kernel holds no such inode
+                pyfuse3.invalidate_inode(inode, attr_only=True)
 
     # -- names ----------------------------------------------------------------------------
 
@@ -229,10 +239,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         parent = await self._entry(parent_inode)
         if name in (b".", b".."):
             target = parent if name == b"." else await self._entry(parent.parent or ROOT_INODE)
-            return self.attributes(target, (await self._access(ctx, target)).rights)
-        if parent.kind != "root":
-            # Names inside a bucket are for those who may read or write there.
-            access = await self._require(ctx, parent, *READ_OR_WRITE, name=name)
+            return await self._attributes(target)
         try:
             text = names.decode_component(name)
         except names.BadName as bad:
@@ -242,17 +249,11 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         entry = await self.meta.lookup(parent_inode, text)
         if entry is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        if parent.kind == "root":
-            access = await self._access(ctx, entry)  # a bucket exists for everyone
-        return self.attributes(entry, access.rights)
+        return await self._attributes(entry)
 
     @request
     async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
-        # Not refused: a path reaches an inode only through lookup, which is checked on
-        # every walk (no entry caching); what is left are descriptors (fstat, and the
-        # kernel's attribute refresh before reads), which stay usable after a revoke.
-        entry = await self._entry(inode)
-        return self.attributes(entry, (await self._access(ctx, entry)).rights)
+        return await self._attributes(await self._entry(inode))
 
     @request
     async def setattr(
@@ -265,14 +266,12 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         entry = await self._entry(inode)
         where = (entry, None)
-        # A bucket's own attributes are the owner's business; the objects', the writers'.
-        needed = Permission.WRITE_ACP if entry.kind == "bucket" else Permission.WRITE
-        access = await self._require(ctx, entry, needed)
+        # The kernel has checked who may change what (owner, group, mode bits).
         chown = (fields.update_uid and attr.st_uid != entry.uid) or (
             fields.update_gid and attr.st_gid != entry.gid
         )
-        if chown and not self.iam.is_admin(access.who):
-            raise Refused(errno.EPERM, where, "only an administrator changes ownership")
+        if chown and entry.kind == "bucket":
+            raise Refused(errno.EPERM, where, "a bucket's owner and group do not change")
         now = time.time_ns()
         changes: dict[str, int] = {}
         if fields.update_size:
@@ -284,7 +283,12 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
                 )
             await self._truncate(entry, attr.st_size, fh)
         if fields.update_mode:
-            changes["mode"] = stat.S_IMODE(attr.st_mode)
+            if entry.kind == "bucket":  # chmod of a bucket changes its grants
+                current = self.bucket_acl(entry, await self.meta.acl(entry.inode))
+                mode = stat.S_IMODE(attr.st_mode)
+                await self.set_bucket_acl(entry, posix_acl.with_mode(current, mode))
+            else:
+                changes["mode"] = stat.S_IMODE(attr.st_mode)
         if fields.update_uid:
             changes["uid"] = attr.st_uid
         if fields.update_gid:
@@ -296,7 +300,19 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             self.objects.times_set(inode)
         changes["ctime_ns"] = now
         await self.meta.update(entry, **changes)
-        return self.attributes(entry, access.rights)
+        return await self._attributes(entry)
+
+    async def set_bucket_acl(self, bucket: Entry, entries: tuple[posix_acl.AclEntry, ...]) -> None:
+        """Give a bucket's directory a POSIX ACL (setfacl, chmod): its grants change."""
+        acl = await self.meta.acl(bucket.inode)
+        grants = posix_acl.to_grants(entries, acl, bucket.gid, self.iam.admins)
+        await self.set_grants(bucket, grants)
+
+    async def set_grants(self, bucket: Entry, grants: tuple[Grant, ...]) -> None:
+        """Replace a bucket's grants; the kernel drops what it holds of the bucket's mode
+        and ACL, so the change acts on every user's next request."""
+        await self.meta.set_grants(bucket.inode, grants)
+        self._invalidate_attributes(bucket.inode)
 
     async def _truncate(self, entry: Entry, size: int, fh: int | None) -> None:
         """Truncate through the caller's open handle, or as a whole new version."""
@@ -315,7 +331,6 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     @request
     async def readlink(self, inode: int, ctx: Any) -> bytes:
         entry = await self._entry(inode)
-        await self._require(ctx, entry, Permission.READ)
         if entry.kind != "symlink" or entry.target is None:
             raise Refused(errno.EINVAL, (entry, None), "not a symlink")
         return entry.target.encode()
@@ -325,20 +340,21 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, ctx: Any
     ) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
-        text, access = await self._new_name(parent, name, ctx, "dir")
+        text = await self._new_name(parent, name, "dir")
         kind = "bucket" if parent.kind == "root" else "dir"
-        entry = self._new_entry(parent, text, kind, mode, ctx)
+        # A bucket starts private whatever the mode asked: its bits are its grants'.
+        entry = self._new_entry(parent, text, kind, 0o700 if kind == "bucket" else mode, ctx)
         await self.meta.insert(entry, bucket_owner=ctx.uid if kind == "bucket" else None)
         if kind == "bucket":
             log.info("created bucket %s for uid %d", text, ctx.uid)
-        return self.attributes(entry, access.rights)
+        return await self._attributes(entry)
 
     @request
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: Any
     ) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
-        text, access = await self._new_name(parent, name, ctx, "symlink")
+        text = await self._new_name(parent, name, "symlink")
         try:
             target_text = target.decode("utf-8")
         except UnicodeDecodeError:
@@ -351,22 +367,29 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         entry.target = target_text
         entry.size = len(target)
         await self.meta.insert(entry)
-        return self.attributes(entry, access.rights)
+        return self.attributes(entry)
 
     @request
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
     ) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
+        special = _SPECIAL_KINDS.get(stat.S_IFMT(mode))
+        if special is not None:
+            text = await self._new_name(parent, name, special)
+            entry = self._new_entry(parent, text, special, mode, ctx)
+            await self.meta.insert(entry)
+            return self.attributes(entry)
         if not stat.S_ISREG(mode):
             raise Refused(
                 errno.EPERM,
                 (parent, name),
-                "only objects, directories and symlinks can be stored",
+                "device nodes cannot be stored (objects, directories, symlinks, FIFOs and"
+                " sockets can)",
             )
-        entry, handle, access = await self._create_object(parent, name, mode, ctx)
+        entry, handle = await self._create_object(parent, name, mode, ctx)
         await self.objects.release(handle)
-        return self.attributes(entry, access.rights)
+        return self.attributes(entry)
 
     @request
     async def link(
@@ -385,7 +408,6 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         entry, where = await self._existing(parent, name)
         if entry.is_dir:
             raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
-        await self._require(ctx, parent, Permission.WRITE, name=name)
         await self.meta.delete(entry, time.time_ns())
         self.objects.unlinked(entry)
 
@@ -399,8 +421,6 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             access = await self._access(ctx, entry)
             if access.who.uid != access.acl.owner and not self.iam.is_admin(access.who):
                 self._deny(access, where, "ownership (only the owner deletes a bucket)")
-        else:
-            await self._require(ctx, entry, Permission.WRITE)
         if await self.meta.has_children(entry.inode):
             raise Refused(errno.ENOTEMPTY, where, f"{entry.kind} is not empty")
         await self.meta.delete(entry, time.time_ns())
@@ -444,11 +464,6 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             names.check_key_length(await self._key_bytes(new_parent) + len(name_new) + extra)
         except names.BadName as bad:
             raise Refused(bad.errno, new_where, bad.rule) from None
-        source = await self._require(ctx, old_parent, Permission.WRITE, name=name_old)
-        target = await self._require(ctx, new_parent, Permission.WRITE, name=name_new)
-        if source.bucket is not target.bucket and Permission.READ not in source.rights:
-            # Moving out of a bucket is a copy then a delete: the copy needs READ there.
-            self._deny(source, where, "READ")
         if entry.parent == new_parent.inode and entry.name == new_name:
             return
         ancestor: Entry | None = new_parent
@@ -474,22 +489,26 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
 
     # -- objects ----------------------------------------------------------------------------
 
-    async def _create_object(self, parent: Entry, name: bytes, mode: int, ctx: Any):
-        text, access = await self._new_name(parent, name, ctx, "object")
+    async def _create_object(
+        self, parent: Entry, name: bytes, mode: int, ctx: Any
+    ) -> tuple[Entry, Handle]:
+        text = await self._new_name(parent, name, "object")
         entry = self._new_entry(parent, text, "object", mode, ctx)
         await self.meta.insert(entry, deferred=True)
-        process = access.who.process
-        handle = await self.objects.open(entry, writable=True, truncate=True, process=process)
-        return entry, handle, access
+        who = self.iam.identify(ctx)
+        handle = await self.objects.open(
+            entry, writable=True, truncate=True, process=who.process, uid=who.uid
+        )
+        return entry, handle
 
     @request
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = await self._entry(parent_inode)
-        entry, handle, access = await self._create_object(parent, name, mode, ctx)
+        entry, handle = await self._create_object(parent, name, mode, ctx)
         info = pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
-        return info, self.attributes(entry, access.rights)
+        return info, self.attributes(entry)
 
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
@@ -497,14 +516,14 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         where = (entry, None)
         if entry.kind != "object":
             raise Refused(errno.EISDIR if entry.is_dir else errno.EINVAL, where, "not an object")
-        mode = flags & os.O_ACCMODE
-        writable = mode != os.O_RDONLY
-        first = Permission.WRITE if mode == os.O_WRONLY else Permission.READ
-        access = await self._require(ctx, entry, first)
-        if mode == os.O_RDWR and Permission.WRITE not in access.rights:
-            self._deny(access, where, "WRITE")
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        who = self.iam.identify(ctx)
         handle = await self.objects.open(
-            entry, writable, truncate=bool(flags & os.O_TRUNC), process=access.who.process
+            entry,
+            writable,
+            truncate=bool(flags & os.O_TRUNC),
+            process=who.process,
+            uid=who.uid,
         )
         return pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
 
@@ -517,7 +536,14 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         handle = self.objects.get(fh)
         if not handle.writable:
             raise pyfuse3.FUSEError(errno.EBADF)
-        return await self.objects.write(handle, off, buf)
+        written = await self.objects.write(handle, off, buf)
+        entry = handle.entry
+        if handle.uid != 0 and _privileges(entry.mode):
+            # As on a local disk, a write by anyone but root clears set-user-ID, and
+            # set-group-ID where the group may execute.
+            await self.meta.update(entry, mode=entry.mode & ~_privileges(entry.mode))
+            self._invalidate_attributes(entry.inode)
+        return written
 
     @request
     async def flush(self, fh: int) -> None:
@@ -550,25 +576,16 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         result.f_namemax = names.MAX_COMPONENT_BYTES
         return result
 
-    @request
-    async def access(self, inode: int, mode: int, ctx: Any) -> bool:
-        entry = await self._entry(inode)
-        rights = (await self._access(ctx, entry)).rights
-        if entry.kind not in ("root", "bucket") and not rights.intersection(READ_OR_WRITE):
-            return False
-        if mode & os.R_OK and Permission.READ not in rights:
-            return False
-        if mode & os.W_OK and Permission.WRITE not in rights:
-            return False
-        if mode & os.X_OK:
-            if Permission.READ not in rights:
-                return False
-            if not entry.is_dir and not entry.mode & 0o111:
-                return False
-        return True
-
     async def forget(self, inode_list: Any) -> None:
         return None
 
     async def collect_garbage(self) -> gc.Collection:
         return await gc.collect(self.meta, self.data, self.objects.busy_blobs)
+
+
+def _privileges(mode: int) -> int:
+    """The set-ID bits that a write by an unprivileged process clears."""
+    bits = mode & stat.S_ISUID
+    if mode & stat.S_ISGID and mode & stat.S_IXGRP:
+        bits |= stat.S_ISGID
+    return bits

@@ -72,6 +72,49 @@ MIGRATIONS: list[str] = [
     CREATE TABLE group_sync (synced_through INTEGER NOT NULL);
     INSERT INTO group_sync (synced_through) VALUES (0);
     """,
+    # 5: FIFOs and sockets (entries without a blob), and each directory's count of the
+    # directories it holds (its st_nlink is 2 more). SQLite cannot change a CHECK
+    # constraint, so the table is made anew (migrate runs with foreign keys off).
+    """
+    CREATE TABLE entries_new (
+        inode        INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent       INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN
+                     ('root', 'bucket', 'dir', 'object', 'symlink', 'fifo', 'socket')),
+        mode         INTEGER NOT NULL,
+        uid          INTEGER NOT NULL,
+        gid          INTEGER NOT NULL,
+        atime_ns     INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        ctime_ns     INTEGER NOT NULL,
+        object_id    TEXT,
+        size         INTEGER NOT NULL DEFAULT 0,
+        etag         TEXT,
+        content_type TEXT,
+        target       TEXT,
+        checksums    BLOB,
+        unsynced     INTEGER NOT NULL DEFAULT 0,
+        subdirs      INTEGER NOT NULL DEFAULT 0,  -- directories directly inside (st_nlink - 2)
+        UNIQUE (parent, name)
+    );
+    INSERT INTO entries_new (inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,
+        ctime_ns, object_id, size, etag, content_type, target, checksums, unsynced)
+    SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,
+        ctime_ns, object_id, size, etag, content_type, target, checksums, unsynced
+    FROM entries;
+    -- the highest inode ever handed out must survive the table it was recorded for
+    UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'entries')
+    WHERE name = 'entries_new';
+    DROP TABLE entries;
+    ALTER TABLE entries_new RENAME TO entries;
+    CREATE INDEX entries_by_parent ON entries (parent);
+    CREATE INDEX entries_by_object ON entries (object_id);
+    CREATE INDEX entries_unsynced ON entries (unsynced) WHERE unsynced != 0;
+    UPDATE entries SET subdirs = (SELECT count(*) FROM entries c
+        WHERE c.parent = entries.inode AND c.kind IN ('bucket', 'dir') AND c.inode != 1)
+    WHERE kind IN ('root', 'bucket', 'dir');
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -93,7 +136,9 @@ def _statements(script: str) -> list[str]:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the database to SCHEMA_VERSION; returns the version it had before."""
+    """Bring the database to SCHEMA_VERSION; returns the version it had before. Foreign
+    keys must be off (a migration may make a table anew); each migration ends with a
+    check that they hold."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise SchemaError(
@@ -112,6 +157,9 @@ def migrate(conn: sqlite3.Connection) -> int:
                     " atime_ns, mtime_ns, ctime_ns) VALUES (?, 0, '', 'root', ?, 0, 0, ?, ?, ?)",
                     (ROOT_INODE, 0o755, now, now, now),
                 )
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise SchemaError(f"migration {version + 1} broke foreign keys: {broken[:5]}")
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:

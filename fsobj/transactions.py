@@ -94,6 +94,9 @@ INVARIANTS = {
     " WHERE kind = 'object' AND object_id IS NULL",
     "symlink without a target": "SELECT inode, name FROM entries"
     " WHERE kind = 'symlink' AND target IS NULL",
+    "directory whose count of subdirectories is wrong": "SELECT d.inode, d.name FROM entries d"
+    " WHERE d.kind IN ('root', 'bucket', 'dir') AND d.subdirs != (SELECT count(*) FROM entries c"
+    " WHERE c.parent = d.inode AND c.kind IN ('bucket', 'dir') AND c.inode != 1)",
     "two entries share a blob": "SELECT min(inode), object_id FROM entries"
     " WHERE object_id IS NOT NULL GROUP BY object_id HAVING count(*) > 1",
 }
@@ -126,8 +129,9 @@ def setup(conn: sqlite3.Connection) -> tuple[int, int, int]:
     conn.execute("PRAGMA journal_mode = WAL")
     # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA foreign_keys = OFF")  # a migration may make a table anew
     schema.migrate(conn)
+    conn.execute("PRAGMA foreign_keys = ON")
     # AUTOINCREMENT's record of the highest inode ever used: numbers stay unique even
     # though this store, not SQLite, assigns them now.
     (used,) = conn.execute(

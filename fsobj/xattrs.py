@@ -4,7 +4,11 @@
 * `user.fsobj.id`, `.etag`, `.content-type`, `.bucket`, `.key`: system metadata, read-only
   but for the content type;
 * `user.fsobj.acl` on a bucket's directory: its ACL as text (READ_ACP to read,
-  WRITE_ACP to change); `fsobj acl` works through it;
+  WRITE_ACP to change; the kernel also asks r or w on the directory, as for any user.*
+  attribute); `fsobj acl` works through it;
+* `system.posix_acl_access` on a bucket's directory: its grants as a POSIX ACL, which the
+  kernel reads to check access and `getfacl`/`setfacl` use (posix_acl). Other entries
+  have none: their mode bits decide.
 * `user.fsobj.gc` on the mount's top directory: reading it runs garbage collection now
   and returns its report (administrators only); `fsobj gc MOUNT` works through it.
 
@@ -19,6 +23,7 @@ from typing import Any
 
 import pyfuse3
 
+from . import posix_acl
 from .iam import AclError, Permission, parse_grants
 from .metadata import Entry
 from .refusals import Refused, request
@@ -55,16 +60,20 @@ class MetadataAttributes:
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
         entry = await self._entry(inode)
         text = name.decode("utf-8", "replace")
+        if text == posix_acl.ACCESS and entry.kind == "bucket":
+            entries = self.bucket_acl(entry, await self.meta.acl(entry.inode))
+            if not posix_acl.is_minimal(entries):
+                return posix_acl.encode(entries)
         if not text.startswith("user."):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         if text == GC and entry.kind == "root":
             if not self.iam.is_admin(self.iam.identify(ctx)):
                 raise Refused(errno.EACCES, (entry, None), "only administrators collect garbage")
             return str(await self.collect_garbage()).encode()
-        needed = Permission.READ_ACP if text == ACL else Permission.READ
-        access = await self._require(ctx, entry, needed)
+        if text == ACL:
+            await self._require(ctx, entry, Permission.READ_ACP)
         if text.startswith(SYSTEM_PREFIX):
-            value = await self._system_metadata(entry, access.bucket, text)
+            value = await self._system_metadata(entry, await self._bucket_of(entry), text)
             if value is None:
                 raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
             return value.encode()
@@ -75,9 +84,13 @@ class MetadataAttributes:
 
     @request
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        names = [b"user." + key.encode() for key in await self.meta.user_metadata(inode)]
         entry = await self._entry(inode)
-        await self._require(ctx, entry, Permission.READ)
-        return [b"user." + key.encode() for key in await self.meta.user_metadata(inode)]
+        if entry.kind == "bucket":
+            entries = self.bucket_acl(entry, await self.meta.acl(entry.inode))
+            if not posix_acl.is_minimal(entries):
+                names.append(posix_acl.ACCESS.encode())
+        return names
 
     async def _metadata_target(self, inode: int, name: bytes, ctx: Any) -> tuple[Entry, str]:
         """The entry and metadata name that a setxattr/removexattr changes, once allowed."""
@@ -87,6 +100,8 @@ class MetadataAttributes:
             text = name.decode("utf-8")
         except UnicodeDecodeError:
             raise Refused(errno.EINVAL, where, "metadata names must be UTF-8") from None
+        if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
+            return entry, text
         if not text.startswith("user."):
             raise Refused(errno.ENOTSUP, where, f"{text}: only user.* metadata is stored")
         if text == ACL:
@@ -94,7 +109,6 @@ class MetadataAttributes:
                 raise Refused(errno.EPERM, where, "only buckets have an ACL")
             await self._require(ctx, entry, Permission.WRITE_ACP)
             return entry, text
-        await self._require(ctx, entry, Permission.WRITE)
         if text.startswith(SYSTEM_PREFIX) and text != CONTENT_TYPE:
             raise Refused(errno.EPERM, where, f"{text} is read-only system metadata")
         if text == CONTENT_TYPE and entry.kind != "object":
@@ -105,12 +119,15 @@ class MetadataAttributes:
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
         entry, text = await self._metadata_target(inode, name, ctx)
         where = (entry, None)
+        if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
+            await self._set_posix_acl(entry, text, value)
+            return
         if text == ACL:
             try:
                 grants = parse_grants(value.decode("utf-8"))
             except (UnicodeDecodeError, AclError) as bad:
                 raise Refused(errno.EINVAL, where, f"bad ACL: {bad}") from None
-            await self.meta.set_grants(entry.inode, grants)
+            await self.set_grants(entry, grants)
             return
         if text == CONTENT_TYPE:
             try:
@@ -131,8 +148,14 @@ class MetadataAttributes:
     @request
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
         entry, text = await self._metadata_target(inode, name, ctx)
+        if text == posix_acl.ACCESS and entry.kind == "bucket":
+            # What setfacl -b leaves: the directory's mode bits alone.
+            await self.set_bucket_acl(entry, posix_acl.minimal(self._current_acl(entry)))
+            return
+        if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
+            return  # none is stored: removing it leaves what there is
         if text == ACL:
-            await self.meta.set_grants(entry.inode, ())
+            await self.set_grants(entry, ())
             return
         if text == CONTENT_TYPE:
             await self.meta.update(entry, content_type=None)
@@ -141,3 +164,28 @@ class MetadataAttributes:
         if key not in await self.meta.user_metadata(inode):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         await self.meta.set_user_metadata(inode, key, None)
+
+    def _current_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:
+        return self.bucket_acl(bucket, self.meta.cached_acl(bucket.inode))
+
+    async def _set_posix_acl(self, entry: Entry, text: str, value: bytes) -> None:
+        """setfacl: a bucket's access ACL becomes its grants; anywhere else, only an ACL
+        that says no more than mode bits is accepted, and sets them (the kernel leaves
+        that to the filesystem: `cp -a` copies modes this way)."""
+        where = (entry, None)
+        try:
+            entries = posix_acl.decode(value)
+        except ValueError as bad:
+            raise Refused(errno.EINVAL, where, str(bad)) from None
+        if entry.kind == "bucket" and text == posix_acl.ACCESS:
+            await self.meta.acl(entry.inode)
+            await self.set_bucket_acl(entry, entries)
+            return
+        if not posix_acl.is_minimal(entries) or text == posix_acl.DEFAULT:
+            raise Refused(
+                errno.EOPNOTSUPP,
+                where,
+                "POSIX ACLs are stored for buckets only (their grants); inside, mode bits",
+            )
+        mode = entry.mode & ~0o777 | posix_acl.mode_of(entries)
+        await self.meta.update(entry, mode=mode, ctime_ns=time.time_ns())

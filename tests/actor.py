@@ -26,7 +26,13 @@ def run(op: str, *args):
         with open(args[0], "w") as f:
             f.write(args[1])
         return "ok"
-    if op == "unlink":
+    if op == "append":
+        with open(args[0], "a") as f:
+            f.write(args[1])
+        return "ok"
+    if op == "truncate":
+        os.truncate(args[0], int(args[1]))
+    elif op == "unlink":
         os.unlink(args[0])
     elif op == "rename":
         os.rename(args[0], args[1])
@@ -40,6 +46,10 @@ def run(op: str, *args):
         os.chmod(args[0], int(args[1], 8))
     elif op == "utime":
         os.utime(args[0], (1_000_000, 1_000_000))
+    elif op == "touch":  # times set to now: the owner, or anyone who may write
+        os.utime(args[0])
+    elif op == "chgrp":
+        os.chown(args[0], -1, int(args[1]))
     elif op == "getxattr":
         return os.getxattr(args[0], args[1]).decode()
     elif op == "setxattr":

@@ -171,7 +171,9 @@ def fsobj_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-def as_user(uid: int, steps: list[list], gid: int | None = None, groups: tuple = ()) -> list:
+def as_user(
+    uid: int, steps: list[list], gid: int | None = None, groups: tuple = (), umask: int = 0o022
+) -> list:
     """Run `steps` (see actor.py) in a forked process with another identity (forked, not
     executed: the interpreter may live where that user cannot read). One result per step."""
     gid = uid if gid is None else gid
@@ -184,6 +186,7 @@ def as_user(uid: int, steps: list[list], gid: int | None = None, groups: tuple =
             os.setgroups(list(groups))
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
+            os.umask(umask)
             os.chdir("/")
             with os.fdopen(write_end, "w") as out:
                 json.dump(actor.run_steps(steps), out)
