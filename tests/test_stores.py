@@ -264,3 +264,46 @@ async def test_read_ahead_follows_sequential_readers_and_lets_go_of_what_it_held
     assert len(reader.ahead) == 2  # up to the end of the object
     await objects.release(reader)
     assert objects._ahead_bytes == 0
+
+
+def test_a_store_of_schema_4_is_upgraded_with_its_entries_grants_and_inode_numbers(
+    tmp_path, monkeypatch
+):
+    conn = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
+    with monkeypatch.context() as old:
+        old.setattr(schema, "SCHEMA_VERSION", 4)
+        schema.migrate(conn)
+    rows = [
+        (2, 1, "bkt", "bucket"),
+        (3, 2, "d", "dir"),
+        (4, 3, "e", "dir"),
+        (5, 3, "obj", "object"),
+        (90, 2, "gone", "object"),
+    ]
+    for inode, parent, name, kind in rows:
+        conn.execute(
+            "INSERT INTO entries (inode, parent, name, kind, mode, uid, gid, atime_ns,"
+            " mtime_ns, ctime_ns, object_id) VALUES (?, ?, ?, ?, 448, 0, 0, 0, 0, 0, 'x' || ?)",
+            (inode, parent, name, kind, inode),
+        )
+    conn.execute("INSERT INTO buckets VALUES (2, 7, 0)")
+    conn.execute("INSERT INTO grants VALUES (2, 'everyone', 'READ')")
+    conn.execute("INSERT INTO user_metadata VALUES (5, 'k', x'76')")
+    conn.execute("DELETE FROM entries WHERE inode = 90")  # its number stays used
+    conn.execute("PRAGMA foreign_keys = OFF")
+    assert schema.migrate(conn) == 4
+    conn.execute("PRAGMA foreign_keys = ON")
+    subdirs = dict(conn.execute("SELECT name, subdirs FROM entries WHERE kind != 'object'"))
+    assert subdirs == {"": 1, "bkt": 1, "d": 1, "e": 0}
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone() == (
+        90,
+    )
+    assert conn.execute("SELECT count(*) FROM grants").fetchone() == (1,)
+    assert conn.execute("SELECT value FROM user_metadata").fetchone() == (b"v",)
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.execute(
+        "INSERT INTO entries (parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns)"
+        " VALUES (3, 'pipe', 'fifo', 4480, 0, 0, 0, 0, 0)"
+    )
+    conn.execute("DELETE FROM entries WHERE inode = 2")  # cascades as before
+    assert conn.execute("SELECT count(*) FROM grants").fetchone() == (0,)
