@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Mount an fsobj store, installing what is missing first.
-#   ./mount.sh MOUNTPOINT [--store DIR] [--foreground] [--log-level L]
+#   ./mount.sh [--store DIR] [--foreground] [--private] [--log-level L] MOUNTPOINT
+# Options go before or after the mount point; all but it go to `fsobj mount`.
 # Without --store the embedded default store ($XDG_DATA_HOME/fsobj) is used.
 # The set-up functions are shared with tests/run, which sources this file.
 set -euo pipefail
@@ -44,21 +45,23 @@ ensure_setup() {
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-    if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-        echo "usage: $0 MOUNTPOINT [--store DIR] [--foreground] [--log-level LEVEL]" >&2
-        exit 2
-    fi
-    ensure_setup
-    mountpoint=$1
-    shift
-    level=()
+    usage="usage: $0 [--store DIR] [--foreground] [--private] [--commit-interval S] [--log-level L] MOUNTPOINT"
+    mountpoint=
     args=()
     while [ $# -gt 0 ]; do
         case $1 in
-            --log-level) level=(--log-level "$2"); shift 2 ;;
-            *) args+=("$1"); shift ;;
+            -h|--help) echo "$usage" >&2; exit 2 ;;
+            --store|--log-level|--commit-interval)
+                [ $# -ge 2 ] || { echo "$1 needs a value; $usage" >&2; exit 2; }
+                args+=("$1" "$2"); shift 2 ;;
+            --*) args+=("$1"); shift ;;
+            *)
+                [ -z "$mountpoint" ] || { echo "one mount point only; $usage" >&2; exit 2; }
+                mountpoint=$1; shift ;;
         esac
     done
+    [ -n "$mountpoint" ] || { echo "$usage" >&2; exit 2; }
+    ensure_setup
     mkdir -p "$mountpoint"
-    exec "$FSOBJ_ROOT/.venv/bin/fsobj" "${level[@]}" mount "${args[@]}" "$mountpoint"
+    exec "$FSOBJ_ROOT/.venv/bin/fsobj" mount "${args[@]}" "$mountpoint"
 fi

@@ -274,14 +274,20 @@ def cmd_info(args: argparse.Namespace) -> None:
 # -- the parser -------------------------------------------------------------------------
 
 
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fsobj", description=__doc__)
-    top.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper
+    top.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+    # Every command takes --log-level too, after its name (`fsobj mount --log-level DEBUG`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, type=str.upper
     )
     commands = top.add_subparsers(dest="command", required=True)
 
-    mount = commands.add_parser("mount", help="mount a store at a directory")
+    mount = commands.add_parser("mount", help="mount a store at a directory", parents=[common])
     mount.add_argument(
         "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
     )
@@ -302,18 +308,18 @@ def parser() -> argparse.ArgumentParser:
     mount.add_argument("mountpoint")
     mount.set_defaults(run=cmd_mount)
 
-    umount = commands.add_parser("umount", help="unmount, writing everything out")
+    umount = commands.add_parser("umount", help="unmount, writing everything out", parents=[common])
     umount.add_argument("mountpoint")
     umount.set_defaults(run=cmd_umount)
 
-    bucket = commands.add_parser("bucket", help="list, create and remove buckets")
+    bucket = commands.add_parser("bucket", help="list, create and remove buckets", parents=[common])
     actions = bucket.add_subparsers(dest="action", required=True)
     for action, run, takes_name in (
         ("ls", cmd_bucket_ls, False),
         ("create", cmd_bucket_change, True),
         ("rm", cmd_bucket_change, True),
     ):
-        sub = actions.add_parser(action)
+        sub = actions.add_parser(action, parents=[common])
         sub.add_argument("--store", help="an unmounted store's directory, instead of a mount")
         sub.add_argument(
             "mountpoint",
@@ -324,7 +330,7 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("name", nargs="?")
         sub.set_defaults(run=run)
 
-    acl = commands.add_parser("acl", help="read and change a bucket's ACL")
+    acl = commands.add_parser("acl", help="read and change a bucket's ACL", parents=[common])
     acl_actions = acl.add_subparsers(dest="action", required=True)
     perms = [p.value for p in iam.Permission]
     for action, summary in (
@@ -333,7 +339,7 @@ def parser() -> argparse.ArgumentParser:
         ("grant", "add grants"),
         ("revoke", "remove a grantee's grants (all, or those named with --perm)"),
     ):
-        sub = acl_actions.add_parser(action, help=summary)
+        sub = acl_actions.add_parser(action, help=summary, parents=[common])
         sub.add_argument("--store", help="an unmounted store's directory; TARGET is then a name")
         sub.add_argument("target", help="MOUNT/BUCKET (or the bucket's name with --store)")
         if action == "set":
@@ -353,7 +359,9 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--perm", action="append", choices=perms, type=str.upper)
         sub.set_defaults(run=cmd_acl, everyone=False, authenticated=False, user=None, group=None)
 
-    check = commands.add_parser("fsck", help="check an unmounted store, and repair it")
+    check = commands.add_parser(
+        "fsck", help="check an unmounted store, and repair it", parents=[common]
+    )
     check.add_argument(
         "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
     )
@@ -367,12 +375,14 @@ def parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=cmd_fsck)
 
-    collect = commands.add_parser("gc", help="remove blobs that no object uses")
+    collect = commands.add_parser("gc", help="remove blobs that no object uses", parents=[common])
     collect.add_argument("--store", help="an unmounted store's directory, instead of a mount")
     collect.add_argument("mountpoint", nargs="?")
     collect.set_defaults(run=cmd_gc)
 
-    info = commands.add_parser("info", help="show an object's id, etag, size and metadata")
+    info = commands.add_parser(
+        "info", help="show an object's id, etag, size and metadata", parents=[common]
+    )
     info.add_argument("path")
     info.set_defaults(run=cmd_info)
     return top

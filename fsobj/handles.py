@@ -364,15 +364,24 @@ class OpenObjects:
         return handle.staging
 
     async def write(self, handle: Handle, offset: int, data: bytes) -> int:
-        check_object_size(offset + len(data))
+        self._check_size(handle, offset + len(data))
         staging = await self._staging(handle, offset + len(data))
         inline = len(data) <= INLINE_WRITE
         return await self._change(handle, inline, staging.write, offset, data)
 
     async def truncate(self, handle: Handle, size: int) -> None:
-        check_object_size(size)
+        self._check_size(handle, size)
         staging = await self._staging(handle, size)
         await self._change(handle, staging.memory is not None, staging.truncate, size)
+
+    def _check_size(self, handle: Handle, size: int) -> None:
+        """Refuse a change past the largest object; like any failed change, it spoils
+        the upload, so that close reports it and commits nothing."""
+        try:
+            check_object_size(size)
+        except OSError as error:
+            handle.failed = error.errno
+            raise
 
     def _too_big(self, end: int) -> bool:
         """Whether staged content growing to `end` bytes should leave memory."""

@@ -115,7 +115,7 @@ class MetadataStore:
         try:
             return await trio_asyncio.run_aio_future(future)
         except sqlite3.OperationalError as error:
-            if "full" in str(error):  # SQLITE_FULL: the store's disk is full
+            if error.sqlite_errorcode == sqlite3.SQLITE_FULL:  # the store's disk is full
                 raise OSError(errno.ENOSPC, f"metadata store: {error}") from None
             raise
 

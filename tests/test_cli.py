@@ -20,10 +20,13 @@ def places(tmp_path):
         subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
 
 
-def test_mount_sh_mounts_in_background_and_umount_flushes(places):
+@pytest.mark.parametrize("options_first", [False, True], ids=["options-after", "options-before"])
+def test_mount_sh_mounts_in_background_and_umount_flushes(places, options_first):
     store, mountpoint = places
+    options = ["--store", str(store), "--log-level", "debug"]
+    where = [str(mountpoint)]
     result = subprocess.run(
-        [str(ROOT / "mount.sh"), str(mountpoint), "--store", str(store)],
+        [str(ROOT / "mount.sh"), *(options + where if options_first else where + options)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -32,6 +35,7 @@ def test_mount_sh_mounts_in_background_and_umount_flushes(places):
     assert is_mounted(mountpoint)  # usable as soon as the command returns
     (mountpoint / "notes").mkdir()
     (mountpoint / "notes" / "todo.txt").write_text("ship it\n")
+    assert os.listdir(mountpoint / "notes") == ["todo.txt"]  # logs a DEBUG line
     with open("/proc/mounts") as mounts:
         entry = next(line for line in mounts if line.split()[1] == str(mountpoint))
     assert entry.split()[:3] == [str(store), str(mountpoint), "fuse.fsobj"]
@@ -40,7 +44,8 @@ def test_mount_sh_mounts_in_background_and_umount_flushes(places):
     conn = sqlite3.connect(store / "meta.sqlite3")
     names = {row[0] for row in conn.execute("SELECT name FROM entries")}
     assert {"notes", "todo.txt"} <= names
-    assert "mounted store" in (store / "fsobj.log").read_text()
+    log = (store / "fsobj.log").read_text()
+    assert "mounted store" in log and " DEBUG " in log
     assert os.stat(store).st_mode & 0o777 == 0o700  # only the API service reads it
 
 

@@ -125,6 +125,19 @@ def test_huge_offsets_and_sizes_are_efbig_and_change_nothing(bucket):
         os.truncate(path, -1)
     assert caught.value.errno == errno.EINVAL
     assert path.read_bytes() == b"keep"
+    # A write refused with EFBIG spoils the upload: close fails and commits nothing
+    # (docs/semantics.md), not even the writes before it.
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, b"lost")
+        with pytest.raises(OSError) as caught:
+            os.pwrite(fd, b"x", 6 << 40)
+        assert caught.value.errno == errno.EFBIG
+    finally:
+        with pytest.raises(OSError) as caught:
+            os.close(fd)
+    assert caught.value.errno == errno.EFBIG
+    assert path.read_bytes() == b"keep"
 
 
 def test_bad_xattrs_change_nothing(bucket):
