@@ -304,7 +304,7 @@ def main() -> None:
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
     m = report["machine"]
-    print(f"mount: {'private' if args.private else 'shared (every request checked by IAM)'}")
+    print(f"mount: {'private' if args.private else 'shared (allow_other)'}")
     print(
         f"machine: {m['cores']} cores, kernel {m['kernel']}, disk {m['disk']}, "
         f"Python {m['python']}; figures on a shared machine are noisy: the ratio of one "
