@@ -7,8 +7,8 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
@@ -32,14 +32,19 @@ class Refused(Exception):
         self.reason = reason
 
 
-def request(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn every failure of a handler into an errno the kernel can pass on."""
     op = fn.__name__
 
     @functools.wraps(fn)
-    async def handler(self: Any, *args: Any) -> Any:
+    async def handler(*args: P.args, **kwargs: P.kwargs) -> T:
+        self: Any = args[0]
         try:
-            return await fn(self, *args)
+            return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except Refused as refusal:
