@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pyfuse3
 
 from . import daemon, fsck, iam
+from .namespace_cache import DEFAULT_CAPACITY
 from .schema import ROOT_INODE
 from .store import Store, StoreError, default_store, run_offline
 
@@ -40,13 +41,21 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: not a positive whole number")
+    return number
+
+
 def cmd_mount(args: argparse.Namespace) -> None:
     store = Path(args.store).expanduser().resolve()
     mountpoint = Path(args.mountpoint).resolve()
     if not args.foreground:
-        pid = daemon.start_background(
-            store, mountpoint, args.log_level, args.private, args.commit_interval
-        )
+        pid = daemon.start_background(store, mountpoint, args.log_level, _mount_options(args))
         print(f"mounted {store} at {mountpoint} (pid {pid}, log {store / 'fsobj.log'})")
         return
 
@@ -55,7 +64,11 @@ def cmd_mount(args: argparse.Namespace) -> None:
             os.write(args.ready_fd, b"1")
             os.close(args.ready_fd)
 
-    daemon.serve(store, mountpoint, ready, args.private, args.commit_interval)
+    daemon.serve(store, mountpoint, ready, _mount_options(args))
+
+
+def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
+    return daemon.MountOptions(args.private, args.commit_interval, args.cache_entries)
 
 
 def cmd_umount(args: argparse.Namespace) -> None:
@@ -240,6 +253,11 @@ def cmd_gc(args: argparse.Namespace) -> None:
         print(_os_call(os.getxattr, args.mountpoint, "user.fsobj.gc").decode())
 
 
+def cmd_stats(args: argparse.Namespace) -> None:
+    _check_mount(args)
+    print(_os_call(os.getxattr, args.mountpoint, "user.fsobj.stats").decode(), end="")
+
+
 # -- info -------------------------------------------------------------------------------
 
 
@@ -303,6 +321,13 @@ def parser() -> argparse.ArgumentParser:
         default=daemon.DURABILITY_SECONDS,
         metavar="SECONDS",
         help="how often everything closed so far is made durable (default: %(default)s)",
+    )
+    mount.add_argument(
+        "--cache-entries",
+        type=_positive_int,
+        default=DEFAULT_CAPACITY,
+        metavar="N",
+        help="entries of the namespace the daemon keeps in memory (default: %(default)s)",
     )
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.add_argument("mountpoint")
@@ -379,6 +404,12 @@ def parser() -> argparse.ArgumentParser:
     collect.add_argument("--store", help="an unmounted store's directory, instead of a mount")
     collect.add_argument("mountpoint", nargs="?")
     collect.set_defaults(run=cmd_gc)
+
+    stats = commands.add_parser(
+        "stats", help="what a mount's daemon holds in memory", parents=[common]
+    )
+    stats.add_argument("mountpoint")
+    stats.set_defaults(run=cmd_stats)
 
     info = commands.add_parser(
         "info", help="show an object's id, etag, size and metadata", parents=[common]

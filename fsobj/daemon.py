@@ -3,6 +3,7 @@ until the mount is usable."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import pyfuse3
 import trio
 import trio_asyncio
 
+from .namespace_cache import DEFAULT_CAPACITY
 from .store import Store, open_store, single_error, store_is_free
 
 log = logging.getLogger(__name__)
@@ -65,22 +67,36 @@ def may_allow_other() -> bool:
         return False
 
 
+@dataclasses.dataclass(frozen=True)
+class MountOptions:
+    """How a mount serves. A private mount serves only the user who mounted it; what is
+    closed becomes durable within `commit_interval` seconds; the daemon keeps at most
+    `cache_entries` entries of the namespace in memory."""
+
+    private: bool = False
+    commit_interval: float = DURABILITY_SECONDS
+    cache_entries: int = DEFAULT_CAPACITY
+
+    def as_arguments(self) -> list[str]:
+        """The same options on `fsobj mount`'s command line."""
+        return [
+            *(["--private"] if self.private else []),
+            f"--commit-interval={self.commit_interval}",
+            f"--cache-entries={self.cache_entries}",
+        ]
+
+
 def serve(
     store: Path,
     mountpoint: Path,
     on_ready: Callable[[], None] = lambda: None,
-    private: bool = False,
-    commit_interval: float = DURABILITY_SECONDS,
+    options: MountOptions = MountOptions(),
 ) -> None:
-    """Mount `store` at `mountpoint` and serve requests until unmounted or signalled.
-
-    A private mount serves only the user who mounted it. What is closed becomes durable
-    within `commit_interval` seconds.
-    """
+    """Mount `store` at `mountpoint` and serve requests until unmounted or signalled."""
     if not mountpoint.is_dir():
         raise MountError(f"mount point {mountpoint} is not a directory")
     try:
-        trio.run(_serve, store, mountpoint, on_ready, private, commit_interval)
+        trio.run(_serve, store, mountpoint, on_ready, options)
     except BaseExceptionGroup as group:
         raise single_error(group) from None
 
@@ -89,13 +105,13 @@ async def _serve(
     store_root: Path,
     mountpoint: Path,
     on_ready: Callable[[], None],
-    private: bool,
-    commit_interval: float,
+    options: MountOptions,
 ) -> None:
-    private = is_private(private)
+    private = is_private(options.private)
+    commit_interval = options.commit_interval
     async with (
         trio_asyncio.open_loop(),
-        open_store(store_root, str(mountpoint), CACHE_SECONDS) as store,
+        open_store(store_root, str(mountpoint), CACHE_SECONDS, options.cache_entries) as store,
     ):
         unclean = store.begin_mount()
         if unclean:
@@ -170,8 +186,7 @@ def start_background(
     store: Path,
     mountpoint: Path,
     log_level: str,
-    private: bool = False,
-    commit_interval: float = DURABILITY_SECONDS,
+    options: MountOptions = MountOptions(),
 ) -> int:
     """Start a mount in a new process; return its pid once the mount is usable."""
     log_path = store / "fsobj.log"
@@ -193,9 +208,7 @@ def start_background(
                 "--foreground",
                 "--ready-fd",
                 str(write_end),
-                *(["--private"] if private else []),
-                "--commit-interval",
-                str(commit_interval),
+                *options.as_arguments(),
                 "--store",
                 str(store),
                 str(mountpoint),

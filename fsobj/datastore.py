@@ -26,6 +26,7 @@ import logging
 import os
 import uuid
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import trio
@@ -416,13 +417,12 @@ class DataStore:
 
         await trio.to_thread.run_sync(syncfs)
 
-    def blob_ids(self) -> list[str]:
-        """The ids of all blobs on disk (a directory scan: for the collector and fsck)."""
-        blobs = []
-        for shard in os.scandir(self.blobs):
+    def blob_batches(self) -> Iterator[list[str]]:
+        """The ids of all blobs on disk, one shard directory at a time (a directory scan,
+        for the collector and fsck: memory holds one shard's names)."""
+        for shard in sorted(os.scandir(self.blobs), key=lambda shard: shard.name):
             with os.scandir(shard.path) as entries:
-                blobs += [entry.name for entry in entries if entry.is_file()]
-        return blobs
+                yield [entry.name for entry in entries if entry.is_file()]
 
     def capacity(self) -> os.statvfs_result:
         return os.statvfs(self.root)

@@ -27,6 +27,7 @@ from .store import Store, run_offline
 log = logging.getLogger(__name__)
 
 LOST_AND_FOUND = "lost-and-found"
+PAGE = 10_000  # objects checked per query: memory holds a page, never the store
 
 
 @dataclasses.dataclass
@@ -92,19 +93,25 @@ async def _damaged_objects(store: Store, verify: bool) -> list[tuple[Entry, str]
     """Objects whose blob is missing, resized or (with `verify`) corrupt; those already
     moved to lost-and-found were reported when they were moved, and are left alone."""
     lost = await store.meta.lookup(ROOT_INODE, LOST_AND_FOUND)
-    versions = await store.meta.object_versions(skip_parent=lost.inode if lost else None)
-    progress = Progress("verifying blobs" if verify else "checking blobs", len(versions))
-    damaged = []
-    for done, (inode, object_id, size, checksums) in enumerate(versions, 1):
-        if object_id is not None:
-            why = await trio.to_thread.run_sync(
-                store.data.blob_problem, object_id, size, checksums, verify
-            )
-            if why:
-                entry = await store.meta.get(inode)
-                assert entry is not None
-                damaged.append((entry, f"blob {object_id} {why}"))
+    skip = lost.inode if lost else None
+    progress = Progress(
+        "verifying blobs" if verify else "checking blobs", await store.meta.count_objects()
+    )
+    damaged: list[tuple[Entry, str]] = []
+    done, after = 0, 0
+    while versions := await store.meta.object_versions(after, PAGE, skip):
+        for inode, object_id, size, checksums in versions:
+            if object_id is not None:
+                why = await trio.to_thread.run_sync(
+                    store.data.blob_problem, object_id, size, checksums, verify
+                )
+                if why:
+                    entry = await store.meta.get(inode)
+                    assert entry is not None
+                    damaged.append((entry, f"blob {object_id} {why}"))
+        done, after = done + len(versions), versions[-1][0]
         progress.update(done)
+    progress.update(progress.total)
     return damaged
 
 

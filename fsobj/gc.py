@@ -36,15 +36,19 @@ class Collection:
 async def unreferenced_blobs(
     meta: MetadataStore, data: DataStore, busy: Callable[[], set[str]] | None = None
 ) -> list[str]:
-    """Blob ids on disk that no object names and the daemon is not busy with."""
-    on_disk = await trio.to_thread.run_sync(data.blob_ids)
-    # Asked before the query (a commit missing then had already recorded its blob) and
-    # after it (a blob that lost its name meanwhile waits for that to be durable).
-    left_alone = busy() if busy else set()
-    referenced = await meta.object_ids()
-    if busy:
-        left_alone |= busy()
-    return [blob for blob in on_disk if blob not in referenced and blob not in left_alone]
+    """Blob ids on disk that no object names and the daemon is not busy with. The ids on
+    disk go to the database a shard at a time, and the comparison runs there."""
+    batches = iter(await trio.to_thread.run_sync(data.blob_batches))
+    found: list[str] = []
+    while (batch := await trio.to_thread.run_sync(next, batches, None)) is not None:
+        # Asked before the query (a commit missing then had already recorded its blob)
+        # and after it (a blob that lost its name meanwhile waits for that to be durable).
+        left_alone = busy() if busy else set()
+        unnamed = await meta.unnamed_blobs(batch)
+        if busy:
+            left_alone |= busy()
+        found += [blob for blob in unnamed if blob not in left_alone]
+    return found
 
 
 async def collect(

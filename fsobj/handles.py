@@ -159,6 +159,9 @@ class OpenObjects:
     def get(self, fh: int) -> Handle:
         return self._handles[fh]
 
+    def open_handles(self) -> int:
+        return len(self._handles)
+
     def orphan(self, inode: int) -> Entry | None:
         return self._orphans.get(inode)
 
@@ -186,19 +189,33 @@ class OpenObjects:
             handle.follows = next(
                 (h for h in siblings if h.writable and h.process == process and process), None
             )
-        if handle.follows is None and entry.object_id is not None and not (writable and truncate):
+        self.meta.hold(entry.inode)  # the handle changes this very entry object
+        try:
+            await self._attach(handle, truncate)
+        except BaseException:
+            self.meta.let_go(entry.inode)
+            raise
+        siblings.add(handle)
+        self._handles[handle.fh] = handle
+        return handle
+
+    async def _attach(self, handle: Handle, truncate: bool) -> None:
+        """Give a new handle what it reads from: the current blob, or a staging file."""
+        entry = handle.entry
+        if (
+            handle.follows is None
+            and entry.object_id is not None
+            and not (handle.writable and truncate)
+        ):
             # Opened on the loop, with no await after reading object_id: a commit that
             # replaces the blob cannot unlink it in between.
             handle.version = Version.of(entry)
             handle.blob_fd = self._open_blob(handle.version, entry.name)
-        if writable and truncate:
+        if handle.writable and truncate:
             handle.staging = await self.data.stage(None)
             handle.dirty = True
             handle.modified_ns = time.time_ns()
             self._last_writer[entry.inode] = handle
-        siblings.add(handle)
-        self._handles[handle.fh] = handle
-        return handle
 
     def _pin(self, handle: Handle, version: Version | None) -> None:
         """Make the handle read `version` (None: an object with no content yet)."""
@@ -234,7 +251,8 @@ class OpenObjects:
     def _close(self, handle: Handle) -> None:
         self._discard_staging(handle)
         self._drop_ahead(handle)
-        self._handles.pop(handle.fh, None)
+        if self._handles.pop(handle.fh, None) is not None:
+            self.meta.let_go(handle.entry.inode)
         inode = handle.entry.inode
         siblings = self._by_inode.get(inode, set())
         siblings.discard(handle)

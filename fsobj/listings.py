@@ -74,6 +74,7 @@ class Listings:
                     next_id = entry.inode + DOTS
                     if not pyfuse3.readdir_reply(token, entry.name.encode(), attrs, next_id):
                         return
+                    self.handed_out(attrs)  # the kernel counts "." and ".." not
                 after = entry.inode
 
     @request

@@ -28,15 +28,22 @@ from typing import Any, TypeVar
 import aiosqlite
 import trio_asyncio
 
-from . import transactions
+from . import schema, transactions
 from .iam import Acl, Grant, Permission
+from .namespace_cache import DEFAULT_CAPACITY, NamespaceCache
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# An entry's row, and its blob's checksums from their own table (schema version 6).
 _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+    " object_id, size, etag, content_type, target, unsynced, subdirs"
+)
+_SELECT = (
+    "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
     " object_id, size, etag, content_type, target, checksums, unsynced, subdirs"
+    " FROM entries LEFT JOIN blob_checksums USING (object_id)"
 )
 
 
@@ -81,17 +88,12 @@ class Bucket:
 class MetadataStore:
     """Trio-facing interface to the metadata database. Use `open_metadata_store`."""
 
-    def __init__(self, conn: aiosqlite.Connection):
+    def __init__(self, conn: aiosqlite.Connection, cache_entries: int = DEFAULT_CAPACITY):
         self._conn = conn
-        self._entries: dict[int, Entry] = {}
-        self._by_name: dict[tuple[int, str], int] = {}
-        # Directories all of whose children are in the cache (those created since the
-        # store was opened): a name missing there is missing, with no query.
-        self._complete: set[int] = set()
-        self._user_metadata: dict[int, dict[str, bytes]] = {}
-        self._acls: dict[int, Acl] = {}
+        self._cache = NamespaceCache(cache_entries)
         # Entries whose row is not in the database yet (see the module's docstring).
-        self._unwritten: dict[int, Entry] = {}
+        self._unwritten = self._cache.unwritten
+        self._acls: dict[int, Acl] = {}  # per bucket, as long as it lives
         self._next_inode = 0  # set when the store opens
         # Group sync of new objects' blobs: commits record the current generation; a sync
         # starts a new one and, once the blobs are on disk, records that every generation
@@ -120,12 +122,31 @@ class MetadataStore:
             raise
 
     def _remember(self, entry: Entry) -> Entry:
-        cached = self._entries.get(entry.inode)
-        if cached is not None:
-            return cached  # the cache is authoritative; never let an older row replace it
-        self._entries[entry.inode] = entry
-        self._by_name[(entry.parent, entry.name)] = entry.inode
-        return entry
+        # the cache is authoritative: an older row read meanwhile never replaces it
+        return self._cache.add(entry)
+
+    def _changed(self, entry: Entry, changes: dict[str, Any]) -> None:
+        """Apply committed changes to `entry`, and to the cached entry of its inode if that
+        is another object (read back after `entry` was evicted)."""
+        cached = self._cache.get(entry.inode)
+        targets = [entry] if cached is None or cached is entry else [entry, cached]
+        for target in targets:
+            for name, value in changes.items():
+                setattr(target, name, value)
+
+    def hold(self, inode: int) -> None:
+        """Keep the inode's entry in memory until `let_go` (an open handle changes it)."""
+        self._cache.hold(inode)
+
+    def let_go(self, inode: int) -> None:
+        self._cache.let_go(inode)
+
+    def evict(self, inode: int) -> None:
+        """The kernel forgot the inode: its entry may leave the cache (unless held)."""
+        self._cache.evict(inode)
+
+    def cached_entries(self) -> int:
+        return len(self._cache)
 
     async def _write(
         self,
@@ -155,48 +176,41 @@ class MetadataStore:
             await self._write([], list(self._unwritten.values()))
 
     def _forget(self, inode: int) -> None:
-        self._unwritten.pop(inode, None)
-        entry = self._entries.pop(inode, None)
-        if entry is not None:
-            self._by_name.pop((entry.parent, entry.name), None)
-        self._complete.discard(inode)
-        self._user_metadata.pop(inode, None)
+        self._cache.drop(inode)
         self._acls.pop(inode, None)
 
     # -- entries ----------------------------------------------------------------------
 
     async def get(self, inode: int) -> Entry | None:
-        entry = self._entries.get(inode)
+        entry = self._cache.get(inode)
         if entry is not None:
             return entry
-        rows = await self._run(
-            transactions.select, f"SELECT {_COLUMNS} FROM entries WHERE inode = ?", (inode,)
-        )
-        return self._remember(Entry(*rows[0])) if rows else None
+        rows = await self._run(transactions.select, f"{_SELECT} WHERE inode = ?", (inode,))
+        return self._remember(_entry(rows[0])) if rows else None
 
     async def lookup(self, parent: int, name: str) -> Entry | None:
-        inode = self._by_name.get((parent, name))
-        if inode is not None:
-            return self._entries[inode]
-        if parent in self._complete:
+        entry = self._cache.named(parent, name)
+        if entry is not None:
+            return entry
+        if self._cache.knows_all_of(parent):
             return None
         rows = await self._run(
             transactions.select,
-            f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND name = ?",
+            f"{_SELECT} WHERE parent = ? AND name = ?",
             (parent, name),
         )
-        return self._remember(Entry(*rows[0])) if rows else None
+        return self._remember(_entry(rows[0])) if rows else None
 
     async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
         """One page of a directory, in inode order, starting after `after_inode`."""
         await self._write_all()
         rows = await self._run(
             transactions.select,
-            f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
+            f"{_SELECT} WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
             (parent, after_inode, limit),
         )
-        cached = self._entries.get
-        return [cached(row[0]) or self._remember(Entry(*row)) for row in rows]
+        cached = self._cache.get
+        return [cached(row[0]) or self._remember(_entry(row)) for row in rows]
 
     async def has_children(self, inode: int) -> bool:
         await self._write_all()
@@ -225,7 +239,7 @@ class MetadataStore:
         """Store a new entry, assigning its inode; a bucket also gets its bucket row. The
         parent directory's mtime changes in the same transaction. A `deferred` entry (a new
         object) is written with whatever first changes it."""
-        if (entry.parent, entry.name) in self._by_name:
+        if self._cache.has_name(entry.parent, entry.name):
             raise FileExistsError(errno.EEXIST, f"{entry.name} exists already")
         entry.inode = self._next_inode
         self._next_inode += 1  # before any await: concurrent inserts get their own
@@ -248,9 +262,22 @@ class MetadataStore:
                 raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
             self._counted_subdirs(counts)
         self._touched(entry.parent, entry.ctime_ns)
-        if entry.is_dir:
-            self._complete.add(entry.inode)
-        return self._remember(entry)
+        return self._cache.add(entry, complete=entry.is_dir)
+
+    async def insert_objects(self, entries: list[Entry]) -> None:
+        """Store many new objects, with their blobs committed already, in one transaction:
+        for loading a store in bulk (imports, benchmarks); they are not cached."""
+        statements = []
+        latest: dict[int, int] = {}  # each parent's times change once
+        for entry in entries:
+            entry.inode = self._next_inode
+            self._next_inode += 1
+            statements += _insert_statements(entry, touch=False)
+            latest[entry.parent] = max(latest.get(entry.parent, 0), entry.ctime_ns)
+        statements += [_touch(parent, now_ns) for parent, now_ns in latest.items()]
+        await self._run(transactions.write, statements)
+        for parent, now_ns in latest.items():
+            self._touched(parent, now_ns)
 
     async def update(self, entry: Entry, **changes: Any) -> None:
         """Change some columns of an entry, in the database and then in the cache. A new
@@ -282,8 +309,7 @@ class MetadataStore:
                 done.append(changes)
                 continue
             done.append((entry.object_id, changes))
-            for name, value in changes.items():
-                setattr(entry, name, value)
+            self._changed(entry, changes)
         return done
 
     async def delete(self, entry: Entry, now_ns: int) -> None:
@@ -331,23 +357,24 @@ class MetadataStore:
         self._counted_subdirs(counts)
         if replaced is not None:
             self._forget(replaced.inode)
-        self._by_name.pop((entry.parent, entry.name), None)
         self._touched(entry.parent, now_ns)
         self._touched(new_parent, now_ns)
-        entry.parent, entry.name, entry.ctime_ns = new_parent, new_name, now_ns
+        old_parent, old_name = entry.parent, entry.name
+        changes: dict[str, Any] = {"parent": new_parent, "name": new_name, "ctime_ns": now_ns}
         if replaced is not None:
-            entry.unsynced = 0
-        self._by_name[(new_parent, new_name)] = entry.inode
+            changes["unsynced"] = 0
+        self._changed(entry, changes)
+        self._cache.renamed(entry, old_parent, old_name)
 
     def _counted_subdirs(self, counts: dict[int, int]) -> None:
         """The cache's side of `_count_subdirs`, once its transaction is committed."""
         for directory, change in counts.items():
-            cached = self._entries.get(directory)
+            cached = self._cache.get(directory)
             if cached is not None:
                 cached.subdirs += change
 
     def _touched(self, inode: int, now_ns: int) -> None:
-        directory = self._entries.get(inode)
+        directory = self._cache.get(inode)
         if directory is not None:
             directory.mtime_ns = directory.ctime_ns = now_ns
 
@@ -394,14 +421,16 @@ class MetadataStore:
     # -- user metadata ----------------------------------------------------------------
 
     async def user_metadata(self, inode: int) -> dict[str, bytes]:
-        found = self._user_metadata.get(inode)
+        found = self._cache.user_metadata(inode)
         if found is None:
             rows = await self._run(
                 transactions.select,
                 "SELECT name, value FROM user_metadata WHERE inode = ?",
                 (inode,),
             )
-            found = self._user_metadata[inode] = {name: bytes(value) for name, value in rows}
+            found = self._cache.set_user_metadata(
+                inode, {name: bytes(value) for name, value in rows}
+            )
         return found
 
     async def set_user_metadata(self, inode: int, name: str, value: bytes | None) -> None:
@@ -427,11 +456,9 @@ class MetadataStore:
 
     # -- the store as a whole ---------------------------------------------------------
 
-    async def object_ids(self) -> set[str]:
-        rows = await self._run(
-            transactions.select, "SELECT object_id FROM entries WHERE object_id IS NOT NULL", ()
-        )
-        return {row[0] for row in rows}
+    async def unnamed_blobs(self, object_ids: list[str]) -> list[str]:
+        """Those of `object_ids` that no entry names (compared inside the database)."""
+        return await self._run(transactions.unnamed_blobs, object_ids)
 
     async def remove_pending_objects(self) -> list[str]:
         """Delete objects that were created but never committed (their writer died before
@@ -441,17 +468,26 @@ class MetadataStore:
             self._forget(inode)
         return [name for _, name in rows]
 
+    async def count_objects(self) -> int:
+        return (
+            await self._run(
+                transactions.select, "SELECT count(*) FROM entries WHERE kind = 'object'", ()
+            )
+        )[0][0]
+
     async def object_versions(
-        self, skip_parent: int | None = None
+        self, after_inode: int, limit: int, skip_parent: int | None = None
     ) -> list[tuple[int, str | None, int, bytes | None]]:
-        """(inode, object_id, size, checksums) of every object (but those directly in
-        `skip_parent`), for checks."""
-        return await self._run(
+        """(inode, object_id, size, checksums) of a page of objects in inode order (but
+        those directly in `skip_parent`), for checks."""
+        rows = await self._run(
             transactions.select,
-            "SELECT inode, object_id, size, checksums FROM entries"
-            " WHERE kind = 'object' AND parent IS NOT ?",
-            (skip_parent,),
+            "SELECT inode, object_id, size, checksums"
+            " FROM entries LEFT JOIN blob_checksums USING (object_id)"
+            " WHERE inode > ? AND kind = 'object' AND parent IS NOT ? ORDER BY inode LIMIT ?",
+            (after_inode, skip_parent, limit),
         )
+        return [(inode, _blob_name(key), size, sums) for inode, key, size, sums in rows]
 
     async def check(self) -> list[str]:
         """Problems in the database itself and in the invariants of the namespace."""
@@ -487,12 +523,14 @@ class MetadataStore:
     async def unsynced_objects(self) -> list[tuple[int, str, str, int, bytes | None]]:
         """(inode, name, object_id, size, checksums) of objects whose blob may not have
         reached the disk: after a crash, what must be verified."""
-        return await self._run(
+        rows = await self._run(
             transactions.select,
-            "SELECT inode, name, object_id, size, checksums FROM entries"
+            "SELECT inode, name, object_id, size, checksums"
+            " FROM entries LEFT JOIN blob_checksums USING (object_id)"
             " WHERE unsynced != 0 AND unsynced > ?",
             (self._synced_through,),
         )
+        return [(inode, name, _blob_name(key), size, sums) for inode, name, key, size, sums in rows]
 
     async def settle_unsynced(self, lost: list[int]) -> None:
         """After a crash, once the blobs that survived are durable: remove the objects
@@ -535,22 +573,40 @@ def _count_subdirs(counts: dict[int, int]) -> list[tuple[str, tuple]]:
     ]
 
 
-def _insert_statements(entry: Entry) -> list[tuple[str, tuple]]:
-    values = dataclasses.astuple(entry)
-    return [
-        (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values),
-        _touch(entry.parent, entry.ctime_ns),
+def _entry(row: tuple) -> Entry:
+    entry = Entry(*row)
+    entry.object_id = _blob_name(entry.object_id)  # type: ignore[arg-type]
+    return entry
+
+
+def _blob_name(key: bytes | None) -> str | None:
+    return None if key is None else schema.blob_name(key)
+
+
+def _insert_statements(entry: Entry, touch: bool = True) -> list[tuple[str, tuple]]:
+    row = {name: getattr(entry, name) for name in _COLUMNS.replace(" ", "").split(",")}
+    key = None
+    if entry.object_id is not None:
+        key = row["object_id"] = schema.blob_key(entry.object_id)
+    values = tuple(row.values())
+    statements = [
+        (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
     ]
+    if touch:
+        statements.append(_touch(entry.parent, entry.ctime_ns))
+    if key is not None and entry.checksums is not None:
+        statements.append(transactions.record_checksums(key, entry.checksums))
+    return statements
 
 
-async def open_metadata_store(path: Path) -> MetadataStore:
+async def open_metadata_store(path: Path, cache_entries: int = DEFAULT_CAPACITY) -> MetadataStore:
     """Open (creating and migrating as needed) the metadata database at `path`.
 
     Must run inside `trio_asyncio.open_loop()`.
     """
     connecting = aiosqlite.connect(str(path), isolation_level=None, check_same_thread=False)
     conn = await trio_asyncio.aio_as_trio(connecting.__aenter__)()
-    store = MetadataStore(conn)
+    store = MetadataStore(conn, cache_entries)
     try:
         store._next_inode, store._synced_through, recorded = await store._run(transactions.setup)
         # Generations only grow, so a mark left by an earlier mount is never taken for one

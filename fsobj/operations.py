@@ -84,6 +84,9 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         # while no kernel is connected (tests in-process, the last commits at unmount).
         self.notify_kernel = False
         self.objects.committed = self._invalidate_attributes
+        # How many times the kernel was handed each inode (lookup, create, readdirplus ...):
+        # at zero, `forget`, it holds nothing of it, and the entry may leave the cache.
+        self._lookups: dict[int, int] = {}
 
     # -- resolving requests -------------------------------------------------------------
 
@@ -232,6 +235,27 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             with contextlib.suppress(OSError):  # ENOENT: the kernel holds no such inode
                 pyfuse3.invalidate_inode(inode, attr_only=True)
 
+    def handed_out(self, attrs: pyfuse3.EntryAttributes) -> pyfuse3.EntryAttributes:
+        """The kernel takes a reference to the inode of a reply that names an entry."""
+        self._lookups[attrs.st_ino] = self._lookups.get(attrs.st_ino, 0) + 1
+        return attrs
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        for inode, count in inode_list:
+            left = self._lookups.pop(inode, 0) - count
+            if left > 0:
+                self._lookups[inode] = left
+            else:
+                self.meta.evict(inode)
+
+    def _missing(self) -> pyfuse3.EntryAttributes:
+        """The answer to a lookup of a name that does not exist: the kernel may remember
+        that for as long as it keeps names (every change of names passes through it)."""
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = 0
+        attrs.entry_timeout = self.cache_seconds
+        return attrs
+
     # -- names ----------------------------------------------------------------------------
 
     @request
@@ -239,7 +263,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         parent = await self._entry(parent_inode)
         if name in (b".", b".."):
             target = parent if name == b"." else await self._entry(parent.parent or ROOT_INODE)
-            return await self._attributes(target)
+            return self.handed_out(await self._attributes(target))
         try:
             text = names.decode_component(name)
         except names.BadName as bad:
@@ -248,8 +272,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT) from None
         entry = await self.meta.lookup(parent_inode, text)
         if entry is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        return await self._attributes(entry)
+            return self._missing()
+        return self.handed_out(await self._attributes(entry))
 
     @request
     async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
@@ -347,7 +371,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         await self.meta.insert(entry, bucket_owner=ctx.uid if kind == "bucket" else None)
         if kind == "bucket":
             log.info("created bucket %s for uid %d", text, ctx.uid)
-        return await self._attributes(entry)
+        return self.handed_out(await self._attributes(entry))
 
     @request
     async def symlink(
@@ -367,7 +391,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         entry.target = target_text
         entry.size = len(target)
         await self.meta.insert(entry)
-        return self.attributes(entry)
+        return self.handed_out(self.attributes(entry))
 
     @request
     async def mknod(
@@ -379,7 +403,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             text = await self._new_name(parent, name, special)
             entry = self._new_entry(parent, text, special, mode, ctx)
             await self.meta.insert(entry)
-            return self.attributes(entry)
+            return self.handed_out(self.attributes(entry))
         if not stat.S_ISREG(mode):
             raise Refused(
                 errno.EPERM,
@@ -389,7 +413,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             )
         entry, handle = await self._create_object(parent, name, mode, ctx)
         await self.objects.release(handle)
-        return self.attributes(entry)
+        return self.handed_out(self.attributes(entry))
 
     @request
     async def link(
@@ -508,7 +532,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         parent = await self._entry(parent_inode)
         entry, handle = await self._create_object(parent, name, mode, ctx)
         info = pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
-        return info, self.attributes(entry)
+        return info, self.handed_out(self.attributes(entry))
 
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
@@ -576,8 +600,16 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         result.f_namemax = names.MAX_COMPONENT_BYTES
         return result
 
-    async def forget(self, inode_list: Any) -> None:
-        return None
+    def stats(self) -> dict[str, int]:
+        """What the daemon holds in memory, for `fsobj stats`."""
+        with open("/proc/self/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+        return {
+            "cached_entries": self.meta.cached_entries(),
+            "kernel_inodes": len(self._lookups),
+            "open_handles": self.objects.open_handles(),
+            "resident_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"),
+        }
 
     async def collect_garbage(self) -> gc.Collection:
         return await gc.collect(self.meta, self.data, self.objects.busy_blobs)

@@ -7,6 +7,7 @@ key is the path of names from its bucket down; its blob is named by `object_id`.
 
 import sqlite3
 import time
+import uuid
 
 ROOT_INODE = 1
 
@@ -115,6 +116,61 @@ MIGRATIONS: list[str] = [
         WHERE c.parent = entries.inode AND c.kind IN ('bucket', 'dir') AND c.inode != 1)
     WHERE kind IN ('root', 'bucket', 'dir');
     """,
+    # 6: ten million objects. Blob ids are 16 bytes, not 36 characters of text; the
+    # checksums of a blob leave the namespace's rows (which lookups and listings read) for
+    # a table of their own, kept by triggers: a blob that no entry names loses them.
+    """
+    CREATE TABLE blob_checksums (
+        object_id BLOB PRIMARY KEY,  -- 16 bytes: the blob's UUID
+        checksums BLOB NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO blob_checksums (object_id, checksums)
+    SELECT uuid_bytes(object_id), checksums FROM entries
+    WHERE object_id IS NOT NULL AND checksums IS NOT NULL;
+    CREATE TABLE entries_new (
+        inode        INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent       INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN
+                     ('root', 'bucket', 'dir', 'object', 'symlink', 'fifo', 'socket')),
+        mode         INTEGER NOT NULL,
+        uid          INTEGER NOT NULL,
+        gid          INTEGER NOT NULL,
+        atime_ns     INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        ctime_ns     INTEGER NOT NULL,
+        object_id    BLOB,                -- 16 bytes: the UUID of the object's blob
+        size         INTEGER NOT NULL DEFAULT 0,
+        etag         TEXT,
+        content_type TEXT,
+        target       TEXT,
+        unsynced     INTEGER NOT NULL DEFAULT 0,
+        subdirs      INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (parent, name)
+    );
+    INSERT INTO entries_new (inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,
+        ctime_ns, object_id, size, etag, content_type, target, unsynced, subdirs)
+    SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,
+        uuid_bytes(object_id), size, etag, content_type, target, unsynced, subdirs
+    FROM entries;
+    UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'entries')
+    WHERE name = 'entries_new';
+    DROP TABLE entries;
+    ALTER TABLE entries_new RENAME TO entries;
+    CREATE INDEX entries_by_parent ON entries (parent);
+    CREATE INDEX entries_by_object ON entries (object_id) WHERE object_id IS NOT NULL;
+    CREATE INDEX entries_unsynced ON entries (unsynced) WHERE unsynced != 0;
+    CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON entries
+    WHEN old.object_id IS NOT NULL BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
+    END;
+    CREATE TRIGGER blob_unnamed_by_update AFTER UPDATE OF object_id ON entries
+    WHEN old.object_id IS NOT NULL AND old.object_id IS NOT new.object_id BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -122,6 +178,20 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class SchemaError(Exception):
     pass
+
+
+def blob_key(object_id: str) -> bytes:
+    """A blob's id as the database keeps it: the UUID's 16 bytes."""
+    return uuid.UUID(object_id).bytes
+
+
+def blob_name(key: bytes) -> str:
+    """A blob's id as the data store names it, from the database's 16 bytes."""
+    return str(uuid.UUID(bytes=key))
+
+
+def _uuid_bytes(text: str | None) -> bytes | None:
+    return None if text is None else blob_key(text)
 
 
 def _statements(script: str) -> list[str]:
@@ -139,6 +209,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to SCHEMA_VERSION; returns the version it had before. Foreign
     keys must be off (a migration may make a table anew); each migration ends with a
     check that they hold."""
+    conn.create_function("uuid_bytes", 1, _uuid_bytes, deterministic=True)
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise SchemaError(

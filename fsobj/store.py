@@ -26,6 +26,7 @@ import trio_asyncio
 from .datastore import DataStore
 from .iam import Policy
 from .metadata import MetadataStore, open_metadata_store
+from .namespace_cache import DEFAULT_CAPACITY
 from .operations import Operations
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,10 @@ def _take_lock(root: Path, mountpoint: str) -> int:
 
 @contextlib.asynccontextmanager
 async def open_store(
-    root: Path, mountpoint: str = "", kernel_cache_seconds: float = 0.0
+    root: Path,
+    mountpoint: str = "",
+    kernel_cache_seconds: float = 0.0,
+    cache_entries: int = DEFAULT_CAPACITY,
 ) -> AsyncIterator[Store]:
     """Own the store at `root` (creating it when absent) for the duration of the block.
 
@@ -175,7 +179,7 @@ async def open_store(
     try:
         data = DataStore(root)
         try:
-            meta = await open_metadata_store(root / "meta.sqlite3")
+            meta = await open_metadata_store(root / "meta.sqlite3", cache_entries)
         except Exception as error:
             raise StoreError(f"cannot open the metadata of store {root}: {error}") from None
         try:

@@ -57,12 +57,46 @@ def update_many(
                 results.append(error)
                 continue
         results.append(changes)
-        columns = ", ".join(f"{name} = ?" for name in changes)
-        statements.append(
-            (f"UPDATE entries SET {columns} WHERE inode = ?", (*changes.values(), inode))
-        )
+        row = dict(changes)
+        checksums = row.pop("checksums", None)
+        if row.get("object_id") is not None:
+            row["object_id"] = schema.blob_key(row["object_id"])
+            if checksums is not None:
+                statements.append(record_checksums(row["object_id"], checksums))
+        columns = ", ".join(f"{name} = ?" for name in row)
+        statements.append((f"UPDATE entries SET {columns} WHERE inode = ?", (*row.values(), inode)))
     write(conn, statements)
     return results
+
+
+def record_checksums(key: bytes, checksums: bytes) -> tuple[str, tuple]:
+    """The statement that records a blob's checksums (key: its id as stored)."""
+    return (
+        "INSERT OR REPLACE INTO blob_checksums (object_id, checksums) VALUES (?, ?)",
+        (key, checksums),
+    )
+
+
+def unnamed_blobs(conn: sqlite3.Connection, object_ids: list[str]) -> list[str]:
+    """Those of `object_ids` that no entry names: a set difference inside SQLite, so a
+    collector's memory holds one batch of ids, never the store's."""
+    names, odd = {}, []
+    for object_id in object_ids:
+        try:
+            names[schema.blob_key(object_id)] = object_id  # as named on disk
+        except ValueError:
+            odd.append(object_id)  # not a blob's name: nothing can name it
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed_blobs (id BLOB PRIMARY KEY) WITHOUT ROWID")
+    conn.execute("DELETE FROM temp.listed_blobs")
+    conn.executemany(
+        "INSERT OR IGNORE INTO temp.listed_blobs (id) VALUES (?)", [(key,) for key in names]
+    )
+    rows = conn.execute(
+        "SELECT id FROM temp.listed_blobs"
+        " WHERE NOT EXISTS (SELECT 1 FROM entries WHERE object_id = listed_blobs.id)"
+    ).fetchall()
+    conn.execute("DELETE FROM temp.listed_blobs")
+    return odd + [names[key] for (key,) in rows]
 
 
 def make_durable(conn: sqlite3.Connection, synced_through: int | None) -> None:
@@ -97,7 +131,7 @@ INVARIANTS = {
     "directory whose count of subdirectories is wrong": "SELECT d.inode, d.name FROM entries d"
     " WHERE d.kind IN ('root', 'bucket', 'dir') AND d.subdirs != (SELECT count(*) FROM entries c"
     " WHERE c.parent = d.inode AND c.kind IN ('bucket', 'dir') AND c.inode != 1)",
-    "two entries share a blob": "SELECT min(inode), object_id FROM entries"
+    "two entries share a blob": "SELECT min(inode), hex(object_id) FROM entries"
     " WHERE object_id IS NOT NULL GROUP BY object_id HAVING count(*) > 1",
 }
 

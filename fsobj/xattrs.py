@@ -11,6 +11,8 @@
   have none: their mode bits decide.
 * `user.fsobj.gc` on the mount's top directory: reading it runs garbage collection now
   and returns its report (administrators only); `fsobj gc MOUNT` works through it.
+* `user.fsobj.stats` on the mount's top directory: what the daemon holds in memory, one
+  `NAME VALUE` line each (administrators only); `fsobj stats MOUNT` prints it.
 
 None of the `user.fsobj.*` names is listed, so copying tools do not try to copy them.
 """
@@ -33,6 +35,7 @@ SYSTEM_PREFIX = "user.fsobj."
 CONTENT_TYPE = "user.fsobj.content-type"
 ACL = "user.fsobj.acl"
 GC = "user.fsobj.gc"
+STATS = "user.fsobj.stats"
 
 
 class MetadataAttributes:
@@ -66,9 +69,11 @@ class MetadataAttributes:
                 return posix_acl.encode(entries)
         if not text.startswith("user."):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        if text == GC and entry.kind == "root":
+        if text in (GC, STATS) and entry.kind == "root":
             if not self.iam.is_admin(self.iam.identify(ctx)):
-                raise Refused(errno.EACCES, (entry, None), "only administrators collect garbage")
+                raise Refused(errno.EACCES, (entry, None), f"{text} is for administrators")
+            if text == STATS:
+                return "".join(f"{k} {v}\n" for k, v in self.stats().items()).encode()
             return str(await self.collect_garbage()).encode()
         if text == ACL:
             await self._require(ctx, entry, Permission.READ_ACP)

@@ -2,14 +2,15 @@
 
 import hashlib
 import re
-import sqlite3
 import subprocess
 import time
 import uuid
 
 from conftest import fsobj_cli
 
-from fsobj import schema
+from fsobj.metadata import Entry
+from fsobj.schema import ROOT_INODE
+from fsobj.store import Store, run_offline
 
 COUNT = 100_000
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
@@ -19,26 +20,37 @@ def fill_bucket(store, name: str, count: int) -> None:
     """Write `count` empty objects straight into an unmounted store (fast set-up; the mount
     tests create objects through the mount): a blob file and a metadata row each."""
     fsobj_cli("bucket", "create", "--store", str(store), name)
-    conn = sqlite3.connect(store / "meta.sqlite3", isolation_level=None)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
-    (bucket,) = conn.execute("SELECT inode FROM entries WHERE name = ?", (name,)).fetchone()
-    now = time.time_ns()
-    rows = []
-    for i in range(count):
-        object_id = str(uuid.uuid4())
-        blob = store / "blobs" / object_id[:2] / object_id
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.touch(0o400)
-        rows.append((bucket, f"object-{i:06d}", now, now, now, object_id, EMPTY_MD5))
-    conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO entries (parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,"
-        " ctime_ns, object_id, size, etag, checksums)"
-        " VALUES (?, ?, 'object', 420, 0, 0, ?, ?, ?, ?, 0, ?, x'')",
-        rows,
-    )
-    conn.execute("COMMIT")
-    conn.close()
+
+    async def fill(opened: Store) -> None:
+        bucket = await opened.meta.lookup(ROOT_INODE, name)
+        now = time.time_ns()
+        objects = []
+        for i in range(count):
+            object_id = str(uuid.uuid4())
+            blob = store / "blobs" / object_id[:2] / object_id
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.touch(0o400)
+            objects.append(
+                Entry(
+                    0,
+                    bucket.inode,
+                    f"object-{i:06d}",
+                    "object",
+                    0o644,
+                    0,
+                    0,
+                    now,
+                    now,
+                    now,
+                    object_id,
+                    0,
+                    EMPTY_MD5,
+                    checksums=b"",
+                )
+            )
+        await opened.meta.insert_objects(objects)
+
+    run_offline(store, fill)
 
 
 def test_list_100k_objects(mount):

@@ -178,12 +178,14 @@ def test_blobs_of_a_store_made_before_the_shallow_layout_are_moved_once(tmp_path
         old.parent.mkdir(parents=True, exist_ok=True)
         old.write_text(object_id)
     data = DataStore(tmp_path)
-    assert sorted(data.blob_ids()) == sorted(ids)
+    assert sorted(b for batch in data.blob_batches() for b in batch) == sorted(ids)
     for object_id in ids:
         assert data.blob_path(object_id).read_text() == object_id
     assert len(list((tmp_path / "blobs").iterdir())) == 256
     assert (tmp_path / "layout").read_text() == "blobs/ab/UUID\n"
-    assert sorted(DataStore(tmp_path).blob_ids()) == sorted(ids)  # nothing moves again
+    assert sorted(b for batch in DataStore(tmp_path).blob_batches() for b in batch) == sorted(
+        ids
+    )  # nothing moves again
 
 
 async def test_staged_content_moves_from_memory_to_a_file_unchanged(tmp_path):
@@ -283,8 +285,8 @@ def test_a_store_of_schema_4_is_upgraded_with_its_entries_grants_and_inode_numbe
     for inode, parent, name, kind in rows:
         conn.execute(
             "INSERT INTO entries (inode, parent, name, kind, mode, uid, gid, atime_ns,"
-            " mtime_ns, ctime_ns, object_id) VALUES (?, ?, ?, ?, 448, 0, 0, 0, 0, 0, 'x' || ?)",
-            (inode, parent, name, kind, inode),
+            " mtime_ns, ctime_ns, object_id) VALUES (?, ?, ?, ?, 448, 0, 0, 0, 0, 0, ?)",
+            (inode, parent, name, kind, new_object_id() if kind == "object" else None),
         )
     conn.execute("INSERT INTO buckets VALUES (2, 7, 0)")
     conn.execute("INSERT INTO grants VALUES (2, 'everyone', 'READ')")
@@ -307,3 +309,98 @@ def test_a_store_of_schema_4_is_upgraded_with_its_entries_grants_and_inode_numbe
     )
     conn.execute("DELETE FROM entries WHERE inode = 2")  # cascades as before
     assert conn.execute("SELECT count(*) FROM grants").fetchone() == (0,)
+
+
+async def test_a_store_of_schema_5_is_upgraded_to_compact_blob_ids_and_separate_checksums(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "meta.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    with monkeypatch.context() as old:
+        old.setattr(schema, "SCHEMA_VERSION", 5)
+        schema.migrate(conn)
+    blobs = {name: new_object_id() for name in ("a", "b")}
+    conn.execute(
+        "INSERT INTO entries (inode, parent, name, kind, mode, uid, gid, atime_ns,"
+        " mtime_ns, ctime_ns) VALUES (2, 1, 'bkt', 'bucket', 448, 0, 0, 0, 0, 0)"
+    )
+    conn.execute("INSERT INTO buckets VALUES (2, 0, 0)")
+    for inode, (name, object_id) in enumerate(blobs.items(), 3):
+        conn.execute(
+            "INSERT INTO entries (inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,"
+            " ctime_ns, object_id, size, checksums) VALUES (?, 2, ?, 'object', 420, 0, 0, 0, 0,"
+            " 0, ?, 1, ?)",
+            (inode, name, object_id, name.encode() * 4),
+        )
+    conn.close()
+    async with trio_asyncio.open_loop():
+        meta = await open_metadata_store(path)
+        try:
+            found = await meta.lookup(2, "a")
+            assert (found.object_id, found.checksums) == (blobs["a"], b"aaaa")
+            versions = await meta.object_versions(0, 10)
+            assert [v[1:] for v in versions] == [(blobs["a"], 1, b"aaaa"), (blobs["b"], 1, b"bbbb")]
+            other = new_object_id()
+            assert await meta.unnamed_blobs([blobs["a"], other, "not-a-blob"]) == [
+                "not-a-blob",
+                other,
+            ]
+            await meta.delete(found, time.time_ns())  # its blob's checksums go with it
+        finally:
+            await meta.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute(
+            "SELECT length(object_id) FROM entries WHERE name = 'b'"
+        ).fetchone() == (16,)
+        assert conn.execute("SELECT count(*) FROM blob_checksums").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
+
+
+async def test_every_statement_of_the_hot_paths_is_an_index_search(meta, tmp_path):
+    """Lookups, listings, commits, renames, deletes and the collector's comparison each
+    find their rows through an index: none scans a table that grows with the store."""
+    ran: list[str] = []
+    await meta._run(lambda conn: conn.set_trace_callback(ran.append))
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    directory = await meta.insert(new_entry(bucket.inode, "dir", "dir"))
+    obj = await meta.insert(new_entry(directory.inode, "k"), deferred=True)
+    await meta.update_many([(obj, {"object_id": new_object_id(), "size": 1, "checksums": b"1234"})])
+    await meta.update_many([(obj, {"object_id": new_object_id(), "size": 2, "checksums": b"5678"})])
+    await meta.set_user_metadata(obj.inode, "color", b"blue")
+    await meta.set_grants(bucket.inode, ())
+    meta._cache = type(meta._cache)(capacity=1)  # nothing cached: every read asks the database
+    meta._unwritten = meta._cache.unwritten
+    meta._acls.clear()
+    await meta.get(obj.inode)
+    await meta.lookup(directory.inode, "k")
+    await meta.lookup(directory.inode, "missing")
+    await meta.children(directory.inode, 0, 100)
+    await meta.has_children(directory.inode)
+    await meta.user_metadata(obj.inode)
+    await meta.acl(bucket.inode)
+    moved = await meta.lookup(directory.inode, "k")
+    await meta.move(moved, bucket.inode, "k2", time.time_ns(), None)
+    await meta.unnamed_blobs([new_object_id(), moved.object_id])
+    await meta.unsynced_objects()
+    await meta.delete(moved, time.time_ns())
+    await meta._run(lambda conn: conn.set_trace_callback(None))
+    statements = {
+        sql
+        for sql in ran
+        if sql.split()[0].upper() in ("SELECT", "UPDATE", "DELETE", "INSERT")
+        and "listed_blobs (id) VALUES" not in sql
+    }
+    assert len(statements) > 10
+    # what the triggers run when an entry stops naming a blob
+    statements.add(
+        "DELETE FROM blob_checksums WHERE object_id = x'00' AND NOT EXISTS"
+        " (SELECT 1 FROM entries WHERE object_id = x'00')"
+    )
+    with sqlite3.connect(tmp_path / "meta.sqlite3") as conn:
+        conn.execute("CREATE TEMP TABLE listed_blobs (id BLOB PRIMARY KEY) WITHOUT ROWID")
+        for sql in statements:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            scans = [
+                step for step in plan if step.startswith("SCAN") and "listed_blobs" not in step
+            ]
+            assert not scans, f"{sql}: {plan}"

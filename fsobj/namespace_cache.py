@@ -1,0 +1,131 @@
+"""What the metadata store keeps of the namespace in memory, bounded.
+
+The store writes through this cache (one process owns a store, so a cached entry is the
+truth), and every entry in it can be read back from the database, so an entry may go at
+any time, least recently used first, except those that exist only here or are shared:
+
+* entries whose row is not written yet (`unwritten`: new objects before their first
+  commit);
+* entries that something holds (an open handle changes its entry in place, so the entry
+  must stay the one object that every request sees).
+
+The kernel's own lookups are released through `forget` (operations.py), which evicts the
+entry here at once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .metadata import Entry
+
+# About 600 bytes each with their names and ids: 100,000 entries are some 60 MiB.
+DEFAULT_CAPACITY = 100_000
+
+
+class NamespaceCache:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY):
+        self.capacity = capacity
+        self._entries: OrderedDict[int, Entry] = OrderedDict()
+        self._by_name: dict[tuple[int, str], int] = {}
+        # Directories all of whose children are cached (made since the store was opened,
+        # and none of their children evicted): a name missing there is missing.
+        self._complete: set[int] = set()
+        self._user_metadata: dict[int, dict[str, bytes]] = {}
+        self._held: dict[int, int] = {}
+        self.unwritten: dict[int, Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, inode: int) -> Entry | None:
+        entry = self._entries.get(inode)
+        if entry is not None:
+            self._entries.move_to_end(inode)
+        return entry
+
+    def named(self, parent: int, name: str) -> Entry | None:
+        inode = self._by_name.get((parent, name))
+        return None if inode is None else self.get(inode)
+
+    def has_name(self, parent: int, name: str) -> bool:
+        return (parent, name) in self._by_name
+
+    def knows_all_of(self, directory: int) -> bool:
+        """Whether every child of `directory` is cached: a name not found is missing."""
+        return directory in self._complete
+
+    def add(self, entry: Entry, complete: bool = False) -> Entry:
+        """Cache an entry read or made; returns the cached one, which wins over an older
+        row read meanwhile. `complete`: a new directory, whose children all pass here."""
+        cached = self.get(entry.inode)
+        if cached is not None:
+            return cached
+        self._entries[entry.inode] = entry
+        self._by_name[(entry.parent, entry.name)] = entry.inode
+        if complete:
+            self._complete.add(entry.inode)
+        if len(self._entries) > self.capacity:
+            self._shrink()
+        return entry
+
+    def renamed(self, entry: Entry, old_parent: int, old_name: str) -> None:
+        """`entry` (already changed) had the name `old_name` in `old_parent`."""
+        if self._by_name.get((old_parent, old_name)) == entry.inode:
+            del self._by_name[(old_parent, old_name)]
+        if entry.inode in self._entries:
+            self._by_name[(entry.parent, entry.name)] = entry.inode
+
+    def drop(self, inode: int) -> None:
+        """The entry is gone from the namespace."""
+        self.unwritten.pop(inode, None)
+        self._held.pop(inode, None)
+        self._remove(inode)
+
+    def evict(self, inode: int) -> None:
+        """Nobody needs the entry in memory now (the kernel forgot it), unless it is held."""
+        if inode not in self._held and inode not in self.unwritten:
+            self._remove(inode)
+
+    def hold(self, inode: int) -> None:
+        self._held[inode] = self._held.get(inode, 0) + 1
+
+    def let_go(self, inode: int) -> None:
+        left = self._held.get(inode, 0) - 1
+        if left > 0:
+            self._held[inode] = left
+        else:
+            self._held.pop(inode, None)
+
+    def _remove(self, inode: int) -> None:
+        entry = self._entries.pop(inode, None)
+        if entry is not None:
+            if self._by_name.get((entry.parent, entry.name)) == inode:
+                del self._by_name[(entry.parent, entry.name)]
+            self._complete.discard(entry.parent)  # no longer knows all of its children
+        self._complete.discard(inode)
+        self._user_metadata.pop(inode, None)
+
+    def _shrink(self) -> None:
+        """Evict the least recently used entries down to capacity, skipping those that
+        must stay (they move to the recent end, so each is passed over once)."""
+        for _ in range(len(self._entries)):
+            if len(self._entries) <= self.capacity:
+                return
+            inode = next(iter(self._entries))
+            if inode in self._held or inode in self.unwritten:
+                self._entries.move_to_end(inode)
+            else:
+                self._remove(inode)
+
+    # -- user metadata, kept while its entry is -------------------------------------------
+
+    def user_metadata(self, inode: int) -> dict[str, bytes] | None:
+        return self._user_metadata.get(inode)
+
+    def set_user_metadata(self, inode: int, items: dict[str, bytes]) -> dict[str, bytes]:
+        if inode in self._entries:
+            self._user_metadata[inode] = items
+        return items

@@ -1,0 +1,144 @@
+"""The daemon's memory stays bounded: the namespace cache evicts, the kernel's references are
+released through forget. In-process, without FUSE, and on a mount."""
+
+import os
+import time
+
+import pytest
+import trio_asyncio
+from conftest import as_user, fsobj_cli, mounted_at
+
+from fsobj import schema
+from fsobj.metadata import Entry, open_metadata_store
+from fsobj.namespace_cache import NamespaceCache
+
+
+def new_entry(parent: int, name: str, kind: str = "object") -> Entry:
+    now = time.time_ns()
+    return Entry(0, parent, name, kind, 0o644, 0, 0, now, now, now)
+
+
+@pytest.fixture
+async def small_meta(tmp_path):
+    async with trio_asyncio.open_loop():
+        store = await open_metadata_store(tmp_path / "meta.sqlite3", cache_entries=10)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+def test_the_cache_evicts_the_least_recently_used_but_never_a_held_or_unwritten_entry():
+    cache = NamespaceCache(capacity=3)
+    entries = [new_entry(1, f"e{i}") for i in range(6)]
+    for inode, entry in enumerate(entries, 10):
+        entry.inode = inode
+    cache.add(entries[0])
+    cache.hold(10)
+    cache.add(entries[1])
+    cache.unwritten[11] = entries[1]
+    cache.add(entries[2])
+    cache.get(12)
+    for entry in entries[3:]:
+        cache.add(entry)
+    assert len(cache) == 3
+    assert cache.get(10) is entries[0] and cache.get(11) is entries[1]
+    assert cache.named(1, "e5") is entries[5] and cache.named(1, "e2") is None
+    cache.let_go(10)
+    cache.evict(10)
+    assert cache.get(10) is None and cache.named(1, "e0") is None
+
+
+def test_a_directory_with_an_evicted_child_no_longer_answers_for_missing_names():
+    cache = NamespaceCache(capacity=2)
+    directory, child, other = new_entry(1, "d", "dir"), new_entry(5, "c"), new_entry(1, "x")
+    directory.inode, child.inode, other.inode = 5, 6, 7
+    cache.add(directory, complete=True)
+    cache.add(child)
+    assert cache.knows_all_of(5)
+    cache.get(5)
+    cache.add(other)  # evicts the child
+    assert cache.get(6) is None and not cache.knows_all_of(5)
+
+
+async def test_a_store_with_a_small_cache_answers_as_one_with_everything_cached(small_meta):
+    meta = small_meta
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    directory = await meta.insert(new_entry(bucket.inode, "dir", "dir"))
+    made = [await meta.insert(new_entry(directory.inode, f"k{i}")) for i in range(50)]
+    await meta.update(made[0], mode=0o600)
+    assert meta.cached_entries() <= 10
+    for entry in made:
+        found = await meta.lookup(directory.inode, entry.name)
+        assert found is not None and found.inode == entry.inode
+    assert (await meta.lookup(directory.inode, "k0")).mode == 0o600
+    assert await meta.lookup(directory.inode, "missing") is None
+    # a change through an entry object that was evicted reaches the one cached since
+    stale = made[1]
+    fresh = await meta.lookup(directory.inode, "k1")
+    assert fresh is not stale
+    await meta.update(stale, mode=0o640)
+    assert fresh.mode == 0o640
+    await meta.move(stale, directory.inode, "renamed", time.time_ns(), None)
+    assert (await meta.lookup(directory.inode, "renamed")).inode == stale.inode
+    assert await meta.lookup(directory.inode, "k1") is None
+    pages = await meta.children(directory.inode, 0, 100)
+    assert len(pages) == 50
+    assert (await meta.get(directory.inode)).subdirs == 0
+    assert (await meta.get(bucket.inode)).subdirs == 1
+    assert meta.cached_entries() <= 10
+
+
+async def test_an_entry_held_by_an_open_handle_stays_the_one_every_request_sees(small_meta):
+    meta = small_meta
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    held = await meta.insert(new_entry(bucket.inode, "open"))
+    meta.hold(held.inode)
+    for i in range(30):
+        await meta.insert(new_entry(bucket.inode, f"k{i}"))
+    meta.evict(held.inode)  # the kernel forgetting it changes nothing while it is held
+    assert await meta.get(held.inode) is held
+    meta.let_go(held.inode)
+    meta.evict(held.inode)
+    assert await meta.get(held.inode) is not held
+
+
+def _stats(mount) -> dict[str, int]:
+    text = fsobj_cli("stats", str(mount.path)).stdout
+    return {name: int(value) for name, value in (line.split() for line in text.splitlines())}
+
+
+def test_a_mount_keeps_its_cache_bounded_and_lets_go_of_what_the_kernel_forgets(tmp_path, store):
+    with mounted_at(store, tmp_path / "fsobj.log", ("--cache-entries", "100")) as mount:
+        bucket = mount / "many"
+        bucket.mkdir()
+        for i in range(400):
+            (bucket / f"f{i:03}").write_bytes(b"%d" % i)
+        stats = _stats(mount)
+        assert stats["cached_entries"] <= 100
+        for i in range(400):
+            assert os.stat(bucket / f"f{i:03}").st_size == len(b"%d" % i)
+        assert sorted(os.listdir(bucket)) == [f"f{i:03}" for i in range(400)]
+        stats = _stats(mount)
+        assert stats["cached_entries"] <= 100 and stats["kernel_inodes"] >= 400
+        with open("/proc/sys/vm/drop_caches", "w") as drop:
+            drop.write("2")  # the kernel lets go of unused inodes: forget
+        deadline = time.monotonic() + 30
+        while _stats(mount)["kernel_inodes"] >= 400 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _stats(mount)["kernel_inodes"] < 400
+        # what was evicted is read again, unchanged
+        assert (bucket / "f007").read_bytes() == b"7"
+        assert (bucket / "f399").read_bytes() == b"399"
+
+
+def test_a_missing_name_the_kernel_remembers_appears_once_created(bucket):
+    other = 1001
+    missing = str(bucket / "later")
+    bucket.chmod(0o777)
+    os.setxattr(bucket, "user.fsobj.acl", b"everyone READ\neveryone WRITE\n")
+    assert as_user(other, [["read", missing]]) == ["ENOENT"]
+    (bucket / "later").write_bytes(b"now")
+    assert as_user(other, [["read", missing]]) == ["now"]
+    os.unlink(missing)
+    assert as_user(other, [["read", missing]]) == ["ENOENT"]
