@@ -10,9 +10,10 @@ import os
 import pwd
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, TypeVar
 
 import pyfuse3
 
@@ -21,6 +22,7 @@ from .namespace_cache import DEFAULT_CAPACITY
 from .schema import ROOT_INODE
 from .store import Store, StoreError, default_store, run_offline
 
+T = TypeVar("T")
 log = logging.getLogger("fsobj")
 
 SYSTEM_FIELDS = ("bucket", "key", "id", "etag", "content-type")
@@ -78,10 +80,10 @@ def cmd_umount(args: argparse.Namespace) -> None:
 # -- buckets ----------------------------------------------------------------------------
 
 
-def _offline(store: str, work: Callable) -> object:
+def _offline(store: str, work: Callable[..., Awaitable[T]]) -> T:
     """Run `work(operations, ctx)` against an unmounted store, through the API service."""
 
-    async def run(opened: Store) -> object:
+    async def run(opened: Store) -> T:
         ctx = SimpleNamespace(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), umask=0o022)
         return await work(opened.operations, ctx)
 
@@ -141,7 +143,7 @@ def _check_mount(args: argparse.Namespace) -> None:
         raise CommandError(f"{args.mountpoint} is not an fsobj mount")
 
 
-def _os_call(fn: Callable, *args: object, **kwargs: object) -> object:
+def _os_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
     except OSError as error:

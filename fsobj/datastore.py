@@ -28,8 +28,11 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import trio
+
+from .refusals import Refused
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ class Digest:
         self._lag -= size
         future.result()
 
-    def update(self, data: bytes | memoryview) -> None:
+    def update(self, data: bytes | bytearray | memoryview) -> None:
         self.md5.update(data)
         view = memoryview(data)
         while view:
@@ -216,6 +219,31 @@ def new_object_id() -> str:
 _nowait_works = True
 
 
+def _data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) ranges of a file that hold data; its holes are left out."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as error:
+            if error.errno == errno.ENXIO:  # nothing but a hole up to the end
+                return
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end
+        offset = end
+
+
+class Blob(NamedTuple):
+    """A committed blob: its size, MD5 etag, chunk checksums, and the 512-byte blocks it
+    occupies when it is sparse (None: as many as its size)."""
+
+    size: int
+    etag: str
+    checksums: bytes
+    blocks: int | None = None
+
+
 def pread(fd: int, size: int, offset: int, cached_only: bool = False) -> bytes:
     """Read from a blob; with `cached_only`, raise BlockingIOError instead of waiting for
     the disk (the caller is on the event loop and will retry in a thread)."""
@@ -314,31 +342,32 @@ class DataStore:
     def _stage(self, source_fd: int) -> Staging:
         path = self.staging_path()
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        copied = 0
         try:
             size = os.fstat(source_fd).st_size
-            while copied < size:
-                n = os.copy_file_range(source_fd, fd, size - copied, copied, copied)
-                if n == 0:
-                    break
-                copied += n
+            for start, end in _data_segments(source_fd, size):  # holes stay holes
+                offset = start
+                while offset < end:
+                    n = os.copy_file_range(source_fd, fd, end - offset, offset, offset)
+                    if n == 0:
+                        break
+                    offset += n
+            os.ftruncate(fd, size)
         except BaseException:
             os.close(fd)
             os.unlink(path)
             raise
-        return Staging(path, fd, copied)
+        return Staging(path, fd, size)
 
-    async def commit(
-        self, staging: Staging, object_id: str, sync: bool = True
-    ) -> tuple[int, str, bytes]:
+    async def commit(self, staging: Staging, object_id: str, sync: bool = True) -> Blob:
         """Turn staged content into the blob `object_id`, durably unless `sync` is False
-        and the content is in memory; returns (size, etag, checksums)."""
+        and the content is in memory."""
         return await trio.to_thread.run_sync(self.commit_now, staging, object_id, sync)
 
-    def commit_now(self, staging: Staging, object_id: str, sync: bool) -> tuple[int, str, bytes]:
+    def commit_now(self, staging: Staging, object_id: str, sync: bool) -> Blob:
         """`commit`, blocking: for a thread that is there anyway."""
         etag, checksums = staging.digests()
         path = self.blob_path(object_id)
+        blocks = None
         if staging.memory is not None:
             # Small content goes straight to its blob: until the metadata names it, a
             # partial blob is only garbage, like any blob no metadata names.
@@ -347,12 +376,16 @@ class DataStore:
             sync = True
             os.fdatasync(staging.fd)
             os.fchmod(staging.fd, 0o400)
+            assert staging.path is not None  # content out of memory lives in a file
             os.rename(staging.path, path)
+            allocated = os.fstat(staging.fd).st_blocks
+            if allocated * 512 < staging.size:  # sparse: holes take no space
+                blocks = allocated
         if sync:
             _fsync_dir(path.parent)
         size = staging.size
         staging.close()
-        return size, etag, checksums
+        return Blob(size, etag, checksums, blocks)
 
     @staticmethod
     def _write_blob(path: Path, content: bytearray, sync: bool) -> None:
@@ -438,4 +471,4 @@ def _fsync_dir(path: Path) -> None:
 
 def check_object_size(size: int) -> None:
     if size > MAX_OBJECT_SIZE:
-        raise OSError(errno.EFBIG, "objects are at most 5 TiB")
+        raise Refused(errno.EFBIG, None, "objects are at most 5 TiB")

@@ -30,6 +30,7 @@ import trio
 
 from .datastore import (
     CHUNK,
+    Blob,
     DamagedBlob,
     DataStore,
     Staging,
@@ -42,6 +43,7 @@ from .datastore import (
 )
 from .durability import GroupSync
 from .metadata import Entry, MetadataStore
+from .refusals import Refused
 
 log = logging.getLogger(__name__)
 
@@ -397,8 +399,8 @@ class OpenObjects:
         the upload, so that close reports it and commits nothing."""
         try:
             check_object_size(size)
-        except OSError as error:
-            handle.failed = error.errno
+        except Refused as refusal:
+            handle.failed = refusal.errno
             raise
 
     def _too_big(self, end: int) -> bool:
@@ -434,7 +436,9 @@ class OpenObjects:
         """Make the handle's staged content the object's new immutable version."""
         if handle.failed is not None:
             self._discard_staging(handle)
-            raise OSError(handle.failed, "a write to this file failed: nothing was committed")
+            raise Refused(
+                handle.failed, (handle.entry, None), "a write to it failed: nothing is committed"
+            )
         staging = handle.staging
         assert staging is not None
         object_id = new_object_id()
@@ -447,7 +451,7 @@ class OpenObjects:
         # take it for garbage.
         self.committing.add(object_id)
         try:
-            blob: tuple[int, str, bytes] | Callable[[], tuple[int, str, bytes]]
+            blob: Blob | Callable[[], Blob]
             if fresh and staging.size <= SMALL_BLOB:
                 # Written by the metadata store's thread right before its row: one thread
                 # hop for both, as each hop costs more than writing a small file.
@@ -485,7 +489,7 @@ class OpenObjects:
         self,
         handle: Handle,
         object_id: str,
-        blob: tuple[int, str, bytes] | Callable[[], tuple[int, str, bytes]],
+        blob: Blob | Callable[[], Blob],
         fresh: bool,
     ) -> tuple[str | None, dict[str, Any]]:
         """Point the object at its new blob, described by `blob` (size, etag, checksums)
@@ -506,7 +510,7 @@ class OpenObjects:
 
         def changes() -> dict[str, Any]:
             """In the database thread, just before the transaction."""
-            size, etag, checksums = blob() if callable(blob) else blob
+            size, etag, checksums, blocks = blob() if callable(blob) else blob
             # Read once the blob is written: the group sync that covers this generation
             # starts after that.
             unsynced = self.meta.unsynced_generation() if fresh else 0
@@ -515,6 +519,7 @@ class OpenObjects:
                 "size": size,
                 "etag": etag,
                 "checksums": checksums,
+                "blocks": blocks,
                 "unsynced": unsynced,
             }
 

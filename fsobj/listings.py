@@ -13,9 +13,11 @@ from typing import Any
 
 import pyfuse3
 
+from .fuse_edge import request
 from .iam import Identity, Permission
 from .metadata import Entry, MetadataStore
-from .refusals import Refused, request
+from .refusals import Refused
+from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +26,11 @@ READDIR_PAGE = 1000
 DOTS = 2
 
 
-class Listings:
-    """Directory handlers, mixed into `operations.Operations`."""
+class Listings(Service):
+    """Directory handlers, part of `operations.Operations`."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._listings: dict[int, _Listing] = {}
         self._next_listing = 1
 
@@ -74,7 +76,6 @@ class Listings:
                     next_id = entry.inode + DOTS
                     if not pyfuse3.readdir_reply(token, entry.name.encode(), attrs, next_id):
                         return
-                    self.handed_out(attrs)  # the kernel counts "." and ".." not
                 after = entry.inode
 
     @request

@@ -38,11 +38,11 @@ log = logging.getLogger(__name__)
 # An entry's row, and its blob's checksums from their own table (schema version 6).
 _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target, unsynced, subdirs"
+    " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
 )
 _SELECT = (
     "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target, checksums, unsynced, subdirs"
+    " object_id, size, etag, content_type, target, checksums, unsynced, subdirs, blocks"
     " FROM entries LEFT JOIN blob_checksums USING (object_id)"
 )
 
@@ -71,6 +71,7 @@ class Entry:
     # makes it durable (see MetadataStore); 0 when none was needed.
     unsynced: int = 0
     subdirs: int = 0  # directories only: how many directories it holds (st_nlink - 2)
+    blocks: int | None = None  # a sparse blob's 512-byte blocks (None: as its size says)
 
     @property
     def is_dir(self) -> bool:
@@ -161,7 +162,7 @@ class MetadataStore:
         """Run `fn(conn, inserts, *args)` in the database thread, where `inserts` are the
         statements that write those `new` entries whose rows are not written yet; `fn`
         runs them in its transaction."""
-        first = [e for e in new if e is not None and self._unwritten.pop(e.inode, None)]
+        first = [e for e in new if e is not None and self._unwritten.pop(e.inode, None) is e]
         inserts = [statement for entry in first for statement in _insert_statements(entry)]
         try:
             return await self._run(fn, inserts, *args)
@@ -335,7 +336,7 @@ class MetadataStore:
         """Rename atomically, replacing `replaced` (already at the destination) if given.
         To replace, the entry's blob must be durable already (a crash must not trade the
         replaced object for one whose content was lost): its unsynced mark goes."""
-        statements = []
+        statements: list[tuple[str, tuple]] = []
         if replaced is not None:
             statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
         durable = ", unsynced = 0" if replaced is not None else ""
@@ -406,7 +407,7 @@ class MetadataStore:
 
     async def set_grants(self, bucket: int, grants: tuple[Grant, ...]) -> None:
         """Replace a bucket's grants in one transaction."""
-        statements = [("DELETE FROM grants WHERE bucket = ?", (bucket,))]
+        statements: list[tuple[str, tuple]] = [("DELETE FROM grants WHERE bucket = ?", (bucket,))]
         statements += [
             (
                 "INSERT INTO grants (bucket, grantee, permission) VALUES (?, ?, ?)",
@@ -436,7 +437,7 @@ class MetadataStore:
     async def set_user_metadata(self, inode: int, name: str, value: bytes | None) -> None:
         """Set one user metadata item, or remove it when `value` is None."""
         current = await self.user_metadata(inode)
-        statements = []
+        statements: list[tuple[str, tuple]] = []
         if value is None:
             statements.append(
                 ("DELETE FROM user_metadata WHERE inode = ? AND name = ?", (inode, name))
@@ -520,7 +521,7 @@ class MetadataStore:
         if synced_through is not None:
             self._synced_through = synced_through
 
-    async def unsynced_objects(self) -> list[tuple[int, str, str, int, bytes | None]]:
+    async def unsynced_objects(self) -> list[tuple[int, str, str | None, int, bytes | None]]:
         """(inode, name, object_id, size, checksums) of objects whose blob may not have
         reached the disk: after a crash, what must be verified."""
         rows = await self._run(

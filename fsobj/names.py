@@ -4,19 +4,12 @@ import errno
 import ipaddress
 import re
 
+from .refusals import Refused
+
 MAX_KEY_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
 
 _BUCKET_CHARS = re.compile(r"[a-z0-9.-]+")
-
-
-class BadName(Exception):
-    """A name that breaks a rule; carries the errno to answer with and the rule broken."""
-
-    def __init__(self, errno_: int, rule: str):
-        super().__init__(rule)
-        self.errno = errno_
-        self.rule = rule
 
 
 def bucket_name_problem(name: str) -> str | None:
@@ -39,21 +32,21 @@ def bucket_name_problem(name: str) -> str | None:
 def check_bucket_name(name: str) -> None:
     problem = bucket_name_problem(name)
     if problem:
-        raise BadName(errno.EINVAL, problem)
+        raise Refused(errno.EINVAL, None, problem)
 
 
 def decode_component(raw: bytes) -> str:
     """A path component from the kernel as text; S3 keys are UTF-8."""
     if len(raw) > MAX_COMPONENT_BYTES:
-        raise BadName(
-            errno.ENAMETOOLONG, f"a path component is at most {MAX_COMPONENT_BYTES} bytes"
+        raise Refused(
+            errno.ENAMETOOLONG, None, f"a path component is at most {MAX_COMPONENT_BYTES} bytes"
         )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadName(errno.EINVAL, "object keys must be valid UTF-8") from None
+        raise Refused(errno.EINVAL, None, "object keys must be valid UTF-8") from None
 
 
 def check_key_length(key_bytes: int) -> None:
     if key_bytes > MAX_KEY_BYTES:
-        raise BadName(errno.ENAMETOOLONG, f"object keys are at most {MAX_KEY_BYTES} bytes")
+        raise Refused(errno.ENAMETOOLONG, None, f"object keys are at most {MAX_KEY_BYTES} bytes")

@@ -3,8 +3,8 @@
 Each handler resolves the request to buckets and keys and acts through the metadata store
 (names, attributes) and the data store (blobs, via the open handles in `handles`);
 extended attributes are in `xattrs`, directory listings in `listings`.
-Refusals raise `Refused`, which the `request` wrapper turns into the errno and one log
-line naming operation, path and reason.
+Refusals raise `Refused`, which the `request` wrapper (fuse_edge) turns into the errno and
+one log line naming operation, path and reason.
 
 Who may do what is checked by the kernel (`default_permissions`), from the attributes and
 ACLs this service reports, the same for every caller: POSIX mode bits inside buckets, and
@@ -17,236 +17,46 @@ bucket's owner removes it.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import errno
 import logging
 import os
 import stat
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pyfuse3
 
-from . import gc, names, posix_acl
-from .datastore import DataStore
-from .handles import Handle, OpenObjects
-from .iam import Acl, Grant, Identity, Permission, Policy
+from . import names, posix_acl
+from .fuse_edge import request
+from .handles import Handle
 from .listings import Listings
-from .metadata import Entry, MetadataStore
-from .refusals import Refused, Where, request
+from .metadata import Entry
+from .refusals import Refused, Where
 from .schema import ROOT_INODE
+from .service import BLOCK_SIZE
 from .xattrs import MetadataAttributes
 
 log = logging.getLogger(__name__)
 
-BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB requests)
-# How long the kernel may keep a bucket's name: a bucket exists for everyone, and it
-# changes only through the kernel (mkdir, rmdir), so the kernel's entry stays true.
-BUCKET_ENTRY_SECONDS = 300.0
-
-_KIND_TYPE = {
-    "root": stat.S_IFDIR,
-    "bucket": stat.S_IFDIR,
-    "dir": stat.S_IFDIR,
-    "object": stat.S_IFREG,
-    "symlink": stat.S_IFLNK,
-    "fifo": stat.S_IFIFO,
-    "socket": stat.S_IFSOCK,
-}
 _SPECIAL_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Access:
-    """What one caller may do on the bucket that holds an entry (bucket None: top level)."""
-
-    who: Identity
-    bucket: Entry | None
-    acl: Acl | None
-    rights: frozenset[Permission]
-
-
 class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
+    """The FUSE handlers of the API service."""
+
     # The kernel checks mode bits and POSIX ACLs (bucket grants, see posix_acl).
     enable_acl = True
 
-    def __init__(
-        self, meta: MetadataStore, data: DataStore, iam: Policy, cache_seconds: float = 0.0
-    ):
-        super().__init__()
-        self.cache_seconds = cache_seconds
-        self.meta = meta
-        self.data = data
-        self.iam = iam
-        self.objects = OpenObjects(meta, data)
-        # Tells the kernel that what it holds of an inode changed behind its back; off
-        # while no kernel is connected (tests in-process, the last commits at unmount).
-        self.notify_kernel = False
-        self.objects.committed = self._invalidate_attributes
-        # How many times the kernel was handed each inode (lookup, create, readdirplus ...):
-        # at zero, `forget`, it holds nothing of it, and the entry may leave the cache.
-        self._lookups: dict[int, int] = {}
-
-    # -- resolving requests -------------------------------------------------------------
-
-    async def _entry(self, inode: int) -> Entry:
-        entry = await self.meta.get(inode) or self.objects.orphan(inode)
-        if entry is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        return entry
-
-    async def path_of(self, entry: Entry) -> str:
-        parts = []
-        while entry.kind != "root":
-            parts.append(entry.name)
-            parent = await self.meta.get(entry.parent)
-            if parent is None:  # unlinked
-                break
-            entry = parent
-        return "/" + "/".join(reversed(parts))
-
-    async def describe(self, entry: Entry, name: bytes | None) -> str:
-        """The path of `entry`, or of `name` inside it, for log lines."""
-        path = await self.path_of(entry)
-        if name is None:
-            return path
-        return path.rstrip("/") + "/" + name.decode("utf-8", "backslashreplace")
-
-    async def _bucket_of(self, entry: Entry) -> Entry | None:
-        while entry.kind not in ("bucket", "root"):
-            parent = await self.meta.get(entry.parent)
-            if parent is None:
-                return None
-            entry = parent
-        return entry if entry.kind == "bucket" else None
-
-    async def _key_bytes(self, directory: Entry) -> int:
-        """Bytes of the key prefix that `directory` stands for, with its trailing slash."""
-        total = 0
-        while directory.kind not in ("bucket", "root"):
-            total += len(directory.name.encode()) + 1
-            directory = await self._entry(directory.parent)
-        return total
-
-    async def _access(self, ctx: Any, entry: Entry) -> Access:
-        who = self.iam.identify(ctx)
-        bucket = await self._bucket_of(entry)
-        acl = await self.meta.acl(bucket.inode) if bucket is not None else None
-        return Access(who, bucket, acl, self.iam.rights(who, acl))
-
-    async def _require(
-        self, ctx: Any, entry: Entry, *needed: Permission, name: bytes | None = None
-    ) -> Access:
-        """The caller's access to the bucket of `entry`, if it holds any of `needed`;
-        otherwise EACCES and one audit line."""
-        access = await self._access(ctx, entry)
-        if not access.rights.intersection(needed):
-            self._deny(access, (entry, name), " or ".join(p.value for p in needed))
-        return access
-
-    def _deny(self, access: Access, where: Where, missing: str) -> None:
-        who = access.who
-        bucket = access.bucket.name if access.bucket else "-"
-        raise Refused(
-            errno.EACCES,
-            where,
-            f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {bucket}",
-        )
-
-    async def _new_name(self, parent: Entry, raw: bytes, what: str) -> str:
-        """Validate a name about to be created under `parent`; returns it as text."""
-        where = (parent, raw)
-        try:
-            name = names.decode_component(raw)
-            if parent.kind == "root":
-                if what != "dir":
-                    raise names.BadName(
-                        errno.EPERM, "the top level holds only buckets (mkdir creates one)"
-                    )
-                names.check_bucket_name(name)
-            else:
-                names.check_key_length(await self._key_bytes(parent) + len(raw))
-        except names.BadName as bad:
-            raise Refused(bad.errno, where, bad.rule) from None
-        if await self.meta.lookup(parent.inode, name) is not None:
-            raise Refused(errno.EEXIST, where, "exists already")
-        return name
-
-    def attributes(
-        self, entry: Entry, reuse: pyfuse3.EntryAttributes | None = None
-    ) -> pyfuse3.EntryAttributes:
-        """The entry's attributes, the same for every caller. A bucket's permission bits
-        are those of its grants (`bucket_acl`, which must have been read: `_bucket_acl`).
-        `reuse` is an earlier result to fill in again (readdir copies each one out at
-        once), which skips the fields that are the same for every entry."""
-        if reuse is None:
-            attrs = pyfuse3.EntryAttributes()
-            attrs.st_blksize = BLOCK_SIZE
-            attrs.attr_timeout = self.cache_seconds
-        else:
-            attrs = reuse
-        attrs.entry_timeout = BUCKET_ENTRY_SECONDS if entry.kind == "bucket" else self.cache_seconds
-        attrs.st_ino = entry.inode
-        mode = entry.mode
-        if entry.kind == "bucket":
-            mode = posix_acl.mode_of(self.bucket_acl(entry, self.meta.cached_acl(entry.inode)))
-        attrs.st_mode = _KIND_TYPE[entry.kind] | mode
-        attrs.st_uid = entry.uid
-        attrs.st_gid = entry.gid
-        if entry.is_dir:
-            attrs.st_nlink = 2 + entry.subdirs
-        else:
-            attrs.st_nlink = 0 if self.objects.orphan(entry.inode) is entry else 1
-        if entry.kind == "object":
-            size, mtime_ns = self.objects.staged(entry)
-        else:
-            size, mtime_ns = entry.size, entry.mtime_ns
-        attrs.st_size = size
-        attrs.st_blocks = (size + 511) // 512
-        attrs.st_atime_ns = entry.atime_ns
-        attrs.st_mtime_ns = mtime_ns
-        attrs.st_ctime_ns = entry.ctime_ns
-        return attrs
-
-    def bucket_acl(self, bucket: Entry, acl: Acl) -> tuple[posix_acl.AclEntry, ...]:
-        """The POSIX ACL of a bucket's directory: its grants, for the kernel to check."""
-        return posix_acl.from_grants(acl, bucket.gid, self.iam.admins)
-
-    async def _bucket_acl(self, entry: Entry) -> Acl | None:
-        """A bucket's ACL, read into the cache for `attributes`; None for other entries."""
-        return await self.meta.acl(entry.inode) if entry.kind == "bucket" else None
-
-    async def _attributes(self, entry: Entry) -> pyfuse3.EntryAttributes:
-        await self._bucket_acl(entry)
-        return self.attributes(entry)
-
-    def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:
-        now = time.time_ns()
-        if kind != "symlink":  # a symlink's mode is always 0777
-            mode = mode & 0o7777 & ~ctx.umask
-        return Entry(0, parent.inode, name, kind, mode, ctx.uid, ctx.gid, now, now, now)
-
-    def _invalidate_attributes(self, inode: int) -> None:
-        """Something the kernel may cache of an inode changed behind its back (a commit:
-        size and times; a bucket's grants: its mode and ACL): the kernel must ask again.
-        Only attributes and ACLs, which takes no lock the pending request could hold."""
-        if self.notify_kernel:
-            with contextlib.suppress(OSError):  # ENOENT: the kernel holds no such inode
-                pyfuse3.invalidate_inode(inode, attr_only=True)
-
-    def handed_out(self, attrs: pyfuse3.EntryAttributes) -> pyfuse3.EntryAttributes:
-        """The kernel takes a reference to the inode of a reply that names an entry."""
-        self._lookups[attrs.st_ino] = self._lookups.get(attrs.st_ino, 0) + 1
-        return attrs
-
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
-        for inode, count in inode_list:
-            left = self._lookups.pop(inode, 0) - count
-            if left > 0:
-                self._lookups[inode] = left
-            else:
-                self.meta.evict(inode)
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        # The kernel forgets an inode when it drops it from its cache, with every lookup
+        # it counted at once (and, on a few failure paths, one it never held). Nothing the
+        # daemon keeps depends on the kernel still holding an inode (open handles hold
+        # what they read; a cached entry can be read back), so there is nothing to count:
+        # the entry may leave the cache now.
+        for inode, _ in inode_list:
+            self.meta.evict(inode)
+        self.forgotten += len(inode_list)
 
     def _missing(self) -> pyfuse3.EntryAttributes:
         """The answer to a lookup of a name that does not exist: the kernel may remember
@@ -263,17 +73,17 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         parent = await self._entry(parent_inode)
         if name in (b".", b".."):
             target = parent if name == b"." else await self._entry(parent.parent or ROOT_INODE)
-            return self.handed_out(await self._attributes(target))
+            return await self._attributes(target)
         try:
             text = names.decode_component(name)
-        except names.BadName as bad:
-            if bad.errno == errno.ENAMETOOLONG:
-                raise Refused(bad.errno, (parent, name), bad.rule) from None
-            raise pyfuse3.FUSEError(errno.ENOENT) from None
+        except Refused as refusal:
+            if refusal.errno == errno.ENAMETOOLONG:
+                raise refusal.at((parent, name)) from None
+            raise Refused(errno.ENOENT, (parent, name), "no key can have this name") from None
         entry = await self.meta.lookup(parent_inode, text)
         if entry is None:
             return self._missing()
-        return self.handed_out(await self._attributes(entry))
+        return await self._attributes(entry)
 
     @request
     async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
@@ -326,18 +136,6 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         await self.meta.update(entry, **changes)
         return await self._attributes(entry)
 
-    async def set_bucket_acl(self, bucket: Entry, entries: tuple[posix_acl.AclEntry, ...]) -> None:
-        """Give a bucket's directory a POSIX ACL (setfacl, chmod): its grants change."""
-        acl = await self.meta.acl(bucket.inode)
-        grants = posix_acl.to_grants(entries, acl, bucket.gid, self.iam.admins)
-        await self.set_grants(bucket, grants)
-
-    async def set_grants(self, bucket: Entry, grants: tuple[Grant, ...]) -> None:
-        """Replace a bucket's grants; the kernel drops what it holds of the bucket's mode
-        and ACL, so the change acts on every user's next request."""
-        await self.meta.set_grants(bucket.inode, grants)
-        self._invalidate_attributes(bucket.inode)
-
     async def _truncate(self, entry: Entry, size: int, fh: int | None) -> None:
         """Truncate through the caller's open handle, or as a whole new version."""
         if fh is not None:
@@ -371,7 +169,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         await self.meta.insert(entry, bucket_owner=ctx.uid if kind == "bucket" else None)
         if kind == "bucket":
             log.info("created bucket %s for uid %d", text, ctx.uid)
-        return self.handed_out(await self._attributes(entry))
+        return await self._attributes(entry)
 
     @request
     async def symlink(
@@ -391,7 +189,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         entry.target = target_text
         entry.size = len(target)
         await self.meta.insert(entry)
-        return self.handed_out(self.attributes(entry))
+        return self.attributes(entry)
 
     @request
     async def mknod(
@@ -403,7 +201,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             text = await self._new_name(parent, name, special)
             entry = self._new_entry(parent, text, special, mode, ctx)
             await self.meta.insert(entry)
-            return self.handed_out(self.attributes(entry))
+            return self.attributes(entry)
         if not stat.S_ISREG(mode):
             raise Refused(
                 errno.EPERM,
@@ -413,7 +211,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             )
         entry, handle = await self._create_object(parent, name, mode, ctx)
         await self.objects.release(handle)
-        return self.handed_out(self.attributes(entry))
+        return self.attributes(entry)
 
     @request
     async def link(
@@ -443,6 +241,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             raise Refused(errno.ENOTDIR, where, "not a directory")
         if entry.kind == "bucket":
             access = await self._access(ctx, entry)
+            assert access.acl is not None  # a bucket has one
             if access.who.uid != access.acl.owner and not self.iam.is_admin(access.who):
                 self._deny(access, where, "ownership (only the owner deletes a bucket)")
         if await self.meta.has_children(entry.inode):
@@ -455,11 +254,11 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         where = (parent, name)
         try:
             text = names.decode_component(name)
-        except names.BadName:
-            raise pyfuse3.FUSEError(errno.ENOENT) from None
+        except Refused:
+            raise Refused(errno.ENOENT, where, "no key can have this name") from None
         entry = await self.meta.lookup(parent.inode, text)
         if entry is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
+            raise Refused(errno.ENOENT, where, "no such entry")
         return entry, where
 
     @request
@@ -486,8 +285,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             new_name = names.decode_component(name_new)
             extra = await self.meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
             names.check_key_length(await self._key_bytes(new_parent) + len(name_new) + extra)
-        except names.BadName as bad:
-            raise Refused(bad.errno, new_where, bad.rule) from None
+        except Refused as refusal:
+            raise refusal.at(new_where) from None
         if entry.parent == new_parent.inode and entry.name == new_name:
             return
         ancestor: Entry | None = new_parent
@@ -532,7 +331,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         parent = await self._entry(parent_inode)
         entry, handle = await self._create_object(parent, name, mode, ctx)
         info = pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
-        return info, self.handed_out(self.attributes(entry))
+        return info, self.attributes(entry)
 
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
@@ -559,7 +358,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.objects.get(fh)
         if not handle.writable:
-            raise pyfuse3.FUSEError(errno.EBADF)
+            raise Refused(errno.EBADF, (handle.entry, None), "not open for writing")
         written = await self.objects.write(handle, off, buf)
         entry = handle.entry
         if handle.uid != 0 and _privileges(entry.mode):
@@ -599,20 +398,6 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         result.f_favail = capacity.f_favail
         result.f_namemax = names.MAX_COMPONENT_BYTES
         return result
-
-    def stats(self) -> dict[str, int]:
-        """What the daemon holds in memory, for `fsobj stats`."""
-        with open("/proc/self/statm") as statm:
-            resident_pages = int(statm.read().split()[1])
-        return {
-            "cached_entries": self.meta.cached_entries(),
-            "kernel_inodes": len(self._lookups),
-            "open_handles": self.objects.open_handles(),
-            "resident_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"),
-        }
-
-    async def collect_garbage(self) -> gc.Collection:
-        return await gc.collect(self.meta, self.data, self.objects.busy_blobs)
 
 
 def _privileges(mode: int) -> int:

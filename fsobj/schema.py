@@ -118,7 +118,8 @@ MIGRATIONS: list[str] = [
     """,
     # 6: ten million objects. Blob ids are 16 bytes, not 36 characters of text; the
     # checksums of a blob leave the namespace's rows (which lookups and listings read) for
-    # a table of their own, kept by triggers: a blob that no entry names loses them.
+    # a table of their own, kept by triggers: a blob that no entry names loses them. And
+    # what a sparse blob occupies, for st_blocks.
     """
     CREATE TABLE blob_checksums (
         object_id BLOB PRIMARY KEY,  -- 16 bytes: the blob's UUID
@@ -146,6 +147,7 @@ MIGRATIONS: list[str] = [
         target       TEXT,
         unsynced     INTEGER NOT NULL DEFAULT 0,
         subdirs      INTEGER NOT NULL DEFAULT 0,
+        blocks       INTEGER,             -- 512-byte blocks of a sparse blob; NULL: as size
         UNIQUE (parent, name)
     );
     INSERT INTO entries_new (inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,

@@ -86,6 +86,7 @@ class Store:
             return []
         lost, problems = [], []
         for inode, name, object_id, size, checksums in candidates:
+            assert object_id is not None  # an object committed with a blob
             problem = await trio.to_thread.run_sync(
                 self.data.blob_problem, object_id, size, checksums, True
             )
@@ -112,9 +113,10 @@ def run_offline(root: Path, work: Callable[[Store], Awaitable[T]]) -> T:
 
 def single_error(group: BaseExceptionGroup) -> BaseException:
     """The one exception inside nested task groups, or the group when there are several."""
-    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        group = group.exceptions[0]
-    return group
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def lock_owner(root: Path) -> tuple[int, str] | None:

@@ -26,9 +26,11 @@ from typing import Any
 import pyfuse3
 
 from . import posix_acl
+from .fuse_edge import request
 from .iam import AclError, Permission, parse_grants
 from .metadata import Entry
-from .refusals import Refused, request
+from .refusals import Refused
+from .service import Service
 
 USER_METADATA_LIMIT = 2048  # bytes of names and values, as S3's x-amz-meta-*
 SYSTEM_PREFIX = "user.fsobj."
@@ -38,8 +40,8 @@ GC = "user.fsobj.gc"
 STATS = "user.fsobj.stats"
 
 
-class MetadataAttributes:
-    """Extended-attribute handlers, mixed into `operations.Operations`."""
+class MetadataAttributes(Service):
+    """Extended-attribute handlers, part of `operations.Operations`."""
 
     async def _system_metadata(self, entry: Entry, bucket: Entry | None, name: str) -> str | None:
         field = name[len(SYSTEM_PREFIX) :]
@@ -68,7 +70,7 @@ class MetadataAttributes:
             if not posix_acl.is_minimal(entries):
                 return posix_acl.encode(entries)
         if not text.startswith("user."):
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
         if text in (GC, STATS) and entry.kind == "root":
             if not self.iam.is_admin(self.iam.identify(ctx)):
                 raise Refused(errno.EACCES, (entry, None), f"{text} is for administrators")
@@ -80,11 +82,11 @@ class MetadataAttributes:
         if text.startswith(SYSTEM_PREFIX):
             value = await self._system_metadata(entry, await self._bucket_of(entry), text)
             if value is None:
-                raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+                raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
             return value.encode()
         found = (await self.meta.user_metadata(inode)).get(text[len("user.") :])
         if found is None:
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
         return found
 
     @request
@@ -167,7 +169,7 @@ class MetadataAttributes:
             return
         key = text[len("user.") :]
         if key not in await self.meta.user_metadata(inode):
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
         await self.meta.set_user_metadata(inode, key, None)
 
     def _current_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:

@@ -462,6 +462,24 @@ def test_empty_object_and_zero_byte_create(bucket):
     assert (bucket / "node").read_bytes() == b""
 
 
+def test_st_blocks_is_what_an_object_occupies_holes_take_none(bucket):
+    sparse, full = bucket / "sparse", bucket / "full"
+    sparse.write_bytes(b"")
+    os.truncate(sparse, 64 << 20)
+    with open(sparse, "r+b") as f:
+        f.seek(32 << 20)
+        f.write(b"middle")
+    full.write_bytes(os.urandom(2 << 20))
+    assert os.stat(sparse).st_size == 64 << 20
+    assert os.stat(sparse).st_blocks * 512 < 1 << 20
+    assert os.stat(full).st_blocks * 512 >= 2 << 20
+    du = subprocess.run(["du", "-k", str(sparse)], capture_output=True, text=True, check=True)
+    assert int(du.stdout.split()[0]) < 1024
+    with open(sparse, "rb") as f:
+        f.seek(32 << 20)
+        assert f.read(6) == b"middle"
+
+
 def test_private_mappings_work_shared_ones_are_refused(bucket):
     import mmap
 

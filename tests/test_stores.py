@@ -161,7 +161,7 @@ async def test_staging_commits_to_an_immutable_blob_with_md5(tmp_path):
     staging.write(0, b"hello ")
     staging.write(6, b"world")
     object_id = new_object_id()
-    size, etag, checksums = await data.commit(staging, object_id)
+    size, etag, checksums, _ = await data.commit(staging, object_id)
     path = data.blob_path(object_id)
     assert path.read_bytes() == b"hello world"
     assert (size, etag) == (11, hashlib.md5(b"hello world").hexdigest())
@@ -201,7 +201,7 @@ async def test_staged_content_moves_from_memory_to_a_file_unchanged(tmp_path):
     assert staging.memory is None and staging.path.read_bytes() == expected
     staging.write(len(expected), b"d")
     object_id = new_object_id()
-    size, etag, _ = await data.commit(staging, object_id)
+    size, etag, _, _ = await data.commit(staging, object_id)
     assert data.blob_path(object_id).read_bytes() == expected + b"d"
     assert (size, etag) == (len(expected) + 1, hashlib.md5(expected + b"d").hexdigest())
     assert list((tmp_path / "staging").iterdir()) == []
@@ -221,7 +221,7 @@ async def test_copy_on_write_and_rehash_after_random_writes(tmp_path):
     copy.write(3, b"abc")
     copy.truncate(8)
     new_id = new_object_id()
-    size, etag, checksums = await data.commit(copy, new_id)
+    size, etag, checksums, _ = await data.commit(copy, new_id)
     assert data.blob_path(object_id).read_bytes() == b"0123456789"
     assert data.blob_path(new_id).read_bytes() == b"012abc67"
     assert (size, etag) == (8, hashlib.md5(b"012abc67").hexdigest())

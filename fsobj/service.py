@@ -1,0 +1,245 @@
+"""The API service's core: the state every request handler shares, and the steps that
+resolve a request (inode to entry, entry to bucket, the caller's access to it) and answer
+it (attributes, the kernel's references). The FUSE handlers build on it: `listings`,
+`xattrs` and `operations`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import stat
+import time
+from typing import Any
+
+import pyfuse3
+
+from . import gc, names, posix_acl
+from .datastore import DataStore
+from .handles import OpenObjects
+from .iam import Acl, Grant, Identity, Permission, Policy
+from .metadata import Entry, MetadataStore
+from .refusals import Refused, Where
+
+log = logging.getLogger("fsobj.operations")
+
+BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB requests)
+# How long the kernel may keep a bucket's name: a bucket exists for everyone, and it
+# changes only through the kernel (mkdir, rmdir), so the kernel's entry stays true.
+BUCKET_ENTRY_SECONDS = 300.0
+
+_KIND_TYPE = {
+    "root": stat.S_IFDIR,
+    "bucket": stat.S_IFDIR,
+    "dir": stat.S_IFDIR,
+    "object": stat.S_IFREG,
+    "symlink": stat.S_IFLNK,
+    "fifo": stat.S_IFIFO,
+    "socket": stat.S_IFSOCK,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Access:
+    """What one caller may do on the bucket that holds an entry (bucket None: top level)."""
+
+    who: Identity
+    bucket: Entry | None
+    acl: Acl | None
+    rights: frozenset[Permission]
+
+
+class Service:
+    def __init__(
+        self, meta: MetadataStore, data: DataStore, iam: Policy, cache_seconds: float = 0.0
+    ):
+        super().__init__()
+        self.cache_seconds = cache_seconds
+        self.meta = meta
+        self.data = data
+        self.iam = iam
+        self.objects = OpenObjects(meta, data)
+        # Tells the kernel that what it holds of an inode changed behind its back; off
+        # while no kernel is connected (tests in-process, the last commits at unmount).
+        self.notify_kernel = False
+        self.objects.committed = self._invalidate_attributes
+        self.forgotten = 0  # inodes the kernel has let go of (operations.forget)
+
+    # -- resolving requests -------------------------------------------------------------
+
+    async def _entry(self, inode: int) -> Entry:
+        entry = await self.meta.get(inode) or self.objects.orphan(inode)
+        if entry is None:
+            raise Refused(errno.ENOENT, None, f"inode {inode} no longer exists")
+        return entry
+
+    async def path_of(self, entry: Entry) -> str:
+        parts = []
+        while entry.kind != "root":
+            parts.append(entry.name)
+            parent = await self.meta.get(entry.parent)
+            if parent is None:  # unlinked
+                break
+            entry = parent
+        return "/" + "/".join(reversed(parts))
+
+    async def describe(self, entry: Entry, name: bytes | None) -> str:
+        """The path of `entry`, or of `name` inside it, for log lines."""
+        path = await self.path_of(entry)
+        if name is None:
+            return path
+        return path.rstrip("/") + "/" + name.decode("utf-8", "backslashreplace")
+
+    async def _bucket_of(self, entry: Entry) -> Entry | None:
+        while entry.kind not in ("bucket", "root"):
+            parent = await self.meta.get(entry.parent)
+            if parent is None:
+                return None
+            entry = parent
+        return entry if entry.kind == "bucket" else None
+
+    async def _key_bytes(self, directory: Entry) -> int:
+        """Bytes of the key prefix that `directory` stands for, with its trailing slash."""
+        total = 0
+        while directory.kind not in ("bucket", "root"):
+            total += len(directory.name.encode()) + 1
+            directory = await self._entry(directory.parent)
+        return total
+
+    async def _access(self, ctx: Any, entry: Entry) -> Access:
+        who = self.iam.identify(ctx)
+        bucket = await self._bucket_of(entry)
+        acl = await self.meta.acl(bucket.inode) if bucket is not None else None
+        return Access(who, bucket, acl, self.iam.rights(who, acl))
+
+    async def _require(
+        self, ctx: Any, entry: Entry, *needed: Permission, name: bytes | None = None
+    ) -> Access:
+        """The caller's access to the bucket of `entry`, if it holds any of `needed`;
+        otherwise EACCES and one audit line."""
+        access = await self._access(ctx, entry)
+        if not access.rights.intersection(needed):
+            self._deny(access, (entry, name), " or ".join(p.value for p in needed))
+        return access
+
+    def _deny(self, access: Access, where: Where, missing: str) -> None:
+        who = access.who
+        bucket = access.bucket.name if access.bucket else "-"
+        raise Refused(
+            errno.EACCES,
+            where,
+            f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {bucket}",
+        )
+
+    async def _new_name(self, parent: Entry, raw: bytes, what: str) -> str:
+        """Validate a name about to be created under `parent`; returns it as text."""
+        where = (parent, raw)
+        try:
+            name = names.decode_component(raw)
+            if parent.kind == "root":
+                if what != "dir":
+                    raise Refused(
+                        errno.EPERM, None, "the top level holds only buckets (mkdir creates one)"
+                    )
+                names.check_bucket_name(name)
+            else:
+                names.check_key_length(await self._key_bytes(parent) + len(raw))
+        except Refused as refusal:
+            raise refusal.at(where) from None
+        if await self.meta.lookup(parent.inode, name) is not None:
+            raise Refused(errno.EEXIST, where, "exists already")
+        return name
+
+    def attributes(
+        self, entry: Entry, reuse: pyfuse3.EntryAttributes | None = None
+    ) -> pyfuse3.EntryAttributes:
+        """The entry's attributes, the same for every caller. A bucket's permission bits
+        are those of its grants (`bucket_acl`, which must have been read: `_bucket_acl`).
+        `reuse` is an earlier result to fill in again (readdir copies each one out at
+        once), which skips the fields that are the same for every entry."""
+        if reuse is None:
+            attrs = pyfuse3.EntryAttributes()
+            attrs.st_blksize = BLOCK_SIZE
+            attrs.attr_timeout = self.cache_seconds
+        else:
+            attrs = reuse
+        attrs.entry_timeout = BUCKET_ENTRY_SECONDS if entry.kind == "bucket" else self.cache_seconds
+        attrs.st_ino = entry.inode
+        mode = entry.mode
+        if entry.kind == "bucket":
+            mode = posix_acl.mode_of(self.bucket_acl(entry, self.meta.cached_acl(entry.inode)))
+        attrs.st_mode = _KIND_TYPE[entry.kind] | mode
+        attrs.st_uid = entry.uid
+        attrs.st_gid = entry.gid
+        if entry.is_dir:
+            attrs.st_nlink = 2 + entry.subdirs
+        else:
+            attrs.st_nlink = 0 if self.objects.orphan(entry.inode) is entry else 1
+        if entry.kind == "object":
+            size, mtime_ns = self.objects.staged(entry)
+        else:
+            size, mtime_ns = entry.size, entry.mtime_ns
+        attrs.st_size = size
+        if entry.blocks is not None and size == entry.size:  # a sparse blob, as committed
+            attrs.st_blocks = entry.blocks
+        else:
+            attrs.st_blocks = (size + 511) // 512
+        attrs.st_atime_ns = entry.atime_ns
+        attrs.st_mtime_ns = mtime_ns
+        attrs.st_ctime_ns = entry.ctime_ns
+        return attrs
+
+    def bucket_acl(self, bucket: Entry, acl: Acl) -> tuple[posix_acl.AclEntry, ...]:
+        """The POSIX ACL of a bucket's directory: its grants, for the kernel to check."""
+        return posix_acl.from_grants(acl, bucket.gid, self.iam.admins)
+
+    async def _bucket_acl(self, entry: Entry) -> Acl | None:
+        """A bucket's ACL, read into the cache for `attributes`; None for other entries."""
+        return await self.meta.acl(entry.inode) if entry.kind == "bucket" else None
+
+    async def _attributes(self, entry: Entry) -> pyfuse3.EntryAttributes:
+        await self._bucket_acl(entry)
+        return self.attributes(entry)
+
+    def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:
+        now = time.time_ns()
+        if kind != "symlink":  # a symlink's mode is always 0777
+            mode = mode & 0o7777 & ~ctx.umask
+        return Entry(0, parent.inode, name, kind, mode, ctx.uid, ctx.gid, now, now, now)
+
+    def _invalidate_attributes(self, inode: int) -> None:
+        """Something the kernel may cache of an inode changed behind its back (a commit:
+        size and times; a bucket's grants: its mode and ACL): the kernel must ask again.
+        Only attributes and ACLs, which takes no lock the pending request could hold."""
+        if self.notify_kernel:
+            with contextlib.suppress(OSError):  # ENOENT: the kernel holds no such inode
+                pyfuse3.invalidate_inode(inode, attr_only=True)
+
+    async def set_bucket_acl(self, bucket: Entry, entries: tuple[posix_acl.AclEntry, ...]) -> None:
+        """Give a bucket's directory a POSIX ACL (setfacl, chmod): its grants change."""
+        acl = await self.meta.acl(bucket.inode)
+        grants = posix_acl.to_grants(entries, acl, bucket.gid, self.iam.admins)
+        await self.set_grants(bucket, grants)
+
+    async def set_grants(self, bucket: Entry, grants: tuple[Grant, ...]) -> None:
+        """Replace a bucket's grants; the kernel drops what it holds of the bucket's mode
+        and ACL, so the change acts on every user's next request."""
+        await self.meta.set_grants(bucket.inode, grants)
+        self._invalidate_attributes(bucket.inode)
+
+    def stats(self) -> dict[str, int]:
+        """What the daemon holds in memory, for `fsobj stats`."""
+        with open("/proc/self/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+        return {
+            "cached_entries": self.meta.cached_entries(),
+            "forgotten_inodes": self.forgotten,
+            "open_handles": self.objects.open_handles(),
+            "resident_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"),
+        }
+
+    async def collect_garbage(self) -> gc.Collection:
+        return await gc.collect(self.meta, self.data, self.objects.busy_blobs)
