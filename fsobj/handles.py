@@ -1,14 +1,14 @@
 """Open objects: what each open file handle reads from, what it stages, and how it commits.
 
 A handle pins the blob that was current when it was opened (by holding a descriptor on
-it), so a reader keeps reading that version while writers commit new ones. Every handle
-is opened with direct I/O: the kernel's page cache and its idea of the file size are
-shared by all handles of an inode, so with caching a reader would be cut short or padded
-with zeros by the size a concurrent writer produces, or see another version's pages;
-direct reads are served from the handle's own version only. A blob that no metadata
-points at any more is unlinked at once, and the kernel frees it when the last descriptor
-closes. A writable handle copies the pinned blob into staging on its first
-change (copy-on-write) and commits staging as a new blob on flush, fsync or release.
+it), so a reader keeps reading that version while writers commit new ones; readers are
+opened with direct I/O (operations.py), so each read is served from the handle's own
+version. A blob that no metadata points at any more is unlinked at once, and the kernel
+frees it when the last descriptor closes. Writers that update an object in place (opened without
+O_TRUNC) share a working copy, as on a local disk: the first one still open holds it, the
+others follow it (`working`); a writer that replaces the object works alone. A working copy
+copies the pinned blob into staging on its first change (copy-on-write), and a flush,
+fsync or release of any of them commits staging as a new blob.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import mimetypes
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
@@ -70,6 +70,9 @@ class Handle:
     fh: int
     entry: Entry
     writable: bool
+    # Opened for writing without O_TRUNC: it updates the object in place, sharing a
+    # working copy with the other writers that do (see OpenObjects.open).
+    in_place: bool = False
     # The version this handle reads until it writes (the entry moves on with commits).
     blob_fd: int | None = None
     version: Version | None = None
@@ -89,6 +92,49 @@ class Handle:
     # ahead, in order.
     read_end: int = 0
     ahead: list[_Ahead] = dataclasses.field(default_factory=list)
+    # Changes to the staged content run concurrently (the kernel writes pages back in
+    # parallel, and writers share a working copy); a commit waits until none is running
+    # and holds new changes and reads back until it is done (`_Gate`).
+    gate: _Gate = dataclasses.field(default_factory=lambda: _Gate())
+
+
+class _Gate:
+    """Lets changes to one working copy run together, and a commit alone."""
+
+    def __init__(self) -> None:
+        self.changes = 0
+        self.committing: trio.Event | None = None
+        self._quiet: trio.Event | None = None
+        self.staging = trio.Lock()  # creating or moving the staged content
+
+    async def wait_for_commit(self) -> None:
+        while self.committing is not None:
+            await self.committing.wait()
+
+    @contextlib.asynccontextmanager
+    async def change(self) -> AsyncIterator[None]:
+        await self.wait_for_commit()
+        self.changes += 1
+        try:
+            yield
+        finally:
+            self.changes -= 1
+            if not self.changes and self._quiet is not None:
+                self._quiet.set()
+
+    @contextlib.asynccontextmanager
+    async def commit(self) -> AsyncIterator[None]:
+        await self.wait_for_commit()
+        done = self.committing = trio.Event()
+        try:
+            while self.changes:
+                self._quiet = trio.Event()
+                await self._quiet.wait()
+            self._quiet = None
+            yield
+        finally:
+            self.committing = None
+            done.set()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,11 +227,26 @@ class OpenObjects:
     # -- open and close -----------------------------------------------------------------
 
     async def open(
-        self, entry: Entry, writable: bool, truncate: bool, process: int = 0, uid: int = 0
+        self,
+        entry: Entry,
+        writable: bool,
+        truncate: bool,
+        process: int = 0,
+        uid: int = 0,
+        in_place: bool | None = None,
     ) -> Handle:
+        """A new handle. A writer works in place (sharing the working copy) unless it
+        truncates, or `in_place` says otherwise (a new object made without O_TRUNC)."""
         siblings = self._by_inode.setdefault(entry.inode, set())
         handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid)
-        if not writable:
+        handle.in_place = writable and (not truncate if in_place is None else in_place)
+        if handle.in_place:
+            # Writers that update an object in place share one working copy, as on a local
+            # disk: what one writes, the others read at once (SQLite's processes share a
+            # database this way). A writer that replaces the whole object (O_TRUNC) works
+            # alone, and its close replaces it atomically.
+            handle.follows = next((h for h in siblings if h.in_place and h.follows is None), None)
+        elif not writable:
             # Programs like git's index-pack write a file and read it back through a second
             # descriptor before closing the first: a process sees its own writes.
             handle.follows = next(
@@ -202,13 +263,12 @@ class OpenObjects:
         return handle
 
     async def _attach(self, handle: Handle, truncate: bool) -> None:
-        """Give a new handle what it reads from: the current blob, or a staging file."""
+        """Give a new handle what it reads from: the current blob, or a staging file (one
+        that follows another reads and writes through it)."""
         entry = handle.entry
-        if (
-            handle.follows is None
-            and entry.object_id is not None
-            and not (handle.writable and truncate)
-        ):
+        if handle.follows is not None:
+            return
+        if entry.object_id is not None and not (handle.writable and truncate):
             # Opened on the loop, with no await after reading object_id: a commit that
             # replaces the blob cannot unlink it in between.
             handle.version = Version.of(entry)
@@ -243,9 +303,14 @@ class OpenObjects:
         path = self.data.blob_path(version.object_id)
         return DamagedBlob(f"object {version.object_id} ({name}): blob {path} {problem}")
 
+    def working(self, handle: Handle) -> Handle:
+        """The handle that holds what `handle` writes: itself, or for a writer in place,
+        the first one of the object still open (they share one working copy)."""
+        return handle.follows if handle.writable and handle.follows else handle
+
     async def release(self, handle: Handle) -> None:
         try:
-            if handle.dirty:
+            if self.working(handle).dirty:
                 await self.commit(handle, durable=False)
         finally:
             self._close(handle)
@@ -260,12 +325,25 @@ class OpenObjects:
         siblings.discard(handle)
         if self._last_writer.get(inode) is handle:
             del self._last_writer[inode]
+        # Another writer that shares the working copy takes it over (what is left of it:
+        # release committed it), and the version the closing one pinned.
+        heir = next((h for h in siblings if h.follows is handle and h.writable), None)
+        if heir is not None:
+            heir.failed, heir.modified_ns = handle.failed, handle.modified_ns
         for follower in siblings:
-            if follower.follows is handle:  # from now on: the version the writer left
-                follower.follows = None
-                follower.version = handle.version
-                if handle.blob_fd is not None:
-                    follower.blob_fd = os.dup(handle.blob_fd)
+            if follower.follows is not handle:
+                continue
+            if (
+                heir is not None
+                and follower is not heir
+                and (follower.writable or follower.process == heir.process)
+            ):
+                follower.follows = heir
+                continue
+            follower.follows = None  # from now on: the version the writer left
+            follower.version = handle.version
+            if handle.blob_fd is not None:
+                follower.blob_fd = os.dup(handle.blob_fd)
         if handle.blob_fd is not None:
             os.close(handle.blob_fd)
         if not siblings:
@@ -277,6 +355,8 @@ class OpenObjects:
     async def read(self, handle: Handle, offset: int, size: int) -> bytes:
         if handle.follows is not None:
             return await self.read(handle.follows, offset, size)
+        if handle.gate.committing is not None:  # the content moves to its blob meanwhile
+            await handle.gate.wait_for_commit()
         if handle.staging is not None:
             if handle.staging.memory is not None:
                 return handle.staging.read(offset, size)
@@ -373,26 +453,34 @@ class OpenObjects:
 
     async def _staging(self, handle: Handle, end: int) -> Staging:
         """The handle's staged content, ready for a change that reaches byte `end`."""
-        if handle.staging is None:
-            handle.staging = await self.data.stage(handle.blob_fd)
-        staging = handle.staging
-        if staging.memory is not None and end > staging.size and self._too_big(end):
-            await self._change(handle, False, staging.spill, self.data.staging_path())
+        if handle.staging is None or (
+            handle.staging.memory is not None and end > handle.staging.size and self._too_big(end)
+        ):
+            async with handle.gate.staging:  # one change makes it; the others wait for it
+                if handle.staging is None:
+                    handle.staging = await self.data.stage(handle.blob_fd)
+                staging = handle.staging
+                if staging.memory is not None and end > staging.size and self._too_big(end):
+                    await self._change(handle, False, staging.spill, self.data.staging_path())
         handle.dirty = True
         handle.modified_ns = time.time_ns()
         self._last_writer[handle.entry.inode] = handle
         return handle.staging
 
     async def write(self, handle: Handle, offset: int, data: bytes) -> int:
+        handle = self.working(handle)
         self._check_size(handle, offset + len(data))
-        staging = await self._staging(handle, offset + len(data))
-        inline = len(data) <= INLINE_WRITE
-        return await self._change(handle, inline, staging.write, offset, data)
+        async with handle.gate.change():
+            staging = await self._staging(handle, offset + len(data))
+            inline = len(data) <= INLINE_WRITE
+            return await self._change(handle, inline, staging.write, offset, data)
 
     async def truncate(self, handle: Handle, size: int) -> None:
+        handle = self.working(handle)
         self._check_size(handle, size)
-        staging = await self._staging(handle, size)
-        await self._change(handle, staging.memory is not None, staging.truncate, size)
+        async with handle.gate.change():
+            staging = await self._staging(handle, size)
+            await self._change(handle, staging.memory is not None, staging.truncate, size)
 
     def _check_size(self, handle: Handle, size: int) -> None:
         """Refuse a change past the largest object; like any failed change, it spoils
@@ -434,6 +522,14 @@ class OpenObjects:
 
     async def commit(self, handle: Handle, durable: bool) -> None:
         """Make the handle's staged content the object's new immutable version."""
+        handle = self.working(handle)
+        async with handle.gate.commit():
+            if handle.dirty or handle.failed is not None:
+                await self._commit(handle, durable)
+            elif durable:  # another close committed it meanwhile
+                await self.durability.make_all_durable()
+
+    async def _commit(self, handle: Handle, durable: bool) -> None:
         if handle.failed is not None:
             self._discard_staging(handle)
             raise Refused(
@@ -560,11 +656,11 @@ class OpenObjects:
             if handle.dirty:
                 try:
                     await self.commit(handle, durable=True)
-                except OSError as error:
+                except (OSError, Refused) as error:
                     log.warning("%s: not committed at unmount: %s", handle.entry.name, error)
 
     async def make_durable(self, handle: Handle) -> None:
-        if handle.dirty:
+        if self.working(handle).dirty:
             await self.commit(handle, durable=True)
             return
         await self.durability.make_all_durable()

@@ -313,14 +313,14 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     # -- objects ----------------------------------------------------------------------------
 
     async def _create_object(
-        self, parent: Entry, name: bytes, mode: int, ctx: Any
+        self, parent: Entry, name: bytes, mode: int, ctx: Any, in_place: bool = False
     ) -> tuple[Entry, Handle]:
         text = await self._new_name(parent, name, "object")
         entry = self._new_entry(parent, text, "object", mode, ctx)
         await self.meta.insert(entry, deferred=True)
         who = self.iam.identify(ctx)
         handle = await self.objects.open(
-            entry, writable=True, truncate=True, process=who.process, uid=who.uid
+            entry, True, truncate=True, process=who.process, uid=who.uid, in_place=in_place
         )
         return entry, handle
 
@@ -329,9 +329,10 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = await self._entry(parent_inode)
-        entry, handle = await self._create_object(parent, name, mode, ctx)
-        info = pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
-        return info, self.attributes(entry)
+        # Made without O_TRUNC (as SQLite makes its files), it is updated in place.
+        in_place = not flags & os.O_TRUNC
+        entry, handle = await self._create_object(parent, name, mode, ctx, in_place)
+        return _file_info(handle), self.attributes(entry)
 
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
@@ -348,7 +349,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             process=who.process,
             uid=who.uid,
         )
-        return pyfuse3.FileInfo(fh=handle.fh, direct_io=True, keep_cache=False)
+        return _file_info(handle)
 
     @request
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -371,7 +372,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     @request
     async def flush(self, fh: int) -> None:
         handle = self.objects.get(fh)
-        if handle.dirty:
+        if self.objects.working(handle).dirty:
             await self.objects.commit(handle, durable=False)
 
     @request
@@ -398,6 +399,16 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         result.f_favail = capacity.f_favail
         result.f_namemax = names.MAX_COMPONENT_BYTES
         return result
+
+
+def _file_info(handle: Handle) -> pyfuse3.FileInfo:
+    """How the kernel serves an open file. A reader reads with direct I/O, every read from
+    the version it pinned: the page cache is the inode's, shared with every version; so
+    does a writer that replaces the object (O_TRUNC), which works alone. Writers that
+    update the object in place share its working copy through the page cache, so that
+    they can map it `MAP_SHARED` (SQLite's `-shm` in WAL mode); they start from what the
+    daemon holds (`keep_cache` off). docs/design.md says what this costs."""
+    return pyfuse3.FileInfo(fh=handle.fh, direct_io=not handle.in_place, keep_cache=False)
 
 
 def _privileges(mode: int) -> int:

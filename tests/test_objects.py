@@ -4,7 +4,9 @@ import contextlib
 import errno
 import hashlib
 import os
+import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -217,7 +219,7 @@ def test_a_process_reads_its_own_uncommitted_writes_others_do_not(bucket):
     assert path.read_bytes() == b"STAGED!ed"
 
 
-def test_two_writers_last_close_wins(bucket):
+def test_two_writers_that_replace_an_object_last_close_wins(bucket):
     path = bucket / "race"
     path.write_bytes(b"base")
     first = open(path, "wb")  # noqa: SIM115
@@ -228,6 +230,60 @@ def test_two_writers_last_close_wins(bucket):
     assert md5_elsewhere(path) == hashlib.md5(b"first writer").hexdigest()
     second.close()
     assert path.read_bytes() == b"second writer"
+
+
+def test_writers_in_place_share_the_content_as_on_a_local_disk_readers_keep_theirs(bucket):
+    path = bucket / "shared"
+    path.write_bytes(b"base")
+    reader = open(path, "rb")  # noqa: SIM115
+    first = open(path, "r+b", buffering=0)  # noqa: SIM115
+    second = open(path, "r+b", buffering=0)  # noqa: SIM115
+    first.write(b"FIRST")
+    second.seek(5)
+    second.write(b"+second")
+    first.seek(0)
+    assert first.read() == b"FIRST+second"  # each writer reads what the other wrote
+    assert md5_elsewhere(path) == hashlib.md5(b"base").hexdigest()  # nothing committed yet
+    first.close()  # a close commits the content as it stands
+    assert md5_elsewhere(path) == hashlib.md5(b"FIRST+second").hexdigest()
+    second.write(b"!")
+    second.close()
+    assert path.read_bytes() == b"FIRST+second!"
+    assert reader.read() == b"base"  # a reader keeps the version it opened
+    reader.close()
+
+
+def test_sqlite_in_wal_mode_shared_by_two_processes(bucket):
+    database = str(bucket / "app.db")
+    script = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1])\n"
+        "c.execute('INSERT INTO t VALUES (?)', (sys.argv[2],))\n"
+        "c.commit()\n"
+        "print(c.execute('SELECT count(*) FROM t').fetchone()[0])\n"
+    )
+    conn = sqlite3.connect(database)
+    assert conn.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+    conn.commit()
+    for i in range(3):  # another process, while this connection stays open
+        other = subprocess.run(
+            [sys.executable, "-c", script, database, f"other {i}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert other.stdout.strip() == str(1001 + i)
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1001 + i,)
+    conn.execute("INSERT INTO t VALUES ('mine')")
+    conn.commit()
+    assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+    again = sqlite3.connect(database)
+    assert again.execute("SELECT count(*) FROM t").fetchone() == (1004,)
+    again.close()
 
 
 def test_close_reports_commit_on_flush_each_dup(bucket):
@@ -480,14 +536,23 @@ def test_st_blocks_is_what_an_object_occupies_holes_take_none(bucket):
         assert f.read(6) == b"middle"
 
 
-def test_private_mappings_work_shared_ones_are_refused(bucket):
+def test_shared_mappings_of_writers_work_readers_map_privately(bucket):
     import mmap
 
-    (bucket / "mapped").write_bytes(b"mapped bytes" * 1000)
-    with open(bucket / "mapped", "rb") as f:
+    path = bucket / "mapped"
+    path.write_bytes(b"mapped bytes" * 1000)
+    with open(path, "rb") as f:
         private = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
         assert private[:12] == b"mapped bytes"
         private.close()
-        with pytest.raises(OSError) as caught:
+        with pytest.raises(OSError) as caught:  # a reader reads its version: direct I/O
             mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         assert caught.value.errno == errno.ENODEV
+    with open(path, "r+b") as f:
+        shared = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED)
+        shared[:6] = b"MAPPED"
+        shared.flush()
+        with open(path, "r+b") as other:
+            assert other.read(12) == b"MAPPED bytes"
+        shared.close()
+    assert path.read_bytes()[:24] == b"MAPPED bytesmapped bytes"

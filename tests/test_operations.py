@@ -1,0 +1,158 @@
+"""The API service's rules, driven in-process: the FUSE handlers called directly on a store
+in a temporary directory, with a stand-in for the kernel's request context. No mount: what
+the kernel does (permission bits, caching) is tested on real mounts elsewhere."""
+
+import errno
+import os
+import stat
+from types import SimpleNamespace
+
+import pyfuse3
+import pytest
+import trio_asyncio
+
+from fsobj.schema import ROOT_INODE
+from fsobj.store import open_store
+
+
+def ctx(uid: int = 0, gid: int | None = None) -> SimpleNamespace:
+    """What pyfuse3's RequestContext carries (it cannot be built from Python)."""
+    return SimpleNamespace(uid=uid, gid=uid if gid is None else gid, pid=os.getpid(), umask=0o022)
+
+
+@pytest.fixture
+async def ops(tmp_path):
+    async with trio_asyncio.open_loop(), open_store(tmp_path / "store") as store:
+        yield store.operations
+
+
+async def refused(call) -> int:
+    with pytest.raises(pyfuse3.FUSEError) as raised:
+        await call
+    return raised.value.errno
+
+
+async def bucket(ops, name: str = "bkt", uid: int = 0) -> int:
+    return (await ops.mkdir(ROOT_INODE, name.encode(), 0o755, ctx(uid))).st_ino
+
+
+async def put(ops, parent: int, name: bytes, data: bytes, who=None) -> int:
+    info, attrs = await ops.create(parent, name, 0o644, os.O_WRONLY | os.O_TRUNC, who or ctx())
+    await ops.write(info.fh, 0, data)
+    await ops.flush(info.fh)
+    await ops.release(info.fh)
+    return attrs.st_ino
+
+
+async def get(ops, inode: int) -> bytes:
+    info = await ops.open(inode, os.O_RDONLY, ctx())
+    try:
+        return await ops.read(info.fh, 0, 1 << 20)
+    finally:
+        await ops.release(info.fh)
+
+
+async def test_buckets_follow_s3_naming_rules_and_hold_the_top_level(ops):
+    assert await refused(ops.mkdir(ROOT_INODE, b"Bad_Name", 0o755, ctx())) == errno.EINVAL
+    assert await refused(ops.mkdir(ROOT_INODE, b"ab", 0o755, ctx())) == errno.EINVAL
+    assert await refused(ops.mkdir(ROOT_INODE, b"10.0.0.1", 0o755, ctx())) == errno.EINVAL
+    assert await refused(ops.create(ROOT_INODE, b"file", 0o644, os.O_WRONLY, ctx())) == errno.EPERM
+    made = await bucket(ops, "good-name.1")
+    assert stat.S_IMODE((await ops.getattr(made, ctx())).st_mode) == 0o700  # starts private
+    assert await refused(ops.mkdir(ROOT_INODE, b"good-name.1", 0o755, ctx(5))) == errno.EEXIST
+
+
+async def test_only_the_owner_or_an_administrator_removes_a_bucket_and_only_when_empty(ops):
+    owned = await bucket(ops, "mine", uid=1001)
+    assert await refused(ops.rmdir(ROOT_INODE, b"mine", ctx(1002))) == errno.EACCES
+    await put(ops, owned, b"k", b"v", ctx(1001))
+    assert await refused(ops.rmdir(ROOT_INODE, b"mine", ctx(1001))) == errno.ENOTEMPTY
+    await ops.unlink(owned, b"k", ctx(1001))
+    await ops.rmdir(ROOT_INODE, b"mine", ctx(1001))
+    made = await bucket(ops, "theirs", uid=1003)
+    assert made
+    await ops.rmdir(ROOT_INODE, b"theirs", ctx(0))  # uid 0 administers every bucket
+
+
+async def test_keys_are_utf8_within_s3s_length_limits(ops):
+    b = await bucket(ops)
+    assert await refused(put(ops, b, b"\xff\xfe", b"x")) == errno.EINVAL
+    assert await refused(put(ops, b, b"n" * 256, b"x")) == errno.ENAMETOOLONG
+    parent = b
+    for _ in range(4):  # 4 levels of 250 bytes: a key of 1,000 bytes and more
+        parent = (await ops.mkdir(parent, b"d" * 250, 0o755, ctx())).st_ino
+    assert await refused(put(ops, parent, b"x" * 30, b"x")) == errno.ENAMETOOLONG
+    assert await get(ops, await put(ops, parent, b"x" * 20, b"fits")) == b"fits"
+
+
+async def test_a_rewrite_commits_a_new_blob_and_metadata_outlives_it(ops):
+    b = await bucket(ops)
+    inode = await put(ops, b, b"obj", b"first")
+    first_id = await ops.getxattr(inode, b"user.fsobj.id", ctx())
+    await ops.setxattr(inode, b"user.color", b"blue", ctx())
+    await put_again(ops, inode, b"second")
+    assert await get(ops, inode) == b"second"
+    assert await ops.getxattr(inode, b"user.fsobj.id", ctx()) != first_id
+    assert await ops.getxattr(inode, b"user.color", ctx()) == b"blue"
+    assert await refused(ops.setxattr(inode, b"user.fsobj.id", b"x", ctx())) == errno.EPERM
+
+
+async def put_again(ops, inode: int, data: bytes) -> None:
+    info = await ops.open(inode, os.O_WRONLY | os.O_TRUNC, ctx())
+    await ops.write(info.fh, 0, data)
+    await ops.release(info.fh)
+
+
+async def test_rename_refuses_what_posix_and_s3_refuse(ops):
+    b = await bucket(ops)
+    other = await bucket(ops, "other")
+    d = (await ops.mkdir(b, b"dir", 0o755, ctx())).st_ino
+    sub = (await ops.mkdir(d, b"sub", 0o755, ctx())).st_ino
+    await put(ops, b, b"obj", b"x")
+    assert await refused(ops.rename(b, b"dir", sub, b"in", 0, ctx())) == errno.EINVAL
+    assert await refused(ops.rename(b, b"obj", ROOT_INODE, b"top", 0, ctx())) == errno.EPERM
+    assert await refused(ops.rename(ROOT_INODE, b"bkt", ROOT_INODE, b"new", 0, ctx())) == (
+        errno.EPERM
+    )
+    assert await refused(ops.rename(b, b"obj", b, b"dir", 0, ctx())) == errno.EISDIR
+    flags = pyfuse3.RENAME_NOREPLACE
+    await put(ops, b, b"obj2", b"y")
+    assert await refused(ops.rename(b, b"obj", b, b"obj2", flags, ctx())) == errno.EEXIST
+    await ops.rename(b, b"obj", other, b"moved", 0, ctx())  # across buckets: no data moves
+    moved = await ops.lookup(other, b"moved", ctx())
+    assert await get(ops, moved.st_ino) == b"x"
+    assert (await ops.lookup(b, b"obj", ctx())).st_ino == 0  # gone: a negative entry
+
+
+async def test_a_directory_counts_its_subdirectories_in_its_links(ops):
+    b = await bucket(ops)
+    for name in (b"a", b"b", b"c"):
+        await ops.mkdir(b, name, 0o755, ctx())
+    await put(ops, b, b"file", b"x")
+    assert (await ops.getattr(b, ctx())).st_nlink == 2 + 3
+    await ops.rmdir(b, b"b", ctx())
+    assert (await ops.getattr(b, ctx())).st_nlink == 2 + 2
+
+
+async def test_special_files_fifos_and_sockets_yes_devices_and_hard_links_no(ops):
+    b = await bucket(ops)
+    fifo = await ops.mknod(b, b"pipe", stat.S_IFIFO | 0o644, 0, ctx())
+    assert stat.S_ISFIFO(fifo.st_mode)
+    sock = await ops.mknod(b, b"sock", stat.S_IFSOCK | 0o644, 0, ctx())
+    assert stat.S_ISSOCK(sock.st_mode)
+    device = ops.mknod(b, b"dev", stat.S_IFCHR | 0o644, os.makedev(1, 3), ctx())
+    assert await refused(device) == errno.EPERM
+    inode = await put(ops, b, b"obj", b"x")
+    assert await refused(ops.link(inode, b, b"hard", ctx())) == errno.EPERM
+
+
+async def test_reading_the_acl_needs_read_acp_and_changing_it_write_acp(ops):
+    b = await bucket(ops, uid=1001)
+    assert b"owner uid:1001" in await ops.getxattr(b, b"user.fsobj.acl", ctx(1001))
+    assert await refused(ops.getxattr(b, b"user.fsobj.acl", ctx(1002))) == errno.EACCES
+    await ops.setxattr(b, b"user.fsobj.acl", b"uid:1002 READ_ACP\n", ctx(1001))
+    assert b"uid:1002 READ_ACP" in await ops.getxattr(b, b"user.fsobj.acl", ctx(1002))
+    grant = ops.setxattr(b, b"user.fsobj.acl", b"uid:1002 FULL_CONTROL\n", ctx(1002))
+    assert await refused(grant) == errno.EACCES
+    bad = ops.setxattr(b, b"user.fsobj.acl", b"nobody FLY\n", ctx(1001))
+    assert await refused(bad) == errno.EINVAL
