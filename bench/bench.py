@@ -33,6 +33,10 @@ TARGETS = {
     "read back 4 KiB files": 0.20,
     "unlink": 0.25,
     "list a large bucket": 0.10,
+    "cp in": 0.30,
+    "extract a source tree (tar x)": 0.25,
+    "grep -r over it": 0.25,
+    "rm -rf of it": 0.20,
 }
 
 SMALL_FILES = """
@@ -118,7 +122,11 @@ def workloads(sides: dict[str, Path], work: Path, sizes: dict) -> dict[str, dict
     def each(name: str, unit: str, measure) -> None:
         for side, root in sides.items():
             progress(f"{side}: {name}")
-            results[side][name] = (measure(root), unit)
+            try:
+                results[side][name] = (measure(root), unit)
+            except (subprocess.CalledProcessError, OSError) as error:
+                print(f"\n{side}: {name} failed: {error}", file=sys.stderr)
+                results[side][name] = (None, unit)
 
     def read(root: Path) -> float:
         return mib / timed(["dd", f"if={root / 'big'}", "of=/dev/null", "bs=1M"], stderr=DEVNULL)
@@ -177,6 +185,24 @@ def workloads(sides: dict[str, Path], work: Path, sizes: dict) -> dict[str, dict
         return timed(["tar", "xf", str(work / "tree.tar"), "-C", str(root / "tree")])
 
     each("extract a source tree (tar x)", "s", extract)
+    each("grep -r over it", "s", lambda root: timed(f"grep -r fsobj-absent {root / 'tree'}; true"))
+    each("rm -rf of it", "s", lambda root: timed(["rm", "-rf", str(root / "tree")]))
+    each(
+        "python -m venv",
+        "s",
+        lambda root: timed([sys.executable, "-m", "venv", str(root / "venv")]),
+    )
+    each(
+        f"git clone, {sizes['git_files']} files",
+        "s",
+        lambda root: timed(["git", "clone", "-q", f"file://{work / 'repo'}", str(root / "co")]),
+    )
+
+    def git_status(root: Path) -> float:
+        subprocess.run(["git", "-C", str(root / "co"), "status"], check=True, stdout=DEVNULL)
+        return timed(["git", "-C", str(root / "co"), "status"])
+
+    each("git status", "s", git_status)
     each(
         "git clone",
         "s",
@@ -193,6 +219,50 @@ def workloads(sides: dict[str, Path], work: Path, sizes: dict) -> dict[str, dict
     each("list a large bucket", "s", lambda root: timed(f"ls -f {root / 'large'} | wc -l"))
     progress("")
     return results
+
+
+def make_repository(path: Path, files: int) -> None:
+    """A git repository of `files` small files in 100 directories, committed."""
+    for i in range(files):
+        directory = path / f"d{i % 100:02d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"f{i:05d}.txt").write_text(f"file {i}\n")
+    git = ["git", "-C", str(path), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "files"], check=True)
+
+
+def mount_peer(name: str, work: Path) -> tuple[Path, list[str]]:
+    """Mount a peer file system as users run it, shared like fsobj's default mount; returns
+    its directory and the command that unmounts it."""
+    mountpoint = work / f"{name}-mnt"
+    mountpoint.mkdir()
+    bin_dir = ROOT / ".venv/bin"
+    if name == "juicefs":
+        # SQLite metadata and blobs in a local directory, as fsobj's embedded store.
+        meta = f"sqlite3://{work / 'juicefs.db'}"
+        subprocess.run(
+            [bin_dir / "juicefs", "format", "--storage", "file", "--bucket",
+             f"{work / 'juicefs-blobs'}/", meta, "bench"],
+            check=True, stdout=DEVNULL, stderr=DEVNULL,
+        )  # fmt: skip
+        subprocess.run(
+            [bin_dir / "juicefs", "mount", "-d", "--no-usage-report", "-o", "allow_other",
+             "--cache-dir", str(work / "juicefs-cache"), meta, str(mountpoint)],
+            check=True, stdout=DEVNULL, stderr=DEVNULL,
+        )  # fmt: skip
+        return mountpoint, [str(bin_dir / "juicefs"), "umount", str(mountpoint)]
+    source = work / "rclone-source"
+    source.mkdir()
+    (work / "rclone.conf").touch()
+    subprocess.run(
+        [bin_dir / "rclone", "mount", str(source), str(mountpoint), "--daemon",
+         "--vfs-cache-mode", "writes", "--links", "--allow-other",
+         "--config", str(work / "rclone.conf"), "--cache-dir", str(work / "rclone-cache")],
+        check=True, stdout=DEVNULL, stderr=DEVNULL,
+    )  # fmt: skip
+    return mountpoint, ["fusermount3", "-u", str(mountpoint)]
 
 
 def daemon_rss(store: Path) -> int:
@@ -223,19 +293,29 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
     parser.add_argument("--json", default=str(ROOT / "bench/results/latest.json"))
     parser.add_argument(
         "--private",
         action="store_true",
         help="measure a private mount (one user; the kernel caches entries)",
     )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="without JuiceFS and rclone beside fsobj"
+    )
     args = parser.parse_args()
     sizes = (
-        {"big_mib": 256, "cp_mib": 64, "small_files": 2000, "listing": 10_000}
+        {"big_mib": 256, "cp_mib": 64, "small_files": 2000, "listing": 10_000, "git_files": 2000}
         if args.quick
-        else {"big_mib": 1024, "cp_mib": 256, "small_files": 10_000, "listing": 100_000}
+        else {
+            "big_mib": 1024,
+            "cp_mib": 256,
+            "small_files": 10_000,
+            "listing": 100_000,
+            "git_files": 10_000,
+        }
     )
+    peers = [] if args.no_peers else ["juicefs", "rclone"]
 
     work = Path(tempfile.mkdtemp(prefix="fsobj-bench-"))
     mountpoint = work / "mnt"
@@ -243,6 +323,7 @@ def main() -> None:
     store = work / "store"
     for path in (mountpoint, native):
         path.mkdir()
+    unmounts: list[list[str]] = []
     try:
         with open(work / "cp-source", "wb") as f:
             for _ in range(sizes["cp_mib"]):
@@ -252,6 +333,7 @@ def main() -> None:
             check=True,
             stderr=DEVNULL,
         )
+        make_repository(work / "repo", sizes["git_files"])
         subprocess.run(
             [
                 *FSOBJ,
@@ -266,63 +348,81 @@ def main() -> None:
             check=True,
             stdout=DEVNULL,
         )
-        try:
-            bucket = mountpoint / "bench"
-            bucket.mkdir()
-            measured = workloads({"native": native, "fsobj": bucket}, work, sizes)
-            rss = daemon_rss(store)
-        finally:
-            subprocess.run([*FSOBJ, "umount", str(mountpoint)], check=True)
+        unmounts.append([*FSOBJ, "umount", str(mountpoint)])
+        bucket = mountpoint / "bench"
+        bucket.mkdir()
+        sides = {"native": native, "fsobj": bucket}
+        for peer in peers:
+            sides[peer], unmount = mount_peer(peer, work)
+            unmounts.append(unmount)
+        measured = workloads(sides, work, sizes)
+        rss = daemon_rss(store)
     finally:
+        for unmount in reversed(unmounts):
+            subprocess.run(unmount, check=False)
         shutil.rmtree(work, ignore_errors=True)
-    native_results, fsobj_results = measured["native"], measured["fsobj"]
 
     rows = []
-    for name, (ours, unit) in fsobj_results.items():
-        theirs = native_results[name][0]
-        ratio = ours / theirs if unit != "s" else theirs / ours
-        rows.append(
-            {
-                "workload": name,
-                "unit": unit,
-                "native": theirs,
-                "fsobj": ours,
-                "ratio": ratio,
-                "target": TARGETS.get(name),
-            }
-        )
+    for name, (theirs, unit) in measured["native"].items():
+        row = {"workload": name, "unit": unit, "native": theirs, "target": TARGETS.get(name)}
+        for side in list(sides)[1:]:
+            value = measured[side][name][0]
+            row[side] = value
+            row[f"{side} ratio"] = (
+                None
+                if not value or not theirs
+                else value / theirs
+                if unit != "s"
+                else theirs / value
+            )
+        row["ratio"] = row["fsobj ratio"]
+        rows.append(row)
     report = {
         "private": args.private,
         "machine": machine(),
         "quick": args.quick,
         "sizes": sizes,
+        "peers": peers,
         "daemon_rss_mib": rss,
         "results": rows,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print_report(report, list(sides)[1:])
+    print(f"results written to {args.json}")
 
+
+def print_report(report: dict, sides: list[str]) -> None:
     m = report["machine"]
-    print(f"mount: {'private' if args.private else 'shared (allow_other)'}")
+    print(f"mount: {'private' if report['private'] else 'shared (allow_other)'}")
     print(
         f"machine: {m['cores']} cores, kernel {m['kernel']}, disk {m['disk']}, "
         f"Python {m['python']}; figures on a shared machine are noisy: the ratio of one "
-        "run is what counts"
+        "run is what counts. Ratio: to native, higher is better."
     )
-    print(f"{'workload':34} {'unit':8} {'native':>10} {'fsobj':>10} {'ratio':>7} {'target':>7}")
-    for row in rows:
-        target = f"{row['target']:.2f}" if row["target"] else ""
-        mark = "" if row["target"] is None or row["ratio"] >= row["target"] else "  (below)"
-        print(
-            f"{row['workload']:34} {row['unit']:8} {row['native']:10.2f} "
-            f"{row['fsobj']:10.2f} {row['ratio']:7.2f} {target:>7}{mark}"
-        )
+    header = f"{'workload':32} {'unit':8} {'native':>9}"
+    for side in sides:
+        header += f" {side:>9} {'ratio':>6}"
+    print(header + f" {'target':>7}")
+    for row in report["results"]:
+        line = f"{row['workload']:32} {row['unit']:8} {row['native']:9.2f}"
+        for side in sides:
+            value, ratio = row[side], row[f"{side} ratio"]
+            line += f" {value:9.2f} {ratio:6.2f}" if ratio is not None else f" {'failed':>9} {'':6}"
+        target = row["target"]
+        line += f" {target:7.2f}" if target else ""
+        fsobj = row["fsobj ratio"]
+        if target and (fsobj is None or fsobj < target):
+            line += "  (below)"
+        behind = [s for s in sides[1:] if row[f"{s} ratio"] and (fsobj or 0) < row[f"{s} ratio"]]
+        if behind:
+            line += f"  (behind {', '.join(behind)})"
+        print(line)
     print(
-        f"daemon resident memory after listing {sizes['listing']} objects: {rss} MiB"
-        f" (target: at most 200 MiB)"
+        f"fsobj daemon resident memory after listing {report['sizes']['listing']} objects:"
+        f" {report['daemon_rss_mib']} MiB"
     )
-    print(f"results written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""The daemon's memory at scale: bench/run --memory [--objects N].
+
+Makes a store of N objects (1,000,000 by default) in one directory through the metadata
+store (not through FUSE: minutes, not hours), mounts it shared, stats every object, lists
+the directory, and reports the daemon's resident memory after each step and at its peak.
+The objects' blobs are not written: stat and listing never read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from subprocess import DEVNULL
+
+from bench import FSOBJ, ROOT, progress
+from fsobj.metadata import Entry
+from fsobj.schema import ROOT_INODE
+from fsobj.store import Store, run_offline
+
+BATCH = 100_000
+TARGET_MIB = 250
+
+STAT_ALL = """
+import os, sys
+directory, count = sys.argv[1], int(sys.argv[2])
+for i in range(count):
+    os.stat(os.path.join(directory, f"object-{i:07d}"))
+"""
+
+
+def make_store(store: Path, count: int) -> None:
+    async def fill(opened: Store) -> None:
+        now = time.time_ns()
+        bucket = Entry(0, ROOT_INODE, "big", "bucket", 0o700, 0, 0, now, now, now)
+        await opened.meta.insert(bucket, bucket_owner=0)
+        for start in range(0, count, BATCH):
+            progress(f"making the store: {start}/{count} objects")
+            await opened.meta.insert_objects(
+                [
+                    Entry(0, bucket.inode, f"object-{i:07d}", "object", 0o644, 0, 0, now, now,
+                          now, str(uuid.uuid4()), 4096, "0" * 32)
+                    for i in range(start, min(start + BATCH, count))
+                ]
+            )  # fmt: skip
+
+    run_offline(store, fill)
+
+
+def daemon_memory(store: Path) -> dict[str, int]:
+    """Resident memory now and at its peak, in MiB."""
+    pid = int((store / "lock").read_text().split()[0])
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) // 1024
+    return {"now": fields["VmRSS"], "peak": fields["VmHWM"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=1_000_000)
+    parser.add_argument("--json", default=str(ROOT / "bench/results/memory.json"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="fsobj-memory-"))
+    store, mountpoint = work / "store", work / "mnt"
+    mountpoint.mkdir()
+    steps = []
+    try:
+        started = time.perf_counter()
+        make_store(store, args.objects)
+        steps.append(("make the store", time.perf_counter() - started, None))
+        subprocess.run(
+            [*FSOBJ, "--log-level", "WARNING", "mount", "--store", str(store), str(mountpoint)],
+            check=True,
+            stdout=DEVNULL,
+        )
+        try:
+            steps.append(("mounted", 0.0, daemon_memory(store)))
+            directory = mountpoint / "big"
+            progress(f"stat of {args.objects} objects")
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-c", STAT_ALL, str(directory), str(args.objects)], check=True
+            )
+            steps.append(("stat every object", time.perf_counter() - started, daemon_memory(store)))
+            progress(f"listing {args.objects} entries")
+            started = time.perf_counter()
+            listed = subprocess.run(
+                f"ls -f {directory} | wc -l", shell=True, check=True, capture_output=True, text=True
+            ).stdout.strip()
+            assert int(listed) == args.objects + 2, listed
+            steps.append(
+                ("list the directory", time.perf_counter() - started, daemon_memory(store))
+            )
+        finally:
+            subprocess.run([*FSOBJ, "umount", str(mountpoint)], check=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    progress("")
+    peak = max(memory["peak"] for _, _, memory in steps if memory)
+    print(f"{args.objects} objects in one directory, shared mount")
+    print(f"{'step':24} {'seconds':>8} {'RSS MiB':>8} {'peak MiB':>9}")
+    for name, seconds, memory in steps:
+        rss = f"{memory['now']:8d} {memory['peak']:9d}" if memory else ""
+        print(f"{name:24} {seconds:8.1f} {rss}")
+    print(f"peak resident memory: {peak} MiB (target: at most {TARGET_MIB} MiB)")
+    report = {"objects": args.objects, "peak_mib": peak, "target_mib": TARGET_MIB,
+              "steps": steps, "when": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
