@@ -9,11 +9,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import actor
 import pytest
+import trio_asyncio
+
+from fsobj.metadata import Entry, MetadataStore, open_metadata_store
 
 MOUNT_TIMEOUT = 30.0
 
@@ -199,3 +202,20 @@ def as_user(
     _, status = os.waitpid(pid, 0)
     assert status == 0 and text, f"the process acting as uid {uid} failed"
     return json.loads(text)
+
+
+def new_entry(parent: int, name: str, kind: str = "object") -> Entry:
+    """An entry to insert into a metadata store, owned by root."""
+    now = time.time_ns()
+    return Entry(0, parent, name, kind, 0o644, 0, 0, now, now, now)
+
+
+@contextlib.asynccontextmanager
+async def metadata_store(path: Path, **options: int) -> AsyncIterator[MetadataStore]:
+    """A metadata store of its own at `path`, without FUSE, closed afterwards."""
+    async with trio_asyncio.open_loop():
+        store = await open_metadata_store(path, **options)
+        try:
+            yield store
+        finally:
+            await store.close()

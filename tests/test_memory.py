@@ -5,27 +5,16 @@ import os
 import time
 
 import pytest
-import trio_asyncio
-from conftest import as_user, fsobj_cli, mounted_at
+from conftest import as_user, fsobj_cli, metadata_store, mounted_at, new_entry
 
 from fsobj import schema
-from fsobj.metadata import Entry, open_metadata_store
 from fsobj.namespace_cache import NamespaceCache
-
-
-def new_entry(parent: int, name: str, kind: str = "object") -> Entry:
-    now = time.time_ns()
-    return Entry(0, parent, name, kind, 0o644, 0, 0, now, now, now)
 
 
 @pytest.fixture
 async def small_meta(tmp_path):
-    async with trio_asyncio.open_loop():
-        store = await open_metadata_store(tmp_path / "meta.sqlite3", cache_entries=10)
-        try:
-            yield store
-        finally:
-            await store.close()
+    async with metadata_store(tmp_path / "meta.sqlite3", cache_entries=10) as store:
+        yield store
 
 
 def test_the_cache_evicts_the_least_recently_used_but_never_a_held_or_unwritten_entry():

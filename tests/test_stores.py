@@ -8,25 +8,17 @@ import zlib
 
 import pytest
 import trio_asyncio
+from conftest import metadata_store, new_entry
 
 from fsobj import schema
 from fsobj.datastore import CHUNK, DataStore, Digest, chunk_sums, new_object_id
-from fsobj.metadata import Entry, open_metadata_store
-
-
-def new_entry(parent: int, name: str, kind: str = "object") -> Entry:
-    now = time.time_ns()
-    return Entry(0, parent, name, kind, 0o644, 0, 0, now, now, now)
+from fsobj.metadata import open_metadata_store
 
 
 @pytest.fixture
 async def meta(tmp_path):
-    async with trio_asyncio.open_loop():
-        store = await open_metadata_store(tmp_path / "meta.sqlite3")
-        try:
-            yield store
-        finally:
-            await store.close()
+    async with metadata_store(tmp_path / "meta.sqlite3") as store:
+        yield store
 
 
 async def test_insert_lookup_move_delete(meta):
