@@ -118,7 +118,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             await self._truncate(entry, attr.st_size, fh)
         if fields.update_mode:
             if entry.kind == "bucket":  # chmod of a bucket changes its grants
-                current = self.bucket_acl(entry, await self.meta.acl(entry.inode))
+                current = await self.bucket_acl(entry)
                 mode = stat.S_IMODE(attr.st_mode)
                 await self.set_bucket_acl(entry, posix_acl.with_mode(current, mode))
             else:

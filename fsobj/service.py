@@ -157,7 +157,7 @@ class Service:
         self, entry: Entry, reuse: pyfuse3.EntryAttributes | None = None
     ) -> pyfuse3.EntryAttributes:
         """The entry's attributes, the same for every caller. A bucket's permission bits
-        are those of its grants (`bucket_acl`, which must have been read: `_bucket_acl`).
+        are those of its grants, which must have been read (`_attributes` does).
         `reuse` is an earlier result to fill in again (readdir copies each one out at
         once), which skips the fields that are the same for every entry."""
         if reuse is None:
@@ -170,7 +170,7 @@ class Service:
         attrs.st_ino = entry.inode
         mode = entry.mode
         if entry.kind == "bucket":
-            mode = posix_acl.mode_of(self.bucket_acl(entry, self.meta.cached_acl(entry.inode)))
+            mode = posix_acl.mode_of(self._posix_acl(entry, self.meta.cached_acl(entry.inode)))
         attrs.st_mode = _KIND_TYPE[entry.kind] | mode
         attrs.st_uid = entry.uid
         attrs.st_gid = entry.gid
@@ -192,16 +192,16 @@ class Service:
         attrs.st_ctime_ns = entry.ctime_ns
         return attrs
 
-    def bucket_acl(self, bucket: Entry, acl: Acl) -> tuple[posix_acl.AclEntry, ...]:
+    async def bucket_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:
         """The POSIX ACL of a bucket's directory: its grants, for the kernel to check."""
+        return self._posix_acl(bucket, await self.meta.acl(bucket.inode))
+
+    def _posix_acl(self, bucket: Entry, acl: Acl) -> tuple[posix_acl.AclEntry, ...]:
         return posix_acl.from_grants(acl, bucket.gid, self.iam.admins)
 
-    async def _bucket_acl(self, entry: Entry) -> Acl | None:
-        """A bucket's ACL, read into the cache for `attributes`; None for other entries."""
-        return await self.meta.acl(entry.inode) if entry.kind == "bucket" else None
-
     async def _attributes(self, entry: Entry) -> pyfuse3.EntryAttributes:
-        await self._bucket_acl(entry)
+        if entry.kind == "bucket":
+            await self.meta.acl(entry.inode)  # cached now, for `attributes`
         return self.attributes(entry)
 
     def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:

@@ -66,7 +66,7 @@ class MetadataAttributes(Service):
         entry = await self._entry(inode)
         text = name.decode("utf-8", "replace")
         if text == posix_acl.ACCESS and entry.kind == "bucket":
-            entries = self.bucket_acl(entry, await self.meta.acl(entry.inode))
+            entries = await self.bucket_acl(entry)
             if not posix_acl.is_minimal(entries):
                 return posix_acl.encode(entries)
         if not text.startswith("user."):
@@ -94,7 +94,7 @@ class MetadataAttributes(Service):
         names = [b"user." + key.encode() for key in await self.meta.user_metadata(inode)]
         entry = await self._entry(inode)
         if entry.kind == "bucket":
-            entries = self.bucket_acl(entry, await self.meta.acl(entry.inode))
+            entries = await self.bucket_acl(entry)
             if not posix_acl.is_minimal(entries):
                 names.append(posix_acl.ACCESS.encode())
         return names
@@ -157,7 +157,7 @@ class MetadataAttributes(Service):
         entry, text = await self._metadata_target(inode, name, ctx)
         if text == posix_acl.ACCESS and entry.kind == "bucket":
             # What setfacl -b leaves: the directory's mode bits alone.
-            await self.set_bucket_acl(entry, posix_acl.minimal(self._current_acl(entry)))
+            await self.set_bucket_acl(entry, posix_acl.minimal(await self.bucket_acl(entry)))
             return
         if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
             return  # none is stored: removing it leaves what there is
@@ -172,9 +172,6 @@ class MetadataAttributes(Service):
             raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
         await self.meta.set_user_metadata(inode, key, None)
 
-    def _current_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:
-        return self.bucket_acl(bucket, self.meta.cached_acl(bucket.inode))
-
     async def _set_posix_acl(self, entry: Entry, text: str, value: bytes) -> None:
         """setfacl: a bucket's access ACL becomes its grants; anywhere else, only an ACL
         that says no more than mode bits is accepted, and sets them (the kernel leaves
@@ -185,7 +182,6 @@ class MetadataAttributes(Service):
         except ValueError as bad:
             raise Refused(errno.EINVAL, where, str(bad)) from None
         if entry.kind == "bucket" and text == posix_acl.ACCESS:
-            await self.meta.acl(entry.inode)
             await self.set_bucket_acl(entry, entries)
             return
         if not posix_acl.is_minimal(entries) or text == posix_acl.DEFAULT:
