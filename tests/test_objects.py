@@ -556,3 +556,10 @@ def test_shared_mappings_of_writers_work_readers_map_privately(bucket):
             assert other.read(12) == b"MAPPED bytes"
         shared.close()
     assert path.read_bytes()[:24] == b"MAPPED bytesmapped bytes"
+
+
+def test_fallocate_is_refused_after_the_open_made_the_file(bucket):
+    # pyfuse3 has no fallocate handler: the kernel answers EOPNOTSUPP (docs/semantics.md)
+    made = subprocess.run(["fallocate", "-l", "1M", str(bucket / "f")], capture_output=True)
+    assert made.returncode != 0 and b"not supported" in made.stderr
+    assert (bucket / "f").stat().st_size == 0
