@@ -63,7 +63,8 @@ class Listings(Service):
             page = await listing.page_after(self.meta, after)
             if not page:
                 return
-            for entry in page:
+            for listed in page:
+                entry = self.meta.current(listed)
                 visible = True
                 if entry.kind == "bucket":  # the top level lists what the caller may read
                     acl = await self.meta.acl(entry.inode)

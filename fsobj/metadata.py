@@ -40,9 +40,14 @@ _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
     " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
 )
+_OBJECT_ID = schema.blob_name_sql("object_id")
+_LISTED = (
+    "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+    " NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks FROM entries"
+)
 _SELECT = (
     "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target, checksums, unsynced, subdirs, blocks"
+    f" {_OBJECT_ID}, size, etag, content_type, target, checksums, unsynced, subdirs, blocks"
     " FROM entries LEFT JOIN blob_checksums USING (object_id)"
 )
 
@@ -187,7 +192,7 @@ class MetadataStore:
         if entry is not None:
             return entry
         rows = await self._run(transactions.select, f"{_SELECT} WHERE inode = ?", (inode,))
-        return self._remember(_entry(rows[0])) if rows else None
+        return self._remember(Entry(*rows[0])) if rows else None
 
     async def lookup(self, parent: int, name: str) -> Entry | None:
         entry = self._cache.named(parent, name)
@@ -200,18 +205,27 @@ class MetadataStore:
             f"{_SELECT} WHERE parent = ? AND name = ?",
             (parent, name),
         )
-        return self._remember(_entry(rows[0])) if rows else None
+        return self._remember(Entry(*rows[0])) if rows else None
 
     async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
-        """One page of a directory, in inode order, starting after `after_inode`."""
+        """One page of a directory, in inode order, starting after `after_inode`: the
+        cached entries, and for the others what their rows said, for their attributes
+        (without blob id and checksums, which cost a listing half its time to read).
+        Those are not cached: a listing of a million entries must not push out what is
+        in use (and `current` gives an entry as it is now, should it change after the
+        page was read)."""
         await self._write_all()
         rows = await self._run(
             transactions.select,
-            f"{_SELECT} WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
+            f"{_LISTED} WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
             (parent, after_inode, limit),
         )
-        cached = self._cache.get
-        return [cached(row[0]) or self._remember(_entry(row)) for row in rows]
+        cached = self._cache.peek
+        return [cached(row[0]) or Entry(*row) for row in rows]
+
+    def current(self, entry: Entry) -> Entry:
+        """The entry as it is now: the cached one, which every change updates, if any."""
+        return self._cache.peek(entry.inode) or entry
 
     async def has_children(self, inode: int) -> bool:
         await self._write_all()
@@ -481,14 +495,13 @@ class MetadataStore:
     ) -> list[tuple[int, str | None, int, bytes | None]]:
         """(inode, object_id, size, checksums) of a page of objects in inode order (but
         those directly in `skip_parent`), for checks."""
-        rows = await self._run(
+        return await self._run(
             transactions.select,
-            "SELECT inode, object_id, size, checksums"
+            f"SELECT inode, {_OBJECT_ID}, size, checksums"
             " FROM entries LEFT JOIN blob_checksums USING (object_id)"
             " WHERE inode > ? AND kind = 'object' AND parent IS NOT ? ORDER BY inode LIMIT ?",
             (after_inode, skip_parent, limit),
         )
-        return [(inode, _blob_name(key), size, sums) for inode, key, size, sums in rows]
 
     async def check(self) -> list[str]:
         """Problems in the database itself and in the invariants of the namespace."""
@@ -524,14 +537,13 @@ class MetadataStore:
     async def unsynced_objects(self) -> list[tuple[int, str, str | None, int, bytes | None]]:
         """(inode, name, object_id, size, checksums) of objects whose blob may not have
         reached the disk: after a crash, what must be verified."""
-        rows = await self._run(
+        return await self._run(
             transactions.select,
-            "SELECT inode, name, object_id, size, checksums"
+            f"SELECT inode, name, {_OBJECT_ID}, size, checksums"
             " FROM entries LEFT JOIN blob_checksums USING (object_id)"
             " WHERE unsynced != 0 AND unsynced > ?",
             (self._synced_through,),
         )
-        return [(inode, name, _blob_name(key), size, sums) for inode, name, key, size, sums in rows]
 
     async def settle_unsynced(self, lost: list[int]) -> None:
         """After a crash, once the blobs that survived are durable: remove the objects
@@ -572,16 +584,6 @@ def _count_subdirs(counts: dict[int, int]) -> list[tuple[str, tuple]]:
         for directory, change in counts.items()
         if change
     ]
-
-
-def _entry(row: tuple) -> Entry:
-    entry = Entry(*row)
-    entry.object_id = _blob_name(entry.object_id)  # type: ignore[arg-type]
-    return entry
-
-
-def _blob_name(key: bytes | None) -> str | None:
-    return None if key is None else schema.blob_name(key)
 
 
 def _insert_statements(entry: Entry, touch: bool = True) -> list[tuple[str, tuple]]:

@@ -46,6 +46,10 @@ class NamespaceCache:
             self._entries.move_to_end(inode)
         return entry
 
+    def peek(self, inode: int) -> Entry | None:
+        """The cached entry, without counting this as a use."""
+        return self._entries.get(inode)
+
     def named(self, parent: int, name: str) -> Entry | None:
         inode = self._by_name.get((parent, name))
         return None if inode is None else self.get(inode)
