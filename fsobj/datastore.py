@@ -2,8 +2,8 @@
 
 An object's content is staged in memory while small, in a staging file once it grows;
 committing it computes the object's digests and writes or renames it to `blobs/ab/UUID`
-(256 shard directories, made with the store). Unless it is a new object's small blob, which
-the next group sync makes durable (docs/durability.md), the data is made durable
+(256 shard directories, made with the store). Unless it is a new object's blob, which the
+next group sync makes durable (docs/durability.md), the data is made durable
 (fdatasync) and then its name (fsync of the directory) before the metadata store records
 the new version, so a crash can never leave metadata pointing at a blob that is not fully
 on disk. A blob never changes after that. All calls that touch the disk at length run in a
@@ -24,6 +24,7 @@ import errno
 import hashlib
 import logging
 import os
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -124,7 +125,7 @@ def chunk_sums(checksums: bytes) -> array.array:
 
 
 class Staging:
-    """The content of an object being written, private to one handle: in memory while it
+    """The content of an object being written, of one working copy: in memory while it
     is small (most objects are), in a file of the staging area once it grows (`spill`).
 
     Digests are computed as the data arrives while writes are sequential from offset 0;
@@ -137,21 +138,25 @@ class Staging:
         self.size = size
         self.memory: bytearray | None = bytearray() if path is None else None
         self._digest: Digest | None = Digest() if size == 0 else None
+        # Writes may run in several threads at once (writers share a working copy): the
+        # size and the digest's order of data are kept under this lock.
+        self._lock = threading.Lock()
 
     def write(self, offset: int, data: bytes) -> int:
-        if self.memory is None:
-            written = os.pwrite(self.fd, data, offset)
-        else:
-            if offset > len(self.memory):
-                self.memory.extend(bytes(offset - len(self.memory)))
-            self.memory[offset : offset + len(data)] = data
-            written = len(data)
-        if self._digest is not None:
-            if offset == self.size:
-                self._digest.feed(memoryview(data)[:written])
+        with self._lock:
+            if self.memory is None:
+                written = os.pwrite(self.fd, data, offset)
             else:
-                self._digest = None
-        self.size = max(self.size, offset + written)
+                if offset > len(self.memory):
+                    self.memory.extend(bytes(offset - len(self.memory)))
+                self.memory[offset : offset + len(data)] = data
+                written = len(data)
+            if self._digest is not None:
+                if offset == self.size:
+                    self._digest.feed(memoryview(data)[:written])
+                else:
+                    self._digest = None
+            self.size = max(self.size, offset + written)
         return written
 
     def read(self, offset: int, size: int) -> bytes:
@@ -160,21 +165,23 @@ class Staging:
         return bytes(self.memory[offset : offset + size])
 
     def truncate(self, size: int) -> None:
-        if self.memory is None:
-            os.ftruncate(self.fd, size)
-        elif size < len(self.memory):
-            del self.memory[size:]
-        else:
-            self.memory.extend(bytes(size - len(self.memory)))
-        if size != self.size:
-            self._digest = None
-        self.size = size
+        with self._lock:
+            if self.memory is None:
+                os.ftruncate(self.fd, size)
+            elif size < len(self.memory):
+                del self.memory[size:]
+            else:
+                self.memory.extend(bytes(size - len(self.memory)))
+            if size != self.size:
+                self._digest = None
+            self.size = size
 
     def spill(self, path: Path) -> None:
         """Move the content from memory to a new file at `path` (blocking: run in a thread)."""
-        assert self.memory is not None
-        self.fd = _new_file(path, self.memory, 0o600)
-        self.path, self.memory = path, None
+        with self._lock:  # no write may land in memory once it is copied
+            assert self.memory is not None
+            self.fd = _new_file(path, self.memory, 0o600)
+            self.path, self.memory = path, None
 
     def digests(self) -> tuple[str, bytes]:
         """(etag, checksums) of the staged content."""
@@ -373,8 +380,8 @@ class DataStore:
             # partial blob is only garbage, like any blob no metadata names.
             self._write_blob(path, staging.memory, sync)
         else:
-            sync = True
-            os.fdatasync(staging.fd)
+            if sync:
+                os.fdatasync(staging.fd)
             os.fchmod(staging.fd, 0o400)
             assert staging.path is not None  # content out of memory lives in a file
             os.rename(staging.path, path)

@@ -538,11 +538,11 @@ class OpenObjects:
         staging = handle.staging
         assert staging is not None
         object_id = new_object_id()
-        # A new object's small blob is left to the page cache, and the next group sync
-        # makes it durable with all the others (GroupSync): a crash before that can
-        # only take the object back to not existing, which recovery checks. Any other
-        # commit replaces a version, so its blob is durable before the metadata moves on.
-        fresh = staging.memory is not None and handle.entry.object_id is None and not durable
+        # A new object's blob is left to the page cache, and the next group sync makes it
+        # durable with all the others (GroupSync): a crash before that can only take the
+        # object back to not existing, which recovery checks. Any other commit replaces a
+        # version, so its blob is durable before the metadata moves on.
+        fresh = handle.entry.object_id is None and not durable
         # From before the blob appears until the metadata names it, the collector must not
         # take it for garbage.
         self.committing.add(object_id)

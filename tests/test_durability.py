@@ -204,8 +204,8 @@ def unsynced_marks(store: Path) -> set[str]:
 def test_group_sync_makes_new_objects_durable(mount, bucket):
     mount.commit_rarely()
     (bucket / "new").write_bytes(b"n" * 100)
-    (bucket / "big").write_bytes(b"b" * (2 << 20))  # past memory staging: synced at close
-    assert unsynced_marks(mount.store) == {"new"}
+    (bucket / "big").write_bytes(b"b" * (2 << 20))  # past memory staging: a file, renamed
+    assert unsynced_marks(mount.store) == {"new", "big"}
     with open(bucket / "big", "rb") as f:
         os.fsync(f.fileno())  # makes every commit so far durable, other objects' too
     assert unsynced_marks(mount.store) == set()
@@ -224,14 +224,16 @@ def test_new_object_whose_blob_a_power_loss_took_goes_back_to_not_existing(mount
         os.fsync(f.fileno())
     (bucket / "kept").write_bytes(b"k" * 5000)
     (bucket / "lost").write_bytes(b"l" * 5000)
+    (bucket / "lost-big").write_bytes(b"L" * (3 << 20))  # staged in a file
     (bucket / "tmp").write_bytes(b"new version")
     os.rename(bucket / "tmp", bucket / "old")  # replacing: the new blob is synced first
     lost, replaced = blob_of(bucket / "lost", mount.store), blob_of(bucket / "old", mount.store)
+    lost_big = blob_of(bucket / "lost-big", mount.store)
     mount.process.kill()
     mount.process.wait()
     mount.stop()
     # What a power loss leaves of a new file whose data was never written back.
-    for blob in (lost, replaced):
+    for blob in (lost, replaced, lost_big):
         blob.chmod(0o600)
         os.truncate(blob, 0)
     mount.start()
