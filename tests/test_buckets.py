@@ -108,3 +108,11 @@ def test_bucket_command_on_an_unmounted_store(store, mount):
     mount.stop()
     fsobj_cli("bucket", "rm", "--store", str(store), "offline")
     assert "offline" not in fsobj_cli("bucket", "ls", "--store", str(store)).stdout
+
+
+def test_a_buckets_owner_and_group_do_not_change(bucket):
+    for uid, gid in ((1001, -1), (-1, 1001)):
+        with pytest.raises(OSError) as caught:
+            os.chown(bucket, uid, gid)
+        assert caught.value.errno == errno.EPERM
+    assert (os.stat(bucket).st_uid, os.stat(bucket).st_gid) == (0, 0)
