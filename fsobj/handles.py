@@ -4,11 +4,11 @@ A handle pins the blob that was current when it was opened (by holding a descrip
 it), so a reader keeps reading that version while writers commit new ones; readers are
 opened with direct I/O (operations.py), so each read is served from the handle's own
 version. A blob that no metadata points at any more is unlinked at once, and the kernel
-frees it when the last descriptor closes. Writers that update an object in place (opened without
-O_TRUNC) share a working copy, as on a local disk: the first one still open holds it, the
-others follow it (`working`); a writer that replaces the object works alone. A working copy
-copies the pinned blob into staging on its first change (copy-on-write), and a flush,
-fsync or release of any of them commits staging as a new blob.
+frees it when the last descriptor closes. Writers that update an object in place (opened
+without O_TRUNC) share a working copy, as on a local disk: the first one still open holds
+it, the others follow it (`working`); a writer that replaces the object works alone. A
+working copy copies the pinned blob into staging on its first change (copy-on-write), and
+a flush, fsync or release of any of its writers commits staging as a new blob.
 """
 
 from __future__ import annotations
@@ -310,8 +310,11 @@ class OpenObjects:
 
     async def release(self, handle: Handle) -> None:
         try:
-            if self.working(handle).dirty:
-                await self.commit(handle, durable=False)
+            working = self.working(handle)
+            # Changes still running (a write of another writer in place) land first.
+            async with working.gate.commit():
+                if working.dirty:
+                    await self._commit(working, durable=False)
         finally:
             self._close(handle)
 
@@ -353,10 +356,12 @@ class OpenObjects:
     # -- reading and writing ------------------------------------------------------------
 
     async def read(self, handle: Handle, offset: int, size: int) -> bytes:
+        source = handle.follows or handle
+        if source.gate.committing is not None:  # the content moves to its blob meanwhile
+            await source.gate.wait_for_commit()
+            return await self.read(handle, offset, size)  # whom it follows may be closed now
         if handle.follows is not None:
             return await self.read(handle.follows, offset, size)
-        if handle.gate.committing is not None:  # the content moves to its blob meanwhile
-            await handle.gate.wait_for_commit()
         if handle.staging is not None:
             if handle.staging.memory is not None:
                 return handle.staging.read(offset, size)
@@ -468,19 +473,28 @@ class OpenObjects:
         return handle.staging
 
     async def write(self, handle: Handle, offset: int, data: bytes) -> int:
-        handle = self.working(handle)
-        self._check_size(handle, offset + len(data))
-        async with handle.gate.change():
-            staging = await self._staging(handle, offset + len(data))
+        self._check_size(self.working(handle), offset + len(data))
+        async with self._changing(handle) as working:
+            staging = await self._staging(working, offset + len(data))
             inline = len(data) <= INLINE_WRITE
-            return await self._change(handle, inline, staging.write, offset, data)
+            return await self._change(working, inline, staging.write, offset, data)
 
     async def truncate(self, handle: Handle, size: int) -> None:
-        handle = self.working(handle)
-        self._check_size(handle, size)
-        async with handle.gate.change():
-            staging = await self._staging(handle, size)
-            await self._change(handle, staging.memory is not None, staging.truncate, size)
+        self._check_size(self.working(handle), size)
+        async with self._changing(handle) as working:
+            staging = await self._staging(working, size)
+            await self._change(working, staging.memory is not None, staging.truncate, size)
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, handle: Handle) -> AsyncIterator[Handle]:
+        """The working copy that `handle` changes, held open for the change. A writer
+        that waited while the one it follows committed and closed follows its heir."""
+        while True:
+            working = self.working(handle)
+            async with working.gate.change():
+                if working is handle or working.fh in self._handles:
+                    yield working
+                    return
 
     def _check_size(self, handle: Handle, size: int) -> None:
         """Refuse a change past the largest object; like any failed change, it spoils

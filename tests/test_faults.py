@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from conftest import blob_files
@@ -194,3 +195,28 @@ def test_many_open_files_at_once(bucket):
     finally:
         for r in readers:
             r.close()
+
+
+def test_a_writer_in_place_keeps_writing_while_the_others_close(bucket):
+    path = bucket / "shared.db"
+    path.write_bytes(b"")
+    first = os.open(path, os.O_RDWR)  # holds the working copy; the next one follows it
+    writer = os.open(path, os.O_RDWR)
+    errors: list[OSError] = []
+
+    def write_records() -> None:
+        try:
+            for i in range(3000):
+                os.pwrite(writer, b"%08d" % i, i * 8)
+        except OSError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=write_records)
+    thread.start()
+    os.close(first)  # commits while the other writes, which takes the working copy over
+    while thread.is_alive():  # others open and close beside it, each close a commit
+        os.close(os.open(path, os.O_RDWR))
+    thread.join()
+    os.close(writer)
+    assert not errors
+    assert path.read_bytes() == b"".join(b"%08d" % i for i in range(3000))
