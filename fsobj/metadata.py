@@ -100,6 +100,9 @@ class MetadataStore:
         # Entries whose row is not in the database yet (see the module's docstring).
         self._unwritten = self._cache.unwritten
         self._acls: dict[int, Acl] = {}  # per bucket, as long as it lives
+        # How many times a directory moved: what was derived from the tree's shape (a
+        # directory's bucket and key length) is current while this stays the same.
+        self.directory_moves = 0
         self._next_inode = 0  # set when the store opens
         # Group sync of new objects' blobs: commits record the current generation; a sync
         # starts a new one and, once the blobs are on disk, records that every generation
@@ -369,6 +372,8 @@ class MetadataStore:
             counts[new_parent] -= 1
         statements += _count_subdirs(counts)
         await self._write(statements, [entry, replaced])
+        if entry.is_dir:
+            self.directory_moves += 1
         self._counted_subdirs(counts)
         if replaced is not None:
             self._forget(replaced.inode)

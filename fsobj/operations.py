@@ -289,7 +289,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             raise refusal.at(new_where) from None
         if entry.parent == new_parent.inode and entry.name == new_name:
             return
-        ancestor: Entry | None = new_parent
+        ancestor: Entry | None = new_parent if entry.is_dir else None  # only a directory
         while ancestor is not None and ancestor.kind != "root":
             if ancestor.inode == entry.inode:
                 raise Refused(errno.EINVAL, new_where, "cannot move a directory into itself")

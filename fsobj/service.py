@@ -30,6 +30,7 @@ BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB r
 # How long the kernel may keep a bucket's name: a bucket exists for everyone, and it
 # changes only through the kernel (mkdir, rmdir), so the kernel's entry stays true.
 BUCKET_ENTRY_SECONDS = 300.0
+PLACES = 50_000  # directories whose bucket and key prefix are remembered
 
 _KIND_TYPE = {
     "root": stat.S_IFDIR,
@@ -67,6 +68,8 @@ class Service:
         self.notify_kernel = False
         self.objects.committed = self._invalidate_attributes
         self.forgotten = 0  # inodes the kernel has let go of (operations.forget)
+        # Each directory's bucket and key prefix length, as of a count of directory moves.
+        self._places: dict[int, tuple[int, int, int]] = {}
 
     # -- resolving requests -------------------------------------------------------------
 
@@ -94,20 +97,32 @@ class Service:
         return path.rstrip("/") + "/" + name.decode("utf-8", "backslashreplace")
 
     async def _bucket_of(self, entry: Entry) -> Entry | None:
-        while entry.kind not in ("bucket", "root"):
-            parent = await self.meta.get(entry.parent)
-            if parent is None:
-                return None
-            entry = parent
-        return entry if entry.kind == "bucket" else None
+        directory = entry if entry.is_dir else await self.meta.get(entry.parent)
+        if directory is None:  # unlinked
+            return None
+        bucket, _ = await self._place(directory)
+        return await self.meta.get(bucket) if bucket else None
 
     async def _key_bytes(self, directory: Entry) -> int:
         """Bytes of the key prefix that `directory` stands for, with its trailing slash."""
-        total = 0
-        while directory.kind not in ("bucket", "root"):
-            total += len(directory.name.encode()) + 1
-            directory = await self._entry(directory.parent)
-        return total
+        return (await self._place(directory))[1]
+
+    async def _place(self, directory: Entry) -> tuple[int, int]:
+        """(bucket inode or 0, key prefix bytes) of a directory: derived from its parents
+        once, then remembered until a directory moves (which may change both for every
+        directory below it), so that a request does not walk up the tree."""
+        if directory.kind in ("bucket", "root"):
+            return (directory.inode if directory.kind == "bucket" else 0), 0
+        moves = self.meta.directory_moves
+        known = self._places.get(directory.inode)
+        if known is not None and known[0] == moves:
+            return known[1], known[2]
+        bucket, prefix = await self._place(await self._entry(directory.parent))
+        prefix += len(directory.name.encode()) + 1
+        if len(self._places) >= PLACES:
+            self._places.clear()  # forgetting only means deriving again
+        self._places[directory.inode] = (moves, bucket, prefix)
+        return bucket, prefix
 
     async def _access(self, ctx: Any, entry: Entry) -> Access:
         who = self.iam.identify(ctx)

@@ -156,3 +156,22 @@ async def test_reading_the_acl_needs_read_acp_and_changing_it_write_acp(ops):
     assert await refused(grant) == errno.EACCES
     bad = ops.setxattr(b, b"user.fsobj.acl", b"nobody FLY\n", ctx(1001))
     assert await refused(bad) == errno.EINVAL
+
+
+async def test_a_directory_move_changes_the_bucket_and_key_length_of_everything_below(ops):
+    b, other = await bucket(ops), await bucket(ops, "other")
+    top = (await ops.mkdir(b, b"top", 0o755, ctx())).st_ino
+    low = (await ops.mkdir(top, b"low", 0o755, ctx())).st_ino
+    inode = await put(ops, low, b"obj", b"x")
+    assert await ops.getxattr(inode, b"user.fsobj.bucket", ctx()) == b"bkt"
+    assert await ops.getxattr(inode, b"user.fsobj.key", ctx()) == b"top/low/obj"
+    long_name = b"t" * 250
+    await ops.rename(b, b"top", other, long_name, 0, ctx())
+    assert await ops.getxattr(inode, b"user.fsobj.bucket", ctx()) == b"other"
+    key = long_name + b"/low/obj"
+    assert await ops.getxattr(inode, b"user.fsobj.key", ctx()) == key
+    deeper = low
+    for _ in range(3):  # 251 + 4 + 3 * 251 bytes of prefix: 16 left for a name
+        deeper = (await ops.mkdir(deeper, b"d" * 250, 0o755, ctx())).st_ino
+    assert await refused(put(ops, deeper, b"x" * 17, b"x")) == errno.ENAMETOOLONG
+    assert await get(ops, await put(ops, deeper, b"x" * 16, b"ok")) == b"ok"
