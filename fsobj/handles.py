@@ -13,7 +13,6 @@ a flush, fsync or release of any of its writers commits staging as a new blob.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import errno
@@ -29,21 +28,17 @@ from typing import Any
 import trio
 
 from .datastore import (
-    CHUNK,
     Blob,
-    DamagedBlob,
     DataStore,
     Staging,
     check_object_size,
-    checked_chunk,
-    chunk_sums,
     new_object_id,
-    pread,
     wrong_size,
 )
 from .durability import GroupSync
 from .metadata import Entry, MetadataStore
 from .refusals import Refused
+from .versions import Ahead, Version, VersionReader
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +51,6 @@ MEMORY_STAGING = 1 << 20
 MEMORY_STAGING_TOTAL = 64 << 20
 # A new object's blob up to this size is written by the metadata store's thread, with its row.
 SMALL_BLOB = 64 * 1024
-# Blobs whose verified chunks are remembered; past that the memory is cleared.
-VERIFIED_BLOBS = 100_000
-# A reader reading on from where its last read ended has its next ranges (this many, of
-# the size it reads) read and checked ahead in threads, while the kernel copies out the
-# current one; at most this many bytes are read ahead for all readers together.
-READ_AHEAD = 3
-READ_AHEAD_TOTAL = 32 << 20
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -91,7 +79,7 @@ class Handle:
     # Where the last read of the committed version ended, and the next ranges being read
     # ahead, in order.
     read_end: int = 0
-    ahead: list[_Ahead] = dataclasses.field(default_factory=list)
+    ahead: list[Ahead] = dataclasses.field(default_factory=list)
     # Changes to the staged content run concurrently (the kernel writes pages back in
     # parallel, and writers share a working copy); a commit waits until none is running
     # and holds new changes and reads back until it is done (`_Gate`).
@@ -137,27 +125,6 @@ class _Gate:
             done.set()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Ahead:
-    offset: int
-    size: int
-    future: concurrent.futures.Future
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Version:
-    """One committed content of an object: its blob and what is recorded about it."""
-
-    object_id: str
-    size: int
-    checksums: bytes | None
-
-    @classmethod
-    def of(cls, entry: Entry) -> Version:
-        assert entry.object_id is not None
-        return cls(entry.object_id, entry.size, entry.checksums)
-
-
 @dataclasses.dataclass(eq=False, slots=True)
 class _Record:
     """A commit's metadata update waiting for its group's transaction."""
@@ -194,15 +161,10 @@ class OpenObjects:
         # Blobs being committed: on disk, not yet named by the metadata.
         self.committing: set[str] = set()
         self.durability = GroupSync(meta, data)
-        # Chunks of each blob whose checksum has been verified by a read.
-        self._verified: dict[str, set[int]] = {}
         # Called with an object's inode after each commit (the kernel may cache its
         # attributes, which the commit changed: see Operations).
         self.committed: Callable[[int], None] = lambda inode: None
-        self._readers = concurrent.futures.ThreadPoolExecutor(
-            READ_AHEAD, thread_name_prefix="read-ahead"
-        )
-        self._ahead_bytes = 0  # what all handles' read aheads hold or are reading
+        self.reader = VersionReader(data)
 
     def get(self, fh: int) -> Handle:
         return self._handles[fh]
@@ -284,7 +246,7 @@ class OpenObjects:
         if handle.blob_fd is not None:
             os.close(handle.blob_fd)
         handle.version, handle.blob_fd = version, None
-        self._drop_ahead(handle)
+        self.reader.drop_ahead(handle)
         if version is not None:
             handle.blob_fd = self.data.open_blob(version.object_id)
 
@@ -293,15 +255,11 @@ class OpenObjects:
         try:
             fd = self.data.open_blob(version.object_id)
         except FileNotFoundError:
-            raise self._damaged(version, name, "is missing") from None
+            raise self.reader.damaged(version, name, "is missing") from None
         if problem := wrong_size(fd, version.size):
             os.close(fd)
-            raise self._damaged(version, name, problem)
+            raise self.reader.damaged(version, name, problem)
         return fd
-
-    def _damaged(self, version: Version, name: str, problem: str) -> DamagedBlob:
-        path = self.data.blob_path(version.object_id)
-        return DamagedBlob(f"object {version.object_id} ({name}): blob {path} {problem}")
 
     def working(self, handle: Handle) -> Handle:
         """The handle that holds what `handle` writes: itself, or for a writer in place,
@@ -320,7 +278,7 @@ class OpenObjects:
 
     def _close(self, handle: Handle) -> None:
         self._discard_staging(handle)
-        self._drop_ahead(handle)
+        self.reader.drop_ahead(handle)
         if self._handles.pop(handle.fh, None) is not None:
             self.meta.let_go(handle.entry.inode)
         inode = handle.entry.inode
@@ -372,89 +330,8 @@ class OpenObjects:
             # A small object whose blob is in the page cache is read on the loop: the
             # thread hop would cost more than the copy. Otherwise: a thread.
             with contextlib.suppress(BlockingIOError):
-                return self._read_verified(*_blob(handle), offset, size, cached_only=True)
-        return await self._read_on(handle, offset, size)
-
-    async def _read_on(self, handle: Handle, offset: int, size: int) -> bytes:
-        """Read a committed version, and if the reader is reading sequentially, keep the
-        next ranges being read, so that their disk reads and checksums overlap the kernel's
-        round trips."""
-        if handle.ahead and (handle.ahead[0].offset, handle.ahead[0].size) == (offset, size):
-            ahead = handle.ahead.pop(0)
-            self._ahead_bytes -= ahead.size
-            if not ahead.future.done():
-                await _wait(ahead.future)
-            data = ahead.future.result()
-        else:
-            self._drop_ahead(handle)
-            data = await trio.to_thread.run_sync(self._read_verified, *_blob(handle), offset, size)
-        sequential = offset == handle.read_end
-        handle.read_end = end = offset + len(data)
-        if sequential and len(data) == size:
-            version, fd, name = _blob(handle)
-            following = handle.ahead[-1].offset + size if handle.ahead else end
-            while (
-                len(handle.ahead) < READ_AHEAD
-                and following < version.size
-                and self._ahead_bytes + size <= READ_AHEAD_TOTAL
-            ):
-                # On its own descriptor: the handle may close or re-pin before it finishes.
-                future = self._readers.submit(
-                    self._read_ahead, version, os.dup(fd), name, following, size
-                )
-                handle.ahead.append(_Ahead(following, size, future))
-                self._ahead_bytes += size
-                following += size
-        return data
-
-    def _drop_ahead(self, handle: Handle) -> None:
-        """Forget the handle's read aheads (those still running finish unseen)."""
-        self._ahead_bytes -= sum(ahead.size for ahead in handle.ahead)
-        handle.ahead.clear()
-
-    def _read_ahead(self, version: Version, fd: int, name: str, offset: int, size: int) -> bytes:
-        try:
-            return self._read_verified(version, fd, name, offset, size)
-        finally:
-            os.close(fd)
-
-    def _read_verified(
-        self,
-        version: Version,
-        fd: int,
-        name: str,
-        offset: int,
-        size: int,
-        cached_only: bool = False,
-    ) -> bytes:
-        """Read committed content from the blob open at `fd`, checking each chunk it
-        touches against its CRC-32 the first time (a blob never changes, so once is enough)."""
-        end = min(offset + size, version.size)
-        if version.checksums is None or offset >= end:
-            return pread(fd, size, offset, cached_only)
-        sums = chunk_sums(version.checksums)
-        if len(self._verified) > VERIFIED_BLOBS:
-            self._verified.clear()  # forgetting only means checking again
-        verified = self._verified.setdefault(version.object_id, set())
-        first, last = offset // CHUNK, (end - 1) // CHUNK
-        fresh = []
-        for index in range(first, last + 1):
-            if index in verified:
-                continue
-            data = checked_chunk(fd, index, sums[index], cached_only)
-            if data is None:
-                raise self._damaged(
-                    version,
-                    name,
-                    f"fails its checksum at bytes {index * CHUNK}..{(index + 1) * CHUNK - 1}",
-                )
-            verified.add(index)
-            fresh.append(data)
-        if len(fresh) == last - first + 1:  # every chunk was just read: no second read
-            start = offset - first * CHUNK
-            whole = fresh[0] if len(fresh) == 1 else b"".join(fresh)
-            return whole[start : start + size]
-        return pread(fd, size, offset, cached_only)
+                return self.reader.read_cached(handle, offset, size)
+        return await self.reader.read(handle, offset, size)
 
     async def _staging(self, handle: Handle, end: int) -> Staging:
         """The handle's staged content, ready for a change that reaches byte `end`."""
@@ -684,7 +561,7 @@ class OpenObjects:
     def retire(self, object_id: str | None) -> None:
         """The metadata no longer names this blob (that change is committed)."""
         if object_id is not None:
-            self._verified.pop(object_id, None)
+            self.reader.forget(object_id)
             self.durability.retire(object_id)
 
     def busy_blobs(self) -> set[str]:
@@ -699,19 +576,5 @@ class OpenObjects:
             self._orphans[entry.inode] = entry
 
     async def remove_blob(self, object_id: str) -> None:
-        self._verified.pop(object_id, None)
+        self.reader.forget(object_id)
         await self.data.remove_blobs([object_id])
-
-
-async def _wait(future: concurrent.futures.Future) -> None:
-    """Wait on the trio loop, without holding a thread, for a future to finish."""
-    done = trio.Event()
-    token = trio.lowlevel.current_trio_token()
-    future.add_done_callback(lambda _: token.run_sync_soon(done.set))
-    await done.wait()
-
-
-def _blob(handle: Handle) -> tuple[Version, int, str]:
-    """What a read of the handle's committed version needs."""
-    assert handle.version is not None and handle.blob_fd is not None
-    return handle.version, handle.blob_fd, handle.entry.name

@@ -35,7 +35,7 @@ from .namespace_cache import DEFAULT_CAPACITY, NamespaceCache
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# An entry's row, and its blob's checksums from their own table (schema version 6).
+# The columns of an entry's row; reads add its blob's checksums from their own table.
 _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
     " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
@@ -296,6 +296,7 @@ class MetadataStore:
         await self._run(transactions.write, statements)
         for parent, now_ns in latest.items():
             self._touched(parent, now_ns)
+            self._cache.missing_children(parent)
 
     async def update(self, entry: Entry, **changes: Any) -> None:
         """Change some columns of an entry, in the database and then in the cache. A new

@@ -61,6 +61,10 @@ class NamespaceCache:
         """Whether every child of `directory` is cached: a name not found is missing."""
         return directory in self._complete
 
+    def missing_children(self, directory: int) -> None:
+        """Children of `directory` were stored without passing here (a bulk load)."""
+        self._complete.discard(directory)
+
     def add(self, entry: Entry, complete: bool = False) -> Entry:
         """Cache an entry read or made; returns the cached one, which wins over an older
         row read meanwhile. `complete`: a new directory, whose children all pass here."""

@@ -140,3 +140,11 @@ def test_a_missing_name_the_kernel_remembers_appears_once_created(bucket):
 def test_only_an_administrator_reads_what_the_daemon_holds(mount):
     assert "cached_entries" in fsobj_cli("stats", str(mount.path)).stdout
     assert as_user(1001, [["getxattr", str(mount.path), "user.fsobj.stats"]]) == ["EACCES"]
+
+
+async def test_objects_loaded_in_bulk_are_found_in_a_directory_made_this_session(small_meta):
+    meta = small_meta
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    await meta.insert_objects([new_entry(bucket.inode, f"k{i}") for i in range(3)])
+    found = await meta.lookup(bucket.inode, "k2")
+    assert found is not None and found.name == "k2"

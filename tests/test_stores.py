@@ -234,7 +234,8 @@ def test_digest_checksums_each_chunk_however_the_data_arrives():
 
 
 async def test_read_ahead_follows_sequential_readers_and_lets_go_of_what_it_held(meta, tmp_path):
-    from fsobj.handles import READ_AHEAD, OpenObjects
+    from fsobj.handles import OpenObjects
+    from fsobj.versions import READ_AHEAD
 
     objects = OpenObjects(meta, DataStore(tmp_path))
     bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
@@ -250,14 +251,14 @@ async def test_read_ahead_follows_sequential_readers_and_lets_go_of_what_it_held
     assert await objects.read(reader, CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]  # read ahead
     assert await objects.read(reader, 5 * CHUNK, 100) == content[5 * CHUNK : 5 * CHUNK + 100]
     assert reader.ahead == []  # a jump: nothing read ahead until it reads on
-    assert objects._ahead_bytes == 0
+    assert objects.reader.ahead_bytes == 0
     assert (
         await objects.read(reader, 5 * CHUNK + 100, CHUNK)
         == content[5 * CHUNK + 100 : 6 * CHUNK + 100]
     )
     assert len(reader.ahead) == 2  # up to the end of the object
     await objects.release(reader)
-    assert objects._ahead_bytes == 0
+    assert objects.reader.ahead_bytes == 0
 
 
 def test_a_store_of_schema_4_is_upgraded_with_its_entries_grants_and_inode_numbers(
