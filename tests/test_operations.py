@@ -175,3 +175,11 @@ async def test_a_directory_move_changes_the_bucket_and_key_length_of_everything_
         deeper = (await ops.mkdir(deeper, b"d" * 250, 0o755, ctx())).st_ino
     assert await refused(put(ops, deeper, b"x" * 17, b"x")) == errno.ENAMETOOLONG
     assert await get(ops, await put(ops, deeper, b"x" * 16, b"ok")) == b"ok"
+
+
+async def test_the_top_level_holds_nothing_but_buckets(ops):
+    for kind in (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFREG):
+        assert await refused(ops.mknod(ROOT_INODE, b"loose", kind | 0o644, 0, ctx())) == (
+            errno.EPERM
+        )
+    assert await refused(ops.symlink(ROOT_INODE, b"link", b"bkt", ctx())) == errno.EPERM
