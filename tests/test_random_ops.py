@@ -125,3 +125,60 @@ def test_random_operations_match_a_native_directory(bucket, tmp_path, seed):
             assert tree(bucket) == tree(native), f"trees differ after step {step}"
     assert tree(bucket) == tree(native)
     shutil.rmtree(native)
+
+
+def in_place_step(fds: dict[Path, list[int]], root: Path, op: tuple) -> object:
+    """One step on descriptors opened for writing in place (no O_TRUNC) on one file."""
+    kind, slot, *args = op
+    fd = fds[root][slot]
+    try:
+        if kind == "pwrite":
+            return os.pwrite(fd, args[1], args[0])
+        if kind == "pread":
+            return os.pread(fd, args[1], args[0])
+        if kind == "ftruncate":
+            os.ftruncate(fd, args[0])
+        elif kind == "size":
+            return os.fstat(fd).st_size
+        elif kind == "reopen":  # a close commits; the others go on with what is shared
+            os.close(fd)
+            fds[root][slot] = os.open(root / "db", os.O_RDWR)
+        return "ok"
+    except OSError as error:
+        return errno.errorcode[error.errno]
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_writers_in_place_on_many_descriptors_match_a_native_file(bucket, tmp_path, seed):
+    native = tmp_path / "native"
+    native.mkdir()
+    rng = random.Random(seed)
+    fds: dict[Path, list[int]] = {}
+    for root in (native, bucket):
+        (root / "db").write_bytes(b"")
+        fds[root] = [os.open(root / "db", os.O_RDWR) for _ in range(4)]
+    try:
+        for step in range(300):
+            slot = rng.randrange(4)
+            kind = rng.choice(["pwrite"] * 4 + ["pread"] * 3 + ["ftruncate", "size", "reopen"])
+            if kind == "pwrite":
+                op: tuple = (
+                    kind,
+                    slot,
+                    rng.randrange(0, 200_000),
+                    rng.randbytes(rng.randrange(1, 9000)),
+                )
+            elif kind == "pread":
+                op = (kind, slot, rng.randrange(0, 200_000), rng.randrange(1, 20_000))
+            elif kind == "ftruncate":
+                op = (kind, slot, rng.randrange(0, 200_000))
+            else:
+                op = (kind, slot)
+            expected = in_place_step(fds, native, op)
+            got = in_place_step(fds, bucket, op)
+            assert got == expected, f"step {step}: {op[:3]}"
+    finally:
+        for root in fds:
+            for fd in fds[root]:
+                os.close(fd)
+    assert (bucket / "db").read_bytes() == (native / "db").read_bytes()
