@@ -397,3 +397,13 @@ async def test_every_statement_of_the_hot_paths_is_an_index_search(meta, tmp_pat
                 step for step in plan if step.startswith("SCAN") and "listed_blobs" not in step
             ]
             assert not scans, f"{sql}: {plan}"
+
+
+async def test_the_aiosqlite_internals_the_metadata_store_uses_are_there(meta):
+    # MetadataStore._run queues work on aiosqlite's own queue (no public call does that):
+    # if aiosqlite changes these, this fails first and names them.
+    conn = meta._conn
+    assert hasattr(conn, "_running") and conn._running, "aiosqlite.Connection._running"
+    assert hasattr(conn, "_tx") and hasattr(conn._tx, "put_nowait"), "aiosqlite.Connection._tx"
+    assert isinstance(conn._conn, sqlite3.Connection), "aiosqlite.Connection._conn"
+    assert await meta._run(lambda c: c.execute("SELECT 41 + 1").fetchone()) == (42,)
