@@ -88,6 +88,8 @@ async def test_keys_are_utf8_within_s3s_length_limits(ops):
 async def test_a_rewrite_commits_a_new_blob_and_metadata_outlives_it(ops):
     b = await bucket(ops)
     inode = await put(ops, b, b"obj", b"first")
+    attrs = await ops.getattr(inode, ctx())
+    assert (attrs.st_size, attrs.st_blksize, attrs.st_nlink) == (5, 1 << 20, 1)  # cp's buffer
     first_id = await ops.getxattr(inode, b"user.fsobj.id", ctx())
     await ops.setxattr(inode, b"user.color", b"blue", ctx())
     await put_again(ops, inode, b"second")
