@@ -151,7 +151,7 @@ class MetadataStore:
         self._cache.let_go(inode)
 
     def evict(self, inode: int) -> None:
-        """The kernel forgot the inode: its entry may leave the cache (unless held)."""
+        """The kernel forgot the inode: its entry is the first to leave the cache."""
         self._cache.evict(inode)
 
     def cached_entries(self) -> int:

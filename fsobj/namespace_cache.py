@@ -9,8 +9,10 @@ any time, least recently used first, except those that exist only here or are sh
 * entries that something holds (an open handle changes its entry in place, so the entry
   must stay the one object that every request sees).
 
-The kernel's own lookups are released through `forget` (operations.py), which evicts the
-entry here at once.
+When the kernel forgets an inode (`forget`, operations.py), its entry goes to the front
+of the line: the first to leave when room is needed, and still here if it is asked for
+again before that (reading a file back after the kernel dropped its caches then costs no
+query).
 """
 
 from __future__ import annotations
@@ -93,9 +95,10 @@ class NamespaceCache:
         self._remove(inode)
 
     def evict(self, inode: int) -> None:
-        """Nobody needs the entry in memory now (the kernel forgot it), unless it is held."""
-        if inode not in self._held and inode not in self.unwritten:
-            self._remove(inode)
+        """Nobody needs the entry in memory now (the kernel forgot it): it goes first when
+        room is needed."""
+        if inode in self._entries:
+            self._entries.move_to_end(inode, last=False)
 
     def hold(self, inode: int) -> None:
         self._held[inode] = self._held.get(inode, 0) + 1

@@ -53,7 +53,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         # it counted at once (and, on a few failure paths, one it never held). Nothing the
         # daemon keeps depends on the kernel still holding an inode (open handles hold
         # what they read; a cached entry can be read back), so there is nothing to count:
-        # the entry may leave the cache now.
+        # the entry is the first to leave the cache when it needs room.
         for inode, _ in inode_list:
             self.meta.evict(inode)
         self.forgotten += len(inode_list)
