@@ -128,40 +128,13 @@ MIGRATIONS: list[str] = [
     INSERT INTO blob_checksums (object_id, checksums)
     SELECT uuid_bytes(object_id), checksums FROM entries
     WHERE object_id IS NOT NULL AND checksums IS NOT NULL;
-    CREATE TABLE entries_new (
-        inode        INTEGER PRIMARY KEY AUTOINCREMENT,
-        parent       INTEGER NOT NULL,
-        name         TEXT NOT NULL,
-        kind         TEXT NOT NULL CHECK (kind IN
-                     ('root', 'bucket', 'dir', 'object', 'symlink', 'fifo', 'socket')),
-        mode         INTEGER NOT NULL,
-        uid          INTEGER NOT NULL,
-        gid          INTEGER NOT NULL,
-        atime_ns     INTEGER NOT NULL,
-        mtime_ns     INTEGER NOT NULL,
-        ctime_ns     INTEGER NOT NULL,
-        object_id    BLOB,                -- 16 bytes: the UUID of the object's blob
-        size         INTEGER NOT NULL DEFAULT 0,
-        etag         TEXT,
-        content_type TEXT,
-        target       TEXT,
-        unsynced     INTEGER NOT NULL DEFAULT 0,
-        subdirs      INTEGER NOT NULL DEFAULT 0,
-        blocks       INTEGER,             -- 512-byte blocks of a sparse blob; NULL: as size
-        UNIQUE (parent, name)
-    );
-    INSERT INTO entries_new (inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,
-        ctime_ns, object_id, size, etag, content_type, target, unsynced, subdirs)
-    SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,
-        uuid_bytes(object_id), size, etag, content_type, target, unsynced, subdirs
-    FROM entries;
-    UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'entries')
-    WHERE name = 'entries_new';
-    DROP TABLE entries;
-    ALTER TABLE entries_new RENAME TO entries;
-    CREATE INDEX entries_by_parent ON entries (parent);
+    -- In place, not a new table: the declared type of object_id stays TEXT, whose affinity
+    -- keeps blobs as they are; from here on the column holds each blob's 16-byte UUID.
+    DROP INDEX entries_by_object;
+    UPDATE entries SET object_id = uuid_bytes(object_id) WHERE object_id IS NOT NULL;
     CREATE INDEX entries_by_object ON entries (object_id) WHERE object_id IS NOT NULL;
-    CREATE INDEX entries_unsynced ON entries (unsynced) WHERE unsynced != 0;
+    ALTER TABLE entries DROP COLUMN checksums;
+    ALTER TABLE entries ADD COLUMN blocks INTEGER;  -- 512-byte blocks of a sparse blob
     CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON entries
     WHEN old.object_id IS NOT NULL BEGIN
         DELETE FROM blob_checksums WHERE object_id = old.object_id
