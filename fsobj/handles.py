@@ -196,6 +196,7 @@ class OpenObjects:
         process: int = 0,
         uid: int = 0,
         in_place: bool | None = None,
+        staged: Staging | None = None,
     ) -> Handle:
         """A new handle. A writer works in place (sharing the working copy) unless it
         truncates, or `in_place` says otherwise (a new object made without O_TRUNC)."""
@@ -216,7 +217,7 @@ class OpenObjects:
             )
         self.meta.hold(entry.inode)  # the handle changes this very entry object
         try:
-            await self._attach(handle, truncate)
+            await self._attach(handle, truncate, staged)
         except BaseException:
             self.meta.let_go(entry.inode)
             raise
@@ -224,9 +225,10 @@ class OpenObjects:
         self._handles[handle.fh] = handle
         return handle
 
-    async def _attach(self, handle: Handle, truncate: bool) -> None:
+    async def _attach(self, handle: Handle, truncate: bool, staged: Staging | None) -> None:
         """Give a new handle what it reads from: the current blob, or a staging file (one
-        that follows another reads and writes through it)."""
+        that follows another reads and writes through it); a replacing writer may start
+        with content `staged` already (a whole upload)."""
         entry = handle.entry
         if handle.follows is not None:
             return
@@ -236,7 +238,7 @@ class OpenObjects:
             handle.version = Version.of(entry)
             handle.blob_fd = self._open_blob(handle.version, entry.name)
         if handle.writable and truncate:
-            handle.staging = await self.data.stage(None)
+            handle.staging = staged or await self.data.stage(None)
             handle.dirty = True
             handle.modified_ns = time.time_ns()
             self._last_writer[entry.inode] = handle
@@ -265,6 +267,15 @@ class OpenObjects:
         """The handle that holds what `handle` writes: itself, or for a writer in place,
         the first one of the object still open (they share one working copy)."""
         return handle.follows if handle.writable and handle.follows else handle
+
+    async def replace(self, entry: Entry, staged: Staging, uid: int) -> None:
+        """Make content received whole (an upload) the object's new version, durably, as a
+        writer that replaces the object would on close and fsync."""
+        handle = await self.open(entry, True, truncate=True, uid=uid, staged=staged)
+        try:
+            await self.commit(handle, durable=True)
+        finally:
+            await self.release(handle)
 
     async def release(self, handle: Handle) -> None:
         try:

@@ -14,9 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
+import pwd
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .metadata import Entry
 
 NOBODY = 65534  # the anonymous user: not "authenticated"
+R, W, X = 4, 2, 1  # POSIX permission bits, as `Policy.may` checks them
 
 
 class Permission(enum.Enum):
@@ -172,3 +179,37 @@ class Policy:
         if acl is None or self.is_admin(who):
             return ALL_PERMISSIONS
         return acl.rights(who)
+
+    def identity_of_uid(self, uid: int) -> Identity:
+        """A local user as the S3 front end acts for them: their primary group and the
+        groups the system's group database lists for them (a uid without a passwd entry:
+        its own number as group, no others)."""
+        try:
+            user = pwd.getpwuid(uid)
+        except KeyError:
+            return Identity(uid, uid, 0)
+        groups = frozenset(os.getgrouplist(user.pw_name, user.pw_gid))
+        return Identity(uid, user.pw_gid, 0, groups)
+
+    def may(self, who: Identity, acl: Acl | None, entry: Entry, want: int) -> bool:
+        """Whether `who` holds the POSIX permissions `want` (R, W, X bits) on `entry`, as the
+        kernel decides for the mount: at a bucket its grants (READ: r-x, WRITE: -wx),
+        inside it the mode bits; uid 0 passes, as CAP_DAC_OVERRIDE lets it."""
+        if who.uid == 0:
+            return True
+        if entry.kind == "bucket":
+            rights = self.rights(who, acl)
+            bits = 0
+            if rights & {Permission.READ, Permission.FULL_CONTROL}:
+                bits |= R | X
+            if rights & {Permission.WRITE, Permission.FULL_CONTROL}:
+                bits |= W | X
+        elif entry.kind == "root":
+            bits = R | W | X  # mode 1777
+        elif who.uid == entry.uid:
+            bits = entry.mode >> 6
+        elif entry.gid == who.gid or entry.gid in who.groups:
+            bits = entry.mode >> 3
+        else:
+            bits = entry.mode
+        return bits & want == want

@@ -226,6 +226,21 @@ class MetadataStore:
         cached = self._cache.peek
         return [cached(row[0]) or Entry(*row) for row in rows]
 
+    async def children_in_key_order(
+        self, parent: int, after: str, inclusive: bool, limit: int
+    ) -> list[Entry]:
+        """One page of a directory in S3's key order (schema.KEY_ORDER), from `after` on,
+        for listings over S3; like `children`, the entries are not cached."""
+        await self._write_all()
+        rows = await self._run(
+            transactions.select,
+            f"{_LISTED} WHERE parent = ? AND {schema.KEY_ORDER} {'>=' if inclusive else '>'} ?"
+            f" ORDER BY {schema.KEY_ORDER} LIMIT ?",
+            (parent, after, limit),
+        )
+        cached = self._cache.peek
+        return [cached(row[0]) or Entry(*row) for row in rows]
+
     def current(self, entry: Entry) -> Entry:
         """The entry as it is now: the cached one, which every change updates, if any."""
         return self._cache.peek(entry.inode) or entry
@@ -266,7 +281,7 @@ class MetadataStore:
         else:
             statements = _insert_statements(entry)
             counts = {entry.parent: 1} if entry.is_dir else {}
-            statements += _count_subdirs(counts)
+            statements += transactions.count_subdirs(counts)
             if bucket_owner is not None:
                 statements.append(
                     (
@@ -292,7 +307,7 @@ class MetadataStore:
             self._next_inode += 1
             statements += _insert_statements(entry, touch=False)
             latest[entry.parent] = max(latest.get(entry.parent, 0), entry.ctime_ns)
-        statements += [_touch(parent, now_ns) for parent, now_ns in latest.items()]
+        statements += [transactions.touch(parent, now_ns) for parent, now_ns in latest.items()]
         await self._run(transactions.write, statements)
         for parent, now_ns in latest.items():
             self._touched(parent, now_ns)
@@ -333,11 +348,11 @@ class MetadataStore:
 
     async def delete(self, entry: Entry, now_ns: int) -> None:
         """Remove an entry."""
-        statements = [_touch(entry.parent, now_ns)]
+        statements = [transactions.touch(entry.parent, now_ns)]
         if entry.inode not in self._unwritten:
             statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
         counts = {entry.parent: -1} if entry.is_dir else {}
-        statements += _count_subdirs(counts)
+        statements += transactions.count_subdirs(counts)
         await self._run(transactions.write, statements)
         self._counted_subdirs(counts)
         self._forget(entry.inode)
@@ -364,14 +379,17 @@ class MetadataStore:
                 (new_parent, new_name, now_ns, entry.inode),
             )
         )
-        statements += [_touch(entry.parent, now_ns), _touch(new_parent, now_ns)]
+        statements += [
+            transactions.touch(entry.parent, now_ns),
+            transactions.touch(new_parent, now_ns),
+        ]
         counts = {entry.parent: 0, new_parent: 0}
         if entry.is_dir:
             counts[entry.parent] -= 1
             counts[new_parent] += 1
         if replaced is not None and replaced.is_dir:
             counts[new_parent] -= 1
-        statements += _count_subdirs(counts)
+        statements += transactions.count_subdirs(counts)
         await self._write(statements, [entry, replaced])
         if entry.is_dir:
             self.directory_moves += 1
@@ -388,7 +406,7 @@ class MetadataStore:
         self._cache.renamed(entry, old_parent, old_name)
 
     def _counted_subdirs(self, counts: dict[int, int]) -> None:
-        """The cache's side of `_count_subdirs`, once its transaction is committed."""
+        """The cache's side of `transactions.count_subdirs`, once its transaction is committed."""
         for directory, change in counts.items():
             cached = self._cache.get(directory)
             if cached is not None:
@@ -474,6 +492,31 @@ class MetadataStore:
             current.pop(name, None)
         else:
             current[name] = value
+
+    # -- access keys (the S3 front end's identities) -------------------------------------
+
+    async def add_access_key(self, key_id: str, secret: str, uid: int, now_ns: int) -> None:
+        await self._run(
+            transactions.write,
+            [
+                (
+                    "INSERT INTO access_keys (key_id, secret, uid, created_ns) VALUES (?, ?, ?, ?)",
+                    (key_id, secret, uid, now_ns),
+                )
+            ],
+        )
+
+    async def access_keys(self, key_id: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(key id, secret, uid, created) of every key, or of the one named."""
+        where = "" if key_id is None else " WHERE key_id = ?"
+        return await self._run(
+            transactions.select,
+            f"SELECT key_id, secret, uid, created_ns FROM access_keys{where} ORDER BY key_id",
+            () if key_id is None else (key_id,),
+        )
+
+    async def remove_access_key(self, key_id: str) -> bool:
+        return await self._run(transactions.delete_access_key, key_id)
 
     # -- the store as a whole ---------------------------------------------------------
 
@@ -575,23 +618,6 @@ class MetadataStore:
 # -- statements built on the loop -----------------------------------------------------
 
 
-def _touch(directory: int, now_ns: int) -> tuple[str, tuple]:
-    """The statement that records a change of a directory's entries in its times."""
-    return (
-        "UPDATE entries SET mtime_ns = ?, ctime_ns = ? WHERE inode = ?",
-        (now_ns, now_ns, directory),
-    )
-
-
-def _count_subdirs(counts: dict[int, int]) -> list[tuple[str, tuple]]:
-    """The statements that count directories made, removed or moved in each directory."""
-    return [
-        ("UPDATE entries SET subdirs = subdirs + ? WHERE inode = ?", (change, directory))
-        for directory, change in counts.items()
-        if change
-    ]
-
-
 def _insert_statements(entry: Entry, touch: bool = True) -> list[tuple[str, tuple]]:
     row = {name: getattr(entry, name) for name in _COLUMNS.replace(" ", "").split(",")}
     key = None
@@ -602,7 +628,7 @@ def _insert_statements(entry: Entry, touch: bool = True) -> list[tuple[str, tupl
         (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
     ]
     if touch:
-        statements.append(_touch(entry.parent, entry.ctime_ns))
+        statements.append(transactions.touch(entry.parent, entry.ctime_ns))
     if key is not None and entry.checksums is not None:
         statements.append(transactions.record_checksums(key, entry.checksums))
     return statements

@@ -163,12 +163,11 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
         text = await self._new_name(parent, name, "dir")
-        kind = "bucket" if parent.kind == "root" else "dir"
-        # A bucket starts private whatever the mode asked: its bits are its grants'.
-        entry = self._new_entry(parent, text, kind, 0o700 if kind == "bucket" else mode, ctx)
-        await self.meta.insert(entry, bucket_owner=ctx.uid if kind == "bucket" else None)
-        if kind == "bucket":
-            log.info("created bucket %s for uid %d", text, ctx.uid)
+        if parent.kind == "root":
+            entry = await self.create_bucket(parent, text, ctx.uid, ctx.gid)
+        else:
+            entry = self._new_entry(parent, text, "dir", mode, ctx)
+            await self.meta.insert(entry)
         return await self._attributes(entry)
 
     @request
@@ -242,13 +241,11 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         if entry.kind == "bucket":
             access = await self._access(ctx, entry)
             assert access.acl is not None  # a bucket has one
-            if access.who.uid != access.acl.owner and not self.iam.is_admin(access.who):
-                self._deny(access, where, "ownership (only the owner deletes a bucket)")
+            await self.delete_bucket(access.who, entry, access.acl)
+            return
         if await self.meta.has_children(entry.inode):
-            raise Refused(errno.ENOTEMPTY, where, f"{entry.kind} is not empty")
+            raise Refused(errno.ENOTEMPTY, where, "directory is not empty")
         await self.meta.delete(entry, time.time_ns())
-        if entry.kind == "bucket":
-            log.info("removed bucket %s", entry.name)
 
     async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, Where]:
         where = (parent, name)

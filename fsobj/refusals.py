@@ -24,11 +24,14 @@ class Refused(Exception):
     """An ordinary refusal of bad input: an errno, where (None: not known where the rule
     was checked; the caller adds it with `at`), and the reason; no traceback."""
 
-    def __init__(self, errno_: int, where: Where | None, reason: str):
+    def __init__(self, errno_: int, where: Where | None, reason: str, subject: str = ""):
         super().__init__(reason)
         self.errno = errno_
         self.where = where
         self.reason = reason
+        # What was refused, where an errno says too little for a front end that names it
+        # (S3 tells NoSuchBucket from NoSuchKey): "bucket", "owned-bucket", "key"...
+        self.subject = subject
 
     def at(self, where: Where) -> Refused:
         """The same refusal, placed where the request acted."""

@@ -11,6 +11,11 @@ import uuid
 
 ROOT_INODE = 1
 
+# An entry's place among its siblings in S3's key order: its name, and a directory's
+# trailing slash ("a-b" lists before "a/", which lists before "a0"). Queries must spell
+# it exactly so, for SQLite to use the index of migration 7.
+KEY_ORDER = "(name || CASE WHEN kind IN ('bucket', 'dir') THEN '/' ELSE '' END)"
+
 # Each migration takes the schema from version N to N+1; never edit one that has shipped.
 MIGRATIONS: list[str] = [
     """
@@ -145,6 +150,18 @@ MIGRATIONS: list[str] = [
         DELETE FROM blob_checksums WHERE object_id = old.object_id
         AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
     END;
+    """,
+    # 7: the S3 front end. Access keys, each acting as a local uid; and the order S3 lists
+    # keys in (UTF-8 bytes, a directory counted with its trailing slash), as an index, so
+    # that a listing reads one page of a directory at a time in that order.
+    f"""
+    CREATE TABLE access_keys (
+        key_id     TEXT PRIMARY KEY,
+        secret     TEXT NOT NULL,
+        uid        INTEGER NOT NULL,
+        created_ns INTEGER NOT NULL
+    );
+    CREATE INDEX entries_in_key_order ON entries (parent, {KEY_ORDER});
     """,
 ]
 

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import pyfuse3
+import trio
 
 from . import gc, names, posix_acl
 from .datastore import DataStore
@@ -220,10 +221,47 @@ class Service:
         return self.attributes(entry)
 
     def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:
-        now = time.time_ns()
         if kind != "symlink":  # a symlink's mode is always 0777
             mode = mode & 0o7777 & ~ctx.umask
-        return Entry(0, parent.inode, name, kind, mode, ctx.uid, ctx.gid, now, now, now)
+        return self.new_entry(parent, name, kind, mode, ctx.uid, ctx.gid)
+
+    @staticmethod
+    def new_entry(parent: Entry, name: str, kind: str, mode: int, uid: int, gid: int) -> Entry:
+        now = time.time_ns()
+        return Entry(0, parent.inode, name, kind, mode, uid, gid, now, now, now)
+
+    async def create_bucket(self, root: Entry, name: str, uid: int, gid: int) -> Entry:
+        """A new bucket owned by `uid`, private whatever mode was asked (its mode bits are
+        its grants'); the name is checked already."""
+        entry = self.new_entry(root, name, "bucket", 0o700, uid, gid)
+        await self.meta.insert(entry, bucket_owner=uid)
+        log.info("created bucket %s for uid %d", name, uid)
+        return entry
+
+    async def delete_bucket(self, who: Identity, bucket: Entry, acl: Acl) -> None:
+        """Remove an empty bucket: its owner or an administrator (the top level is sticky)."""
+        where = (bucket, None)
+        if who.uid != acl.owner and not self.iam.is_admin(who):
+            raise Refused(
+                errno.EACCES,
+                where,
+                f"denied: uid {who.uid} pid {who.pid} lacks ownership (only the owner deletes"
+                f" a bucket) on bucket {bucket.name}",
+            )
+        if await self.meta.has_children(bucket.inode):
+            raise Refused(errno.ENOTEMPTY, where, "bucket is not empty", "bucket")
+        await self.meta.delete(bucket, time.time_ns())
+        log.info("removed bucket %s", bucket.name)
+
+    async def name_changed(self, parent: Entry, name: str) -> None:
+        """A name in `parent` was made or removed other than through the kernel (over
+        S3): the kernel drops what it holds of it (an entry, or that it does not exist),
+        before the request is answered. In a thread: the kernel may need to lock the
+        directory, which a request that this loop is serving can hold. Never from a FUSE
+        request about that name: the kernel holds the lock until it is answered."""
+        if self.notify_kernel:
+            with contextlib.suppress(OSError):  # ENOENT: the kernel holds nothing of it
+                await trio.to_thread.run_sync(pyfuse3.invalidate_entry, parent.inode, name.encode())
 
     def _invalidate_attributes(self, inode: int) -> None:
         """Something the kernel may cache of an inode changed behind its back (a commit:

@@ -148,6 +148,11 @@ def check(conn: sqlite3.Connection) -> list[str]:
     return problems
 
 
+def delete_access_key(conn: sqlite3.Connection, key_id: str) -> bool:
+    with transaction(conn):
+        return conn.execute("DELETE FROM access_keys WHERE key_id = ?", (key_id,)).rowcount > 0
+
+
 def select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
     (owner,) = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
     grants = conn.execute(
@@ -177,3 +182,23 @@ def setup(conn: sqlite3.Connection) -> tuple[int, int, int]:
         "SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0"
     ).fetchone()
     return used + 1, synced_through, recorded
+
+
+# -- statements built on the loop, run by `write` -------------------------------------
+
+
+def touch(directory: int, now_ns: int) -> tuple[str, tuple]:
+    """The statement that records a change of a directory's entries in its times."""
+    return (
+        "UPDATE entries SET mtime_ns = ?, ctime_ns = ? WHERE inode = ?",
+        (now_ns, now_ns, directory),
+    )
+
+
+def count_subdirs(counts: dict[int, int]) -> list[tuple[str, tuple]]:
+    """The statements that count directories made, removed or moved in each directory."""
+    return [
+        ("UPDATE entries SET subdirs = subdirs + ? WHERE inode = ?", (change, directory))
+        for directory, change in counts.items()
+        if change
+    ]

@@ -1,0 +1,445 @@
+"""The object service: buckets and objects by name and key, for front ends that speak in
+those terms (the S3 HTTP API), over the same store, rules and open objects as the mount.
+
+A request carries an `Identity`. What the kernel decides for the mount (the bucket's
+grants as its directory's permissions, mode bits inside) is decided here by the same
+policy (`Policy.may`), so a user may do over S3 exactly what they may do on the mount.
+Keys are paths in the namespace tree: `a/b/c` is object `c` in directory `b` in `a`; a
+PUT makes the directories a key needs, and a key ending in `/` is a directory (a marker).
+Uploads are received whole into staging and then committed like a file closed on the
+mount (`OpenObjects.replace`), durably before the answer; a GET reads the version that
+was current when it began, as a reader on the mount does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import stat
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
+
+import trio
+
+from . import names
+from .datastore import Staging, check_object_size
+from .handles import MEMORY_STAGING, guess_content_type
+from .iam import Acl, Grant, Identity, Permission, R, W, X
+from .metadata import Bucket, Entry
+from .refusals import Refused
+from .schema import ROOT_INODE
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger("fsobj.objects")
+
+PAGE = 1000  # entries read per query while listing
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listed:
+    """One key of a listing: an object, or a directory's marker (key ending in `/`)."""
+
+    key: str
+    entry: Entry
+
+
+@dataclasses.dataclass(slots=True)
+class Listing:
+    keys: list[Listed]
+    prefixes: list[str]
+    truncated: bool
+    last: str  # the last key or prefix returned: where the next page starts
+
+
+class ObjectService:
+    """Bucket and object requests by name, for the S3 front end."""
+
+    def __init__(self, core: Service):
+        self.core = core
+        self.meta = core.meta
+        self.data = core.data
+        self.objects = core.objects
+        self.iam = core.iam
+
+    # -- buckets --------------------------------------------------------------------------
+
+    async def list_buckets(self, who: Identity) -> list[Bucket]:
+        """The buckets `who` may list, as the mount's top level shows them."""
+        found = []
+        for bucket in await self.meta.buckets():
+            if Permission.READ in self.iam.rights(who, await self.meta.acl(bucket.inode)):
+                found.append(bucket)
+        return found
+
+    async def create_bucket(self, who: Identity, name: str) -> Entry:
+        root = await self.core._entry(ROOT_INODE)
+        try:
+            names.check_bucket_name(name)
+        except Refused as refusal:
+            refusal.subject = "bucket-name"
+            raise
+        existing = await self.meta.lookup(ROOT_INODE, name)
+        if existing is not None:
+            owner = (await self.meta.acl(existing.inode)).owner
+            subject = "owned-bucket" if owner == who.uid else "bucket"
+            raise Refused(errno.EEXIST, (root, name.encode()), "exists already", subject)
+        entry = await self.core.create_bucket(root, name, who.uid, who.gid)
+        await self.core.name_changed(root, name)
+        return entry
+
+    async def bucket(self, who: Identity, name: str, *needed: Permission) -> tuple[Entry, Acl]:
+        """A bucket and its ACL, if it exists and `who` holds one of `needed` on it."""
+        entry = await self.meta.lookup(ROOT_INODE, name) if name else None
+        if entry is None or entry.kind != "bucket":
+            raise Refused(errno.ENOENT, None, f"no bucket {name!r}", "bucket")
+        acl = await self.meta.acl(entry.inode)
+        if needed and not self.iam.rights(who, acl).intersection(needed):
+            missing = " or ".join(p.value for p in needed)
+            raise Refused(errno.EACCES, (entry, None), f"uid {who.uid} lacks {missing}")
+        return entry, acl
+
+    async def delete_bucket(self, who: Identity, name: str) -> None:
+        entry, acl = await self.bucket(who, name)
+        await self.core.delete_bucket(who, entry, acl)
+        await self.core.name_changed(await self.core._entry(ROOT_INODE), name)
+
+    async def set_grants(self, who: Identity, name: str, grants: tuple[Grant, ...]) -> None:
+        entry, _ = await self.bucket(who, name, Permission.WRITE_ACP)
+        await self.core.set_grants(entry, grants)
+
+    # -- objects --------------------------------------------------------------------------
+
+    async def head(self, who: Identity, bucket: str, key: str) -> Entry:
+        """The object (or directory marker) at `key`, which `who` may read."""
+        entry, acl = await self._existing(who, bucket, key)
+        self._require(who, acl, entry, R, key)
+        return entry
+
+    @staticmethod
+    def _etag_of(entry: Entry) -> str:
+        return entry.etag or "d41d8cd98f00b204e9800998ecf8427e"  # a marker: no content
+
+    async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
+        """A reader of the version of `key` that is current now; it keeps reading that
+        version whatever happens to the key meanwhile. Close it (`async with`)."""
+        entry = await self.head(who, bucket, key)
+        if entry.kind != "object":
+            return Reader(self, entry, None)
+        handle = await self.objects.open(entry, False, False, uid=who.uid)
+        return Reader(self, entry, handle.fh)
+
+    async def put(
+        self,
+        who: Identity,
+        bucket: str,
+        key: str,
+        body: AsyncIterator[bytes],
+        content_type: str | None = None,
+        metadata: dict[str, bytes] | None = None,
+    ) -> Entry:
+        """Store `body` under `key`: received whole into staging first, then committed as
+        the object's new version, durable before this returns. A key ending in `/` makes
+        a directory (its body must be empty)."""
+        bucket_entry, acl = await self.bucket(who, bucket)
+        parts = _key_parts(key)
+        if key.endswith("/"):
+            async for chunk in body:
+                if chunk:
+                    raise Refused(errno.EINVAL, None, "a directory marker has no content", "key")
+            return await self._directories(who, bucket_entry, acl, parts, make=True)
+        parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
+        self._require(who, acl, parent, X, key)
+        staged = await self._receive(body)
+        try:
+            return await self._commit(who, bucket_entry, acl, parts, staged, content_type, metadata)
+        except BaseException:
+            self._discard(staged)
+            raise
+
+    async def _commit(
+        self,
+        who: Identity,
+        bucket: Entry,
+        acl: Acl,
+        parts: list[str],
+        staged: Staging,
+        content_type: str | None,
+        metadata: dict[str, bytes] | None,
+    ) -> Entry:
+        key = "/".join(parts)
+        parent = await self._directories(who, bucket, acl, parts[:-1], make=True)
+        entry = await self.meta.lookup(parent.inode, parts[-1])
+        if entry is None:
+            self._require(who, acl, parent, W | X, key)
+            entry = self.core.new_entry(parent, parts[-1], "object", 0o644, who.uid, who.gid)
+            await self.meta.insert(entry, deferred=True)
+            await self.core.name_changed(parent, entry.name)
+        elif entry.kind != "object":
+            raise Refused(errno.EISDIR, None, f"{key!r} is a directory or not an object", "key")
+        else:
+            self._require(who, acl, entry, W, key)  # as an open with O_TRUNC asks
+        entry.content_type = content_type or guess_content_type(entry.name)
+        await self.objects.replace(entry, staged, who.uid)
+        for name, value in (metadata or {}).items():
+            await self.meta.set_user_metadata(entry.inode, name, value)
+        return entry
+
+    async def _receive(self, body: AsyncIterator[bytes]) -> Staging:
+        """The whole body, staged: in memory while small, then in a staging file."""
+        staged = await self.data.stage(None)
+        try:
+            async for chunk in body:
+                check_object_size(staged.size + len(chunk))
+                if staged.memory is not None and staged.size + len(chunk) > MEMORY_STAGING:
+                    await trio.to_thread.run_sync(staged.spill, self.data.staging_path())
+                if staged.memory is not None:
+                    staged.write(staged.size, chunk)
+                else:
+                    await trio.to_thread.run_sync(staged.write, staged.size, chunk)
+        except BaseException:
+            self._discard(staged)
+            raise
+        return staged
+
+    @staticmethod
+    def _discard(staged: Staging) -> None:
+        staged.close()
+        if staged.path is not None:
+            staged.path.unlink(missing_ok=True)
+
+    async def delete(self, who: Identity, bucket: str, key: str) -> None:
+        """Remove the object (or empty directory) at `key`. A key that does not exist is
+        no error, as in S3; nor is the marker of a directory that still holds keys (the
+        directory stays, as the prefix does in S3)."""
+        bucket_entry, acl = await self.bucket(who, bucket)
+        parts = _key_parts(key)
+        try:
+            parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
+        except Refused as refusal:
+            if refusal.errno in (errno.ENOENT, errno.ENOTDIR):
+                return
+            raise
+        entry = await self.meta.lookup(parent.inode, parts[-1])
+        if entry is None or entry.is_dir != key.endswith("/"):
+            return
+        self._require(who, acl, parent, W | X, key)
+        if parent.mode & stat.S_ISVTX and who.uid not in (0, entry.uid, parent.uid):
+            raise Refused(errno.EACCES, None, f"{key!r} is in a sticky directory", "key")
+        if entry.is_dir and await self.meta.has_children(entry.inode):
+            return
+        await self.meta.delete(entry, time.time_ns())
+        self.objects.unlinked(entry)
+        await self.core.name_changed(parent, entry.name)
+
+    # -- listing ------------------------------------------------------------------------
+
+    async def list(
+        self,
+        who: Identity,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        after: str = "",
+        limit: int = 1000,
+    ) -> Listing:
+        """Up to `limit` keys and common prefixes in S3's order (UTF-8 bytes), after
+        `after`. Read a directory page at a time: a bucket is never held in memory.
+        Directories the caller may not read are passed over, as `find` goes on past them."""
+        bucket_entry, acl = await self.bucket(who, bucket, Permission.READ)
+        listing = Listing([], [], False, after)
+        if limit <= 0:
+            return listing
+        # Start in the deepest directory that the prefix names whole.
+        start = bucket_entry
+        base = ""
+        for part in prefix.split("/")[:-1]:
+            found = await self.meta.lookup(start.inode, part) if part else None
+            if found is None or not found.is_dir:
+                return listing
+            start, base = found, base + part + "/"
+        bound, inclusive = (after, False) if after >= prefix else (prefix, True)
+
+        def descend(key: str) -> bool:
+            """Whether keys below directory `key` may be listed one by one: not when
+            none can match the prefix, nor when they all fall in one common prefix."""
+            if not key.startswith(prefix):
+                return prefix.startswith(key)
+            return not delimiter or delimiter not in key[len(prefix) :]
+
+        async for key, entry in self._walk(who, acl, start, base, bound, inclusive, descend):
+            if not key.startswith(prefix):
+                if key > prefix:
+                    break
+                continue
+            rest = key[len(prefix) :]
+            cut = rest.find(delimiter) if delimiter else -1
+            if cut >= 0:
+                common = prefix + rest[: cut + len(delimiter)]
+                if common <= after or (listing.prefixes and listing.prefixes[-1] == common):
+                    continue
+                if len(listing.keys) + len(listing.prefixes) == limit:
+                    listing.truncated = True
+                    break
+                listing.prefixes.append(common)
+                listing.last = common
+                continue
+            if len(listing.keys) + len(listing.prefixes) == limit:
+                listing.truncated = True
+                break
+            listing.keys.append(Listed(key, entry))
+            listing.last = key
+        return listing
+
+    async def _walk(
+        self,
+        who: Identity,
+        acl: Acl,
+        directory: Entry,
+        base: str,
+        bound: str,
+        inclusive: bool,
+        descend: Callable[[str], bool],
+    ) -> AsyncIterator[tuple[str, Entry]]:
+        """Every object and directory marker below `directory` (whose keys begin with
+        `base`) in key order, after `bound` (from it, if `inclusive`), entering only the
+        directories that `descend` allows."""
+        if not self.iam.may(who, acl, directory, R | X):
+            return
+        local = bound[len(base) :] if bound.startswith(base) else ""
+        slash = local.find("/")
+        if bound.startswith(base) and slash >= 0:
+            first, first_inclusive = local[: slash + 1], True  # into that directory
+        elif bound.startswith(base):
+            first, first_inclusive = local, inclusive
+        else:
+            first, first_inclusive = "", True
+        after, include = first, first_inclusive
+        while True:
+            page = await self.meta.children_in_key_order(directory.inode, after, include, PAGE)
+            for child in page:
+                child = self.meta.current(child)
+                if child.is_dir:
+                    key = base + child.name + "/"
+                    if key > bound or (inclusive and key == bound):
+                        yield key, child
+                    if not descend(key):
+                        continue
+                    within = bound.startswith(key)
+                    async for found in self._walk(
+                        who,
+                        acl,
+                        child,
+                        key,
+                        bound if within else key,
+                        inclusive and within,
+                        descend,
+                    ):
+                        yield found
+                elif child.kind == "object":
+                    key = base + child.name
+                    if key > bound or (inclusive and key == bound):
+                        yield key, child
+            if len(page) < PAGE:
+                return
+            last = page[-1]
+            after, include = last.name + ("/" if last.is_dir else ""), False
+
+    # -- resolving keys -------------------------------------------------------------------
+
+    def _require(self, who: Identity, acl: Acl, entry: Entry, want: int, key: str) -> None:
+        if not self.iam.may(who, acl, entry, want):
+            bits = "".join(c for c, bit in (("r", R), ("w", W), ("x", X)) if want & bit)
+            raise Refused(
+                errno.EACCES, None, f"uid {who.uid} lacks {bits} on {entry.name!r} for {key!r}"
+            )
+
+    async def _directories(
+        self, who: Identity, bucket: Entry, acl: Acl, parts: Iterable[str], make: bool
+    ) -> Entry:
+        """The directory that `parts` name below the bucket, searchable all the way;
+        with `make`, missing directories are made (the caller must be allowed to)."""
+        directory = bucket
+        for part in parts:
+            self._require(who, acl, directory, X, part)
+            found = await self.meta.lookup(directory.inode, part)
+            if found is None and make:
+                self._require(who, acl, directory, W, part)
+                found = self.core.new_entry(directory, part, "dir", 0o755, who.uid, who.gid)
+                await self.meta.insert(found)
+                await self.core.name_changed(directory, part)
+            if found is None:
+                raise Refused(errno.ENOENT, None, f"no directory {part!r}", "key")
+            if not found.is_dir:
+                raise Refused(errno.ENOTDIR, None, f"{part!r} is an object", "key")
+            directory = found
+        return directory
+
+    async def _existing(self, who: Identity, bucket: str, key: str) -> tuple[Entry, Acl]:
+        bucket_entry, acl = await self.bucket(who, bucket)
+        parts = _key_parts(key)
+        try:
+            parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
+        except Refused as refusal:
+            if refusal.errno == errno.ENOTDIR:
+                refusal.errno = errno.ENOENT
+            raise
+        entry = await self.meta.lookup(parent.inode, parts[-1])
+        if entry is None or entry.is_dir != key.endswith("/") or entry.kind == "symlink":
+            raise Refused(errno.ENOENT, None, f"no key {key!r}", "key")
+        return entry, acl
+
+
+class Reader:
+    """What a GET reads: one pinned version of an object (or a marker's nothing)."""
+
+    def __init__(self, service: ObjectService, entry: Entry, fh: int | None):
+        self.service = service
+        self.entry = entry
+        self.fh = fh
+        self.size = entry.size if fh is not None else 0
+        self.etag = ObjectService._etag_of(entry)
+
+    async def chunks(self, start: int, end: int, size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """The bytes from `start` up to `end` (exclusive), in pieces."""
+        if self.fh is None:
+            return
+        objects = self.service.objects
+        handle = objects.get(self.fh)
+        offset = start
+        while offset < end:
+            data = await objects.read(handle, offset, min(size, end - offset))
+            if not data:
+                return
+            offset += len(data)
+            yield data
+
+    async def __aenter__(self) -> Reader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            objects = self.service.objects
+            await objects.release(objects.get(self.fh))
+            self.fh = None
+
+
+def _key_parts(key: str) -> list[str]:
+    """A key's path components, checked as the mount checks names: UTF-8, at most 1024
+    bytes in all and 255 in a component, and no empty, `.` or `..` component (the tree
+    and the key space must never disagree). A key ending in `/` names a directory."""
+    raw = key.encode("utf-8", "surrogatepass")
+    try:
+        names.check_key_length(len(raw))
+        parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
+        for part in parts:
+            names.decode_component(part.encode("utf-8", "surrogatepass"))
+            if part in ("", ".", ".."):
+                raise Refused(errno.EINVAL, None, "a key has no empty, '.' or '..' segment")
+    except Refused as refusal:
+        refusal.subject = "key-name"
+        raise
+    return parts
