@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
-from . import daemon, fsck, iam
+from . import daemon, fsck, iam, xattrs
 from .namespace_cache import DEFAULT_CAPACITY
 from .schema import ROOT_INODE
 from .store import Store, StoreError, default_store, run_offline
@@ -70,7 +70,21 @@ def cmd_mount(args: argparse.Namespace) -> None:
 
 
 def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
-    return daemon.MountOptions(args.private, args.commit_interval, args.cache_entries)
+    return daemon.MountOptions(args.private, args.commit_interval, args.cache_entries, args.s3)
+
+
+S3_ADDRESS = "127.0.0.1:9000"
+
+
+def _address(text: str) -> str:
+    """`[HOST:]PORT`, checked, spelled out in full."""
+    from .s3.server import parse_address
+
+    try:
+        host, port = parse_address(text)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(str(bad)) from None
+    return f"{host}:{port}"
 
 
 def cmd_umount(args: argparse.Namespace) -> None:
@@ -260,6 +274,63 @@ def cmd_stats(args: argparse.Namespace) -> None:
     print(_os_call(os.getxattr, args.mountpoint, "user.fsobj.stats").decode(), end="")
 
 
+# -- S3: access keys and serving --------------------------------------------------------
+
+
+def _key_uid(args: argparse.Namespace) -> int:
+    if args.uid is not None:
+        return args.uid
+    try:
+        return pwd.getpwnam(args.user).pw_uid
+    except KeyError:
+        raise CommandError(f"no user {args.user!r}") from None
+
+
+def cmd_key(args: argparse.Namespace) -> None:
+    """`key create|ls|rm`: through a mount's user.fsobj.keys, or on an unmounted store."""
+    if args.action == "create":
+        key_id, secret = iam.new_access_key()
+        change = f"create {key_id} {_key_uid(args)} {secret}"
+    elif args.action == "rm":
+        change = f"rm {args.key_id}"
+    else:
+        change = ""
+    if args.store:
+
+        async def act(store: Store) -> list[tuple[str, str, int, int]]:
+            words = change.split()
+            if words and words[0] == "create":
+                await store.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
+            elif words and not await store.meta.remove_access_key(words[1]):
+                raise CommandError(f"no access key {words[1]}")
+            return await store.meta.access_keys()
+
+        keys = [(k, uid, secret) for k, secret, uid, _ in run_offline(Path(args.store), act)]
+    else:
+        _check_mount(args)
+        if change:
+            _os_call(os.setxattr, args.mountpoint, xattrs.KEYS, change.encode())
+        text = _os_call(os.getxattr, args.mountpoint, xattrs.KEYS).decode()
+        keys = [
+            (k, int(uid), secret) for k, uid, secret in (line.split() for line in text.splitlines())
+        ]
+    if args.action == "create":
+        print(f"access key id:     {key_id}")
+        print(f"secret access key: {secret}")
+        print(f"acts as uid:       {_key_uid(args)}")
+    elif args.action == "ls":
+        for key_id, uid, _ in keys:
+            print(f"{key_id} uid:{uid}")
+    else:
+        print(f"removed access key {args.key_id}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    store = Path(args.store).expanduser().resolve()
+    options = daemon.MountOptions(cache_entries=args.cache_entries, s3=args.s3)
+    daemon.serve_alone(store, options, lambda: print(f"serving S3 at {args.s3}", flush=True))
+
+
 # -- info -------------------------------------------------------------------------------
 
 
@@ -330,6 +401,12 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_CAPACITY,
         metavar="N",
         help="entries of the namespace the daemon keeps in memory (default: %(default)s)",
+    )
+    mount.add_argument(
+        "--s3",
+        type=_address,
+        metavar="[HOST:]PORT",
+        help=f"also serve S3 at this address (e.g. {S3_ADDRESS})",
     )
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.add_argument("mountpoint")
@@ -413,6 +490,32 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("mountpoint")
     stats.set_defaults(run=cmd_stats)
 
+    key = commands.add_parser("key", help="S3 access keys: create, ls, rm", parents=[common])
+    key_actions = key.add_subparsers(dest="action", required=True)
+    for action, summary in (
+        ("create", "make a key that acts as a local user; prints its id and secret"),
+        ("ls", "list the keys and the uid each acts as"),
+        ("rm", "remove a key"),
+    ):
+        sub = key_actions.add_parser(action, help=summary, parents=[common])
+        sub.add_argument("--store", help="an unmounted store's directory, instead of a mount")
+        sub.add_argument("mountpoint", nargs="?", help="the mount point (omit with --store)")
+        if action == "create":
+            who = sub.add_mutually_exclusive_group(required=True)
+            who.add_argument("--uid", type=int, help="the uid the key acts as")
+            who.add_argument("--user", help="the user name the key acts as")
+        if action == "rm":
+            sub.add_argument("--key-id", required=True)
+        sub.set_defaults(run=cmd_key)
+
+    serve = commands.add_parser("serve", help="serve a store over S3, unmounted", parents=[common])
+    serve.add_argument(
+        "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
+    )
+    serve.add_argument("--s3", default=S3_ADDRESS, metavar="[HOST:]PORT", type=_address)
+    serve.add_argument("--cache-entries", type=_positive_int, default=DEFAULT_CAPACITY)
+    serve.set_defaults(run=cmd_serve)
+
     info = commands.add_parser(
         "info", help="show an object's id, etag, size and metadata", parents=[common]
     )
@@ -431,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     # Their debug output is a line per database call or request: noise even when debugging.
     for chatty in ("aiosqlite", "asyncio", "pyfuse3"):
         logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
-    if getattr(args, "action", None) in ("create", "rm"):
+    if args.command == "bucket" and args.action in ("create", "rm"):
         # `bucket create --store DIR NAME`: the one positional is the name
         if args.store and args.name is None:
             args.name, args.mountpoint = args.mountpoint, None

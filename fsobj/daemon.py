@@ -76,6 +76,7 @@ class MountOptions:
     private: bool = False
     commit_interval: float = DURABILITY_SECONDS
     cache_entries: int = DEFAULT_CAPACITY
+    s3: str | None = None  # [HOST:]PORT to serve S3 at, from the same process
 
     def as_arguments(self) -> list[str]:
         """The same options on `fsobj mount`'s command line."""
@@ -83,6 +84,7 @@ class MountOptions:
             *(["--private"] if self.private else []),
             f"--commit-interval={self.commit_interval}",
             f"--cache-entries={self.cache_entries}",
+            *([f"--s3={self.s3}"] if self.s3 else []),
         ]
 
 
@@ -140,8 +142,7 @@ async def _serve(
                             return
 
                 nursery.start_soon(stop_on_signal)
-                nursery.start_soon(_make_durable_every, store, commit_interval)
-                nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
+                await _start_services(nursery, store, options, unclean)
                 on_ready()
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
@@ -157,6 +158,56 @@ async def _serve(
                 log.warning("could not make everything durable at unmount: %s", error)
         store.end_mount()
         log.info("unmounted %s", mountpoint)
+
+
+async def _start_services(
+    nursery: trio.Nursery, store: Store, options: MountOptions, unclean: bool
+) -> None:
+    """What serves beside the requests: periodic durability and collection, and S3."""
+    nursery.start_soon(_make_durable_every, store, options.commit_interval)
+    nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
+    if options.s3:
+        from .s3.server import serve_s3
+
+        try:
+            listening = await nursery.start(serve_s3, store, options.s3)
+        except OSError as error:
+            raise MountError(f"cannot serve S3 at {options.s3}: {error.strerror}") from None
+        log.info("serving S3 at %s", ", ".join(listening))
+
+
+def serve_alone(
+    store: Path, options: MountOptions, on_ready: Callable[[], None] = lambda: None
+) -> None:
+    """Serve `store` over S3 alone (`fsobj serve`), until signalled."""
+    try:
+        trio.run(_serve_alone, store, options, on_ready)
+    except BaseExceptionGroup as group:
+        raise single_error(group) from None
+
+
+async def _serve_alone(
+    store_root: Path, options: MountOptions, on_ready: Callable[[], None]
+) -> None:
+    async with (
+        trio_asyncio.open_loop(),
+        open_store(store_root, f"s3://{options.s3}", 0.0, options.cache_entries) as store,
+    ):
+        unclean = store.begin_mount()
+        await store.recover()
+        try:
+            async with trio.open_nursery() as nursery:
+                await _start_services(nursery, store, options, unclean)
+                on_ready()
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        log.info("%s received: stopping", signal.Signals(signum).name)
+                        break
+                nursery.cancel_scope.cancel()
+        finally:
+            await store.operations.objects.commit_all()
+            await store.operations.objects.durability.make_all_durable(sync_all=True)
+        store.end_mount()
 
 
 async def _make_durable_every(store: Store, seconds: float) -> None:

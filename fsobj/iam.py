@@ -16,6 +16,8 @@ import dataclasses
 import enum
 import os
 import pwd
+import secrets
+import string
 import time
 from typing import TYPE_CHECKING
 
@@ -132,6 +134,14 @@ CANNED = {
     "public-read-write": (Grant("everyone", Permission.READ), Grant("everyone", Permission.WRITE)),
     "authenticated-read": (Grant("authenticated", Permission.READ),),
 }
+
+
+def new_access_key() -> tuple[str, str]:
+    """A new S3 access key: its id (20 characters, as AWS's) and its secret (40)."""
+    alphabet = string.ascii_uppercase + string.digits
+    key_id = "FS" + "".join(secrets.choice(alphabet) for _ in range(18))
+    secret = secrets.token_urlsafe(30)[:40]
+    return key_id, secret
 
 
 def _proc_status(pid: int) -> tuple[frozenset[int], int]:

@@ -41,7 +41,7 @@ PAGE = 1000  # entries read per query while listing
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Listed:
-    """One key of a listing: an object, or a directory's marker (key ending in `/`)."""
+    """One key of a listing: an object, or an empty directory's marker (ending in `/`)."""
 
     key: str
     entry: Entry
@@ -125,7 +125,7 @@ class ObjectService:
 
     async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
         """A reader of the version of `key` that is current now; it keeps reading that
-        version whatever happens to the key meanwhile. Close it (`async with`)."""
+        version whatever happens to the key meanwhile, until it is closed."""
         entry = await self.head(who, bucket, key)
         if entry.kind != "object":
             return Reader(self, entry, None)
@@ -151,8 +151,9 @@ class ObjectService:
                 if chunk:
                     raise Refused(errno.EINVAL, None, "a directory marker has no content", "key")
             return await self._directories(who, bucket_entry, acl, parts, make=True)
-        parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
-        self._require(who, acl, parent, X, key)
+        # Refused before the body is read when the bucket is out of reach; the rest is
+        # decided once it is in (the directories may change meanwhile).
+        self._require(who, acl, bucket_entry, X, key)
         staged = await self._receive(body)
         try:
             return await self._commit(who, bucket_entry, acl, parts, staged, content_type, metadata)
@@ -303,10 +304,13 @@ class ObjectService:
         bound: str,
         inclusive: bool,
         descend: Callable[[str], bool],
+        empty_marker: bool = False,
     ) -> AsyncIterator[tuple[str, Entry]]:
-        """Every object and directory marker below `directory` (whose keys begin with
-        `base`) in key order, after `bound` (from it, if `inclusive`), entering only the
-        directories that `descend` allows."""
+        """Every object below `directory` (whose keys begin with `base`) in key order,
+        after `bound` (from it, if `inclusive`), entering only the directories that
+        `descend` allows. A directory is a key of its own (its marker, `base`) only where
+        nothing below stands for it: when it is empty (`empty_marker` asks to check), or
+        when it is not entered."""
         if not self.iam.may(who, acl, directory, R | X):
             return
         local = bound[len(base) :] if bound.startswith(base) else ""
@@ -320,13 +324,16 @@ class ObjectService:
         after, include = first, first_inclusive
         while True:
             page = await self.meta.children_in_key_order(directory.inode, after, include, PAGE)
+            if empty_marker and not page:
+                yield base, directory
+            empty_marker = False
             for child in page:
                 child = self.meta.current(child)
                 if child.is_dir:
                     key = base + child.name + "/"
-                    if key > bound or (inclusive and key == bound):
-                        yield key, child
                     if not descend(key):
+                        if key > bound or (inclusive and key == bound):
+                            yield key, child
                         continue
                     within = bound.startswith(key)
                     async for found in self._walk(
@@ -337,6 +344,7 @@ class ObjectService:
                         bound if within else key,
                         inclusive and within,
                         descend,
+                        empty_marker=not within,
                     ):
                         yield found
                 elif child.kind == "object":
@@ -417,10 +425,8 @@ class Reader:
             offset += len(data)
             yield data
 
-    async def __aenter__(self) -> Reader:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
+    async def close(self) -> None:
+        """Let the version go (at once, if nothing else holds it)."""
         if self.fh is not None:
             objects = self.service.objects
             await objects.release(objects.get(self.fh))

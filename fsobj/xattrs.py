@@ -13,6 +13,9 @@
   and returns its report (administrators only); `fsobj gc MOUNT` works through it.
 * `user.fsobj.stats` on the mount's top directory: what the daemon holds in memory, one
   `NAME VALUE` line each (administrators only); `fsobj stats MOUNT` prints it.
+* `user.fsobj.keys` on the mount's top directory: the S3 access keys, a `KEYID UID
+  SECRET` line each; setting it to `create KEYID UID SECRET` or `rm KEYID` changes them
+  (administrators only); `fsobj key` works through it.
 
 None of the `user.fsobj.*` names is listed, so copying tools do not try to copy them.
 """
@@ -38,6 +41,7 @@ CONTENT_TYPE = "user.fsobj.content-type"
 ACL = "user.fsobj.acl"
 GC = "user.fsobj.gc"
 STATS = "user.fsobj.stats"
+KEYS = "user.fsobj.keys"
 
 
 class MetadataAttributes(Service):
@@ -71,9 +75,12 @@ class MetadataAttributes(Service):
                 return posix_acl.encode(entries)
         if not text.startswith("user."):
             raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
-        if text in (GC, STATS) and entry.kind == "root":
+        if text in (GC, STATS, KEYS) and entry.kind == "root":
             if not self.iam.is_admin(self.iam.identify(ctx)):
                 raise Refused(errno.EACCES, (entry, None), f"{text} is for administrators")
+            if text == KEYS:
+                keys = await self.meta.access_keys()
+                return "".join(f"{k} {uid} {secret}\n" for k, secret, uid, _ in keys).encode()
             if text == STATS:
                 return "".join(f"{k} {v}\n" for k, v in self.stats().items()).encode()
             return str(await self.collect_garbage()).encode()
@@ -129,6 +136,9 @@ class MetadataAttributes(Service):
         if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
             await self._set_posix_acl(entry, text, value)
             return
+        if text == KEYS and entry.kind == "root":
+            await self._change_keys(entry, value, ctx)
+            return
         if text == ACL:
             try:
                 grants = parse_grants(value.decode("utf-8"))
@@ -151,6 +161,19 @@ class MetadataAttributes(Service):
                 errno.E2BIG, where, f"user metadata is limited to {USER_METADATA_LIMIT} bytes"
             )
         await self.meta.set_user_metadata(inode, key, value)
+
+    async def _change_keys(self, entry: Entry, value: bytes, ctx: Any) -> None:
+        where = (entry, None)
+        if not self.iam.is_admin(self.iam.identify(ctx)):
+            raise Refused(errno.EACCES, where, f"{KEYS} is for administrators")
+        words = value.decode("ascii", "replace").split()
+        if len(words) == 4 and words[0] == "create" and words[2].isdigit():
+            await self.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
+        elif len(words) == 2 and words[0] == "rm":
+            if not await self.meta.remove_access_key(words[1]):
+                raise Refused(errno.ENOENT, where, f"no access key {words[1]}")
+        else:
+            raise Refused(errno.EINVAL, where, "expected 'create KEYID UID SECRET' or 'rm KEYID'")
 
     @request
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:

@@ -1,0 +1,1 @@
+"""The S3 HTTP front end (path-style), served by hypercorn on trio."""

@@ -1,0 +1,253 @@
+"""The S3 HTTP front end: an ASGI application over the object service.
+
+Each request is authenticated (sigv4), routed by method, path (path-style: /BUCKET/KEY)
+and sub-resource, and answered by a handler in `buckets` or `objects`. Every refusal is
+mapped once, here, to S3's error code and status (errors.py), with one log line naming
+operation, path and reason; a bug answers InternalError with its traceback in the log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from ..datastore import DamagedBlob
+from ..iam import NOBODY, Identity
+from ..metadata import MetadataStore
+from ..object_service import ObjectService
+from ..refusals import Refused
+from . import sigv4
+from .errors import S3Error, from_refusal
+from .wire import MAX_XML_BODY, error_document
+
+log = logging.getLogger("fsobj.s3")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Stream(Protocol):
+    """Content sent as it is read; `aclose` is called however the answer ends."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+Body = bytes | Stream
+
+# Query parameters that only qualify a request; any other names a sub-resource.
+PLAIN_PARAMETERS = {
+    "continuation-token",
+    "delimiter",
+    "encoding-type",
+    "fetch-owner",
+    "list-type",
+    "marker",
+    "max-keys",
+    "prefix",
+    "start-after",
+    "x-id",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+}
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    path: str  # decoded, for log lines and errors
+    bucket: str
+    key: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    who: Identity
+    body: AsyncIterator[bytes]  # the payload, checked as it streams (sigv4.payload)
+
+    @property
+    def subresources(self) -> set[str]:
+        return {
+            name
+            for name in self.params
+            if name not in PLAIN_PARAMETERS and not name.startswith("X-Amz-")
+        }
+
+    async def read_xml_body(self) -> bytes:
+        data = bytearray()
+        async for piece in self.body:
+            data += piece
+            if len(data) > MAX_XML_BODY:
+                raise S3Error("MalformedXML", "the XML body is too large")
+        return bytes(data)
+
+
+@dataclasses.dataclass
+class Response:
+    status: int = 200
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    body: Body = b""
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class S3App:
+    """ASGI application: S3 over `service`, with the access keys of `meta`."""
+
+    def __init__(self, service: ObjectService, meta: MetadataStore):
+        from . import buckets, objects  # the handlers build on Request and Response
+
+        self.service = service
+        self.meta = meta
+        self._secrets: dict[str, tuple[str, int]] = {}  # key id -> (secret, uid)
+        self.bucket_handlers = buckets.Handlers(service)
+        self.object_handlers = objects.Handlers(service)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        request_id = uuid.uuid4().hex[:16].upper()
+        method = scope["method"]
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = unquote(raw_path.decode("latin-1"), errors="surrogateescape")
+        response: Response
+        try:
+            request = await self._request(scope, receive, method, raw_path, path)
+            response = await self._route(request)(request)
+        except S3Error as error:
+            response = self._error(method, path, error, request_id)
+        except Refused as refusal:
+            response = self._error(method, path, from_refusal(refusal), request_id)
+        except DamagedBlob as damage:
+            log.error("%s %s failed: %s", method, path, damage)
+            response = self._error(method, path, S3Error("InternalError", str(damage)), request_id)
+        except OSError as failure:
+            log.warning("%s %s failed: %s", method, path, failure)
+            unavailable = S3Error("ServiceUnavailable", failure.strerror or str(failure))
+            response = self._error(method, path, unavailable, request_id)
+        except Exception:
+            log.exception("%s %s failed unexpectedly", method, path)
+            bug = S3Error("InternalError", "an internal error; the server's log has it")
+            response = self._error(method, path, bug, request_id)
+        await _send(send, response, request_id, head=method == "HEAD")
+
+    def _error(self, method: str, path: str, error: S3Error, request_id: str) -> Response:
+        if error.status < 500:
+            log.info("%s %s refused (%s): %s", method, path, error.code, error.message)
+        body = error_document(error, path, request_id)
+        return Response(error.status, {"content-type": "application/xml"}, body)
+
+    async def _request(
+        self, scope: dict[str, Any], receive: Receive, method: str, raw_path: bytes, path: str
+    ) -> Request:
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]},{text}" if key in headers else text
+        query = sigv4.parse_query(scope.get("query_string", b""))
+        await self._know_key(query, headers)
+        signed = sigv4.authenticate(method, raw_path, query, headers, self._secret)
+        if signed.key_id is None:
+            who = Identity(NOBODY, NOBODY, 0)  # anonymous: `everyone` and no more
+        else:
+            who = self.service.iam.identity_of_uid(self._secrets[signed.key_id][1])
+        bucket, _, key = path.lstrip("/").partition("/")
+        body = sigv4.payload(signed, headers, _body(receive))
+        return Request(method, path, bucket, key, dict(query), headers, who, body)
+
+    async def _know_key(self, query: list[tuple[str, str]], headers: dict[str, str]) -> None:
+        """Load the access keys when a request names one not loaded yet (made since)."""
+        credential = dict(query).get("X-Amz-Credential", "")
+        if not credential:
+            credential = headers.get("authorization", "").partition("Credential=")[2]
+        key_id = credential.split("/", 1)[0]
+        if key_id and key_id not in self._secrets:
+            self._secrets = {
+                k: (secret, uid) for k, secret, uid, _ in await self.meta.access_keys()
+            }
+
+    def _secret(self, key_id: str) -> str | None:
+        known = self._secrets.get(key_id)
+        return known[0] if known else None
+
+    def _route(self, request: Request) -> Handler:
+        buckets, objects = self.bucket_handlers, self.object_handlers
+        method, sub = request.method, request.subresources
+        routes: dict[tuple[str, frozenset[str]], Handler]
+        if not request.bucket:
+            routes = {("GET", frozenset()): buckets.list_buckets}
+        elif not request.key:
+            routes = {
+                ("GET", frozenset()): buckets.list_objects,
+                ("GET", frozenset({"location"})): buckets.location,
+                ("GET", frozenset({"acl"})): buckets.get_acl,
+                ("PUT", frozenset()): buckets.create,
+                ("PUT", frozenset({"acl"})): buckets.put_acl,
+                ("DELETE", frozenset()): buckets.delete,
+                ("HEAD", frozenset()): buckets.head,
+                ("POST", frozenset({"delete"})): objects.delete_many,
+            }
+        else:
+            routes = {
+                ("GET", frozenset()): objects.get,
+                ("HEAD", frozenset()): objects.get,
+                ("PUT", frozenset()): objects.put,
+                ("DELETE", frozenset()): objects.delete,
+            }
+        handler = routes.get((method, frozenset(sub)))
+        if handler is None:
+            what = ", ".join(sorted(sub)) or "this request"
+            raise S3Error("NotImplemented", f"{method} {what} is not implemented")
+        return handler
+
+
+async def _body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise S3Error("IncompleteBody", "the client went away before the body ended")
+        if message.get("body"):
+            yield message["body"]
+        if not message.get("more_body"):
+            return
+
+
+async def _send(send: Send, response: Response, request_id: str, head: bool) -> None:
+    headers = {"x-amz-request-id": request_id, **response.headers}
+    body = response.body
+    if isinstance(body, bytes):
+        headers.setdefault("content-length", str(len(body)))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        }
+    )
+    if isinstance(body, bytes):
+        await send({"type": "http.response.body", "body": b"" if head else body})
+        return
+    try:
+        if not head:
+            async for piece in body:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+    finally:
+        await body.aclose()
+    await send({"type": "http.response.body", "body": b""})

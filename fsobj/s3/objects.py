@@ -1,0 +1,176 @@
+"""S3's object operations: PutObject, GetObject and HeadObject (ranges, conditions,
+response overrides), DeleteObject and DeleteObjects."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..metadata import Entry
+from ..object_service import ObjectService, Reader
+from ..refusals import Refused
+from ..xattrs import USER_METADATA_LIMIT
+from .app import Request, Response
+from .errors import S3Error, from_refusal
+from .wire import document, http_time, parse, parse_http_time, quoted
+
+META = "x-amz-meta-"
+MAX_DELETE_KEYS = 1000
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class Handlers:
+    def __init__(self, service: ObjectService):
+        self.service = service
+
+    async def put(self, request: Request) -> Response:
+        if "x-amz-copy-source" in request.headers:
+            raise S3Error("NotImplemented", "CopyObject is not implemented yet")
+        metadata = {
+            name[len(META) :]: value.encode("latin-1")
+            for name, value in request.headers.items()
+            if name.startswith(META)
+        }
+        if sum(len(k.encode()) + len(v) for k, v in metadata.items()) > USER_METADATA_LIMIT:
+            raise S3Error("MetadataTooLarge", f"metadata is limited to {USER_METADATA_LIMIT} bytes")
+        entry = await self.service.put(
+            request.who,
+            request.bucket,
+            request.key,
+            request.body,
+            request.headers.get("content-type"),
+            metadata,
+        )
+        return Response(200, {"etag": quoted(ObjectService._etag_of(entry))})
+
+    async def get(self, request: Request) -> Response:
+        """GetObject, and HeadObject (the same answer without its body, and no reader)."""
+        head = request.method == "HEAD"
+        if head:
+            entry = await self.service.head(request.who, request.bucket, request.key)
+            reader = None
+        else:
+            reader = await self.service.open_reader(request.who, request.bucket, request.key)
+            entry = reader.entry
+        try:
+            response = await self._answer(request, entry, reader)
+        except BaseException:
+            if reader is not None:
+                await reader.close()
+            raise
+        if reader is not None and not isinstance(response.body, _Stream):
+            await reader.close()  # an answer without content: 304
+        return response
+
+    async def _answer(self, request: Request, entry: Entry, reader: Reader | None) -> Response:
+        size = entry.size if entry.kind == "object" else 0
+        etag = ObjectService._etag_of(entry)
+        headers = {
+            "etag": quoted(etag),
+            "last-modified": http_time(entry.mtime_ns),
+            "accept-ranges": "bytes",
+            "content-type": entry.content_type or "application/octet-stream",
+        }
+        for name, stored in (await self.service.meta.user_metadata(entry.inode)).items():
+            headers[META + name] = stored.decode("latin-1")
+        status = _preconditions(request.headers, etag, entry.mtime_ns / 1e9)
+        if status is not None:
+            if status == 412:
+                raise S3Error("PreconditionFailed", "a precondition does not hold")
+            return Response(304, {k: headers[k] for k in ("etag", "last-modified")})
+        for name, value in request.params.items():
+            if name.startswith("response-"):
+                headers[name[len("response-") :]] = value
+        start, end, status = 0, size, 200
+        if "range" in request.headers:
+            chosen = _range(request.headers["range"], size)
+            if chosen is not None:
+                start, end = chosen
+                status = 206
+                headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["content-length"] = str(end - start)
+        if reader is None:
+            return Response(status, headers)
+        return Response(status, headers, _Stream(reader, start, end))
+
+    async def delete(self, request: Request) -> Response:
+        await self.service.delete(request.who, request.bucket, request.key)
+        return Response(204)
+
+    async def delete_many(self, request: Request) -> Response:
+        root = parse(await request.read_xml_body())
+        keys = [node.findtext("Key", "") for node in root.iter("Object")]
+        if len(keys) > MAX_DELETE_KEYS:
+            raise S3Error("MalformedXML", f"at most {MAX_DELETE_KEYS} keys per request")
+        quiet = root.findtext("Quiet", "false").strip().lower() == "true"
+        results: list[Any] = []
+        for key in keys:
+            try:
+                await self.service.delete(request.who, request.bucket, key)
+            except Refused as refusal:
+                error = from_refusal(refusal)
+                results.append(
+                    ("Error", [("Key", key), ("Code", error.code), ("Message", error.message)])
+                )
+                continue
+            if not quiet:
+                results.append(("Deleted", [("Key", key)]))
+        return Response(
+            200, {"content-type": "application/xml"}, document("DeleteResult", *results)
+        )
+
+
+class _Stream:
+    """A GET's content: the reader's pinned version, from `start` to `end`; `aclose` lets
+    the version go (the sender calls it however the answer ends)."""
+
+    def __init__(self, reader: Reader, start: int, end: int):
+        self.reader, self.start, self.end = reader, start, end
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.reader.chunks(self.start, self.end)
+
+    async def aclose(self) -> None:
+        await self.reader.close()
+
+
+def _range(header: str, size: int) -> tuple[int, int] | None:
+    """[start, end) of a `bytes=` range; None to send the whole object (a form S3 ignores,
+    several ranges); InvalidRange when it starts past the end."""
+    match = _RANGE.fullmatch(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":  # the last N bytes
+        count = int(last)
+        if count == 0:
+            raise S3Error("InvalidRange", "the range is not satisfiable")
+        return max(size - count, 0), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if start >= size or end <= start:
+        raise S3Error("InvalidRange", "the range is not satisfiable")
+    return start, end
+
+
+def _preconditions(headers: dict[str, str], etag: str, modified: float) -> int | None:
+    """304 or 412 when a condition fails, as S3 weighs them (RFC 7232 section 6)."""
+
+    def matches(value: str) -> bool:
+        tags = [t.strip().strip('"') for t in value.split(",")]
+        return "*" in tags or etag in tags
+
+    match = headers.get("if-match")
+    if match is not None and not matches(match):
+        return 412
+    since = parse_http_time(headers.get("if-unmodified-since", ""))
+    if match is None and since is not None and int(modified) > since:
+        return 412
+    none_match = headers.get("if-none-match")
+    if none_match is not None and matches(none_match):
+        return 304
+    modified_since = parse_http_time(headers.get("if-modified-since", ""))
+    if none_match is None and modified_since is not None and int(modified) <= modified_since:
+        return 304
+    return None

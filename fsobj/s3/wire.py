@@ -1,0 +1,84 @@
+"""What goes over the wire besides bodies: S3's XML documents, its dates and its ETags."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from .errors import S3Error
+
+NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+MAX_XML_BODY = 1 << 20
+
+
+def document(root: str, *children: Any) -> bytes:
+    """An XML document: `children` are (tag, text) pairs, (tag, [children...]) lists,
+    or None (left out)."""
+    element = ET.Element(root, xmlns=NAMESPACE)
+    _fill(element, children)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(element)
+
+
+def _fill(parent: ET.Element, children: Any) -> None:
+    for child in children:
+        if child is None:
+            continue
+        tag, value = child
+        node = ET.SubElement(parent, tag)
+        if isinstance(value, list):
+            _fill(node, value)
+        elif isinstance(value, bool):
+            node.text = "true" if value else "false"
+        else:
+            node.text = str(value)
+
+
+def error_document(error: S3Error, resource: str, request_id: str) -> bytes:
+    element = ET.Element("Error")
+    _fill(
+        element,
+        [
+            ("Code", error.code),
+            ("Message", error.message),
+            ("Resource", resource),
+            ("RequestId", request_id),
+        ],
+    )
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(element)
+
+
+def parse(body: bytes) -> ET.Element:
+    """A request's XML body, namespaces dropped from the tags."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as bad:
+        raise S3Error("MalformedXML", f"the XML is not well formed: {bad}") from None
+    for node in root.iter():
+        if isinstance(node.tag, str) and "}" in node.tag:
+            node.tag = node.tag.split("}", 1)[1]
+    return root
+
+
+def iso_time(ns: int) -> str:
+    """S3's timestamps in XML: 2026-11-30T07:33:12.000Z."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1_000_000:03d}Z"
+
+
+def http_time(ns: int) -> str:
+    """S3's timestamps in headers (Last-Modified): RFC 7231."""
+    return email.utils.formatdate(ns / 1e9, usegmt=True)
+
+
+def parse_http_time(text: str) -> float | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return parsed.timestamp()
+
+
+def quoted(etag: str) -> str:
+    return f'"{etag}"'
