@@ -368,11 +368,12 @@ class ObjectService:
     async def _directories(
         self, who: Identity, bucket: Entry, acl: Acl, parts: Iterable[str], make: bool
     ) -> Entry:
-        """The directory that `parts` name below the bucket, searchable all the way;
-        with `make`, missing directories are made (the caller must be allowed to)."""
+        """The directory that `parts` name below the bucket, searchable all the way from
+        the bucket; with `make`, missing directories are made (the caller must be allowed
+        to)."""
         directory = bucket
+        self._require(who, acl, bucket, X, bucket.name)
         for part in parts:
-            self._require(who, acl, directory, X, part)
             found = await self.meta.lookup(directory.inode, part)
             if found is None and make:
                 self._require(who, acl, directory, W, part)
@@ -383,6 +384,7 @@ class ObjectService:
                 raise Refused(errno.ENOENT, None, f"no directory {part!r}", "key")
             if not found.is_dir:
                 raise Refused(errno.ENOTDIR, None, f"{part!r} is an object", "key")
+            self._require(who, acl, found, X, part)
             directory = found
         return directory
 

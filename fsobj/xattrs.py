@@ -123,6 +123,8 @@ class MetadataAttributes(Service):
                 raise Refused(errno.EPERM, where, "only buckets have an ACL")
             await self._require(ctx, entry, Permission.WRITE_ACP)
             return entry, text
+        if text == KEYS and entry.kind == "root":
+            return entry, text
         if text.startswith(SYSTEM_PREFIX) and text != CONTENT_TYPE:
             raise Refused(errno.EPERM, where, f"{text} is read-only system metadata")
         if text == CONTENT_TYPE and entry.kind != "object":

@@ -161,6 +161,18 @@ def bucket(mount: Mount) -> Path:
     return path
 
 
+@pytest.fixture
+def s3(tmp_path: Path):
+    """A mount that also serves S3 (s3_fixtures.S3Mount)."""
+    from s3_fixtures import S3Mount, free_port, wait_for_port
+
+    port = free_port()
+    options = (*MOUNT_OPTIONS, "--s3", f"127.0.0.1:{port}")
+    with mounted_at(tmp_path / "store", tmp_path / "fsobj.log", options) as mounted:
+        wait_for_port(port)
+        yield S3Mount(mounted, port)
+
+
 def blob_files(store: Path) -> list[Path]:
     return [p for p in (store / "blobs").rglob("*") if p.is_file()]
 

@@ -170,6 +170,8 @@ def authenticate(
             raise S3Error("RequestTimeTooSkewed", "the URL was signed in the future")
         payload = params.get("X-Amz-Content-Sha256", UNSIGNED)
         signed_query = [(k, v) for k, v in query if k != "X-Amz-Signature"]
+    elif "AWSAccessKeyId" in params:
+        raise S3Error("InvalidRequest", "Signature Version 2 is not supported: use SigV4")
     else:
         return Signed(None, UNSIGNED)
 

@@ -1,0 +1,297 @@
+"""The S3 front end with real clients (boto3, the aws command, curl) against a mount that
+serves S3 from its own process: every answer checked, and the two views cross-checked."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from conftest import as_user
+
+
+def code_of(call, *args, **kwargs) -> str:
+    with pytest.raises(ClientError) as failed:
+        call(*args, **kwargs)
+    return failed.value.response["Error"]["Code"]
+
+
+def test_an_object_put_over_s3_is_a_file_on_the_mount_and_back(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="both-views")
+    # The kernel remembers that the name is missing; the PUT must make it forget that.
+    assert not (s3.path / "both-views" / "docs").exists()
+    put = client.put_object(
+        Bucket="both-views",
+        Key="docs/readme.txt",
+        Body=b"over s3",
+        ContentType="text/x-test",
+        Metadata={"colour": "blue"},
+    )
+    on_mount = s3.path / "both-views" / "docs" / "readme.txt"
+    assert on_mount.read_bytes() == b"over s3"
+    assert put["ETag"] == f'"{os.getxattr(on_mount, "user.fsobj.etag").decode()}"'
+    assert os.getxattr(on_mount, "user.colour") == b"blue"
+    assert os.getxattr(on_mount, "user.fsobj.content-type") == b"text/x-test"
+
+    written = s3.path / "both-views" / "docs" / "from-mount.md"
+    content = b"# from the mount\n"
+    written.write_bytes(content)
+    os.setxattr(written, "user.reviewed", b"yes")
+    got = client.get_object(Bucket="both-views", Key="docs/from-mount.md")
+    assert got["Body"].read() == content
+    assert got["ETag"] == f'"{hashlib.md5(content).hexdigest()}"'
+    assert got["Metadata"] == {"reviewed": "yes"}
+    assert got["ContentType"] == "text/markdown"
+
+    client.delete_object(Bucket="both-views", Key="docs/readme.txt")
+    assert not on_mount.exists()
+    assert code_of(client.get_object, Bucket="both-views", Key="docs/readme.txt") == "NoSuchKey"
+    assert code_of(client.head_bucket, Bucket="no-such-bucket") == "404"
+    assert code_of(client.get_object, Bucket="no-such-bucket", Key="k") == "NoSuchBucket"
+
+
+def test_buckets_follow_s3_rules_and_are_the_mounts_top_level(s3):
+    client = s3.client(1001)
+    client.create_bucket(Bucket="made-over-s3")
+    assert (s3.path / "made-over-s3").is_dir()
+    assert (s3.path / "made-over-s3").stat().st_uid == 1001
+    os.mkdir(s3.path / "made-on-mount")  # by root
+    assert code_of(client.create_bucket, Bucket="made-over-s3") == "BucketAlreadyOwnedByYou"
+    assert code_of(client.create_bucket, Bucket="made-on-mount") == "BucketAlreadyExists"
+    assert code_of(client.create_bucket, Bucket="Bad_Name") == "InvalidBucketName"
+    names = [b["Name"] for b in s3.client(0).list_buckets()["Buckets"]]
+    assert names == ["made-on-mount", "made-over-s3"]
+    assert [b["Name"] for b in client.list_buckets()["Buckets"]] == ["made-over-s3"]
+    client.put_object(Bucket="made-over-s3", Key="k", Body=b"x")
+    assert code_of(client.delete_bucket, Bucket="made-over-s3") == "BucketNotEmpty"
+    client.delete_object(Bucket="made-over-s3", Key="k")
+    client.delete_bucket(Bucket="made-over-s3")
+    assert not (s3.path / "made-over-s3").exists()
+    location = s3.client(0).get_bucket_location(Bucket="made-on-mount")
+    assert location.get("LocationConstraint") is None
+
+
+def test_ranges_and_conditional_gets(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="ranges")
+    body = bytes(range(256)) * 40
+    etag = client.put_object(Bucket="ranges", Key="k", Body=body)["ETag"]
+    part = client.get_object(Bucket="ranges", Key="k", Range="bytes=10-19")
+    assert part["Body"].read() == body[10:20]
+    assert part["ContentRange"] == f"bytes 10-19/{len(body)}"
+    assert part["ResponseMetadata"]["HTTPStatusCode"] == 206
+    suffix = client.get_object(Bucket="ranges", Key="k", Range="bytes=-5")["Body"].read()
+    assert suffix == body[-5:]
+    assert (
+        client.get_object(Bucket="ranges", Key="k", Range="bytes=100-")["Body"].read()
+        == (body[100:])
+    )
+    assert code_of(client.get_object, Bucket="ranges", Key="k", Range="bytes=99999-") == (
+        "InvalidRange"
+    )
+    assert code_of(client.get_object, Bucket="ranges", Key="k", IfNoneMatch=etag) == "304"
+    assert code_of(client.get_object, Bucket="ranges", Key="k", IfMatch='"nope"') == (
+        "PreconditionFailed"
+    )
+    assert client.get_object(Bucket="ranges", Key="k", IfMatch=etag)["Body"].read() == body
+    overridden = client.get_object(
+        Bucket="ranges", Key="k", ResponseContentType="x/y", ResponseContentDisposition="inline"
+    )
+    assert overridden["ContentType"] == "x/y" and overridden["ContentDisposition"] == "inline"
+    head = client.head_object(Bucket="ranges", Key="k")
+    assert head["ContentLength"] == len(body) and head["ETag"] == etag
+
+
+def test_listings_are_in_utf8_key_order_with_prefixes_and_pages(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="listing")
+    keys = ["a-b", "a/x", "a/y/z", "a0", "b", "é", "z/"]
+    for key in keys:
+        client.put_object(Bucket="listing", Key=key, Body=b"")
+    os.mkdir(s3.path / "listing" / "empty")  # an empty directory is its marker key
+    expected = sorted([*keys, "empty/"], key=lambda k: k.encode())
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket="listing")["Contents"]]
+    assert listed == expected
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket="listing", PaginationConfig={"PageSize": 2}
+    )
+    assert [o["Key"] for page in pages for o in page.get("Contents", [])] == expected
+    top = client.list_objects_v2(Bucket="listing", Delimiter="/")
+    assert [o["Key"] for o in top["Contents"]] == ["a-b", "a0", "b", "é"]
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["a/", "empty/", "z/"]
+    inner = client.list_objects_v2(Bucket="listing", Prefix="a/", Delimiter="/")
+    assert [o["Key"] for o in inner["Contents"]] == ["a/x"]
+    assert [p["Prefix"] for p in inner["CommonPrefixes"]] == ["a/y/"]
+    after = client.list_objects_v2(Bucket="listing", StartAfter="a/x")
+    assert [o["Key"] for o in after["Contents"]] == expected[expected.index("a/x") + 1 :]
+    v1 = client.get_paginator("list_objects").paginate(
+        Bucket="listing", PaginationConfig={"PageSize": 3}
+    )
+    assert [o["Key"] for page in v1 for o in page.get("Contents", [])] == expected
+
+
+def test_signatures_keys_and_presigned_urls(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="signed")
+    client.put_object(Bucket="signed", Key="k", Body=b"secret content")
+    key_id, secret = s3.key(0)
+    path_style = Config(s3={"addressing_style": "path"})
+
+    def client_with(key_id: str, secret: str):
+        return boto3.client(
+            "s3",
+            endpoint_url=s3.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=path_style,
+        )
+
+    assert code_of(client_with(key_id, "x" * 40).list_buckets) == "SignatureDoesNotMatch"
+    assert code_of(client_with("FSNOSUCHKEY000000000", secret).list_buckets) == (
+        "InvalidAccessKeyId"
+    )
+    client = s3.client(signature_version="s3v4")  # presigned URLs of Signature Version 4
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": "signed", "Key": "k"}, ExpiresIn=60
+    )
+    fetched = subprocess.run(["curl", "-sf", url], capture_output=True, timeout=30)
+    assert fetched.returncode == 0 and fetched.stdout == b"secret content"
+    tampered = url.replace("Key", "Kez") if "Kez" in url else url.replace("/k?", "/j?")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(tampered)
+    assert refused.value.code == 403
+    expired = client.generate_presigned_url(
+        "get_object", Params={"Bucket": "signed", "Key": "k"}, ExpiresIn=1
+    )
+    time.sleep(2)
+    with pytest.raises(urllib.error.HTTPError) as too_late:
+        urllib.request.urlopen(expired)
+    assert too_late.value.code == 403 and b"expired" in too_late.value.read()
+    anonymous = s3.client(None)
+    assert code_of(anonymous.get_object, Bucket="signed", Key="k") == "AccessDenied"
+    client.put_bucket_acl(Bucket="signed", ACL="public-read")
+    assert anonymous.get_object(Bucket="signed", Key="k")["Body"].read() == b"secret content"
+
+
+def test_payload_checks(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="payloads")
+    assert (
+        code_of(
+            client.put_object,
+            Bucket="payloads",
+            Key="k",
+            Body=b"abc",
+            ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==",
+        )
+        == "BadDigest"
+    )
+    assert not (s3.path / "payloads" / "k").exists()
+    assert os.listdir(s3.mount.store / "staging") == []
+    for algorithm in ("CRC32", "SHA256", "SHA1"):
+        client.put_object(
+            Bucket="payloads", Key=algorithm, Body=b"x" * 1000, ChecksumAlgorithm=algorithm
+        )
+        assert (s3.path / "payloads" / algorithm).read_bytes() == b"x" * 1000
+    assert code_of(client.get_bucket_policy, Bucket="payloads") == "NotImplemented"
+
+
+def test_a_get_keeps_streaming_the_version_it_began_with(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="versions")
+    old = os.urandom(8 << 20)
+    client.put_object(Bucket="versions", Key="k", Body=old)
+    body = client.get_object(Bucket="versions", Key="k")["Body"]
+    first = body.read(1 << 20)
+    client.put_object(Bucket="versions", Key="k", Body=b"new")
+    (s3.path / "versions" / "k").unlink()
+    assert first + body.read() == old
+
+
+def test_permissions_over_s3_are_the_mounts(s3):
+    owner, member, stranger = 1001, 1002, 1003
+    client = s3.client(owner)
+    client.create_bucket(Bucket="shared")
+    client.put_bucket_acl(Bucket="shared", GrantRead="id=uid:1002", GrantWrite="id=uid:1002")
+    client.put_object(Bucket="shared", Key="open", Body=b"o")
+    client.put_object(Bucket="shared", Key="closed", Body=b"c")
+    os.chmod(s3.path / "shared" / "closed", 0o600)
+    bucket = str(s3.path / "shared")
+    for uid in (member, stranger):
+        on_mount = as_user(
+            uid,
+            [
+                ["read", f"{bucket}/open"],
+                ["read", f"{bucket}/closed"],
+                ["write", f"{bucket}/new-{uid}", "n"],
+                ["list", bucket],
+            ],
+        )
+        c = s3.client(uid)
+
+        def outcome(call, *args, **kwargs) -> str:
+            try:
+                call(*args, **kwargs)
+            except ClientError as error:
+                return {"AccessDenied": "EACCES"}.get(error.response["Error"]["Code"], "other")
+            return "ok"
+
+        over_s3 = [
+            outcome(c.get_object, Bucket="shared", Key="open"),
+            outcome(c.get_object, Bucket="shared", Key="closed"),
+            outcome(c.put_object, Bucket="shared", Key=f"s3-{uid}", Body=b"n"),
+            outcome(c.list_objects_v2, Bucket="shared"),
+        ]
+        assert [r if r in ("EACCES",) else "ok" for r in on_mount] == over_s3, uid
+    assert (s3.path / "shared" / "s3-1002").stat().st_uid == member
+    assert code_of(s3.client(member).put_bucket_acl, Bucket="shared", ACL="private") == (
+        "AccessDenied"
+    )
+    acl = client.get_bucket_acl(Bucket="shared")
+    assert {(g["Grantee"].get("ID"), g["Permission"]) for g in acl["Grants"]} == {
+        ("uid:1001", "FULL_CONTROL"),
+        ("uid:1002", "READ"),
+        ("uid:1002", "WRITE"),
+    }
+
+
+def test_keys_that_cannot_be_names_are_refused(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="names")
+    client.put_object(Bucket="names", Key="dir/file", Body=b"x")
+    for key in ("a//b", "./a", "a/../b", "n" * 256, "dir"):
+        assert code_of(client.put_object, Bucket="names", Key=key, Body=b"x") in (
+            "InvalidArgument",
+            "InvalidRequest",
+            "KeyTooLongError",
+        ), key
+    assert code_of(client.put_object, Bucket="names", Key="dir/file/under", Body=b"x") == (
+        "InvalidRequest"
+    )
+    assert code_of(client.put_object, Bucket="names", Key="k" * 1025, Body=b"x") == (
+        "KeyTooLongError"
+    )
+    client.put_object(Bucket="names", Key="folder/", Body=b"")
+    assert (s3.path / "names" / "folder").is_dir()
+
+
+def test_the_aws_command(s3, tmp_path):
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"aws cli\n" * 1000)
+    assert s3.aws("s3", "mb", "s3://cli-bucket").returncode == 0
+    copied = s3.aws("s3", "cp", str(source), "s3://cli-bucket/notes.txt")
+    assert copied.returncode == 0, copied.stderr
+    assert (s3.path / "cli-bucket" / "notes.txt").read_bytes() == source.read_bytes()
+    listed = s3.aws("s3", "ls", "s3://cli-bucket/")
+    assert "notes.txt" in listed.stdout and "8000" in listed.stdout
+    back = s3.aws("s3", "cp", "s3://cli-bucket/notes.txt", str(tmp_path / "back.txt"))
+    assert back.returncode == 0 and (tmp_path / "back.txt").read_bytes() == source.read_bytes()
