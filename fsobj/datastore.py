@@ -138,6 +138,7 @@ class Staging:
         self.size = size
         self.memory: bytearray | None = bytearray() if path is None else None
         self._digest: Digest | None = Digest() if size == 0 else None
+        self.etag: str | None = None  # an ETag other than the MD5: a multipart upload's
         # Writes may run in several threads at once (writers share a working copy): the
         # size and the digest's order of data are kept under this lock.
         self._lock = threading.Lock()
@@ -195,7 +196,8 @@ class Staging:
                 while chunk := os.pread(self.fd, CHUNK, offset):
                     digest.update(chunk)
                     offset += len(chunk)
-        return digest.finish()
+        md5, checksums = digest.finish()
+        return self.etag or md5, checksums
 
     def close(self) -> None:
         """Drop the content (the caller removes the file, if any, once it is not needed)."""

@@ -30,6 +30,7 @@ from .iam import Acl, Grant, Identity, Permission, R, W, X
 from .metadata import Bucket, Entry
 from .refusals import Refused
 from .schema import ROOT_INODE
+from .uploads import MAX_PARTS, MIN_PART, Part, Upload, Uploads, multipart_etag
 
 if TYPE_CHECKING:
     from .service import Service
@@ -64,6 +65,7 @@ class ObjectService:
         self.data = core.data
         self.objects = core.objects
         self.iam = core.iam
+        self.uploads = Uploads(core.data.root)
 
     # -- buckets --------------------------------------------------------------------------
 
@@ -235,6 +237,110 @@ class ObjectService:
         await self.meta.delete(entry, time.time_ns())
         self.objects.unlinked(entry)
         await self.core.name_changed(parent, entry.name)
+
+    # -- multipart uploads ----------------------------------------------------------------
+
+    async def create_upload(
+        self,
+        who: Identity,
+        bucket: str,
+        key: str,
+        content_type: str | None,
+        metadata: dict[str, bytes],
+    ) -> Upload:
+        bucket_entry, acl = await self.bucket(who, bucket)
+        _key_parts(key)
+        if key.endswith("/"):
+            raise Refused(errno.EINVAL, None, "a directory marker has no parts", "key-name")
+        self._require(who, acl, bucket_entry, X, key)
+        return await trio.to_thread.run_sync(
+            self.uploads.create, bucket, key, who.uid, content_type, metadata
+        )
+
+    async def upload(self, who: Identity, bucket: str, key: str, upload_id: str) -> Upload:
+        """An upload in progress, which only its initiator (or an administrator) touches."""
+        await self.bucket(who, bucket)
+        upload = await trio.to_thread.run_sync(self.uploads.get, upload_id)
+        if upload is None or upload.bucket != bucket or upload.key != key:
+            raise Refused(errno.ENOENT, None, f"no upload {upload_id}", "upload")
+        if who.uid != upload.uid and not self.iam.is_admin(who):
+            raise Refused(errno.EACCES, None, f"uid {who.uid} did not begin upload {upload_id}")
+        return upload
+
+    async def upload_part(
+        self,
+        who: Identity,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: AsyncIterator[bytes],
+    ) -> str:
+        """Receive part `number` to disk; returns its ETag (its MD5)."""
+        if not 1 <= number <= MAX_PARTS:
+            raise Refused(errno.EINVAL, None, f"part numbers are 1 to {MAX_PARTS}", "argument")
+        await self.upload(who, bucket, key, upload_id)
+        path = self.uploads.part_file(upload_id)
+        try:
+            with await trio.to_thread.run_sync(open, path, "xb") as part:
+                size = 0
+                async for chunk in body:
+                    size += len(chunk)
+                    check_object_size(size)
+                    await trio.to_thread.run_sync(part.write, chunk)
+            return await trio.to_thread.run_sync(self.uploads.keep_part, upload_id, number, path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    async def parts(self, who: Identity, bucket: str, key: str, upload_id: str) -> list[Part]:
+        await self.upload(who, bucket, key, upload_id)
+        return await trio.to_thread.run_sync(self.uploads.parts, upload_id)
+
+    async def complete_upload(
+        self, who: Identity, bucket: str, key: str, upload_id: str, chosen: list[tuple[int, str]]
+    ) -> Entry:
+        """Commit the chosen parts, in order, as the object's new version (durable before
+        this returns); the upload is gone once it is."""
+        upload = await self.upload(who, bucket, key, upload_id)
+        stored = {p.number: p for p in await trio.to_thread.run_sync(self.uploads.parts, upload_id)}
+        numbers = [number for number, _ in chosen]
+        if not numbers or numbers != sorted(set(numbers)):
+            raise Refused(errno.EINVAL, None, "parts must be listed in ascending order", "order")
+        for index, (number, etag) in enumerate(chosen):
+            part = stored.get(number)
+            if part is None or part.etag != etag.strip('"'):
+                raise Refused(errno.EINVAL, None, f"part {number} was not uploaded", "part")
+            if index < len(chosen) - 1 and part.size < MIN_PART:
+                raise Refused(errno.EINVAL, None, f"part {number} is under 5 MiB", "part-size")
+        staged = await trio.to_thread.run_sync(
+            self.uploads.assemble, upload_id, numbers, self.data.staging_path()
+        )
+        staged.etag = multipart_etag([stored[n].etag for n in numbers])
+        bucket_entry, acl = await self.bucket(who, bucket)
+        try:
+            entry = await self._commit(
+                who,
+                bucket_entry,
+                acl,
+                _key_parts(key),
+                staged,
+                upload.content_type,
+                upload.metadata,
+            )
+        except BaseException:
+            self._discard(staged)
+            raise
+        await trio.to_thread.run_sync(self.uploads.remove, upload_id)
+        return entry
+
+    async def abort_upload(self, who: Identity, bucket: str, key: str, upload_id: str) -> None:
+        await self.upload(who, bucket, key, upload_id)
+        await trio.to_thread.run_sync(self.uploads.remove, upload_id)
+
+    async def list_uploads(self, who: Identity, bucket: str) -> list[Upload]:
+        await self.bucket(who, bucket, Permission.READ)
+        return [u for u in await trio.to_thread.run_sync(self.uploads.all) if u.bucket == bucket]
 
     # -- listing ------------------------------------------------------------------------
 

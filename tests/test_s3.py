@@ -4,6 +4,7 @@ serves S3 from its own process: every answer checked, and the two views cross-ch
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import time
@@ -15,6 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import as_user
+from s3_fixtures import wait_for_port
 
 
 def code_of(call, *args, **kwargs) -> str:
@@ -295,3 +297,60 @@ def test_the_aws_command(s3, tmp_path):
     assert "notes.txt" in listed.stdout and "8000" in listed.stdout
     back = s3.aws("s3", "cp", "s3://cli-bucket/notes.txt", str(tmp_path / "back.txt"))
     assert back.returncode == 0 and (tmp_path / "back.txt").read_bytes() == source.read_bytes()
+
+
+def test_multipart_uploads(s3):
+    from boto3.s3.transfer import TransferConfig
+
+    client = s3.client()
+    client.create_bucket(Bucket="multi")
+    content = os.urandom(12 << 20)
+    five = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    client.upload_fileobj(io.BytesIO(content), "multi", "dir/big", Config=five)
+    assert (s3.path / "multi" / "dir" / "big").read_bytes() == content
+    head = client.head_object(Bucket="multi", Key="dir/big")
+    parts = [
+        hashlib.md5(content[i : i + (5 << 20)]).digest() for i in range(0, len(content), 5 << 20)
+    ]
+    assert head["ETag"] == f'"{hashlib.md5(b"".join(parts)).hexdigest()}-3"'
+
+    started = client.create_multipart_upload(Bucket="multi", Key="pending", Metadata={"m": "v"})
+    upload_id = started["UploadId"]
+    small = client.upload_part(
+        Bucket="multi", Key="pending", UploadId=upload_id, PartNumber=1, Body=b"tiny"
+    )
+    second = client.upload_part(
+        Bucket="multi", Key="pending", UploadId=upload_id, PartNumber=2, Body=b"end"
+    )
+    listed = client.list_multipart_uploads(Bucket="multi")["Uploads"]
+    assert [(u["Key"], u["UploadId"]) for u in listed] == [("pending", upload_id)]
+    parts_listed = client.list_parts(Bucket="multi", Key="pending", UploadId=upload_id)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in parts_listed] == [(1, 4), (2, 3)]
+    chosen = [
+        {"PartNumber": 1, "ETag": small["ETag"]},
+        {"PartNumber": 2, "ETag": second["ETag"]},
+    ]
+
+    def complete(parts):
+        return client.complete_multipart_upload(
+            Bucket="multi", Key="pending", UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+
+    assert code_of(complete, chosen) == "EntityTooSmall"
+    assert code_of(complete, chosen[::-1]) == "InvalidPartOrder"
+    assert code_of(complete, [{"PartNumber": 3, "ETag": small["ETag"]}]) == "InvalidPart"
+    assert not (s3.path / "multi" / "pending").exists()
+    s3.mount.restart()  # an upload in progress survives a restart
+    wait_for_port(s3.port)
+    complete(chosen[1:])
+    assert (s3.path / "multi" / "pending").read_bytes() == b"end"
+    assert os.getxattr(s3.path / "multi" / "pending", "user.m") == b"v"
+    assert client.list_multipart_uploads(Bucket="multi").get("Uploads", []) == []
+
+    aborted = client.create_multipart_upload(Bucket="multi", Key="gone")["UploadId"]
+    client.upload_part(Bucket="multi", Key="gone", UploadId=aborted, PartNumber=1, Body=b"x")
+    client.abort_multipart_upload(Bucket="multi", Key="gone", UploadId=aborted)
+    assert code_of(client.list_parts, Bucket="multi", Key="gone", UploadId=aborted) == (
+        "NoSuchUpload"
+    )
+    assert os.listdir(s3.mount.store / "uploads") == []

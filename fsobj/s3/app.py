@@ -103,13 +103,14 @@ class S3App:
     """ASGI application: S3 over `service`, with the access keys of `meta`."""
 
     def __init__(self, service: ObjectService, meta: MetadataStore):
-        from . import buckets, objects  # the handlers build on Request and Response
+        from . import buckets, multipart, objects  # they build on Request and Response
 
         self.service = service
         self.meta = meta
         self._secrets: dict[str, tuple[str, int]] = {}  # key id -> (secret, uid)
         self.bucket_handlers = buckets.Handlers(service)
         self.object_handlers = objects.Handlers(service)
+        self.multipart_handlers = multipart.Handlers(service)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -189,6 +190,7 @@ class S3App:
 
     def _route(self, request: Request) -> Handler:
         buckets, objects = self.bucket_handlers, self.object_handlers
+        multipart = self.multipart_handlers
         method, sub = request.method, request.subresources
         routes: dict[tuple[str, frozenset[str]], Handler]
         if not request.bucket:
@@ -203,6 +205,7 @@ class S3App:
                 ("DELETE", frozenset()): buckets.delete,
                 ("HEAD", frozenset()): buckets.head,
                 ("POST", frozenset({"delete"})): objects.delete_many,
+                ("GET", frozenset({"uploads"})): multipart.list_uploads,
             }
         else:
             routes = {
@@ -210,6 +213,11 @@ class S3App:
                 ("HEAD", frozenset()): objects.get,
                 ("PUT", frozenset()): objects.put,
                 ("DELETE", frozenset()): objects.delete,
+                ("POST", frozenset({"uploads"})): multipart.create,
+                ("PUT", frozenset({"partNumber", "uploadId"})): multipart.upload_part,
+                ("POST", frozenset({"uploadId"})): multipart.complete,
+                ("DELETE", frozenset({"uploadId"})): multipart.abort,
+                ("GET", frozenset({"uploadId"})): multipart.list_parts,
             }
         handler = routes.get((method, frozenset(sub)))
         if handler is None:

@@ -19,12 +19,15 @@ STATUS = {
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
     "EntityTooLarge": 400,
+    "EntityTooSmall": 400,
     "IncompleteBody": 400,
     "InternalError": 500,
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
     "InvalidDigest": 400,
+    "InvalidPart": 400,
+    "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "KeyTooLongError": 400,
@@ -33,6 +36,7 @@ STATUS = {
     "MethodNotAllowed": 405,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
+    "NoSuchUpload": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
@@ -40,6 +44,9 @@ STATUS = {
     "SignatureDoesNotMatch": 403,
     "XAmzContentSHA256Mismatch": 400,
 }
+
+
+MULTIPART = {"part": "InvalidPart", "order": "InvalidPartOrder", "part-size": "EntityTooSmall"}
 
 
 class S3Error(Exception):
@@ -56,7 +63,7 @@ def from_refusal(refusal: Refused) -> S3Error:
     """The S3 error that a refusal of the object service is."""
     number, subject = refusal.errno, refusal.subject
     if number == errno.ENOENT:
-        code = "NoSuchBucket" if subject == "bucket" else "NoSuchKey"
+        code = {"bucket": "NoSuchBucket", "upload": "NoSuchUpload"}.get(subject, "NoSuchKey")
     elif number == errno.EEXIST:
         code = "BucketAlreadyOwnedByYou" if subject == "owned-bucket" else "BucketAlreadyExists"
     elif number in (errno.EACCES, errno.EPERM):
@@ -73,6 +80,8 @@ def from_refusal(refusal: Refused) -> S3Error:
         code = "EntityTooLarge"
     elif number == errno.ENOSPC:
         code = "ServiceUnavailable"
+    elif number == errno.EINVAL and subject in MULTIPART:
+        code = MULTIPART[subject]
     else:  # names that cannot be keys; a key that is a directory, or below an object
-        code = "InvalidArgument" if subject == "key-name" else "InvalidRequest"
+        code = "InvalidArgument" if subject in ("key-name", "argument") else "InvalidRequest"
     return S3Error(code, refusal.reason)

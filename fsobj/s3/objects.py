@@ -27,13 +27,7 @@ class Handlers:
     async def put(self, request: Request) -> Response:
         if "x-amz-copy-source" in request.headers:
             raise S3Error("NotImplemented", "CopyObject is not implemented yet")
-        metadata = {
-            name[len(META) :]: value.encode("latin-1")
-            for name, value in request.headers.items()
-            if name.startswith(META)
-        }
-        if sum(len(k.encode()) + len(v) for k, v in metadata.items()) > USER_METADATA_LIMIT:
-            raise S3Error("MetadataTooLarge", f"metadata is limited to {USER_METADATA_LIMIT} bytes")
+        metadata = user_metadata(request.headers)
         entry = await self.service.put(
             request.who,
             request.bucket,
@@ -119,6 +113,19 @@ class Handlers:
         return Response(
             200, {"content-type": "application/xml"}, document("DeleteResult", *results)
         )
+
+
+def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
+    """A request's `x-amz-meta-*` headers: the object's user metadata, as the mount's
+    `user.*` attributes hold it (the bytes as sent)."""
+    metadata = {
+        name[len(META) :]: value.encode("latin-1")
+        for name, value in headers.items()
+        if name.startswith(META)
+    }
+    if sum(len(k.encode()) + len(v) for k, v in metadata.items()) > USER_METADATA_LIMIT:
+        raise S3Error("MetadataTooLarge", f"metadata is limited to {USER_METADATA_LIMIT} bytes")
+    return metadata
 
 
 class _Stream:

@@ -1,0 +1,116 @@
+"""S3's multipart uploads: create, upload parts, complete, abort, list parts and uploads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..object_service import ObjectService
+from .app import Request, Response
+from .errors import S3Error
+from .objects import user_metadata
+from .wire import document, iso_time, parse, quoted
+
+XML = {"content-type": "application/xml"}
+
+
+class Handlers:
+    def __init__(self, service: ObjectService):
+        self.service = service
+
+    async def create(self, request: Request) -> Response:
+        upload = await self.service.create_upload(
+            request.who,
+            request.bucket,
+            request.key,
+            request.headers.get("content-type"),
+            user_metadata(request.headers),
+        )
+        body = document(
+            "InitiateMultipartUploadResult",
+            ("Bucket", request.bucket),
+            ("Key", request.key),
+            ("UploadId", upload.upload_id),
+        )
+        return Response(200, XML, body)
+
+    async def upload_part(self, request: Request) -> Response:
+        if "x-amz-copy-source" in request.headers:
+            raise S3Error("NotImplemented", "UploadPartCopy is not implemented yet")
+        try:
+            number = int(request.params["partNumber"])
+        except ValueError:
+            raise S3Error("InvalidArgument", "partNumber is not a number") from None
+        etag = await self.service.upload_part(
+            request.who,
+            request.bucket,
+            request.key,
+            request.params["uploadId"],
+            number,
+            request.body,
+        )
+        return Response(200, {"etag": quoted(etag)})
+
+    async def complete(self, request: Request) -> Response:
+        root = parse(await request.read_xml_body())
+        chosen = []
+        for part in root.iter("Part"):
+            try:
+                chosen.append((int(part.findtext("PartNumber", "")), part.findtext("ETag", "")))
+            except ValueError:
+                raise S3Error("MalformedXML", "a Part without a PartNumber") from None
+        entry = await self.service.complete_upload(
+            request.who, request.bucket, request.key, request.params["uploadId"], chosen
+        )
+        body = document(
+            "CompleteMultipartUploadResult",
+            ("Location", f"/{request.bucket}/{request.key}"),
+            ("Bucket", request.bucket),
+            ("Key", request.key),
+            ("ETag", quoted(ObjectService._etag_of(entry))),
+        )
+        return Response(200, XML, body)
+
+    async def abort(self, request: Request) -> Response:
+        await self.service.abort_upload(
+            request.who, request.bucket, request.key, request.params["uploadId"]
+        )
+        return Response(204)
+
+    async def list_parts(self, request: Request) -> Response:
+        upload_id = request.params["uploadId"]
+        parts = await self.service.parts(request.who, request.bucket, request.key, upload_id)
+        fields: list[Any] = [
+            ("Bucket", request.bucket),
+            ("Key", request.key),
+            ("UploadId", upload_id),
+            ("IsTruncated", False),
+        ]
+        fields += [
+            (
+                "Part",
+                [
+                    ("PartNumber", p.number),
+                    ("LastModified", iso_time(p.modified_ns)),
+                    ("ETag", quoted(p.etag)),
+                    ("Size", p.size),
+                ],
+            )
+            for p in parts
+        ]
+        return Response(200, XML, document("ListPartsResult", *fields))
+
+    async def list_uploads(self, request: Request) -> Response:
+        uploads = await self.service.list_uploads(request.who, request.bucket)
+        fields: list[Any] = [("Bucket", request.bucket), ("IsTruncated", False)]
+        fields += [
+            (
+                "Upload",
+                [
+                    ("Key", u.key),
+                    ("UploadId", u.upload_id),
+                    ("Initiated", iso_time(u.initiated_ns)),
+                ],
+            )
+            for u in uploads
+        ]
+        return Response(200, XML, document("ListMultipartUploadsResult", *fields))
