@@ -48,7 +48,8 @@ class GroupSync:
             self._retired[:0] = retired
             raise
         if retired:
-            await self.data.remove_blobs(retired)
+            # A copy shares its source's blob: a blob goes when no entry names it.
+            await self.data.remove_blobs(await self.meta.unnamed_blobs(retired))
 
     async def _make_durable(self, sync_all: bool) -> None:
         through = self.meta.begin_sync()

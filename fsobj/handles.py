@@ -277,6 +277,31 @@ class OpenObjects:
         finally:
             await self.release(handle)
 
+    async def share(self, entry: Entry, source: Entry) -> None:
+        """Make `source`'s version `entry`'s too, durably: blobs never change, so a copy
+        shares the blob and copies no data (a blob goes when no entry names it)."""
+        assert source.object_id is not None
+        await self.durability.make_content_durable(source)
+        now = time.time_ns()
+        changes = {
+            "object_id": source.object_id,
+            "size": source.size,
+            "etag": source.etag,
+            "checksums": source.checksums,
+            "blocks": source.blocks,
+            "content_type": entry.content_type or source.content_type,
+            "mtime_ns": now,
+            "ctime_ns": now,
+            "unsynced": 0,
+        }
+        async with self._commit_lock:
+            (result,) = await self.meta.update_many([(entry, changes)])
+        if isinstance(result, OSError):
+            raise result
+        self.committed(entry.inode)
+        self.retire(result[0])
+        await self.durability.make_all_durable()
+
     async def release(self, handle: Handle) -> None:
         try:
             working = self.working(handle)

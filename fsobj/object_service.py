@@ -173,6 +173,51 @@ class ObjectService:
         content_type: str | None,
         metadata: dict[str, bytes] | None,
     ) -> Entry:
+        entry = await self._target(who, bucket, acl, parts)
+        entry.content_type = content_type or guess_content_type(entry.name)
+        await self.objects.replace(entry, staged, who.uid)
+        await self._set_metadata(entry, metadata or {})
+        return entry
+
+    async def copy(
+        self,
+        who: Identity,
+        source_bucket: str,
+        source_key: str,
+        bucket: str,
+        key: str,
+        check: Callable[[Entry], None],
+        replace: tuple[str | None, dict[str, bytes]] | None = None,
+    ) -> Entry:
+        """Copy an object: the copy shares the source's blob. `check` may refuse after
+        seeing the source (S3's copy-source conditions); `replace` gives the copy its own
+        content type and metadata, else it keeps the source's."""
+        source = await self.head(who, source_bucket, source_key)
+        if source.kind != "object" or source.object_id is None:
+            raise Refused(errno.ENOENT, None, f"no object {source_key!r} to copy", "key")
+        check(source)
+        if replace is None:
+            content_type, metadata = (
+                source.content_type,
+                await self.meta.user_metadata(source.inode),
+            )
+        else:
+            content_type, metadata = replace
+        bucket_entry, acl = await self.bucket(who, bucket)
+        parts = _key_parts(key)
+        if key.endswith("/"):
+            raise Refused(errno.EINVAL, None, "a directory marker is not a copy", "key-name")
+        entry = await self._target(who, bucket_entry, acl, parts)
+        if entry is source and replace is None:
+            raise Refused(errno.EINVAL, None, "a copy onto itself must replace its metadata")
+        entry.content_type = content_type
+        await self.objects.share(entry, source)
+        await self._set_metadata(entry, metadata)
+        return entry
+
+    async def _target(self, who: Identity, bucket: Entry, acl: Acl, parts: list[str]) -> Entry:
+        """The object a new version goes to: the existing one at the key, which `who` must
+        be allowed to write, or a new one (made, as the directories it needs)."""
         key = "/".join(parts)
         parent = await self._directories(who, bucket, acl, parts[:-1], make=True)
         entry = await self.meta.lookup(parent.inode, parts[-1])
@@ -185,11 +230,16 @@ class ObjectService:
             raise Refused(errno.EISDIR, None, f"{key!r} is a directory or not an object", "key")
         else:
             self._require(who, acl, entry, W, key)  # as an open with O_TRUNC asks
-        entry.content_type = content_type or guess_content_type(entry.name)
-        await self.objects.replace(entry, staged, who.uid)
-        for name, value in (metadata or {}).items():
-            await self.meta.set_user_metadata(entry.inode, name, value)
         return entry
+
+    async def _set_metadata(self, entry: Entry, metadata: dict[str, bytes]) -> None:
+        """Give a new version its user metadata (S3 replaces it with each PUT)."""
+        current = await self.meta.user_metadata(entry.inode)
+        for name in set(current) - set(metadata):
+            await self.meta.set_user_metadata(entry.inode, name, None)
+        for name, value in metadata.items():
+            if current.get(name) != value:
+                await self.meta.set_user_metadata(entry.inode, name, value)
 
     async def _receive(self, body: AsyncIterator[bytes]) -> Staging:
         """The whole body, staged: in memory while small, then in a staging file."""

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import as_user
+from conftest import as_user, fsobj_cli
 from s3_fixtures import wait_for_port
 
 
@@ -354,3 +354,49 @@ def test_multipart_uploads(s3):
         "NoSuchUpload"
     )
     assert os.listdir(s3.mount.store / "uploads") == []
+
+
+def test_a_copy_shares_the_blob_and_outlives_its_source(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="copies")
+    client.create_bucket(Bucket="elsewhere")
+    content = os.urandom(3 << 20)
+    etag = client.put_object(
+        Bucket="copies", Key="src", Body=content, Metadata={"kept": "1"}, ContentType="x/src"
+    )["ETag"]
+    copied = client.copy_object(
+        Bucket="elsewhere", Key="dst", CopySource={"Bucket": "copies", "Key": "src"}
+    )
+    assert copied["CopyObjectResult"]["ETag"] == etag
+    source_id = os.getxattr(s3.path / "copies" / "src", "user.fsobj.id")
+    assert os.getxattr(s3.path / "elsewhere" / "dst", "user.fsobj.id") == source_id
+    got = client.get_object(Bucket="elsewhere", Key="dst")
+    assert got["Metadata"] == {"kept": "1"} and got["ContentType"] == "x/src"
+    replaced = client.copy_object(
+        Bucket="copies",
+        Key="src",
+        CopySource="copies/src",
+        MetadataDirective="REPLACE",
+        Metadata={"new": "2"},
+        ContentType="x/new",
+    )
+    assert replaced["CopyObjectResult"]["ETag"] == etag
+    assert client.head_object(Bucket="copies", Key="src")["Metadata"] == {"new": "2"}
+    assert code_of(client.copy_object, Bucket="copies", Key="src", CopySource="copies/src") == (
+        "InvalidRequest"
+    )
+    assert (
+        code_of(
+            client.copy_object,
+            Bucket="copies",
+            Key="third",
+            CopySource="copies/src",
+            CopySourceIfMatch='"other"',
+        )
+        == "PreconditionFailed"
+    )
+    client.delete_object(Bucket="copies", Key="src")
+    s3.mount.make_durable()  # where a blob that lost its last name would go
+    assert (s3.path / "elsewhere" / "dst").read_bytes() == content
+    assert fsobj_cli("gc", str(s3.path)).returncode == 0
+    assert client.get_object(Bucket="elsewhere", Key="dst")["Body"].read() == content

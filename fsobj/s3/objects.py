@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 from ..metadata import Entry
 from ..object_service import ObjectService, Reader
@@ -13,7 +14,7 @@ from ..refusals import Refused
 from ..xattrs import USER_METADATA_LIMIT
 from .app import Request, Response
 from .errors import S3Error, from_refusal
-from .wire import document, http_time, parse, parse_http_time, quoted
+from .wire import document, http_time, iso_time, parse, parse_http_time, quoted
 
 META = "x-amz-meta-"
 MAX_DELETE_KEYS = 1000
@@ -26,7 +27,7 @@ class Handlers:
 
     async def put(self, request: Request) -> Response:
         if "x-amz-copy-source" in request.headers:
-            raise S3Error("NotImplemented", "CopyObject is not implemented yet")
+            return await self._copy(request)
         metadata = user_metadata(request.headers)
         entry = await self.service.put(
             request.who,
@@ -37,6 +38,39 @@ class Handlers:
             metadata,
         )
         return Response(200, {"etag": quoted(ObjectService._etag_of(entry))})
+
+    async def _copy(self, request: Request) -> Response:
+        source = unquote(request.headers["x-amz-copy-source"]).partition("?")[0].lstrip("/")
+        source_bucket, _, source_key = source.partition("/")
+        if not source_key:
+            raise S3Error("InvalidArgument", "x-amz-copy-source is not BUCKET/KEY")
+        directive = request.headers.get("x-amz-metadata-directive", "COPY").upper()
+        if directive not in ("COPY", "REPLACE"):
+            raise S3Error("InvalidArgument", "x-amz-metadata-directive is COPY or REPLACE")
+        replace = None
+        if directive == "REPLACE":
+            replace = (request.headers.get("content-type"), user_metadata(request.headers))
+        conditions = {
+            name[len("x-amz-copy-source-") :]: value
+            for name, value in request.headers.items()
+            if name.startswith("x-amz-copy-source-if-")
+        }
+
+        def check(entry: Entry) -> None:
+            if _preconditions(conditions, ObjectService._etag_of(entry), entry.mtime_ns / 1e9):
+                raise S3Error("PreconditionFailed", "a copy-source condition does not hold")
+
+        async for _ in request.body:  # a copy has no body of its own
+            pass
+        entry = await self.service.copy(
+            request.who, source_bucket, source_key, request.bucket, request.key, check, replace
+        )
+        body = document(
+            "CopyObjectResult",
+            ("LastModified", iso_time(entry.mtime_ns)),
+            ("ETag", quoted(ObjectService._etag_of(entry))),
+        )
+        return Response(200, {"content-type": "application/xml"}, body)
 
     async def get(self, request: Request) -> Response:
         """GetObject, and HeadObject (the same answer without its body, and no reader)."""
