@@ -162,7 +162,8 @@ def _token(key: str) -> str:
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode("utf-8", "surrogatepass")
+        raw = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+        return raw.decode("utf-8", "surrogatepass")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise S3Error("InvalidArgument", "the continuation token is not valid") from None
 
