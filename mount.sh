@@ -45,13 +45,13 @@ ensure_setup() {
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-    usage="usage: $0 [--store DIR] [--foreground] [--private] [--commit-interval S] [--cache-entries N] [--log-level L] MOUNTPOINT"
+    usage="usage: $0 [--store DIR] [--foreground] [--private] [--commit-interval S] [--cache-entries N] [--s3 [HOST:]PORT] [--log-level L] MOUNTPOINT"
     mountpoint=
     args=()
     while [ $# -gt 0 ]; do
         case $1 in
             -h|--help) echo "$usage" >&2; exit 2 ;;
-            --store|--log-level|--commit-interval|--cache-entries)
+            --store|--log-level|--commit-interval|--cache-entries|--s3)
                 [ $# -ge 2 ] || { echo "$1 needs a value; $usage" >&2; exit 2; }
                 args+=("$1" "$2"); shift 2 ;;
             --*) args+=("$1"); shift ;;

@@ -58,6 +58,9 @@ PLAIN_PARAMETERS = {
     "response-content-language",
     "response-content-type",
     "response-expires",
+    "AWSAccessKeyId",  # a presigned URL of Signature Version 2
+    "Expires",
+    "Signature",
 }
 
 
@@ -175,7 +178,8 @@ class S3App:
 
     async def _know_key(self, query: list[tuple[str, str]], headers: dict[str, str]) -> None:
         """Load the access keys when a request names one not loaded yet (made since)."""
-        credential = dict(query).get("X-Amz-Credential", "")
+        params = dict(query)
+        credential = params.get("X-Amz-Credential", "") or params.get("AWSAccessKeyId", "")
         if not credential:
             credential = headers.get("authorization", "").partition("Credential=")[2]
         key_id = credential.split("/", 1)[0]

@@ -1,6 +1,7 @@
 """AWS Signature Version 4, as S3 checks it: in the Authorization header or in a
 presigned URL's query, and on the payload (a signed SHA-256, signed chunks, or unsigned
-chunks with a checksum trailer).
+chunks with a checksum trailer). Also the presigned URLs of Signature Version 2, which
+`aws s3 presign` of awscli 1 makes.
 
 Pure functions and small classes over what the HTTP server hands over (method, raw path,
 raw query, headers); the secret of an access key comes from `secret_of`.
@@ -171,7 +172,7 @@ def authenticate(
         payload = params.get("X-Amz-Content-Sha256", UNSIGNED)
         signed_query = [(k, v) for k, v in query if k != "X-Amz-Signature"]
     elif "AWSAccessKeyId" in params:
-        raise S3Error("InvalidRequest", "Signature Version 2 is not supported: use SigV4")
+        return _presigned_v2(method, raw_path, query, headers, secret_of, now)
     else:
         return Signed(None, UNSIGNED)
 
@@ -190,6 +191,57 @@ def authenticate(
     if not hmac.compare_digest(expected, signature):
         raise S3Error("SignatureDoesNotMatch", "the signature does not match")
     return Signed(key_id, payload, key, amz_date, scope, signature)
+
+
+# Sub-resources that Signature Version 2 signs with the path.
+_V2_SUBRESOURCES = {
+    "acl", "delete", "location", "partNumber", "uploadId", "uploads", "versionId",
+    "response-cache-control", "response-content-disposition", "response-content-encoding",
+    "response-content-language", "response-content-type", "response-expires",
+}  # fmt: skip
+
+
+def _presigned_v2(
+    method: str,
+    raw_path: bytes,
+    query: list[tuple[str, str]],
+    headers: dict[str, str],
+    secret_of: Callable[[str], str | None],
+    now: float,
+) -> Signed:
+    """A URL presigned with Signature Version 2, as `aws s3 presign` (awscli 1) makes
+    them: an HMAC-SHA1 over method, content headers, expiry and resource."""
+    params = dict(query)
+    try:
+        key_id, signature, expires = (
+            params["AWSAccessKeyId"],
+            params["Signature"],
+            int(params["Expires"]),
+        )
+    except (KeyError, ValueError) as bad:
+        raise S3Error("AuthorizationQueryParametersError", f"bad or missing {bad}") from None
+    if now > expires:
+        raise S3Error("AccessDenied", "Request has expired")
+    secret = secret_of(key_id)
+    if secret is None:
+        raise S3Error("InvalidAccessKeyId", "no such access key")
+    signed_params = sorted((k, v) for k, v in query if k in _V2_SUBRESOURCES)
+    resource = raw_path.decode("latin-1")
+    if signed_params:
+        resource += "?" + "&".join(f"{k}={v}" if v else k for k, v in signed_params)
+    text = "\n".join(
+        [
+            method,
+            headers.get("content-md5", ""),
+            headers.get("content-type", ""),
+            str(expires),
+            resource,
+        ]
+    )
+    expected = base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha1).digest())
+    if not hmac.compare_digest(expected.decode(), signature):
+        raise S3Error("SignatureDoesNotMatch", "the signature does not match")
+    return Signed(key_id, UNSIGNED)
 
 
 # -- payloads ------------------------------------------------------------------------------
