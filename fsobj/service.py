@@ -24,6 +24,7 @@ from .handles import OpenObjects
 from .iam import Acl, Grant, Identity, Permission, Policy
 from .metadata import Entry, MetadataStore
 from .refusals import Refused, Where
+from .uploads import ABANDONED_UPLOAD, Uploads
 
 log = logging.getLogger("fsobj.operations")
 
@@ -295,4 +296,9 @@ class Service:
         }
 
     async def collect_garbage(self) -> gc.Collection:
+        """Remove unnamed blobs, and multipart uploads abandoned for ABANDONED_UPLOAD."""
+        uploads = Uploads(self.data.root)
+        expired = await trio.to_thread.run_sync(uploads.expire, ABANDONED_UPLOAD)
+        if expired:
+            log.info("garbage collection: removed %d abandoned multipart uploads", expired)
         return await gc.collect(self.meta, self.data, self.objects.busy_blobs)

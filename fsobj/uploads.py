@@ -24,6 +24,7 @@ from .datastore import Staging
 
 MIN_PART = 5 << 20  # every part but the last, as S3 requires
 MAX_PARTS = 10_000
+ABANDONED_UPLOAD = 7 * 24 * 3600.0  # seconds after which gc removes an upload in progress
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

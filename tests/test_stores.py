@@ -407,3 +407,23 @@ async def test_the_aiosqlite_internals_the_metadata_store_uses_are_there(meta):
     assert hasattr(conn, "_tx") and hasattr(conn._tx, "put_nowait"), "aiosqlite.Connection._tx"
     assert isinstance(conn._conn, sqlite3.Connection), "aiosqlite.Connection._conn"
     assert await meta._run(lambda c: c.execute("SELECT 41 + 1").fetchone()) == (42,)
+
+
+def test_multipart_uploads_keep_their_parts_and_expire(tmp_path):
+    from fsobj.uploads import Uploads, multipart_etag
+
+    uploads = Uploads(tmp_path)
+    upload = uploads.create("bkt", "k", 1001, "text/plain", {"m": b"\xff"})
+    assert Uploads(tmp_path).get(upload.upload_id) == upload  # as after a restart
+    for number, content in ((2, b"second"), (1, b"first"), (2, b"SECOND")):
+        received = uploads.part_file(upload.upload_id)
+        received.write_bytes(content)
+        uploads.keep_part(upload.upload_id, number, received)
+    parts = uploads.parts(upload.upload_id)
+    assert [(p.number, p.size) for p in parts] == [(1, 5), (2, 6)]
+    staged = uploads.assemble(upload.upload_id, [1, 2], tmp_path / "assembled")
+    assert staged.read(0, 100) == b"firstSECOND"
+    staged.close()
+    assert multipart_etag([p.etag for p in parts]).endswith("-2")
+    assert uploads.expire(3600) == 0
+    assert uploads.expire(0) == 1 and uploads.all() == []
