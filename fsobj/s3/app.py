@@ -167,7 +167,8 @@ class S3App:
             headers[key] = f"{headers[key]},{text}" if key in headers else text
         query = sigv4.parse_query(scope.get("query_string", b""))
         await self._know_key(query, headers)
-        signed = sigv4.authenticate(method, raw_path, query, headers, self._secret)
+        wire = sigv4.Wire(method, raw_path, query, headers)
+        signed = sigv4.authenticate(wire, self._secret)
         if signed.key_id is None:
             who = Identity(NOBODY, NOBODY, 0)  # anonymous: `everyone` and no more
         else:

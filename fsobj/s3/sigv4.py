@@ -118,16 +118,22 @@ def _scope_parts(credential: str) -> tuple[str, str, str, str]:
     return parts[0], parts[1], parts[2], parts[3]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wire:
+    """What a signature covers of a request, as it came: method, path and query as
+    sent, and the headers (names in lowercase)."""
+
+    method: str
+    raw_path: bytes
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+
+
 def authenticate(
-    method: str,
-    raw_path: bytes,
-    query: list[tuple[str, str]],
-    headers: dict[str, str],
-    secret_of: Callable[[str], str | None],
-    now: float | None = None,
+    wire: Wire, secret_of: Callable[[str], str | None], now: float | None = None
 ) -> Signed:
-    """Check a request's signature; returns who signed it and how to check its payload.
-    `headers` have lowercase names."""
+    """Check a request's signature; returns who signed it and how to check its payload."""
+    method, raw_path, query, headers = wire.method, wire.raw_path, wire.query, wire.headers
     now = time.time() if now is None else now
     params = dict(query)
     authorization = headers.get("authorization", "")
@@ -172,7 +178,7 @@ def authenticate(
         payload = params.get("X-Amz-Content-Sha256", UNSIGNED)
         signed_query = [(k, v) for k, v in query if k != "X-Amz-Signature"]
     elif "AWSAccessKeyId" in params:
-        return _presigned_v2(method, raw_path, query, headers, secret_of, now)
+        return _presigned_v2(wire, secret_of, now)
     else:
         return Signed(None, UNSIGNED)
 
@@ -201,16 +207,10 @@ _V2_SUBRESOURCES = {
 }  # fmt: skip
 
 
-def _presigned_v2(
-    method: str,
-    raw_path: bytes,
-    query: list[tuple[str, str]],
-    headers: dict[str, str],
-    secret_of: Callable[[str], str | None],
-    now: float,
-) -> Signed:
+def _presigned_v2(wire: Wire, secret_of: Callable[[str], str | None], now: float) -> Signed:
     """A URL presigned with Signature Version 2, as `aws s3 presign` (awscli 1) makes
     them: an HMAC-SHA1 over method, content headers, expiry and resource."""
+    query, headers = wire.query, wire.headers
     params = dict(query)
     try:
         key_id, signature, expires = (
@@ -226,12 +226,12 @@ def _presigned_v2(
     if secret is None:
         raise S3Error("InvalidAccessKeyId", "no such access key")
     signed_params = sorted((k, v) for k, v in query if k in _V2_SUBRESOURCES)
-    resource = raw_path.decode("latin-1")
+    resource = wire.raw_path.decode("latin-1")
     if signed_params:
         resource += "?" + "&".join(f"{k}={v}" if v else k for k, v in signed_params)
     text = "\n".join(
         [
-            method,
+            wire.method,
             headers.get("content-md5", ""),
             headers.get("content-type", ""),
             str(expires),
