@@ -131,8 +131,8 @@ INVARIANTS = {
     "directory whose count of subdirectories is wrong": "SELECT d.inode, d.name FROM entries d"
     " WHERE d.kind IN ('root', 'bucket', 'dir') AND d.subdirs != (SELECT count(*) FROM entries c"
     " WHERE c.parent = d.inode AND c.kind IN ('bucket', 'dir') AND c.inode != 1)",
-    "two entries share a blob": "SELECT min(inode), hex(object_id) FROM entries"
-    " WHERE object_id IS NOT NULL GROUP BY object_id HAVING count(*) > 1",
+    # Entries may share a blob (a copy over S3 names its source's): a blob is removed only
+    # when no entry names it, so sharing is no problem.
 }
 
 

@@ -1,18 +1,20 @@
 """Crash harness: real workloads against a mounted fsobj, SIGKILL at seeded random moments,
 remount, compare every object with a model of what was committed, then gc and fsck.
 
-    .venv/bin/python tests/crash_harness.py [--seed N] [--iterations N] [--long]
+    .venv/bin/python tests/crash_harness.py [--seed N] [--iterations N] [--long] [--s3]
 
 The workload runs in a forked process and journals each operation before it starts
-("B ...") and after it returned ("E"). After the crash, an operation that ended must be
-visible in full; the one in flight may show its old or its new state, nothing else: no
-torn content, no empty object that was never written as one.
+("B ...") and after it returned ("E"): through the mount, or (--s3) through the S3 API
+the mount serves (PUTs, multipart uploads, copies and deletes). After the crash, an
+operation that ended must be visible in full; the one in flight may show its old or its
+new state, nothing else: no torn content, no empty object that was never written as one.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import random
 import signal
@@ -23,10 +25,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from botocore.exceptions import ClientError
 from conftest import Mount
+from s3_fixtures import S3Mount, free_port, wait_for_port
 
 NAMES = [f"obj-{i}" for i in range(10)]
 SIZES = [0, 1, 4096, 100_000, 1_500_000, 4_000_000]
+S3_SIZES = [*SIZES, 11_000_000]  # past 5 MiB: a multipart upload of three parts
 
 
 def content(name: str, version: int, size: int) -> bytes:
@@ -79,6 +84,44 @@ def workload(bucket: Path, seed: int, journal: Path) -> None:
         os._exit(0)
 
 
+def s3_workload(s3: S3Mount, seed: int, journal: Path) -> None:
+    """The same model of operations over S3; never returns."""
+    from boto3.s3.transfer import TransferConfig
+
+    rng = random.Random(seed)
+    log = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    version = seed * 1_000_000
+    five = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+
+    def note(line: str) -> None:
+        os.write(log, (line + "\n").encode())
+
+    try:
+        client = s3.client(0, retries={"max_attempts": 1})
+        while True:
+            kind = rng.choices(["put", "copy", "delete"], [6, 2, 1])[0]
+            if kind == "put":
+                name, size = rng.choice(NAMES), rng.choice(S3_SIZES)
+                version += 1
+                note(f"B put {name} {version} {size}")
+                data = content(name, version, size)
+                client.upload_fileobj(io.BytesIO(data), "crash", name, Config=five)
+            elif kind == "copy":
+                a, b = rng.choice(NAMES), rng.choice(NAMES)
+                note(f"B copy {a} {b}")
+                with contextlib.suppress(ClientError):
+                    client.copy_object(Bucket="crash", Key=b, CopySource=f"crash/{a}")
+            else:
+                name = rng.choice(NAMES)
+                note(f"B delete {name}")
+                client.delete_object(Bucket="crash", Key=name)
+            note("E")
+    except Exception:
+        pass  # the server went away: the crash
+    finally:
+        os._exit(0)
+
+
 def replay(journal: Path, state: dict[str, tuple[str, int, int]]) -> list[dict]:
     """The states the bucket may be in: the committed one, and with the op in flight.
     A state maps each name to the (name written as, version, size) of its content."""
@@ -106,6 +149,10 @@ def apply(op: list[str], state: dict[str, tuple[str, int, int]]) -> None:
         a, b = args
         if a in state and a != b:
             state[b] = state.pop(a)
+    elif kind == "copy":
+        a, b = args
+        if a in state and a != b:
+            state[b] = state[a]
     elif kind == "delete":
         state.pop(args[0], None)
 
@@ -135,19 +182,27 @@ def describe(candidates: list[dict], seen: dict[str, bytes]) -> str:
     return "after the crash: " + "; ".join(lines)
 
 
-def run(seed: int, iterations: int, workdir: Path, say=print) -> None:
+def run(seed: int, iterations: int, workdir: Path, say=print, s3: bool = False) -> None:
     rng = random.Random(seed)
     mountpoint = Path(tempfile.mkdtemp(prefix="fsobj-crash-"))
-    mount = Mount(workdir / "store", mountpoint, workdir / "fsobj.log")
+    port = free_port()
+    options = ("--s3", f"127.0.0.1:{port}") if s3 else ()
+    mount = Mount(workdir / "store", mountpoint, workdir / "fsobj.log", options)
     mount.start()
+    server = S3Mount(mount, port)
     state: dict[str, tuple[str, int, int]] = {}
     try:
         bucket = mountpoint / "crash"
         bucket.mkdir()
         for iteration in range(iterations):
             journal = workdir / f"journal-{iteration}"
+            if s3:
+                wait_for_port(port)
+                server.key(0)  # made before the fork: the child only uses it
             child = os.fork()
             if child == 0:
+                if s3:
+                    s3_workload(server, seed * 1000 + iteration, journal)
                 workload(bucket, seed * 1000 + iteration, journal)
             time.sleep(rng.uniform(0.05, 1.2))
             mount.process.send_signal(signal.SIGKILL)
@@ -185,9 +240,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--long", action="store_true", help="50 iterations")
+    parser.add_argument("--s3", action="store_true", help="through the S3 API")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fsobj-crash-store-") as workdir:
-        run(args.seed, 50 if args.long else args.iterations, Path(workdir))
+        run(args.seed, 50 if args.long else args.iterations, Path(workdir), s3=args.s3)
 
 
 if __name__ == "__main__":
