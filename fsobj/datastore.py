@@ -138,7 +138,10 @@ class Staging:
         self.size = size
         self.memory: bytearray | None = bytearray() if path is None else None
         self._digest: Digest | None = Digest() if size == 0 else None
-        self.etag: str | None = None  # an ETag other than the MD5: a multipart upload's
+        # An ETag other than the MD5 (a multipart upload's), and checksums known already
+        # (its parts'): with both, committing reads nothing back.
+        self.etag: str | None = None
+        self.checksums: bytes | None = None
         # Writes may run in several threads at once (writers share a working copy): the
         # size and the digest's order of data are kept under this lock.
         self._lock = threading.Lock()
@@ -186,6 +189,8 @@ class Staging:
 
     def digests(self) -> tuple[str, bytes]:
         """(etag, checksums) of the staged content."""
+        if self.etag is not None and self.checksums is not None:
+            return self.etag, self.checksums
         digest = self._digest
         if digest is None:
             digest = Digest()

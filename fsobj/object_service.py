@@ -19,6 +19,7 @@ import logging
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fsobj.objects")
 
 PAGE = 1000  # entries read per query while listing
+RECEIVE_PIECE = 1 << 20  # bytes of a body gathered for each write in a thread
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -241,22 +243,37 @@ class ObjectService:
             if current.get(name) != value:
                 await self.meta.set_user_metadata(entry.inode, name, value)
 
-    async def _receive(self, body: AsyncIterator[bytes]) -> Staging:
-        """The whole body, staged: in memory while small, then in a staging file."""
+    async def _receive(self, body: AsyncIterator[bytes], path: Path | None = None) -> Staging:
+        """The whole body, staged: in memory while small, then in a staging file (or at
+        `path`), its digests computed as it arrives; pieces are gathered to a MiB for each
+        write in a thread."""
         staged = await self.data.stage(None)
+        pending = bytearray()
         try:
             async for chunk in body:
-                check_object_size(staged.size + len(chunk))
-                if staged.memory is not None and staged.size + len(chunk) > MEMORY_STAGING:
-                    await trio.to_thread.run_sync(staged.spill, self.data.staging_path())
-                if staged.memory is not None:
+                check_object_size(staged.size + len(pending) + len(chunk))
+                small = staged.memory is not None and staged.size + len(chunk) <= MEMORY_STAGING
+                if small and not pending:
                     staged.write(staged.size, chunk)
-                else:
-                    await trio.to_thread.run_sync(staged.write, staged.size, chunk)
+                    continue
+                pending += chunk
+                if len(pending) >= RECEIVE_PIECE:
+                    await self._write_received(staged, pending, path)
+                    pending = bytearray()
+            if pending:
+                await self._write_received(staged, pending, path)
         except BaseException:
             self._discard(staged)
             raise
         return staged
+
+    async def _write_received(self, staged: Staging, data: bytearray, path: Path | None) -> None:
+        def write() -> None:
+            if staged.memory is not None:
+                staged.spill(path or self.data.staging_path())
+            staged.write(staged.size, bytes(data))
+
+        await trio.to_thread.run_sync(write)
 
     @staticmethod
     def _discard(staged: Staging) -> None:
@@ -331,17 +348,19 @@ class ObjectService:
             raise Refused(errno.EINVAL, None, f"part numbers are 1 to {MAX_PARTS}", "argument")
         await self.upload(who, bucket, key, upload_id)
         path = self.uploads.part_file(upload_id)
+        staged = await self._receive(body, path)
         try:
-            with await trio.to_thread.run_sync(open, path, "xb") as part:
-                size = 0
-                async for chunk in body:
-                    size += len(chunk)
-                    check_object_size(size)
-                    await trio.to_thread.run_sync(part.write, chunk)
-            return await trio.to_thread.run_sync(self.uploads.keep_part, upload_id, number, path)
+            if staged.memory is not None:
+                await trio.to_thread.run_sync(staged.spill, path)
+            etag, checksums = staged.digests()
+            staged.close()
+            await trio.to_thread.run_sync(
+                self.uploads.keep_part, upload_id, number, path, etag, checksums
+            )
         except BaseException:
-            path.unlink(missing_ok=True)
+            self._discard(staged)
             raise
+        return etag
 
     async def parts(self, who: Identity, bucket: str, key: str, upload_id: str) -> list[Part]:
         await self.upload(who, bucket, key, upload_id)

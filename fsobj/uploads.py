@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .datastore import Staging
+from .datastore import CHUNK, Staging
 
 MIN_PART = 5 << 20  # every part but the last, as S3 requires
 MAX_PARTS = 10_000
@@ -82,18 +82,17 @@ class Uploads:
         """A temporary name for a part being received."""
         return self.root / upload_id / f"receiving-{uuid.uuid4().hex}"
 
-    def keep_part(self, upload_id: str, number: int, received: Path) -> str:
-        """A part received whole at `received` becomes part `number` (replacing an earlier
-        one of that number); returns its ETag."""
-        md5 = hashlib.md5()
-        with open(received, "rb") as part:
-            while chunk := part.read(1 << 20):
-                md5.update(chunk)
-        etag = md5.hexdigest()
+    def keep_part(
+        self, upload_id: str, number: int, received: Path, etag: str, checksums: bytes
+    ) -> None:
+        """A part received whole at `received`, with its MD5 and chunk checksums, becomes
+        part `number` (replacing an earlier one of that number)."""
         for old in self._part_paths(upload_id).get(number, []):
+            old.with_name(old.name + ".crc").unlink(missing_ok=True)
             old.unlink(missing_ok=True)
-        received.rename(self.root / upload_id / f"{number:05d}-{etag}")
-        return etag
+        kept = self.root / upload_id / f"{number:05d}-{etag}"
+        kept.with_name(kept.name + ".crc").write_bytes(checksums)
+        received.rename(kept)
 
     def _part_paths(self, upload_id: str) -> dict[int, list[Path]]:
         paths: dict[int, list[Path]] = {}
@@ -112,8 +111,18 @@ class Uploads:
         return found
 
     def assemble(self, upload_id: str, numbers: list[int], staging: Path) -> Staging:
-        """The parts `numbers`, in order, as one staging file."""
+        """The parts `numbers`, in order, as one staging file; with the checksums of its
+        chunks when every part but the last is a whole number of chunks (as clients cut
+        them), so that its commit reads nothing back."""
         paths = self._part_paths(upload_id)
+        sums = b""
+        for index, number in enumerate(numbers):
+            kept = paths[number][-1]
+            whole = kept.stat().st_size % CHUNK == 0
+            if not whole and index < len(numbers) - 1:
+                sums = b""
+                break
+            sums += kept.with_name(kept.name + ".crc").read_bytes()
         fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         size = 0
         try:
@@ -131,7 +140,10 @@ class Uploads:
             os.close(fd)
             staging.unlink()
             raise
-        return Staging(staging, fd, size)
+        assembled = Staging(staging, fd, size)
+        if sums or size == 0:
+            assembled.checksums = sums
+        return assembled
 
     def remove(self, upload_id: str) -> None:
         shutil.rmtree(self.root / upload_id, ignore_errors=True)
