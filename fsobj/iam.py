@@ -163,11 +163,12 @@ def _proc_status(pid: int) -> tuple[frozenset[int], int]:
 class Policy:
     """Decides requests: administrators may do everything, others what the ACL grants."""
 
-    PROC_TTL = 1.0  # seconds what /proc says about a thread is remembered
+    PROC_TTL = 1.0  # seconds what /proc (or the group database) says is remembered
 
     def __init__(self, admins: set[int]):
         self.admins = frozenset(admins)
         self._proc: dict[tuple[int, int], tuple[float, frozenset[int], int]] = {}
+        self._users: dict[int, tuple[float, Identity]] = {}  # the group database, briefly
 
     def identify(self, ctx: object) -> Identity:
         """The caller of a request: uid, gid, supplementary groups and process (from /proc)."""
@@ -194,12 +195,21 @@ class Policy:
         """A local user as the S3 front end acts for them: their primary group and the
         groups the system's group database lists for them (a uid without a passwd entry:
         its own number as group, no others)."""
+        now = time.monotonic()
+        known = self._users.get(uid)
+        if known is not None and known[0] > now:
+            return known[1]
         try:
             user = pwd.getpwuid(uid)
         except KeyError:
-            return Identity(uid, uid, 0)
-        groups = frozenset(os.getgrouplist(user.pw_name, user.pw_gid))
-        return Identity(uid, user.pw_gid, 0, groups)
+            who = Identity(uid, uid, 0)
+        else:
+            groups = frozenset(os.getgrouplist(user.pw_name, user.pw_gid))
+            who = Identity(uid, user.pw_gid, 0, groups)
+        if len(self._users) > 4096:
+            self._users.clear()
+        self._users[uid] = (now + self.PROC_TTL, who)
+        return who
 
     def may(self, who: Identity, acl: Acl | None, entry: Entry, want: int) -> bool:
         """Whether `who` holds the POSIX permissions `want` (R, W, X bits) on `entry`, as the
