@@ -38,21 +38,26 @@ def progress(message: str) -> None:
         print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(below: int = 65536) -> int:
+    """A port nobody listens on; SeaweedFS also takes the port 10000 above each of its."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < below:
+            return port
 
 
-def wait_for(port: int, timeout: float = 60.0) -> None:
+def wait_for(port: int, server: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         except OSError:
-            if time.monotonic() > deadline:
-                raise
+            if server.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise RuntimeError(f"the server on port {port} did not start:\n{tail}") from None
             time.sleep(0.1)
 
 
@@ -75,9 +80,9 @@ def start_fsobj(work: Path) -> tuple[subprocess.Popen, int, tuple[str, str]]:
 
 
 def start_seaweedfs(work: Path) -> tuple[subprocess.Popen, int, tuple[str, str]]:
-    data, port = work / "seaweedfs", free_port()
+    data, port = work / "seaweedfs", free_port(50000)
     data.mkdir()
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port(50000) for _ in range(4)]
     server = subprocess.Popen(
         [BIN / "weed", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
          f"-master.port={ports[0]}", f"-volume.port={ports[1]}", f"-filer.port={ports[2]}",
@@ -203,7 +208,7 @@ def main() -> None:
             progress(f"{name} ...")
             server, port, key = start(work)
             try:
-                wait_for(port)
+                wait_for(port, server, work / f"{name}.log")
                 s3 = client(port, key)
                 ready(s3)
                 report[name] = workloads(s3, work, sizes)

@@ -39,6 +39,7 @@ from .durability import GroupSync
 from .metadata import Entry, MetadataStore
 from .refusals import Refused
 from .versions import Ahead, Version, VersionReader
+from .working_copy import Gate
 
 log = logging.getLogger(__name__)
 
@@ -82,47 +83,8 @@ class Handle:
     ahead: list[Ahead] = dataclasses.field(default_factory=list)
     # Changes to the staged content run concurrently (the kernel writes pages back in
     # parallel, and writers share a working copy); a commit waits until none is running
-    # and holds new changes and reads back until it is done (`_Gate`).
-    gate: _Gate = dataclasses.field(default_factory=lambda: _Gate())
-
-
-class _Gate:
-    """Lets changes to one working copy run together, and a commit alone."""
-
-    def __init__(self) -> None:
-        self.changes = 0
-        self.committing: trio.Event | None = None
-        self._quiet: trio.Event | None = None
-        self.staging = trio.Lock()  # creating or moving the staged content
-
-    async def wait_for_commit(self) -> None:
-        while self.committing is not None:
-            await self.committing.wait()
-
-    @contextlib.asynccontextmanager
-    async def change(self) -> AsyncIterator[None]:
-        await self.wait_for_commit()
-        self.changes += 1
-        try:
-            yield
-        finally:
-            self.changes -= 1
-            if not self.changes and self._quiet is not None:
-                self._quiet.set()
-
-    @contextlib.asynccontextmanager
-    async def commit(self) -> AsyncIterator[None]:
-        await self.wait_for_commit()
-        done = self.committing = trio.Event()
-        try:
-            while self.changes:
-                self._quiet = trio.Event()
-                await self._quiet.wait()
-            self._quiet = None
-            yield
-        finally:
-            self.committing = None
-            done.set()
+    # and holds new changes and reads back until it is done (`Gate`).
+    gate: Gate = dataclasses.field(default_factory=lambda: Gate())
 
 
 @dataclasses.dataclass(eq=False, slots=True)

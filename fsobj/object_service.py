@@ -13,7 +13,6 @@ was current when it began, as a reader on the mount does.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import stat
@@ -28,6 +27,7 @@ from . import names
 from .datastore import Staging, check_object_size
 from .handles import MEMORY_STAGING, guess_content_type
 from .iam import Acl, Grant, Identity, Permission, R, W, X
+from .key_listing import KeyListing, Listing
 from .metadata import Bucket, Entry
 from .refusals import Refused
 from .schema import ROOT_INODE
@@ -38,24 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fsobj.objects")
 
-PAGE = 1000  # entries read per query while listing
 RECEIVE_PIECE = 1 << 20  # bytes of a body gathered for each write in a thread
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Listed:
-    """One key of a listing: an object, or an empty directory's marker (ending in `/`)."""
-
-    key: str
-    entry: Entry
-
-
-@dataclasses.dataclass(slots=True)
-class Listing:
-    keys: list[Listed]
-    prefixes: list[str]
-    truncated: bool
-    last: str  # the last key or prefix returned: where the next page starts
 
 
 class ObjectService:
@@ -122,6 +105,20 @@ class ObjectService:
         entry, acl = await self._existing(who, bucket, key)
         self._require(who, acl, entry, R, key)
         return entry
+
+    async def object_permissions(self, who: Identity, bucket: str, key: str) -> Entry:
+        """An object whose owner and mode bits (its ACL in S3's terms) `who` may read: as
+        `stat` on the mount, anyone who may reach it."""
+        entry, _ = await self._existing(who, bucket, key)
+        return entry
+
+    async def set_object_mode(self, who: Identity, bucket: str, key: str, mode: int) -> None:
+        """Change an object's permission bits, as `chmod` on the mount: its owner or root."""
+        entry, _ = await self._existing(who, bucket, key)
+        if who.uid not in (0, entry.uid):
+            raise Refused(errno.EPERM, None, f"only the owner of {key!r} changes its mode")
+        await self.meta.update(entry, mode=mode, ctime_ns=time.time_ns())
+        self.core._invalidate_attributes(entry.inode)
 
     @staticmethod
     def _etag_of(entry: Entry) -> str:
@@ -422,114 +419,10 @@ class ObjectService:
         after: str = "",
         limit: int = 1000,
     ) -> Listing:
-        """Up to `limit` keys and common prefixes in S3's order (UTF-8 bytes), after
-        `after`. Read a directory page at a time: a bucket is never held in memory.
-        Directories the caller may not read are passed over, as `find` goes on past them."""
+        """Up to `limit` keys and common prefixes in S3's order after `after` (key_listing)."""
         bucket_entry, acl = await self.bucket(who, bucket, Permission.READ)
-        listing = Listing([], [], False, after)
-        if limit <= 0:
-            return listing
-        # Start in the deepest directory that the prefix names whole.
-        start = bucket_entry
-        base = ""
-        for part in prefix.split("/")[:-1]:
-            found = await self.meta.lookup(start.inode, part) if part else None
-            if found is None or not found.is_dir:
-                return listing
-            start, base = found, base + part + "/"
-        bound, inclusive = (after, False) if after >= prefix else (prefix, True)
-
-        def descend(key: str) -> bool:
-            """Whether keys below directory `key` may be listed one by one: not when
-            none can match the prefix, nor when they all fall in one common prefix."""
-            if not key.startswith(prefix):
-                return prefix.startswith(key)
-            return not delimiter or delimiter not in key[len(prefix) :]
-
-        async for key, entry in self._walk(who, acl, start, base, bound, inclusive, descend):
-            if not key.startswith(prefix):
-                if key > prefix:
-                    break
-                continue
-            rest = key[len(prefix) :]
-            cut = rest.find(delimiter) if delimiter else -1
-            if cut >= 0:
-                common = prefix + rest[: cut + len(delimiter)]
-                if common <= after or (listing.prefixes and listing.prefixes[-1] == common):
-                    continue
-                if len(listing.keys) + len(listing.prefixes) == limit:
-                    listing.truncated = True
-                    break
-                listing.prefixes.append(common)
-                listing.last = common
-                continue
-            if len(listing.keys) + len(listing.prefixes) == limit:
-                listing.truncated = True
-                break
-            listing.keys.append(Listed(key, entry))
-            listing.last = key
-        return listing
-
-    async def _walk(
-        self,
-        who: Identity,
-        acl: Acl,
-        directory: Entry,
-        base: str,
-        bound: str,
-        inclusive: bool,
-        descend: Callable[[str], bool],
-        empty_marker: bool = False,
-    ) -> AsyncIterator[tuple[str, Entry]]:
-        """Every object below `directory` (whose keys begin with `base`) in key order,
-        after `bound` (from it, if `inclusive`), entering only the directories that
-        `descend` allows. A directory is a key of its own (its marker, `base`) only where
-        nothing below stands for it: when it is empty (`empty_marker` asks to check), or
-        when it is not entered."""
-        if not self.iam.may(who, acl, directory, R | X):
-            return
-        local = bound[len(base) :] if bound.startswith(base) else ""
-        slash = local.find("/")
-        if bound.startswith(base) and slash >= 0:
-            first, first_inclusive = local[: slash + 1], True  # into that directory
-        elif bound.startswith(base):
-            first, first_inclusive = local, inclusive
-        else:
-            first, first_inclusive = "", True
-        after, include = first, first_inclusive
-        while True:
-            page = await self.meta.children_in_key_order(directory.inode, after, include, PAGE)
-            if empty_marker and not page:
-                yield base, directory
-            empty_marker = False
-            for child in page:
-                child = self.meta.current(child)
-                if child.is_dir:
-                    key = base + child.name + "/"
-                    if not descend(key):
-                        if key > bound or (inclusive and key == bound):
-                            yield key, child
-                        continue
-                    within = bound.startswith(key)
-                    async for found in self._walk(
-                        who,
-                        acl,
-                        child,
-                        key,
-                        bound if within else key,
-                        inclusive and within,
-                        descend,
-                        empty_marker=not within,
-                    ):
-                        yield found
-                elif child.kind == "object":
-                    key = base + child.name
-                    if key > bound or (inclusive and key == bound):
-                        yield key, child
-            if len(page) < PAGE:
-                return
-            last = page[-1]
-            after, include = last.name + ("/" if last.is_dir else ""), False
+        listing = KeyListing(self.meta, self.iam, who, acl)
+        return await listing.page(bucket_entry, prefix, delimiter, after, limit)
 
     # -- resolving keys -------------------------------------------------------------------
 

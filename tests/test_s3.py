@@ -406,3 +406,31 @@ def test_a_copy_shares_the_blob_and_outlives_its_source(s3):
     assert (s3.path / "elsewhere" / "dst").read_bytes() == content
     assert fsobj_cli("gc", str(s3.path)).returncode == 0
     assert client.get_object(Bucket="elsewhere", Key="dst")["Body"].read() == content
+
+
+def test_an_objects_acl_is_its_owner_and_mode_bits(s3):
+    owner = s3.client(1001)
+    owner.create_bucket(Bucket="object-acls")
+    owner.put_bucket_acl(Bucket="object-acls", GrantRead="id=uid:1002")
+    owner.put_object(Bucket="object-acls", Key="k", Body=b"v")
+    acl = owner.get_object_acl(Bucket="object-acls", Key="k")
+    assert acl["Owner"]["ID"] == "uid:1001"
+    seen = {
+        (g["Grantee"].get("ID") or g["Grantee"].get("URI"), g["Permission"]) for g in acl["Grants"]
+    }
+    assert seen == {
+        ("uid:1001", "FULL_CONTROL"),
+        ("gid:1001", "READ"),
+        ("http://acs.amazonaws.com/groups/global/AllUsers", "READ"),
+    }
+    owner.put_object_acl(Bucket="object-acls", Key="k", ACL="private")
+    assert oct((s3.path / "object-acls" / "k").stat().st_mode & 0o777) == "0o600"
+    assert code_of(s3.client(1002).get_object, Bucket="object-acls", Key="k") == "AccessDenied"
+    assert code_of(
+        s3.client(1002).put_object_acl, Bucket="object-acls", Key="k", ACL="public-read"
+    ) == ("AccessDenied")
+    assert code_of(
+        owner.put_object_acl, Bucket="object-acls", Key="k", ACL="authenticated-read"
+    ) == ("NotImplemented")
+    owner.put_object_acl(Bucket="object-acls", Key="k", ACL="public-read")
+    assert s3.client(1002).get_object(Bucket="object-acls", Key="k")["Body"].read() == b"v"

@@ -106,7 +106,7 @@ class S3App:
     """ASGI application: S3 over `service`, with the access keys of `meta`."""
 
     def __init__(self, service: ObjectService, meta: MetadataStore):
-        from . import buckets, multipart, objects  # they build on Request and Response
+        from . import buckets, multipart, object_acl, objects  # built on Request, Response
 
         self.service = service
         self.meta = meta
@@ -114,6 +114,7 @@ class S3App:
         self.bucket_handlers = buckets.Handlers(service)
         self.object_handlers = objects.Handlers(service)
         self.multipart_handlers = multipart.Handlers(service)
+        self.object_acl_handlers = object_acl.Handlers(service)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -195,7 +196,7 @@ class S3App:
 
     def _route(self, request: Request) -> Handler:
         buckets, objects = self.bucket_handlers, self.object_handlers
-        multipart = self.multipart_handlers
+        multipart, object_acl = self.multipart_handlers, self.object_acl_handlers
         method, sub = request.method, request.subresources
         routes: dict[tuple[str, frozenset[str]], Handler]
         if not request.bucket:
@@ -223,6 +224,8 @@ class S3App:
                 ("POST", frozenset({"uploadId"})): multipart.complete,
                 ("DELETE", frozenset({"uploadId"})): multipart.abort,
                 ("GET", frozenset({"uploadId"})): multipart.list_parts,
+                ("GET", frozenset({"acl"})): object_acl.get,
+                ("PUT", frozenset({"acl"})): object_acl.put,
             }
         handler = routes.get((method, frozenset(sub)))
         if handler is None:

@@ -20,6 +20,8 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote, unquote
 
+import trio
+
 from .errors import S3Error
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -30,6 +32,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_SKEW_SECONDS = 15 * 60
 MAX_PRESIGNED_SECONDS = 7 * 24 * 3600
 MAX_CHUNK_HEADER = 4096
+HASHED_PIECE = 256 * 1024  # payload gathered to this size is hashed in a thread
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -340,11 +343,27 @@ async def payload(
         raise S3Error("NotImplemented", f"payload mode {signed.payload} is not supported")
     else:
         pieces = body
+    digests = [d for d in (checksum, md5, sha) if d is not None]
+
+    def update(data: bytes) -> None:
+        for digest in digests:
+            digest.update(data)
+
+    gathered = bytearray()
     async for piece in pieces:
-        for digest in (checksum, md5, sha):
-            if digest is not None:
-                digest.update(piece)
-        yield piece
+        if not digests:
+            yield piece
+            continue
+        gathered += piece
+        if len(gathered) >= HASHED_PIECE:
+            data, gathered = bytes(gathered), bytearray()
+            # hashlib lets go of the GIL: the other core hashes while the loop serves
+            await trio.to_thread.run_sync(update, data)
+            yield data
+    if gathered:
+        data = bytes(gathered)
+        update(data)
+        yield data
     if sha is not None and sha.hexdigest() != signed.payload:
         raise S3Error("XAmzContentSHA256Mismatch", "the payload's SHA-256 does not match")
     if md5 is not None:
