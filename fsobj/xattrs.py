@@ -42,6 +42,10 @@ ACL = "user.fsobj.acl"
 GC = "user.fsobj.gc"
 STATS = "user.fsobj.stats"
 KEYS = "user.fsobj.keys"
+# Headers an S3 client sets with the content and gets back with it; kept as user metadata
+# named `fsobj.HEADER`, shown (and changed) here as `user.fsobj.HEADER`, never listed.
+CONTENT_HEADERS = ("content-encoding", "content-disposition", "cache-control", "content-language")
+STORED_HEADERS = {f"{SYSTEM_PREFIX}{header}" for header in CONTENT_HEADERS}
 
 
 class MetadataAttributes(Service):
@@ -62,6 +66,9 @@ class MetadataAttributes(Service):
             return (await self.meta.acl(entry.inode)).to_text()
         if entry.kind != "object":
             return None
+        if name in STORED_HEADERS:
+            stored = (await self.meta.user_metadata(entry.inode)).get(name[len("user.") :])
+            return None if stored is None else stored.decode("latin-1")
         fields = {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}
         return fields.get(field)
 
@@ -98,7 +105,11 @@ class MetadataAttributes(Service):
 
     @request
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
-        names = [b"user." + key.encode() for key in await self.meta.user_metadata(inode)]
+        names = [
+            b"user." + key.encode()
+            for key in await self.meta.user_metadata(inode)
+            if not key.startswith("fsobj.")
+        ]
         entry = await self._entry(inode)
         if entry.kind == "bucket":
             entries = await self.bucket_acl(entry)
@@ -125,10 +136,11 @@ class MetadataAttributes(Service):
             return entry, text
         if text == KEYS and entry.kind == "root":
             return entry, text
-        if text.startswith(SYSTEM_PREFIX) and text != CONTENT_TYPE:
+        changeable = text == CONTENT_TYPE or text in STORED_HEADERS
+        if text.startswith(SYSTEM_PREFIX) and not changeable:
             raise Refused(errno.EPERM, where, f"{text} is read-only system metadata")
-        if text == CONTENT_TYPE and entry.kind != "object":
-            raise Refused(errno.EPERM, where, "only objects have a content type")
+        if changeable and entry.kind != "object":
+            raise Refused(errno.EPERM, where, f"only objects have {text}")
         return entry, text
 
     @request

@@ -434,3 +434,26 @@ def test_an_objects_acl_is_its_owner_and_mode_bits(s3):
     ) == ("NotImplemented")
     owner.put_object_acl(Bucket="object-acls", Key="k", ACL="public-read")
     assert s3.client(1002).get_object(Bucket="object-acls", Key="k")["Body"].read() == b"v"
+
+
+def test_content_headers_are_kept_with_the_object(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="headers")
+    client.put_object(
+        Bucket="headers",
+        Key="page.html.gz",
+        Body=b"\x1f\x8b",
+        ContentEncoding="gzip",
+        ContentDisposition='attachment; filename="page.html.gz"',
+        CacheControl="max-age=60",
+        ContentLanguage="en",
+    )
+    got = client.head_object(Bucket="headers", Key="page.html.gz")
+    assert got["ContentEncoding"] == "gzip" and got["CacheControl"] == "max-age=60"
+    assert got["ContentDisposition"] == 'attachment; filename="page.html.gz"'
+    assert got["ContentLanguage"] == "en" and got["Metadata"] == {}
+    on_mount = s3.path / "headers" / "page.html.gz"
+    assert os.getxattr(on_mount, "user.fsobj.cache-control") == b"max-age=60"
+    assert os.listxattr(on_mount) == []  # copying tools do not try to copy them
+    os.setxattr(on_mount, "user.fsobj.cache-control", b"no-cache")
+    assert client.head_object(Bucket="headers", Key="page.html.gz")["CacheControl"] == "no-cache"

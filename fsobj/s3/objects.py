@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from ..metadata import Entry
 from ..object_service import ObjectService, Reader
 from ..refusals import Refused
-from ..xattrs import USER_METADATA_LIMIT
+from ..xattrs import CONTENT_HEADERS, USER_METADATA_LIMIT
 from .app import Request, Response
 from .errors import S3Error, from_refusal
 from .wire import document, http_time, iso_time, parse, parse_http_time, quoted
@@ -102,7 +102,8 @@ class Handlers:
             "content-type": entry.content_type or "application/octet-stream",
         }
         for name, stored in (await self.service.meta.user_metadata(entry.inode)).items():
-            headers[META + name] = stored.decode("latin-1")
+            header = name[len("fsobj.") :] if name.startswith("fsobj.") else META + name
+            headers[header] = stored.decode("latin-1")
         status = _preconditions(request.headers, etag, entry.mtime_ns / 1e9)
         if status is not None:
             if status == 412:
@@ -154,7 +155,8 @@ class Handlers:
 
 def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
     """A request's `x-amz-meta-*` headers: the object's user metadata, as the mount's
-    `user.*` attributes hold it (the bytes as sent)."""
+    `user.*` attributes hold it (the bytes as sent); and the content headers S3 keeps
+    with an object (`user.fsobj.HEADER` on the mount)."""
     metadata = {
         name[len(META) :]: value.encode("latin-1")
         for name, value in headers.items()
@@ -162,6 +164,12 @@ def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
     }
     if sum(len(k.encode()) + len(v) for k, v in metadata.items()) > USER_METADATA_LIMIT:
         raise S3Error("MetadataTooLarge", f"metadata is limited to {USER_METADATA_LIMIT} bytes")
+    for header in CONTENT_HEADERS:
+        value = headers.get(header, "")
+        if header == "content-encoding":  # how the body travelled, not what it is
+            value = ",".join(v for v in value.split(",") if v.strip() not in ("aws-chunked", ""))
+        if value:
+            metadata[f"fsobj.{header}"] = value.encode("latin-1")
     return metadata
 
 
