@@ -457,3 +457,36 @@ def test_content_headers_are_kept_with_the_object(s3):
     assert os.listxattr(on_mount) == []  # copying tools do not try to copy them
     os.setxattr(on_mount, "user.fsobj.cache-control", b"no-cache")
     assert client.head_object(Bucket="headers", Key="page.html.gz")["CacheControl"] == "no-cache"
+
+
+def test_keys_on_an_unmounted_store(tmp_path):
+    store = str(tmp_path / "store")
+    made = fsobj_cli("key", "create", "--store", store, "--user", "root").stdout
+    key_id = made.split("access key id:")[1].split()[0]
+    assert "acts as uid:       0" in made
+    assert fsobj_cli("key", "ls", "--store", store).stdout == f"{key_id} uid:0\n"
+    fsobj_cli("key", "rm", "--store", store, "--key-id", key_id)
+    assert fsobj_cli("key", "ls", "--store", store).stdout == ""
+    missing = fsobj_cli("key", "rm", "--store", store, "--key-id", key_id, check=False)
+    assert missing.returncode == 1 and "no access key" in missing.stderr
+    unknown = fsobj_cli("key", "create", "--store", store, "--user", "no-such-user", check=False)
+    assert unknown.returncode == 1 and "no user" in unknown.stderr
+
+
+def test_a_presigned_put_with_expect_100_continue(s3, tmp_path):
+    client = s3.client(signature_version="s3v4")
+    client.create_bucket(Bucket="uploads")
+    url = client.generate_presigned_url(
+        "put_object", Params={"Bucket": "uploads", "Key": "from-curl"}, ExpiresIn=60
+    )
+    body = tmp_path / "body"
+    body.write_bytes(os.urandom(3 << 20))
+    sent = subprocess.run(
+        ["curl", "-sf", "-v", "-H", "Expect: 100-continue", "-T", str(body), url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "> Expect: 100-continue" in sent.stderr and "< HTTP/1.1 100" in sent.stderr
+    assert (s3.path / "uploads" / "from-curl").read_bytes() == body.read_bytes()
