@@ -220,41 +220,73 @@ def test_a_get_keeps_streaming_the_version_it_began_with(s3):
 
 
 def test_permissions_over_s3_are_the_mounts(s3):
+    """The same cases as several uids through both front ends: the same answers."""
     owner, member, stranger = 1001, 1002, 1003
     client = s3.client(owner)
     client.create_bucket(Bucket="shared")
     client.put_bucket_acl(Bucket="shared", GrantRead="id=uid:1002", GrantWrite="id=uid:1002")
-    client.put_object(Bucket="shared", Key="open", Body=b"o")
-    client.put_object(Bucket="shared", Key="closed", Body=b"c")
-    os.chmod(s3.path / "shared" / "closed", 0o600)
-    bucket = str(s3.path / "shared")
+    root = s3.path / "shared"
+    for side in ("m", "s"):  # one set of targets for each front end
+        for name, mode in (("open", 0o644), ("closed", 0o600), ("shared-rw", 0o666)):
+            client.put_object(Bucket="shared", Key=f"{name}-{side}", Body=b"x")
+            os.chmod(root / f"{name}-{side}", mode)
+        client.put_object(Bucket="shared", Key=f"private-{side}/inside", Body=b"x")
+        os.chmod(root / f"private-{side}", 0o700)
+        client.put_object(Bucket="shared", Key=f"sticky-{side}/theirs", Body=b"x")
+        os.chmod(root / f"sticky-{side}", 0o1777)
+        os.chmod(root / f"sticky-{side}" / "theirs", 0o666)
+
+    def over_s3(c, uid: int, case: str, key: str) -> str:
+        calls = {
+            "read": lambda: c.get_object(Bucket="shared", Key=key)["Body"].read(),
+            "write": lambda: c.put_object(Bucket="shared", Key=key, Body=b"new"),
+            "delete": lambda: c.delete_object(Bucket="shared", Key=key),
+            "list": lambda: c.list_objects_v2(Bucket="shared"),
+        }
+        try:
+            calls[case]()
+        except ClientError as error:
+            return "denied" if error.response["Error"]["Code"] == "AccessDenied" else "other"
+        return "ok"
+
+    cases = [
+        ("read", "open"),
+        ("read", "closed"),
+        ("read", "private/inside"),
+        ("write", "new-{uid}"),
+        ("write", "open"),
+        ("write", "shared-rw"),
+        ("write", "private/new-{uid}"),
+        ("write", "sticky/new-{uid}"),
+        ("delete", "sticky/theirs"),
+        ("delete", "closed"),
+        ("list", ""),
+    ]
+    on_mount_op = {"read": "read", "write": "write", "delete": "unlink", "list": "list"}
     for uid in (member, stranger):
-        on_mount = as_user(
-            uid,
-            [
-                ["read", f"{bucket}/open"],
-                ["read", f"{bucket}/closed"],
-                ["write", f"{bucket}/new-{uid}", "n"],
-                ["list", bucket],
-            ],
-        )
-        c = s3.client(uid)
-
-        def outcome(call, *args, **kwargs) -> str:
-            try:
-                call(*args, **kwargs)
-            except ClientError as error:
-                return {"AccessDenied": "EACCES"}.get(error.response["Error"]["Code"], "other")
-            return "ok"
-
-        over_s3 = [
-            outcome(c.get_object, Bucket="shared", Key="open"),
-            outcome(c.get_object, Bucket="shared", Key="closed"),
-            outcome(c.put_object, Bucket="shared", Key=f"s3-{uid}", Body=b"n"),
-            outcome(c.list_objects_v2, Bucket="shared"),
+        keys = []
+        for case, key in cases:
+            key = key.format(uid=uid)
+            head, _, tail = key.partition("/")
+            keys.append(
+                (
+                    case,
+                    f"{head}-m/{tail}" if tail else f"{key}-m",
+                    f"{head}-s/{tail}" if tail else f"{key}-s",
+                )
+            )
+        steps = []
+        for case, mounted, _ in keys:
+            path = str(root) if case == "list" else str(root / mounted)
+            steps.append([on_mount_op[case], path, *(["n"] if case == "write" else [])])
+        mount_answers = [
+            "ok" if r not in ("EACCES", "EPERM") else "denied" for r in as_user(uid, steps)
         ]
-        assert [r if r in ("EACCES",) else "ok" for r in on_mount] == over_s3, uid
-    assert (s3.path / "shared" / "s3-1002").stat().st_uid == member
+        c = s3.client(uid)
+        s3_answers = [over_s3(c, uid, case, key) for case, _, key in keys]
+        assert s3_answers == mount_answers, (uid, cases, mount_answers, s3_answers)
+        assert set(s3_answers) == ({"ok", "denied"} if uid == member else {"denied"})
+    assert (root / "new-1002-s").stat().st_uid == member
     assert code_of(s3.client(member).put_bucket_acl, Bucket="shared", ACL="private") == (
         "AccessDenied"
     )
