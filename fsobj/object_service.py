@@ -222,8 +222,7 @@ class ObjectService:
         entry = await self.meta.lookup(parent.inode, parts[-1])
         if entry is None:
             self._require(who, acl, parent, W | X, key)
-            entry = self.core.new_entry(parent, parts[-1], "object", 0o644, who.uid, who.gid)
-            await self.meta.insert(entry, deferred=True)
+            entry = await self.core.new_object(parent, parts[-1], 0o644, who.uid, who.gid)
             await self.core.name_changed(parent, entry.name)
         elif entry.kind != "object":
             raise Refused(errno.EISDIR, None, f"{key!r} is a directory or not an object", "key")
@@ -298,8 +297,7 @@ class ObjectService:
             raise Refused(errno.EACCES, None, f"{key!r} is in a sticky directory", "key")
         if entry.is_dir and await self.meta.has_children(entry.inode):
             return
-        await self.meta.delete(entry, time.time_ns())
-        self.objects.unlinked(entry)
+        await self.core.remove(entry)
         await self.core.name_changed(parent, entry.name)
 
     # -- multipart uploads ----------------------------------------------------------------

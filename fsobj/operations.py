@@ -229,8 +229,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         entry, where = await self._existing(parent, name)
         if entry.is_dir:
             raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
-        await self.meta.delete(entry, time.time_ns())
-        self.objects.unlinked(entry)
+        await self.remove(entry)
 
     @request
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
@@ -245,7 +244,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             return
         if await self.meta.has_children(entry.inode):
             raise Refused(errno.ENOTEMPTY, where, "directory is not empty")
-        await self.meta.delete(entry, time.time_ns())
+        await self.remove(entry)
 
     async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, Where]:
         where = (parent, name)
@@ -313,8 +312,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         self, parent: Entry, name: bytes, mode: int, ctx: Any, in_place: bool = False
     ) -> tuple[Entry, Handle]:
         text = await self._new_name(parent, name, "object")
-        entry = self._new_entry(parent, text, "object", mode, ctx)
-        await self.meta.insert(entry, deferred=True)
+        entry = await self.new_object(parent, text, self._masked(mode, ctx), ctx.uid, ctx.gid)
         who = self.iam.identify(ctx)
         handle = await self.objects.open(
             entry, True, truncate=True, process=who.process, uid=who.uid, in_place=in_place

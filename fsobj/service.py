@@ -223,8 +223,13 @@ class Service:
 
     def _new_entry(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:
         if kind != "symlink":  # a symlink's mode is always 0777
-            mode = mode & 0o7777 & ~ctx.umask
+            mode = self._masked(mode, ctx)
         return self.new_entry(parent, name, kind, mode, ctx.uid, ctx.gid)
+
+    @staticmethod
+    def _masked(mode: int, ctx: Any) -> int:
+        """The mode a new entry gets: what was asked, less the caller's umask."""
+        return mode & 0o7777 & ~ctx.umask
 
     @staticmethod
     def new_entry(parent: Entry, name: str, kind: str, mode: int, uid: int, gid: int) -> Entry:
@@ -251,8 +256,21 @@ class Service:
             )
         if await self.meta.has_children(bucket.inode):
             raise Refused(errno.ENOTEMPTY, where, "bucket is not empty", "bucket")
-        await self.meta.delete(bucket, time.time_ns())
+        await self.remove(bucket)
         log.info("removed bucket %s", bucket.name)
+
+    async def new_object(self, parent: Entry, name: str, mode: int, uid: int, gid: int) -> Entry:
+        """A new object named `name` (checked already) in `parent`, without content yet:
+        in the cache alone until its first commit writes its row."""
+        entry = self.new_entry(parent, name, "object", mode, uid, gid)
+        await self.meta.insert(entry, deferred=True)
+        return entry
+
+    async def remove(self, entry: Entry) -> None:
+        """Remove an object or an empty directory: its name goes at once; an object's blob
+        once that is durable and no open file reads it."""
+        await self.meta.delete(entry, time.time_ns())
+        self.objects.unlinked(entry)
 
     async def name_changed(self, parent: Entry, name: str) -> None:
         """A name in `parent` was made or removed other than through the kernel (over
