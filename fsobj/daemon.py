@@ -171,8 +171,10 @@ async def _start_services(
 
         try:
             listening = await nursery.start(serve_s3, store, options.s3)
-        except OSError as error:
-            raise MountError(f"cannot serve S3 at {options.s3}: {error.strerror}") from None
+        except* OSError as failed:  # hypercorn's own task group wraps it
+            reason = failed.exceptions[0]
+            why = reason.strerror if isinstance(reason, OSError) else str(reason)
+            raise MountError(f"cannot serve S3 at {options.s3}: {why}") from None
         log.info("serving S3 at %s", ", ".join(listening))
 
 

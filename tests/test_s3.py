@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
+import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import as_user, fsobj_cli
+from conftest import as_user, fsobj_cli, is_mounted
 from s3_fixtures import wait_for_port
 
 
@@ -522,3 +525,61 @@ def test_a_presigned_put_with_expect_100_continue(s3, tmp_path):
     assert sent.returncode == 0, sent.stderr
     assert "> Expect: 100-continue" in sent.stderr and "< HTTP/1.1 100" in sent.stderr
     assert (s3.path / "uploads" / "from-curl").read_bytes() == body.read_bytes()
+
+
+def test_fsobj_serve_without_a_mount(tmp_path):
+    from s3_fixtures import free_port, wait_for_port
+
+    store, port = tmp_path / "store", free_port()
+    made = fsobj_cli("key", "create", "--store", str(store), "--uid", "0").stdout
+    key_id = made.split("access key id:")[1].split()[0]
+    secret = made.split("secret access key:")[1].split()[0]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fsobj",
+            "serve",
+            "--store",
+            str(store),
+            "--s3",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port)
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        client.create_bucket(Bucket="served")
+        client.put_object(Bucket="served", Key="k", Body=b"alone")
+        assert client.get_object(Bucket="served", Key="k")["Body"].read() == b"alone"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, errors = server.communicate(timeout=60)
+    assert server.returncode == 0 and b"Traceback" not in errors, errors
+    checked = fsobj_cli("fsck", "--verify", "--store", str(store), check=False)
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_a_mount_whose_s3_address_is_taken_fails_cleanly(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        mountpoint = tmp_path / "mnt"
+        mountpoint.mkdir()
+        failed = fsobj_cli(
+            "mount", "--store", str(tmp_path / "store"), "--s3", f"127.0.0.1:{port}",
+            str(mountpoint), check=False,
+        )  # fmt: skip
+    assert failed.returncode == 1 and f"cannot serve S3 at 127.0.0.1:{port}" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert not is_mounted(mountpoint)
