@@ -357,6 +357,29 @@ class ObjectService:
             raise
         return etag
 
+    async def upload_part_copy(
+        self,
+        who: Identity,
+        target: tuple[str, str, str, int],
+        source: tuple[str, str],
+        span: tuple[int, int | None] | None,
+        check: Callable[[Entry], None],
+    ) -> str:
+        """A part copied from (a range of) an object: `target` is (bucket, key, upload id,
+        part number), `source` (bucket, key), `span` the first and last byte or None."""
+        reader = await self.open_reader(who, *source)
+        try:
+            check(reader.entry)
+            first, last = span or (0, None)
+            end = reader.size if last is None else last + 1
+            if span is not None and not first < end <= reader.size:
+                raise Refused(
+                    errno.EINVAL, None, "the copy range is outside the source", "argument"
+                )
+            return await self.upload_part(who, *target, reader.chunks(first, end))
+        finally:
+            await reader.close()
+
     async def parts(self, who: Identity, bucket: str, key: str, upload_id: str) -> list[Part]:
         await self.upload(who, bucket, key, upload_id)
         return await trio.to_thread.run_sync(self.uploads.parts, upload_id)

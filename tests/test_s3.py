@@ -583,3 +583,31 @@ def test_a_mount_whose_s3_address_is_taken_fails_cleanly(tmp_path):
     assert failed.returncode == 1 and f"cannot serve S3 at 127.0.0.1:{port}" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert not is_mounted(mountpoint)
+
+
+def test_parts_copied_from_objects(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="part-copies")
+    source = os.urandom(6 << 20)
+    client.put_object(Bucket="part-copies", Key="source", Body=source)
+    upload = client.create_multipart_upload(Bucket="part-copies", Key="joined")["UploadId"]
+    first = client.upload_part_copy(
+        Bucket="part-copies", Key="joined", UploadId=upload, PartNumber=1,
+        CopySource="part-copies/source", CopySourceRange=f"bytes=0-{(5 << 20) - 1}",
+    )["CopyPartResult"]["ETag"]  # fmt: skip
+    second = client.upload_part(
+        Bucket="part-copies", Key="joined", UploadId=upload, PartNumber=2, Body=b"tail"
+    )["ETag"]
+    assert code_of(
+        client.upload_part_copy, Bucket="part-copies", Key="joined", UploadId=upload,
+        PartNumber=3, CopySource="part-copies/source", CopySourceRange="bytes=0-99999999",
+    ) == "InvalidArgument"  # fmt: skip
+    client.complete_multipart_upload(
+        Bucket="part-copies",
+        Key="joined",
+        UploadId=upload,
+        MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": first}, {"PartNumber": 2, "ETag": second}]
+        },
+    )
+    assert (s3.path / "part-copies" / "joined").read_bytes() == source[: 5 << 20] + b"tail"

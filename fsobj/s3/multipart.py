@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 from ..object_service import ObjectService
 from .app import Request, Response
 from .errors import S3Error
-from .objects import user_metadata
+from .objects import copy_conditions, copy_source, user_metadata
 from .wire import document, iso_time, parse, quoted
 
 XML = {"content-type": "application/xml"}
+_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 
 class Handlers:
@@ -34,12 +37,12 @@ class Handlers:
         return Response(200, XML, body)
 
     async def upload_part(self, request: Request) -> Response:
-        if "x-amz-copy-source" in request.headers:
-            raise S3Error("NotImplemented", "UploadPartCopy is not implemented yet")
         try:
             number = int(request.params["partNumber"])
         except ValueError:
             raise S3Error("InvalidArgument", "partNumber is not a number") from None
+        if "x-amz-copy-source" in request.headers:
+            return await self._copy_part(request, number)
         etag = await self.service.upload_part(
             request.who,
             request.bucket,
@@ -49,6 +52,25 @@ class Handlers:
             request.body,
         )
         return Response(200, {"etag": quoted(etag)})
+
+    async def _copy_part(self, request: Request, number: int) -> Response:
+        async for _ in request.body:  # a copy has no body of its own
+            pass
+        source = copy_source(request.headers)
+        span = None
+        if "x-amz-copy-source-range" in request.headers:
+            match = _COPY_RANGE.fullmatch(request.headers["x-amz-copy-source-range"].strip())
+            if match is None:
+                raise S3Error("InvalidArgument", "x-amz-copy-source-range is bytes=FIRST-LAST")
+            span = (int(match.group(1)), int(match.group(2)))
+        target = (request.bucket, request.key, request.params["uploadId"], number)
+        etag = await self.service.upload_part_copy(
+            request.who, target, source, span, copy_conditions(request.headers)
+        )
+        body = document(
+            "CopyPartResult", ("LastModified", iso_time(time.time_ns())), ("ETag", quoted(etag))
+        )
+        return Response(200, XML, body)
 
     async def complete(self, request: Request) -> Response:
         root = parse(await request.read_xml_body())

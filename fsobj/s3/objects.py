@@ -4,7 +4,7 @@ response overrides), DeleteObject and DeleteObjects."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -41,26 +41,14 @@ class Handlers:
         return Response(200, {"etag": quoted(ObjectService._etag_of(entry))})
 
     async def _copy(self, request: Request) -> Response:
-        source = unquote(request.headers["x-amz-copy-source"]).partition("?")[0].lstrip("/")
-        source_bucket, _, source_key = source.partition("/")
-        if not source_key:
-            raise S3Error("InvalidArgument", "x-amz-copy-source is not BUCKET/KEY")
+        source_bucket, source_key = copy_source(request.headers)
         directive = request.headers.get("x-amz-metadata-directive", "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise S3Error("InvalidArgument", "x-amz-metadata-directive is COPY or REPLACE")
         replace = None
         if directive == "REPLACE":
             replace = (request.headers.get("content-type"), user_metadata(request.headers))
-        conditions = {
-            name[len("x-amz-copy-source-") :]: value
-            for name, value in request.headers.items()
-            if name.startswith("x-amz-copy-source-if-")
-        }
-
-        def check(entry: Entry) -> None:
-            if _preconditions(conditions, ObjectService._etag_of(entry), entry.mtime_ns / 1e9):
-                raise S3Error("PreconditionFailed", "a copy-source condition does not hold")
-
+        check = copy_conditions(request.headers)
         async for _ in request.body:  # a copy has no body of its own
             pass
         entry = await self.service.copy(
@@ -171,6 +159,30 @@ def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
         if value:
             metadata[f"fsobj.{header}"] = value.encode("latin-1")
     return metadata
+
+
+def copy_source(headers: dict[str, str]) -> tuple[str, str]:
+    """The bucket and key that `x-amz-copy-source` names."""
+    source = unquote(headers["x-amz-copy-source"]).partition("?")[0].lstrip("/")
+    bucket, _, key = source.partition("/")
+    if not key:
+        raise S3Error("InvalidArgument", "x-amz-copy-source is not BUCKET/KEY")
+    return bucket, key
+
+
+def copy_conditions(headers: dict[str, str]) -> Callable[[Entry], None]:
+    """What refuses a copy once its source is seen: `x-amz-copy-source-if-*`."""
+    conditions = {
+        name[len("x-amz-copy-source-") :]: value
+        for name, value in headers.items()
+        if name.startswith("x-amz-copy-source-if-")
+    }
+
+    def check(entry: Entry) -> None:
+        if _preconditions(conditions, ObjectService._etag_of(entry), entry.mtime_ns / 1e9):
+            raise S3Error("PreconditionFailed", "a copy-source condition does not hold")
+
+    return check
 
 
 class _Stream:
