@@ -16,7 +16,6 @@ import concurrent.futures
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from subprocess import DEVNULL
 
-import boto3
-from botocore.config import Config
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from s3_fixtures import free_port, parse_key, s3_client, wait_for_port  # noqa: E402
+
 BIN = ROOT / ".venv/bin"
 KEY_ID, SECRET = "BENCHKEY", "bench-secret-bench-secret"
 
@@ -36,29 +35,6 @@ KEY_ID, SECRET = "BENCHKEY", "bench-secret-bench-secret"
 def progress(message: str) -> None:
     if sys.stderr.isatty():
         print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
-
-
-def free_port(below: int = 65536) -> int:
-    """A port nobody listens on; SeaweedFS also takes the port 10000 above each of its."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < below:
-            return port
-
-
-def wait_for(port: int, server: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise RuntimeError(f"the server on port {port} did not start:\n{tail}") from None
-            time.sleep(0.1)
 
 
 def start_fsobj(work: Path) -> tuple[subprocess.Popen, int, tuple[str, str]]:
@@ -69,8 +45,7 @@ def start_fsobj(work: Path) -> tuple[subprocess.Popen, int, tuple[str, str]]:
         capture_output=True,
         text=True,
     ).stdout
-    fields = dict(line.split(":", 1) for line in made.splitlines())
-    key = (fields["access key id"].strip(), fields["secret access key"].strip())
+    key = parse_key(made)
     server = subprocess.Popen(
         [BIN / "fsobj", "--log-level", "WARNING", "serve", "--store", str(store), "--s3",
          f"127.0.0.1:{port}"],
@@ -109,17 +84,6 @@ SERVERS: dict[str, Callable[[Path], tuple[subprocess.Popen, int, tuple[str, str]
     "seaweedfs": start_seaweedfs,
     "rclone": start_rclone,
 }
-
-
-def client(port: int, key: tuple[str, str]):
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id=key[0],
-        aws_secret_access_key=key[1],
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=20),
-    )
 
 
 def ready(s3, timeout: float = 60.0) -> None:
@@ -208,8 +172,8 @@ def main() -> None:
             progress(f"{name} ...")
             server, port, key = start(work)
             try:
-                wait_for(port, server, work / f"{name}.log")
-                s3 = client(port, key)
+                wait_for_port(port, 60.0, server, work / f"{name}.log")
+                s3 = s3_client(f"http://127.0.0.1:{port}", key, max_pool_connections=20)
                 ready(s3)
                 report[name] = workloads(s3, work, sizes)
             finally:

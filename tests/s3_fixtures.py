@@ -15,22 +15,55 @@ from botocore.config import Config
 from conftest import Mount, fsobj_cli
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(below: int = 65536) -> int:
+    """A loopback port nobody listens on (below `below`: SeaweedFS also takes the port
+    10000 above each of its own)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < below:
+            return port
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
+def wait_for_port(
+    port: int,
+    timeout: float = 30.0,
+    server: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
+    """Until something listens on `port`; fails at once if `server` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         except OSError:
-            if time.monotonic() > deadline:
-                raise
+            if (server is not None and server.poll() is not None) or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+                raise RuntimeError(f"nothing listens on port {port}:\n{tail}") from None
             time.sleep(0.05)
+
+
+def parse_key(output: str) -> tuple[str, str]:
+    """The access key id and secret that `fsobj key create` printed."""
+    fields = dict(line.split(":", 1) for line in output.splitlines())
+    return fields["access key id"].strip(), fields["secret access key"].strip()
+
+
+def s3_client(endpoint: str, key: tuple[str, str] | None, **config: object):
+    """A boto3 S3 client for `endpoint`, path-style, signing with `key` (None: anonymous)."""
+    if key is None:
+        from botocore import UNSIGNED
+
+        config["signature_version"] = UNSIGNED
+        credentials: dict = {}
+    else:
+        credentials = {"aws_access_key_id": key[0], "aws_secret_access_key": key[1]}
+    options = Config(s3={"addressing_style": "path"}, **config)  # type: ignore[arg-type]
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", config=options, **credentials
+    )
 
 
 class S3Mount:
@@ -50,24 +83,12 @@ class S3Mount:
         """An access key acting as `uid`, made through the mount as an administrator would."""
         if uid not in self.keys:
             out = fsobj_cli("key", "create", str(self.path), "--uid", str(uid)).stdout
-            fields = dict(line.split(":", 1) for line in out.splitlines())
-            self.keys[uid] = (fields["access key id"].strip(), fields["secret access key"].strip())
+            self.keys[uid] = parse_key(out)
         return self.keys[uid]
 
     def client(self, uid: int | None = 0, **config: object):
         """A boto3 S3 client acting as `uid` (None: anonymous)."""
-        if uid is None:
-            from botocore import UNSIGNED
-
-            credentials: dict = {}
-            options = Config(signature_version=UNSIGNED, s3={"addressing_style": "path"})
-        else:
-            key_id, secret = self.key(uid)
-            credentials = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
-            options = Config(s3={"addressing_style": "path"}, **config)
-        return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1", config=options, **credentials
-        )
+        return s3_client(self.endpoint, None if uid is None else self.key(uid), **config)
 
     def aws(self, *args: str, uid: int = 0) -> subprocess.CompletedProcess:
         """The aws command acting as `uid`."""

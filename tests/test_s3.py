@@ -14,12 +14,10 @@ import time
 import urllib.error
 import urllib.request
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import as_user, fsobj_cli, is_mounted
-from s3_fixtures import wait_for_port
+from s3_fixtures import parse_key, s3_client, wait_for_port
 
 
 def code_of(call, *args, **kwargs) -> str:
@@ -148,17 +146,9 @@ def test_signatures_keys_and_presigned_urls(s3):
     client.create_bucket(Bucket="signed")
     client.put_object(Bucket="signed", Key="k", Body=b"secret content")
     key_id, secret = s3.key(0)
-    path_style = Config(s3={"addressing_style": "path"})
 
     def client_with(key_id: str, secret: str):
-        return boto3.client(
-            "s3",
-            endpoint_url=s3.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            config=path_style,
-        )
+        return s3_client(s3.endpoint, (key_id, secret))
 
     assert code_of(client_with(key_id, "x" * 40).list_buckets) == "SignatureDoesNotMatch"
     assert code_of(client_with("FSNOSUCHKEY000000000", secret).list_buckets) == (
@@ -210,11 +200,17 @@ def test_payload_checks(s3):
     assert code_of(client.get_bucket_policy, Bucket="payloads") == "NotImplemented"
 
 
-def test_a_get_keeps_streaming_the_version_it_began_with(s3):
+def bucket_holding(s3, bucket: str, key: str, content: bytes):
+    """A client of uid 0, and a new bucket holding one object."""
     client = s3.client()
-    client.create_bucket(Bucket="versions")
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key=key, Body=content)
+    return client
+
+
+def test_a_get_keeps_streaming_the_version_it_began_with(s3):
     old = os.urandom(8 << 20)
-    client.put_object(Bucket="versions", Key="k", Body=old)
+    client = bucket_holding(s3, "versions", "k", old)
     body = client.get_object(Bucket="versions", Key="k")["Body"]
     first = body.read(1 << 20)
     client.put_object(Bucket="versions", Key="k", Body=b"new")
@@ -528,12 +524,10 @@ def test_a_presigned_put_with_expect_100_continue(s3, tmp_path):
 
 
 def test_fsobj_serve_without_a_mount(tmp_path):
-    from s3_fixtures import free_port, wait_for_port
+    from s3_fixtures import free_port
 
     store, port = tmp_path / "store", free_port()
-    made = fsobj_cli("key", "create", "--store", str(store), "--uid", "0").stdout
-    key_id = made.split("access key id:")[1].split()[0]
-    secret = made.split("secret access key:")[1].split()[0]
+    key = parse_key(fsobj_cli("key", "create", "--store", str(store), "--uid", "0").stdout)
     server = subprocess.Popen(
         [
             sys.executable,
@@ -550,14 +544,7 @@ def test_fsobj_serve_without_a_mount(tmp_path):
     )
     try:
         wait_for_port(port)
-        client = boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            region_name="us-east-1",
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            config=Config(s3={"addressing_style": "path"}),
-        )
+        client = s3_client(f"http://127.0.0.1:{port}", key)
         client.create_bucket(Bucket="served")
         client.put_object(Bucket="served", Key="k", Body=b"alone")
         assert client.get_object(Bucket="served", Key="k")["Body"].read() == b"alone"
@@ -586,10 +573,8 @@ def test_a_mount_whose_s3_address_is_taken_fails_cleanly(tmp_path):
 
 
 def test_parts_copied_from_objects(s3):
-    client = s3.client()
-    client.create_bucket(Bucket="part-copies")
     source = os.urandom(6 << 20)
-    client.put_object(Bucket="part-copies", Key="source", Body=source)
+    client = bucket_holding(s3, "part-copies", "source", source)
     upload = client.create_multipart_upload(Bucket="part-copies", Key="joined")["UploadId"]
     first = client.upload_part_copy(
         Bucket="part-copies", Key="joined", UploadId=upload, PartNumber=1,
