@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Callable
 from .iam import Acl, Identity, Policy, R, X
 from .metadata import Entry, MetadataStore
 
+IMPLIED = "fsobj.implied"  # user metadata of a directory a PUT made for a key below it
+
 PAGE = 1000  # entries read per query
 
 
@@ -101,9 +103,9 @@ class KeyListing:
     ) -> AsyncIterator[tuple[str, Entry]]:
         """Every object below `directory` (whose keys begin with `base`) in key order,
         after `bound` (from it, if `inclusive`), entering only the directories that
-        `descend` allows. A directory is a key of its own (its marker, `base`) only where
-        nothing below stands for it: when it is empty (`empty_marker` asks to check), or
-        when it is not entered."""
+        `descend` allows. A directory made as such (`mkdir`, a PUT of `dir/`) is a key of
+        its own, its marker, as in S3; one that PUTs made for keys below it is a key only
+        while it holds nothing (`empty_marker` asks to check), so that it can be deleted."""
         if not self.iam.may(self.who, self.acl, directory, R | X):
             return
         local = bound[len(base) :] if bound.startswith(base) else ""
@@ -129,13 +131,16 @@ class KeyListing:
                             yield key, child
                         continue
                     within = bound.startswith(key)
+                    made = IMPLIED not in await self.meta.user_metadata(child.inode)
+                    if made and (key > bound or (inclusive and key == bound)):
+                        yield key, child
                     async for found in self._walk(
                         child,
                         key,
                         bound if within else key,
                         inclusive and within,
                         descend,
-                        empty_marker=not within,
+                        empty_marker=not within and not made,
                     ):
                         yield found
                 elif child.kind == "object":

@@ -27,7 +27,7 @@ from . import names
 from .datastore import Staging, check_object_size
 from .handles import MEMORY_STAGING, guess_content_type
 from .iam import Acl, Grant, Identity, Permission, R, W, X
-from .key_listing import KeyListing, Listing
+from .key_listing import IMPLIED, KeyListing, Listing
 from .metadata import Bucket, Entry
 from .refusals import Refused
 from .schema import ROOT_INODE
@@ -151,7 +151,10 @@ class ObjectService:
             async for chunk in body:
                 if chunk:
                     raise Refused(errno.EINVAL, None, "a directory marker has no content", "key")
-            return await self._directories(who, bucket_entry, acl, parts, make=True)
+            directory = await self._directories(who, bucket_entry, acl, parts, make=True)
+            if IMPLIED in await self.meta.user_metadata(directory.inode):  # a marker now
+                await self.meta.set_user_metadata(directory.inode, IMPLIED, None)
+            return directory
         # Refused before the body is read when the bucket is out of reach; the rest is
         # decided once it is in (the directories may change meanwhile).
         self._require(who, acl, bucket_entry, X, key)
@@ -279,8 +282,8 @@ class ObjectService:
 
     async def delete(self, who: Identity, bucket: str, key: str) -> None:
         """Remove the object (or empty directory) at `key`. A key that does not exist is
-        no error, as in S3; nor is the marker of a directory that still holds keys (the
-        directory stays, as the prefix does in S3)."""
+        no error, as in S3. The marker of a directory that still holds keys goes, and the
+        directory stays for them as the prefix does in S3, until the last one goes."""
         bucket_entry, acl = await self.bucket(who, bucket)
         parts = _key_parts(key)
         try:
@@ -296,9 +299,29 @@ class ObjectService:
         if parent.mode & stat.S_ISVTX and who.uid not in (0, entry.uid, parent.uid):
             raise Refused(errno.EACCES, None, f"{key!r} is in a sticky directory", "key")
         if entry.is_dir and await self.meta.has_children(entry.inode):
+            # The marker goes, the prefix stays while keys below it do, as in S3.
+            await self.meta.set_user_metadata(entry.inode, IMPLIED, b"")
             return
         await self.core.remove(entry)
         await self.core.name_changed(parent, entry.name)
+        await self._prune(who, acl, parent)
+
+    async def _prune(self, who: Identity, acl: Acl, directory: Entry) -> None:
+        """Remove the directories that PUTs made for keys below them and that hold nothing
+        now: in S3 a prefix goes with its last key (DeleteBucket must find the bucket
+        empty after `aws s3 rm --recursive`). Directories made as such (`mkdir`, a PUT of
+        `dir/`) stay, as markers do in S3."""
+        while directory.kind == "dir":
+            parent = await self.core._entry(directory.parent)
+            if (
+                IMPLIED not in await self.meta.user_metadata(directory.inode)
+                or await self.meta.has_children(directory.inode)
+                or not self.iam.may(who, acl, parent, W | X)
+            ):
+                return
+            await self.core.remove(directory)
+            await self.core.name_changed(parent, directory.name)
+            directory = parent
 
     # -- multipart uploads ----------------------------------------------------------------
 
@@ -468,6 +491,8 @@ class ObjectService:
                 self._require(who, acl, directory, W, part)
                 found = self.core.new_entry(directory, part, "dir", 0o755, who.uid, who.gid)
                 await self.meta.insert(found)
+                # Made for a key below it: it goes again with the last key below it.
+                await self.meta.set_user_metadata(found.inode, IMPLIED, b"")
                 await self.core.name_changed(directory, part)
             if found is None:
                 raise Refused(errno.ENOENT, None, f"no directory {part!r}", "key")

@@ -596,3 +596,37 @@ def test_parts_copied_from_objects(s3):
         },
     )
     assert (s3.path / "part-copies" / "joined").read_bytes() == source[: 5 << 20] + b"tail"
+
+
+def test_a_prefix_goes_with_its_last_key_a_marker_is_a_key(s3, tmp_path):
+    for name in ("a.txt", "sub/b.txt", "sub/deeper/c.txt"):
+        (tmp_path / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tree" / name).write_text(name)
+    assert s3.aws("s3", "mb", "s3://prefixes").returncode == 0
+    synced = s3.aws("s3", "sync", str(tmp_path / "tree"), "s3://prefixes/backup/")
+    assert synced.returncode == 0, synced.stderr
+    backup = s3.path / "prefixes" / "backup"
+    assert (backup / "sub" / "deeper" / "c.txt").read_text() == "sub/deeper/c.txt"
+    client = s3.client()
+    client.put_object(Bucket="prefixes", Key="kept/", Body=b"")  # a marker, as consoles make
+    os.makedirs(s3.path / "prefixes" / "made-on-mount" / "inner")
+    client.put_object(Bucket="prefixes", Key="made-on-mount/inner/k", Body=b"x")
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket="prefixes")["Contents"]]
+    assert listed == [
+        "backup/a.txt",
+        "backup/sub/b.txt",
+        "backup/sub/deeper/c.txt",
+        "kept/",
+        "made-on-mount/",
+        "made-on-mount/inner/",
+        "made-on-mount/inner/k",
+    ]
+    client.delete_object(Bucket="prefixes", Key="backup/sub/deeper/c.txt")
+    assert not (backup / "sub" / "deeper").exists() and (backup / "sub" / "b.txt").exists()
+    client.delete_object(Bucket="prefixes", Key="made-on-mount/")  # its keys keep it
+    assert (s3.path / "prefixes" / "made-on-mount" / "inner" / "k").exists()
+    removed = s3.aws("s3", "rm", "--recursive", "s3://prefixes/")
+    assert removed.returncode == 0, removed.stderr
+    assert os.listdir(s3.path / "prefixes") == []
+    assert s3.aws("s3", "rb", "s3://prefixes").returncode == 0
+    assert not (s3.path / "prefixes").exists()

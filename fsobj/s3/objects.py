@@ -90,8 +90,10 @@ class Handlers:
             "content-type": entry.content_type or "application/octet-stream",
         }
         for name, stored in (await self.service.meta.user_metadata(entry.inode)).items():
-            header = name[len("fsobj.") :] if name.startswith("fsobj.") else META + name
-            headers[header] = stored.decode("latin-1")
+            if not name.startswith("fsobj."):
+                headers[META + name] = stored.decode("latin-1")
+            elif name[len("fsobj.") :] in CONTENT_HEADERS:
+                headers[name[len("fsobj.") :]] = stored.decode("latin-1")
         status = _preconditions(request.headers, etag, entry.mtime_ns / 1e9)
         if status is not None:
             if status == 412:
