@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+import trio
+
 from .datastore import DataStore
 from .metadata import Entry, MetadataStore
 
@@ -23,6 +25,10 @@ class GroupSync:
         self.data = data
         # Blobs the metadata no longer names, waiting for that change to be durable.
         self._retired: list[str] = []
+        # Requests to make everything durable, and how many of them the last sync covered.
+        self._requested = 0
+        self._covered = 0
+        self._syncing = trio.Lock()
 
     def retire(self, object_id: str) -> None:
         """The metadata no longer names this blob (that change is committed): remove it
@@ -40,7 +46,21 @@ class GroupSync:
     async def make_all_durable(self, sync_all: bool = False) -> None:
         """Make every commit so far durable, then remove the blobs it no longer names.
         Blobs of commits that replaced a version are durable from their commit on;
-        `sync_all` syncs the filesystem anyway."""
+        `sync_all` syncs the filesystem anyway.
+
+        Callers at the same time share syncs: one runs at a time, and it covers every
+        request made before it began, so those waiting for it return without another
+        (concurrent S3 PUTs, fsyncs of many files)."""
+        self._requested += 1
+        ticket = self._requested
+        async with self._syncing:
+            if self._covered >= ticket and not sync_all:
+                return
+            covering = self._requested
+            await self._sync_now(sync_all)
+            self._covered = covering
+
+    async def _sync_now(self, sync_all: bool) -> None:
         retired, self._retired = self._retired, []
         try:
             await self._make_durable(sync_all)

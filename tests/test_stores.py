@@ -432,3 +432,34 @@ def test_multipart_uploads_keep_their_parts_and_expire(tmp_path):
     assert multipart_etag([p.etag for p in parts]).endswith("-2")
     assert uploads.expire(3600) == 0
     assert uploads.expire(0) == 1 and uploads.all() == []
+
+
+async def test_requests_made_together_share_one_sync(tmp_path):
+    import trio
+
+    from fsobj.durability import GroupSync
+
+    async with metadata_store(tmp_path / "meta.sqlite3") as meta:
+        durability = GroupSync(meta, DataStore(tmp_path))
+        syncs = 0
+        make_durable = meta.make_durable
+
+        async def counted(*args):
+            nonlocal syncs
+            syncs += 1
+            await trio.sleep(0.05)  # a sync takes a while: the others ask meanwhile
+            await make_durable(*args)
+
+        meta.make_durable = counted  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(durability.make_all_durable)
+        assert syncs == 1  # asked before any sync began: one covers them all
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(durability.make_all_durable)
+            await trio.sleep(0.01)  # that sync is running now
+            for _ in range(9):
+                nursery.start_soon(durability.make_all_durable)
+        assert syncs == 3  # one more, then one for the nine that asked during it
+        await durability.make_all_durable()
+        assert syncs == 4  # a request after a sync gets a sync of its own
