@@ -154,3 +154,18 @@ def test_bad_requests_get_s3_errors_never_a_server_error(s3):
         assert sock.recv(100).startswith(b"HTTP/1.1 4")
     assert client.list_buckets()["Buckets"][0]["Name"] == "bad-input"
     assert "Traceback" not in s3.mount.log_text()
+
+
+def test_a_slow_client_holds_up_nobody(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="slow")
+    client.put_bucket_acl(Bucket="slow", ACL="public-read-write")
+    with socket.create_connection(("127.0.0.1", s3.port)) as slow:
+        slow.sendall(b"PUT /slow/trickle HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+        for i in range(20):  # while the slow upload waits for the rest of its body
+            client.put_object(Bucket="slow", Key=f"k{i}", Body=b"v")
+            assert client.get_object(Bucket="slow", Key=f"k{i}")["Body"].read() == b"v"
+        slow.sendall(b"c" * 998)
+        slow.settimeout(30)
+        assert slow.recv(100).startswith(b"HTTP/1.1 200")
+    assert (s3.path / "slow" / "trickle").read_bytes() == b"ab" + b"c" * 998
