@@ -105,6 +105,16 @@ def test_ranges_and_conditional_gets(s3):
         "PreconditionFailed"
     )
     assert client.get_object(Bucket="ranges", Key="k", IfMatch=etag)["Body"].read() == body
+    import datetime
+
+    modified = client.head_object(Bucket="ranges", Key="k")["LastModified"]
+    later, earlier = modified + datetime.timedelta(hours=1), modified - datetime.timedelta(hours=1)
+    assert code_of(client.get_object, Bucket="ranges", Key="k", IfModifiedSince=later) == "304"
+    assert client.get_object(Bucket="ranges", Key="k", IfModifiedSince=earlier)["Body"].read()
+    assert code_of(client.get_object, Bucket="ranges", Key="k", IfUnmodifiedSince=earlier) == (
+        "PreconditionFailed"
+    )
+    assert client.get_object(Bucket="ranges", Key="k", IfUnmodifiedSince=later)["Body"].read()
     overridden = client.get_object(
         Bucket="ranges", Key="k", ResponseContentType="x/y", ResponseContentDisposition="inline"
     )
