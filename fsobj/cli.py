@@ -21,6 +21,7 @@ from . import daemon, fsck, iam, xattrs
 from .namespace_cache import DEFAULT_CAPACITY
 from .schema import ROOT_INODE
 from .store import Store, StoreError, default_store, run_offline
+from .uploads import ABANDONED_UPLOAD
 
 T = TypeVar("T")
 log = logging.getLogger("fsobj")
@@ -70,7 +71,9 @@ def cmd_mount(args: argparse.Namespace) -> None:
 
 
 def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
-    return daemon.MountOptions(args.private, args.commit_interval, args.cache_entries, args.s3)
+    return daemon.MountOptions(
+        args.private, args.commit_interval, args.cache_entries, args.s3, args.abandon_uploads_after
+    )
 
 
 S3_ADDRESS = "127.0.0.1:9000"
@@ -327,7 +330,9 @@ def cmd_key(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     store = Path(args.store).expanduser().resolve()
-    options = daemon.MountOptions(cache_entries=args.cache_entries, s3=args.s3)
+    options = daemon.MountOptions(
+        cache_entries=args.cache_entries, s3=args.s3, upload_days=args.abandon_uploads_after
+    )
     daemon.serve_alone(store, options, lambda: print(f"serving S3 at {args.s3}", flush=True))
 
 
@@ -366,6 +371,16 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _upload_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--abandon-uploads-after",
+        type=_positive_seconds,
+        default=ABANDONED_UPLOAD / 86400,
+        metavar="DAYS",
+        help="gc removes multipart uploads begun longer ago (default: %(default)s)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -408,6 +423,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="[HOST:]PORT",
         help=f"also serve S3 at this address (e.g. {S3_ADDRESS})",
     )
+    _upload_option(mount)
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.add_argument("mountpoint")
     mount.set_defaults(run=cmd_mount)
@@ -514,6 +530,7 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--s3", default=S3_ADDRESS, metavar="[HOST:]PORT", type=_address)
     serve.add_argument("--cache-entries", type=_positive_int, default=DEFAULT_CAPACITY)
+    _upload_option(serve)
     serve.set_defaults(run=cmd_serve)
 
     info = commands.add_parser(

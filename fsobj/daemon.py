@@ -19,6 +19,7 @@ import trio_asyncio
 
 from .namespace_cache import DEFAULT_CAPACITY
 from .store import Store, open_store, single_error, store_is_free
+from .uploads import ABANDONED_UPLOAD
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class MountOptions:
     commit_interval: float = DURABILITY_SECONDS
     cache_entries: int = DEFAULT_CAPACITY
     s3: str | None = None  # [HOST:]PORT to serve S3 at, from the same process
+    upload_days: float = ABANDONED_UPLOAD / 86400  # then gc removes a multipart upload
 
     def as_arguments(self) -> list[str]:
         """The same options on `fsobj mount`'s command line."""
@@ -85,6 +87,7 @@ class MountOptions:
             f"--commit-interval={self.commit_interval}",
             f"--cache-entries={self.cache_entries}",
             *([f"--s3={self.s3}"] if self.s3 else []),
+            f"--abandon-uploads-after={self.upload_days}",
         ]
 
 
@@ -164,6 +167,7 @@ async def _start_services(
     nursery: trio.Nursery, store: Store, options: MountOptions, unclean: bool
 ) -> None:
     """What serves beside the requests: periodic durability and collection, and S3."""
+    store.operations.abandoned_upload = options.upload_days * 86400
     nursery.start_soon(_make_durable_every, store, options.commit_interval)
     nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
     if options.s3:

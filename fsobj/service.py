@@ -70,6 +70,7 @@ class Service:
         self.notify_kernel = False
         self.objects.committed = self._invalidate_attributes
         self.forgotten = 0  # inodes the kernel has let go of (operations.forget)
+        self.abandoned_upload = ABANDONED_UPLOAD  # seconds: then gc removes an upload
         # Each directory's bucket and key prefix length, as of a count of directory moves.
         self._places: dict[int, tuple[int, int, int]] = {}
 
@@ -314,9 +315,10 @@ class Service:
         }
 
     async def collect_garbage(self) -> gc.Collection:
-        """Remove unnamed blobs, and multipart uploads abandoned for ABANDONED_UPLOAD."""
+        """Remove unnamed blobs, and multipart uploads begun longer ago than
+        `abandoned_upload` seconds."""
         uploads = Uploads(self.data.root)
-        expired = await trio.to_thread.run_sync(uploads.expire, ABANDONED_UPLOAD)
+        expired = await trio.to_thread.run_sync(uploads.expire, self.abandoned_upload)
         if expired:
             log.info("garbage collection: removed %d abandoned multipart uploads", expired)
         return await gc.collect(self.meta, self.data, self.objects.busy_blobs)

@@ -640,3 +640,39 @@ def test_a_prefix_goes_with_its_last_key_a_marker_is_a_key(s3, tmp_path):
     assert os.listdir(s3.path / "prefixes") == []
     assert s3.aws("s3", "rb", "s3://prefixes").returncode == 0
     assert not (s3.path / "prefixes").exists()
+
+
+def test_delete_objects_and_metadata_limits(s3):
+    client = bucket_holding(s3, "many", "k0", b"0")
+    for i in range(1, 4):
+        client.put_object(Bucket="many", Key=f"k{i}", Body=b"x")
+    done = client.delete_objects(
+        Bucket="many", Delete={"Objects": [{"Key": "k0"}, {"Key": "k1"}, {"Key": "none"}]}
+    )
+    assert sorted(d["Key"] for d in done["Deleted"]) == ["k0", "k1", "none"]
+    quiet = client.delete_objects(
+        Bucket="many", Delete={"Objects": [{"Key": "k2"}, {"Key": "k3"}], "Quiet": True}
+    )
+    assert "Deleted" not in quiet and "Errors" not in quiet
+    assert os.listdir(s3.path / "many") == []
+    refused = s3.client(1001).delete_objects(Bucket="many", Delete={"Objects": [{"Key": "k"}]})
+    assert [(e["Key"], e["Code"]) for e in refused["Errors"]] == [("k", "AccessDenied")]
+    big = {"m": "v" * 2048}
+    assert code_of(client.put_object, Bucket="many", Key="big", Body=b"", Metadata=big) == (
+        "MetadataTooLarge"
+    )
+
+
+def test_gc_removes_uploads_abandoned_longer_than_asked(s3):
+    client = bucket_holding(s3, "abandoned", "k", b"x")
+    old = client.create_multipart_upload(Bucket="abandoned", Key="old")["UploadId"]
+    client.upload_part(Bucket="abandoned", Key="old", UploadId=old, PartNumber=1, Body=b"p")
+    s3.mount.options = (*s3.mount.options, "--abandon-uploads-after", str(2 / 86400))
+    s3.mount.restart()
+    wait_for_port(s3.port)
+    time.sleep(2.5)
+    young = client.create_multipart_upload(Bucket="abandoned", Key="young")["UploadId"]
+    assert fsobj_cli("gc", str(s3.path)).returncode == 0
+    left = client.list_multipart_uploads(Bucket="abandoned")["Uploads"]
+    assert [u["UploadId"] for u in left] == [young]
+    assert os.listdir(s3.mount.store / "uploads") == [young]

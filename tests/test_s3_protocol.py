@@ -169,3 +169,32 @@ def test_a_slow_client_holds_up_nobody(s3):
         slow.settimeout(30)
         assert slow.recv(100).startswith(b"HTTP/1.1 200")
     assert (s3.path / "slow" / "trickle").read_bytes() == b"ab" + b"c" * 998
+
+
+def test_unsigned_chunks_with_a_checksum_trailer(s3):
+    import base64
+    import zlib
+
+    s3.client().create_bucket(Bucket="trailers")
+    content = os.urandom(100_000)
+
+    def body(checksum: bytes) -> bytes:
+        chunks = [content[:65536], content[65536:]]
+        framed = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks)
+        return framed + b"0\r\nx-amz-checksum-crc32:" + base64.b64encode(checksum) + b"\r\n\r\n"
+
+    headers = {
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "content-encoding": "aws-chunked",
+        "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-decoded-content-length": str(len(content)),
+    }
+    good = zlib.crc32(content).to_bytes(4, "big")
+    request = signed_request(s3, "PUT", "/trailers/good", headers)
+    status, answer = send(s3, request, body(good))
+    assert status == 200, answer
+    assert (s3.path / "trailers" / "good").read_bytes() == content
+    request = signed_request(s3, "PUT", "/trailers/bad", headers)
+    status, answer = send(s3, request, body(b"\0\0\0\0"))
+    assert status == 400 and b"BadDigest" in answer
+    assert not (s3.path / "trailers" / "bad").exists()
