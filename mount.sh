@@ -51,7 +51,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     while [ $# -gt 0 ]; do
         case $1 in
             -h|--help) echo "$usage" >&2; exit 2 ;;
-            --store|--log-level|--commit-interval|--cache-entries|--s3)
+            --store|--log-level|--commit-interval|--cache-entries|--s3|--abandon-uploads-after)
                 [ $# -ge 2 ] || { echo "$1 needs a value; $usage" >&2; exit 2; }
                 args+=("$1" "$2"); shift 2 ;;
             --*) args+=("$1"); shift ;;
