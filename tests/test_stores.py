@@ -368,6 +368,8 @@ async def test_every_statement_of_the_hot_paths_is_an_index_search(meta, tmp_pat
     await meta.lookup(directory.inode, "k")
     await meta.lookup(directory.inode, "missing")
     await meta.children(directory.inode, 0, 100)
+    await meta.children_in_key_order(directory.inode, "a", False, 100)  # S3 listings
+    await meta.access_keys("FSKEY")  # every S3 request with a key not seen yet
     await meta.has_children(directory.inode)
     await meta.user_metadata(obj.inode)
     await meta.acl(bucket.inode)
