@@ -65,6 +65,7 @@ class MetadataStore:
         # directory's bucket and key length) is current while this stays the same.
         self.directory_moves = 0
         self._next_inode = 0  # set when the store opens
+        self.access_key_changes = 0  # keys removed since the store opened
         # Group sync of new objects' blobs: commits record the current generation; a sync
         # starts a new one and, once the blobs are on disk, records that every generation
         # up to its own is durable (one row, however many objects). Set when the store opens.
@@ -477,7 +478,9 @@ class MetadataStore:
         )
 
     async def remove_access_key(self, key_id: str) -> bool:
-        return await self._run(transactions.delete_access_key, key_id)
+        removed = await self._run(transactions.delete_access_key, key_id)
+        self.access_key_changes += 1  # what front ends remember of keys is out of date
+        return removed
 
     # -- the store as a whole ---------------------------------------------------------
 

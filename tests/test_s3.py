@@ -676,3 +676,13 @@ def test_gc_removes_uploads_abandoned_longer_than_asked(s3):
     left = client.list_multipart_uploads(Bucket="abandoned")["Uploads"]
     assert [u["UploadId"] for u in left] == [young]
     assert os.listdir(s3.mount.store / "uploads") == [young]
+
+
+def test_a_removed_key_stops_at_once(s3):
+    client = s3.client(1001)
+    client.create_bucket(Bucket="revoked")
+    key_id, _ = s3.key(1001)
+    fsobj_cli("key", "rm", str(s3.path), "--key-id", key_id)
+    assert code_of(client.list_objects_v2, Bucket="revoked") == "InvalidAccessKeyId"
+    listed = fsobj_cli("key", "ls", str(s3.path)).stdout
+    assert key_id not in listed

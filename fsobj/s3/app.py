@@ -111,6 +111,7 @@ class S3App:
         self.service = service
         self.meta = meta
         self._secrets: dict[str, tuple[str, int]] = {}  # key id -> (secret, uid)
+        self._key_changes = meta.access_key_changes
         self.bucket_handlers = buckets.Handlers(service)
         self.object_handlers = objects.Handlers(service)
         self.multipart_handlers = multipart.Handlers(service)
@@ -179,16 +180,20 @@ class S3App:
         return Request(method, path, bucket, key, dict(query), headers, who, body)
 
     async def _know_key(self, query: list[tuple[str, str]], headers: dict[str, str]) -> None:
-        """Load the access keys when a request names one not loaded yet (made since)."""
+        """Look up the access key a request names, unless known; forget every key known
+        once one is removed (it must not act one request longer)."""
+        if self._key_changes != self.meta.access_key_changes:
+            self._secrets, self._key_changes = {}, self.meta.access_key_changes
         params = dict(query)
         credential = params.get("X-Amz-Credential", "") or params.get("AWSAccessKeyId", "")
         if not credential:
             credential = headers.get("authorization", "").partition("Credential=")[2]
         key_id = credential.split("/", 1)[0]
         if key_id and key_id not in self._secrets:
-            self._secrets = {
-                k: (secret, uid) for k, secret, uid, _ in await self.meta.access_keys()
-            }
+            for found, secret, uid, _ in await self.meta.access_keys(key_id):
+                if len(self._secrets) > 10_000:
+                    self._secrets.clear()
+                self._secrets[found] = (secret, uid)
 
     def _secret(self, key_id: str) -> str | None:
         known = self._secrets.get(key_id)
