@@ -66,6 +66,7 @@ class MetadataStore:
         self.directory_moves = 0
         self._next_inode = 0  # set when the store opens
         self.access_key_changes = 0  # keys removed since the store opened
+        self._removing: set[int] = set()  # directories being removed (delete_directory)
         # Group sync of new objects' blobs: commits record the current generation; a sync
         # starts a new one and, once the blobs are on disk, records that every generation
         # up to its own is durable (one row, however many objects). Set when the store opens.
@@ -236,6 +237,7 @@ class MetadataStore:
         object) is written with whatever first changes it."""
         if self._cache.has_name(entry.parent, entry.name):
             raise FileExistsError(errno.EEXIST, f"{entry.name} exists already")
+        self._refuse_if_removing(entry.parent)
         entry.inode = self._next_inode
         self._next_inode += 1  # before any await: concurrent inserts get their own
         if deferred:
@@ -309,16 +311,53 @@ class MetadataStore:
         return done
 
     async def delete(self, entry: Entry, now_ns: int) -> None:
-        """Remove an entry."""
+        """Remove an entry (a directory: see `delete_directory`)."""
         statements = [transactions.touch(entry.parent, now_ns)]
         if entry.inode not in self._unwritten:
             statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
         counts = {entry.parent: -1} if entry.is_dir else {}
         statements += transactions.count_subdirs(counts)
         await self._run(transactions.write, statements)
+        self._deleted(entry, counts, now_ns)
+
+    async def delete_directory(self, entry: Entry, now_ns: int) -> bool:
+        """Remove a directory if it holds nothing; returns whether it did. Whatever else
+        changes the namespace meanwhile (the kernel serializes only its own requests, and
+        S3's come too), nothing lands in it: new names in it are refused from the check
+        on, and the check and the removal are one transaction."""
+        counts = {entry.parent: -1}
+        statements = [
+            ("DELETE FROM entries WHERE inode = ?", (entry.inode,)),
+            transactions.touch(entry.parent, now_ns),
+            *transactions.count_subdirs(counts),
+        ]
+        try:
+            await self._write_if_empty(entry.inode, statements, [])
+        except transactions.NotEmpty:
+            return False
+        self._deleted(entry, counts, now_ns)
+        return True
+
+    async def _write_if_empty(
+        self, directory: int, statements: list[tuple[str, tuple]], new: list[Entry | None]
+    ) -> None:
+        """Run `statements` (after the rows of `new`) if `directory` holds nothing, else
+        raise NotEmpty; from the check on, no new name lands in it."""
+        self._removing.add(directory)
+        try:
+            await self._write_all()  # names made in it before the check are in its rows
+            await self._writing(new, transactions.write_if_empty, statements, directory)
+        finally:
+            self._removing.discard(directory)
+
+    def _deleted(self, entry: Entry, counts: dict[int, int], now_ns: int) -> None:
         self._counted_subdirs(counts)
         self._forget(entry.inode)
         self._touched(entry.parent, now_ns)
+
+    def _refuse_if_removing(self, directory: int) -> None:
+        if directory in self._removing:
+            raise FileNotFoundError(errno.ENOENT, "the directory is being removed")
 
     async def move(
         self,
@@ -331,6 +370,7 @@ class MetadataStore:
         """Rename atomically, replacing `replaced` (already at the destination) if given.
         To replace, the entry's blob must be durable already (a crash must not trade the
         replaced object for one whose content was lost): its unsynced mark goes."""
+        self._refuse_if_removing(new_parent)
         statements: list[tuple[str, tuple]] = []
         if replaced is not None:
             statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
@@ -352,7 +392,13 @@ class MetadataStore:
         if replaced is not None and replaced.is_dir:
             counts[new_parent] -= 1
         statements += transactions.count_subdirs(counts)
-        await self._write(statements, [entry, replaced])
+        if replaced is not None and replaced.is_dir:
+            try:
+                await self._write_if_empty(replaced.inode, statements, [entry])
+            except transactions.NotEmpty:
+                raise OSError(errno.ENOTEMPTY, f"{replaced.name} is not empty") from None
+        else:
+            await self._write(statements, [entry, replaced])
         if entry.is_dir:
             self.directory_moves += 1
         self._counted_subdirs(counts)

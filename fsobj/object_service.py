@@ -177,7 +177,13 @@ class ObjectService:
     ) -> Entry:
         entry = await self._target(who, bucket, acl, parts)
         entry.content_type = content_type or guess_content_type(entry.name)
-        await self.objects.replace(entry, staged, who.uid)
+        try:
+            await self.objects.replace(entry, staged, who.uid)
+        except BaseException:
+            if entry.object_id is None:  # made for this upload: it goes with it
+                with trio.CancelScope(shield=True):
+                    await self.core.remove(entry)
+            raise
         await self._set_metadata(entry, metadata or {})
         return entry
 
@@ -298,11 +304,12 @@ class ObjectService:
         self._require(who, acl, parent, W | X, key)
         if parent.mode & stat.S_ISVTX and who.uid not in (0, entry.uid, parent.uid):
             raise Refused(errno.EACCES, None, f"{key!r} is in a sticky directory", "key")
-        if entry.is_dir and await self.meta.has_children(entry.inode):
-            # The marker goes, the prefix stays while keys below it do, as in S3.
+        if not await self.core.remove(entry):
+            # The marker goes, the prefix stays while keys below it do, as in S3 (and
+            # goes with the last one, which may have gone meanwhile).
             await self.meta.set_user_metadata(entry.inode, IMPLIED, b"")
+            await self._prune(who, acl, entry)
             return
-        await self.core.remove(entry)
         await self.core.name_changed(parent, entry.name)
         await self._prune(who, acl, parent)
 
@@ -315,11 +322,10 @@ class ObjectService:
             parent = await self.core._entry(directory.parent)
             if (
                 IMPLIED not in await self.meta.user_metadata(directory.inode)
-                or await self.meta.has_children(directory.inode)
                 or not self.iam.may(who, acl, parent, W | X)
+                or not await self.core.remove(directory)
             ):
                 return
-            await self.core.remove(directory)
             await self.core.name_changed(parent, directory.name)
             directory = parent
 

@@ -242,9 +242,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             assert access.acl is not None  # a bucket has one
             await self.delete_bucket(access.who, entry, access.acl)
             return
-        if await self.meta.has_children(entry.inode):
+        if not await self.remove(entry):
             raise Refused(errno.ENOTEMPTY, where, "directory is not empty")
-        await self.remove(entry)
 
     async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, Where]:
         where = (parent, name)

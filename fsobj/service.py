@@ -255,9 +255,8 @@ class Service:
                 f"denied: uid {who.uid} pid {who.pid} lacks ownership (only the owner deletes"
                 f" a bucket) on bucket {bucket.name}",
             )
-        if await self.meta.has_children(bucket.inode):
+        if not await self.remove(bucket):
             raise Refused(errno.ENOTEMPTY, where, "bucket is not empty", "bucket")
-        await self.remove(bucket)
         log.info("removed bucket %s", bucket.name)
 
     async def new_object(self, parent: Entry, name: str, mode: int, uid: int, gid: int) -> Entry:
@@ -267,11 +266,15 @@ class Service:
         await self.meta.insert(entry, deferred=True)
         return entry
 
-    async def remove(self, entry: Entry) -> None:
-        """Remove an object or an empty directory: its name goes at once; an object's blob
-        once that is durable and no open file reads it."""
+    async def remove(self, entry: Entry) -> bool:
+        """Remove an object, or a directory if it is empty (returns whether it was): its
+        name goes at once; an object's blob once that is durable and no open file reads
+        it."""
+        if entry.is_dir:
+            return await self.meta.delete_directory(entry, time.time_ns())
         await self.meta.delete(entry, time.time_ns())
         self.objects.unlinked(entry)
+        return True
 
     async def name_changed(self, parent: Entry, name: str) -> None:
         """A name in `parent` was made or removed other than through the kernel (over

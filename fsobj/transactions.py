@@ -148,6 +148,27 @@ def check(conn: sqlite3.Connection) -> list[str]:
     return problems
 
 
+class NotEmpty(Exception):
+    """The directory that `write_if_empty` guards holds something: nothing was written."""
+
+
+def write_if_empty(
+    conn: sqlite3.Connection,
+    inserts: list[tuple[str, tuple]],
+    statements: list[tuple[str, tuple]],
+    directory: int,
+) -> None:
+    """`write_after`, in a transaction that first checks that no row names `directory`
+    as its parent (NotEmpty otherwise, and nothing is written)."""
+    with transaction(conn):
+        for sql, params in inserts:
+            conn.execute(sql, params)
+        if conn.execute("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (directory,)).fetchone():
+            raise NotEmpty(directory)
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+
 def delete_access_key(conn: sqlite3.Connection, key_id: str) -> bool:
     with transaction(conn):
         return conn.execute("DELETE FROM access_keys WHERE key_id = ?", (key_id,)).rowcount > 0

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from conftest import blob_files, fsobj_cli, is_mounted, mounted_at
 
 
@@ -371,3 +372,22 @@ def test_fsck_shows_progress_on_a_terminal(mount, bucket):
     assert on_tty.returncode == 0
     assert "verifying blobs: 5/5 (100%)" in on_tty.stdout
     assert "verifying" not in fsck(mount.store, "--verify").stderr  # not on a pipe
+
+
+def test_a_put_that_does_not_fit_leaves_nothing_and_the_store_goes_on(small_store, tmp_path):
+    from s3_fixtures import S3Mount, free_port, wait_for_port
+
+    port = free_port()
+    with mounted_at(small_store, tmp_path / "small.log", ("--s3", f"127.0.0.1:{port}")) as mounted:
+        wait_for_port(port)
+        s3 = S3Mount(mounted, port)
+        client = s3.client(0, retries={"max_attempts": 1})
+        client.create_bucket(Bucket="tiny")
+        client.put_object(Bucket="tiny", Key="precious", Body=b"p" * 1000)
+        with pytest.raises(ClientError) as full:
+            client.put_object(Bucket="tiny", Key="huge", Body=os.urandom(20 << 20))
+        assert full.value.response["Error"]["Code"] == "ServiceUnavailable"
+        assert os.listdir(mounted / "tiny") == ["precious"]
+        assert os.listdir(small_store / "staging") == []
+        client.put_object(Bucket="tiny", Key="after", Body=b"a")
+        assert (mounted / "tiny" / "precious").read_bytes() == b"p" * 1000

@@ -465,3 +465,25 @@ async def test_requests_made_together_share_one_sync(tmp_path):
         assert syncs == 3  # one more, then one for the nine that asked during it
         await durability.make_all_durable()
         assert syncs == 4  # a request after a sync gets a sync of its own
+
+
+async def test_nothing_lands_in_a_directory_while_it_is_removed(meta):
+    import trio
+
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    directory = await meta.insert(new_entry(bucket.inode, "dir", "dir"))
+    outcome: dict[str, object] = {}
+
+    async def insert_meanwhile() -> None:
+        await trio.sleep(0)  # once the removal has begun
+        try:
+            await meta.insert(new_entry(directory.inode, "late"), deferred=True)
+            outcome["insert"] = "made"
+        except FileNotFoundError:
+            outcome["insert"] = "refused"
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(insert_meanwhile)
+        outcome["removed"] = await meta.delete_directory(directory, time.time_ns())
+    # never both: a name in a directory that is gone would be lost
+    assert (outcome["removed"], outcome["insert"]) in ((True, "refused"), (False, "made"))

@@ -8,6 +8,7 @@ operation, path and reason; a bug answers InternalError with its traceback in th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import uuid
@@ -133,8 +134,9 @@ class S3App:
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = unquote(raw_path.decode("latin-1"), errors="surrogateescape")
         response: Response
+        incoming = _Incoming(receive)
         try:
-            request = await self._request(scope, receive, method, raw_path, path)
+            request = await self._request(scope, incoming, method, raw_path, path)
             response = await self._route(request)(request)
         except S3Error as error:
             response = self._error(method, path, error, request_id)
@@ -151,6 +153,10 @@ class S3App:
             log.exception("%s %s failed unexpectedly", method, path)
             bug = S3Error("InternalError", "an internal error; the server's log has it")
             response = self._error(method, path, bug, request_id)
+        if response.status >= 300:
+            # A client answered before it sent its whole body reads the answer only once
+            # it has: the rest is read and dropped (S3 does the same).
+            await incoming.drain()
         await _send(send, response, request_id, head=method == "HEAD")
 
     def _error(self, method: str, path: str, error: S3Error, request_id: str) -> Response:
@@ -160,7 +166,7 @@ class S3App:
         return Response(error.status, {"content-type": "application/xml"}, body)
 
     async def _request(
-        self, scope: dict[str, Any], receive: Receive, method: str, raw_path: bytes, path: str
+        self, scope: dict[str, Any], incoming: _Incoming, method: str, raw_path: bytes, path: str
     ) -> Request:
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
@@ -176,7 +182,7 @@ class S3App:
         else:
             who = self.service.iam.identity_of_uid(self._secrets[signed.key_id][1])
         bucket, _, key = path.lstrip("/").partition("/")
-        body = sigv4.payload(signed, headers, _body(receive))
+        body = sigv4.payload(signed, headers, incoming.body())
         return Request(method, path, bucket, key, dict(query), headers, who, body)
 
     async def _know_key(self, query: list[tuple[str, str]], headers: dict[str, str]) -> None:
@@ -239,15 +245,27 @@ class S3App:
         return handler
 
 
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise S3Error("IncompleteBody", "the client went away before the body ended")
-        if message.get("body"):
-            yield message["body"]
-        if not message.get("more_body"):
-            return
+class _Incoming:
+    """A request's body as it arrives, and whether all of it has."""
+
+    def __init__(self, receive: Receive):
+        self._receive = receive
+        self.ended = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while not self.ended:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.ended = True
+                raise S3Error("IncompleteBody", "the client went away before the body ended")
+            self.ended = not message.get("more_body")
+            if message.get("body"):
+                yield message["body"]
+
+    async def drain(self) -> None:
+        with contextlib.suppress(S3Error):  # gone meanwhile: nothing to answer
+            async for _ in self.body():
+                pass
 
 
 async def _send(send: Send, response: Response, request_id: str, head: bool) -> None:
