@@ -250,7 +250,9 @@ class NamespaceStore:
                 raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
             self._counted_subdirs(counts)
         self._touched(entry.parent, entry.ctime_ns)
-        return self._cache.add(entry, complete=entry.is_dir)
+        added = self._cache.add(entry, complete=entry.is_dir)
+        self._cache.set_user_metadata(entry.inode, {})  # a new name has none: no query
+        return added
 
     async def insert_objects(self, entries: list[Entry]) -> None:
         """Store many new objects, with their blobs committed already, in one transaction:
