@@ -41,6 +41,11 @@ log = logging.getLogger("fsobj.objects")
 RECEIVE_PIECE = 1 << 20  # bytes of a body gathered for each write in a thread
 
 
+def etag_of(entry: Entry) -> str:
+    """An object's ETag; a directory marker's is that of no content."""
+    return entry.etag or "d41d8cd98f00b204e9800998ecf8427e"
+
+
 class ObjectService:
     """Bucket and object requests by name, for the S3 front end."""
 
@@ -63,7 +68,7 @@ class ObjectService:
         return found
 
     async def create_bucket(self, who: Identity, name: str) -> Entry:
-        root = await self.core._entry(ROOT_INODE)
+        root = await self.core.entry(ROOT_INODE)
         try:
             names.check_bucket_name(name)
         except Refused as refusal:
@@ -92,7 +97,7 @@ class ObjectService:
     async def delete_bucket(self, who: Identity, name: str) -> None:
         entry, acl = await self.bucket(who, name)
         await self.core.delete_bucket(who, entry, acl)
-        await self.core.name_changed(await self.core._entry(ROOT_INODE), name)
+        await self.core.name_changed(await self.core.entry(ROOT_INODE), name)
 
     async def set_grants(self, who: Identity, name: str, grants: tuple[Grant, ...]) -> None:
         entry, _ = await self.bucket(who, name, Permission.WRITE_ACP)
@@ -118,11 +123,7 @@ class ObjectService:
         if who.uid not in (0, entry.uid):
             raise Refused(errno.EPERM, None, f"only the owner of {key!r} changes its mode")
         await self.meta.update(entry, mode=mode, ctime_ns=time.time_ns())
-        self.core._invalidate_attributes(entry.inode)
-
-    @staticmethod
-    def _etag_of(entry: Entry) -> str:
-        return entry.etag or "d41d8cd98f00b204e9800998ecf8427e"  # a marker: no content
+        self.core.attributes_changed(entry.inode)
 
     async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
         """A reader of the version of `key` that is current now; it keeps reading that
@@ -319,7 +320,7 @@ class ObjectService:
         empty after `aws s3 rm --recursive`). Directories made as such (`mkdir`, a PUT of
         `dir/`) stay, as markers do in S3."""
         while directory.kind == "dir":
-            parent = await self.core._entry(directory.parent)
+            parent = await self.core.entry(directory.parent)
             if (
                 IMPLIED not in await self.meta.user_metadata(directory.inode)
                 or not self.iam.may(who, acl, parent, W | X)
@@ -531,7 +532,7 @@ class Reader:
         self.entry = entry
         self.fh = fh
         self.size = entry.size if fh is not None else 0
-        self.etag = ObjectService._etag_of(entry)
+        self.etag = etag_of(entry)
 
     async def chunks(self, start: int, end: int, size: int = 1 << 20) -> AsyncIterator[bytes]:
         """The bytes from `start` up to `end` (exclusive), in pieces."""

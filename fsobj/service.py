@@ -82,6 +82,10 @@ class Service:
             raise Refused(errno.ENOENT, None, f"inode {inode} no longer exists")
         return entry
 
+    async def entry(self, inode: int) -> Entry:
+        """The entry of an inode that exists (ENOENT otherwise), for the object service."""
+        return await self._entry(inode)
+
     async def path_of(self, entry: Entry) -> str:
         parts = []
         while entry.kind != "root":
@@ -285,6 +289,10 @@ class Service:
         if self.notify_kernel:
             with contextlib.suppress(OSError):  # ENOENT: the kernel holds nothing of it
                 await trio.to_thread.run_sync(pyfuse3.invalidate_entry, parent.inode, name.encode())
+
+    def attributes_changed(self, inode: int) -> None:
+        """Something the kernel may hold of an inode changed (over S3): it asks again."""
+        self._invalidate_attributes(inode)
 
     def _invalidate_attributes(self, inode: int) -> None:
         """Something the kernel may cache of an inode changed behind its back (a commit:

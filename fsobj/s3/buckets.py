@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..iam import CANNED, NOBODY, Acl, AclError, Grant, Permission, parse_grants
-from ..object_service import ObjectService
+from ..object_service import ObjectService, etag_of
 from .app import Request, Response
 from .errors import S3Error
 from .wire import document, iso_time, parse, quoted
@@ -122,7 +122,7 @@ class Handlers:
                 [
                     ("Key", encode(item.key)),
                     ("LastModified", iso_time(item.entry.mtime_ns)),
-                    ("ETag", quoted(ObjectService._etag_of(item.entry))),
+                    ("ETag", quoted(etag_of(item.entry))),
                     ("Size", item.entry.size if item.entry.kind == "object" else 0),
                     ("StorageClass", "STANDARD"),
                     ("Owner", [("ID", owner_id(item.entry.uid))]) if owner else None,

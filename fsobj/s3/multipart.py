@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-from ..object_service import ObjectService
+from ..object_service import ObjectService, etag_of
 from .app import Request, Response
 from .errors import S3Error
 from .objects import copy_conditions, copy_source, user_metadata
@@ -88,7 +88,7 @@ class Handlers:
             ("Location", f"/{request.bucket}/{request.key}"),
             ("Bucket", request.bucket),
             ("Key", request.key),
-            ("ETag", quoted(ObjectService._etag_of(entry))),
+            ("ETag", quoted(etag_of(entry))),
         )
         return Response(200, XML, body)
 

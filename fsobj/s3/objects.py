@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..metadata import Entry
-from ..object_service import ObjectService, Reader
+from ..object_service import ObjectService, Reader, etag_of
 from ..refusals import Refused
 from ..xattrs import CONTENT_HEADERS, USER_METADATA_LIMIT
 from .app import Request, Response
@@ -38,7 +38,7 @@ class Handlers:
             request.headers.get("content-type"),
             metadata,
         )
-        return Response(200, {"etag": quoted(ObjectService._etag_of(entry))})
+        return Response(200, {"etag": quoted(etag_of(entry))})
 
     async def _copy(self, request: Request) -> Response:
         source_bucket, source_key = copy_source(request.headers)
@@ -57,7 +57,7 @@ class Handlers:
         body = document(
             "CopyObjectResult",
             ("LastModified", iso_time(entry.mtime_ns)),
-            ("ETag", quoted(ObjectService._etag_of(entry))),
+            ("ETag", quoted(etag_of(entry))),
         )
         return Response(200, {"content-type": "application/xml"}, body)
 
@@ -82,7 +82,7 @@ class Handlers:
 
     async def _answer(self, request: Request, entry: Entry, reader: Reader | None) -> Response:
         size = entry.size if entry.kind == "object" else 0
-        etag = ObjectService._etag_of(entry)
+        etag = etag_of(entry)
         headers = {
             "etag": quoted(etag),
             "last-modified": http_time(entry.mtime_ns),
@@ -181,7 +181,7 @@ def copy_conditions(headers: dict[str, str]) -> Callable[[Entry], None]:
     }
 
     def check(entry: Entry) -> None:
-        if _preconditions(conditions, ObjectService._etag_of(entry), entry.mtime_ns / 1e9):
+        if _preconditions(conditions, etag_of(entry), entry.mtime_ns / 1e9):
             raise S3Error("PreconditionFailed", "a copy-source condition does not hold")
 
     return check
