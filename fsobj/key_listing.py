@@ -118,12 +118,14 @@ class KeyListing:
             first, first_inclusive = "", True
         after, include = first, first_inclusive
         while True:
-            page = await self.meta.children_in_key_order(directory.inode, after, include, PAGE)
+            page = await self.meta.children_in_key_order(
+                directory.inode, after, include, PAGE, IMPLIED
+            )
             if empty_marker and not page:
                 yield base, directory
             empty_marker = False
-            for child in page:
-                child = self.meta.current(child)
+            for listed, implied in page:
+                child = self.meta.current(listed)
                 if child.is_dir:
                     key = base + child.name + "/"
                     if not descend(key):
@@ -131,7 +133,7 @@ class KeyListing:
                             yield key, child
                         continue
                     within = bound.startswith(key)
-                    made = IMPLIED not in await self.meta.user_metadata(child.inode)
+                    made = not implied
                     if made and (key > bound or (inclusive and key == bound)):
                         yield key, child
                     async for found in self._walk(
@@ -149,5 +151,5 @@ class KeyListing:
                         yield key, child
             if len(page) < PAGE:
                 return
-            last = page[-1]
+            last = page[-1][0]
             after, include = last.name + ("/" if last.is_dir else ""), False

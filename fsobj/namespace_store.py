@@ -181,19 +181,23 @@ class NamespaceStore:
         return [cached(row[0]) or Entry(*row) for row in rows]
 
     async def children_in_key_order(
-        self, parent: int, after: str, inclusive: bool, limit: int
-    ) -> list[Entry]:
+        self, parent: int, after: str, inclusive: bool, limit: int, marked: str
+    ) -> list[tuple[Entry, bool]]:
         """One page of a directory in S3's key order (schema.KEY_ORDER), from `after` on,
-        for listings over S3; like `children`, the entries are not cached."""
+        for listings over S3, each entry with whether it holds the user metadata item
+        `marked`; like `children`, the entries are not cached."""
         await self._write_all()
+        columns = _LISTED.removesuffix(" FROM entries")
         rows = await self._run(
             transactions.select,
-            f"{_LISTED} WHERE parent = ? AND {schema.KEY_ORDER} {'>=' if inclusive else '>'} ?"
+            f"{columns}, EXISTS (SELECT 1 FROM user_metadata m"
+            " WHERE m.inode = entries.inode AND m.name = ?) FROM entries"
+            f" WHERE parent = ? AND {schema.KEY_ORDER} {'>=' if inclusive else '>'} ?"
             f" ORDER BY {schema.KEY_ORDER} LIMIT ?",
-            (parent, after, limit),
+            (marked, parent, after, limit),
         )
         cached = self._cache.peek
-        return [cached(row[0]) or Entry(*row) for row in rows]
+        return [(cached(row[0]) or Entry(*row[:-1]), bool(row[-1])) for row in rows]
 
     def current(self, entry: Entry) -> Entry:
         """The entry as it is now: the cached one, which every change updates, if any."""

@@ -368,7 +368,7 @@ async def test_every_statement_of_the_hot_paths_is_an_index_search(meta, tmp_pat
     await meta.lookup(directory.inode, "k")
     await meta.lookup(directory.inode, "missing")
     await meta.children(directory.inode, 0, 100)
-    await meta.children_in_key_order(directory.inode, "a", False, 100)  # S3 listings
+    await meta.children_in_key_order(directory.inode, "a", False, 100, "x")  # S3 listings
     await meta.access_keys("FSKEY")  # every S3 request with a key not seen yet
     await meta.has_children(directory.inode)
     await meta.user_metadata(obj.inode)
@@ -487,3 +487,26 @@ async def test_nothing_lands_in_a_directory_while_it_is_removed(meta):
         outcome["removed"] = await meta.delete_directory(directory, time.time_ns())
     # never both: a name in a directory that is gone would be lost
     assert (outcome["removed"], outcome["insert"]) in ((True, "refused"), (False, "made"))
+
+
+async def test_a_key_listing_pages_through_large_directories_in_key_order(meta):
+    from fsobj.iam import Acl, Identity, Policy
+    from fsobj.key_listing import PAGE, KeyListing
+
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    inner = await meta.insert(new_entry(bucket.inode, "d", "dir"))
+    names = [f"k{i:05d}" for i in range(PAGE + 5)]
+    await meta.insert_objects([new_entry(inner.inode, name) for name in names])
+    await meta.insert_objects([new_entry(bucket.inode, name) for name in ("c", "d-", "e")])
+    listing = KeyListing(meta, Policy(admins={0}), Identity(0, 0, 0), Acl(0))
+    keys, after = [], ""
+    while True:
+        page = await listing.page(bucket, "", "", after, 400)
+        keys += [item.key for item in page.keys]
+        if not page.truncated:
+            break
+        after = page.last
+    expected = sorted(["c", "d-", "d/", "e", *(f"d/{n}" for n in names)], key=str.encode)
+    assert keys == expected
+    folded = await listing.page(bucket, "", "/", "", 1000)
+    assert [item.key for item in folded.keys] == ["c", "d-", "e"] and folded.prefixes == ["d/"]
