@@ -94,6 +94,7 @@ class _Record:
     entry: Entry
     # What changes, or (until the transaction) the function that writes the blob and says.
     changes: dict[str, Any] | Callable[[], dict[str, Any]]
+    synced: bool = False  # its transaction must be durable when it returns
     done: bool = False
     previous: str | None = None
     error: Exception | None = None
@@ -232,10 +233,11 @@ class OpenObjects:
 
     async def replace(self, entry: Entry, staged: Staging, uid: int) -> None:
         """Make content received whole (an upload) the object's new version, durably, as a
-        writer that replaces the object would on close and fsync."""
+        writer that replaces the object would on close and fsync; durably alone (see
+        `commit`): what others committed becomes durable at the next durability point."""
         handle = await self.open(entry, True, truncate=True, uid=uid, staged=staged)
         try:
-            await self.commit(handle, durable=True)
+            await self.commit(handle, durable=True, alone=True)
         finally:
             await self.release(handle)
 
@@ -409,16 +411,19 @@ class OpenObjects:
 
     # -- committing ---------------------------------------------------------------------
 
-    async def commit(self, handle: Handle, durable: bool) -> None:
-        """Make the handle's staged content the object's new immutable version."""
+    async def commit(self, handle: Handle, durable: bool, alone: bool = False) -> None:
+        """Make the handle's staged content the object's new immutable version; with
+        `durable`, everything committed so far durable (a durability point); with
+        `alone` too, only this commit: its blob is synced and its transaction synced by
+        itself (3 syncs, where a durability point takes 5)."""
         handle = self.working(handle)
         async with handle.gate.commit():
             if handle.dirty or handle.failed is not None:
-                await self._commit(handle, durable)
+                await self._commit(handle, durable, alone)
             elif durable:  # another close committed it meanwhile
                 await self.durability.make_all_durable()
 
-    async def _commit(self, handle: Handle, durable: bool) -> None:
+    async def _commit(self, handle: Handle, durable: bool, alone: bool = False) -> None:
         if handle.failed is not None:
             self._discard_staging(handle)
             raise Refused(
@@ -447,7 +452,7 @@ class OpenObjects:
             handle.staging = None
             handle.dirty = False
             try:
-                previous, changes = await self._record(handle, object_id, blob, fresh)
+                previous, changes = await self._record(handle, object_id, blob, fresh, alone)
             except BaseException:
                 staging.close()
                 await self.remove_blob(object_id)  # no metadata names it: the old one stays
@@ -467,7 +472,7 @@ class OpenObjects:
         self._pin(handle, Version(object_id, changes["size"], changes["checksums"]))
         self.committed(handle.entry.inode)
         self.retire(previous)
-        if durable:
+        if durable and not alone:
             await self.durability.make_all_durable()
 
     async def _record(
@@ -476,13 +481,15 @@ class OpenObjects:
         object_id: str,
         blob: Blob | Callable[[], Blob],
         fresh: bool,
+        synced: bool = False,
     ) -> tuple[str | None, dict[str, Any]]:
         """Point the object at its new blob, described by `blob` (size, etag, checksums)
         or by what `blob` returns once it has written it; returns the blob that is no
         longer needed and the changes made.
 
         Group commit: records that arrive while one transaction is in flight are written
-        together by the next, in arrival order.
+        together by the next, in arrival order; a `synced` record makes its group's
+        transaction durable by itself.
         """
         entry = handle.entry
         fixed = {
@@ -510,13 +517,15 @@ class OpenObjects:
 
         if entry.inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, await trio.to_thread.run_sync(changes)
-        record = _Record(entry, changes)
+        record = _Record(entry, changes, synced)
         self._records.append(record)
         async with self._commit_lock:
             if not record.done:
                 batch, self._records = self._records, []
                 try:
-                    results = await self.meta.update_many([(r.entry, r.changes) for r in batch])
+                    results = await self.meta.update_many(
+                        [(r.entry, r.changes) for r in batch], any(r.synced for r in batch)
+                    )
                 except Exception as error:
                     for r in batch:
                         r.done, r.error = True, error

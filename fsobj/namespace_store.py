@@ -286,17 +286,21 @@ class NamespaceStore:
         await self.update_many([(entry, changes)])
 
     async def update_many(
-        self, batch: list[tuple[Entry, dict[str, Any] | Callable[[], dict[str, Any]]]]
+        self,
+        batch: list[tuple[Entry, dict[str, Any] | Callable[[], dict[str, Any]]]],
+        synced: bool = False,
     ) -> list[tuple[str | None, dict[str, Any]] | OSError]:
         """Several updates in one transaction (group commit), applied in order. The changes
         of an update may be a function that the database thread calls first (a commit
         writes a small blob there: one thread hop for blob and row); one that raises
-        OSError fails that update alone. Returns, per update, the entry's object_id from
-        just before it and the changes made, or the error."""
+        OSError fails that update alone. `synced`: the transaction is durable when this
+        returns (its log is synced at commit). Returns, per update, the entry's object_id
+        from just before it and the changes made, or the error."""
         results = await self._writing(
             [entry for entry, _ in batch],
             transactions.update_many,
             [(entry.inode, changes) for entry, changes in batch],
+            synced,
         )
         done: list[tuple[str | None, dict[str, Any]] | OSError] = []
         for (entry, _), changes in zip(batch, results, strict=True):

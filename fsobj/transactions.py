@@ -46,6 +46,7 @@ def update_many(
     conn: sqlite3.Connection,
     inserts: list[tuple[str, tuple]],
     updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
+    synced: bool = False,
 ) -> list[dict[str, Any] | OSError]:
     results: list[dict[str, Any] | OSError] = []
     statements = list(inserts)
@@ -65,7 +66,16 @@ def update_many(
                 statements.append(record_checksums(row["object_id"], checksums))
         columns = ", ".join(f"{name} = ?" for name in row)
         statements.append((f"UPDATE entries SET {columns} WHERE inode = ?", (*row.values(), inode)))
-    write(conn, statements)
+    if not synced:
+        write(conn, statements)
+        return results
+    # In WAL mode, FULL syncs the log at commit: this transaction, and every one before
+    # it, is durable when it returns (NORMAL leaves that to the durability points).
+    conn.execute("PRAGMA synchronous = FULL")
+    try:
+        write(conn, statements)
+    finally:
+        conn.execute("PRAGMA synchronous = NORMAL")
     return results
 
 

@@ -510,3 +510,27 @@ async def test_a_key_listing_pages_through_large_directories_in_key_order(meta):
     assert keys == expected
     folded = await listing.page(bucket, "", "/", "", 1000)
     assert [item.key for item in folded.keys] == ["c", "d-", "e"] and folded.prefixes == ["d/"]
+
+
+async def test_a_synced_commit_leaves_the_others_to_the_durability_points(meta):
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    obj = await meta.insert(new_entry(bucket.inode, "k"), deferred=True)
+    ran: list[str] = []
+    await meta._run(lambda conn: conn.set_trace_callback(ran.append))
+    await meta.update_many([(obj, {"mode": 0o600})], True)
+    await meta.update_many([(obj, {"mode": 0o640})])
+    await meta._run(lambda conn: conn.set_trace_callback(None))
+    order = [
+        sql.split(" WHERE")[0]
+        for sql in ran
+        if sql.startswith(("PRAGMA synchronous", "UPDATE entries SET mode", "COMMIT"))
+    ]
+    # FULL syncs the log at the synced transaction's commit; NORMAL again afterwards
+    assert order == [
+        "PRAGMA synchronous = FULL",
+        "UPDATE entries SET mode = 384",
+        "COMMIT",
+        "PRAGMA synchronous = NORMAL",
+        "UPDATE entries SET mode = 416",
+        "COMMIT",
+    ]
