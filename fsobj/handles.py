@@ -72,6 +72,8 @@ class Handle:
     follows: Handle | None = None
     staging: Staging | None = None
     dirty: bool = False
+    # User metadata that the commit sets, all of it (an S3 PUT's), or None to keep it.
+    metadata: dict[str, bytes] | None = None
     # The errno of a write or truncate that failed: what is staged is then not what the
     # writer meant, so it is never committed (the previous version stays).
     failed: int | None = None
@@ -231,19 +233,24 @@ class OpenObjects:
         the first one of the object still open (they share one working copy)."""
         return handle.follows if handle.writable and handle.follows else handle
 
-    async def replace(self, entry: Entry, staged: Staging, uid: int) -> None:
+    async def replace(
+        self, entry: Entry, staged: Staging, uid: int, metadata: dict[str, bytes] | None = None
+    ) -> None:
         """Make content received whole (an upload) the object's new version, durably, as a
         writer that replaces the object would on close and fsync; durably alone (see
-        `commit`): what others committed becomes durable at the next durability point."""
+        `commit`): what others committed becomes durable at the next durability point.
+        `metadata` replaces the object's user metadata in the same transaction."""
         handle = await self.open(entry, True, truncate=True, uid=uid, staged=staged)
+        handle.metadata = metadata
         try:
             await self.commit(handle, durable=True, alone=True)
         finally:
             await self.release(handle)
 
-    async def share(self, entry: Entry, source: Entry) -> None:
+    async def share(self, entry: Entry, source: Entry, metadata: dict[str, bytes]) -> None:
         """Make `source`'s version `entry`'s too, durably: blobs never change, so a copy
-        shares the blob and copies no data (a blob goes when no entry names it)."""
+        shares the blob and copies no data (a blob goes when no entry names it), with
+        `metadata` as its user metadata, in one transaction."""
         assert source.object_id is not None
         await self.durability.make_content_durable(source)
         now = time.time_ns()
@@ -257,6 +264,7 @@ class OpenObjects:
             "mtime_ns": now,
             "ctime_ns": now,
             "unsynced": 0,
+            "user_metadata": metadata,
         }
         async with self._commit_lock:
             (result,) = await self.meta.update_many([(entry, changes)])
@@ -492,11 +500,13 @@ class OpenObjects:
         transaction durable by itself.
         """
         entry = handle.entry
-        fixed = {
+        fixed: dict[str, Any] = {
             "object_id": object_id,
             "content_type": entry.content_type or guess_content_type(entry.name),
             "ctime_ns": time.time_ns(),
         }
+        if handle.metadata is not None:
+            fixed["user_metadata"] = handle.metadata
         if handle.modified_ns is not None:
             fixed["mtime_ns"] = handle.modified_ns
 

@@ -95,7 +95,10 @@ class NamespaceStore:
         targets = [entry] if cached is None or cached is entry else [entry, cached]
         for target in targets:
             for name, value in changes.items():
-                setattr(target, name, value)
+                if name == "user_metadata":  # not a column: the items, all replaced
+                    self._cache.set_user_metadata(entry.inode, dict(value))
+                else:
+                    setattr(target, name, value)
 
     def hold(self, inode: int) -> None:
         """Keep the inode's entry in memory until `let_go` (an open handle changes it)."""

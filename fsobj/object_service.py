@@ -179,13 +179,12 @@ class ObjectService:
         entry = await self._target(who, bucket, acl, parts)
         entry.content_type = content_type or guess_content_type(entry.name)
         try:
-            await self.objects.replace(entry, staged, who.uid)
+            await self.objects.replace(entry, staged, who.uid, metadata or {})
         except BaseException:
             if entry.object_id is None:  # made for this upload: it goes with it
                 with trio.CancelScope(shield=True):
                     await self.core.remove(entry)
             raise
-        await self._set_metadata(entry, metadata or {})
         return entry
 
     async def copy(
@@ -220,8 +219,7 @@ class ObjectService:
         if entry is source and replace is None:
             raise Refused(errno.EINVAL, None, "a copy onto itself must replace its metadata")
         entry.content_type = content_type
-        await self.objects.share(entry, source)
-        await self._set_metadata(entry, metadata)
+        await self.objects.share(entry, source, metadata)
         return entry
 
     async def _target(self, who: Identity, bucket: Entry, acl: Acl, parts: list[str]) -> Entry:
@@ -239,15 +237,6 @@ class ObjectService:
         else:
             self._require(who, acl, entry, W, key)  # as an open with O_TRUNC asks
         return entry
-
-    async def _set_metadata(self, entry: Entry, metadata: dict[str, bytes]) -> None:
-        """Give a new version its user metadata (S3 replaces it with each PUT)."""
-        current = await self.meta.user_metadata(entry.inode)
-        for name in set(current) - set(metadata):
-            await self.meta.set_user_metadata(entry.inode, name, None)
-        for name, value in metadata.items():
-            if current.get(name) != value:
-                await self.meta.set_user_metadata(entry.inode, name, value)
 
     async def _receive(self, body: AsyncIterator[bytes], path: Path | None = None) -> Staging:
         """The whole body, staged: in memory while small, then in a staging file (or at

@@ -60,6 +60,13 @@ def update_many(
         results.append(changes)
         row = dict(changes)
         checksums = row.pop("checksums", None)
+        metadata = row.pop("user_metadata", None)  # all of it, replaced with the content
+        if metadata is not None:
+            statements.append(("DELETE FROM user_metadata WHERE inode = ?", (inode,)))
+            statements += [
+                ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (inode, k, v))
+                for k, v in metadata.items()
+            ]
         if row.get("object_id") is not None:
             row["object_id"] = schema.blob_key(row["object_id"])
             if checksums is not None:

@@ -534,3 +534,22 @@ async def test_a_synced_commit_leaves_the_others_to_the_durability_points(meta):
         "UPDATE entries SET mode = 416",
         "COMMIT",
     ]
+
+
+async def test_a_new_version_and_its_user_metadata_are_one_transaction(meta):
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    obj = await meta.insert(new_entry(bucket.inode, "k"), deferred=True)
+    await meta.set_user_metadata(obj.inode, "old", b"1")
+    ran: list[str] = []
+    await meta._run(lambda conn: conn.set_trace_callback(ran.append))
+    changes = {"object_id": new_object_id(), "size": 1, "user_metadata": {"colour": b"blue"}}
+    await meta.update_many([(obj, changes)])
+    await meta._run(lambda conn: conn.set_trace_callback(None))
+    transactions = [sql for sql in ran if sql.startswith(("BEGIN", "COMMIT"))]
+    assert transactions == ["BEGIN IMMEDIATE", "COMMIT"], ran  # one, holding both:
+    assert any("user_metadata" in sql for sql in ran) and any(
+        "UPDATE entries" in sql for sql in ran
+    )
+    assert await meta.user_metadata(obj.inode) == {"colour": b"blue"}  # all of it replaced
+    meta._cache.drop(obj.inode)  # and so it is in the database
+    assert await meta.user_metadata(obj.inode) == {"colour": b"blue"}
