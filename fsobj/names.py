@@ -32,21 +32,26 @@ def bucket_name_problem(name: str) -> str | None:
 def check_bucket_name(name: str) -> None:
     problem = bucket_name_problem(name)
     if problem:
-        raise Refused(errno.EINVAL, None, problem)
+        raise Refused(errno.EINVAL, None, problem, "bucket-name")
 
 
 def decode_component(raw: bytes) -> str:
     """A path component from the kernel as text; S3 keys are UTF-8."""
     if len(raw) > MAX_COMPONENT_BYTES:
         raise Refused(
-            errno.ENAMETOOLONG, None, f"a path component is at most {MAX_COMPONENT_BYTES} bytes"
+            errno.ENAMETOOLONG,
+            None,
+            f"a path component is at most {MAX_COMPONENT_BYTES} bytes",
+            "key-name",
         )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refused(errno.EINVAL, None, "object keys must be valid UTF-8") from None
+        raise Refused(errno.EINVAL, None, "object keys must be valid UTF-8", "key-name") from None
 
 
 def check_key_length(key_bytes: int) -> None:
     if key_bytes > MAX_KEY_BYTES:
-        raise Refused(errno.ENAMETOOLONG, None, f"object keys are at most {MAX_KEY_BYTES} bytes")
+        raise Refused(
+            errno.ENAMETOOLONG, None, f"object keys are at most {MAX_KEY_BYTES} bytes", "key-name"
+        )

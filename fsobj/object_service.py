@@ -70,15 +70,13 @@ class ObjectService:
     async def create_bucket(self, who: Identity, name: str) -> Entry:
         root = await self.core.entry(ROOT_INODE)
         try:
-            names.check_bucket_name(name)
+            await self.core.new_name(root, name.encode(), "dir")
         except Refused as refusal:
-            refusal.subject = "bucket-name"
+            if refusal.errno == errno.EEXIST:  # S3 says whose it is
+                existing = await self.meta.lookup(ROOT_INODE, name)
+                owner = existing and (await self.meta.acl(existing.inode)).owner
+                refusal.subject = "owned-bucket" if owner == who.uid else "bucket"
             raise
-        existing = await self.meta.lookup(ROOT_INODE, name)
-        if existing is not None:
-            owner = (await self.meta.acl(existing.inode)).owner
-            subject = "owned-bucket" if owner == who.uid else "bucket"
-            raise Refused(errno.EEXIST, (root, name.encode()), "exists already", subject)
         entry = await self.core.create_bucket(root, name, who.uid, who.gid)
         await self.core.name_changed(root, name)
         return entry
@@ -549,15 +547,10 @@ def _key_parts(key: str) -> list[str]:
     """A key's path components, checked as the mount checks names: UTF-8, at most 1024
     bytes in all and 255 in a component, and no empty, `.` or `..` component (the tree
     and the key space must never disagree). A key ending in `/` names a directory."""
-    raw = key.encode("utf-8", "surrogatepass")
-    try:
-        names.check_key_length(len(raw))
-        parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
-        for part in parts:
-            names.decode_component(part.encode("utf-8", "surrogatepass"))
-            if part in ("", ".", ".."):
-                raise Refused(errno.EINVAL, None, "a key has no empty, '.' or '..' segment")
-    except Refused as refusal:
-        refusal.subject = "key-name"
-        raise
+    names.check_key_length(len(key.encode("utf-8", "surrogatepass")))
+    parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
+    for part in parts:
+        names.decode_component(part.encode("utf-8", "surrogatepass"))
+        if part in ("", ".", ".."):
+            raise Refused(errno.EINVAL, None, "a key has no empty, '.' or '..' segment", "key-name")
     return parts

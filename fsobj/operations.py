@@ -162,7 +162,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, ctx: Any
     ) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
-        text = await self._new_name(parent, name, "dir")
+        text = await self.new_name(parent, name, "dir")
         if parent.kind == "root":
             entry = await self.create_bucket(parent, text, ctx.uid, ctx.gid)
         else:
@@ -175,7 +175,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, target: bytes, ctx: Any
     ) -> pyfuse3.EntryAttributes:
         parent = await self._entry(parent_inode)
-        text = await self._new_name(parent, name, "symlink")
+        text = await self.new_name(parent, name, "symlink")
         try:
             target_text = target.decode("utf-8")
         except UnicodeDecodeError:
@@ -197,7 +197,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         parent = await self._entry(parent_inode)
         special = _SPECIAL_KINDS.get(stat.S_IFMT(mode))
         if special is not None:
-            text = await self._new_name(parent, name, special)
+            text = await self.new_name(parent, name, special)
             entry = self._new_entry(parent, text, special, mode, ctx)
             await self.meta.insert(entry)
             return self.attributes(entry)
@@ -310,7 +310,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     async def _create_object(
         self, parent: Entry, name: bytes, mode: int, ctx: Any, in_place: bool = False
     ) -> tuple[Entry, Handle]:
-        text = await self._new_name(parent, name, "object")
+        text = await self.new_name(parent, name, "object")
         entry = await self.new_object(parent, text, self._masked(mode, ctx), ctx.uid, ctx.gid)
         who = self.iam.identify(ctx)
         handle = await self.objects.open(

@@ -144,20 +144,22 @@ class Service:
         otherwise EACCES and one audit line."""
         access = await self._access(ctx, entry)
         if not access.rights.intersection(needed):
-            self._deny(access, (entry, name), " or ".join(p.value for p in needed))
+            missing = " or ".join(p.value for p in needed)
+            self._deny(access.who, access.bucket, (entry, name), missing)
         return access
 
-    def _deny(self, access: Access, where: Where, missing: str) -> None:
-        who = access.who
-        bucket = access.bucket.name if access.bucket else "-"
+    def _deny(self, who: Identity, bucket: Entry | None, where: Where, missing: str) -> None:
+        """EACCES, with the audit line's reason: who lacked what, on which bucket."""
+        name = bucket.name if bucket else "-"
         raise Refused(
             errno.EACCES,
             where,
-            f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {bucket}",
+            f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {name}",
         )
 
-    async def _new_name(self, parent: Entry, raw: bytes, what: str) -> str:
-        """Validate a name about to be created under `parent`; returns it as text."""
+    async def new_name(self, parent: Entry, raw: bytes, what: str) -> str:
+        """Validate a name about to be created under `parent`; returns it as text. At the
+        top level it is a bucket's, which S3's naming rules decide."""
         where = (parent, raw)
         try:
             name = names.decode_component(raw)
@@ -170,6 +172,8 @@ class Service:
             else:
                 names.check_key_length(await self._key_bytes(parent) + len(raw))
         except Refused as refusal:
+            if parent.kind == "root":
+                refusal.subject = "bucket-name"
             raise refusal.at(where) from None
         if await self.meta.lookup(parent.inode, name) is not None:
             raise Refused(errno.EEXIST, where, "exists already")
@@ -253,12 +257,7 @@ class Service:
         """Remove an empty bucket: its owner or an administrator (the top level is sticky)."""
         where = (bucket, None)
         if who.uid != acl.owner and not self.iam.is_admin(who):
-            raise Refused(
-                errno.EACCES,
-                where,
-                f"denied: uid {who.uid} pid {who.pid} lacks ownership (only the owner deletes"
-                f" a bucket) on bucket {bucket.name}",
-            )
+            self._deny(who, bucket, where, "ownership (only the owner deletes a bucket)")
         if not await self.remove(bucket):
             raise Refused(errno.ENOTEMPTY, where, "bucket is not empty", "bucket")
         log.info("removed bucket %s", bucket.name)

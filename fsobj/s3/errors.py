@@ -62,7 +62,9 @@ class S3Error(Exception):
 def from_refusal(refusal: Refused) -> S3Error:
     """The S3 error that a refusal of the object service is."""
     number, subject = refusal.errno, refusal.subject
-    if number == errno.ENOENT:
+    if subject == "bucket-name":
+        code = "InvalidBucketName"
+    elif number == errno.ENOENT:
         code = {"bucket": "NoSuchBucket", "upload": "NoSuchUpload"}.get(subject, "NoSuchKey")
     elif number == errno.EEXIST:
         code = "BucketAlreadyOwnedByYou" if subject == "owned-bucket" else "BucketAlreadyExists"
@@ -70,8 +72,6 @@ def from_refusal(refusal: Refused) -> S3Error:
         code = "AccessDenied"
     elif number == errno.ENOTEMPTY:
         code = "BucketNotEmpty"
-    elif number == errno.EINVAL and subject == "bucket-name":
-        code = "InvalidBucketName"
     elif number == errno.ENAMETOOLONG:
         code = "KeyTooLongError"
     elif number == errno.E2BIG:
