@@ -84,6 +84,11 @@ class Request:
             if name not in PLAIN_PARAMETERS and not name.startswith("X-Amz-")
         }
 
+    async def discard_body(self) -> None:
+        """Read the body (checking it as any) and drop it: a request that has none."""
+        async for _ in self.body:
+            pass
+
     async def read_xml_body(self) -> bytes:
         data = bytearray()
         async for piece in self.body:

@@ -54,8 +54,7 @@ class Handlers:
         return Response(200, {"etag": quoted(etag)})
 
     async def _copy_part(self, request: Request, number: int) -> Response:
-        async for _ in request.body:  # a copy has no body of its own
-            pass
+        await request.discard_body()  # a copy has no body of its own
         source = copy_source(request.headers)
         span = None
         if "x-amz-copy-source-range" in request.headers:

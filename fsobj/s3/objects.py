@@ -49,8 +49,7 @@ class Handlers:
         if directive == "REPLACE":
             replace = (request.headers.get("content-type"), user_metadata(request.headers))
         check = copy_conditions(request.headers)
-        async for _ in request.body:  # a copy has no body of its own
-            pass
+        await request.discard_body()  # a copy has no body of its own
         entry = await self.service.copy(
             request.who, source_bucket, source_key, request.bucket, request.key, check, replace
         )
