@@ -118,10 +118,36 @@ class S3App:
         self.meta = meta
         self._secrets: dict[str, tuple[str, int]] = {}  # key id -> (secret, uid)
         self._key_changes = meta.access_key_changes
-        self.bucket_handlers = buckets.Handlers(service)
-        self.object_handlers = objects.Handlers(service)
-        self.multipart_handlers = multipart.Handlers(service)
-        self.object_acl_handlers = object_acl.Handlers(service)
+        on_bucket, on_object = buckets.Handlers(service), objects.Handlers(service)
+        on_upload, on_acl = multipart.Handlers(service), object_acl.Handlers(service)
+        # (method, sub-resources) -> handler, for the service, a bucket and an object
+        self._routes: dict[str, dict[tuple[str, frozenset[str]], Handler]] = {
+            "service": {("GET", frozenset()): on_bucket.list_buckets},
+            "bucket": {
+                ("GET", frozenset()): on_bucket.list_objects,
+                ("GET", frozenset({"location"})): on_bucket.location,
+                ("GET", frozenset({"acl"})): on_bucket.get_acl,
+                ("PUT", frozenset()): on_bucket.create,
+                ("PUT", frozenset({"acl"})): on_bucket.put_acl,
+                ("DELETE", frozenset()): on_bucket.delete,
+                ("HEAD", frozenset()): on_bucket.head,
+                ("POST", frozenset({"delete"})): on_object.delete_many,
+                ("GET", frozenset({"uploads"})): on_upload.list_uploads,
+            },
+            "object": {
+                ("GET", frozenset()): on_object.get,
+                ("HEAD", frozenset()): on_object.get,
+                ("PUT", frozenset()): on_object.put,
+                ("DELETE", frozenset()): on_object.delete,
+                ("POST", frozenset({"uploads"})): on_upload.create,
+                ("PUT", frozenset({"partNumber", "uploadId"})): on_upload.upload_part,
+                ("POST", frozenset({"uploadId"})): on_upload.complete,
+                ("DELETE", frozenset({"uploadId"})): on_upload.abort,
+                ("GET", frozenset({"uploadId"})): on_upload.list_parts,
+                ("GET", frozenset({"acl"})): on_acl.get,
+                ("PUT", frozenset({"acl"})): on_acl.put,
+            },
+        }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -211,38 +237,13 @@ class S3App:
         return known[0] if known else None
 
     def _route(self, request: Request) -> Handler:
-        buckets, objects = self.bucket_handlers, self.object_handlers
-        multipart, object_acl = self.multipart_handlers, self.object_acl_handlers
-        method, sub = request.method, request.subresources
-        routes: dict[tuple[str, frozenset[str]], Handler]
         if not request.bucket:
-            routes = {("GET", frozenset()): buckets.list_buckets}
+            routes = self._routes["service"]
         elif not request.key:
-            routes = {
-                ("GET", frozenset()): buckets.list_objects,
-                ("GET", frozenset({"location"})): buckets.location,
-                ("GET", frozenset({"acl"})): buckets.get_acl,
-                ("PUT", frozenset()): buckets.create,
-                ("PUT", frozenset({"acl"})): buckets.put_acl,
-                ("DELETE", frozenset()): buckets.delete,
-                ("HEAD", frozenset()): buckets.head,
-                ("POST", frozenset({"delete"})): objects.delete_many,
-                ("GET", frozenset({"uploads"})): multipart.list_uploads,
-            }
+            routes = self._routes["bucket"]
         else:
-            routes = {
-                ("GET", frozenset()): objects.get,
-                ("HEAD", frozenset()): objects.get,
-                ("PUT", frozenset()): objects.put,
-                ("DELETE", frozenset()): objects.delete,
-                ("POST", frozenset({"uploads"})): multipart.create,
-                ("PUT", frozenset({"partNumber", "uploadId"})): multipart.upload_part,
-                ("POST", frozenset({"uploadId"})): multipart.complete,
-                ("DELETE", frozenset({"uploadId"})): multipart.abort,
-                ("GET", frozenset({"uploadId"})): multipart.list_parts,
-                ("GET", frozenset({"acl"})): object_acl.get,
-                ("PUT", frozenset({"acl"})): object_acl.put,
-            }
+            routes = self._routes["object"]
+        method, sub = request.method, request.subresources
         handler = routes.get((method, frozenset(sub)))
         if handler is None:
             what = ", ".join(sorted(sub)) or "this request"
