@@ -202,11 +202,18 @@ def test_payload_checks(s3):
     )
     assert not (s3.path / "payloads" / "k").exists()
     assert os.listdir(s3.mount.store / "staging") == []
-    for algorithm in ("CRC32", "SHA256", "SHA1"):
+    for algorithm in ("CRC32", "CRC32C", "SHA256", "SHA1"):
         client.put_object(
             Bucket="payloads", Key=algorithm, Body=b"x" * 1000, ChecksumAlgorithm=algorithm
         )
         assert (s3.path / "payloads" / algorithm).read_bytes() == b"x" * 1000
+    wrong = {"ChecksumCRC32C": "AAAAAA==", "ChecksumCRC32": "AAAAAA=="}
+    for argument, value in wrong.items():
+        assert (
+            code_of(client.put_object, Bucket="payloads", Key="bad", Body=b"x", **{argument: value})
+            == "BadDigest"
+        )
+    assert not (s3.path / "payloads" / "bad").exists()
     assert code_of(client.get_bucket_policy, Bucket="payloads") == "NotImplemented"
 
 

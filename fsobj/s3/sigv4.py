@@ -18,8 +18,10 @@ import hmac
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
+from typing import ClassVar
 from urllib.parse import quote, unquote
 
+import google_crc32c
 import trio
 
 from .errors import S3Error
@@ -291,7 +293,12 @@ class _Reader:
 class Checksum:
     """An `x-amz-checksum-*` value: computed over the payload and compared."""
 
-    ALGORITHMS = ("crc32", "sha1", "sha256")
+    # The CRCs extend a running 32-bit value; the others are hashlib digests.
+    CRCS: ClassVar[dict[str, Callable[[bytes, int], int]]] = {
+        "crc32": zlib.crc32,
+        "crc32c": lambda data, crc: google_crc32c.extend(crc, data),
+    }
+    ALGORITHMS = (*CRCS, "sha1", "sha256")
 
     def __init__(self, algorithm: str, expected: str | None = None):
         if algorithm not in self.ALGORITHMS:
@@ -299,12 +306,14 @@ class Checksum:
         self.algorithm = algorithm
         self.expected = expected
         self._crc = 0
-        self._hash = None if algorithm == "crc32" else hashlib.new(algorithm)
+        self._extend = self.CRCS.get(algorithm)
+        self._hash = None if self._extend else hashlib.new(algorithm)
 
     def update(self, data: bytes) -> None:
-        if self._hash is None:
-            self._crc = zlib.crc32(data, self._crc)
+        if self._extend is not None:
+            self._crc = self._extend(data, self._crc)
         else:
+            assert self._hash is not None
             self._hash.update(data)
 
     def value(self) -> str:
@@ -318,7 +327,7 @@ class Checksum:
 
 def checksum_of(headers: dict[str, str]) -> Checksum | None:
     """The checksum a request's headers ask to verify (its value may come in a trailer)."""
-    for algorithm in ("crc32c", "crc64nvme", *Checksum.ALGORITHMS):
+    for algorithm in ("crc64nvme", *Checksum.ALGORITHMS):
         value = headers.get(f"x-amz-checksum-{algorithm}")
         if value is not None:
             return Checksum(algorithm, value)
