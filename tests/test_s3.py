@@ -314,6 +314,81 @@ def test_permissions_over_s3_are_the_mounts(s3):
     }
 
 
+@pytest.fixture
+def team_member():
+    """A real user in the system's group database: uid 2101 (own group 2101) and a member
+    of the group `fsobj-team` (gid 2100). Removed afterwards, also after a failure."""
+
+    def remove() -> None:
+        subprocess.run(["userdel", "fsobj-member"], capture_output=True)
+        subprocess.run(["groupdel", "fsobj-team"], capture_output=True)
+
+    remove()  # what an interrupted earlier run may have left
+    subprocess.run(["groupadd", "--gid", "2100", "fsobj-team"], check=True)
+    user = ["--uid", "2101", "--user-group", "--groups", "fsobj-team", "fsobj-member"]
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", *user], check=True
+    )
+    try:
+        yield 2101, 2100
+    finally:
+        remove()
+
+
+def test_a_key_acts_with_its_users_groups(s3, team_member):
+    """A key's uid brings the groups the group database gives it, on the bucket's grants
+    and on the objects' group bits, as that user's processes have them on the mount."""
+    member, team = team_member
+    stranger = 1003
+    client = s3.client(1001)
+    client.create_bucket(Bucket="teamwork")
+    client.put_bucket_acl(
+        Bucket="teamwork", GrantRead=f"id=gid:{team}", GrantWrite=f"id=gid:{team}"
+    )
+    root = s3.path / "teamwork"
+    for side in ("m", "s"):
+        client.put_object(Bucket="teamwork", Key=f"plan-{side}", Body=b"team only")
+        client.put_object(Bucket="teamwork", Key=f"closed-{side}", Body=b"owner only")
+        client.put_object(Bucket="teamwork", Key=f"room-{side}/x", Body=b"x")
+        os.chown(root / f"plan-{side}", 1001, team)
+        os.chmod(root / f"plan-{side}", 0o640)
+        os.chmod(root / f"closed-{side}", 0o600)
+        os.chown(root / f"room-{side}", 1001, team)
+        os.chmod(root / f"room-{side}", 0o770)
+
+    def over_s3(c, case: str, key: str) -> str:
+        try:
+            if case == "read":
+                c.get_object(Bucket="teamwork", Key=key)["Body"].read()
+            else:
+                c.put_object(Bucket="teamwork", Key=key, Body=b"new")
+        except ClientError as error:
+            return "denied" if error.response["Error"]["Code"] == "AccessDenied" else "other"
+        return "ok"
+
+    cases = [("read", "plan"), ("read", "closed"), ("write", "room/new"), ("write", "top")]
+    for uid, groups, expected in (
+        (member, (member, team), ["ok", "denied", "ok", "ok"]),
+        (stranger, (), ["denied"] * 4),
+    ):
+        steps = []
+        for case, key in cases:
+            head, _, tail = key.partition("/")
+            path = root / (f"{head}-m/{tail}" if tail else f"{key}-m")
+            steps.append([case, str(path), *(["n"] if case == "write" else [])])
+        on_mount = [
+            "denied" if r in ("EACCES", "EPERM") else "ok"
+            for r in as_user(uid, steps, groups=groups)
+        ]
+        c = s3.client(uid)
+        answers = []
+        for case, key in cases:
+            head, _, tail = key.partition("/")
+            answers.append(over_s3(c, case, f"{head}-s/{tail}" if tail else f"{key}-s"))
+        assert on_mount == answers == expected, (uid, on_mount, answers)
+    assert (root / "room-s" / "new").stat().st_uid == member
+
+
 def test_keys_that_cannot_be_names_are_refused(s3):
     client = s3.client()
     client.create_bucket(Bucket="names")
