@@ -88,8 +88,7 @@ class ObjectService:
             raise Refused(errno.ENOENT, None, f"no bucket {name!r}", "bucket")
         acl = await self.meta.acl(entry.inode)
         if needed and not self.iam.rights(who, acl).intersection(needed):
-            missing = " or ".join(p.value for p in needed)
-            raise Refused(errno.EACCES, (entry, None), f"uid {who.uid} lacks {missing}")
+            self.core.deny(who, entry, (entry, None), " or ".join(p.value for p in needed))
         return entry, acl
 
     async def delete_bucket(self, who: Identity, name: str) -> None:
@@ -106,7 +105,7 @@ class ObjectService:
     async def head(self, who: Identity, bucket: str, key: str) -> Entry:
         """The object (or directory marker) at `key`, which `who` may read."""
         entry, acl = await self._existing(who, bucket, key)
-        self._require(who, acl, entry, R, key)
+        self._require(who, acl, entry, R, bucket)
         return entry
 
     async def object_permissions(self, who: Identity, bucket: str, key: str) -> Entry:
@@ -156,7 +155,7 @@ class ObjectService:
             return directory
         # Refused before the body is read when the bucket is out of reach; the rest is
         # decided once it is in (the directories may change meanwhile).
-        self._require(who, acl, bucket_entry, X, key)
+        self._require(who, acl, bucket_entry, X, bucket)
         staged = await self._receive(body)
         try:
             return await self._commit(who, bucket_entry, acl, parts, staged, content_type, metadata)
@@ -227,13 +226,13 @@ class ObjectService:
         parent = await self._directories(who, bucket, acl, parts[:-1], make=True)
         entry = await self.meta.lookup(parent.inode, parts[-1])
         if entry is None:
-            self._require(who, acl, parent, W | X, key)
+            self._require(who, acl, parent, W | X, bucket.name)
             entry = await self.core.new_object(parent, parts[-1], 0o644, who.uid, who.gid)
             await self.core.name_changed(parent, entry.name)
         elif entry.kind != "object":
             raise Refused(errno.EISDIR, None, f"{key!r} is a directory or not an object", "key")
         else:
-            self._require(who, acl, entry, W, key)  # as an open with O_TRUNC asks
+            self._require(who, acl, entry, W, bucket.name)  # as an open with O_TRUNC asks
         return entry
 
     async def _receive(self, body: AsyncIterator[bytes], path: Path | None = None) -> Staging:
@@ -289,9 +288,9 @@ class ObjectService:
         entry = await self.meta.lookup(parent.inode, parts[-1])
         if entry is None or entry.is_dir != key.endswith("/"):
             return
-        self._require(who, acl, parent, W | X, key)
+        self._require(who, acl, parent, W | X, bucket)
         if parent.mode & stat.S_ISVTX and who.uid not in (0, entry.uid, parent.uid):
-            raise Refused(errno.EACCES, None, f"{key!r} is in a sticky directory", "key")
+            self.core.deny(who, bucket, None, f"ownership of {key!r} in a sticky directory")
         if not await self.core.remove(entry):
             # The marker goes, the prefix stays while keys below it do, as in S3 (and
             # goes with the last one, which may have gone meanwhile).
@@ -331,7 +330,7 @@ class ObjectService:
         _key_parts(key)
         if key.endswith("/"):
             raise Refused(errno.EINVAL, None, "a directory marker has no parts", "key-name")
-        self._require(who, acl, bucket_entry, X, key)
+        self._require(who, acl, bucket_entry, X, bucket)
         return await trio.to_thread.run_sync(
             self.uploads.create, bucket, key, who.uid, content_type, metadata
         )
@@ -343,7 +342,7 @@ class ObjectService:
         if upload is None or upload.bucket != bucket or upload.key != key:
             raise Refused(errno.ENOENT, None, f"no upload {upload_id}", "upload")
         if who.uid != upload.uid and not self.iam.is_admin(who):
-            raise Refused(errno.EACCES, None, f"uid {who.uid} did not begin upload {upload_id}")
+            self.core.deny(who, bucket, None, f"ownership of upload {upload_id}")
         return upload
 
     async def upload_part(
@@ -464,12 +463,10 @@ class ObjectService:
 
     # -- resolving keys -------------------------------------------------------------------
 
-    def _require(self, who: Identity, acl: Acl, entry: Entry, want: int, key: str) -> None:
+    def _require(self, who: Identity, acl: Acl, entry: Entry, want: int, bucket: str) -> None:
         if not self.iam.may(who, acl, entry, want):
             bits = "".join(c for c, bit in (("r", R), ("w", W), ("x", X)) if want & bit)
-            raise Refused(
-                errno.EACCES, None, f"uid {who.uid} lacks {bits} on {entry.name!r} for {key!r}"
-            )
+            self.core.deny(who, bucket, None, f"{bits} on {entry.name!r}")
 
     async def _directories(
         self, who: Identity, bucket: Entry, acl: Acl, parts: Iterable[str], make: bool
@@ -482,7 +479,7 @@ class ObjectService:
         for part in parts:
             found = await self.meta.lookup(directory.inode, part)
             if found is None and make:
-                self._require(who, acl, directory, W, part)
+                self._require(who, acl, directory, W, bucket.name)
                 found = self.core.new_entry(directory, part, "dir", 0o755, who.uid, who.gid)
                 await self.meta.insert(found)
                 # Made for a key below it: it goes again with the last key below it.
@@ -492,7 +489,7 @@ class ObjectService:
                 raise Refused(errno.ENOENT, None, f"no directory {part!r}", "key")
             if not found.is_dir:
                 raise Refused(errno.ENOTDIR, None, f"{part!r} is an object", "key")
-            self._require(who, acl, found, X, part)
+            self._require(who, acl, found, X, bucket.name)
             directory = found
         return directory
 

@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import pyfuse3
 import trio
@@ -145,12 +145,16 @@ class Service:
         access = await self._access(ctx, entry)
         if not access.rights.intersection(needed):
             missing = " or ".join(p.value for p in needed)
-            self._deny(access.who, access.bucket, (entry, name), missing)
+            self.deny(access.who, access.bucket, (entry, name), missing)
         return access
 
-    def _deny(self, who: Identity, bucket: Entry | None, where: Where, missing: str) -> None:
-        """EACCES, with the audit line's reason: who lacked what, on which bucket."""
-        name = bucket.name if bucket else "-"
+    @staticmethod
+    def deny(
+        who: Identity, bucket: Entry | str | None, where: Where | None, missing: str
+    ) -> NoReturn:
+        """EACCES, with the audit line's reason in the one format both front ends log: who
+        lacked what, on which bucket (an entry or its name)."""
+        name = bucket if isinstance(bucket, str) else bucket.name if bucket else "-"
         raise Refused(
             errno.EACCES,
             where,
@@ -257,7 +261,7 @@ class Service:
         """Remove an empty bucket: its owner or an administrator (the top level is sticky)."""
         where = (bucket, None)
         if who.uid != acl.owner and not self.iam.is_admin(who):
-            self._deny(who, bucket, where, "ownership (only the owner deletes a bucket)")
+            self.deny(who, bucket, where, "ownership (only the owner deletes a bucket)")
         if not await self.remove(bucket):
             raise Refused(errno.ENOTEMPTY, where, "bucket is not empty", "bucket")
         log.info("removed bucket %s", bucket.name)

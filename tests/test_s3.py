@@ -387,6 +387,16 @@ def test_a_key_acts_with_its_users_groups(s3, team_member):
             answers.append(over_s3(c, case, f"{head}-s/{tail}" if tail else f"{key}-s"))
         assert on_mount == answers == expected, (uid, on_mount, answers)
     assert (root / "room-s" / "new").stat().st_uid == member
+    # Both front ends' denials are one audit line in one format: who lacked what, where.
+    log = s3.mount.log.read_text()
+    assert (
+        "refused (AccessDenied): denied: uid 1003 pid 0 lacks x on 'teamwork' on bucket teamwork"
+        in log
+    )
+    assert (
+        "refused (AccessDenied): denied: uid 2101 pid 0 lacks r on 'closed-s' on bucket teamwork"
+        in log
+    )
 
 
 def test_keys_that_cannot_be_names_are_refused(s3):
