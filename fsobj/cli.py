@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
-from . import daemon, fsck, iam, xattrs
+from . import backends, daemon, fsck, iam, xattrs
+from .blob_cache import DEFAULT_CACHE_BYTES
 from .namespace_cache import DEFAULT_CAPACITY
 from .schema import ROOT_INODE
 from .store import Store, StoreError, default_store, run_offline
@@ -68,6 +69,20 @@ def cmd_mount(args: argparse.Namespace) -> None:
             os.close(args.ready_fd)
 
     daemon.serve(store, mountpoint, ready, _mount_options(args))
+
+
+def cmd_format(args: argparse.Namespace) -> None:
+    store = Path(args.store).expanduser().resolve()
+    chosen = backends.Backends(args.data, args.endpoint, args.region, args.cache_size)
+    backends.format_store(store, chosen)
+    print(f"formatted {store}: {chosen.describe()}")
+
+
+def _size(text: str) -> int:
+    try:
+        return backends.size_of(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
@@ -428,6 +443,21 @@ def parser() -> argparse.ArgumentParser:
     mount.add_argument("mountpoint")
     mount.set_defaults(run=cmd_mount)
 
+    form = commands.add_parser(
+        "format", help="make a new store whose blobs live at an S3 service", parents=[common]
+    )
+    form.add_argument(
+        "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
+    )
+    form.add_argument("--data", required=True, metavar="s3://BUCKET[/PREFIX]")
+    form.add_argument("--endpoint", metavar="URL", help="the S3 service (default: AWS)")
+    form.add_argument("--region")
+    form.add_argument(
+        "--cache-size", type=_size, default=DEFAULT_CACHE_BYTES, metavar="SIZE",
+        help="the local cache of blobs, such as 10G (default: %(default)s bytes)",
+    )  # fmt: skip
+    form.set_defaults(run=cmd_format)
+
     umount = commands.add_parser("umount", help="unmount, writing everything out", parents=[common])
     umount.add_argument("mountpoint")
     umount.set_defaults(run=cmd_umount)
@@ -551,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     # Their debug output is a line per database call or request: noise even when debugging.
     for chatty in ("aiosqlite", "asyncio", "pyfuse3"):
         logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
+    # The S3 client's: its retries log tracebacks, and remote_blobs.py reports outages.
+    for chatty in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "bucket" and args.action in ("create", "rm"):
         # `bucket create --store DIR NAME`: the one positional is the name
         if args.store and args.name is None:
@@ -560,6 +593,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         return args.run(args) or 0
-    except (CommandError, StoreError, daemon.MountError, iam.AclError) as error:
+    except (
+        CommandError,
+        StoreError,
+        daemon.MountError,
+        iam.AclError,
+        backends.BackendError,
+    ) as error:
         print(f"fsobj: {error}", file=sys.stderr)
         return 1

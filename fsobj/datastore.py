@@ -292,6 +292,13 @@ def checked_chunk(fd: int, index: int, expected: int, cached_only: bool = False)
 
 
 class DataStore:
+    """Blobs in the store's own directory (the default backend; remote_blobs.py keeps
+    them at an S3 service instead, with this directory as their cache)."""
+
+    # A small blob may be written by any thread that is there anyway (the metadata
+    # store's, right before its row): it is a local file, quick to write.
+    commits_anywhere = True
+
     def __init__(self, root: Path):
         self.root = root
         self.blobs = root / "blobs"
@@ -337,8 +344,19 @@ class DataStore:
         return self.blobs / object_id[:2] / object_id
 
     def open_blob(self, object_id: str) -> int:
-        """A read-only descriptor on a blob; it stays valid even after the blob is removed."""
+        """A read-only descriptor on a blob; it stays valid even after the blob is removed.
+        Call `ensure_local` first, with no await in between."""
         return os.open(self.blob_path(object_id), os.O_RDONLY | os.O_CLOEXEC)
+
+    async def ensure_local(self, object_id: str, size: int, checksums: bytes | None) -> None:
+        """Make the blob openable by `open_blob` (here, it always is)."""
+
+    def blob_size(self, object_id: str) -> int | None:
+        """The blob's size where it is kept (None: it is not there). Blocking."""
+        try:
+            return os.stat(self.blob_path(object_id)).st_size
+        except FileNotFoundError:
+            return None
 
     async def stage(self, source_fd: int | None) -> Staging:
         """New staged content: empty and in memory, or a staging file holding a copy of

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable
 
 import trio
@@ -56,9 +55,8 @@ async def collect(
 ) -> Collection:
     found = Collection()
     for blob in await unreferenced_blobs(meta, data, busy):
-        try:
-            size = os.stat(data.blob_path(blob)).st_size
-        except FileNotFoundError:
+        size = await trio.to_thread.run_sync(data.blob_size, blob)
+        if size is None:
             continue
         await data.remove_blobs([blob])
         found.blobs += 1

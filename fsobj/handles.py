@@ -197,24 +197,35 @@ class OpenObjects:
         entry = handle.entry
         if handle.follows is not None:
             return
-        if entry.object_id is not None and not (handle.writable and truncate):
-            # Opened on the loop, with no await after reading object_id: a commit that
+        while entry.object_id is not None and not (handle.writable and truncate):
+            version = Version.of(entry)
+            try:
+                await self.data.ensure_local(version.object_id, version.size, version.checksums)
+            except FileNotFoundError:
+                if entry.object_id != version.object_id:
+                    continue  # replaced (and its blob removed) meanwhile: the new version
+                raise self.reader.damaged(version, entry.name, "is missing") from None
+            if entry.object_id != version.object_id:
+                continue
+            # Opened on the loop, with no await since reading object_id: a commit that
             # replaces the blob cannot unlink it in between.
-            handle.version = Version.of(entry)
-            handle.blob_fd = self._open_blob(handle.version, entry.name)
+            handle.version = version
+            handle.blob_fd = self._open_blob(version, entry.name)
+            break
         if handle.writable and truncate:
             handle.staging = staged or await self.data.stage(None)
             handle.dirty = True
             handle.modified_ns = time.time_ns()
             self._last_writer[entry.inode] = handle
 
-    def _pin(self, handle: Handle, version: Version | None) -> None:
+    async def _pin(self, handle: Handle, version: Version | None) -> None:
         """Make the handle read `version` (None: an object with no content yet)."""
         if handle.blob_fd is not None:
             os.close(handle.blob_fd)
         handle.version, handle.blob_fd = version, None
         self.reader.drop_ahead(handle)
         if version is not None:
+            await self.data.ensure_local(version.object_id, version.size, version.checksums)
             handle.blob_fd = self.data.open_blob(version.object_id)
 
     def _open_blob(self, version: Version, name: str) -> int:
@@ -450,7 +461,7 @@ class OpenObjects:
         self.committing.add(object_id)
         try:
             blob: Blob | Callable[[], Blob]
-            if fresh and staging.size <= SMALL_BLOB:
+            if fresh and staging.size <= SMALL_BLOB and self.data.commits_anywhere:
                 # Written by the metadata store's thread right before its row: one thread
                 # hop for both, as each hop costs more than writing a small file.
                 blob = functools.partial(self.data.commit_now, staging, object_id, False)
@@ -472,12 +483,14 @@ class OpenObjects:
             handle.failed = error.errno
             self._discard_staging(handle)
             with contextlib.suppress(OSError):  # a missing blob is reported when read
-                self._pin(handle, Version.of(handle.entry) if handle.entry.object_id else None)
+                await self._pin(
+                    handle, Version.of(handle.entry) if handle.entry.object_id else None
+                )
             raise
         finally:
             self.committing.discard(object_id)
         # Later reads and copy-on-write through this handle start from what it committed.
-        self._pin(handle, Version(object_id, changes["size"], changes["checksums"]))
+        await self._pin(handle, Version(object_id, changes["size"], changes["checksums"]))
         self.committed(handle.entry.inode)
         self.retire(previous)
         if durable and not alone:

@@ -7,6 +7,7 @@ STORE/
   staging/       writes not yet committed
   lock           held (flock) by the process that owns the store: "pid\\nmountpoint"
   fsobj.log      the log of a mount running in the background
+  backends.json  where metadata and blobs live, when not here (`fsobj format`; backends.py)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TypeVar
 import trio
 import trio_asyncio
 
+from . import backends
 from .datastore import DataStore
 from .iam import Policy
 from .metadata import MetadataStore, open_metadata_store
@@ -179,7 +181,12 @@ async def open_store(
     except OSError as error:
         raise StoreError(f"cannot open store {root}: {error.strerror}") from None
     try:
-        data = DataStore(root)
+        try:
+            data = await trio.to_thread.run_sync(
+                backends.open_data_store, root, backends.read(root)
+            )
+        except backends.BackendError as error:
+            raise StoreError(f"cannot open store {root}: {error}") from None
         try:
             meta = await open_metadata_store(root / "meta.sqlite3", cache_entries)
         except Exception as error:

@@ -1,0 +1,105 @@
+"""Which backends a store uses, recorded once by `fsobj format` in `STORE/backends.json`.
+
+A store without that file is the embedded default: metadata in `meta.sqlite3`, blobs in
+`blobs/`. A store formatted with `--data s3://BUCKET[/PREFIX]` keeps its blobs at that
+S3 service and uses `blobs/` as a bounded cache. The file holds no secret (credentials
+come from boto3's chain: the environment or a 0600 credentials file), yet it is the
+owner's alone (0600), as the whole store directory is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+
+from .blob_cache import DEFAULT_CACHE_BYTES
+from .datastore import DataStore
+
+FILE = "backends.json"
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class BackendError(Exception):
+    """A backend that cannot be used; the message says why, for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Backends:
+    data: str | None = None  # s3://BUCKET[/PREFIX]; None: the store's own directory
+    endpoint: str | None = None
+    region: str | None = None
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+
+    def describe(self) -> str:
+        if self.data is None:
+            return "blobs in the store's directory"
+        at = f" at {self.endpoint}" if self.endpoint else ""
+        return f"blobs at {self.data}{at}, cached locally up to {self.cache_bytes} bytes"
+
+
+def size_of(text: str) -> int:
+    """A size such as 512M or 10G (binary units)."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)i?B?", text.strip().upper())
+    if not match:
+        raise ValueError(f"{text!r} is not a size such as 512M or 10G")
+    return int(match[1]) * _UNITS[match[2]]
+
+
+def read(root: Path) -> Backends:
+    try:
+        fields = json.loads((root / FILE).read_text())
+    except FileNotFoundError:
+        return Backends()
+    except (OSError, ValueError) as error:
+        raise BackendError(f"cannot read {root / FILE}: {error}") from None
+    try:
+        return Backends(**fields)
+    except TypeError as error:
+        raise BackendError(f"{root / FILE} is not understood (a newer fsobj?): {error}") from None
+
+
+def open_data_store(root: Path, backends: Backends) -> DataStore:
+    """The data store the backends name, checked to work before anything is written."""
+    if backends.data is None:
+        return DataStore(root)
+    # Imported here: boto3 takes a third of a second to import, which a store that keeps
+    # its blobs locally never needs.
+    from .remote_blobs import Location, RemoteBlobs, RemoteDataStore
+
+    try:
+        remote = RemoteBlobs(Location.parse(backends.data, backends.endpoint, backends.region))
+        remote.check()
+    except ValueError as error:
+        raise BackendError(str(error)) from None
+    except OSError as error:
+        raise BackendError(f"the blob service cannot be used: {error.strerror}") from None
+    return RemoteDataStore(root, remote, backends.cache_bytes)
+
+
+def format_store(root: Path, backends: Backends) -> None:
+    """Make a new store at `root` that uses `backends`: refused for an existing store,
+    and for backends that do not work (nothing is written then)."""
+    if (root / "meta.sqlite3").exists() or (root / FILE).exists():
+        raise BackendError(f"{root} is a store already; format makes new ones")
+    if backends.data is not None:
+        from .remote_blobs import Location, RemoteBlobs
+
+        try:
+            location = Location.parse(backends.data, backends.endpoint, backends.region)
+            RemoteBlobs(location).check()
+        except ValueError as error:
+            raise BackendError(str(error)) from None
+        except OSError as error:
+            raise BackendError(f"the blob service cannot be used: {error.strerror}") from None
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    fields = {k: v for k, v in dataclasses.asdict(backends).items() if v is not None}
+    fd = os.open(root / FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(fields, out, indent=2)
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
