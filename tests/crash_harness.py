@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import boto3
 from botocore.exceptions import ClientError
 from conftest import Mount
 from s3_fixtures import S3Mount, free_port, wait_for_port
@@ -182,12 +183,29 @@ def describe(candidates: list[dict], seen: dict[str, bytes]) -> str:
     return "after the crash: " + "; ".join(lines)
 
 
-def run(seed: int, iterations: int, workdir: Path, say=print, s3: bool = False) -> None:
+def run(
+    seed: int,
+    iterations: int,
+    workdir: Path,
+    say=print,
+    s3: bool = False,
+    blobs_at: tuple[str, str] | None = None,
+) -> None:
+    """`blobs_at` (endpoint, s3://BUCKET/PREFIX): the store keeps its blobs at that S3
+    service (credentials from the environment); after each crash and gc, the service
+    must hold exactly the blobs that objects name: no orphan upload is left."""
     rng = random.Random(seed)
     mountpoint = Path(tempfile.mkdtemp(prefix="fsobj-crash-"))
     port = free_port()
     options = ("--s3", f"127.0.0.1:{port}") if s3 else ()
     mount = Mount(workdir / "store", mountpoint, workdir / "fsobj.log", options)
+    if blobs_at is not None:
+        endpoint, url = blobs_at
+        subprocess.run(
+            [sys.executable, "-m", "fsobj", "format", "--store", str(mount.store),
+             "--data", url, "--endpoint", endpoint, "--cache-size", "8M"],
+            check=True, capture_output=True,
+        )  # fmt: skip
     mount.start()
     server = S3Mount(mount, port)
     state: dict[str, tuple[str, int, int]] = {}
@@ -221,6 +239,11 @@ def run(seed: int, iterations: int, workdir: Path, say=print, s3: bool = False) 
                 check=True,
                 capture_output=True,
             )
+            if blobs_at is not None:
+                named = {os.getxattr(p, "user.fsobj.id").decode() for p in bucket.iterdir()}
+                named.discard("")
+                held = set(remote_blob_ids(*blobs_at))
+                assert held == named, f"iteration {iteration}: the service holds {held - named}"
             mount.stop()
             fsck = subprocess.run(
                 [sys.executable, "-m", "fsobj", "fsck", "--verify", "--store", str(mount.store)],
@@ -233,6 +256,20 @@ def run(seed: int, iterations: int, workdir: Path, say=print, s3: bool = False) 
     finally:
         mount.stop()
         mountpoint.rmdir()
+
+
+def remote_blob_ids(endpoint: str, url: str) -> list[str]:
+    """The blob ids the S3 service at `endpoint` holds under `url` (s3://BUCKET/PREFIX),
+    read with the credentials the environment gives."""
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    pages = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").get_paginator(
+        "list_objects_v2"
+    )
+    return [
+        item["Key"].rsplit("/", 1)[-1]
+        for page in pages.paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
+        for item in page.get("Contents", [])
+    ]
 
 
 def main() -> None:

@@ -13,3 +13,18 @@ def test_sigkill_during_s3_puts_copies_and_multipart_uploads(tmp_path):
     lines = []
     run(seed=2, iterations=4, workdir=tmp_path, say=lines.append, s3=True)
     assert len(lines) == 4
+
+
+def test_sigkill_with_blobs_at_an_s3_service_leaves_no_orphan(tmp_path, monkeypatch):
+    """The store keeps its blobs at SeaweedFS: after each crash, no object names a blob the
+    service lacks (fsck --verify), and gc leaves the service exactly the named blobs."""
+    from services import KEY, seaweedfs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEY[1])
+    with seaweedfs(tmp_path / "service") as service:
+        service.client().create_bucket(Bucket="crash-blobs")
+        lines = []
+        blobs_at = (service.endpoint, "s3://crash-blobs/store")
+        run(seed=3, iterations=4, workdir=tmp_path, say=lines.append, blobs_at=blobs_at)
+        assert len(lines) == 4
