@@ -1,10 +1,11 @@
 """Which backends a store uses, recorded once by `fsobj format` in `STORE/backends.json`.
 
 A store without that file is the embedded default: metadata in `meta.sqlite3`, blobs in
-`blobs/`. A store formatted with `--data s3://BUCKET[/PREFIX]` keeps its blobs at that
-S3 service and uses `blobs/` as a bounded cache. The file holds no secret (credentials
-come from boto3's chain: the environment or a 0600 credentials file), yet it is the
-owner's alone (0600), as the whole store directory is.
+`blobs/`. A store formatted with `--meta postgresql://...` keeps its metadata in that
+PostgreSQL database; with `--data s3://BUCKET[/PREFIX]`, its blobs at that S3 service,
+with `blobs/` as a bounded cache. The file holds no secret (passwords come from libpq's
+PGPASSWORD or 0600 ~/.pgpass, S3 credentials from boto3's chain: the environment or a
+0600 credentials file), yet it is the owner's alone (0600), as the whole store is.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .blob_cache import DEFAULT_CACHE_BYTES
 from .datastore import DataStore
@@ -28,16 +30,22 @@ class BackendError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Backends:
+    meta: str | None = None  # postgresql://USER@HOST[:PORT]/DB; None: meta.sqlite3 here
     data: str | None = None  # s3://BUCKET[/PREFIX]; None: the store's own directory
     endpoint: str | None = None
     region: str | None = None
     cache_bytes: int = DEFAULT_CACHE_BYTES
 
     def describe(self) -> str:
+        meta = f"metadata in {self.meta}" if self.meta else "metadata in the store's directory"
         if self.data is None:
-            return "blobs in the store's directory"
+            return f"{meta}, blobs in the store's directory"
         at = f" at {self.endpoint}" if self.endpoint else ""
-        return f"blobs at {self.data}{at}, cached locally up to {self.cache_bytes} bytes"
+        return f"{meta}, blobs at {self.data}{at}, cached locally up to {self.cache_bytes} bytes"
+
+    def metadata_location(self, root: Path) -> Path | str:
+        """Where open_metadata_store finds the metadata."""
+        return self.meta or root / "meta.sqlite3"
 
 
 def size_of(text: str) -> int:
@@ -79,11 +87,25 @@ def open_data_store(root: Path, backends: Backends) -> DataStore:
     return RemoteDataStore(root, remote, backends.cache_bytes)
 
 
+def check_meta_url(url: str) -> None:
+    """A PostgreSQL URL without a password (libpq finds it in PGPASSWORD or ~/.pgpass)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise BackendError(f"{url!r} is not postgresql://USER@HOST[:PORT]/DATABASE")
+    if parts.password is not None or "password=" in parts.query:
+        raise BackendError(
+            "no password in the URL (ps would show it): put it in PGPASSWORD or ~/.pgpass"
+        )
+
+
 def format_store(root: Path, backends: Backends) -> None:
     """Make a new store at `root` that uses `backends`: refused for an existing store,
     and for backends that do not work (nothing is written then)."""
     if (root / "meta.sqlite3").exists() or (root / FILE).exists():
         raise BackendError(f"{root} is a store already; format makes new ones")
+    if backends.meta is not None:
+        check_meta_url(backends.meta)
+        _check_new_database(backends.meta)
     if backends.data is not None:
         from .remote_blobs import Location, RemoteBlobs
 
@@ -103,3 +125,18 @@ def format_store(root: Path, backends: Backends) -> None:
         out.write("\n")
         out.flush()
         os.fsync(out.fileno())
+
+
+def _check_new_database(url: str) -> None:
+    """That the database answers and holds no store yet (its schema is made at mount)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            taken = conn.execute("SELECT to_regclass('entries') IS NOT NULL").fetchall()[0][0]
+    except psycopg.Error as error:
+        from .metadata_postgres import _one_line
+
+        raise BackendError(f"the metadata database cannot be used: {_one_line(error)}") from None
+    if taken:
+        raise BackendError(f"{url} holds a store already; format makes new ones")

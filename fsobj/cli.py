@@ -73,7 +73,11 @@ def cmd_mount(args: argparse.Namespace) -> None:
 
 def cmd_format(args: argparse.Namespace) -> None:
     store = Path(args.store).expanduser().resolve()
-    chosen = backends.Backends(args.data, args.endpoint, args.region, args.cache_size)
+    if args.meta is None and args.data is None:
+        raise CommandError(
+            "format needs --meta, --data or both (the default store needs no format)"
+        )
+    chosen = backends.Backends(args.meta, args.data, args.endpoint, args.region, args.cache_size)
     backends.format_store(store, chosen)
     print(f"formatted {store}: {chosen.describe()}")
 
@@ -444,12 +448,15 @@ def parser() -> argparse.ArgumentParser:
     mount.set_defaults(run=cmd_mount)
 
     form = commands.add_parser(
-        "format", help="make a new store whose blobs live at an S3 service", parents=[common]
+        "format", help="make a store whose metadata or blobs live elsewhere", parents=[common]
     )
     form.add_argument(
         "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
     )
-    form.add_argument("--data", required=True, metavar="s3://BUCKET[/PREFIX]")
+    form.add_argument(
+        "--meta", metavar="postgresql://USER@HOST[:PORT]/DB", help="the metadata's database"
+    )
+    form.add_argument("--data", metavar="s3://BUCKET[/PREFIX]", help="where the blobs live")
     form.add_argument("--endpoint", metavar="URL", help="the S3 service (default: AWS)")
     form.add_argument("--region")
     form.add_argument(

@@ -2,7 +2,7 @@
 keys into common prefixes, and pages that start after a key.
 
 Keys are paths in the namespace tree, so a listing walks it: one directory page at a time
-in key order (schema.KEY_ORDER, an index), entering a directory only when its keys may be
+in key order (Dialect.key_order, an index), entering a directory only when its keys may be
 listed one by one, so that a bucket is never held in memory and a common prefix costs one
 entry, however much lies below it.
 """

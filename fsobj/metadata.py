@@ -1,19 +1,19 @@
 """The metadata store: the namespace (namespace_store.py), and buckets' ACLs, user
-metadata, S3 access keys and what concerns the store as a whole, in SQLite."""
+metadata, S3 access keys and what concerns the store as a whole, in SQLite or PostgreSQL
+(metadata_backend.py)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import aiosqlite
-import trio_asyncio
-
 from . import transactions
 from .entries import Bucket, Entry
 from .iam import Acl, Grant, Permission
+from .metadata_backend import Database
+from .metadata_sqlite import open_sqlite
 from .namespace_cache import DEFAULT_CAPACITY
-from .namespace_store import OBJECT_ID_SQL, NamespaceStore
+from .namespace_store import NamespaceStore
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 class MetadataStore(NamespaceStore):
     """Trio-facing interface to the metadata database. Use `open_metadata_store`."""
 
-    def __init__(self, conn: aiosqlite.Connection, cache_entries: int = DEFAULT_CAPACITY):
-        super().__init__(conn, cache_entries)
+    def __init__(self, db: Database, cache_entries: int = DEFAULT_CAPACITY):
+        super().__init__(db, cache_entries)
         self._acls: dict[int, Acl] = {}  # per bucket, as long as it lives
         self.access_key_changes = 0  # keys removed since the store opened
         # Group sync of new objects' blobs: commits record the current generation; a sync
@@ -102,7 +102,8 @@ class MetadataStore(NamespaceStore):
         else:
             statements.append(
                 (
-                    "INSERT OR REPLACE INTO user_metadata (inode, name, value) VALUES (?, ?, ?)",
+                    "INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)"
+                    " ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value",
                     (inode, name, value),
                 )
             )
@@ -167,9 +168,10 @@ class MetadataStore(NamespaceStore):
         those directly in `skip_parent`), for checks."""
         return await self._run(
             transactions.select,
-            f"SELECT inode, {OBJECT_ID_SQL}, size, checksums"
+            f"SELECT inode, {self.object_id_sql}, size, checksums"
             " FROM entries LEFT JOIN blob_checksums USING (object_id)"
-            " WHERE inode > ? AND kind = 'object' AND parent IS NOT ? ORDER BY inode LIMIT ?",
+            " WHERE inode > ? AND kind = 'object' AND parent IS DISTINCT FROM ?"
+            " ORDER BY inode LIMIT ?",
             (after_inode, skip_parent, limit),
         )
 
@@ -209,7 +211,7 @@ class MetadataStore(NamespaceStore):
         reached the disk: after a crash, what must be verified."""
         return await self._run(
             transactions.select,
-            f"SELECT inode, name, {OBJECT_ID_SQL}, size, checksums"
+            f"SELECT inode, name, {self.object_id_sql}, size, checksums"
             " FROM entries LEFT JOIN blob_checksums USING (object_id)"
             " WHERE unsynced != 0 AND unsynced > ?",
             (self._synced_through,),
@@ -228,28 +230,28 @@ class MetadataStore(NamespaceStore):
             self._forget(inode)
 
     async def close(self) -> None:
-        try:
-            await self._run(transactions.select, "PRAGMA wal_checkpoint(TRUNCATE)", ())
-        except OSError as error:
-            # Nothing is lost: the log keeps every commit until a later checkpoint.
-            log.warning("could not fold the write-ahead log into the database: %s", error)
-        await trio_asyncio.aio_as_trio(self._conn.close)()
+        await self._db.close()
 
 
-async def open_metadata_store(path: Path, cache_entries: int = DEFAULT_CAPACITY) -> MetadataStore:
-    """Open (creating and migrating as needed) the metadata database at `path`.
+async def open_metadata_store(
+    where: Path | str, cache_entries: int = DEFAULT_CAPACITY
+) -> MetadataStore:
+    """The metadata store in the SQLite file at `where` (made when absent), or in the
+    PostgreSQL database that the URL `where` names; its schema is brought up to date
+    first. Must run inside `trio_asyncio.open_loop()`."""
+    if isinstance(where, Path):
+        db: Database = await open_sqlite(where)
+    else:
+        from .metadata_postgres import open_postgres
 
-    Must run inside `trio_asyncio.open_loop()`.
-    """
-    connecting = aiosqlite.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn = await trio_asyncio.aio_as_trio(connecting.__aenter__)()
-    store = MetadataStore(conn, cache_entries)
+        db = await open_postgres(where)
+    store = MetadataStore(db, cache_entries)
     try:
         store._next_inode, store._synced_through, recorded = await store._run(transactions.setup)
         # Generations only grow, so a mark left by an earlier mount is never taken for one
         # this mount's syncs cover.
         store._generation = max(store._synced_through, recorded) + 1
     except BaseException:
-        await trio_asyncio.aio_as_trio(conn.close)()
+        await db.close()
         raise
     return store

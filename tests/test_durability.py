@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import blob_files, fsobj_cli, is_mounted, mounted_at
+from conftest import blob_files, fsobj_cli, is_mounted, mounted_at, query_metadata
 
 
 def blob_of(path: Path, store: Path) -> Path:
@@ -193,13 +193,13 @@ def test_crash_before_close_leaves_no_empty_object_behind(mount, bucket):
 
 def unsynced_marks(store: Path) -> set[str]:
     """Objects whose blob the daemon has not synced yet (it reads the database meanwhile)."""
-    with sqlite3.connect(store / "meta.sqlite3") as conn:
-        return {
-            name
-            for (name,) in conn.execute(
-                "SELECT name FROM entries WHERE unsynced > (SELECT synced_through FROM group_sync)"
-            )
-        }
+    return {
+        name
+        for (name,) in query_metadata(
+            store,
+            "SELECT name FROM entries WHERE unsynced > (SELECT synced_through FROM group_sync)",
+        )
+    }
 
 
 def test_group_sync_makes_new_objects_durable(mount, bucket):

@@ -219,4 +219,11 @@ def test_a_writer_in_place_keeps_writing_while_the_others_close(bucket):
     thread.join()
     os.close(writer)
     assert not errors
-    assert path.read_bytes() == b"".join(b"%08d" % i for i in range(3000))
+    got, expected = path.read_bytes(), b"".join(b"%08d" % i for i in range(3000))
+    if got != expected:  # say where: a lost write, or a short file
+        pairs = enumerate(zip(got, expected, strict=False))
+        first = next((i for i, (a, b) in pairs if a != b), None)
+        raise AssertionError(
+            f"{len(got)} bytes, {len(expected)} expected; first difference at {first}:"
+            f" {got[(first or 0) - 8 : (first or 0) + 16]!r}; the end: {got[-24:]!r}"
+        )

@@ -15,10 +15,22 @@ from fsobj.datastore import CHUNK, DataStore, Digest, chunk_sums, new_object_id
 from fsobj.metadata import open_metadata_store
 
 
-@pytest.fixture
-async def meta(tmp_path):
-    async with metadata_store(tmp_path / "meta.sqlite3") as store:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def meta(request, tmp_path):
+    """A metadata store on each database it runs on."""
+    if request.param == "sqlite":
+        where = tmp_path / "meta.sqlite3"
+    else:
+        request.getfixturevalue("pg_password")
+        where = request.getfixturevalue("pg_cluster").new_database()
+    async with metadata_store(where) as store:
         yield store
+
+
+def sqlite_only(meta) -> None:
+    """For tests of how the store uses SQLite itself (its query plans, pragmas, tracing)."""
+    if meta.dialect.name != "sqlite":
+        pytest.skip("about SQLite's own workings")
 
 
 async def test_insert_lookup_move_delete(meta):
@@ -352,6 +364,7 @@ async def test_a_store_of_schema_5_is_upgraded_to_compact_blob_ids_and_separate_
 async def test_every_statement_of_the_hot_paths_is_an_index_search(meta, tmp_path):
     """Lookups, listings, commits, renames, deletes and the collector's comparison each
     find their rows through an index: none scans a table that grows with the store."""
+    sqlite_only(meta)
     ran: list[str] = []
     await meta._run(lambda conn: conn.set_trace_callback(ran.append))
     bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
@@ -402,9 +415,10 @@ async def test_every_statement_of_the_hot_paths_is_an_index_search(meta, tmp_pat
 
 
 async def test_the_aiosqlite_internals_the_metadata_store_uses_are_there(meta):
+    sqlite_only(meta)
     # MetadataStore._run queues work on aiosqlite's own queue (no public call does that):
     # if aiosqlite changes these, this fails first and names them.
-    conn = meta._conn
+    conn = meta._db._conn
     assert hasattr(conn, "_running") and conn._running, "aiosqlite.Connection._running"
     assert hasattr(conn, "_tx") and hasattr(conn._tx, "put_nowait"), "aiosqlite.Connection._tx"
     assert isinstance(conn._conn, sqlite3.Connection), "aiosqlite.Connection._conn"
@@ -513,6 +527,7 @@ async def test_a_key_listing_pages_through_large_directories_in_key_order(meta):
 
 
 async def test_a_synced_commit_leaves_the_others_to_the_durability_points(meta):
+    sqlite_only(meta)
     bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
     obj = await meta.insert(new_entry(bucket.inode, "k"), deferred=True)
     ran: list[str] = []
@@ -537,6 +552,7 @@ async def test_a_synced_commit_leaves_the_others_to_the_durability_points(meta):
 
 
 async def test_a_new_version_and_its_user_metadata_are_one_transaction(meta):
+    sqlite_only(meta)
     bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
     obj = await meta.insert(new_entry(bucket.inode, "k"), deferred=True)
     await meta.set_user_metadata(obj.inode, "old", b"1")
