@@ -52,7 +52,7 @@ def test_a_store_with_its_metadata_in_postgresql(pg_store, tmp_path):
 def test_one_owner_at_a_time(pg_store, tmp_path):
     """Two stores formatted onto one database would both believe their caches: the
     second is refused while the first is mounted."""
-    store, database = pg_store
+    store, _ = pg_store
     other = tmp_path / "other"
     other.mkdir()
     (other / "backends.json").write_text((store / "backends.json").read_text())
@@ -127,3 +127,32 @@ def test_an_outage_of_the_database_is_eio_and_heals(pg_store, pg_cluster, tmp_pa
     with mounted_at(store, tmp_path / "fsobj.log") as mount:
         names = sorted(os.listdir(mount / "ledger"))
         assert names in (["after", "before"], ["after", "before", "during"]), names
+
+
+def test_metadata_in_postgresql_and_blobs_at_an_s3_service(
+    pg_cluster, pg_password, tmp_path, monkeypatch
+):
+    """The README's shared store: both parts elsewhere, the store directory a cache."""
+    from services import KEY, seaweedfs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEY[1])
+    database = pg_cluster.new_database()
+    with seaweedfs(tmp_path / "service") as service:
+        service.client().create_bucket(Bucket="shared")
+        store = tmp_path / "store"
+        fsobj_cli(
+            "format", "--store", str(store), "--meta", database,
+            "--data", "s3://shared/objects", "--endpoint", service.endpoint,
+        )  # fmt: skip
+        with mounted_at(store, tmp_path / "fsobj.log") as mount:
+            (mount / "team").mkdir()
+            (mount / "team" / "notes.md").write_bytes(b"# notes\n")
+            blob = os.getxattr(mount / "team" / "notes.md", "user.fsobj.id").decode()
+        held = service.client().list_objects_v2(Bucket="shared", Prefix="objects/")
+        assert [item["Key"] for item in held["Contents"]] == [f"objects/{blob}"]
+        for cached in (store / "blobs").rglob("*-*"):
+            cached.unlink()  # as on a host that never read it
+        with mounted_at(store, tmp_path / "fsobj.log") as mount:
+            assert (mount / "team" / "notes.md").read_bytes() == b"# notes\n"
+        assert not (store / "meta.sqlite3").exists()
