@@ -3,11 +3,16 @@
 Run through bench/run (which sets up what is missing). Prints one table and writes JSON.
 Ratios are fsobj/native for rates and native/fsobj for durations: higher is better, 1.0
 means as fast as the native directory.
+
+`--backend shared` puts fsobj's store on a private PostgreSQL cluster (metadata) and a
+SeaweedFS S3 gateway (blobs), both on loopback, started as the tests start them
+(tests/services.py), and measures JuiceFS formatted on the same two services beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -21,6 +26,7 @@ from subprocess import DEVNULL
 
 ROOT = Path(__file__).resolve().parent.parent
 FSOBJ = [str(ROOT / ".venv/bin/python"), "-m", "fsobj"]
+sys.path.insert(0, str(ROOT / "tests"))  # services.py: the services the tests start too
 
 # (workload, unit, higher is better, target ratio or None)
 TARGETS = {
@@ -233,18 +239,22 @@ def make_repository(path: Path, files: int) -> None:
     subprocess.run([*git, "commit", "-q", "-m", "files"], check=True)
 
 
-def mount_peer(name: str, work: Path) -> tuple[Path, list[str]]:
+def mount_peer(name: str, work: Path, shared: Shared | None = None) -> tuple[Path, list[str]]:
     """Mount a peer file system as users run it, shared like fsobj's default mount; returns
     its directory and the command that unmounts it."""
     mountpoint = work / f"{name}-mnt"
     mountpoint.mkdir()
     bin_dir = ROOT / ".venv/bin"
     if name == "juicefs":
-        # SQLite metadata and blobs in a local directory, as fsobj's embedded store.
-        meta = f"sqlite3://{work / 'juicefs.db'}"
+        if shared is None:
+            # SQLite metadata and blobs in a local directory, as fsobj's embedded store.
+            meta = f"sqlite3://{work / 'juicefs.db'}"
+            storage = ["--storage", "file", "--bucket", f"{work / 'juicefs-blobs'}/"]
+        else:  # the same PostgreSQL and SeaweedFS as fsobj's store
+            meta = shared.juicefs_meta
+            storage = shared.juicefs_storage
         subprocess.run(
-            [bin_dir / "juicefs", "format", "--storage", "file", "--bucket",
-             f"{work / 'juicefs-blobs'}/", meta, "bench"],
+            [bin_dir / "juicefs", "format", *storage, meta, "bench"],
             check=True, stdout=DEVNULL, stderr=DEVNULL,
         )  # fmt: skip
         subprocess.run(
@@ -263,6 +273,41 @@ def mount_peer(name: str, work: Path) -> tuple[Path, list[str]]:
         check=True, stdout=DEVNULL, stderr=DEVNULL,
     )  # fmt: skip
     return mountpoint, ["fusermount3", "-u", str(mountpoint)]
+
+
+class Shared:
+    """PostgreSQL and SeaweedFS for `--backend shared`: fsobj's store formatted on them
+    (a database and a bucket of its own) and JuiceFS's arguments for the same services."""
+
+    def __init__(self, stack: contextlib.ExitStack, work: Path):
+        from services import KEY, PG_PASSWORD, PG_USER, postgresql, seaweedfs
+
+        progress("starting PostgreSQL and SeaweedFS")
+        self.postgres = stack.enter_context(postgresql())
+        self.s3 = stack.enter_context(seaweedfs(work / "seaweedfs"))
+        for bucket in ("fsobj", "juicefs"):
+            self.s3.client().create_bucket(Bucket=bucket)
+        # Secrets travel in the environment, as users would pass them.
+        os.environ.update(
+            PGPASSWORD=PG_PASSWORD, META_PASSWORD=PG_PASSWORD,
+            AWS_ACCESS_KEY_ID=KEY[0], AWS_SECRET_ACCESS_KEY=KEY[1],
+        )  # fmt: skip
+        self.fsobj_meta = self.postgres.new_database()
+        juicefs_db = self.postgres.new_database().rsplit("/", 1)[-1]
+        self.juicefs_meta = (
+            f"postgres://{PG_USER}@127.0.0.1:{self.postgres.port}/{juicefs_db}?sslmode=disable"
+        )
+        self.juicefs_storage = [
+            "--storage", "s3", "--bucket", f"{self.s3.endpoint}/juicefs",
+            "--access-key", KEY[0], "--secret-key", KEY[1],
+        ]  # fmt: skip
+
+    def format_fsobj(self, store: Path) -> None:
+        subprocess.run(
+            [*FSOBJ, "format", "--store", str(store), "--meta", self.fsobj_meta,
+             "--data", "s3://fsobj/blobs", "--endpoint", self.s3.endpoint],
+            check=True, stdout=DEVNULL,
+        )  # fmt: skip
 
 
 def daemon_rss(store: Path) -> int:
@@ -303,6 +348,12 @@ def main() -> None:
     parser.add_argument(
         "--no-peers", action="store_true", help="without JuiceFS and rclone beside fsobj"
     )
+    parser.add_argument(
+        "--backend",
+        choices=["local", "shared"],
+        default="local",
+        help="shared: fsobj and JuiceFS on PostgreSQL and SeaweedFS (both on loopback)",
+    )
     args = parser.parse_args()
     sizes = (
         {"big_mib": 256, "cp_mib": 64, "small_files": 2000, "listing": 10_000, "git_files": 2000}
@@ -316,6 +367,8 @@ def main() -> None:
         }
     )
     peers = [] if args.no_peers else ["juicefs", "rclone"]
+    if args.backend == "shared":
+        peers = [peer for peer in peers if peer == "juicefs"]  # rclone has no such mode
 
     work = Path(tempfile.mkdtemp(prefix="fsobj-bench-"))
     mountpoint = work / "mnt"
@@ -324,7 +377,11 @@ def main() -> None:
     for path in (mountpoint, native):
         path.mkdir()
     unmounts: list[list[str]] = []
+    stack = contextlib.ExitStack()
     try:
+        shared = Shared(stack, work) if args.backend == "shared" else None
+        if shared is not None:
+            shared.format_fsobj(store)
         with open(work / "cp-source", "wb") as f:
             for _ in range(sizes["cp_mib"]):
                 f.write(os.urandom(1 << 20))
@@ -353,13 +410,14 @@ def main() -> None:
         bucket.mkdir()
         sides = {"native": native, "fsobj": bucket}
         for peer in peers:
-            sides[peer], unmount = mount_peer(peer, work)
+            sides[peer], unmount = mount_peer(peer, work, shared)
             unmounts.append(unmount)
         measured = workloads(sides, work, sizes)
         rss = daemon_rss(store)
     finally:
         for unmount in reversed(unmounts):
             subprocess.run(unmount, check=False)
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
 
     rows = []
@@ -379,6 +437,7 @@ def main() -> None:
         rows.append(row)
     report = {
         "private": args.private,
+        "backend": args.backend,
         "machine": machine(),
         "quick": args.quick,
         "sizes": sizes,
@@ -395,7 +454,9 @@ def main() -> None:
 
 def print_report(report: dict, sides: list[str]) -> None:
     m = report["machine"]
-    print(f"mount: {'private' if report['private'] else 'shared (allow_other)'}")
+    print(f"mount: {'private' if report['private'] else 'shared (allow_other)'}", end="")
+    shared = report.get("backend") == "shared"
+    print("; metadata in PostgreSQL, blobs at SeaweedFS" if shared else "")
     print(
         f"machine: {m['cores']} cores, kernel {m['kernel']}, disk {m['disk']}, "
         f"Python {m['python']}; figures on a shared machine are noisy: the ratio of one "
