@@ -68,8 +68,12 @@ class GroupSync:
             self._retired[:0] = retired
             raise
         if retired:
-            # A copy shares its source's blob: a blob goes when no entry names it.
-            await self.data.remove_blobs(await self.meta.unnamed_blobs(retired))
+            try:
+                # A copy shares its source's blob: a blob goes when no entry names it.
+                await self.data.remove_blobs(await self.meta.unnamed_blobs(retired))
+            except OSError as error:
+                # What was made durable is; the blobs wait for gc, which finds them unnamed.
+                log.warning("%d replaced blobs are left to gc: %s", len(retired), error)
 
     async def _make_durable(self, sync_all: bool) -> None:
         through = self.meta.begin_sync()

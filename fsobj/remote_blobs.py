@@ -123,18 +123,23 @@ class RemoteBlobs:
 
     def upload(self, path: Path, object_id: str, size: int, etag: str) -> None:
         """Put the blob at `path` and make sure the service holds all of it. `etag` is the
-        object's (its MD5, or S3's MD5-N of a multipart upload, which is no MD5)."""
+        object's (its MD5, or S3's MD5-N of a multipart upload, which is no MD5). A single
+        PUT carries the MD5, which the service checks (BadDigest otherwise) and answers as
+        the ETag: that answer is the proof. Otherwise the service is asked for the blob's
+        size, one more round trip."""
         key = self._key(object_id)
         md5 = None if "-" in etag else etag
         with self._calling("upload", object_id):
             if size < _TRANSFER.multipart_threshold:
                 with open(path, "rb") as content:
                     extra = {}
-                    if md5 is not None:  # the service checks it
+                    if md5 is not None:
                         extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
-                    self._client.put_object(
+                    answer = self._client.put_object(
                         Bucket=self.location.bucket, Key=key, Body=content, **extra
                     )
+                if md5 is not None and answer.get("ETag", "").strip('"') == md5:
+                    return
             else:
                 self._client.upload_file(str(path), self.location.bucket, key, Config=_TRANSFER)
             held = self._client.head_object(Bucket=self.location.bucket, Key=key)

@@ -63,7 +63,7 @@ class SeaweedFS:
                 [WEED, "server", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                  f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
                  "-s3", f"-s3.port={self.port}", f"-s3.config={config}",
-                 "-master.volumeSizeLimitMB=64"],
+                 "-master.volumeSizeLimitMB=256", "-volume.max=0", "-volume.preStopSeconds=0"],
                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
             )  # fmt: skip
         self._wait_until_it_serves()
@@ -92,7 +92,7 @@ class SeaweedFS:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=5)  # it drains for 15 s: long enough
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
