@@ -190,20 +190,24 @@ def run(
     say=print,
     s3: bool = False,
     blobs_at: tuple[str, str] | None = None,
+    meta: str | None = None,
 ) -> None:
     """`blobs_at` (endpoint, s3://BUCKET/PREFIX): the store keeps its blobs at that S3
     service (credentials from the environment); after each crash and gc, the service
-    must hold exactly the blobs that objects name: no orphan upload is left."""
+    must hold exactly the blobs that objects name: no orphan upload is left. `meta`: the
+    store keeps its metadata in that PostgreSQL database (password from PGPASSWORD)."""
     rng = random.Random(seed)
     mountpoint = Path(tempfile.mkdtemp(prefix="fsobj-crash-"))
     port = free_port()
     options = ("--s3", f"127.0.0.1:{port}") if s3 else ()
     mount = Mount(workdir / "store", mountpoint, workdir / "fsobj.log", options)
+    backends = [] if meta is None else ["--meta", meta]
     if blobs_at is not None:
         endpoint, url = blobs_at
+        backends += ["--data", url, "--endpoint", endpoint, "--cache-size", "8M"]
+    if backends:
         subprocess.run(
-            [sys.executable, "-m", "fsobj", "format", "--store", str(mount.store),
-             "--data", url, "--endpoint", endpoint, "--cache-size", "8M"],
+            [sys.executable, "-m", "fsobj", "format", "--store", str(mount.store), *backends],
             check=True, capture_output=True,
         )  # fmt: skip
     mount.start()
