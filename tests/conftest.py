@@ -153,12 +153,17 @@ MOUNT_OPTIONS = tuple(os.environ.get("FSOBJ_TEST_MOUNT", "").split())
 TEST_META = os.environ.get("FSOBJ_TEST_META", "sqlite")
 
 
-@pytest.fixture
-def mount(tmp_path: Path, store: Path, request):
+def format_as_asked(store: Path, request) -> None:
+    """With FSOBJ_TEST_META=postgresql, make `store` keep its metadata in a new database."""
     if TEST_META == "postgresql":
         request.getfixturevalue("pg_password")
         database = request.getfixturevalue("pg_cluster").new_database()
         fsobj_cli("format", "--store", str(store), "--meta", database)
+
+
+@pytest.fixture
+def mount(tmp_path: Path, store: Path, request):
+    format_as_asked(store, request)
     with mounted_at(store, tmp_path / "fsobj.log", MOUNT_OPTIONS) as mounted:
         yield mounted
 
@@ -171,12 +176,13 @@ def bucket(mount: Mount) -> Path:
 
 
 @pytest.fixture
-def s3(tmp_path: Path):
+def s3(tmp_path: Path, request):
     """A mount that also serves S3 (s3_fixtures.S3Mount)."""
     from s3_fixtures import S3Mount, free_port, wait_for_port
 
     port = free_port()
     options = (*MOUNT_OPTIONS, "--s3", f"127.0.0.1:{port}")
+    format_as_asked(tmp_path / "store", request)
     with mounted_at(tmp_path / "store", tmp_path / "fsobj.log", options) as mounted:
         wait_for_port(port)
         yield S3Mount(mounted, port)
