@@ -17,6 +17,7 @@ import pyfuse3
 import trio
 import trio_asyncio
 
+from . import fuse_edge
 from .namespace_cache import DEFAULT_CAPACITY
 from .store import Store, open_store, single_error, store_is_free
 from .uploads import ABANDONED_UPLOAD
@@ -123,6 +124,7 @@ async def _serve(
             log.warning("store %s was not unmounted cleanly: recovering", store_root)
         await store.recover()
         try:
+            fuse_edge.quiet_abandoned_replies()
             pyfuse3.init(store.operations, str(mountpoint), mount_options(store_root, private))
         except RuntimeError as error:
             store.end_mount()

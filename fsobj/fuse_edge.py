@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -54,3 +55,29 @@ def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[An
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return handler
+
+
+# pyfuse3's own words (handlers.pxi) when libfuse could not deliver a reply.
+ABANDONED_REPLY = "fuse_reply_* failed with %s"
+
+
+class AbandonedReplies(logging.Filter):
+    """pyfuse3 logs an ERROR when libfuse cannot deliver a reply. With ENOENT that means
+    the kernel no longer waits for it: the request was interrupted, or the release that
+    follows a close (which the kernel sends without waiting) met the unmount. Nothing is
+    lost then, so it is a debug line, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.ERROR
+            and isinstance(record.msg, str)
+            and record.msg.endswith(ABANDONED_REPLY)
+            and record.args == (os.strerror(errno.ENOENT),)
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_abandoned_replies() -> None:
+    logging.getLogger("pyfuse3").addFilter(AbandonedReplies())

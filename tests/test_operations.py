@@ -185,3 +185,37 @@ async def test_the_top_level_holds_nothing_but_buckets(ops):
             errno.EPERM
         )
     assert await refused(ops.symlink(ROOT_INODE, b"link", b"bkt", ctx())) == errno.EPERM
+
+
+def test_replies_the_kernel_gave_up_on_are_not_errors():
+    """pyfuse3 says "fuse_reply_* failed with No such file or directory" when the kernel no
+    longer waits (an interrupted request, a release that met the unmount). If pyfuse3
+    changes those words, this fails first and names them."""
+    import logging
+    from pathlib import Path
+
+    import pyfuse3
+
+    from fsobj.fuse_edge import ABANDONED_REPLY, AbandonedReplies
+
+    handlers = Path(pyfuse3.__file__).parent / "handlers.pxi"
+    assert f"log.error('fuse_release(): {ABANDONED_REPLY}', strerror(-ret))" in (
+        handlers.read_text()
+    ), "pyfuse3's handlers.pxi: the words of a failed reply"
+
+    def record(reason: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "pyfuse3", logging.ERROR, "", 0, f"fuse_release(): {ABANDONED_REPLY}", (reason,), None
+        )
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        abandoned = record("No such file or directory")
+        assert not AbandonedReplies().filter(abandoned)
+        assert abandoned.levelname == "DEBUG"
+        other = record("Broken pipe")
+        assert AbandonedReplies().filter(other) and other.levelname == "ERROR"
+    finally:
+        root.setLevel(level)
