@@ -15,10 +15,14 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .blob_cache import DEFAULT_CACHE_BYTES
 from .datastore import DataStore
+
+if TYPE_CHECKING:
+    from .remote_blobs import RemoteBlobs
 
 FILE = "backends.json"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -73,10 +77,19 @@ def open_data_store(root: Path, backends: Backends) -> DataStore:
     """The data store the backends name, checked to work before anything is written."""
     if backends.data is None:
         return DataStore(root)
+    from .remote_blobs import RemoteDataStore
+
+    return RemoteDataStore(root, _working_blob_service(backends), backends.cache_bytes)
+
+
+def _working_blob_service(backends: Backends) -> RemoteBlobs:
+    """The S3 service the backends name, once it has shown that the bucket exists and the
+    credentials may use it."""
     # Imported here: boto3 takes a third of a second to import, which a store that keeps
     # its blobs locally never needs.
-    from .remote_blobs import Location, RemoteBlobs, RemoteDataStore
+    from .remote_blobs import Location, RemoteBlobs
 
+    assert backends.data is not None
     try:
         remote = RemoteBlobs(Location.parse(backends.data, backends.endpoint, backends.region))
         remote.check()
@@ -84,7 +97,7 @@ def open_data_store(root: Path, backends: Backends) -> DataStore:
         raise BackendError(str(error)) from None
     except OSError as error:
         raise BackendError(f"the blob service cannot be used: {error.strerror}") from None
-    return RemoteDataStore(root, remote, backends.cache_bytes)
+    return remote
 
 
 def check_meta_url(url: str) -> None:
@@ -107,15 +120,7 @@ def format_store(root: Path, backends: Backends) -> None:
         check_meta_url(backends.meta)
         _check_new_database(backends.meta)
     if backends.data is not None:
-        from .remote_blobs import Location, RemoteBlobs
-
-        try:
-            location = Location.parse(backends.data, backends.endpoint, backends.region)
-            RemoteBlobs(location).check()
-        except ValueError as error:
-            raise BackendError(str(error)) from None
-        except OSError as error:
-            raise BackendError(f"the blob service cannot be used: {error.strerror}") from None
+        _working_blob_service(backends)
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
     fields = {k: v for k, v in dataclasses.asdict(backends).items() if v is not None}
@@ -135,8 +140,8 @@ def _check_new_database(url: str) -> None:
         with psycopg.connect(url, connect_timeout=5) as conn:
             taken = conn.execute("SELECT to_regclass('entries') IS NOT NULL").fetchall()[0][0]
     except psycopg.Error as error:
-        from .metadata_postgres import _one_line
+        from .metadata_postgres import one_line
 
-        raise BackendError(f"the metadata database cannot be used: {_one_line(error)}") from None
+        raise BackendError(f"the metadata database cannot be used: {one_line(error)}") from None
     if taken:
         raise BackendError(f"{url} holds a store already; format makes new ones")

@@ -116,7 +116,7 @@ class PostgresDatabase:
                 tcp_user_timeout=20000,  # ms: a server gone silent fails requests, no hang
             )
         except psycopg.Error as error:
-            raise OSError(errno.EIO, _one_line(error)) from None
+            raise OSError(errno.EIO, one_line(error)) from None
         try:
             owned = raw.execute("SELECT pg_try_advisory_lock(%s)", (_OWNER_LOCK,)).fetchall()[0][0]
             if not owned:
@@ -139,17 +139,17 @@ class PostgresDatabase:
             assert self._conn is not None
             result = fn(self._conn, *args)
         except psycopg.errors.IntegrityError as error:
-            raise Conflict(_one_line(error)) from None
+            raise Conflict(one_line(error)) from None
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as error:
             if isinstance(error, psycopg.errors.DiskFull):
-                raise OSError(errno.ENOSPC, f"metadata store: {_one_line(error)}") from None
+                raise OSError(errno.ENOSPC, f"metadata store: {one_line(error)}") from None
             if not self._down:
                 self._down = True
                 log.warning(
                     "the metadata database fails (%s); requests fail with EIO until it answers",
-                    _one_line(error),
+                    one_line(error),
                 )
-            raise OSError(errno.EIO, f"metadata store: {_one_line(error)}") from None
+            raise OSError(errno.EIO, f"metadata store: {one_line(error)}") from None
         if self._down:
             self._down = False
             log.warning("the metadata database answers again")
@@ -162,7 +162,7 @@ class PostgresDatabase:
             await trio.to_thread.run_sync(conn.raw.close, limiter=self._limiter)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     """libpq's messages span lines (and repeat the server's address): the useful line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:
