@@ -61,7 +61,8 @@ def start_seaweedfs(work: Path) -> tuple[subprocess.Popen, int, tuple[str, str]]
     server = subprocess.Popen(
         [BIN / "weed", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
          f"-master.port={ports[0]}", f"-volume.port={ports[1]}", f"-filer.port={ports[2]}",
-         "-s3", f"-s3.port={port}", "-master.volumeSizeLimitMB=1024"],
+         "-s3", f"-s3.port={port}", "-master.volumeSizeLimitMB=1024",
+         "-s3.port.iceberg=0", "-s3.port.lance=0"],  # fixed ports otherwise
         stdout=DEVNULL, stderr=open(work / "seaweedfs.log", "wb"),  # noqa: SIM115
     )  # fmt: skip
     return server, port, (KEY_ID, SECRET)

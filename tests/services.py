@@ -63,7 +63,10 @@ class SeaweedFS:
                 [WEED, "server", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                  f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
                  "-s3", f"-s3.port={self.port}", f"-s3.config={config}",
-                 "-master.volumeSizeLimitMB=256", "-volume.max=0", "-volume.preStopSeconds=0"],
+                 "-master.volumeSizeLimitMB=256", "-volume.max=0", "-volume.preStopSeconds=0",
+                 # Its catalogs listen on fixed ports (8181, 9101): off, so that
+                 # several instances, and whatever else runs here, never collide.
+                 "-s3.port.iceberg=0", "-s3.port.lance=0"],
                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
             )  # fmt: skip
         self._wait_until_it_serves()
