@@ -445,19 +445,9 @@ class DataStore:
         """What is wrong with a blob ("" if nothing): missing, of another size, or (with
         `verify`) not matching its checksums. Blocking: for a thread."""
         try:
-            fd = self.open_blob(object_id)
+            return blob_file_problem(self.blob_path(object_id), size, checksums if verify else None)
         except FileNotFoundError:
             return "is missing"
-        try:
-            if problem := wrong_size(fd, size):
-                return problem
-            if verify and checksums is not None:
-                for index, expected in enumerate(chunk_sums(checksums)):
-                    if checked_chunk(fd, index, expected) is None:
-                        return f"fails its checksum at byte {index * CHUNK}"
-            return ""
-        finally:
-            os.close(fd)
 
     async def remove_blobs(self, object_ids: list[str]) -> None:
         """Remove blobs no metadata points at; open descriptors keep reading them."""
@@ -491,6 +481,21 @@ class DataStore:
 
     def capacity(self) -> os.statvfs_result:
         return os.statvfs(self.root)
+
+
+def blob_file_problem(path: Path, size: int, checksums: bytes | None) -> str:
+    """What is wrong with the blob file at `path` ("" if nothing): another size, or (given
+    `checksums`) content that does not match them. Blocking: for a thread."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if problem := wrong_size(fd, size):
+            return problem
+        for index, expected in enumerate(chunk_sums(checksums or b"")):
+            if checked_chunk(fd, index, expected) is None:
+                return f"fails its checksum at byte {index * CHUNK}"
+        return ""
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

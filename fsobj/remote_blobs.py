@@ -32,16 +32,7 @@ import trio
 from boto3.s3.transfer import TransferConfig
 
 from .blob_cache import DEFAULT_CACHE_BYTES, BlobCache
-from .datastore import (
-    CHUNK,
-    Blob,
-    DamagedBlob,
-    DataStore,
-    Staging,
-    checked_chunk,
-    chunk_sums,
-    wrong_size,
-)
+from .datastore import Blob, DamagedBlob, DataStore, Staging, blob_file_problem
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +275,7 @@ class RemoteDataStore(DataStore):
         partial = self.staging_path()
         try:
             self.remote.download(object_id, partial)
-            if problem := _problem_of_file(partial, size, checksums):
+            if problem := blob_file_problem(partial, size, checksums):
                 raise DamagedBlob(f"blob {object_id} at the blob service {problem}")
             partial.chmod(0o400)
             os.rename(partial, path)
@@ -304,7 +295,7 @@ class RemoteDataStore(DataStore):
             copy = self.staging_path()
             try:
                 self.remote.download(object_id, copy)
-                return _problem_of_file(copy, size, checksums)
+                return blob_file_problem(copy, size, checksums)
             finally:
                 copy.unlink(missing_ok=True)
         return ""
@@ -320,17 +311,3 @@ class RemoteDataStore(DataStore):
 
     def blob_size(self, object_id: str) -> int | None:
         return self.remote.size(object_id)
-
-
-def _problem_of_file(path: Path, size: int, checksums: bytes | None) -> str:
-    """What is wrong with a blob's copy at `path` ("" if nothing)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if problem := wrong_size(fd, size):
-            return problem
-        for index, expected in enumerate(chunk_sums(checksums or b"")):
-            if checked_chunk(fd, index, expected) is None:
-                return f"fails its checksum at byte {index * CHUNK}"
-        return ""
-    finally:
-        os.close(fd)
