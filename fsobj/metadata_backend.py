@@ -52,10 +52,9 @@ class Dialect:
         parts = " || '-' || ".join(f"substr({text}, {start}, {length})" for start, length in groups)
         return f"CASE WHEN {column} IS NULL THEN NULL ELSE {parts} END"
 
-    def setup(self, conn: Any) -> tuple[int, int, int]:
-        """Prepare the connection and bring the schema up to date; returns the first inode
-        number never used, the last durable generation of the group sync and the highest
-        one recorded."""
+    def prepare(self, conn: Any) -> int:
+        """Prepare the connection and bring the schema up to date; returns the highest
+        inode number ever used."""
         raise NotImplementedError
 
     def write_synced(self, conn: Any, write: Callable[[], None]) -> None:

@@ -55,14 +55,9 @@ class PostgresDialect(Dialect):
     def octet_length(self, expression: str) -> str:
         return f"octet_length({expression})"
 
-    def setup(self, conn: PostgresConnection) -> tuple[int, int, int]:
+    def prepare(self, conn: PostgresConnection) -> int:
         schema_postgres.migrate(conn.raw)
-        used, synced_through, recorded = conn.execute(
-            "SELECT (SELECT coalesce(max(inode), 0) FROM entries),"
-            " (SELECT synced_through FROM group_sync),"
-            " (SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0)"
-        ).fetchall()[0]
-        return used + 1, synced_through, recorded
+        return conn.execute("SELECT coalesce(max(inode), 0) FROM entries").fetchall()[0][0]
 
 
 POSTGRES = PostgresDialect()

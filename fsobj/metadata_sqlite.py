@@ -36,7 +36,7 @@ class SqliteDialect(Dialect):
     def octet_length(self, expression: str) -> str:
         return f"length(CAST({expression} AS BLOB))"
 
-    def setup(self, conn: sqlite3.Connection) -> tuple[int, int, int]:
+    def prepare(self, conn: sqlite3.Connection) -> int:
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -49,11 +49,7 @@ class SqliteDialect(Dialect):
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
             " coalesce((SELECT max(inode) FROM entries), 0))"
         ).fetchone()
-        (synced_through,) = conn.execute("SELECT synced_through FROM group_sync").fetchone()
-        (recorded,) = conn.execute(
-            "SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0"
-        ).fetchone()
-        return used + 1, synced_through, recorded
+        return used
 
     def write_synced(self, conn: sqlite3.Connection, write: Callable[[], None]) -> None:
         # In WAL mode, FULL syncs the log at commit: this transaction, and every one before

@@ -199,9 +199,15 @@ def select_acl(conn: Connection, bucket: int) -> tuple[int, list[tuple[str, str]
 
 
 def setup(conn: Connection) -> tuple[int, int, int]:
-    """Dialect.setup: the schema up to date; the first inode never used, and the group
-    sync's last durable and highest recorded generations."""
-    return conn.dialect.setup(conn)
+    """Prepare the connection and the schema (Dialect.prepare); returns the first inode
+    number never used, the last durable generation of the group sync and the highest
+    one recorded."""
+    used = conn.dialect.prepare(conn)
+    synced_through, recorded = conn.execute(
+        "SELECT (SELECT synced_through FROM group_sync),"
+        " (SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0)"
+    ).fetchall()[0]
+    return used + 1, synced_through, recorded
 
 
 # -- statements built on the loop, run by `write` -------------------------------------
