@@ -202,16 +202,14 @@ class OpenObjects:
             try:
                 await self.data.ensure_local(version.object_id, version.size, version.checksums)
             except FileNotFoundError:
-                if entry.object_id != version.object_id:
-                    continue  # replaced (and its blob removed) meanwhile: the new version
-                raise self.reader.damaged(version, entry.name, "is missing") from None
-            if entry.object_id != version.object_id:
-                continue
-            # Opened on the loop, with no await since reading object_id: a commit that
-            # replaces the blob cannot unlink it in between.
-            handle.version = version
-            handle.blob_fd = self._open_blob(version, entry.name)
-            break
+                if entry.object_id == version.object_id:
+                    raise self.reader.damaged(version, entry.name, "is missing") from None
+            if entry.object_id == version.object_id:  # else replaced meanwhile: the new one
+                # Opened on the loop, with no await since reading object_id: a commit that
+                # replaces the blob cannot unlink it in between.
+                handle.version = version
+                handle.blob_fd = self._open_blob(version, entry.name)
+                break
         if handle.writable and truncate:
             handle.staging = staged or await self.data.stage(None)
             handle.dirty = True
