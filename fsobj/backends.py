@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .remote_blobs import RemoteBlobs
 
 FILE = "backends.json"
+BLOB_LOCATION = "blob location"  # the setting in a shared store's database
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -46,6 +47,16 @@ class Backends:
             return f"{meta}, blobs in the store's directory"
         at = f" at {self.endpoint}" if self.endpoint else ""
         return f"{meta}, blobs at {self.data}{at}, cached locally up to {self.cache_bytes} bytes"
+
+    @property
+    def shared(self) -> bool:
+        """Whether several hosts may serve the store: its metadata and blobs are both on
+        servers (docs/scale.md)."""
+        return self.meta is not None and self.data is not None
+
+    def blob_location(self) -> str:
+        """Where the blobs live, as every host of a shared store must agree."""
+        return json.dumps({"data": self.data, "endpoint": self.endpoint, "region": self.region})
 
     def metadata_location(self, root: Path) -> Path | str:
         """Where open_metadata_store finds the metadata."""
@@ -121,6 +132,12 @@ def format_store(root: Path, backends: Backends) -> None:
         _check_new_database(backends.meta)
     if backends.data is not None:
         _working_blob_service(backends)
+    if backends.shared:  # hosts that join read where the blobs live from the database
+        _record_blob_location(backends)
+    _write(root, backends)
+
+
+def _write(root: Path, backends: Backends) -> None:
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
     fields = {k: v for k, v in dataclasses.asdict(backends).items() if v is not None}
@@ -130,6 +147,63 @@ def format_store(root: Path, backends: Backends) -> None:
         out.write("\n")
         out.flush()
         os.fsync(out.fileno())
+
+
+def join_store(root: Path, meta: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> Backends:
+    """Make `root` this host's directory of the shared store whose metadata is at `meta`
+    (its blobs are where that database says); refused, with nothing written, for an
+    existing store and for backends that do not work."""
+    if (root / "meta.sqlite3").exists() or (root / FILE).exists():
+        raise BackendError(f"{root} is a store already")
+    check_meta_url(meta)
+    recorded = _database_query(
+        meta,
+        "SELECT value FROM settings WHERE name = %s",
+        (BLOB_LOCATION,),
+        f"{meta} holds no shared store: format one (--meta and --data) first",
+    )
+    place = json.loads(recorded)
+    chosen = Backends(meta, place["data"], place["endpoint"], place["region"], cache_bytes)
+    _working_blob_service(chosen)
+    _write(root, chosen)
+    return chosen
+
+
+def _database_query(url: str, sql: str, params: tuple, missing: str) -> str:
+    """The one value that `sql` finds in the database at `url` (BackendError `missing`
+    when there is none)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            row = None
+            if conn.execute("SELECT to_regclass('settings')").fetchall()[0][0] is not None:
+                row = conn.execute(sql, params).fetchone()
+    except psycopg.Error as error:
+        from .metadata_postgres import one_line
+
+        raise BackendError(f"the metadata database cannot be used: {one_line(error)}") from None
+    if row is None or row[0] is None:
+        raise BackendError(missing)
+    return row[0]
+
+
+def _record_blob_location(backends: Backends) -> None:
+    import psycopg
+
+    from .metadata_postgres import one_line
+    from .schema_postgres import migrate
+
+    assert backends.meta is not None
+    try:
+        with psycopg.connect(backends.meta, connect_timeout=5, autocommit=True) as conn:
+            migrate(conn)
+            conn.execute(
+                "INSERT INTO settings (name, value) VALUES (%s, %s)",
+                (BLOB_LOCATION, backends.blob_location()),
+            )
+    except psycopg.Error as error:
+        raise BackendError(f"the metadata database cannot be used: {one_line(error)}") from None
 
 
 def _check_new_database(url: str) -> None:

@@ -73,6 +73,12 @@ def cmd_mount(args: argparse.Namespace) -> None:
 
 def cmd_format(args: argparse.Namespace) -> None:
     store = Path(args.store).expanduser().resolve()
+    if args.join:
+        if args.meta is None or args.data or args.endpoint or args.region:
+            raise CommandError("--join takes --meta alone: the database says where blobs live")
+        joined = backends.join_store(store, args.meta, args.cache_size)
+        print(f"{store} joins the shared store: {joined.describe()}")
+        return
     if args.meta is None and args.data is None:
         raise CommandError(
             "format needs --meta, --data or both (the default store needs no format)"
@@ -91,7 +97,13 @@ def _size(text: str) -> int:
 
 def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
     return daemon.MountOptions(
-        args.private, args.commit_interval, args.cache_entries, args.s3, args.abandon_uploads_after
+        args.private,
+        args.commit_interval,
+        args.cache_entries,
+        args.s3,
+        args.abandon_uploads_after,
+        args.metadata_timeout,
+        args.session_timeout,
     )
 
 
@@ -443,6 +455,16 @@ def parser() -> argparse.ArgumentParser:
         help=f"also serve S3 at this address (e.g. {S3_ADDRESS})",
     )
     _upload_option(mount)
+    mount.add_argument(
+        "--metadata-timeout", type=_positive_seconds, default=1.0, metavar="SECONDS",
+        help="a shared store: how long other hosts' changes may take to show"
+        " (default: %(default)s)",
+    )  # fmt: skip
+    mount.add_argument(
+        "--session-timeout", type=_positive_seconds, default=60.0, metavar="SECONDS",
+        help="a shared store: how long after this process stops answering its pins"
+        " lapse (default: %(default)s)",
+    )  # fmt: skip
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.add_argument("mountpoint")
     mount.set_defaults(run=cmd_mount)
@@ -462,6 +484,10 @@ def parser() -> argparse.ArgumentParser:
     form.add_argument(
         "--cache-size", type=_size, default=DEFAULT_CACHE_BYTES, metavar="SIZE",
         help="the local cache of blobs, such as 10G (default: %(default)s bytes)",
+    )  # fmt: skip
+    form.add_argument(
+        "--join", action="store_true",
+        help="this host joins the shared store in --meta's database",
     )  # fmt: skip
     form.set_defaults(run=cmd_format)
 

@@ -3,6 +3,7 @@ until the mount is usable."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -18,6 +19,7 @@ import trio
 import trio_asyncio
 
 from . import fuse_edge
+from .metadata import Sharing
 from .namespace_cache import DEFAULT_CAPACITY
 from .store import Store, open_store, single_error, store_is_free
 from .uploads import ABANDONED_UPLOAD
@@ -80,6 +82,15 @@ class MountOptions:
     cache_entries: int = DEFAULT_CAPACITY
     s3: str | None = None  # [HOST:]PORT to serve S3 at, from the same process
     upload_days: float = ABANDONED_UPLOAD / 86400  # then gc removes a multipart upload
+    # A shared store (docs/scale.md): how long other hosts' changes may take to show here,
+    # and how long after this process stops its heartbeat its session lapses.
+    metadata_seconds: float = 1.0
+    session_seconds: float = 60.0
+
+    @property
+    def sharing(self) -> Sharing:
+        """Half of the metadata timeout is the kernel's, half the daemon's cache's."""
+        return Sharing(self.metadata_seconds / 2, self.session_seconds)
 
     def as_arguments(self) -> list[str]:
         """The same options on `fsobj mount`'s command line."""
@@ -89,6 +100,8 @@ class MountOptions:
             f"--cache-entries={self.cache_entries}",
             *([f"--s3={self.s3}"] if self.s3 else []),
             f"--abandon-uploads-after={self.upload_days}",
+            f"--metadata-timeout={self.metadata_seconds}",
+            f"--session-timeout={self.session_seconds}",
         ]
 
 
@@ -117,7 +130,9 @@ async def _serve(
     commit_interval = options.commit_interval
     async with (
         trio_asyncio.open_loop(),
-        open_store(store_root, str(mountpoint), CACHE_SECONDS, options.cache_entries) as store,
+        open_store(
+            store_root, str(mountpoint), CACHE_SECONDS, options.cache_entries, options.sharing
+        ) as store,
     ):
         unclean = store.begin_mount()
         if unclean:
@@ -172,6 +187,8 @@ async def _start_services(
     store.operations.abandoned_upload = options.upload_days * 86400
     nursery.start_soon(_make_durable_every, store, options.commit_interval)
     nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
+    if store.meta.shared:
+        nursery.start_soon(_heartbeat_every, store, options.session_seconds / 3)
     if options.s3:
         from .s3.server import serve_s3
 
@@ -199,7 +216,9 @@ async def _serve_alone(
 ) -> None:
     async with (
         trio_asyncio.open_loop(),
-        open_store(store_root, f"s3://{options.s3}", 0.0, options.cache_entries) as store,
+        open_store(
+            store_root, f"s3://{options.s3}", 0.0, options.cache_entries, options.sharing
+        ) as store,
     ):
         unclean = store.begin_mount()
         await store.recover()
@@ -226,6 +245,14 @@ async def _make_durable_every(store: Store, seconds: float) -> None:
             await store.operations.objects.durability.make_all_durable()
         except OSError as error:
             log.warning("could not make the metadata durable: %s", error)
+
+
+async def _heartbeat_every(store: Store, seconds: float) -> None:
+    """Keep this process's session on a shared store alive (its pins with it)."""
+    while True:
+        await trio.sleep(seconds)
+        with contextlib.suppress(OSError):  # the database's outage is logged once there
+            await store.meta.heartbeat()
 
 
 async def _collect_garbage_every(store: Store, seconds: float, now: bool) -> None:

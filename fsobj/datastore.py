@@ -298,6 +298,7 @@ class DataStore:
     # A small blob may be written by any thread that is there anyway (the metadata
     # store's, right before its row): it is a local file, quick to write.
     commits_anywhere = True
+    durable_at_commit = False  # a commit's blob is durable once it returns (no group sync)
 
     def __init__(self, root: Path):
         self.root = root

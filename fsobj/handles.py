@@ -32,7 +32,6 @@ from .datastore import (
     DataStore,
     Staging,
     check_object_size,
-    new_object_id,
     wrong_size,
 )
 from .durability import GroupSync
@@ -165,6 +164,11 @@ class OpenObjects:
     ) -> Handle:
         """A new handle. A writer works in place (sharing the working copy) unless it
         truncates, or `in_place` says otherwise (a new object made without O_TRUNC)."""
+        if self.meta.shared:  # close-to-open: what other hosts closed last opens here
+            current = await self.meta.get(entry.inode, current=True)
+            if current is None:
+                raise Refused(errno.ENOENT, (entry, None), "removed by another host")
+            entry = current
         siblings = self._by_inode.setdefault(entry.inode, set())
         handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid)
         handle.in_place = writable and (not truncate if in_place is None else in_place)
@@ -202,6 +206,8 @@ class OpenObjects:
             try:
                 await self.data.ensure_local(version.object_id, version.size, version.checksums)
             except FileNotFoundError:
+                if self.meta.shared:  # another host may have replaced it: ask
+                    await self.meta.get(entry.inode, current=True)
                 if entry.object_id == version.object_id:
                     raise self.reader.damaged(version, entry.name, "is missing") from None
             if entry.object_id == version.object_id:  # else replaced meanwhile: the new one
@@ -274,6 +280,7 @@ class OpenObjects:
             "ctime_ns": now,
             "unsynced": 0,
             "user_metadata": metadata,
+            "shares_blob": True,
         }
         async with self._commit_lock:
             (result,) = await self.meta.update_many([(entry, changes)])
@@ -448,12 +455,12 @@ class OpenObjects:
             )
         staging = handle.staging
         assert staging is not None
-        object_id = new_object_id()
+        object_id = await self.meta.new_blob_id()
         # A new object's blob is left to the page cache, and the next group sync makes it
         # durable with all the others (GroupSync): a crash before that can only take the
         # object back to not existing, which recovery checks. Any other commit replaces a
         # version, so its blob is durable before the metadata moves on.
-        fresh = handle.entry.object_id is None and not durable
+        fresh = handle.entry.object_id is None and not durable and not self.data.durable_at_commit
         # From before the blob appears until the metadata names it, the collector must not
         # take it for garbage.
         self.committing.add(object_id)

@@ -4,10 +4,15 @@ metadata, S3 access keys and what concerns the store as a whole, in SQLite or Po
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from pathlib import Path
 
+import trio
+
 from . import transactions
+from .datastore import new_object_id
 from .entries import Bucket, Entry
 from .iam import Acl, Grant, Permission
 from .metadata_backend import Database
@@ -17,6 +22,8 @@ from .namespace_store import NamespaceStore
 
 log = logging.getLogger(__name__)
 
+PINNED_IDS = 64
+
 
 class MetadataStore(NamespaceStore):
     """Trio-facing interface to the metadata database. Use `open_metadata_store`."""
@@ -24,6 +31,7 @@ class MetadataStore(NamespaceStore):
     def __init__(self, db: Database, cache_entries: int = DEFAULT_CAPACITY):
         super().__init__(db, cache_entries)
         self._acls: dict[int, Acl] = {}  # per bucket, as long as it lives
+        self._acls_read: dict[int, float] = {}  # when (a shared store reads them again)
         self.access_key_changes = 0  # keys removed since the store opened
         # Group sync of new objects' blobs: commits record the current generation; a sync
         # starts a new one and, once the blobs are on disk, records that every generation
@@ -31,10 +39,15 @@ class MetadataStore(NamespaceStore):
         self._generation = 1
         self._handed_out = 0
         self._synced_through = 0
+        # Pinned ids for new blobs on a shared store, and the session that pinned them.
+        self._blob_ids: list[str] = []
+        self._blob_ids_session: int | None = None
+        self._pinning = trio.Lock()
 
     def _forget(self, inode: int) -> None:
         super()._forget(inode)
         self._acls.pop(inode, None)
+        self._acls_read.pop(inode, None)
 
     # -- buckets ----------------------------------------------------------------------
 
@@ -54,13 +67,17 @@ class MetadataStore(NamespaceStore):
     async def acl(self, bucket: int) -> Acl:
         """The bucket's owner and grants (cached; every change goes through set_grants)."""
         found = self._acls.get(bucket)
-        if found is None:
+        if found is None or (self.shared and self._acl_age(bucket) >= self.fresh_seconds):
             rows = await self._run(transactions.select_acl, bucket)
             owner, grants = rows
             found = self._acls[bucket] = Acl(
                 owner, tuple(Grant(g, Permission(p)) for g, p in grants)
             )
+            self._acls_read[bucket] = time.monotonic()
         return found
+
+    def _acl_age(self, bucket: int) -> float:
+        return time.monotonic() - self._acls_read.get(bucket, 0.0)
 
     async def set_grants(self, bucket: int, grants: tuple[Grant, ...]) -> None:
         """Replace a bucket's grants in one transaction."""
@@ -139,6 +156,30 @@ class MetadataStore(NamespaceStore):
         removed = await self._run(transactions.delete_access_key, key_id)
         self.access_key_changes += 1  # what front ends remember of keys is out of date
         return removed
+
+    # -- what several hosts share -------------------------------------------------------
+
+    async def new_blob_id(self) -> str:
+        """The id for a blob about to be written. On a shared store it is pinned by this
+        process's session already, so no collector on any host takes the blob for garbage
+        before its row names it; ids are pinned PINNED_IDS at a time, in one round trip."""
+        if not self.shared:
+            return new_object_id()
+        while not self._blob_ids or self._blob_ids_session != self._db.session:
+            async with self._pinning:
+                if not self._blob_ids or self._blob_ids_session != self._db.session:
+                    ids = [new_object_id() for _ in range(PINNED_IDS)]
+                    self._blob_ids_session = await self._run(transactions.pin_blobs, ids)
+                    self._blob_ids = ids
+        return self._blob_ids.pop()
+
+    async def heartbeat(self) -> None:
+        """Keep this process's session on a shared store alive."""
+        await self._db.heartbeat()
+
+    async def settle_setting(self, name: str, value: str) -> str:
+        """The store's setting `name`: `value` if it had none, else the one recorded."""
+        return await self._run(transactions.settle_setting, name, value)
 
     # -- the store as a whole ---------------------------------------------------------
 
@@ -233,21 +274,41 @@ class MetadataStore(NamespaceStore):
         await self._db.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class Sharing:
+    """How a process serves a store that several hosts serve: what it caches is trusted
+    for `fresh_seconds`; its session lapses `session_seconds` after its last heartbeat."""
+
+    fresh_seconds: float = 0.5
+    session_seconds: float = 60.0
+
+
 async def open_metadata_store(
-    where: Path | str, cache_entries: int = DEFAULT_CAPACITY
+    where: Path | str, cache_entries: int = DEFAULT_CAPACITY, sharing: Sharing | None = None
 ) -> MetadataStore:
     """The metadata store in the SQLite file at `where` (made when absent), or in the
-    PostgreSQL database that the URL `where` names; its schema is brought up to date
-    first. Must run inside `trio_asyncio.open_loop()`."""
+    PostgreSQL database that the URL `where` names, served by this process alone or,
+    with `sharing`, by several hosts; its schema is brought up to date first. Must run
+    inside `trio_asyncio.open_loop()`."""
     if isinstance(where, Path):
+        assert sharing is None, "a store in SQLite has one host"
         db: Database = await open_sqlite(where)
     else:
         from .metadata_postgres import open_postgres
 
-        db = await open_postgres(where)
+        db = await open_postgres(
+            where, sharing is not None, sharing.session_seconds if sharing else 0.0
+        )
     store = MetadataStore(db, cache_entries)
+    if sharing is not None:
+        store.share(sharing.fresh_seconds)
     try:
-        store._next_inode, store._synced_through, recorded = await store._run(transactions.setup)
+        (
+            store._next_inode,
+            store._inode_end,
+            store._synced_through,
+            recorded,
+        ) = await store._run(transactions.setup)
         # Generations only grow, so a mark left by an earlier mount is never taken for one
         # this mount's syncs cover.
         store._generation = max(store._synced_through, recorded) + 1

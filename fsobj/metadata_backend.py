@@ -23,12 +23,20 @@ class Conflict(Exception):
     """A statement broke a uniqueness rule (a name taken meanwhile): nothing was written."""
 
 
+class MissingParent(Conflict):
+    """A statement named a parent that is gone, or removed one that still has children
+    (another host changed the directory meanwhile): nothing was written."""
+
+
 class Dialect:
     """SQL that differs between the databases, and their connection-wide steps."""
 
     name = ""
     begin = "BEGIN"  # opens a transaction that writes
     binary = "BLOB"  # the type of bytes, for temporary tables
+    # After a SELECT inside a transaction: lock the rows read until it ends (several hosts
+    # commit to one object: the last to take the lock wins, knowing what it replaced).
+    lock_rows = ""
 
     def key_order(self) -> str:
         """An entry's place among its siblings in S3's key order: its name and a
@@ -52,10 +60,24 @@ class Dialect:
         parts = " || '-' || ".join(f"substr({text}, {start}, {length})" for start, length in groups)
         return f"CASE WHEN {column} IS NULL THEN NULL ELSE {parts} END"
 
-    def prepare(self, conn: Any) -> int:
-        """Prepare the connection and bring the schema up to date; returns the highest
-        inode number ever used."""
+    def prepare(self, conn: Any) -> tuple[int, int]:
+        """Prepare the connection and bring the schema up to date; returns the first
+        range of inode numbers this connection may hand out (`inodes`)."""
         raise NotImplementedError
+
+    def inodes(self, conn: Any) -> tuple[int, int]:
+        """A new range [first, end) of inode numbers never used, for this process alone."""
+        raise NotImplementedError
+
+    def release_pin(self, conn: Any, key: bytes) -> bool:
+        """In a commit's transaction: release this session's pin of the new blob `key`;
+        whether it still held one (a blob whose pin lapsed may have been collected)."""
+        return True
+
+    def pinned(self, column: str) -> str:
+        """SQL that is true when a live session pins the blob `column` names (a blob being
+        uploaded on another host: see metadata_postgres)."""
+        return "FALSE"
 
     def write_synced(self, conn: Any, write: Callable[[], None]) -> None:
         """Run `write` (one transaction) so that it is durable when it returns."""
@@ -73,10 +95,15 @@ class Database(Protocol):
     """One connection to the metadata database, owned by a thread of its own."""
 
     dialect: Dialect
+    session: int | None  # this process's session, on a store that several hosts serve
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(connection, *args)` in the database's thread: one round trip. Integrity
         errors come back as Conflict, a database out of space or out of reach as OSError."""
+        ...
+
+    async def heartbeat(self) -> None:
+        """Keep this process's session alive (nothing without one)."""
         ...
 
     async def close(self) -> None: ...

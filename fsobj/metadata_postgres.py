@@ -9,16 +9,24 @@ placeholders; `PostgresConnection` rewrites them once per statement text.
 
 The password comes from libpq's own sources (`PGPASSWORD`, the 0600 file `~/.pgpass` or
 `PGPASSFILE`), never from a command line. A lost connection is EIO for the request that
-met it, logged once per outage; the next request reconnects. Until several hosts can share
-a store, the store takes a session-level advisory lock, so a second mount of the same
+met it, logged once per outage; the next request reconnects.
+
+A store whose blobs live at an S3 service is shared: every host that serves it holds a
+session (a row in `sessions`, kept alive by a heartbeat, dead once `expires` passes) and
+pins the blobs it is uploading before any row names them, so that no collector anywhere
+takes them for garbage; a commit releases its blob's pin in the transaction that names the
+blob, and fails if the pin lapsed. A store whose blobs are local files is served by one
+process: it takes a session-level advisory lock instead, so a second mount of the same
 database is refused, as a second mount of a store directory is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -28,7 +36,7 @@ import psycopg.errors
 import trio
 
 from . import schema_postgres
-from .metadata_backend import Conflict, Dialect
+from .metadata_backend import Conflict, Dialect, MissingParent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,9 +63,30 @@ class PostgresDialect(Dialect):
     def octet_length(self, expression: str) -> str:
         return f"octet_length({expression})"
 
-    def prepare(self, conn: PostgresConnection) -> int:
-        schema_postgres.migrate(conn.raw)
-        return conn.execute("SELECT coalesce(max(inode), 0) FROM entries").fetchall()[0][0]
+    lock_rows = " FOR UPDATE"
+
+    def prepare(self, conn: PostgresConnection) -> tuple[int, int]:
+        return self.inodes(conn)  # the schema is migrated as the connection opens
+
+    def inodes(self, conn: PostgresConnection) -> tuple[int, int]:
+        (last,) = conn.execute("SELECT nextval('inode_ranges')").fetchall()[0]
+        return last - schema_postgres.INODE_RANGE + 1, last + 1
+
+    def release_pin(self, conn: PostgresConnection, key: bytes) -> bool:
+        if conn.session is None:
+            return True
+        released = conn.execute(
+            "DELETE FROM pins WHERE object_id = ? AND session = ?"
+            " AND session IN (SELECT id FROM sessions WHERE expires > now())",
+            (key, conn.session),
+        )
+        return released.rowcount > 0
+
+    def pinned(self, column: str) -> str:
+        return (
+            f"EXISTS (SELECT 1 FROM pins p JOIN sessions s ON s.id = p.session"
+            f" WHERE p.object_id = {column} AND s.expires > now())"
+        )
 
 
 POSTGRES = PostgresDialect()
@@ -74,8 +103,9 @@ class PostgresConnection:
 
     dialect: Dialect = POSTGRES
 
-    def __init__(self, raw: psycopg.Connection):
+    def __init__(self, raw: psycopg.Connection, session: int | None):
         self.raw = raw
+        self.session = session  # this process's session on a shared store
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
         return self.raw.execute(_placeholders(sql), tuple(params))
@@ -86,19 +116,25 @@ class PostgresConnection:
 
 
 class PostgresDatabase:
-    """The connection, its thread, and what happens when the server goes away."""
+    """The connection, its thread, and what happens when the server goes away. `shared`:
+    several hosts serve the store, each with a session that lives `session_seconds`
+    past its last heartbeat (see the module)."""
 
     dialect: Dialect = POSTGRES
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, shared: bool = False, session_seconds: float = 60.0):
         self.url = url
+        self.shared = shared
+        self.session_seconds = session_seconds
+        self.session: int | None = None
         self._conn: PostgresConnection | None = None
         self._limiter = trio.CapacityLimiter(1)  # one call at a time on the connection
         self._down = False
         self._closed = False
 
     def connect(self) -> None:
-        """Connect and take the owner's lock (blocking: in the thread)."""
+        """Connect, and take the owner's lock or renew the session (blocking: in the
+        thread)."""
         try:
             raw = psycopg.connect(
                 self.url,
@@ -113,13 +149,54 @@ class PostgresDatabase:
         except psycopg.Error as error:
             raise OSError(errno.EIO, one_line(error)) from None
         try:
-            owned = raw.execute("SELECT pg_try_advisory_lock(%s)", (_OWNER_LOCK,)).fetchall()[0][0]
-            if not owned:
-                raise StoreInUse("the store's metadata is in use by another fsobj process")
+            # First, so that a database of a newer schema is refused before any write.
+            schema_postgres.migrate(raw)
+            if self.shared:
+                self._join(raw)
+            else:
+                owned = raw.execute("SELECT pg_try_advisory_lock(%s)", (_OWNER_LOCK,)).fetchall()
+                if not owned[0][0]:
+                    raise StoreInUse("the store's metadata is in use by another fsobj process")
+        except psycopg.Error as error:
+            raw.close()
+            raise OSError(errno.EIO, one_line(error)) from None
         except BaseException:
             raw.close()
             raise
-        self._conn = PostgresConnection(raw)
+        self._conn = PostgresConnection(raw, self.session)
+
+    def _join(self, raw: psycopg.Connection) -> None:
+        """Renew this process's session, or begin one (the first time, or when it lapsed
+        during an outage: its pins are gone, and commits of blobs they covered fail)."""
+        if self.session is not None and self._renew(raw):
+            return
+        if self.session is not None:
+            log.warning("session %d lapsed while the database was away", self.session)
+        (self.session,) = raw.execute(
+            "INSERT INTO sessions (host, pid, expires)"
+            " VALUES (%s, %s, now() + make_interval(secs => %s)) RETURNING id",
+            (socket.gethostname(), os.getpid(), self.session_seconds),
+        ).fetchall()[0]
+        log.info("session %d begins", self.session)
+
+    def _renew(self, raw: psycopg.Connection) -> bool:
+        renewed = raw.execute(
+            "UPDATE sessions SET expires = now() + make_interval(secs => %s)"
+            " WHERE id = %s AND expires > now()",
+            (self.session_seconds, self.session),
+        )
+        return renewed.rowcount > 0
+
+    async def heartbeat(self) -> None:
+        """Keep this session alive, and remove sessions that lapsed (their pins go too)."""
+
+        def beat(conn: PostgresConnection) -> None:
+            if not self._renew(conn.raw):
+                self._join(conn.raw)
+                conn.session = self.session
+            conn.execute("DELETE FROM sessions WHERE expires < now()")
+
+        await self.run(beat)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
@@ -133,6 +210,8 @@ class PostgresDatabase:
                 self.connect()
             assert self._conn is not None
             result = fn(self._conn, *args)
+        except psycopg.errors.ForeignKeyViolation as error:
+            raise MissingParent(one_line(error)) from None
         except psycopg.errors.IntegrityError as error:
             raise Conflict(one_line(error)) from None
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as error:
@@ -154,7 +233,13 @@ class PostgresDatabase:
         self._closed = True
         conn, self._conn = self._conn, None
         if conn is not None:
-            await trio.to_thread.run_sync(conn.raw.close, limiter=self._limiter)
+            await trio.to_thread.run_sync(self._end, conn, limiter=self._limiter)
+
+    def _end(self, conn: PostgresConnection) -> None:
+        with contextlib.suppress(psycopg.Error):
+            if conn.session is not None:  # its pins go with it
+                conn.execute("DELETE FROM sessions WHERE id = ?", (conn.session,))
+        conn.raw.close()
 
 
 def one_line(error: BaseException) -> str:
@@ -166,8 +251,10 @@ def one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-async def open_postgres(url: str) -> PostgresDatabase:
+async def open_postgres(
+    url: str, shared: bool = False, session_seconds: float = 60.0
+) -> PostgresDatabase:
     """Connect to the database at `url`: one clear error (OSError, StoreInUse) if not."""
-    db = PostgresDatabase(url)
+    db = PostgresDatabase(url, shared, session_seconds)
     await trio.to_thread.run_sync(db.connect, limiter=db._limiter)
     return db

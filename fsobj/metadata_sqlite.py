@@ -36,7 +36,7 @@ class SqliteDialect(Dialect):
     def octet_length(self, expression: str) -> str:
         return f"length(CAST({expression} AS BLOB))"
 
-    def prepare(self, conn: sqlite3.Connection) -> int:
+    def prepare(self, conn: sqlite3.Connection) -> tuple[int, int]:
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode keeps every commit atomic; durability comes from make_durable().
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -49,7 +49,8 @@ class SqliteDialect(Dialect):
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
             " coalesce((SELECT max(inode) FROM entries), 0))"
         ).fetchone()
-        return used
+        # One process owns the store: every number after the highest used is its own.
+        return used + 1, 1 << 62
 
     def write_synced(self, conn: sqlite3.Connection, write: Callable[[], None]) -> None:
         # In WAL mode, FULL syncs the log at commit: this transaction, and every one before
@@ -85,9 +86,13 @@ class SqliteDatabase:
     """The aiosqlite connection, with one call that runs a function in its thread."""
 
     dialect: Dialect = SQLITE
+    session: int | None = None  # one process serves a store in SQLite: no session
 
     def __init__(self, conn: aiosqlite.Connection):
         self._conn = conn
+
+    async def heartbeat(self) -> None:
+        pass
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         # aiosqlite has no public "run this callable" call. Its public methods queue a

@@ -17,6 +17,7 @@ query).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,11 @@ class NamespaceCache:
         self._user_metadata: dict[int, dict[str, bytes]] = {}
         self._held: dict[int, int] = {}
         self.unwritten: dict[int, Entry] = {}
+        # On a shared store: when each entry was read, and the count of changes made here
+        # at each entry's last one (a row read before that change must not undo it).
+        self._read_at: dict[int, float] = {}
+        self._changed_at: dict[int, int] = {}
+        self.changes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -75,6 +81,7 @@ class NamespaceCache:
             return cached
         self._entries[entry.inode] = entry
         self._by_name[(entry.parent, entry.name)] = entry.inode
+        self._read_at[entry.inode] = time.monotonic()
         if complete:
             self._complete.add(entry.inode)
         if len(self._entries) > self.capacity:
@@ -87,6 +94,35 @@ class NamespaceCache:
             del self._by_name[(old_parent, old_name)]
         if entry.inode in self._entries:
             self._by_name[(entry.parent, entry.name)] = entry.inode
+
+    def age(self, inode: int) -> float:
+        """Seconds since the entry was read (or changed here)."""
+        return time.monotonic() - self._read_at.get(inode, 0.0)
+
+    def changed(self, inode: int) -> None:
+        """This process changed the entry."""
+        self.changes += 1
+        self._changed_at[inode] = self.changes
+        self._read_at[inode] = time.monotonic()
+
+    def changed_since(self, inode: int, mark: int) -> bool:
+        """Whether this process changed the entry after `changes` was `mark`."""
+        return self._changed_at.get(inode, 0) > mark
+
+    def reread(self, entry: Entry, found: Entry) -> None:
+        """`found` is the entry's row as the database has it now (another host may have
+        changed it): the cached entry, which handles share, becomes that."""
+        old_parent, old_name = entry.parent, entry.name
+        for name in entry.__slots__:
+            setattr(entry, name, getattr(found, name))
+        self.renamed(entry, old_parent, old_name)
+        self._read_at[entry.inode] = time.monotonic()
+
+    def unname(self, parent: int, name: str) -> None:
+        """The name is not (or no longer) in the directory."""
+        inode = self._by_name.pop((parent, name), None)
+        if inode is not None:
+            self._read_at.pop(inode, None)  # and whatever it names, read again when asked
 
     def drop(self, inode: int) -> None:
         """The entry is gone from the namespace."""
@@ -118,6 +154,8 @@ class NamespaceCache:
             self._complete.discard(entry.parent)  # no longer knows all of its children
         self._complete.discard(inode)
         self._user_metadata.pop(inode, None)
+        self._read_at.pop(inode, None)
+        self._changed_at.pop(inode, None)
 
     def _shrink(self) -> None:
         """Evict the least recently used entries down to capacity, skipping those that

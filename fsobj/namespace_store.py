@@ -23,9 +23,11 @@ import errno
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import trio
+
 from . import schema, transactions
 from .entries import Entry
-from .metadata_backend import Conflict, Database
+from .metadata_backend import Conflict, Database, MissingParent
 from .namespace_cache import DEFAULT_CAPACITY, NamespaceCache
 
 T = TypeVar("T")
@@ -36,7 +38,7 @@ _COLUMNS = (
     " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
 )
 _LISTED = (
-    "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+    "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
     " NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks FROM entries"
 )
 
@@ -49,7 +51,8 @@ class NamespaceStore:
         self.dialect = db.dialect
         self.object_id_sql = db.dialect.blob_name("object_id")
         self._select = (
-            "SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+            "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns,"
+            " mtime_ns, ctime_ns,"
             f" {self.object_id_sql}, size, etag, content_type, target, checksums, unsynced,"
             " subdirs, blocks FROM entries LEFT JOIN blob_checksums USING (object_id)"
         )
@@ -60,23 +63,65 @@ class NamespaceStore:
         # How many times a directory moved: what was derived from the tree's shape (a
         # directory's bucket and key length) is current while this stays the same.
         self.directory_moves = 0
-        self._next_inode = 0  # set when the store opens
+        # The range of inode numbers this process hands out [next, end), refilled from
+        # the database (set when the store opens).
+        self._next_inode = self._inode_end = 0
+        self._inode_lock = trio.Lock()
+        # Several hosts serve the store (`share`): what is cached is a copy that may be up
+        # to `fresh_seconds` old, and opens read their entry anew (close-to-open).
+        self.shared = False
+        self.fresh_seconds = 0.0
         self._removing: set[int] = set()  # directories being removed (delete_directory)
 
     # -- plumbing ---------------------------------------------------------------------
+
+    def share(self, fresh_seconds: float) -> None:
+        """Several hosts serve this store: cached entries are trusted for `fresh_seconds`
+        and then read again, a name not cached is looked up, and the database alone says
+        which inode numbers are free."""
+        self.shared = True
+        self.fresh_seconds = fresh_seconds
+
+    async def _new_inode(self) -> int:
+        """An inode number never used, by this process or any other."""
+        while self._next_inode >= self._inode_end:
+            async with self._inode_lock:
+                if self._next_inode >= self._inode_end:
+                    self._next_inode, self._inode_end = await self._run(transactions.inodes)
+        inode = self._next_inode
+        self._next_inode += 1
+        return inode
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(connection, *args)` in the database thread: one round trip."""
         return await self._db.run(fn, *args)
 
-    def _remember(self, entry: Entry) -> Entry:
-        # the cache is authoritative: an older row read meanwhile never replaces it
-        return self._cache.add(entry)
+    def _remember(self, entry: Entry, mark: int) -> Entry:
+        """Cache a row read when the count of local changes was `mark`. On one host the
+        cache is authoritative: an older row read meanwhile never replaces it. On a
+        shared store the row is news from other hosts, unless this process changed the
+        entry since the read began (then the cached entry is newer)."""
+        cached = self._cache.get(entry.inode)
+        if cached is None:
+            return self._cache.add(entry)
+        stale = self.shared and not self._cache.changed_since(entry.inode, mark)
+        if stale and entry.inode not in self._unwritten:
+            self._cache.reread(cached, entry)
+        return cached
+
+    def _fresh(self, entry: Entry) -> bool:
+        """Whether the cached entry may be served without asking the database."""
+        return (
+            not self.shared
+            or entry.inode in self._unwritten
+            or self._cache.age(entry.inode) < self.fresh_seconds
+        )
 
     def _changed(self, entry: Entry, changes: dict[str, Any]) -> None:
         """Apply committed changes to `entry`, and to the cached entry of its inode if that
         is another object (read back after `entry` was evicted)."""
         cached = self._cache.get(entry.inode)
+        self._cache.changed(entry.inode)
         targets = [entry] if cached is None or cached is entry else [entry, cached]
         for target in targets:
             for name, value in changes.items():
@@ -113,7 +158,11 @@ class NamespaceStore:
         statements that write those `new` entries whose rows are not written yet; `fn`
         runs them in its transaction."""
         first = [e for e in new if e is not None and self._unwritten.pop(e.inode, None) is e]
-        inserts = [statement for entry in first for statement in _insert_statements(entry)]
+        inserts = [
+            statement
+            for entry in first
+            for statement in _insert_statements(entry, replace=self.shared)
+        ]
         try:
             return await self._run(fn, inserts, *args)
         except BaseException:
@@ -132,25 +181,39 @@ class NamespaceStore:
 
     # -- entries ----------------------------------------------------------------------
 
-    async def get(self, inode: int) -> Entry | None:
+    async def get(self, inode: int, current: bool = False) -> Entry | None:
+        """The entry of `inode`, or None. `current`: on a shared store, as the database
+        has it now (an open reads its object's current version: close-to-open)."""
         entry = self._cache.get(inode)
-        if entry is not None:
+        if entry is not None and (not self.shared or (self._fresh(entry) and not current)):
             return entry
+        if entry is not None and entry.inode in self._unwritten:
+            return entry
+        mark = self._cache.changes
         rows = await self._run(transactions.select, f"{self._select} WHERE inode = ?", (inode,))
-        return self._remember(Entry(*rows[0])) if rows else None
+        if rows:
+            return self._remember(Entry(*rows[0]), mark)
+        if entry is not None and not self._cache.changed_since(inode, mark):
+            self._forget(inode)  # removed by another host
+        return None
 
     async def lookup(self, parent: int, name: str) -> Entry | None:
         entry = self._cache.named(parent, name)
-        if entry is not None:
+        if entry is not None and self._fresh(entry):
             return entry
-        if self._cache.knows_all_of(parent):
+        if entry is None and self._cache.knows_all_of(parent) and not self.shared:
             return None
+        mark = self._cache.changes
         rows = await self._run(
             transactions.select,
             f"{self._select} WHERE parent = ? AND name = ?",
             (parent, name),
         )
-        return self._remember(Entry(*rows[0])) if rows else None
+        if rows:
+            return self._remember(Entry(*rows[0]), mark)
+        if entry is not None and not self._cache.changed_since(entry.inode, mark):
+            self._cache.unname(parent, name)  # renamed or removed by another host
+        return None
 
     async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
         """One page of a directory, in inode order, starting after `after_inode`: the
@@ -165,8 +228,7 @@ class NamespaceStore:
             f"{_LISTED} WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
             (parent, after_inode, limit),
         )
-        cached = self._cache.peek
-        return [cached(row[0]) or Entry(*row) for row in rows]
+        return [self._listed(row) for row in rows]
 
     async def children_in_key_order(
         self, parent: int, after: str, inclusive: bool, limit: int, marked: str
@@ -184,8 +246,13 @@ class NamespaceStore:
             f" ORDER BY {self._key_order} LIMIT ?",
             (marked, parent, after, limit),
         )
-        cached = self._cache.peek
-        return [(cached(row[0]) or Entry(*row[:-1]), bool(row[-1])) for row in rows]
+        return [(self._listed(row[:-1]), bool(row[-1])) for row in rows]
+
+    def _listed(self, row: tuple) -> Entry:
+        """An entry of a listing: the cached one if any (every change here updates it),
+        unless another host may have changed it since (then the row, which is newer)."""
+        cached = self._cache.peek(row[0])
+        return cached if cached is not None and self._fresh(cached) else Entry(*row)
 
     def current(self, entry: Entry) -> Entry:
         """The entry as it is now: the cached one, which every change updates, if any."""
@@ -218,11 +285,11 @@ class NamespaceStore:
         """Store a new entry, assigning its inode; a bucket also gets its bucket row. The
         parent directory's mtime changes in the same transaction. A `deferred` entry (a new
         object) is written with whatever first changes it."""
+        inode = await self._new_inode()
         if self._cache.has_name(entry.parent, entry.name):
             raise FileExistsError(errno.EEXIST, f"{entry.name} exists already")
         self._refuse_if_removing(entry.parent)
-        entry.inode = self._next_inode
-        self._next_inode += 1  # before any await: concurrent inserts get their own
+        entry.inode = inode
         if deferred:
             self._unwritten[entry.inode] = entry
         else:
@@ -238,11 +305,14 @@ class NamespaceStore:
                 )
             try:
                 await self._run(transactions.write, statements)
+            except MissingParent:
+                raise FileNotFoundError(errno.ENOENT, "the directory was removed") from None
             except Conflict:
                 raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
             self._counted_subdirs(counts)
         self._touched(entry.parent, entry.ctime_ns)
-        added = self._cache.add(entry, complete=entry.is_dir)
+        # On a shared store other hosts make names in it too: never complete here.
+        added = self._cache.add(entry, complete=entry.is_dir and not self.shared)
         self._cache.set_user_metadata(entry.inode, {})  # a new name has none: no query
         return added
 
@@ -252,8 +322,7 @@ class NamespaceStore:
         statements = []
         latest: dict[int, int] = {}  # each parent's times change once
         for entry in entries:
-            entry.inode = self._next_inode
-            self._next_inode += 1
+            entry.inode = await self._new_inode()
             statements += _insert_statements(entry, touch=False)
             latest[entry.parent] = max(latest.get(entry.parent, 0), entry.ctime_ns)
         statements += [transactions.touch(parent, now_ns) for parent, now_ns in latest.items()]
@@ -282,22 +351,19 @@ class NamespaceStore:
         of an update may be a function that the database thread calls first (a commit
         writes a small blob there: one thread hop for blob and row); one that raises
         OSError fails that update alone. `synced`: the transaction is durable when this
-        returns (its log is synced at commit). Returns, per update, the entry's object_id
-        from just before it and the changes made, or the error."""
+        returns (its log is synced at commit). Returns, per update, the blob its row named
+        just before (as the database says: another host may have committed meanwhile)
+        and the changes made, or the error (transactions.update_many)."""
         results = await self._writing(
             [entry for entry, _ in batch],
             transactions.update_many,
             [(entry.inode, changes) for entry, changes in batch],
             synced,
         )
-        done: list[tuple[str | None, dict[str, Any]] | OSError] = []
-        for (entry, _), changes in zip(batch, results, strict=True):
-            if isinstance(changes, OSError):
-                done.append(changes)
-                continue
-            done.append((entry.object_id, changes))
-            self._changed(entry, changes)
-        return done
+        for (entry, _), result in zip(batch, results, strict=True):
+            if not isinstance(result, OSError):
+                self._changed(entry, result[1])
+        return results
 
     async def delete(self, entry: Entry, now_ns: int) -> None:
         """Remove an entry (a directory: see `delete_directory`)."""
@@ -336,6 +402,8 @@ class NamespaceStore:
         try:
             await self._write_all()  # names made in it before the check are in its rows
             await self._writing(new, transactions.write_if_empty, statements, directory)
+        except MissingParent:  # another host made a name in it meanwhile
+            raise transactions.NotEmpty(directory) from None
         finally:
             self._removing.discard(directory)
 
@@ -387,7 +455,10 @@ class NamespaceStore:
             except transactions.NotEmpty:
                 raise OSError(errno.ENOTEMPTY, f"{replaced.name} is not empty") from None
         else:
-            await self._write(statements, [entry, replaced])
+            try:
+                await self._write(statements, [entry, replaced])
+            except MissingParent:
+                raise FileNotFoundError(errno.ENOENT, "the directory was removed") from None
         if entry.is_dir:
             self.directory_moves += 1
         self._counted_subdirs(counts)
@@ -408,25 +479,40 @@ class NamespaceStore:
             cached = self._cache.get(directory)
             if cached is not None:
                 cached.subdirs += change
+                self._cache.changed(directory)
 
     def _touched(self, inode: int, now_ns: int) -> None:
         directory = self._cache.get(inode)
         if directory is not None:
             directory.mtime_ns = directory.ctime_ns = now_ns
+            self._cache.changed(inode)
 
 
 # -- statements built on the loop -----------------------------------------------------
 
 
-def _insert_statements(entry: Entry, touch: bool = True) -> list[tuple[str, tuple]]:
+def _insert_statements(
+    entry: Entry, touch: bool = True, replace: bool = False
+) -> list[tuple[str, tuple]]:
+    """The statements that write a new entry's row. `replace`: a new object's row, written
+    with its first commit, replaces an object of the same name that another host made
+    meanwhile (the last close wins; that object's blob is left to gc)."""
     row = {name: getattr(entry, name) for name in _COLUMNS.replace(" ", "").split(",")}
     key = None
     if entry.object_id is not None:
         key = row["object_id"] = schema.blob_key(entry.object_id)
     values = tuple(row.values())
-    statements = [
+    statements = []
+    if replace and entry.kind == "object":
+        statements.append(
+            (
+                "DELETE FROM entries WHERE parent = ? AND name = ? AND kind = 'object'",
+                (entry.parent, entry.name),
+            )
+        )
+    statements.append(
         (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
-    ]
+    )
     if touch:
         statements.append(transactions.touch(entry.parent, entry.ctime_ns))
     if key is not None and entry.checksums is not None:

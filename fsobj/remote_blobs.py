@@ -224,6 +224,7 @@ class RemoteDataStore(DataStore):
     directory as their bounded local cache (blob_cache.py). Staging stays local."""
 
     commits_anywhere = False  # a commit uploads: never in the metadata store's thread
+    durable_at_commit = True  # the service holds it
 
     def __init__(self, root: Path, remote: RemoteBlobs, cache_bytes: int = DEFAULT_CACHE_BYTES):
         super().__init__(root)

@@ -177,6 +177,11 @@ def blob_key(object_id: str) -> bytes:
     return uuid.UUID(object_id).bytes
 
 
+def blob_name(key: bytes) -> str:
+    """A blob's id as the data store names it, from the bytes the database keeps."""
+    return str(uuid.UUID(bytes=bytes(key)))
+
+
 def _uuid_bytes(text: str | None) -> bytes | None:
     return None if text is None else blob_key(text)
 

@@ -14,6 +14,9 @@ from typing import Any
 
 from .schema import ROOT_INODE, SchemaError
 
+# Inode numbers a process takes from the database at a time (migration 2).
+INODE_RANGE = 1024
+
 KEY_ORDER = """((name || CASE WHEN kind IN ('bucket', 'dir') THEN '/' ELSE '' END) COLLATE "C")"""
 
 # Each migration takes the schema from version N to N+1; never edit one that has shipped.
@@ -88,6 +91,37 @@ MIGRATIONS: list[str] = [
         FOR EACH ROW EXECUTE FUNCTION blob_unnamed();
     CREATE TRIGGER blob_unnamed_by_update AFTER UPDATE OF object_id ON entries
         FOR EACH ROW EXECUTE FUNCTION blob_unnamed();
+    """,
+    # 2: several hosts on one store (docs/scale.md). Inode numbers come from a sequence,
+    # a range of INODE_RANGE per call; each serving process holds a session, renewed by
+    # its heartbeat, and pins the blobs it is uploading or fetching; the database keeps
+    # every entry's parent in place, so a directory removed on one host while another
+    # makes a name in it is refused by one of them; `settings` says where blobs live,
+    # for hosts that join the store.
+    f"""
+    CREATE SEQUENCE inode_ranges INCREMENT BY {INODE_RANGE} MINVALUE 0;
+    SELECT setval('inode_ranges', (SELECT max(inode) FROM entries), true);
+    CREATE TABLE sessions (
+        id      BIGSERIAL PRIMARY KEY,
+        host    TEXT NOT NULL,
+        pid     BIGINT NOT NULL,
+        started TIMESTAMPTZ NOT NULL DEFAULT now(),
+        expires TIMESTAMPTZ NOT NULL   -- renewed by the heartbeat; dead after it
+    );
+    CREATE TABLE pins (
+        object_id BYTEA NOT NULL,
+        session   BIGINT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        PRIMARY KEY (object_id, session)
+    );
+    CREATE INDEX pins_by_session ON pins (session);
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    -- The root has no parent: NULL here (0 in SQLite, and to the code that reads it).
+    ALTER TABLE entries ALTER COLUMN parent DROP NOT NULL;
+    UPDATE entries SET parent = NULL WHERE inode = {ROOT_INODE};
+    ALTER TABLE entries ADD CONSTRAINT entries_root_alone_has_no_parent
+        CHECK ((parent IS NULL) = (inode = {ROOT_INODE}));
+    ALTER TABLE entries ADD CONSTRAINT entries_parent_exists
+        FOREIGN KEY (parent) REFERENCES entries (inode);
     """,
 ]
 

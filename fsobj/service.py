@@ -30,7 +30,8 @@ log = logging.getLogger("fsobj.operations")
 
 BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB requests)
 # How long the kernel may keep a bucket's name: a bucket exists for everyone, and it
-# changes only through the kernel (mkdir, rmdir), so the kernel's entry stays true.
+# changes only through the kernel (mkdir, rmdir), so the kernel's entry stays true (but on
+# a shared store: see Service.bucket_entry_seconds).
 BUCKET_ENTRY_SECONDS = 300.0
 PLACES = 50_000  # directories whose bucket and key prefix are remembered
 
@@ -61,6 +62,8 @@ class Service:
     ):
         super().__init__()
         self.cache_seconds = cache_seconds
+        # Other hosts of a shared store add and remove buckets too.
+        self.bucket_entry_seconds = cache_seconds if meta.shared else BUCKET_ENTRY_SECONDS
         self.meta = meta
         self.data = data
         self.iam = iam
@@ -196,7 +199,9 @@ class Service:
             attrs.attr_timeout = self.cache_seconds
         else:
             attrs = reuse
-        attrs.entry_timeout = BUCKET_ENTRY_SECONDS if entry.kind == "bucket" else self.cache_seconds
+        attrs.entry_timeout = (
+            self.bucket_entry_seconds if entry.kind == "bucket" else self.cache_seconds
+        )
         attrs.st_ino = entry.inode
         mode = entry.mode
         if entry.kind == "bucket":

@@ -27,7 +27,7 @@ import trio_asyncio
 from . import backends
 from .datastore import DataStore
 from .iam import Policy
-from .metadata import MetadataStore, open_metadata_store
+from .metadata import MetadataStore, Sharing, open_metadata_store
 from .namespace_cache import DEFAULT_CAPACITY
 from .operations import Operations
 
@@ -68,7 +68,8 @@ class Store:
         """The cheap recovery steps after a crash: writes that were never committed."""
         if leftovers := self.data.clear_staging():
             log.warning("removed %d uncommitted writes left by an earlier run", leftovers)
-        if pending := await self.meta.remove_pending_objects():
+        # On a shared store, objects in progress may be other hosts' (fsck reports them).
+        if not self.meta.shared and (pending := await self.meta.remove_pending_objects()):
             log.warning(
                 "removed %d objects whose writer died before close: %s",
                 len(pending),
@@ -98,6 +99,18 @@ class Store:
         await self.data.sync_all()
         await self.meta.settle_unsynced(lost)
         return problems
+
+
+async def _agree_on_blobs(root: Path, meta: MetadataStore, chosen: backends.Backends) -> None:
+    """Every host of a shared store must keep its blobs at the same place: the first to
+    serve it records where (hosts that join read it: backends.join_store)."""
+    here = chosen.blob_location()
+    recorded = await meta.settle_setting(backends.BLOB_LOCATION, here)
+    if recorded != here:
+        raise StoreError(
+            f"cannot open store {root}: its backends.json puts blobs at {here}, but the"
+            f" store's database says they are at {recorded}"
+        )
 
 
 def run_offline(root: Path, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -166,8 +179,11 @@ async def open_store(
     mountpoint: str = "",
     kernel_cache_seconds: float = 0.0,
     cache_entries: int = DEFAULT_CAPACITY,
+    sharing: Sharing | None = None,
 ) -> AsyncIterator[Store]:
-    """Own the store at `root` (creating it when absent) for the duration of the block.
+    """Own the store at `root` (creating it when absent) for the duration of the block. A
+    store whose metadata is in PostgreSQL and whose blobs are at an S3 service is shared:
+    other hosts serve it too, and this process serves it as `sharing` says.
 
     Must run inside `trio_asyncio.open_loop()`.
     """
@@ -186,11 +202,16 @@ async def open_store(
             data = await trio.to_thread.run_sync(backends.open_data_store, root, chosen)
         except backends.BackendError as error:
             raise StoreError(f"cannot open store {root}: {error}") from None
+        shared = (sharing or Sharing()) if chosen.shared else None
         try:
-            meta = await open_metadata_store(chosen.metadata_location(root), cache_entries)
+            meta = await open_metadata_store(chosen.metadata_location(root), cache_entries, shared)
         except Exception as error:
             raise StoreError(f"cannot open the metadata of store {root}: {error}") from None
         try:
+            if shared is not None:
+                # The kernel's share of the time other hosts' changes may take to show.
+                kernel_cache_seconds = min(kernel_cache_seconds, shared.fresh_seconds)
+                await _agree_on_blobs(root, meta, chosen)
             policy = Policy(admins={0, os.getuid()})
             operations = Operations(meta, data, policy, kernel_cache_seconds)
             yield Store(root, meta, data, operations)

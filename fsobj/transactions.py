@@ -9,6 +9,7 @@ The schemas live in schema.py and schema_postgres.py.
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -52,37 +53,79 @@ def update_many(
     inserts: list[tuple[str, tuple]],
     updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
     synced: bool = False,
-) -> list[dict[str, Any] | OSError]:
-    results: list[dict[str, Any] | OSError] = []
-    statements = list(inserts)
+) -> list[tuple[str | None, dict[str, Any]] | OSError]:
+    """Apply each update to its row, in one transaction (after `inserts`); returns per
+    update the blob its row named before and the changes made, or why it failed alone:
+    its function raised OSError, its row is gone (ESTALE: removed by another host), or
+    the new blob's upload pin is lost (EIO: see Dialect.release_pin)."""
+    prepared: list[tuple[int, dict[str, Any] | OSError]] = []
     for inode, changes in updates:
         if callable(changes):
             try:
                 changes = changes()
             except OSError as error:
-                results.append(error)
+                prepared.append((inode, error))
                 continue
-        results.append(changes)
-        row = dict(changes)
-        checksums = row.pop("checksums", None)
-        metadata = row.pop("user_metadata", None)  # all of it, replaced with the content
-        if metadata is not None:
-            statements.append(("DELETE FROM user_metadata WHERE inode = ?", (inode,)))
-            statements += [
-                ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (inode, k, v))
-                for k, v in metadata.items()
-            ]
-        if row.get("object_id") is not None:
-            row["object_id"] = schema.blob_key(row["object_id"])
-            if checksums is not None:
-                statements.append(record_checksums(row["object_id"], checksums))
-        columns = ", ".join(f"{name} = ?" for name in row)
-        statements.append((f"UPDATE entries SET {columns} WHERE inode = ?", (*row.values(), inode)))
+        prepared.append((inode, changes))
+    results: list[tuple[str | None, dict[str, Any]] | OSError] = []
+
+    def run() -> None:
+        results.clear()
+        with transaction(conn):
+            for sql, params in inserts:
+                conn.execute(sql, params)
+            for inode, changes in prepared:
+                done = changes if isinstance(changes, OSError) else _update(conn, inode, changes)
+                results.append(done)
+
     if synced:
-        conn.dialect.write_synced(conn, lambda: write(conn, statements))
+        conn.dialect.write_synced(conn, run)
     else:
-        write(conn, statements)
+        run()
     return results
+
+
+def _update(
+    conn: Connection, inode: int, changes: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]] | OSError:
+    found = conn.execute(
+        f"SELECT object_id FROM entries WHERE inode = ?{conn.dialect.lock_rows}", (inode,)
+    ).fetchone()
+    if found is None:
+        return OSError(errno.ESTALE, "the object was removed meanwhile (by another host)")
+    row = dict(changes)
+    # A copy names its source's blob: it must still be named then, or it may be gone.
+    shares = row.pop("shares_blob", False)
+    changes = {name: value for name, value in changes.items() if name != "shares_blob"}
+    checksums = row.pop("checksums", None)
+    metadata = row.pop("user_metadata", None)  # all of it, replaced with the content
+    statements: list[tuple[str, tuple]] = []
+    if metadata is not None:
+        statements.append(("DELETE FROM user_metadata WHERE inode = ?", (inode,)))
+        statements += [
+            ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (inode, k, v))
+            for k, v in metadata.items()
+        ]
+    if row.get("object_id") is not None:
+        key = row["object_id"] = schema.blob_key(row["object_id"])
+        if shares:
+            named = conn.execute(
+                "SELECT 1 FROM entries WHERE object_id = ? AND inode != ? LIMIT 1"
+                f"{conn.dialect.lock_rows}",
+                (key, inode),
+            ).fetchone()
+            if named is None:
+                return OSError(errno.ENOENT, "the source was replaced meanwhile")
+        elif not conn.dialect.release_pin(conn, key):
+            return OSError(errno.EIO, "this host's session expired during the upload")
+        if checksums is not None:
+            statements.append(record_checksums(row["object_id"], checksums))
+    columns = ", ".join(f"{name} = ?" for name in row)
+    statements.append((f"UPDATE entries SET {columns} WHERE inode = ?", (*row.values(), inode)))
+    for sql, params in statements:
+        conn.execute(sql, params)
+    previous = found[0]
+    return (None if previous is None else schema.blob_name(previous)), changes
 
 
 def record_checksums(key: bytes, checksums: bytes) -> tuple[str, tuple]:
@@ -95,8 +138,9 @@ def record_checksums(key: bytes, checksums: bytes) -> tuple[str, tuple]:
 
 
 def unnamed_blobs(conn: Connection, object_ids: list[str]) -> list[str]:
-    """Those of `object_ids` that no entry names: a set difference inside the database, so
-    a collector's memory holds one batch of ids, never the store's."""
+    """Those of `object_ids` that no entry names and no live session pins (a blob being
+    uploaded on another host): a set difference inside the database, so a collector's
+    memory holds one batch of ids, never the store's."""
     names, odd = {}, []
     for object_id in object_ids:
         try:
@@ -114,6 +158,7 @@ def unnamed_blobs(conn: Connection, object_ids: list[str]) -> list[str]:
         rows = conn.execute(
             "SELECT id FROM listed_blobs"
             " WHERE NOT EXISTS (SELECT 1 FROM entries WHERE object_id = listed_blobs.id)"
+            f" AND NOT {conn.dialect.pinned('listed_blobs.id')}"
         ).fetchall()
         conn.execute("DELETE FROM listed_blobs")
     return odd + [names[bytes(key)] for (key,) in rows]
@@ -184,13 +229,36 @@ def write_if_empty(
             conn.execute(sql, params)
 
 
+def pin_blobs(conn: Connection, object_ids: list[str]) -> int:
+    """Pin the blobs about to be written under these ids by this connection's session;
+    returns the session."""
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO pins (object_id, session) VALUES (?, ?)",
+            [(schema.blob_key(object_id), conn.session) for object_id in object_ids],
+        )
+    return conn.session
+
+
+def settle_setting(conn: Connection, name: str, value: str) -> str:
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, value),
+        )
+        return conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()[0]
+
+
 def delete_access_key(conn: Connection, key_id: str) -> bool:
     with transaction(conn):
         return conn.execute("DELETE FROM access_keys WHERE key_id = ?", (key_id,)).rowcount > 0
 
 
 def select_acl(conn: Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
-    (owner,) = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
+    found = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
+    if found is None:  # removed by another host
+        raise FileNotFoundError(errno.ENOENT, "the bucket was removed")
+    (owner,) = found
     grants = conn.execute(
         "SELECT grantee, permission FROM grants WHERE bucket = ? ORDER BY grantee, permission",
         (bucket,),
@@ -198,16 +266,20 @@ def select_acl(conn: Connection, bucket: int) -> tuple[int, list[tuple[str, str]
     return owner, grants
 
 
-def setup(conn: Connection) -> tuple[int, int, int]:
-    """Prepare the connection and the schema (Dialect.prepare); returns the first inode
-    number never used, the last durable generation of the group sync and the highest
-    one recorded."""
-    used = conn.dialect.prepare(conn)
+def setup(conn: Connection) -> tuple[int, int, int, int]:
+    """Prepare the connection and the schema (Dialect.prepare); returns the first range
+    of inode numbers to hand out [first, end), the last durable generation of the group
+    sync and the highest one recorded."""
+    first, end = conn.dialect.prepare(conn)
     synced_through, recorded = conn.execute(
         "SELECT (SELECT synced_through FROM group_sync),"
         " (SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0)"
     ).fetchall()[0]
-    return used + 1, synced_through, recorded
+    return first, end, synced_through, recorded
+
+
+def inodes(conn: Connection) -> tuple[int, int]:
+    return conn.dialect.inodes(conn)
 
 
 # -- statements built on the loop, run by `write` -------------------------------------

@@ -1,0 +1,269 @@
+"""One store served by several hosts at once: metadata in PostgreSQL, blobs at an S3
+service (SeaweedFS), and two daemons on one machine standing for two hosts, each with its
+own store directory (cache, staging, log). What a user of one sees of the other's work:
+close-to-open consistency, listings and attributes within the metadata timeout, readers
+that keep their version, the last close winning, ACLs acting everywhere, and faults (the
+database or the service going away, a host killed) that lose nothing committed."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import Mount, as_user, fsobj_cli, mounted_at
+from services import SeaweedFS, seaweedfs
+
+TIMEOUT = 1.0  # --metadata-timeout: other hosts' changes show within it
+SESSION = 3.0  # --session-timeout
+OPTIONS = ("--metadata-timeout", str(TIMEOUT), "--session-timeout", str(SESSION))
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as running:
+        yield running
+
+
+class SharedStore:
+    """A shared store, and a store directory per host that joins it."""
+
+    def __init__(self, service: SeaweedFS, database: str, prefix: str, work: Path):
+        self.service = service
+        self.database = database
+        self.prefix = prefix
+        self.work = work
+        self.first = work / "host-a"
+        fsobj_cli(
+            "format", "--store", str(self.first), "--meta", database,
+            "--data", f"s3://fsobj-blobs/{prefix}", "--endpoint", service.endpoint,
+        )  # fmt: skip
+
+    def host(self, name: str) -> Path:
+        """The store directory of another host, joined to the store (once it was served)."""
+        store = self.work / name
+        if not store.exists():
+            out = fsobj_cli("format", "--store", str(store), "--meta", self.database, "--join")
+            assert "joins the shared store" in out.stdout
+        return store
+
+    @contextlib.contextmanager
+    def mounted(self, store: Path, *options: str) -> Iterator[Mount]:
+        with mounted_at(store, store.parent / f"{store.name}.log", (*OPTIONS, *options)) as m:
+            yield m
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with psycopg.connect(self.database, autocommit=True) as conn:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def blobs_at_service(self) -> set[str]:
+        pages = self.service.client().get_paginator("list_objects_v2")
+        return {
+            item["Key"].split("/")[-1]
+            for page in pages.paginate(Bucket="fsobj-blobs", Prefix=self.prefix + "/")
+            for item in page.get("Contents", [])
+        }
+
+    def named_blobs(self) -> set[str]:
+        rows = self.query("SELECT DISTINCT object_id FROM entries WHERE object_id IS NOT NULL")
+        return {str(uuid.UUID(bytes=bytes(key))) for (key,) in rows}
+
+
+@pytest.fixture
+def shared(service, pg_cluster, pg_password, tmp_path, monkeypatch, request) -> SharedStore:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    credentials = service.credentials_file(tmp_path / "credentials")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    client = service.client()
+    if "fsobj-blobs" not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket="fsobj-blobs")
+    return SharedStore(service, pg_cluster.new_database(), request.node.name[:40], tmp_path)
+
+
+@pytest.fixture
+def two_hosts(shared):
+    """The store mounted on host A (which records where its blobs live) and on host B."""
+    with shared.mounted(shared.first) as a:
+        with shared.mounted(shared.host("host-b")) as b:
+            (a / "shared").mkdir()
+            yield a, b
+
+
+def settle() -> None:
+    """Wait out the metadata timeout: what one host changed shows on the others."""
+    time.sleep(TIMEOUT + 0.1)
+
+
+def test_a_file_closed_on_one_host_opens_with_its_content_on_the_other(two_hosts):
+    a, b = two_hosts
+    (a / "shared" / "report.txt").write_bytes(b"first draft")
+    assert (b / "shared" / "report.txt").read_bytes() == b"first draft"
+    # Close-to-open: B knows the name already, and opens what A closed last, at once.
+    (a / "shared" / "report.txt").write_bytes(b"the final version")
+    assert (b / "shared" / "report.txt").read_bytes() == b"the final version"
+    with open(a / "shared" / "report.txt", "r+b") as updating:  # in place, without O_TRUNC
+        updating.write(b"THE")
+    assert (b / "shared" / "report.txt").read_bytes() == b"THE final version"
+    os.setxattr(a / "shared" / "report.txt", "user.status", b"approved")
+    settle()
+    assert os.getxattr(b / "shared" / "report.txt", "user.status") == b"approved"
+
+
+def test_listings_and_attributes_follow_the_other_host_within_the_timeout(two_hosts):
+    a, b = two_hosts
+    for name in ("one", "two", "three"):
+        (a / "shared" / name).write_bytes(name.encode())
+    settle()
+    assert sorted(os.listdir(b / "shared")) == ["one", "three", "two"]
+    assert os.stat(b / "shared" / "three").st_size == 5
+    (a / "shared" / "three").write_bytes(b"a longer three")
+    os.rename(a / "shared" / "one", a / "shared" / "uno")
+    os.unlink(a / "shared" / "two")
+    os.mkdir(a / "shared" / "sub")
+    os.chmod(a / "shared" / "uno", 0o600)
+    settle()
+    assert sorted(os.listdir(b / "shared")) == ["sub", "three", "uno"]
+    assert os.stat(b / "shared" / "three").st_size == len(b"a longer three")
+    assert os.stat(b / "shared" / "uno").st_mode & 0o777 == 0o600
+    assert not (b / "shared" / "one").exists()
+    assert os.stat(b / "shared").st_nlink == 3  # ".", "..": and "sub"
+    (b / "shared" / "sub" / "from-b").write_bytes(b"b")
+    settle()
+    assert os.listdir(a / "shared" / "sub") == ["from-b"]
+
+
+def test_buckets_made_and_removed_on_one_host_show_on_the_other(two_hosts):
+    a, b = two_hosts
+    (a / "team-bucket").mkdir()
+    settle()
+    assert "team-bucket" in os.listdir(b.path)
+    (b / "team-bucket" / "note").write_bytes(b"n")
+    with pytest.raises(OSError) as refused:  # A's bucket holds B's object now
+        (a / "team-bucket").rmdir()
+    assert refused.value.errno == errno.ENOTEMPTY
+    (a / "team-bucket" / "note").unlink()
+    (a / "team-bucket").rmdir()
+    settle()
+    assert "team-bucket" not in os.listdir(b.path)
+    with pytest.raises(FileNotFoundError):
+        (b / "team-bucket" / "late").write_bytes(b"x")
+
+
+def test_a_reader_keeps_its_version_while_the_other_host_rewrites_and_deletes(two_hosts):
+    a, b = two_hosts
+    old = os.urandom(3 * MIB)
+    (a / "shared" / "data.bin").write_bytes(old)
+    with open(b / "shared" / "data.bin", "rb") as reader:
+        assert reader.read(MIB) == old[:MIB]
+        (a / "shared" / "data.bin").write_bytes(b"new content")
+        a.make_durable()  # the replaced blob goes
+        assert reader.read(MIB) == old[MIB : 2 * MIB]
+        (a / "shared" / "data.bin").unlink()
+        a.make_durable()
+        assert reader.read() == old[2 * MIB :]
+    settle()
+    assert not (b / "shared" / "data.bin").exists()
+
+
+def test_the_last_close_wins_across_hosts(two_hosts):
+    a, b = two_hosts
+    (a / "shared" / "doc").write_bytes(b"original")
+    settle()
+    with open(a / "shared" / "doc", "wb") as from_a, open(b / "shared" / "doc", "wb") as from_b:
+        from_a.write(b"written on A")
+        from_b.write(b"written on B")
+        from_a.close()
+        from_b.close()
+    assert (a / "shared" / "doc").read_bytes() == b"written on B"
+    assert (b / "shared" / "doc").read_bytes() == b"written on B"
+    # Both make the same new name: no EEXIST, the last close wins there too.
+    with open(a / "shared" / "new", "wb") as from_a, open(b / "shared" / "new", "wb") as from_b:
+        from_a.write(b"A made it")
+        from_b.write(b"B made it")
+        from_b.close()
+        from_a.close()
+    settle()
+    assert (a / "shared" / "new").read_bytes() == b"A made it"
+    assert (b / "shared" / "new").read_bytes() == b"A made it"
+    assert sorted(os.listdir(b / "shared")) == ["doc", "new"]
+
+
+def test_acl_changes_act_on_every_host_within_the_timeout(two_hosts):
+    a, b = two_hosts
+    (a / "private-bucket").mkdir()
+    (a / "private-bucket" / "plan").write_bytes(b"plan")
+    os.chmod(a / "private-bucket" / "plan", 0o644)
+    read = [["read", str(b / "private-bucket" / "plan")]]
+    settle()
+    assert as_user(1001, read) == ["EACCES"]
+    fsobj_cli("acl", "grant", "--uid", "1001", "--perm", "READ", str(a / "private-bucket"))
+    settle()
+    assert as_user(1001, read) == ["plan"]
+    fsobj_cli("acl", "revoke", "--uid", "1001", str(a / "private-bucket"))
+    settle()
+    assert as_user(1001, read) == ["EACCES"]
+
+
+def test_many_writers_on_both_hosts_make_unique_inodes_and_a_clean_store(two_hosts, shared):
+    a, b = two_hosts
+    errors: list[BaseException] = []
+
+    def write_many(mount: Mount, tag: str) -> None:
+        try:
+            for i in range(150):
+                (mount / "shared" / f"{tag}-{i}").write_bytes(f"{tag} {i}".encode())
+        except BaseException as error:
+            errors.append(error)
+
+    writers = [threading.Thread(target=write_many, args=(m, t)) for m, t in ((a, "a"), (b, "b"))]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert not errors
+    settle()
+    for mount in (a, b):
+        names = os.listdir(mount / "shared")
+        assert len(names) == 300
+        inodes = {os.stat(mount / "shared" / name).st_ino for name in names}
+        assert len(inodes) == 300
+    assert (a / "shared" / "b-149").read_bytes() == b"b 149"
+    assert (b / "shared" / "a-7").read_bytes() == b"a 7"
+
+
+def test_collection_spares_what_a_live_session_pins_and_takes_it_once_lapsed(shared):
+    """A blob being uploaded has no row yet: only its pin keeps collectors away."""
+    other = shared.host("host-c")
+    with shared.mounted(shared.first) as a:
+        (a / "shared").mkdir()
+        (a / "shared" / "kept").write_bytes(b"named")
+        ((session,),) = shared.query("SELECT id FROM sessions")
+        orphan = "00000000-0000-4000-8000-000000000001"
+        shared.service.client().put_object(
+            Bucket="fsobj-blobs", Key=f"{shared.prefix}/{orphan}", Body=b"in flight"
+        )
+        shared.query(
+            "INSERT INTO pins (object_id, session) VALUES (%s, %s)",
+            (bytes.fromhex(orphan.replace("-", "")), session),
+        )
+        out = fsobj_cli("gc", "--store", str(other)).stdout  # on another host, meanwhile
+        assert orphan in shared.blobs_at_service(), out
+        a.process.send_signal(signal.SIGKILL)  # the pinning host dies: its heart stops
+        a.process.wait()
+        time.sleep(SESSION + 0.5)
+        fsobj_cli("gc", "--store", str(other))
+        assert orphan not in shared.blobs_at_service()
+        assert shared.blobs_at_service() == shared.named_blobs()
+        a.process = None  # killed: the mount point is only left to unmount
+        os.system(f"fusermount3 -u -z {a.path}")
