@@ -94,10 +94,9 @@ def shared(service, pg_cluster, pg_password, tmp_path, monkeypatch, request) -> 
 @pytest.fixture
 def two_hosts(shared):
     """The store mounted on host A (which records where its blobs live) and on host B."""
-    with shared.mounted(shared.first) as a:
-        with shared.mounted(shared.host("host-b")) as b:
-            (a / "shared").mkdir()
-            yield a, b
+    with shared.mounted(shared.first) as a, shared.mounted(shared.host("host-b")) as b:
+        (a / "shared").mkdir()
+        yield a, b
 
 
 def settle() -> None:
