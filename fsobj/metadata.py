@@ -177,6 +177,15 @@ class MetadataStore(NamespaceStore):
         """Keep this process's session on a shared store alive."""
         await self._db.heartbeat()
 
+    @property
+    def session(self) -> int | None:
+        return self._db.session
+
+    async def end_session(self, session: int) -> None:
+        """End a session of a process known to be gone (its pins go with it)."""
+        if session != self._db.session:
+            await self._run(transactions.write, [("DELETE FROM sessions WHERE id = ?", (session,))])
+
     async def settle_setting(self, name: str, value: str) -> str:
         """The store's setting `name`: `value` if it had none, else the one recorded."""
         return await self._run(transactions.settle_setting, name, value)

@@ -8,6 +8,7 @@ STORE/
   lock           held (flock) by the process that owns the store: "pid\\nmountpoint"
   fsobj.log      the log of a mount running in the background
   backends.json  where metadata and blobs live, when not here (`fsobj format`; backends.py)
+  session        on a shared store: the session of the last process that served it from here
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ class Store:
 
 
 async def _agree_on_blobs(root: Path, meta: MetadataStore, chosen: backends.Backends) -> None:
-    """Every host of a shared store must keep its blobs at the same place: the first to
-    serve it records where (hosts that join read it: backends.join_store)."""
+    """Every host of a shared store must keep its blobs at the same place, the one that
+    `fsobj format` recorded (and hosts that join read: backends.join_store)."""
     here = chosen.blob_location()
     recorded = await meta.settle_setting(backends.BLOB_LOCATION, here)
     if recorded != here:
@@ -111,6 +112,16 @@ async def _agree_on_blobs(root: Path, meta: MetadataStore, chosen: backends.Back
             f"cannot open store {root}: its backends.json puts blobs at {here}, but the"
             f" store's database says they are at {recorded}"
         )
+
+
+async def _end_last_session(root: Path, meta: MetadataStore) -> None:
+    """The session of the last process that served the store from this directory is over
+    (this one holds the directory's lock): its pins go now, not when it would lapse, so
+    what a crash here left unnamed is collected at once."""
+    record = root / "session"
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        await meta.end_session(int(record.read_text()))
+    record.write_text(f"{meta.session}\n")
 
 
 def run_offline(root: Path, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -212,6 +223,7 @@ async def open_store(
                 # The kernel's share of the time other hosts' changes may take to show.
                 kernel_cache_seconds = min(kernel_cache_seconds, shared.fresh_seconds)
                 await _agree_on_blobs(root, meta, chosen)
+                await _end_last_session(root, meta)
             policy = Policy(admins={0, os.getuid()})
             operations = Operations(meta, data, policy, kernel_cache_seconds)
             yield Store(root, meta, data, operations)

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -266,3 +267,81 @@ def test_collection_spares_what_a_live_session_pins_and_takes_it_once_lapsed(sha
         assert shared.blobs_at_service() == shared.named_blobs()
         a.process = None  # killed: the mount point is only left to unmount
         os.system(f"fusermount3 -u -z {a.path}")
+
+
+def test_a_host_killed_mid_write_leaves_the_others_working_and_its_uploads_collected(
+    shared,
+):
+    with shared.mounted(shared.first) as a, shared.mounted(shared.host("host-b")) as b:
+        (a / "shared").mkdir()
+        (a / "shared" / "steady").write_bytes(b"committed before")
+        writer = subprocess.Popen(  # big files: the kill meets uploads in flight
+            ["sh", "-c", f"while :; do head -c 70M /dev/urandom > {a.path}/shared/big; done"],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(4)
+            a.process.send_signal(signal.SIGKILL)
+            a.process.wait()
+        finally:
+            writer.kill()
+            writer.wait()
+        a.process = None
+        subprocess.run(["fusermount3", "-u", "-z", str(a.path)], check=True)
+        # B goes on as if nothing happened.
+        (b / "shared" / "from-b").write_bytes(b"B writes on")
+        assert (b / "shared" / "steady").read_bytes() == b"committed before"
+        settle()
+        if (b / "shared" / "big").exists():  # a committed version, whole: the shell's
+            size = os.stat(b / "shared" / "big").st_size  # `>` commits the truncation
+            assert size in (0, 70 * MIB)
+            assert len((b / "shared" / "big").read_bytes()) == size
+        # Once A's session lapsed, a collection anywhere takes what A left unnamed.
+        time.sleep(SESSION + 0.5)
+        fsobj_cli("gc", str(b.path))
+        assert shared.blobs_at_service() == shared.named_blobs()
+        report = fsobj_cli("fsck", "--store", str(shared.first), "--verify")
+        assert "store is clean" in report.stdout + report.stderr, report.stdout
+
+
+def test_an_outage_of_the_database_under_two_hosts_is_eio_and_heals(two_hosts, pg_cluster):
+    a, b = two_hosts
+    a.expect_errors = b.expect_errors = True
+    (a / "shared" / "before").write_bytes(b"committed before")
+    settle()
+    pg_cluster.stop("immediate")
+    try:
+        for mount in (a, b):
+            with pytest.raises(OSError) as raised:
+                (mount / "shared" / "during").write_bytes(b"x")
+            assert raised.value.errno == errno.EIO
+    finally:
+        pg_cluster.start()
+    (a / "shared" / "after-a").write_bytes(b"A after")
+    (b / "shared" / "after-b").write_bytes(b"B after")
+    settle()
+    for mount in (a, b):
+        assert (mount / "shared" / "before").read_bytes() == b"committed before"
+        assert (mount / "shared" / "after-a").read_bytes() == b"A after"
+        assert (mount / "shared" / "after-b").read_bytes() == b"B after"
+        log = mount.log_text()
+        assert log.count("the metadata database fails") == 1, log
+        assert "the metadata database answers again" in log
+
+
+def test_an_outage_of_the_blob_service_under_two_hosts_keeps_cached_reads(two_hosts, service):
+    a, b = two_hosts
+    a.expect_errors = b.expect_errors = True
+    (a / "shared" / "cached").write_bytes(b"read on B before the outage")
+    assert (b / "shared" / "cached").read_bytes() == b"read on B before the outage"
+    service.stop()
+    try:
+        with pytest.raises(OSError) as raised:
+            (b / "shared" / "during").write_bytes(b"cannot be uploaded")
+        assert raised.value.errno == errno.EIO
+        assert (b / "shared" / "cached").read_bytes() == b"read on B before the outage"
+    finally:
+        service.start()
+    (b / "shared" / "after").write_bytes(b"uploaded after")
+    assert (a / "shared" / "after").read_bytes() == b"uploaded after"
+    assert not (a / "shared" / "during").exists()
