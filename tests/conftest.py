@@ -154,11 +154,21 @@ TEST_META = os.environ.get("FSOBJ_TEST_META", "sqlite")
 
 
 def format_as_asked(store: Path, request) -> None:
-    """With FSOBJ_TEST_META=postgresql, make `store` keep its metadata in a new database."""
-    if TEST_META == "postgresql":
-        request.getfixturevalue("pg_password")
-        database = request.getfixturevalue("pg_cluster").new_database()
-        fsobj_cli("format", "--store", str(store), "--meta", database)
+    """With FSOBJ_TEST_META=postgresql, make `store` keep its metadata in a new database;
+    with FSOBJ_TEST_META=shared, its blobs at an S3 service too (a store that several
+    hosts may serve, served here by one)."""
+    if TEST_META not in ("postgresql", "shared"):
+        return
+    request.getfixturevalue("pg_password")
+    database = request.getfixturevalue("pg_cluster").new_database()
+    blobs: tuple[str, ...] = ()
+    if TEST_META == "shared":
+        service = request.getfixturevalue("blob_service")
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(service.work / "credentials"))
+        prefix = f"s3://fsobj-blobs/{database.rsplit('/', 1)[-1]}"
+        blobs = ("--data", prefix, "--endpoint", service.endpoint)
+    fsobj_cli("format", "--store", str(store), "--meta", database, *blobs)
 
 
 @pytest.fixture
@@ -271,6 +281,19 @@ def pg_cluster():
 
     with postgresql() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def blob_service(tmp_path_factory):
+    """An S3 service for the whole run (SeaweedFS: services.py), with the bucket
+    `fsobj-blobs` and a credentials file beside it."""
+    from services import seaweedfs
+
+    work = tmp_path_factory.mktemp("blob-service")
+    with seaweedfs(work) as service:
+        service.credentials_file(work / "credentials")
+        service.client().create_bucket(Bucket="fsobj-blobs")
+        yield service
 
 
 @pytest.fixture
