@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from . import gc
+from . import gc, transactions
 from .metadata import Entry
 from .schema import ROOT_INODE
 from .store import Store, run_offline
@@ -34,6 +34,7 @@ PAGE = 10_000  # objects checked per query: memory holds a page, never the store
 class Report:
     problems: list[str] = dataclasses.field(default_factory=list)
     repairs: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 class Progress:
@@ -58,9 +59,15 @@ async def check(store: Store, repair: bool = False, verify: bool = False) -> Rep
     report = Report()
     meta, data = store.meta, store.data
 
+    # On a shared store that other hosts serve now, an object not committed yet may be
+    # one they are writing: not a problem, and not for removal.
+    others = await meta.other_sessions() if meta.shared else 0
     for problem in await meta.check():
-        report.problems.append(problem)
-    if repair and (removed := await meta.remove_pending_objects()):
+        if others and problem.startswith(transactions.NEVER_COMMITTED):
+            report.notes.append(f"{problem}, or one that {others} other host(s) write now")
+        else:
+            report.problems.append(problem)
+    if repair and not others and (removed := await meta.remove_pending_objects()):
         report.repairs.append(f"removed {len(removed)} never-committed objects: {removed}")
     if repair:
         for name, problem in await store.settle_new_objects():
@@ -139,6 +146,8 @@ def run(store_root: Path, repair: bool, verify: bool, say: Callable[[str], None]
         say(f"problem: {problem}")
     for repair_done in report.repairs:
         say(f"repaired: {repair_done}")
+    for note in report.notes:
+        say(f"note: {note}")
     if not report.problems:
         say("store is clean")
         return 0

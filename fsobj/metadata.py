@@ -181,6 +181,15 @@ class MetadataStore(NamespaceStore):
     def session(self) -> int | None:
         return self._db.session
 
+    async def other_sessions(self) -> int:
+        """How many other processes serve this shared store now (live sessions)."""
+        rows = await self._run(
+            transactions.select,
+            "SELECT count(*) FROM sessions WHERE expires > now() AND id != ?",
+            (self._db.session,),
+        )
+        return rows[0][0]
+
     async def end_session(self, session: int) -> None:
         """End a session of a process known to be gone (its pins go with it)."""
         if session != self._db.session:

@@ -179,6 +179,8 @@ def remove_pending(conn: Connection) -> list[tuple[int, str]]:
     return rows
 
 
+NEVER_COMMITTED = "object never committed (its writer died before close)"
+
 # What must hold in a healthy store, as queries that return the rows breaking each rule.
 INVARIANTS = {
     "entry whose parent is missing": "SELECT e.inode, e.name FROM entries e"
@@ -189,8 +191,7 @@ INVARIANTS = {
     " FROM entries WHERE inode != 1 AND (kind = 'bucket') != (parent = 1)",
     "bucket without its bucket record": "SELECT e.inode, e.name FROM entries e"
     " LEFT JOIN buckets b USING (inode) WHERE e.kind = 'bucket' AND b.inode IS NULL",
-    "object never committed (its writer died before close)": "SELECT inode, name FROM entries"
-    " WHERE kind = 'object' AND object_id IS NULL",
+    NEVER_COMMITTED: "SELECT inode, name FROM entries WHERE kind = 'object' AND object_id IS NULL",
     "symlink without a target": "SELECT inode, name FROM entries"
     " WHERE kind = 'symlink' AND target IS NULL",
     "directory whose count of subdirectories is wrong": "SELECT d.inode, d.name FROM entries d"

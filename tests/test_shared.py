@@ -345,3 +345,30 @@ def test_an_outage_of_the_blob_service_under_two_hosts_keeps_cached_reads(two_ho
     (b / "shared" / "after").write_bytes(b"uploaded after")
     assert (a / "shared" / "after").read_bytes() == b"uploaded after"
     assert not (a / "shared" / "during").exists()
+
+
+def test_s3_on_one_host_serves_what_the_other_mounts_and_its_keys_follow(shared):
+    """The S3 API served from host B, keys managed through host A's mount."""
+    from s3_fixtures import free_port, parse_key, s3_client, wait_for_port
+
+    port = free_port()
+    with (
+        shared.mounted(shared.first) as a,
+        shared.mounted(shared.host("host-b"), "--s3", f"127.0.0.1:{port}") as b,
+    ):
+        wait_for_port(port)
+        key = parse_key(fsobj_cli("key", "create", str(a.path), "--uid", "0").stdout)
+        client = s3_client(f"http://127.0.0.1:{port}", key)
+        (a / "reports").mkdir()
+        (a / "reports" / "q4.txt").write_bytes(b"from the mount on A")
+        settle()
+        got = client.get_object(Bucket="reports", Key="q4.txt")["Body"].read()
+        assert got == b"from the mount on A"
+        client.put_object(Bucket="reports", Key="q1.txt", Body=b"over S3 on B")
+        assert (a / "reports" / "q1.txt").read_bytes() == b"over S3 on B"
+        b.expect_errors = True  # the refused request below is logged
+        fsobj_cli("key", "rm", str(a.path), key[0])
+        settle()
+        with pytest.raises(client.exceptions.ClientError) as refused:
+            client.get_object(Bucket="reports", Key="q4.txt")
+        assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
@@ -118,6 +119,7 @@ class S3App:
         self.meta = meta
         self._secrets: dict[str, tuple[str, int]] = {}  # key id -> (secret, uid)
         self._key_changes = meta.access_key_changes
+        self._secrets_read = time.monotonic()
         on_bucket, on_object = buckets.Handlers(service), objects.Handlers(service)
         on_upload, on_acl = multipart.Handlers(service), object_acl.Handlers(service)
         # (method, sub-resources) -> handler, for the service, a bucket and an object
@@ -218,9 +220,13 @@ class S3App:
 
     async def _know_key(self, query: list[tuple[str, str]], headers: dict[str, str]) -> None:
         """Look up the access key a request names, unless known; forget every key known
-        once one is removed (it must not act one request longer)."""
-        if self._key_changes != self.meta.access_key_changes:
+        once one is removed (it must not act one request longer), and on a shared store,
+        where other hosts remove keys, once they are older than its cache's timeout."""
+        now = time.monotonic()
+        stale = self.meta.shared and now - self._secrets_read >= self.meta.fresh_seconds
+        if stale or self._key_changes != self.meta.access_key_changes:
             self._secrets, self._key_changes = {}, self.meta.access_key_changes
+            self._secrets_read = now
         params = dict(query)
         credential = params.get("X-Amz-Credential", "") or params.get("AWSAccessKeyId", "")
         if not credential:
