@@ -106,6 +106,8 @@ class NamespaceStore:
             return self._cache.add(entry)
         stale = self.shared and not self._cache.changed_since(entry.inode, mark)
         if stale and entry.inode not in self._unwritten:
+            if cached.is_dir and (cached.parent, cached.name) != (entry.parent, entry.name):
+                self.directory_moves += 1  # moved by another host
             self._cache.reread(cached, entry)
         return cached
 

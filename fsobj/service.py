@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import math
 import os
 import stat
 import time
@@ -75,7 +76,7 @@ class Service:
         self.forgotten = 0  # inodes the kernel has let go of (operations.forget)
         self.abandoned_upload = ABANDONED_UPLOAD  # seconds: then gc removes an upload
         # Each directory's bucket and key prefix length, as of a count of directory moves.
-        self._places: dict[int, tuple[int, int, int]] = {}
+        self._places: dict[int, tuple[int, int, int, float]] = {}
 
     # -- resolving requests -------------------------------------------------------------
 
@@ -124,14 +125,17 @@ class Service:
         if directory.kind in ("bucket", "root"):
             return (directory.inode if directory.kind == "bucket" else 0), 0
         moves = self.meta.directory_moves
+        now = time.monotonic()
         known = self._places.get(directory.inode)
-        if known is not None and known[0] == moves:
+        # On a shared store, other hosts move directories too: derived again once old.
+        if known is not None and known[0] == moves and now < known[3]:
             return known[1], known[2]
         bucket, prefix = await self._place(await self._entry(directory.parent))
         prefix += len(directory.name.encode()) + 1
         if len(self._places) >= PLACES:
             self._places.clear()  # forgetting only means deriving again
-        self._places[directory.inode] = (moves, bucket, prefix)
+        until = now + self.meta.fresh_seconds if self.meta.shared else math.inf
+        self._places[directory.inode] = (moves, bucket, prefix, until)
         return bucket, prefix
 
     async def _access(self, ctx: Any, entry: Entry) -> Access:

@@ -372,3 +372,23 @@ def test_s3_on_one_host_serves_what_the_other_mounts_and_its_keys_follow(shared)
         with pytest.raises(client.exceptions.ClientError) as refused:
             client.get_object(Bucket="reports", Key="q4.txt")
         assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+
+
+def test_a_directory_moved_to_another_bucket_on_one_host_takes_that_buckets_acl_on_all(
+    two_hosts,
+):
+    a, b = two_hosts
+    for bucket in ("open-bucket", "closed-bucket"):
+        (a / bucket).mkdir()
+    fsobj_cli("acl", "grant", "--uid", "1001", "--perm", "READ", str(a / "open-bucket"))
+    (a / "open-bucket" / "dir" / "deeper").mkdir(parents=True)
+    (a / "open-bucket" / "dir" / "deeper" / "paper").write_bytes(b"paper")
+    read = [["read", str(b / "closed-bucket" / "dir" / "deeper" / "paper")]]
+    settle()
+    assert as_user(1001, [["read", str(b / "open-bucket" / "dir" / "deeper" / "paper")]]) == [
+        "paper"
+    ]
+    os.rename(a / "open-bucket" / "dir", a / "closed-bucket" / "dir")
+    settle()
+    assert as_user(1001, read) == ["EACCES"]
+    assert (b / "closed-bucket" / "dir" / "deeper" / "paper").read_bytes() == b"paper"
