@@ -36,6 +36,8 @@ class NamespaceCache:
         # Directories all of whose children are cached (made since the store was opened,
         # and none of their children evicted): a name missing there is missing.
         self._complete: set[int] = set()
+        # On a shared store: when each complete directory's children were all read.
+        self._complete_at: dict[int, float] = {}
         self._user_metadata: dict[int, dict[str, bytes]] = {}
         self._held: dict[int, int] = {}
         self.unwritten: dict[int, Entry] = {}
@@ -65,9 +67,17 @@ class NamespaceCache:
     def has_name(self, parent: int, name: str) -> bool:
         return (parent, name) in self._by_name
 
-    def knows_all_of(self, directory: int) -> bool:
-        """Whether every child of `directory` is cached: a name not found is missing."""
-        return directory in self._complete
+    def knows_all_of(self, directory: int, within: float | None = None) -> bool:
+        """Whether every child of `directory` is cached: a name not found is missing;
+        `within`: and they were all read less than that many seconds ago."""
+        if directory not in self._complete:
+            return False
+        return within is None or time.monotonic() - self._complete_at.get(directory, 0) < within
+
+    def read_all_of(self, directory: int) -> None:
+        """Every child of `directory` was just read (and cached)."""
+        self._complete.add(directory)
+        self._complete_at[directory] = time.monotonic()
 
     def missing_children(self, directory: int) -> None:
         """Children of `directory` were stored without passing here (a bulk load)."""
@@ -153,6 +163,7 @@ class NamespaceCache:
                 del self._by_name[(entry.parent, entry.name)]
             self._complete.discard(entry.parent)  # no longer knows all of its children
         self._complete.discard(inode)
+        self._complete_at.pop(inode, None)
         self._user_metadata.pop(inode, None)
         self._read_at.pop(inode, None)
         self._changed_at.pop(inode, None)

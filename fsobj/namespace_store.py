@@ -32,6 +32,9 @@ from .namespace_cache import DEFAULT_CAPACITY, NamespaceCache
 
 T = TypeVar("T")
 
+# On a shared store, a lookup in a directory of at most this many entries reads them all.
+SMALL_DIRECTORY = 2048
+
 # The columns of an entry's row; reads add its blob's checksums from their own table.
 _COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
@@ -72,6 +75,7 @@ class NamespaceStore:
         self.shared = False
         self.fresh_seconds = 0.0
         self._removing: set[int] = set()  # directories being removed (delete_directory)
+        self._large: set[int] = set()  # directories too large to read whole (shared store)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -203,7 +207,16 @@ class NamespaceStore:
         entry = self._cache.named(parent, name)
         if entry is not None and self._fresh(entry):
             return entry
-        if entry is None and self._cache.knows_all_of(parent) and not self.shared:
+        if self.shared:
+            if entry is None and self._cache.knows_all_of(parent, self.fresh_seconds):
+                return None
+            if await self._read_directory(parent):
+                entry = self._cache.named(parent, name)
+                if entry is None or self._fresh(entry):
+                    return entry
+                self._cache.unname(parent, name)  # not among the children just read
+                return None
+        if entry is None and self._cache.knows_all_of(parent):
             return None
         mark = self._cache.changes
         rows = await self._run(
@@ -216,6 +229,27 @@ class NamespaceStore:
         if entry is not None and not self._cache.changed_since(entry.inode, mark):
             self._cache.unname(parent, name)  # renamed or removed by another host
         return None
+
+    async def _read_directory(self, parent: int) -> bool:
+        """On a shared store, read all the entries of a small directory at once (one query
+        instead of one per name: `ls -l`, `stat` of each file); whether it was small."""
+        if parent in self._large:
+            return False
+        mark = self._cache.changes
+        rows = await self._run(
+            transactions.select,
+            f"{self._select} WHERE parent = ? LIMIT ?",
+            (parent, SMALL_DIRECTORY + 1),
+        )
+        if len(rows) > SMALL_DIRECTORY:
+            if len(self._large) > 10_000:
+                self._large.clear()  # forgetting costs one query more
+            self._large.add(parent)
+            return False
+        for row in rows:
+            self._remember(Entry(*row), mark)
+        self._cache.read_all_of(parent)
+        return True
 
     async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
         """One page of a directory, in inode order, starting after `after_inode`: the

@@ -300,7 +300,9 @@ def test_a_host_killed_mid_write_leaves_the_others_working_and_its_uploads_colle
         time.sleep(SESSION + 0.5)
         fsobj_cli("gc", str(b.path))
         assert shared.blobs_at_service() == shared.named_blobs()
-        report = fsobj_cli("fsck", "--store", str(shared.first), "--verify")
+        # fsck from a third host while B keeps the store mounted (A's directory holds
+        # what A staged when it died: local to A, cleared when A mounts again).
+        report = fsobj_cli("fsck", "--store", str(shared.host("host-c")), "--verify")
         assert "store is clean" in report.stdout + report.stderr, report.stdout
 
 
@@ -367,7 +369,7 @@ def test_s3_on_one_host_serves_what_the_other_mounts_and_its_keys_follow(shared)
         client.put_object(Bucket="reports", Key="q1.txt", Body=b"over S3 on B")
         assert (a / "reports" / "q1.txt").read_bytes() == b"over S3 on B"
         b.expect_errors = True  # the refused request below is logged
-        fsobj_cli("key", "rm", str(a.path), key[0])
+        fsobj_cli("key", "rm", str(a.path), "--key-id", key[0])
         settle()
         with pytest.raises(client.exceptions.ClientError) as refused:
             client.get_object(Bucket="reports", Key="q4.txt")
