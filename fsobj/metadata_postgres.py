@@ -27,7 +27,9 @@ import errno
 import functools
 import logging
 import os
+import random
 import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -41,6 +43,9 @@ from .metadata_backend import Conflict, Dialect, MissingParent
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Runs of a transaction that the database undoes to break a deadlock, before EIO.
+RETRIES = 5
+_UNDONE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 # The key of the advisory lock that the one process serving a store holds.
 _OWNER_LOCK = 0x66736F626A_01
 
@@ -209,11 +214,14 @@ class PostgresDatabase:
                 self._conn = None
                 self.connect()
             assert self._conn is not None
-            result = fn(self._conn, *args)
+            result = self._retrying(fn, self._conn, args)
         except psycopg.errors.ForeignKeyViolation as error:
             raise MissingParent(one_line(error)) from None
         except psycopg.errors.IntegrityError as error:
             raise Conflict(one_line(error)) from None
+        except _UNDONE as error:
+            log.warning("a transaction was undone %d times by the database: %s", RETRIES, error)
+            raise OSError(errno.EIO, f"metadata store: {one_line(error)}") from None
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as error:
             if isinstance(error, psycopg.errors.DiskFull):
                 raise OSError(errno.ENOSPC, f"metadata store: {one_line(error)}") from None
@@ -228,6 +236,20 @@ class PostgresDatabase:
             self._down = False
             log.warning("the metadata database answers again")
         return result
+
+    @staticmethod
+    def _retrying(fn: Callable[..., T], conn: PostgresConnection, args: tuple[Any, ...]) -> T:
+        """`fn` again when the database chose its transaction to undo (a deadlock with
+        another host's, which locked the same rows in another order): each transaction
+        is one function, rolled back whole, so running it again is safe."""
+        for attempt in range(RETRIES):
+            try:
+                return fn(conn, *args)
+            except _UNDONE:
+                if attempt == RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         self._closed = True

@@ -41,8 +41,9 @@ _COLUMNS = (
     " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
 )
 _LISTED = (
-    "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks FROM entries"
+    "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns,"
+    " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks"
+    " FROM entries"
 )
 
 
@@ -216,7 +217,7 @@ class NamespaceStore:
                     return entry
                 self._cache.unname(parent, name)  # not among the children just read
                 return None
-        if entry is None and self._cache.knows_all_of(parent):
+        if entry is None and not self.shared and self._cache.knows_all_of(parent):
             return None
         mark = self._cache.changes
         rows = await self._run(

@@ -164,8 +164,7 @@ def format_as_asked(store: Path, request) -> None:
     blobs: tuple[str, ...] = ()
     if TEST_META == "shared":
         service = request.getfixturevalue("blob_service")
-        monkeypatch = request.getfixturevalue("monkeypatch")
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(service.work / "credentials"))
+        service.offer_bucket(request.getfixturevalue("monkeypatch"), store.parent)
         prefix = f"s3://fsobj-blobs/{database.rsplit('/', 1)[-1]}"
         blobs = ("--data", prefix, "--endpoint", service.endpoint)
     fsobj_cli("format", "--store", str(store), "--meta", database, *blobs)
@@ -285,14 +284,10 @@ def pg_cluster():
 
 @pytest.fixture(scope="session")
 def blob_service(tmp_path_factory):
-    """An S3 service for the whole run (SeaweedFS: services.py), with the bucket
-    `fsobj-blobs` and a credentials file beside it."""
+    """An S3 service for the whole run (SeaweedFS: services.py)."""
     from services import seaweedfs
 
-    work = tmp_path_factory.mktemp("blob-service")
-    with seaweedfs(work) as service:
-        service.credentials_file(work / "credentials")
-        service.client().create_bucket(Bucket="fsobj-blobs")
+    with seaweedfs(tmp_path_factory.mktemp("blob-service")) as service:
         yield service
 
 

@@ -101,6 +101,17 @@ class SeaweedFS:
             self.process.wait()
         self.process = None
 
+    def offer_bucket(self, monkeypatch, directory: Path) -> None:
+        """The bucket `fsobj-blobs`, made if missing, with boto3's chain pointed (for this
+        test) at a 0600 credentials file in `directory`, as a user would keep them."""
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+        credentials = self.credentials_file(directory / "credentials")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+        client = self.client()
+        if "fsobj-blobs" not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+            client.create_bucket(Bucket="fsobj-blobs")
+
     def credentials_file(self, path: Path) -> Path:
         """A 0600 credentials file in the AWS format, holding KEY."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

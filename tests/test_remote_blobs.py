@@ -26,13 +26,7 @@ def service(tmp_path_factory):
 def remote_store(service: SeaweedFS, tmp_path: Path, monkeypatch, request):
     """A new store formatted onto its own prefix of the service's bucket `fsobj-blobs`,
     with credentials in a 0600 file that the mount finds through the environment."""
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
-    credentials = service.credentials_file(tmp_path / "credentials")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
-    client = service.client()
-    if "fsobj-blobs" not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
-        client.create_bucket(Bucket="fsobj-blobs")
+    service.offer_bucket(monkeypatch, tmp_path)
     prefix = request.node.name[:40]
     store = tmp_path / "store"
     out = fsobj_cli(
