@@ -89,8 +89,9 @@ class MountOptions:
 
     @property
     def sharing(self) -> Sharing:
-        """Half of the metadata timeout is the kernel's, half the daemon's cache's."""
-        return Sharing(self.metadata_seconds / 2, self.session_seconds)
+        """What the daemon read may be served for the metadata timeout, by the daemon and
+        then the kernel, which is given what is left of it with each answer."""
+        return Sharing(self.metadata_seconds, self.session_seconds)
 
     def as_arguments(self) -> list[str]:
         """The same options on `fsobj mount`'s command line."""

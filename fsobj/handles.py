@@ -166,8 +166,8 @@ class OpenObjects:
         truncates, or `in_place` says otherwise (a new object made without O_TRUNC)."""
         if self.meta.shared:  # close-to-open: what other hosts closed last opens here
             current = await self.meta.get(entry.inode, current=True)
-            if current is None:
-                raise Refused(errno.ENOENT, (entry, None), "removed by another host")
+            if current is None:  # ESTALE: the kernel looks the path up again, and retries
+                raise Refused(errno.ESTALE, (entry, None), "removed by another host")
             entry = current
         siblings = self._by_inode.setdefault(entry.inode, set())
         handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid)

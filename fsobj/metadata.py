@@ -79,6 +79,13 @@ class MetadataStore(NamespaceStore):
     def _acl_age(self, bucket: int) -> float:
         return time.monotonic() - self._acls_read.get(bucket, 0.0)
 
+    def trusted_for(self, entry: Entry) -> float:
+        """As NamespaceStore's; a bucket's attributes also show its grants."""
+        left = super().trusted_for(entry)
+        if self.shared and entry.kind == "bucket":
+            left = min(left, max(0.0, self.fresh_seconds - self._acl_age(entry.inode)))
+        return left
+
     async def set_grants(self, bucket: int, grants: tuple[Grant, ...]) -> None:
         """Replace a bucket's grants in one transaction."""
         statements: list[tuple[str, tuple]] = [("DELETE FROM grants WHERE bucket = ?", (bucket,))]
@@ -297,7 +304,7 @@ class Sharing:
     """How a process serves a store that several hosts serve: what it caches is trusted
     for `fresh_seconds`; its session lapses `session_seconds` after its last heartbeat."""
 
-    fresh_seconds: float = 0.5
+    fresh_seconds: float = 1.0
     session_seconds: float = 60.0
 
 

@@ -50,6 +50,11 @@ class NamespaceCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def has_room(self) -> bool:
+        """Whether entries read in passing (a listing's) may join without pushing out
+        entries in use."""
+        return len(self._entries) < self.capacity * 3 // 4
+
     def get(self, inode: int) -> Entry | None:
         entry = self._entries.get(inode)
         if entry is not None:
@@ -73,6 +78,9 @@ class NamespaceCache:
         if directory not in self._complete:
             return False
         return within is None or time.monotonic() - self._complete_at.get(directory, 0) < within
+
+    def completeness_age(self, directory: int) -> float:
+        return time.monotonic() - self._complete_at.get(directory, 0.0)
 
     def read_all_of(self, directory: int) -> None:
         """Every child of `directory` was just read (and cached)."""

@@ -20,6 +20,7 @@ much as a whole FUSE request, so:
 from __future__ import annotations
 
 import errno
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -115,6 +116,22 @@ class NamespaceStore:
                 self.directory_moves += 1  # moved by another host
             self._cache.reread(cached, entry)
         return cached
+
+    def trusted_for(self, entry: Entry) -> float:
+        """How much longer what is cached of `entry` may be served (and cached by the
+        kernel) on a shared store: what is left of its timeout since it was read."""
+        if not self.shared or entry.inode in self._unwritten:
+            return math.inf
+        return max(0.0, self.fresh_seconds - self._cache.age(entry.inode))
+
+    def absence_trusted_for(self, directory: int) -> float:
+        """How long a name found missing in `directory` (just now) may be taken as
+        missing: on a shared store, what is left of the timeout of what said so."""
+        if not self.shared:
+            return math.inf
+        if self._cache.knows_all_of(directory, self.fresh_seconds):
+            return max(0.0, self.fresh_seconds - self._cache.completeness_age(directory))
+        return self.fresh_seconds
 
     def _fresh(self, entry: Entry) -> bool:
         """Whether the cached entry may be served without asking the database."""
@@ -258,14 +275,25 @@ class NamespaceStore:
         (without blob id and checksums, which cost a listing half its time to read).
         Those are not cached: a listing of a million entries must not push out what is
         in use (and `current` gives an entry as it is now, should it change after the
-        page was read)."""
+        page was read). On a shared store, what is read is news: whole rows, which renew
+        the cached entries and, while the cache has room, join it (`ls -l` then looks
+        up what the listing read)."""
         await self._write_all()
+        mark = self._cache.changes
         rows = await self._run(
             transactions.select,
-            f"{_LISTED} WHERE parent = ? AND inode > ? ORDER BY inode LIMIT ?",
+            f"{self._select if self.shared else _LISTED} WHERE parent = ? AND inode > ?"
+            " ORDER BY inode LIMIT ?",
             (parent, after_inode, limit),
         )
+        if self.shared:
+            return [self._read_in_listing(row, mark) for row in rows]
         return [self._listed(row) for row in rows]
+
+    def _read_in_listing(self, row: tuple, mark: int) -> Entry:
+        if self._cache.peek(row[0]) is None and not self._cache.has_room():
+            return Entry(*row)
+        return self._remember(Entry(*row), mark)
 
     async def children_in_key_order(
         self, parent: int, after: str, inclusive: bool, limit: int, marked: str

@@ -58,12 +58,13 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             self.meta.evict(inode)
         self.forgotten += len(inode_list)
 
-    def _missing(self) -> pyfuse3.EntryAttributes:
+    def _missing(self, parent: int) -> pyfuse3.EntryAttributes:
         """The answer to a lookup of a name that does not exist: the kernel may remember
-        that for as long as it keeps names (every change of names passes through it)."""
+        that for as long as it keeps names (every change of names passes through it; on a
+        shared store, for what is left of the metadata timeout)."""
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = 0
-        attrs.entry_timeout = self.cache_seconds
+        attrs.entry_timeout = min(self.cache_seconds, self.meta.absence_trusted_for(parent))
         return attrs
 
     # -- names ----------------------------------------------------------------------------
@@ -82,7 +83,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             raise Refused(errno.ENOENT, (parent, name), "no key can have this name") from None
         entry = await self.meta.lookup(parent_inode, text)
         if entry is None:
-            return self._missing()
+            return self._missing(parent_inode)
         return await self._attributes(entry)
 
     @request

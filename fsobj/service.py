@@ -63,6 +63,9 @@ class Service:
     ):
         super().__init__()
         self.cache_seconds = cache_seconds
+        # What an inode that is gone answers. On a shared store another host removed or
+        # replaced it: ESTALE makes the kernel look the path up again and retry (NFS's way).
+        self.vanished = errno.ESTALE if meta.shared else errno.ENOENT
         # Other hosts of a shared store add and remove buckets too.
         self.bucket_entry_seconds = cache_seconds if meta.shared else BUCKET_ENTRY_SECONDS
         self.meta = meta
@@ -83,7 +86,7 @@ class Service:
     async def _entry(self, inode: int) -> Entry:
         entry = await self.meta.get(inode) or self.objects.orphan(inode)
         if entry is None:
-            raise Refused(errno.ENOENT, None, f"inode {inode} no longer exists")
+            raise Refused(self.vanished, None, f"inode {inode} no longer exists")
         return entry
 
     async def entry(self, inode: int) -> Entry:
@@ -206,6 +209,10 @@ class Service:
         attrs.entry_timeout = (
             self.bucket_entry_seconds if entry.kind == "bucket" else self.cache_seconds
         )
+        if self.meta.shared:  # what is left of the metadata timeout since it was read
+            attrs.entry_timeout = attrs.attr_timeout = min(
+                self.cache_seconds, self.meta.trusted_for(entry)
+            )
         attrs.st_ino = entry.inode
         mode = entry.mode
         if entry.kind == "bucket":

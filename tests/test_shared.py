@@ -109,6 +109,11 @@ def test_a_file_closed_on_one_host_opens_with_its_content_on_the_other(two_hosts
     with open(a / "shared" / "report.txt", "r+b") as updating:  # in place, without O_TRUNC
         updating.write(b"THE")
     assert (b / "shared" / "report.txt").read_bytes() == b"THE final version"
+    # Another object renamed over it: B's kernel still knows the old one under that name,
+    # and its open is answered ESTALE, so the kernel looks the name up again.
+    (a / "shared" / "next").write_bytes(b"renamed over it")
+    os.rename(a / "shared" / "next", a / "shared" / "report.txt")
+    assert (b / "shared" / "report.txt").read_bytes() == b"renamed over it"
     os.setxattr(a / "shared" / "report.txt", "user.status", b"approved")
     settle()
     assert os.getxattr(b / "shared" / "report.txt", "user.status") == b"approved"
@@ -395,6 +400,9 @@ def test_both_hosts_rewriting_the_same_objects_at_once_lose_nothing(two_hosts):
     breaks the deadlocks, and the undone transactions run again."""
     a, b = two_hosts
     names = [f"hot-{i}" for i in range(4)]
+    for name in names:
+        (a / "shared" / name).write_bytes(b"to be rewritten")
+    settle()
     written: set[bytes] = set()
     errors: list[BaseException] = []
 
