@@ -5,9 +5,9 @@ makes a shared store's schema in a database of its own, and runs 1, 2 and 4 proc
 once, each standing for one host: a metadata store of its own (one connection, a session,
 inode ranges, pinned blob ids), doing for SECONDS seconds what a close of a new small
 object costs the database (the row written with its first commit: one transaction, with
-its pin released) and, separately, what a lookup that misses the cache costs (one
-SELECT). No FUSE and no blob service: the database's share alone, measured on this
-machine, where the database and the clients share two cores.
+its pin released) and, separately, what an open's check of its object's row costs
+(close-to-open: one SELECT by inode). No FUSE and no blob service: the database's share
+alone, measured on this machine, where the database and the clients share two cores.
 """
 
 from __future__ import annotations
@@ -69,11 +69,13 @@ async def _host(url: str, tag: str, work: str, seconds: float) -> int:
                     count += 1
                     done += 1
 
+            probe = await meta.lookup(directory.inode, "probe")
+            assert probe is not None
+
             async def lookups(writer: int) -> None:
                 nonlocal done
                 while trio.current_time() < deadline:
-                    meta._cache.unname(directory.inode, "probe")  # a miss, every time
-                    await meta.lookup(directory.inode, "probe")
+                    await meta.get(probe.inode, current=True)  # as an open asks, each time
                     done += 1
 
             task = closes if work == "closes" else lookups
