@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
-from . import backends, daemon, fsck, iam, xattrs
+from . import backends, daemon, fsck, iam
 from .blob_cache import DEFAULT_CACHE_BYTES
 from .namespace_cache import DEFAULT_CAPACITY
 from .schema import ROOT_INODE
@@ -45,7 +45,7 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         number = int(text)
     except ValueError:
@@ -110,7 +110,7 @@ def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
 S3_ADDRESS = "127.0.0.1:9000"
 
 
-def _address(text: str) -> str:
+def address(text: str) -> str:
     """`[HOST:]PORT`, checked, spelled out in full."""
     from .s3.server import parse_address
 
@@ -175,8 +175,8 @@ def cmd_bucket_change(args: argparse.Namespace) -> None:
     if args.store:
         _offline(args.store, lambda ops, ctx: on_store(ops, args.name.encode(), ctx))
     else:
-        _check_mount(args)
-        _os_call(on_mount, _bucket_path(args))
+        check_mount(args)
+        os_call(on_mount, _bucket_path(args))
     print(f"{done} bucket {args.name}")
 
 
@@ -186,12 +186,12 @@ def _mountpoint(args: argparse.Namespace) -> Path:
     return Path(args.mountpoint)
 
 
-def _check_mount(args: argparse.Namespace) -> None:
+def check_mount(args: argparse.Namespace) -> None:
     if daemon.mounted_store(_mountpoint(args)) is None:
         raise CommandError(f"{args.mountpoint} is not an fsobj mount")
 
 
-def _os_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def os_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
     except OSError as error:
@@ -211,14 +211,14 @@ class AclTarget:
     def read(self) -> str:
         if self.args.store:
             return self._offline(lambda ops, inode, ctx: ops.getxattr(inode, ACL_NAME, ctx))
-        return _os_call(os.getxattr, self.args.target, ACL_NAME).decode()
+        return os_call(os.getxattr, self.args.target, ACL_NAME).decode()
 
     def write(self, grants: tuple[iam.Grant, ...]) -> None:
         text = iam.grants_text(grants).encode()
         if self.args.store:
             self._offline(lambda ops, inode, ctx: ops.setxattr(inode, ACL_NAME, text, ctx))
         else:
-            _os_call(os.setxattr, self.args.target, ACL_NAME, text)
+            os_call(os.setxattr, self.args.target, ACL_NAME, text)
 
     def _offline(self, work: Callable) -> str:
         async def act(ops, ctx):
@@ -299,72 +299,13 @@ def cmd_gc(args: argparse.Namespace) -> None:
 
         print(run_offline(Path(args.store).expanduser(), collect))
     else:
-        _check_mount(args)
-        print(_os_call(os.getxattr, args.mountpoint, "user.fsobj.gc").decode())
+        check_mount(args)
+        print(os_call(os.getxattr, args.mountpoint, "user.fsobj.gc").decode())
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    _check_mount(args)
-    print(_os_call(os.getxattr, args.mountpoint, "user.fsobj.stats").decode(), end="")
-
-
-# -- S3: access keys and serving --------------------------------------------------------
-
-
-def _key_uid(args: argparse.Namespace) -> int:
-    if args.uid is not None:
-        return args.uid
-    try:
-        return pwd.getpwnam(args.user).pw_uid
-    except KeyError:
-        raise CommandError(f"no user {args.user!r}") from None
-
-
-def cmd_key(args: argparse.Namespace) -> None:
-    """`key create|ls|rm`: through a mount's user.fsobj.keys, or on an unmounted store."""
-    if args.action == "create":
-        key_id, secret = iam.new_access_key()
-        change = f"create {key_id} {_key_uid(args)} {secret}"
-    elif args.action == "rm":
-        change = f"rm {args.key_id}"
-    else:
-        change = ""
-    if args.store:
-
-        async def act(store: Store) -> list[tuple[str, str, int, int]]:
-            words = change.split()
-            if words and words[0] == "create":
-                await store.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
-            elif words and not await store.meta.remove_access_key(words[1]):
-                raise CommandError(f"no access key {words[1]}")
-            return await store.meta.access_keys()
-
-        keys = [(k, uid, secret) for k, secret, uid, _ in run_offline(Path(args.store), act)]
-    else:
-        _check_mount(args)
-        if change:
-            _os_call(os.setxattr, args.mountpoint, xattrs.KEYS, change.encode())
-        text = _os_call(os.getxattr, args.mountpoint, xattrs.KEYS).decode()
-        keys = [
-            (k, int(uid), secret) for k, uid, secret in (line.split() for line in text.splitlines())
-        ]
-    if args.action == "create":
-        print(f"access key id:     {key_id}")
-        print(f"secret access key: {secret}")
-        print(f"acts as uid:       {_key_uid(args)}")
-    elif args.action == "ls":
-        for key_id, uid, _ in keys:
-            print(f"{key_id} uid:{uid}")
-    else:
-        print(f"removed access key {args.key_id}")
-
-
-def cmd_serve(args: argparse.Namespace) -> None:
-    store = Path(args.store).expanduser().resolve()
-    options = daemon.MountOptions(
-        cache_entries=args.cache_entries, s3=args.s3, upload_days=args.abandon_uploads_after
-    )
-    daemon.serve_alone(store, options, lambda: print(f"serving S3 at {args.s3}", flush=True))
+    check_mount(args)
+    print(os_call(os.getxattr, args.mountpoint, "user.fsobj.stats").decode(), end="")
 
 
 # -- info -------------------------------------------------------------------------------
@@ -372,7 +313,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_info(args: argparse.Namespace) -> None:
     path = args.path
-    st = _os_call(os.lstat, path)
+    st = os_call(os.lstat, path)
     fields = {}
     for field in SYSTEM_FIELDS:
         try:
@@ -384,7 +325,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         raise CommandError(f"{path} is not on an fsobj mount")
     user = {
         name[len("user.") :]: os.getxattr(path, name, follow_symlinks=False)
-        for name in _os_call(os.listxattr, path, follow_symlinks=False)
+        for name in os_call(os.listxattr, path, follow_symlinks=False)
     }
     rows = [("path", path)]
     rows += [(f, fields[f].decode(errors="replace")) for f in SYSTEM_FIELDS if f in fields]
@@ -404,7 +345,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-def _upload_option(command: argparse.ArgumentParser) -> None:
+def upload_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--abandon-uploads-after",
         type=_positive_seconds,
@@ -443,18 +384,18 @@ def parser() -> argparse.ArgumentParser:
     )
     mount.add_argument(
         "--cache-entries",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CAPACITY,
         metavar="N",
         help="entries of the namespace the daemon keeps in memory (default: %(default)s)",
     )
     mount.add_argument(
         "--s3",
-        type=_address,
+        type=address,
         metavar="[HOST:]PORT",
         help=f"also serve S3 at this address (e.g. {S3_ADDRESS})",
     )
-    _upload_option(mount)
+    upload_option(mount)
     mount.add_argument(
         "--metadata-timeout", type=_positive_seconds, default=1.0, metavar="SECONDS",
         help="a shared store: how long other hosts' changes may take to show"
@@ -569,32 +510,9 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("mountpoint")
     stats.set_defaults(run=cmd_stats)
 
-    key = commands.add_parser("key", help="S3 access keys: create, ls, rm", parents=[common])
-    key_actions = key.add_subparsers(dest="action", required=True)
-    for action, summary in (
-        ("create", "make a key that acts as a local user; prints its id and secret"),
-        ("ls", "list the keys and the uid each acts as"),
-        ("rm", "remove a key"),
-    ):
-        sub = key_actions.add_parser(action, help=summary, parents=[common])
-        sub.add_argument("--store", help="an unmounted store's directory, instead of a mount")
-        sub.add_argument("mountpoint", nargs="?", help="the mount point (omit with --store)")
-        if action == "create":
-            who = sub.add_mutually_exclusive_group(required=True)
-            who.add_argument("--uid", type=int, help="the uid the key acts as")
-            who.add_argument("--user", help="the user name the key acts as")
-        if action == "rm":
-            sub.add_argument("--key-id", required=True)
-        sub.set_defaults(run=cmd_key)
+    from .s3 import commands as s3_commands  # here: it imports this module
 
-    serve = commands.add_parser("serve", help="serve a store over S3, unmounted", parents=[common])
-    serve.add_argument(
-        "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
-    )
-    serve.add_argument("--s3", default=S3_ADDRESS, metavar="[HOST:]PORT", type=_address)
-    serve.add_argument("--cache-entries", type=_positive_int, default=DEFAULT_CAPACITY)
-    _upload_option(serve)
-    serve.set_defaults(run=cmd_serve)
+    s3_commands.add(commands, common)
 
     info = commands.add_parser(
         "info", help="show an object's id, etag, size and metadata", parents=[common]
