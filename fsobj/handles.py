@@ -35,6 +35,7 @@ from .datastore import (
     wrong_size,
 )
 from .durability import GroupSync
+from .group_commit import GroupCommit
 from .metadata import Entry, MetadataStore
 from .refusals import Refused
 from .versions import Ahead, Version, VersionReader
@@ -88,19 +89,6 @@ class Handle:
     gate: Gate = dataclasses.field(default_factory=lambda: Gate())
 
 
-@dataclasses.dataclass(eq=False, slots=True)
-class _Record:
-    """A commit's metadata update waiting for its group's transaction."""
-
-    entry: Entry
-    # What changes, or (until the transaction) the function that writes the blob and says.
-    changes: dict[str, Any] | Callable[[], dict[str, Any]]
-    synced: bool = False  # its transaction must be durable when it returns
-    done: bool = False
-    previous: str | None = None
-    error: Exception | None = None
-
-
 def guess_content_type(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
@@ -119,9 +107,7 @@ class OpenObjects:
         # Unlinked objects that are still open: their entry outlives the name.
         self._orphans: dict[int, Entry] = {}
         self._fhs = itertools.count(1)
-        # One metadata transaction at a time; the records waiting meanwhile form its group.
-        self._commit_lock = trio.Lock()
-        self._records: list[_Record] = []
+        self.group = GroupCommit(meta)
         # Blobs being committed: on disk, not yet named by the metadata.
         self.committing: set[str] = set()
         self.durability = GroupSync(meta, data)
@@ -282,12 +268,9 @@ class OpenObjects:
             "user_metadata": metadata,
             "shares_blob": True,
         }
-        async with self._commit_lock:
-            (result,) = await self.meta.update_many([(entry, changes)])
-        if isinstance(result, OSError):
-            raise result
+        previous, _ = await self.group.record(entry, changes)
         self.committed(entry.inode)
-        self.retire(result[0])
+        self.retire(previous)
         await self.durability.make_all_durable()
 
     async def release(self, handle: Handle) -> None:
@@ -511,12 +494,8 @@ class OpenObjects:
     ) -> tuple[str | None, dict[str, Any]]:
         """Point the object at its new blob, described by `blob` (size, etag, checksums)
         or by what `blob` returns once it has written it; returns the blob that is no
-        longer needed and the changes made.
-
-        Group commit: records that arrive while one transaction is in flight are written
-        together by the next, in arrival order; a `synced` record makes its group's
-        transaction durable by itself.
-        """
+        longer needed and the changes made, in a group commit (group_commit.py); a
+        `synced` record makes its group's transaction durable by itself."""
         entry = handle.entry
         fixed: dict[str, Any] = {
             "object_id": object_id,
@@ -545,31 +524,10 @@ class OpenObjects:
 
         if entry.inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, await trio.to_thread.run_sync(changes)
-        record = _Record(entry, changes, synced)
-        self._records.append(record)
-        async with self._commit_lock:
-            if not record.done:
-                batch, self._records = self._records, []
-                try:
-                    results = await self.meta.update_many(
-                        [(r.entry, r.changes) for r in batch], any(r.synced for r in batch)
-                    )
-                except Exception as error:
-                    for r in batch:
-                        r.done, r.error = True, error
-                else:
-                    for r, result in zip(batch, results, strict=True):
-                        r.done = True
-                        if isinstance(result, OSError):
-                            r.error = result
-                        else:
-                            r.previous, r.changes = result
-        if record.error is not None:
-            raise OSError(getattr(record.error, "errno", None) or errno.EIO, str(record.error))
-        assert isinstance(record.changes, dict)
+        previous, made = await self.group.record(entry, changes, synced)
         if entry.inode in self._orphans:
-            return object_id, record.changes  # unlinked while the record waited
-        return record.previous, record.changes
+            return object_id, made  # unlinked while the record waited
+        return previous, made
 
     def times_set(self, inode: int) -> None:
         """An explicit mtime was set: pending commits must not replace it."""
