@@ -250,7 +250,8 @@ class NamespaceStore:
 
     async def _read_directory(self, parent: int) -> bool:
         """On a shared store, read all the entries of a small directory at once (one query
-        instead of one per name: `ls -l`, `stat` of each file); whether it was small."""
+        instead of one per name: `ls -l`, `stat` of each file); whether the cache holds
+        them all now (not for a large directory)."""
         if parent in self._large:
             return False
         mark = self._cache.changes
@@ -266,6 +267,9 @@ class NamespaceStore:
             return False
         for row in rows:
             self._remember(Entry(*row), mark)
+        # Complete unless making room pushed some of them out again (a full cache).
+        if any(self._cache.peek(row[0]) is None for row in rows):
+            return False
         self._cache.read_all_of(parent)
         return True
 
