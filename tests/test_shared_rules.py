@@ -1,0 +1,110 @@
+"""The rules of a store that several hosts serve, in-process: two metadata stores on one
+PostgreSQL database, each standing for a host (no FUSE, no blob service)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio_asyncio
+from conftest import new_entry
+
+from fsobj.datastore import new_object_id
+from fsobj.metadata import MetadataStore, Sharing, open_metadata_store
+from fsobj.schema import ROOT_INODE
+
+FRESH = 0.3
+
+
+@contextlib.asynccontextmanager
+async def two_hosts(url: str) -> AsyncIterator[tuple[MetadataStore, MetadataStore]]:
+    async with trio_asyncio.open_loop():
+        a = await open_metadata_store(url, sharing=Sharing(FRESH, 5.0))
+        b = await open_metadata_store(url, sharing=Sharing(FRESH, 5.0))
+        try:
+            yield a, b
+        finally:
+            await a.close()
+            await b.close()
+
+
+@pytest.fixture
+def database(pg_cluster, pg_password) -> str:
+    return pg_cluster.new_database()
+
+
+def commit_changes(object_id: str) -> dict:
+    return {"object_id": object_id, "size": 1, "etag": "0" * 32, "ctime_ns": time.time_ns()}
+
+
+async def test_hosts_hand_out_disjoint_inodes_and_see_each_others_names(database):
+    async with two_hosts(database) as (a, b):
+        bucket = await a.insert(new_entry(ROOT_INODE, "shared", "bucket"), bucket_owner=0)
+        made_a = [await a.insert(new_entry(bucket.inode, f"a{i}", "dir")) for i in range(5)]
+        made_b = [await b.insert(new_entry(bucket.inode, f"b{i}", "dir")) for i in range(5)]
+        assert not {e.inode for e in made_a} & {e.inode for e in made_b}
+        found = await b.lookup(bucket.inode, "a3")
+        assert found is not None and found.inode == made_a[3].inode
+        # A name B read stays B's answer for the timeout, then B asks again.
+        await a.delete_directory(made_a[3], time.time_ns())
+        assert await b.lookup(bucket.inode, "a3") is not None
+        await trio.sleep(FRESH + 0.05)
+        assert await b.lookup(bucket.inode, "a3") is None
+        # A name B found missing is looked for again after the timeout too.
+        await a.insert(new_entry(bucket.inode, "late", "dir"))
+        await trio.sleep(FRESH + 0.05)
+        assert await b.lookup(bucket.inode, "late") is not None
+
+
+async def test_the_database_refuses_a_name_in_a_directory_another_host_removed(database):
+    async with two_hosts(database) as (a, b):
+        bucket = await a.insert(new_entry(ROOT_INODE, "shared", "bucket"), bucket_owner=0)
+        directory = await a.insert(new_entry(bucket.inode, "dir", "dir"))
+        seen = await b.lookup(bucket.inode, "dir")
+        assert seen is not None
+        assert await a.delete_directory(directory, time.time_ns())
+        with pytest.raises(FileNotFoundError):
+            await b.insert(new_entry(seen.inode, "orphan", "dir"))
+        # And the other way round: a directory that holds another host's name stays.
+        kept = await a.insert(new_entry(bucket.inode, "kept", "dir"))
+        await b.insert(new_entry(kept.inode, "child", "dir"))
+        assert not await a.delete_directory(kept, time.time_ns())
+
+
+async def test_commits_learn_what_they_replace_from_the_database(database):
+    async with two_hosts(database) as (a, b):
+        bucket = await a.insert(new_entry(ROOT_INODE, "shared", "bucket"), bucket_owner=0)
+        obj = await a.insert(new_entry(bucket.inode, "doc"), deferred=True)
+        first = await a.new_blob_id()
+        ((previous, _),) = await a.update_many([(obj, commit_changes(first))])
+        assert previous is None
+        on_b = await b.lookup(bucket.inode, "doc")
+        second = await b.new_blob_id()
+        ((previous, _),) = await b.update_many([(on_b, commit_changes(second))])
+        assert previous == first
+        # A, whose cache still says `first`, replaces what B committed: the last wins,
+        # and A learns that it unnamed `second`.
+        third = await a.new_blob_id()
+        ((previous, _),) = await a.update_many([(obj, commit_changes(third))])
+        assert previous == second
+        # A row another host removed fails that update alone, with ESTALE.
+        await b.delete(on_b, time.time_ns())
+        (failed,) = await a.update_many([(obj, commit_changes(await a.new_blob_id()))])
+        assert isinstance(failed, OSError) and failed.errno == errno.ESTALE
+
+
+async def test_pins_keep_collectors_off_uploads_and_a_lapsed_pin_fails_the_commit(database):
+    async with two_hosts(database) as (a, b):
+        bucket = await a.insert(new_entry(ROOT_INODE, "shared", "bucket"), bucket_owner=0)
+        pinned = await a.new_blob_id()  # as a commit takes it before its upload
+        stray = new_object_id()
+        assert await b.unnamed_blobs([pinned, stray]) == [stray]
+        await b.end_session(a.session)  # as if A's session had lapsed
+        assert await b.unnamed_blobs([pinned]) == [pinned]
+        obj = await a.insert(new_entry(bucket.inode, "late"), deferred=True)
+        (failed,) = await a.update_many([(obj, commit_changes(pinned))])
+        assert isinstance(failed, OSError) and failed.errno == errno.EIO
