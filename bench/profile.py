@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 from subprocess import DEVNULL
 
-from bench import FSOBJ, ROOT, SMALL_FILES, daemon_rss
+from bench import FSOBJ, ROOT, SMALL_FILES, Shared, daemon_rss
 
 PY_SPY = str(ROOT / ".venv/bin/py-spy")
 
@@ -34,6 +36,22 @@ def listing(bucket: Path, count: int) -> tuple[str | None, list[str]]:
     return "create", ["sh", "-c", f"for i in 1 2 3; do ls -l {bucket / 'small'}; done"]
 
 
+def four_creating(bucket: Path, count: int) -> tuple[str | None, list[str]]:
+    parts = [bucket / "small" / f"part{i}" for i in range(4)]
+    script = " ".join(
+        f"mkdir -p {part} && {sys.executable} -c '{SMALL_FILES}' {part} {count // 4} create &"
+        for part in parts
+    )
+    return None, ["sh", "-c", script + " wait"]
+
+
+def copy_in(bucket: Path, count: int) -> tuple[str | None, list[str]]:
+    source = Path(tempfile.gettempdir()) / "fsobj-profile-64m"
+    if not source.exists():
+        source.write_bytes(os.urandom(64 << 20))
+    return None, ["sh", "-c", f"for i in 1 2 3 4; do cp {source} {bucket}/copy-$i; done"]
+
+
 def warm_read(bucket: Path, count: int) -> tuple[str | None, list[str]]:
     read = f"dd if={bucket / 'big'} of=/dev/null bs=1M status=none"
     return "big", ["sh", "-c", f"for i in $(seq 16); do {read}; done"]
@@ -46,6 +64,8 @@ WORKLOADS = {
     "read": small("read"),
     "unlink": small("unlink"),
     "warm-read": warm_read,
+    "create-4": four_creating,
+    "cp-in": copy_in,
 }
 
 
@@ -73,6 +93,10 @@ def classify(stack: list[str]) -> tuple[str, str]:
             return "main", "fsobj's own code"  # the standard library, called by fsobj
         return "main", "other"
     text = ";".join(stack)
+    if "remote_blobs.py" in text and not leaf.startswith("WorkerThread._work"):
+        return "trio worker threads", "busy: uploading or fetching blobs (boto3)"
+    if "metadata_postgres.py" in text and not leaf.startswith("WorkerThread._work"):
+        return "trio worker threads", "busy: metadata transactions (psycopg)"
     if "_connection_worker_thread" in text:
         thread, idle = "metadata store thread (aiosqlite)", "_connection_worker_thread" in leaf
     elif "concurrent/futures" in text:
@@ -88,6 +112,8 @@ def summarize(raw: Path) -> None:
     for line in raw.read_text().splitlines():
         stack_text, _, n = line.rpartition(" ")
         stack = [f for f in stack_text.split(";") if not f.startswith("thread (")]
+        if not stack:  # a thread caught between frames
+            continue
         thread, doing = classify(stack)
         counts[thread][doing] += int(n)
         if thread == "main":
@@ -110,11 +136,21 @@ def main() -> None:
     parser.add_argument("--private", action="store_true", help="profile a private mount")
     parser.add_argument("--count", type=int, default=10_000, help="small files (default 10,000)")
     parser.add_argument("--keep", help="also keep py-spy's raw samples in this file")
+    parser.add_argument(
+        "--backend", choices=["shared"], help="a store in PostgreSQL and SeaweedFS (as bench/run)"
+    )
     args = parser.parse_args()
 
+    with contextlib.ExitStack() as services:
+        profile(args, services)
+
+
+def profile(args: argparse.Namespace, services: contextlib.ExitStack) -> None:
     work = Path(tempfile.mkdtemp(prefix="fsobj-profile-"))
     mountpoint, store, raw = work / "mnt", work / "store", work / "samples.txt"
     mountpoint.mkdir()
+    if args.backend == "shared":
+        Shared(services, work).format_fsobj(store)
     mount = [*FSOBJ, "--log-level", "WARNING", "mount", "--store", str(store)]
     private = ["--private"] if args.private else []
     subprocess.run([*mount, *private, str(mountpoint)], check=True, stdout=DEVNULL)
@@ -145,7 +181,8 @@ def main() -> None:
     finally:
         subprocess.run([*FSOBJ, "umount", str(mountpoint)], check=True)
     kind = "private" if args.private else "shared"
-    print(f"{args.workload} on a {kind} mount: {seconds:.2f} s; daemon RSS {rss} MiB")
+    where = " (PostgreSQL and SeaweedFS)" if args.backend else ""
+    print(f"{args.workload} on a {kind} mount{where}: {seconds:.2f} s; daemon RSS {rss} MiB")
     try:
         summarize(raw)
         if args.keep:
