@@ -10,12 +10,14 @@ PGPASSWORD or 0600 ~/.pgpass, S3 credentials from boto3's chain: the environment
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .blob_cache import DEFAULT_CACHE_BYTES
@@ -172,50 +174,45 @@ def join_store(root: Path, meta: str, cache_bytes: int = DEFAULT_CACHE_BYTES) ->
 def _database_query(url: str, sql: str, params: tuple, missing: str) -> str:
     """The one value that `sql` finds in the database at `url` (BackendError `missing`
     when there is none)."""
-    import psycopg
-
-    try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
-            row = None
-            if conn.execute("SELECT to_regclass('settings')").fetchall()[0][0] is not None:
-                row = conn.execute(sql, params).fetchone()
-    except psycopg.Error as error:
-        from .metadata_postgres import one_line
-
-        raise BackendError(f"the metadata database cannot be used: {one_line(error)}") from None
+    with _database(url) as conn:
+        row = None
+        if conn.execute("SELECT to_regclass('settings')").fetchall()[0][0] is not None:
+            row = conn.execute(sql, params).fetchone()
     if row is None or row[0] is None:
         raise BackendError(missing)
     return row[0]
 
 
 def _record_blob_location(backends: Backends) -> None:
-    import psycopg
-
-    from .metadata_postgres import one_line
     from .schema_postgres import migrate
 
     assert backends.meta is not None
-    try:
-        with psycopg.connect(backends.meta, connect_timeout=5, autocommit=True) as conn:
-            migrate(conn)
-            conn.execute(
-                "INSERT INTO settings (name, value) VALUES (%s, %s)",
-                (BLOB_LOCATION, backends.blob_location()),
-            )
-    except psycopg.Error as error:
-        raise BackendError(f"the metadata database cannot be used: {one_line(error)}") from None
+    with _database(backends.meta) as conn:
+        migrate(conn)
+        conn.execute(
+            "INSERT INTO settings (name, value) VALUES (%s, %s)",
+            (BLOB_LOCATION, backends.blob_location()),
+        )
 
 
 def _check_new_database(url: str) -> None:
     """That the database answers and holds no store yet (its schema is made at mount)."""
-    import psycopg
-
-    try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
-            taken = conn.execute("SELECT to_regclass('entries') IS NOT NULL").fetchall()[0][0]
-    except psycopg.Error as error:
-        from .metadata_postgres import one_line
-
-        raise BackendError(f"the metadata database cannot be used: {one_line(error)}") from None
+    with _database(url) as conn:
+        taken = conn.execute("SELECT to_regclass('entries') IS NOT NULL").fetchall()[0][0]
     if taken:
         raise BackendError(f"{url} holds a store already; format makes new ones")
+
+
+@contextlib.contextmanager
+def _database(url: str) -> Iterator[Any]:
+    """A connection to the database at `url` (autocommit), whose failures are one
+    BackendError."""
+    import psycopg
+
+    from .metadata_postgres import one_line
+
+    try:
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+            yield conn
+    except psycopg.Error as error:
+        raise BackendError(f"the metadata database cannot be used: {one_line(error)}") from None

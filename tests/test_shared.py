@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -430,3 +431,32 @@ def test_both_hosts_rewriting_the_same_objects_at_once_lose_nothing(two_hosts):
         final = (a / "shared" / name).read_bytes()
         assert final in written and final.endswith(name.encode())
         assert (b / "shared" / name).read_bytes() == final
+
+
+def test_joining_is_refused_with_one_line_where_there_is_no_shared_store(
+    shared, pg_cluster, tmp_path
+):
+    def refused(store: Path, database: str, *more: str) -> str:
+        result = fsobj_cli(
+            "format", "--store", str(store), "--meta", database, "--join", *more, check=False
+        )
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    empty = pg_cluster.new_database()
+    assert "holds no shared store" in refused(tmp_path / "new", empty)
+    assert not (tmp_path / "new").exists()
+    assert "is a store already" in refused(shared.first, shared.database)
+    assert "--join takes --meta alone" in refused(
+        tmp_path / "new", shared.database, "--data", "s3://elsewhere/x"
+    )
+    # A host whose backends.json puts the blobs elsewhere is refused at mount.
+    other = shared.host("host-b")
+    recorded = json.loads((other / "backends.json").read_text())
+    (other / "backends.json").write_text(json.dumps({**recorded, "data": recorded["data"] + "x"}))
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    result = fsobj_cli("mount", "--store", str(other), str(mountpoint), check=False)
+    assert result.returncode == 1 and "the store's database says" in result.stderr, result
