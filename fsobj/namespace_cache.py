@@ -46,6 +46,7 @@ class NamespaceCache:
         self._read_at: dict[int, float] = {}
         self._changed_at: dict[int, int] = {}
         self.changes = 0
+        self.shared = False  # else none of that is kept: the cache is authoritative
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -72,14 +73,15 @@ class NamespaceCache:
     def has_name(self, parent: int, name: str) -> bool:
         return (parent, name) in self._by_name
 
-    def knows_all_of(self, directory: int, within: float | None = None) -> bool:
-        """Whether every child of `directory` is cached: a name not found is missing;
-        `within`: and they were all read less than that many seconds ago."""
-        if directory not in self._complete:
-            return False
-        return within is None or time.monotonic() - self._complete_at.get(directory, 0) < within
+    def knows_all_of(self, directory: int) -> bool:
+        """Whether every child of `directory` is cached: a name not found is missing."""
+        return directory in self._complete
 
     def completeness_age(self, directory: int) -> float:
+        """On a shared store: seconds since every child of `directory` was read (infinite
+        when they were not)."""
+        if directory not in self._complete:
+            return float("inf")
         return time.monotonic() - self._complete_at.get(directory, 0.0)
 
     def read_all_of(self, directory: int) -> None:
@@ -99,7 +101,8 @@ class NamespaceCache:
             return cached
         self._entries[entry.inode] = entry
         self._by_name[(entry.parent, entry.name)] = entry.inode
-        self._read_at[entry.inode] = time.monotonic()
+        if self.shared:
+            self._read_at[entry.inode] = time.monotonic()
         if complete:
             self._complete.add(entry.inode)
         if len(self._entries) > self.capacity:
@@ -119,6 +122,8 @@ class NamespaceCache:
 
     def changed(self, inode: int) -> None:
         """This process changed the entry."""
+        if not self.shared:
+            return
         self.changes += 1
         self._changed_at[inode] = self.changes
         self._read_at[inode] = time.monotonic()

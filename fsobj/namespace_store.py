@@ -85,7 +85,7 @@ class NamespaceStore:
         """Several hosts serve this store: cached entries are trusted for `fresh_seconds`
         and then read again, a name not cached is looked up, and the database alone says
         which inode numbers are free."""
-        self.shared = True
+        self.shared = self._cache.shared = True
         self.fresh_seconds = fresh_seconds
 
     async def _new_inode(self) -> int:
@@ -120,26 +120,25 @@ class NamespaceStore:
     def trusted_for(self, entry: Entry) -> float:
         """How much longer what is cached of `entry` may be served (and cached by the
         kernel) on a shared store: what is left of its timeout since it was read."""
+        return self._entry_left(entry)
+
+    def _entry_left(self, entry: Entry) -> float:
         if not self.shared or entry.inode in self._unwritten:
             return math.inf
         return max(0.0, self.fresh_seconds - self._cache.age(entry.inode))
 
-    def absence_trusted_for(self, directory: int) -> float:
-        """How long a name found missing in `directory` (just now) may be taken as
-        missing: on a shared store, what is left of the timeout of what said so."""
-        if not self.shared:
-            return math.inf
-        if self._cache.knows_all_of(directory, self.fresh_seconds):
-            return max(0.0, self.fresh_seconds - self._cache.completeness_age(directory))
-        return self.fresh_seconds
-
     def _fresh(self, entry: Entry) -> bool:
         """Whether the cached entry may be served without asking the database."""
-        return (
-            not self.shared
-            or entry.inode in self._unwritten
-            or self._cache.age(entry.inode) < self.fresh_seconds
-        )
+        return self._entry_left(entry) > 0
+
+    def absence_trusted_for(self, directory: int) -> float:
+        """How long a name found missing in `directory` (just now) may be taken as
+        missing: on a shared store, what is left of the timeout of what said so (the
+        whole directory read earlier, or else the query just made)."""
+        if not self.shared:
+            return math.inf
+        age = self._cache.completeness_age(directory)
+        return self.fresh_seconds - age if age < self.fresh_seconds else self.fresh_seconds
 
     def _changed(self, entry: Entry, changes: dict[str, Any]) -> None:
         """Apply committed changes to `entry`, and to the cached entry of its inode if that
@@ -209,10 +208,10 @@ class NamespaceStore:
         """The entry of `inode`, or None. `current`: on a shared store, as the database
         has it now (an open reads its object's current version: close-to-open)."""
         entry = self._cache.get(inode)
-        if entry is not None and (not self.shared or (self._fresh(entry) and not current)):
-            return entry
-        if entry is not None and entry.inode in self._unwritten:
-            return entry
+        if entry is not None:
+            left = self._entry_left(entry)  # infinite: this process's own, or one host's
+            if left == math.inf or (left > 0 and not current):
+                return entry
         mark = self._cache.changes
         rows = await self._run(transactions.select, f"{self._select} WHERE inode = ?", (inode,))
         if rows:
@@ -226,7 +225,7 @@ class NamespaceStore:
         if entry is not None and self._fresh(entry):
             return entry
         if self.shared:
-            if entry is None and self._cache.knows_all_of(parent, self.fresh_seconds):
+            if entry is None and self._cache.completeness_age(parent) < self.fresh_seconds:
                 return None
             if await self._read_directory(parent):
                 entry = self._cache.named(parent, name)

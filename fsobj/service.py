@@ -31,8 +31,8 @@ log = logging.getLogger("fsobj.operations")
 
 BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB requests)
 # How long the kernel may keep a bucket's name: a bucket exists for everyone, and it
-# changes only through the kernel (mkdir, rmdir), so the kernel's entry stays true (but on
-# a shared store: see Service.bucket_entry_seconds).
+# changes only through the kernel (mkdir, rmdir), so the kernel's entry stays true (on a
+# shared store, other hosts change buckets: see Service.attributes).
 BUCKET_ENTRY_SECONDS = 300.0
 PLACES = 50_000  # directories whose bucket and key prefix are remembered
 
@@ -66,8 +66,6 @@ class Service:
         # What an inode that is gone answers. On a shared store another host removed or
         # replaced it: ESTALE makes the kernel look the path up again and retry (NFS's way).
         self.vanished = errno.ESTALE if meta.shared else errno.ENOENT
-        # Other hosts of a shared store add and remove buckets too.
-        self.bucket_entry_seconds = cache_seconds if meta.shared else BUCKET_ENTRY_SECONDS
         self.meta = meta
         self.data = data
         self.iam = iam
@@ -206,13 +204,13 @@ class Service:
             attrs.attr_timeout = self.cache_seconds
         else:
             attrs = reuse
-        attrs.entry_timeout = (
-            self.bucket_entry_seconds if entry.kind == "bucket" else self.cache_seconds
-        )
         if self.meta.shared:  # what is left of the metadata timeout since it was read
             attrs.entry_timeout = attrs.attr_timeout = min(
                 self.cache_seconds, self.meta.trusted_for(entry)
             )
+        else:
+            is_bucket = entry.kind == "bucket"
+            attrs.entry_timeout = BUCKET_ENTRY_SECONDS if is_bucket else self.cache_seconds
         attrs.st_ino = entry.inode
         mode = entry.mode
         if entry.kind == "bucket":

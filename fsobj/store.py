@@ -220,8 +220,6 @@ async def open_store(
             raise StoreError(f"cannot open the metadata of store {root}: {error}") from None
         try:
             if shared is not None:
-                # The kernel gets what is left of the metadata timeout (Service.attributes).
-                kernel_cache_seconds = min(kernel_cache_seconds, shared.fresh_seconds)
                 await _agree_on_blobs(root, meta, chosen)
                 await _end_last_session(root, meta)
             policy = Policy(admins={0, os.getuid()})

@@ -93,10 +93,10 @@ def _update(
     ).fetchone()
     if found is None:
         return OSError(errno.ESTALE, "the object was removed meanwhile (by another host)")
-    row = dict(changes)
+    changes = dict(changes)
     # A copy names its source's blob: it must still be named then, or it may be gone.
-    shares = row.pop("shares_blob", False)
-    changes = {name: value for name, value in changes.items() if name != "shares_blob"}
+    shares = changes.pop("shares_blob", False)
+    row = dict(changes)
     checksums = row.pop("checksums", None)
     metadata = row.pop("user_metadata", None)  # all of it, replaced with the content
     statements: list[tuple[str, tuple]] = []
