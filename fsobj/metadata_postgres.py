@@ -196,9 +196,8 @@ class PostgresDatabase:
         """Keep this session alive, and remove sessions that lapsed (their pins go too)."""
 
         def beat(conn: PostgresConnection) -> None:
-            if not self._renew(conn.raw):
-                self._join(conn.raw)
-                conn.session = self.session
+            self._join(conn.raw)  # renews it (or, if it lapsed, begins another)
+            conn.session = self.session
             conn.execute("DELETE FROM sessions WHERE expires < now()")
 
         await self.run(beat)
