@@ -25,23 +25,29 @@ ensure_debs() {
 }
 
 # Create .venv and (re)install the package whenever pyproject.toml changed.
+#   ensure_venv [EXTRA]: with the optional dependencies EXTRA too (tests/run: test).
+# Mounting needs the runtime dependencies alone, so a first mount installs only those.
 ensure_venv() {
-    local venv="$FSOBJ_ROOT/.venv" stamp
+    local venv="$FSOBJ_ROOT/.venv" extra=${1:-} stamp target=$FSOBJ_ROOT
     stamp=$(sha256sum "$FSOBJ_ROOT/pyproject.toml" | cut -d' ' -f1)
+    [ -z "$extra" ] || target="$FSOBJ_ROOT[$extra]"
     if [ ! -x "$venv/bin/python" ]; then
         echo "creating $venv ..." >&2
         python3 -m venv "$venv"
     fi
-    if [ "$(cat "$venv/.fsobj-installed" 2>/dev/null)" != "$stamp" ]; then
-        echo "installing fsobj and its dependencies into $venv ..." >&2
-        "$venv/bin/pip" install -q --disable-pip-version-check -e "$FSOBJ_ROOT[test,bench]" >&2
-        echo "$stamp" > "$venv/.fsobj-installed"
+    if [ "$(cat "$venv/.fsobj-installed${extra:+-$extra}" 2>/dev/null)" != "$stamp" ]; then
+        echo "installing fsobj${extra:+ with its $extra tools} into $venv ..." >&2
+        "$venv/bin/pip" install -q --disable-pip-version-check -e "$target" >&2
+        echo "$stamp" > "$venv/.fsobj-installed${extra:+-$extra}"
     fi
 }
 
+# ensure_setup [--extra NAME] [DEBIAN PACKAGE ...]: what mounting needs, and more.
 ensure_setup() {
+    local extra=
+    if [ "${1:-}" = "--extra" ]; then extra=$2; shift 2; fi
     ensure_debs fuse3 libfuse3-dev pkg-config "$@"
-    ensure_venv
+    ensure_venv "$extra"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -15,12 +15,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-import pyfuse3
-
 from . import backends, daemon, fsck, iam
 from .blob_cache import DEFAULT_CACHE_BYTES
+from .iam import Identity
 from .namespace_cache import DEFAULT_CAPACITY
-from .schema import ROOT_INODE
+from .object_service import ObjectService
+from .refusals import Refused
 from .store import Store, StoreError, default_store, run_offline
 from .uploads import ABANDONED_UPLOAD
 
@@ -128,17 +128,18 @@ def cmd_umount(args: argparse.Namespace) -> None:
 # -- buckets ----------------------------------------------------------------------------
 
 
-def _offline(store: str, work: Callable[..., Awaitable[T]]) -> T:
-    """Run `work(operations, ctx)` against an unmounted store, through the API service."""
+def _offline(store: str, work: Callable[[ObjectService, Identity], Awaitable[T]]) -> T:
+    """Run `work(service, caller)` against an unmounted store, through the object service
+    (the rules a mount or S3 would apply), as the user who runs the command."""
 
     async def run(opened: Store) -> T:
-        ctx = SimpleNamespace(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), umask=0o022)
-        return await work(opened.operations, ctx)
+        caller = SimpleNamespace(uid=os.getuid(), gid=os.getgid(), pid=os.getpid())
+        return await work(ObjectService(opened.service), opened.service.iam.identify(caller))
 
     try:
         return run_offline(Path(store).expanduser(), run)
-    except pyfuse3.FUSEError as error:
-        raise CommandError(os.strerror(error.errno)) from None
+    except Refused as refusal:
+        raise CommandError(f"{os.strerror(refusal.errno)}: {refusal.reason}") from None
 
 
 def _bucket_path(args: argparse.Namespace) -> Path:
@@ -148,8 +149,8 @@ def _bucket_path(args: argparse.Namespace) -> Path:
 def cmd_bucket_ls(args: argparse.Namespace) -> None:
     if args.store:
 
-        async def listing(ops, ctx):
-            return [(b.name, b.created_ns / 1e9) for b in await ops.meta.buckets()]
+        async def listing(service: ObjectService, who: Identity) -> list[tuple[str, float]]:
+            return [(b.name, b.created_ns / 1e9) for b in await service.list_buckets(who)]
 
         rows = _offline(args.store, listing)
     else:
@@ -163,17 +164,17 @@ def cmd_bucket_ls(args: argparse.Namespace) -> None:
 
 
 # How each bucket change is made: on a mount through the kernel, on an unmounted store
-# through the same API service handler the kernel would reach.
+# through the object service.
 BUCKET_CHANGES = {
-    "create": ("created", os.mkdir, lambda ops, name, ctx: ops.mkdir(ROOT_INODE, name, 0o755, ctx)),
-    "rm": ("removed", os.rmdir, lambda ops, name, ctx: ops.rmdir(ROOT_INODE, name, ctx)),
+    "create": ("created", os.mkdir, ObjectService.create_bucket),
+    "rm": ("removed", os.rmdir, ObjectService.delete_bucket),
 }
 
 
 def cmd_bucket_change(args: argparse.Namespace) -> None:
     done, on_mount, on_store = BUCKET_CHANGES[args.action]
     if args.store:
-        _offline(args.store, lambda ops, ctx: on_store(ops, args.name.encode(), ctx))
+        _offline(args.store, lambda service, who: on_store(service, who, args.name))
     else:
         check_mount(args)
         os_call(on_mount, _bucket_path(args))
@@ -210,23 +211,22 @@ class AclTarget:
 
     def read(self) -> str:
         if self.args.store:
-            return self._offline(lambda ops, inode, ctx: ops.getxattr(inode, ACL_NAME, ctx))
+
+            async def read(service: ObjectService, who: Identity) -> str:
+                _, acl = await service.bucket(who, self.args.target, iam.Permission.READ_ACP)
+                return acl.to_text()
+
+            return _offline(self.args.store, read)
         return os_call(os.getxattr, self.args.target, ACL_NAME).decode()
 
     def write(self, grants: tuple[iam.Grant, ...]) -> None:
-        text = iam.grants_text(grants).encode()
         if self.args.store:
-            self._offline(lambda ops, inode, ctx: ops.setxattr(inode, ACL_NAME, text, ctx))
+            _offline(
+                self.args.store,
+                lambda service, who: service.set_grants(who, self.args.target, grants),
+            )
         else:
-            os_call(os.setxattr, self.args.target, ACL_NAME, text)
-
-    def _offline(self, work: Callable) -> str:
-        async def act(ops, ctx):
-            attrs = await ops.lookup(ROOT_INODE, self.args.target.encode(), ctx)
-            result = await work(ops, attrs.st_ino, ctx)
-            return result.decode() if isinstance(result, bytes) else ""
-
-        return _offline(self.args.store, act)
+            os_call(os.setxattr, self.args.target, ACL_NAME, iam.grants_text(grants).encode())
 
 
 def _grantee(args: argparse.Namespace) -> str:
@@ -295,7 +295,7 @@ def cmd_gc(args: argparse.Namespace) -> None:
     if args.store:
 
         async def collect(store: Store) -> object:
-            return await store.operations.collect_garbage()
+            return await store.service.collect_garbage()
 
         print(run_offline(Path(args.store).expanduser(), collect))
     else:

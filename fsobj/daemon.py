@@ -14,11 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pyfuse3
 import trio
 import trio_asyncio
 
-from . import fuse_edge
 from .metadata import Sharing
 from .namespace_cache import DEFAULT_CAPACITY
 from .store import Store, open_store, single_error, store_is_free
@@ -27,26 +25,11 @@ from .uploads import ABANDONED_UPLOAD
 log = logging.getLogger(__name__)
 
 DURABILITY_SECONDS = 5.0  # like a journaling filesystem's commit interval
-# How long the kernel may keep entries and attributes. Every change reaches the store
-# through this mount, and what changes behind the kernel's back (commits, grants) is
-# invalidated, so this bounds only what a missed invalidation could cost.
-CACHE_SECONDS = 5.0
 GC_SECONDS = 3600.0
 
 
 class MountError(Exception):
     """A mount that could not be made or unmade; the message says why, for the user."""
-
-
-def mount_options(store: Path, private: bool) -> set[str]:
-    # pyfuse3's defaults include default_permissions: the kernel checks mode bits and
-    # ACLs (a bucket's grants are its directory's ACL: see operations).
-    options = set(pyfuse3.default_options)
-    fsname = str(store).replace("\\", "\\\\").replace(",", "\\,")
-    options |= {f"fsname={fsname}", "subtype=fsobj"}
-    if not private:
-        options.add("allow_other")
-    return options
 
 
 def is_private(asked: bool) -> bool:
@@ -131,21 +114,20 @@ async def _serve(
     commit_interval = options.commit_interval
     async with (
         trio_asyncio.open_loop(),
-        open_store(
-            store_root, str(mountpoint), CACHE_SECONDS, options.cache_entries, options.sharing
-        ) as store,
+        open_store(store_root, str(mountpoint), options.cache_entries, options.sharing) as store,
     ):
         unclean = store.begin_mount()
         if unclean:
             log.warning("store %s was not unmounted cleanly: recovering", store_root)
         await store.recover()
+        # Only a mount imports pyfuse3 (`fsobj serve` runs without it).
+        from .fuse_mount import KernelMount
+
         try:
-            fuse_edge.quiet_abandoned_replies()
-            pyfuse3.init(store.operations, str(mountpoint), mount_options(store_root, private))
+            mount = KernelMount(store.service, store_root, mountpoint, private)
         except RuntimeError as error:
             store.end_mount()
             raise MountError(f"cannot mount at {mountpoint}: {error}") from None
-        store.operations.notify_kernel = True
         log.info(
             "mounted store %s at %s (durable every %g s)", store_root, mountpoint, commit_interval
         )
@@ -159,22 +141,19 @@ async def _serve(
                         async for signum in signals:
                             log.info("%s received: unmounting", signal.Signals(signum).name)
                             signalled = True
-                            pyfuse3.terminate()
+                            mount.terminate()
                             return
 
                 nursery.start_soon(stop_on_signal)
                 await _start_services(nursery, store, options, unclean)
                 on_ready()
-                await pyfuse3.main()
+                await mount.serve()
                 nursery.cancel_scope.cancel()
         finally:
-            # After fusermount -u the kernel has already unmounted; otherwise we must.
-            pyfuse3.close(unmount=signalled or sys.exc_info()[0] is not None)
-            # The kernel connection is gone: the last commits must not notify it.
-            store.operations.notify_kernel = False
-            await store.operations.objects.commit_all()
+            mount.close(unmount=signalled or sys.exc_info()[0] is not None)
+            await store.service.objects.commit_all()
             try:
-                await store.operations.objects.durability.make_all_durable(sync_all=True)
+                await store.service.objects.durability.make_all_durable(sync_all=True)
             except OSError as error:  # nothing is lost: the log keeps every commit
                 log.warning("could not make everything durable at unmount: %s", error)
         store.end_mount()
@@ -185,7 +164,7 @@ async def _start_services(
     nursery: trio.Nursery, store: Store, options: MountOptions, unclean: bool
 ) -> None:
     """What serves beside the requests: periodic durability and collection, and S3."""
-    store.operations.abandoned_upload = options.upload_days * 86400
+    store.service.abandoned_upload = options.upload_days * 86400
     nursery.start_soon(_make_durable_every, store, options.commit_interval)
     nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
     if store.meta.shared:
@@ -218,7 +197,7 @@ async def _serve_alone(
     async with (
         trio_asyncio.open_loop(),
         open_store(
-            store_root, f"s3://{options.s3}", 0.0, options.cache_entries, options.sharing
+            store_root, f"s3://{options.s3}", options.cache_entries, options.sharing
         ) as store,
     ):
         unclean = store.begin_mount()
@@ -233,8 +212,8 @@ async def _serve_alone(
                         break
                 nursery.cancel_scope.cancel()
         finally:
-            await store.operations.objects.commit_all()
-            await store.operations.objects.durability.make_all_durable(sync_all=True)
+            await store.service.objects.commit_all()
+            await store.service.objects.durability.make_all_durable(sync_all=True)
         store.end_mount()
 
 
@@ -243,7 +222,7 @@ async def _make_durable_every(store: Store, seconds: float) -> None:
     while True:
         await trio.sleep(seconds)
         try:
-            await store.operations.objects.durability.make_all_durable()
+            await store.service.objects.durability.make_all_durable()
         except OSError as error:
             log.warning("could not make the metadata durable: %s", error)
 
@@ -263,7 +242,7 @@ async def _collect_garbage_every(store: Store, seconds: float, now: bool) -> Non
         await trio.sleep(seconds)
     while True:
         try:
-            await store.operations.collect_garbage()
+            await store.service.collect_garbage()
         except OSError as error:
             log.warning("garbage collection failed: %s", error)
         await trio.sleep(seconds)

@@ -83,7 +83,7 @@ async def check(store: Store, repair: bool = False, verify: bool = False) -> Rep
 
     damaged = await _damaged_objects(store, verify)
     for entry, why in damaged:
-        report.problems.append(f"object {await store.operations.path_of(entry)}: {why}")
+        report.problems.append(f"object {await store.service.path_of(entry)}: {why}")
     if repair and damaged:
         moved = await _move_to_lost_and_found(store, [entry for entry, _ in damaged])
         report.repairs.append(f"moved {moved} damaged objects to bucket {LOST_AND_FOUND}")
@@ -132,7 +132,7 @@ async def _move_to_lost_and_found(store: Store, entries: list[Entry]) -> int:
         )
         await meta.insert(bucket, bucket_owner=os.getuid())
     for entry in entries:
-        origin = await store.operations.path_of(entry)
+        origin = await store.service.path_of(entry)
         name = f"{entry.inode}-{entry.name}".encode()[:255].decode("utf-8", "ignore")
         await meta.move(entry, bucket.inode, name, time.time_ns(), None)
         await meta.set_user_metadata(entry.inode, "lost-from", origin.encode())

@@ -15,9 +15,9 @@ import pyfuse3
 
 from .fuse_edge import request
 from .iam import Identity, Permission
+from .kernel import FuseFrontEnd
 from .metadata import Entry, MetadataStore
 from .refusals import Refused
-from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ READDIR_PAGE = 1000
 DOTS = 2
 
 
-class Listings(Service):
+class Listings(FuseFrontEnd):
     """Directory handlers, part of `operations.Operations`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -36,10 +36,10 @@ class Listings(Service):
 
     @request
     async def opendir(self, inode: int, ctx: Any) -> int:
-        entry = await self._entry(inode)
+        entry = await self.core.entry(inode)
         if not entry.is_dir:
             raise Refused(errno.ENOTDIR, (entry, None), "not a directory")
-        who = self.iam.identify(ctx) if entry.kind == "root" else None
+        who = self.core.iam.identify(ctx) if entry.kind == "root" else None
         fh = self._next_listing
         self._next_listing += 1
         self._listings[fh] = _Listing(inode, who)
@@ -50,8 +50,8 @@ class Listings(Service):
         listing = self._listings[fh]
         attrs = None
         if start_id < DOTS:
-            directory = await self._entry(listing.inode)
-            parent = await self._entry(directory.parent or directory.inode)
+            directory = await self.core.entry(listing.inode)
+            parent = await self.core.entry(directory.parent or directory.inode)
             dots = ((b".", directory), (b"..", parent))
             for offset, (name, entry) in enumerate(dots[start_id:], start_id + 1):
                 attrs = await self._attributes(entry)
@@ -60,15 +60,15 @@ class Listings(Service):
             start_id = DOTS
         after = start_id - DOTS
         while True:
-            page = await listing.page_after(self.meta, after)
+            page = await listing.page_after(self.core.meta, after)
             if not page:
                 return
             for listed in page:
-                entry = self.meta.current(listed)
+                entry = self.core.meta.current(listed)
                 visible = True
                 if entry.kind == "bucket":  # the top level lists what the caller may read
-                    acl = await self.meta.acl(entry.inode)
-                    visible = listing.who is None or Permission.READ in self.iam.rights(
+                    acl = await self.core.meta.acl(entry.inode)
+                    visible = listing.who is None or Permission.READ in self.core.iam.rights(
                         listing.who, acl
                     )
                 # an entry moved away since the page was read is skipped
@@ -85,7 +85,7 @@ class Listings(Service):
 
     @request
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        await self.objects.durability.make_all_durable(sync_all=True)
+        await self.core.objects.durability.make_all_durable(sync_all=True)
 
 
 class _Listing:

@@ -30,11 +30,11 @@ import pyfuse3
 from . import names, posix_acl
 from .fuse_edge import request
 from .handles import Handle
+from .kernel import BLOCK_SIZE
 from .listings import Listings
 from .metadata import Entry
 from .refusals import Refused, Where
 from .schema import ROOT_INODE
-from .service import BLOCK_SIZE
 from .xattrs import MetadataAttributes
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         # what they read; a cached entry can be read back), so there is nothing to count:
         # the entry is the first to leave the cache when it needs room.
         for inode, _ in inode_list:
-            self.meta.evict(inode)
+            self.core.meta.evict(inode)
         self.forgotten += len(inode_list)
 
     def _missing(self, parent: int) -> pyfuse3.EntryAttributes:
@@ -64,16 +64,16 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         shared store, for what is left of the metadata timeout)."""
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = 0
-        attrs.entry_timeout = min(self.cache_seconds, self.meta.absence_trusted_for(parent))
+        attrs.entry_timeout = min(self.cache_seconds, self.core.meta.absence_trusted_for(parent))
         return attrs
 
     # -- names ----------------------------------------------------------------------------
 
     @request
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
-        parent = await self._entry(parent_inode)
+        parent = await self.core.entry(parent_inode)
         if name in (b".", b".."):
-            target = parent if name == b"." else await self._entry(parent.parent or ROOT_INODE)
+            target = parent if name == b"." else await self.core.entry(parent.parent or ROOT_INODE)
             return await self._attributes(target)
         try:
             text = names.decode_component(name)
@@ -81,14 +81,14 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             if refusal.errno == errno.ENAMETOOLONG:
                 raise refusal.at((parent, name)) from None
             raise Refused(errno.ENOENT, (parent, name), "no key can have this name") from None
-        entry = await self.meta.lookup(parent_inode, text)
+        entry = await self.core.meta.lookup(parent_inode, text)
         if entry is None:
             return self._missing(parent_inode)
         return await self._attributes(entry)
 
     @request
     async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
-        return await self._attributes(await self._entry(inode))
+        return await self._attributes(await self.core.entry(inode))
 
     @request
     async def setattr(
@@ -99,7 +99,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         fh: int | None,
         ctx: Any,
     ) -> pyfuse3.EntryAttributes:
-        entry = await self._entry(inode)
+        entry = await self.core.entry(inode)
         where = (entry, None)
         # The kernel has checked who may change what (owner, group, mode bits).
         chown = (fields.update_uid and attr.st_uid != entry.uid) or (
@@ -119,9 +119,9 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             await self._truncate(entry, attr.st_size, fh)
         if fields.update_mode:
             if entry.kind == "bucket":  # chmod of a bucket changes its grants
-                current = await self.bucket_acl(entry)
+                current = await self.core.bucket_acl(entry)
                 mode = stat.S_IMODE(attr.st_mode)
-                await self.set_bucket_acl(entry, posix_acl.with_mode(current, mode))
+                await self.core.set_bucket_acl(entry, posix_acl.with_mode(current, mode))
             else:
                 changes["mode"] = stat.S_IMODE(attr.st_mode)
         if fields.update_uid:
@@ -132,28 +132,28 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             changes["atime_ns"] = attr.st_atime_ns
         if fields.update_mtime:
             changes["mtime_ns"] = attr.st_mtime_ns
-            self.objects.times_set(inode)
+            self.core.objects.times_set(inode)
         changes["ctime_ns"] = now
-        await self.meta.update(entry, **changes)
+        await self.core.meta.update(entry, **changes)
         return await self._attributes(entry)
 
     async def _truncate(self, entry: Entry, size: int, fh: int | None) -> None:
         """Truncate through the caller's open handle, or as a whole new version."""
         if fh is not None:
-            handle = self.objects.get(fh)
+            handle = self.core.objects.get(fh)
             if handle.writable:
-                await self.objects.truncate(handle, size)
+                await self.core.objects.truncate(handle, size)
                 return
-        handle = await self.objects.open(entry, writable=True, truncate=False)
+        handle = await self.core.objects.open(entry, writable=True, truncate=False)
         try:
-            await self.objects.truncate(handle, size)
-            await self.objects.commit(handle, durable=False)
+            await self.core.objects.truncate(handle, size)
+            await self.core.objects.commit(handle, durable=False)
         finally:
-            await self.objects.release(handle)
+            await self.core.objects.release(handle)
 
     @request
     async def readlink(self, inode: int, ctx: Any) -> bytes:
-        entry = await self._entry(inode)
+        entry = await self.core.entry(inode)
         if entry.kind != "symlink" or entry.target is None:
             raise Refused(errno.EINVAL, (entry, None), "not a symlink")
         return entry.target.encode()
@@ -162,21 +162,21 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: Any
     ) -> pyfuse3.EntryAttributes:
-        parent = await self._entry(parent_inode)
-        text = await self.new_name(parent, name, "dir")
+        parent = await self.core.entry(parent_inode)
+        text = await self.core.new_name(parent, name, "dir")
         if parent.kind == "root":
-            entry = await self.create_bucket(parent, text, ctx.uid, ctx.gid)
+            entry = await self.core.create_bucket(parent, text, ctx.uid, ctx.gid)
         else:
-            entry = self._new_entry(parent, text, "dir", mode, ctx)
-            await self.meta.insert(entry)
+            entry = self.core.entry_for_caller(parent, text, "dir", mode, ctx)
+            await self.core.meta.insert(entry)
         return await self._attributes(entry)
 
     @request
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: Any
     ) -> pyfuse3.EntryAttributes:
-        parent = await self._entry(parent_inode)
-        text = await self.new_name(parent, name, "symlink")
+        parent = await self.core.entry(parent_inode)
+        text = await self.core.new_name(parent, name, "symlink")
         try:
             target_text = target.decode("utf-8")
         except UnicodeDecodeError:
@@ -185,22 +185,22 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
                 (parent, name),
                 "symlink targets must be valid UTF-8",
             ) from None
-        entry = self._new_entry(parent, text, "symlink", 0o777, ctx)
+        entry = self.core.entry_for_caller(parent, text, "symlink", 0o777, ctx)
         entry.target = target_text
         entry.size = len(target)
-        await self.meta.insert(entry)
+        await self.core.meta.insert(entry)
         return self.attributes(entry)
 
     @request
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
     ) -> pyfuse3.EntryAttributes:
-        parent = await self._entry(parent_inode)
+        parent = await self.core.entry(parent_inode)
         special = _SPECIAL_KINDS.get(stat.S_IFMT(mode))
         if special is not None:
-            text = await self.new_name(parent, name, special)
-            entry = self._new_entry(parent, text, special, mode, ctx)
-            await self.meta.insert(entry)
+            text = await self.core.new_name(parent, name, special)
+            entry = self.core.entry_for_caller(parent, text, special, mode, ctx)
+            await self.core.meta.insert(entry)
             return self.attributes(entry)
         if not stat.S_ISREG(mode):
             raise Refused(
@@ -210,14 +210,14 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
                 " sockets can)",
             )
         entry, handle = await self._create_object(parent, name, mode, ctx)
-        await self.objects.release(handle)
+        await self.core.objects.release(handle)
         return self.attributes(entry)
 
     @request
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any
     ) -> pyfuse3.EntryAttributes:
-        parent = await self._entry(new_parent_inode)
+        parent = await self.core.entry(new_parent_inode)
         raise Refused(
             errno.EPERM,
             (parent, new_name),
@@ -226,24 +226,24 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
 
     @request
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
-        parent = await self._entry(parent_inode)
+        parent = await self.core.entry(parent_inode)
         entry, where = await self._existing(parent, name)
         if entry.is_dir:
             raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
-        await self.remove(entry)
+        await self.core.remove(entry)
 
     @request
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
-        parent = await self._entry(parent_inode)
+        parent = await self.core.entry(parent_inode)
         entry, where = await self._existing(parent, name)
         if not entry.is_dir:
             raise Refused(errno.ENOTDIR, where, "not a directory")
         if entry.kind == "bucket":
-            access = await self._access(ctx, entry)
+            access = await self.core.access(ctx, entry)
             assert access.acl is not None  # a bucket has one
-            await self.delete_bucket(access.who, entry, access.acl)
+            await self.core.delete_bucket(access.who, entry, access.acl)
             return
-        if not await self.remove(entry):
+        if not await self.core.remove(entry):
             raise Refused(errno.ENOTEMPTY, where, "directory is not empty")
 
     async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, Where]:
@@ -252,7 +252,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             text = names.decode_component(name)
         except Refused:
             raise Refused(errno.ENOENT, where, "no key can have this name") from None
-        entry = await self.meta.lookup(parent.inode, text)
+        entry = await self.core.meta.lookup(parent.inode, text)
         if entry is None:
             raise Refused(errno.ENOENT, where, "no such entry")
         return entry, where
@@ -267,8 +267,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         flags: int,
         ctx: Any,
     ) -> None:
-        old_parent = await self._entry(parent_inode_old)
-        new_parent = await self._entry(parent_inode_new)
+        old_parent = await self.core.entry(parent_inode_old)
+        new_parent = await self.core.entry(parent_inode_new)
         entry, where = await self._existing(old_parent, name_old)
         new_where = (new_parent, name_new)
         if flags & pyfuse3.RENAME_EXCHANGE:
@@ -279,8 +279,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             )
         try:
             new_name = names.decode_component(name_new)
-            extra = await self.meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
-            names.check_key_length(await self._key_bytes(new_parent) + len(name_new) + extra)
+            extra = await self.core.meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
+            names.check_key_length(await self.core.key_bytes(new_parent) + len(name_new) + extra)
         except Refused as refusal:
             raise refusal.at(new_where) from None
         if entry.parent == new_parent.inode and entry.name == new_name:
@@ -289,8 +289,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         while ancestor is not None and ancestor.kind != "root":
             if ancestor.inode == entry.inode:
                 raise Refused(errno.EINVAL, new_where, "cannot move a directory into itself")
-            ancestor = await self.meta.get(ancestor.parent)
-        replaced = await self.meta.lookup(new_parent.inode, new_name)
+            ancestor = await self.core.meta.get(ancestor.parent)
+        replaced = await self.core.meta.lookup(new_parent.inode, new_name)
         if replaced is not None:
             if flags & pyfuse3.RENAME_NOREPLACE:
                 raise Refused(errno.EEXIST, new_where, "exists already (RENAME_NOREPLACE)")
@@ -298,23 +298,25 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
                 raise Refused(errno.ENOTDIR, new_where, "cannot replace an object by a directory")
             if replaced.is_dir and not entry.is_dir:
                 raise Refused(errno.EISDIR, new_where, "cannot replace a directory by an object")
-            if replaced.is_dir and await self.meta.has_children(replaced.inode):
+            if replaced.is_dir and await self.core.meta.has_children(replaced.inode):
                 raise Refused(errno.ENOTEMPTY, new_where, "directory is not empty")
         if replaced is not None:
-            await self.objects.durability.make_content_durable(entry)
-        await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
+            await self.core.objects.durability.make_content_durable(entry)
+        await self.core.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
         if replaced is not None:
-            self.objects.unlinked(replaced)
+            self.core.objects.unlinked(replaced)
 
     # -- objects ----------------------------------------------------------------------------
 
     async def _create_object(
         self, parent: Entry, name: bytes, mode: int, ctx: Any, in_place: bool = False
     ) -> tuple[Entry, Handle]:
-        text = await self.new_name(parent, name, "object")
-        entry = await self.new_object(parent, text, self._masked(mode, ctx), ctx.uid, ctx.gid)
-        who = self.iam.identify(ctx)
-        handle = await self.objects.open(
+        text = await self.core.new_name(parent, name, "object")
+        entry = await self.core.new_object(
+            parent, text, self.core.masked(mode, ctx), ctx.uid, ctx.gid
+        )
+        who = self.core.iam.identify(ctx)
+        handle = await self.core.objects.open(
             entry, True, truncate=True, process=who.process, uid=who.uid, in_place=in_place
         )
         return entry, handle
@@ -323,7 +325,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        parent = await self._entry(parent_inode)
+        parent = await self.core.entry(parent_inode)
         # Made without O_TRUNC (as SQLite makes its files), it is updated in place.
         in_place = not flags & os.O_TRUNC
         entry, handle = await self._create_object(parent, name, mode, ctx, in_place)
@@ -331,13 +333,13 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
 
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
-        entry = await self._entry(inode)
+        entry = await self.core.entry(inode)
         where = (entry, None)
         if entry.kind != "object":
             raise Refused(errno.EISDIR if entry.is_dir else errno.EINVAL, where, "not an object")
         writable = flags & os.O_ACCMODE != os.O_RDONLY
-        who = self.iam.identify(ctx)
-        handle = await self.objects.open(
+        who = self.core.iam.identify(ctx)
+        handle = await self.core.objects.open(
             entry,
             writable,
             truncate=bool(flags & os.O_TRUNC),
@@ -348,41 +350,41 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
 
     @request
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self.objects.read(self.objects.get(fh), off, size)
+        return await self.core.objects.read(self.core.objects.get(fh), off, size)
 
     @request
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        handle = self.objects.get(fh)
+        handle = self.core.objects.get(fh)
         if not handle.writable:
             raise Refused(errno.EBADF, (handle.entry, None), "not open for writing")
-        written = await self.objects.write(handle, off, buf)
+        written = await self.core.objects.write(handle, off, buf)
         entry = handle.entry
         if handle.uid != 0 and _privileges(entry.mode):
             # As on a local disk, a write by anyone but root clears set-user-ID, and
             # set-group-ID where the group may execute.
-            await self.meta.update(entry, mode=entry.mode & ~_privileges(entry.mode))
-            self._invalidate_attributes(entry.inode)
+            await self.core.meta.update(entry, mode=entry.mode & ~_privileges(entry.mode))
+            self.core.attributes_changed(entry.inode)
         return written
 
     @request
     async def flush(self, fh: int) -> None:
-        handle = self.objects.get(fh)
-        if self.objects.working(handle).dirty:
-            await self.objects.commit(handle, durable=False)
+        handle = self.core.objects.get(fh)
+        if self.core.objects.working(handle).dirty:
+            await self.core.objects.commit(handle, durable=False)
 
     @request
     async def release(self, fh: int) -> None:
-        await self.objects.release(self.objects.get(fh))
+        await self.core.objects.release(self.core.objects.get(fh))
 
     @request
     async def fsync(self, fh: int, datasync: bool) -> None:
-        await self.objects.make_durable(self.objects.get(fh))
+        await self.core.objects.make_durable(self.core.objects.get(fh))
 
     # -- the store ----------------------------------------------------------------------------
 
     @request
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
-        capacity = self.data.capacity()
+        capacity = self.core.data.capacity()
         result = pyfuse3.StatvfsData()
         result.f_bsize = BLOCK_SIZE
         result.f_frsize = capacity.f_frsize

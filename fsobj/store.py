@@ -30,7 +30,7 @@ from .datastore import DataStore
 from .iam import Policy
 from .metadata import MetadataStore, Sharing, open_metadata_store
 from .namespace_cache import DEFAULT_CAPACITY
-from .operations import Operations
+from .service import Service
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +50,7 @@ class Store:
     root: Path
     meta: MetadataStore
     data: DataStore
-    operations: Operations
+    service: Service  # the core, which the front ends hold
 
     @property
     def _mounted_marker(self) -> Path:
@@ -188,7 +188,6 @@ def _take_lock(root: Path, mountpoint: str) -> int:
 async def open_store(
     root: Path,
     mountpoint: str = "",
-    kernel_cache_seconds: float = 0.0,
     cache_entries: int = DEFAULT_CAPACITY,
     sharing: Sharing | None = None,
 ) -> AsyncIterator[Store]:
@@ -223,8 +222,7 @@ async def open_store(
                 await _agree_on_blobs(root, meta, chosen)
                 await _end_last_session(root, meta)
             policy = Policy(admins={0, os.getuid()})
-            operations = Operations(meta, data, policy, kernel_cache_seconds)
-            yield Store(root, meta, data, operations)
+            yield Store(root, meta, data, Service(meta, data, policy))
         finally:
             await meta.close()
     finally:

@@ -31,9 +31,9 @@ import pyfuse3
 from . import posix_acl
 from .fuse_edge import request
 from .iam import AclError, Permission, parse_grants
+from .kernel import FuseFrontEnd
 from .metadata import Entry
 from .refusals import Refused
-from .service import Service
 
 USER_METADATA_LIMIT = 2048  # bytes of names and values, as S3's x-amz-meta-*
 SYSTEM_PREFIX = "user.fsobj."
@@ -48,7 +48,7 @@ CONTENT_HEADERS = ("content-encoding", "content-disposition", "cache-control", "
 STORED_HEADERS = {f"{SYSTEM_PREFIX}{header}" for header in CONTENT_HEADERS}
 
 
-class MetadataAttributes(Service):
+class MetadataAttributes(FuseFrontEnd):
     """Extended-attribute handlers, part of `operations.Operations`."""
 
     async def _system_metadata(self, entry: Entry, bucket: Entry | None, name: str) -> str | None:
@@ -60,45 +60,48 @@ class MetadataAttributes(Service):
                 return bucket.name
             if bucket is entry:
                 return None
-            key = (await self.path_of(entry))[len(bucket.name) + 2 :]
+            key = (await self.core.path_of(entry))[len(bucket.name) + 2 :]
             return key + "/" if entry.is_dir else key
         if field == "acl" and entry.kind == "bucket":
-            return (await self.meta.acl(entry.inode)).to_text()
+            return (await self.core.meta.acl(entry.inode)).to_text()
         if entry.kind != "object":
             return None
         if name in STORED_HEADERS:
-            stored = (await self.meta.user_metadata(entry.inode)).get(name[len("user.") :])
+            stored = (await self.core.meta.user_metadata(entry.inode)).get(name[len("user.") :])
             return None if stored is None else stored.decode("latin-1")
         fields = {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}
         return fields.get(field)
 
+    def stats(self) -> dict[str, int]:
+        return self.core.stats() | {"forgotten_inodes": self.forgotten}
+
     @request
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
-        entry = await self._entry(inode)
+        entry = await self.core.entry(inode)
         text = name.decode("utf-8", "replace")
         if text == posix_acl.ACCESS and entry.kind == "bucket":
-            entries = await self.bucket_acl(entry)
+            entries = await self.core.bucket_acl(entry)
             if not posix_acl.is_minimal(entries):
                 return posix_acl.encode(entries)
         if not text.startswith("user."):
             raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
         if text in (GC, STATS, KEYS) and entry.kind == "root":
-            if not self.iam.is_admin(self.iam.identify(ctx)):
+            if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
                 raise Refused(errno.EACCES, (entry, None), f"{text} is for administrators")
             if text == KEYS:
-                keys = await self.meta.access_keys()
+                keys = await self.core.meta.access_keys()
                 return "".join(f"{k} {uid} {secret}\n" for k, secret, uid, _ in keys).encode()
             if text == STATS:
                 return "".join(f"{k} {v}\n" for k, v in self.stats().items()).encode()
-            return str(await self.collect_garbage()).encode()
+            return str(await self.core.collect_garbage()).encode()
         if text == ACL:
-            await self._require(ctx, entry, Permission.READ_ACP)
+            await self.core.require(ctx, entry, Permission.READ_ACP)
         if text.startswith(SYSTEM_PREFIX):
-            value = await self._system_metadata(entry, await self._bucket_of(entry), text)
+            value = await self._system_metadata(entry, await self.core.bucket_of(entry), text)
             if value is None:
                 raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
             return value.encode()
-        found = (await self.meta.user_metadata(inode)).get(text[len("user.") :])
+        found = (await self.core.meta.user_metadata(inode)).get(text[len("user.") :])
         if found is None:
             raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
         return found
@@ -107,19 +110,19 @@ class MetadataAttributes(Service):
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
         names = [
             b"user." + key.encode()
-            for key in await self.meta.user_metadata(inode)
+            for key in await self.core.meta.user_metadata(inode)
             if not key.startswith("fsobj.")
         ]
-        entry = await self._entry(inode)
+        entry = await self.core.entry(inode)
         if entry.kind == "bucket":
-            entries = await self.bucket_acl(entry)
+            entries = await self.core.bucket_acl(entry)
             if not posix_acl.is_minimal(entries):
                 names.append(posix_acl.ACCESS.encode())
         return names
 
     async def _metadata_target(self, inode: int, name: bytes, ctx: Any) -> tuple[Entry, str]:
         """The entry and metadata name that a setxattr/removexattr changes, once allowed."""
-        entry = await self._entry(inode)
+        entry = await self.core.entry(inode)
         where = (entry, None)
         try:
             text = name.decode("utf-8")
@@ -132,7 +135,7 @@ class MetadataAttributes(Service):
         if text == ACL:
             if entry.kind != "bucket":
                 raise Refused(errno.EPERM, where, "only buckets have an ACL")
-            await self._require(ctx, entry, Permission.WRITE_ACP)
+            await self.core.require(ctx, entry, Permission.WRITE_ACP)
             return entry, text
         if text == KEYS and entry.kind == "root":
             return entry, text
@@ -158,33 +161,33 @@ class MetadataAttributes(Service):
                 grants = parse_grants(value.decode("utf-8"))
             except (UnicodeDecodeError, AclError) as bad:
                 raise Refused(errno.EINVAL, where, f"bad ACL: {bad}") from None
-            await self.set_grants(entry, grants)
+            await self.core.set_grants(entry, grants)
             return
         if text == CONTENT_TYPE:
             try:
                 content_type = value.decode("ascii")
             except UnicodeDecodeError:
                 raise Refused(errno.EINVAL, where, "content types are ASCII") from None
-            await self.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
+            await self.core.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
             return
         key = text[len("user.") :]
-        current = await self.meta.user_metadata(inode)
+        current = await self.core.meta.user_metadata(inode)
         total = sum(len(k.encode()) + len(v) for k, v in current.items() if k != key)
         if total + len(key.encode()) + len(value) > USER_METADATA_LIMIT:
             raise Refused(
                 errno.E2BIG, where, f"user metadata is limited to {USER_METADATA_LIMIT} bytes"
             )
-        await self.meta.set_user_metadata(inode, key, value)
+        await self.core.meta.set_user_metadata(inode, key, value)
 
     async def _change_keys(self, entry: Entry, value: bytes, ctx: Any) -> None:
         where = (entry, None)
-        if not self.iam.is_admin(self.iam.identify(ctx)):
+        if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
             raise Refused(errno.EACCES, where, f"{KEYS} is for administrators")
         words = value.decode("ascii", "replace").split()
         if len(words) == 4 and words[0] == "create" and words[2].isdigit():
-            await self.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
+            await self.core.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
         elif len(words) == 2 and words[0] == "rm":
-            if not await self.meta.remove_access_key(words[1]):
+            if not await self.core.meta.remove_access_key(words[1]):
                 raise Refused(errno.ENOENT, where, f"no access key {words[1]}")
         else:
             raise Refused(errno.EINVAL, where, "expected 'create KEYID UID SECRET' or 'rm KEYID'")
@@ -194,20 +197,22 @@ class MetadataAttributes(Service):
         entry, text = await self._metadata_target(inode, name, ctx)
         if text == posix_acl.ACCESS and entry.kind == "bucket":
             # What setfacl -b leaves: the directory's mode bits alone.
-            await self.set_bucket_acl(entry, posix_acl.minimal(await self.bucket_acl(entry)))
+            await self.core.set_bucket_acl(
+                entry, posix_acl.minimal(await self.core.bucket_acl(entry))
+            )
             return
         if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
             return  # none is stored: removing it leaves what there is
         if text == ACL:
-            await self.set_grants(entry, ())
+            await self.core.set_grants(entry, ())
             return
         if text == CONTENT_TYPE:
-            await self.meta.update(entry, content_type=None)
+            await self.core.meta.update(entry, content_type=None)
             return
         key = text[len("user.") :]
-        if key not in await self.meta.user_metadata(inode):
+        if key not in await self.core.meta.user_metadata(inode):
             raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
-        await self.meta.set_user_metadata(inode, key, None)
+        await self.core.meta.set_user_metadata(inode, key, None)
 
     async def _set_posix_acl(self, entry: Entry, text: str, value: bytes) -> None:
         """setfacl: a bucket's access ACL becomes its grants; anywhere else, only an ACL
@@ -219,7 +224,7 @@ class MetadataAttributes(Service):
         except ValueError as bad:
             raise Refused(errno.EINVAL, where, str(bad)) from None
         if entry.kind == "bucket" and text == posix_acl.ACCESS:
-            await self.set_bucket_acl(entry, entries)
+            await self.core.set_bucket_acl(entry, entries)
             return
         if not posix_acl.is_minimal(entries) or text == posix_acl.DEFAULT:
             raise Refused(
@@ -228,4 +233,4 @@ class MetadataAttributes(Service):
                 "POSIX ACLs are stored for buckets only (their grants); inside, mode bits",
             )
         mode = entry.mode & ~0o777 | posix_acl.mode_of(entries)
-        await self.meta.update(entry, mode=mode, ctime_ns=time.time_ns())
+        await self.core.meta.update(entry, mode=mode, ctime_ns=time.time_ns())

@@ -11,6 +11,7 @@ import pyfuse3
 import pytest
 import trio_asyncio
 
+from fsobj.operations import Operations
 from fsobj.schema import ROOT_INODE
 from fsobj.store import open_store
 
@@ -23,7 +24,7 @@ def ctx(uid: int = 0, gid: int | None = None) -> SimpleNamespace:
 @pytest.fixture
 async def ops(tmp_path):
     async with trio_asyncio.open_loop(), open_store(tmp_path / "store") as store:
-        yield store.operations
+        yield Operations(store.service)
 
 
 async def refused(call) -> int:

@@ -42,5 +42,5 @@ async def serve_s3(
     config.accesslog = None
     config.errorlog = logging.getLogger("fsobj.s3.http")
     config.graceful_timeout = 1.0
-    app = S3App(ObjectService(store.operations), store.meta)
+    app = S3App(ObjectService(store.service), store.meta)
     await hypercorn.trio.serve(app, config, mode="asgi", task_status=task_status)  # type: ignore[arg-type]
