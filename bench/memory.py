@@ -20,9 +20,9 @@ from pathlib import Path
 from subprocess import DEVNULL
 
 from bench import FSOBJ, ROOT, progress
-from fsobj.metadata import Entry
-from fsobj.schema import ROOT_INODE
-from fsobj.store import Store, run_offline
+from fsobj.metadata.schema import ROOT_INODE
+from fsobj.metadata.store import Entry
+from fsobj.service.store import Store, run_offline
 
 BATCH = 100_000
 TARGET_MIB = 250

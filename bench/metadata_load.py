@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench import progress  # noqa: E402
-from fsobj.entries import Entry  # noqa: E402
-from fsobj.metadata import Sharing, open_metadata_store  # noqa: E402
-from fsobj.schema import ROOT_INODE  # noqa: E402
+from fsobj.metadata.entries import Entry  # noqa: E402
+from fsobj.metadata.schema import ROOT_INODE  # noqa: E402
+from fsobj.metadata.store import Sharing, open_metadata_store  # noqa: E402
 
 SECONDS = 10.0
 WRITERS = 8  # concurrent closes per host (a daemon groups those that meet)

@@ -69,7 +69,7 @@ WORKLOADS = {
 }
 
 
-ENTRY = ("fsobj/daemon.py", "fsobj/cli.py", "fsobj/__main__.py")
+ENTRY = ("fsobj/cli/daemon.py", "fsobj/cli/main.py", "fsobj/__main__.py")
 SCHEDULING = ("trio/", "trio_asyncio/", "asyncio/", "outcome/", "contextlib", "abc>", "inspect")
 
 
@@ -80,7 +80,7 @@ def ours(frame: str) -> bool:
 def classify(stack: list[str]) -> tuple[str, str]:
     """(thread, what it was doing) for one sampled stack, innermost frame last."""
     leaf = stack[-1]
-    if any("serve (fsobj/daemon.py" in frame for frame in stack):
+    if any("serve (fsobj/cli/daemon.py" in frame for frame in stack):
         if "_epoll_wait" in leaf or "get_events" in leaf:
             return "main", "idle: waiting for the kernel (next request, or a thread's result)"
         if ours(leaf):

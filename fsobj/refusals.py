@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .metadata import Entry
+    from fsobj.metadata.store import Entry
 
     # Where a request acts: an entry, or a name inside a directory entry. The path is
     # spelled out only when a refusal is logged, so allowed requests never pay for it.

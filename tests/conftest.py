@@ -17,7 +17,7 @@ import actor
 import pytest
 import trio_asyncio
 
-from fsobj.metadata import Entry, MetadataStore, open_metadata_store
+from fsobj.metadata.store import Entry, MetadataStore, open_metadata_store
 
 MOUNT_TIMEOUT = 30.0
 

@@ -5,7 +5,7 @@ docs/security.md."""
 import pytest
 from conftest import as_user
 
-from fsobj.iam import CANNED, Permission
+from fsobj.iam.policy import CANNED, Permission
 
 OWNER, GRANTEE, MEMBER, OTHER, ANON = 1000, 1001, 1002, 1004, 65534
 GROUP = 2000

@@ -6,7 +6,7 @@ import os
 import pytest
 from conftest import fsobj_cli
 
-from fsobj.names import bucket_name_problem
+from fsobj.service.names import bucket_name_problem
 
 
 @pytest.mark.parametrize(

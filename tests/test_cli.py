@@ -3,6 +3,7 @@
 import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,8 @@ def test_python_dash_m_fsobj_works():
 
 
 def test_a_mount_that_cannot_be_shared_is_private(monkeypatch):
-    from fsobj import daemon, fuse_mount
+    from fsobj.cli import daemon
+    from fsobj.fuse import mount as fuse_mount
 
     monkeypatch.setattr(daemon, "may_allow_other", lambda: False)
     assert daemon.is_private(False) is True
@@ -134,3 +136,19 @@ def test_a_mount_that_cannot_be_shared_is_private(monkeypatch):
     assert daemon.is_private(False) is False
     assert daemon.is_private(True) is True
     assert "allow_other" in fuse_mount.mount_options(Path("/store"), False)
+
+
+def test_serving_s3_alone_never_imports_pyfuse3():
+    """`fsobj serve` runs the core and the S3 front end: what it loads knows no FUSE."""
+    check = (
+        "import sys\n"
+        "from fsobj.cli import daemon, main\n"
+        "from fsobj.s3 import server\n"
+        "main.parser()\n"
+        "assert 'pyfuse3' not in sys.modules, 'pyfuse3 was imported'\n"
+        "from fsobj.cli import s3_commands\n"
+        "assert 'pyfuse3' not in sys.modules, 'pyfuse3 was imported'\n"
+        "from fsobj.fuse import mount\n"
+        "assert 'pyfuse3' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)

@@ -2,7 +2,16 @@
 
 import pytest
 
-from fsobj.iam import CANNED, Acl, AclError, Grant, Identity, Permission, Policy, parse_grants
+from fsobj.iam.policy import (
+    CANNED,
+    Acl,
+    AclError,
+    Grant,
+    Identity,
+    Permission,
+    Policy,
+    parse_grants,
+)
 
 P = Permission
 

@@ -8,9 +8,9 @@ import uuid
 
 from conftest import fsobj_cli
 
-from fsobj.metadata import Entry
-from fsobj.schema import ROOT_INODE
-from fsobj.store import Store, run_offline
+from fsobj.metadata.schema import ROOT_INODE
+from fsobj.metadata.store import Entry
+from fsobj.service.store import Store, run_offline
 
 COUNT = 100_000
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()

@@ -7,8 +7,8 @@ import time
 import pytest
 from conftest import as_user, fsobj_cli, metadata_store, mounted_at, new_entry
 
-from fsobj import schema
-from fsobj.namespace_cache import NamespaceCache
+from fsobj.metadata import schema
+from fsobj.metadata.cache import NamespaceCache
 
 
 @pytest.fixture

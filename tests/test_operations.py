@@ -11,9 +11,9 @@ import pyfuse3
 import pytest
 import trio_asyncio
 
-from fsobj.operations import Operations
-from fsobj.schema import ROOT_INODE
-from fsobj.store import open_store
+from fsobj.fuse.operations import Operations
+from fsobj.metadata.schema import ROOT_INODE
+from fsobj.service.store import open_store
 
 
 def ctx(uid: int = 0, gid: int | None = None) -> SimpleNamespace:
@@ -197,7 +197,7 @@ def test_replies_the_kernel_gave_up_on_are_not_errors():
 
     import pyfuse3
 
-    from fsobj.fuse_edge import ABANDONED_REPLY, AbandonedReplies
+    from fsobj.fuse.edge import ABANDONED_REPLY, AbandonedReplies
 
     handlers = Path(pyfuse3.__file__).parent / "handlers.pxi"
     assert f"log.error('fuse_release(): {ABANDONED_REPLY}', strerror(-ret))" in (

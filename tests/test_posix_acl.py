@@ -7,9 +7,9 @@ import subprocess
 import pytest
 from conftest import as_user
 
-from fsobj import posix_acl
-from fsobj.iam import CANNED, Acl, Grant, Permission, parse_grants
-from fsobj.posix_acl import GROUP, GROUP_OBJ, MASK, NO_ID, OTHER, USER, USER_OBJ, AclEntry
+from fsobj.iam import posix_acl
+from fsobj.iam.policy import CANNED, Acl, Grant, Permission, parse_grants
+from fsobj.iam.posix_acl import GROUP, GROUP_OBJ, MASK, NO_ID, OTHER, USER, USER_OBJ, AclEntry
 
 P = Permission
 OWNER, GID = 1000, 1000

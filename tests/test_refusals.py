@@ -6,9 +6,9 @@ import logging
 import pyfuse3
 import pytest
 
-from fsobj import names
-from fsobj.fuse_edge import request
+from fsobj.fuse.edge import request
 from fsobj.refusals import Refused
+from fsobj.service import names
 
 
 class Handlers:

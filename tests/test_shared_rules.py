@@ -13,9 +13,9 @@ import trio
 import trio_asyncio
 from conftest import new_entry
 
-from fsobj.datastore import new_object_id
-from fsobj.metadata import MetadataStore, Sharing, open_metadata_store
-from fsobj.schema import ROOT_INODE
+from fsobj.datastore.store import new_object_id
+from fsobj.metadata.schema import ROOT_INODE
+from fsobj.metadata.store import MetadataStore, Sharing, open_metadata_store
 
 FRESH = 0.3
 

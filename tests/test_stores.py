@@ -10,9 +10,9 @@ import pytest
 import trio_asyncio
 from conftest import metadata_store, new_entry
 
-from fsobj import schema
-from fsobj.datastore import CHUNK, DataStore, Digest, chunk_sums, new_object_id
-from fsobj.metadata import open_metadata_store
+from fsobj.datastore.store import CHUNK, DataStore, Digest, chunk_sums, new_object_id
+from fsobj.metadata import schema
+from fsobj.metadata.store import open_metadata_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -246,8 +246,8 @@ def test_digest_checksums_each_chunk_however_the_data_arrives():
 
 
 async def test_read_ahead_follows_sequential_readers_and_lets_go_of_what_it_held(meta, tmp_path):
-    from fsobj.handles import OpenObjects
-    from fsobj.versions import READ_AHEAD
+    from fsobj.service.handles import OpenObjects
+    from fsobj.service.versions import READ_AHEAD
 
     objects = OpenObjects(meta, DataStore(tmp_path))
     bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
@@ -426,7 +426,7 @@ async def test_the_aiosqlite_internals_the_metadata_store_uses_are_there(meta):
 
 
 def test_multipart_uploads_keep_their_parts_and_expire(tmp_path):
-    from fsobj.uploads import Uploads, multipart_etag
+    from fsobj.service.uploads import Uploads, multipart_etag
 
     uploads = Uploads(tmp_path)
     upload = uploads.create("bkt", "k", 1001, "text/plain", {"m": b"\xff"})
@@ -453,7 +453,7 @@ def test_multipart_uploads_keep_their_parts_and_expire(tmp_path):
 async def test_requests_made_together_share_one_sync(tmp_path):
     import trio
 
-    from fsobj.durability import GroupSync
+    from fsobj.service.durability import GroupSync
 
     async with metadata_store(tmp_path / "meta.sqlite3") as meta:
         durability = GroupSync(meta, DataStore(tmp_path))
@@ -504,8 +504,8 @@ async def test_nothing_lands_in_a_directory_while_it_is_removed(meta):
 
 
 async def test_a_key_listing_pages_through_large_directories_in_key_order(meta):
-    from fsobj.iam import Acl, Identity, Policy
-    from fsobj.key_listing import PAGE, KeyListing
+    from fsobj.iam.policy import Acl, Identity, Policy
+    from fsobj.service.key_listing import PAGE, KeyListing
 
     bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
     inner = await meta.insert(new_entry(bucket.inode, "d", "dir"))

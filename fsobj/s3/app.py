@@ -17,14 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from ..datastore import DamagedBlob
-from ..iam import NOBODY, Identity
-from ..metadata import MetadataStore
-from ..object_service import ObjectService
-from ..refusals import Refused
-from . import sigv4
-from .errors import S3Error, from_refusal
-from .wire import MAX_XML_BODY, error_document
+from fsobj.iam.policy import NOBODY, Identity
+from fsobj.refusals import Refused
+from fsobj.s3 import sigv4
+from fsobj.s3.errors import S3Error, from_refusal
+from fsobj.s3.wire import MAX_XML_BODY, error_document
+from fsobj.service import DamagedBlob
+from fsobj.service.objects import ObjectService
 
 log = logging.getLogger("fsobj.s3")
 
@@ -110,13 +109,13 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class S3App:
-    """ASGI application: S3 over `service`, with the access keys of `meta`."""
+    """ASGI application: S3 over `service`, with the access keys of its store."""
 
-    def __init__(self, service: ObjectService, meta: MetadataStore):
-        from . import buckets, multipart, object_acl, objects  # built on Request, Response
+    def __init__(self, service: ObjectService):
+        from fsobj.s3 import buckets, multipart, object_acl, objects  # built on Request, Response
 
         self.service = service
-        self.meta = meta
+        self.meta = meta = service.meta
         self._secrets: dict[str, tuple[str, int]] = {}  # key id -> (secret, uid)
         self._key_changes = meta.access_key_changes
         self._secrets_read = time.monotonic()

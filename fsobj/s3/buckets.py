@@ -7,11 +7,11 @@ import binascii
 from typing import Any
 from urllib.parse import quote
 
-from ..iam import CANNED, NOBODY, Acl, AclError, Grant, Permission, parse_grants
-from ..object_service import ObjectService, etag_of
-from .app import Request, Response
-from .errors import S3Error
-from .wire import document, iso_time, parse, quoted
+from fsobj.iam.policy import CANNED, NOBODY, Acl, AclError, Grant, Permission, parse_grants
+from fsobj.s3.app import Request, Response
+from fsobj.s3.errors import S3Error
+from fsobj.s3.wire import document, iso_time, parse, quoted
+from fsobj.service.objects import ObjectService, etag_of
 
 XML = {"content-type": "application/xml"}
 MAX_KEYS = 1000

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 
-from ..refusals import Refused
+from fsobj.refusals import Refused
 
 STATUS = {
     "AccessDenied": 403,

@@ -6,11 +6,11 @@ import re
 import time
 from typing import Any
 
-from ..object_service import ObjectService, etag_of
-from .app import Request, Response
-from .errors import S3Error
-from .objects import copy_conditions, copy_source, user_metadata
-from .wire import document, iso_time, parse, quoted
+from fsobj.s3.app import Request, Response
+from fsobj.s3.errors import S3Error
+from fsobj.s3.objects import copy_conditions, copy_source, user_metadata
+from fsobj.s3.wire import document, iso_time, parse, quoted
+from fsobj.service.objects import ObjectService, etag_of
 
 XML = {"content-type": "application/xml"}
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")

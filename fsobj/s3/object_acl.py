@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..object_service import ObjectService
-from .app import Request, Response
-from .buckets import ALL_USERS, owner_id
-from .errors import S3Error
-from .wire import document, parse
+from fsobj.s3.app import Request, Response
+from fsobj.s3.buckets import ALL_USERS, owner_id
+from fsobj.s3.errors import S3Error
+from fsobj.s3.wire import document, parse
+from fsobj.service.objects import ObjectService
 
 XML = {"content-type": "application/xml"}
 CANNED_MODES = {"private": 0o600, "public-read": 0o644, "public-read-write": 0o666}

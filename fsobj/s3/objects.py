@@ -8,13 +8,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from ..metadata import Entry
-from ..object_service import ObjectService, Reader, etag_of
-from ..refusals import Refused
-from ..xattrs import CONTENT_HEADERS, USER_METADATA_LIMIT
-from .app import Request, Response
-from .errors import S3Error, from_refusal
-from .wire import document, http_time, iso_time, parse, parse_http_time, quoted
+from fsobj.refusals import Refused
+from fsobj.s3.app import Request, Response
+from fsobj.s3.errors import S3Error, from_refusal
+from fsobj.s3.wire import document, http_time, iso_time, parse, parse_http_time, quoted
+from fsobj.service import Entry
+from fsobj.service.objects import (
+    CONTENT_HEADERS,
+    USER_METADATA_LIMIT,
+    ObjectService,
+    Reader,
+    etag_of,
+)
 
 META = "x-amz-meta-"
 MAX_DELETE_KEYS = 1000

@@ -12,9 +12,9 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
-from ..object_service import ObjectService
-from ..store import Store
-from .app import S3App
+from fsobj.s3.app import S3App
+from fsobj.service.objects import ObjectService
+from fsobj.service.store import Store
 
 log = logging.getLogger("fsobj.s3")
 
@@ -42,5 +42,5 @@ async def serve_s3(
     config.accesslog = None
     config.errorlog = logging.getLogger("fsobj.s3.http")
     config.graceful_timeout = 1.0
-    app = S3App(ObjectService(store.service), store.meta)
+    app = S3App(ObjectService(store.service))
     await hypercorn.trio.serve(app, config, mode="asgi", task_status=task_status)  # type: ignore[arg-type]

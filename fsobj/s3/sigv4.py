@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 import google_crc32c
 import trio
 
-from .errors import S3Error
+from fsobj.s3.errors import S3Error
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED = "UNSIGNED-PAYLOAD"

@@ -7,7 +7,7 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from .errors import S3Error
+from fsobj.s3.errors import S3Error
 
 NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_XML_BODY = 1 << 20

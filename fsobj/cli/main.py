@@ -1,0 +1,557 @@
+"""The `fsobj` command: mount and unmount stores, manage buckets, inspect objects."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import grp
+import logging
+import os
+import pwd
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+from fsobj.cli import daemon
+from fsobj.datastore.cache import DEFAULT_CACHE_BYTES
+from fsobj.iam import policy as iam
+from fsobj.iam.policy import Identity
+from fsobj.metadata.cache import DEFAULT_CAPACITY
+from fsobj.refusals import Refused
+from fsobj.service import backends, fsck
+from fsobj.service.objects import ObjectService
+from fsobj.service.store import Store, StoreError, default_store, run_offline
+from fsobj.service.uploads import ABANDONED_UPLOAD
+
+T = TypeVar("T")
+log = logging.getLogger("fsobj")
+
+SYSTEM_FIELDS = ("bucket", "key", "id", "etag", "content-type")
+ACL_NAME = b"user.fsobj.acl"
+
+
+class CommandError(Exception):
+    pass
+
+
+# -- mount and umount -------------------------------------------------------------------
+
+
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text}: not a positive number of seconds")
+    return seconds
+
+
+def positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: not a positive whole number")
+    return number
+
+
+def cmd_mount(args: argparse.Namespace) -> None:
+    store = Path(args.store).expanduser().resolve()
+    mountpoint = Path(args.mountpoint).resolve()
+    if not args.foreground:
+        pid = daemon.start_background(store, mountpoint, args.log_level, _mount_options(args))
+        print(f"mounted {store} at {mountpoint} (pid {pid}, log {store / 'fsobj.log'})")
+        return
+
+    def ready() -> None:
+        if args.ready_fd is not None:
+            os.write(args.ready_fd, b"1")
+            os.close(args.ready_fd)
+
+    daemon.serve(store, mountpoint, ready, _mount_options(args))
+
+
+def cmd_format(args: argparse.Namespace) -> None:
+    store = Path(args.store).expanduser().resolve()
+    if args.join:
+        if args.meta is None or args.data or args.endpoint or args.region:
+            raise CommandError("--join takes --meta alone: the database says where blobs live")
+        joined = backends.join_store(store, args.meta, args.cache_size)
+        print(f"{store} joins the shared store: {joined.describe()}")
+        return
+    if args.meta is None and args.data is None:
+        raise CommandError(
+            "format needs --meta, --data or both (the default store needs no format)"
+        )
+    chosen = backends.Backends(args.meta, args.data, args.endpoint, args.region, args.cache_size)
+    backends.format_store(store, chosen)
+    print(f"formatted {store}: {chosen.describe()}")
+
+
+def _size(text: str) -> int:
+    try:
+        return backends.size_of(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
+    return daemon.MountOptions(
+        args.private,
+        args.commit_interval,
+        args.cache_entries,
+        args.s3,
+        args.abandon_uploads_after,
+        args.metadata_timeout,
+        args.session_timeout,
+    )
+
+
+S3_ADDRESS = "127.0.0.1:9000"
+
+
+def address(text: str) -> str:
+    """`[HOST:]PORT`, checked, spelled out in full."""
+    from fsobj.s3.server import parse_address
+
+    try:
+        host, port = parse_address(text)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(str(bad)) from None
+    return f"{host}:{port}"
+
+
+def cmd_umount(args: argparse.Namespace) -> None:
+    daemon.unmount(Path(args.mountpoint))
+
+
+# -- buckets ----------------------------------------------------------------------------
+
+
+def _offline(store: str, work: Callable[[ObjectService, Identity], Awaitable[T]]) -> T:
+    """Run `work(service, caller)` against an unmounted store, through the object service
+    (the rules a mount or S3 would apply), as the user who runs the command."""
+
+    async def run(opened: Store) -> T:
+        caller = SimpleNamespace(uid=os.getuid(), gid=os.getgid(), pid=os.getpid())
+        return await work(ObjectService(opened.service), opened.service.iam.identify(caller))
+
+    try:
+        return run_offline(Path(store).expanduser(), run)
+    except Refused as refusal:
+        raise CommandError(f"{os.strerror(refusal.errno)}: {refusal.reason}") from None
+
+
+def _bucket_path(args: argparse.Namespace) -> Path:
+    return Path(args.mountpoint) / args.name
+
+
+def cmd_bucket_ls(args: argparse.Namespace) -> None:
+    if args.store:
+
+        async def listing(service: ObjectService, who: Identity) -> list[tuple[str, float]]:
+            return [(b.name, b.created_ns / 1e9) for b in await service.list_buckets(who)]
+
+        rows = _offline(args.store, listing)
+    else:
+        rows = sorted(
+            (entry.name, entry.stat().st_ctime)
+            for entry in os.scandir(_mountpoint(args))
+            if entry.is_dir()
+        )
+    for name, created in rows:
+        print(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)), name)
+
+
+# How each bucket change is made: on a mount through the kernel, on an unmounted store
+# through the object service.
+BUCKET_CHANGES = {
+    "create": ("created", os.mkdir, ObjectService.create_bucket),
+    "rm": ("removed", os.rmdir, ObjectService.delete_bucket),
+}
+
+
+def cmd_bucket_change(args: argparse.Namespace) -> None:
+    done, on_mount, on_store = BUCKET_CHANGES[args.action]
+    if args.store:
+        _offline(args.store, lambda service, who: on_store(service, who, args.name))
+    else:
+        check_mount(args)
+        os_call(on_mount, _bucket_path(args))
+    print(f"{done} bucket {args.name}")
+
+
+def _mountpoint(args: argparse.Namespace) -> Path:
+    if not args.mountpoint:
+        raise CommandError("name a mount point, or a store with --store DIR")
+    return Path(args.mountpoint)
+
+
+def check_mount(args: argparse.Namespace) -> None:
+    if daemon.mounted_store(_mountpoint(args)) is None:
+        raise CommandError(f"{args.mountpoint} is not an fsobj mount")
+
+
+def os_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except OSError as error:
+        raise CommandError(f"{error.filename}: {error.strerror}") from None
+
+
+# -- ACLs -------------------------------------------------------------------------------
+
+
+class AclTarget:
+    """A bucket's ACL, read and written through a mount or an unmounted store; either way
+    through the API service, so its checks (READ_ACP, WRITE_ACP) apply."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+
+    def read(self) -> str:
+        if self.args.store:
+
+            async def read(service: ObjectService, who: Identity) -> str:
+                _, acl = await service.bucket(who, self.args.target, iam.Permission.READ_ACP)
+                return acl.to_text()
+
+            return _offline(self.args.store, read)
+        return os_call(os.getxattr, self.args.target, ACL_NAME).decode()
+
+    def write(self, grants: tuple[iam.Grant, ...]) -> None:
+        if self.args.store:
+            _offline(
+                self.args.store,
+                lambda service, who: service.set_grants(who, self.args.target, grants),
+            )
+        else:
+            os_call(os.setxattr, self.args.target, ACL_NAME, iam.grants_text(grants).encode())
+
+
+def _grantee(args: argparse.Namespace) -> str:
+    if args.everyone:
+        return "everyone"
+    if args.authenticated:
+        return "authenticated"
+    try:
+        if args.user is not None:
+            return f"uid:{args.user if args.user.isdigit() else pwd.getpwnam(args.user).pw_uid}"
+        if args.group is not None:
+            return f"gid:{args.group if args.group.isdigit() else grp.getgrnam(args.group).gr_gid}"
+    except KeyError as unknown:
+        raise CommandError(f"no such user or group: {unknown.args[0]}") from None
+    raise CommandError("name a grantee: --uid/--user, --gid/--group, --everyone or --authenticated")
+
+
+def _annotated(text: str) -> str:
+    """ACL text with the names of the users and groups it mentions."""
+    lines = []
+    for line in text.splitlines():
+        parts = line.split()
+        grantee = parts[1] if parts[0] == "owner" else parts[0]
+        kind, _, number = grantee.partition(":")
+        try:
+            if kind == "uid":
+                line += f"  # {pwd.getpwuid(int(number)).pw_name}"
+            elif kind == "gid":
+                line += f"  # {grp.getgrgid(int(number)).gr_name}"
+        except KeyError:
+            pass
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def cmd_acl(args: argparse.Namespace) -> None:
+    target = AclTarget(args)
+    if args.action == "get":
+        print(_annotated(target.read()))
+        return
+    if args.action == "set":
+        target.write(iam.CANNED[args.canned])
+        return
+    current = iam.parse_grants(target.read())
+    grantee = _grantee(args)
+    if args.action == "grant":
+        if not args.perm:
+            raise CommandError("name the permission to grant with --perm")
+        added = tuple(iam.Grant(grantee, iam.Permission(p)) for p in args.perm)
+        target.write(current + added)
+    else:
+        revoked = {iam.Permission(p) for p in args.perm} if args.perm else set(iam.Permission)
+        target.write(
+            tuple(g for g in current if g.grantee != grantee or g.permission not in revoked)
+        )
+
+
+# -- store maintenance ----------------------------------------------------------------
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    return fsck.run(Path(args.store).expanduser(), args.repair, args.verify, print)
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    if args.store:
+
+        async def collect(store: Store) -> object:
+            return await store.service.collect_garbage()
+
+        print(run_offline(Path(args.store).expanduser(), collect))
+    else:
+        check_mount(args)
+        print(os_call(os.getxattr, args.mountpoint, "user.fsobj.gc").decode())
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    check_mount(args)
+    print(os_call(os.getxattr, args.mountpoint, "user.fsobj.stats").decode(), end="")
+
+
+# -- info -------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    path = args.path
+    st = os_call(os.lstat, path)
+    fields = {}
+    for field in SYSTEM_FIELDS:
+        try:
+            fields[field] = os.getxattr(path, f"user.fsobj.{field}", follow_symlinks=False)
+        except OSError as error:
+            if error.errno not in (errno.ENODATA, errno.ENOTSUP):
+                raise CommandError(f"{path}: {error.strerror}") from None
+    if not fields:
+        raise CommandError(f"{path} is not on an fsobj mount")
+    user = {
+        name[len("user.") :]: os.getxattr(path, name, follow_symlinks=False)
+        for name in os_call(os.listxattr, path, follow_symlinks=False)
+    }
+    rows = [("path", path)]
+    rows += [(f, fields[f].decode(errors="replace")) for f in SYSTEM_FIELDS if f in fields]
+    rows += [
+        ("size", str(st.st_size)),
+        ("modified", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))),
+    ]
+    rows += [(f"meta {name}", value.decode(errors="replace")) for name, value in user.items()]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label + ':':<{width + 1}} {value}")
+
+
+# -- the parser -------------------------------------------------------------------------
+
+
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def upload_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--abandon-uploads-after",
+        type=_positive_seconds,
+        default=ABANDONED_UPLOAD / 86400,
+        metavar="DAYS",
+        help="gc removes multipart uploads begun longer ago (default: %(default)s)",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fsobj", description=__doc__)
+    top.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+    # Every command takes --log-level too, after its name (`fsobj mount --log-level DEBUG`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, type=str.upper
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+
+    mount = commands.add_parser("mount", help="mount a store at a directory", parents=[common])
+    mount.add_argument(
+        "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
+    )
+    mount.add_argument("--foreground", action="store_true", help="serve in this process")
+    mount.add_argument(
+        "--private",
+        action="store_true",
+        help="for the mounting user alone: lets the kernel cache entries and attributes",
+    )
+    mount.add_argument(
+        "--commit-interval",
+        type=_positive_seconds,
+        default=daemon.DURABILITY_SECONDS,
+        metavar="SECONDS",
+        help="how often everything closed so far is made durable (default: %(default)s)",
+    )
+    mount.add_argument(
+        "--cache-entries",
+        type=positive_int,
+        default=DEFAULT_CAPACITY,
+        metavar="N",
+        help="entries of the namespace the daemon keeps in memory (default: %(default)s)",
+    )
+    mount.add_argument(
+        "--s3",
+        type=address,
+        metavar="[HOST:]PORT",
+        help=f"also serve S3 at this address (e.g. {S3_ADDRESS})",
+    )
+    upload_option(mount)
+    mount.add_argument(
+        "--metadata-timeout", type=_positive_seconds, default=1.0, metavar="SECONDS",
+        help="a shared store: how long other hosts' changes may take to show"
+        " (default: %(default)s)",
+    )  # fmt: skip
+    mount.add_argument(
+        "--session-timeout", type=_positive_seconds, default=60.0, metavar="SECONDS",
+        help="a shared store: how long after this process stops answering its pins"
+        " lapse (default: %(default)s)",
+    )  # fmt: skip
+    mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    mount.add_argument("mountpoint")
+    mount.set_defaults(run=cmd_mount)
+
+    form = commands.add_parser(
+        "format", help="make a store whose metadata or blobs live elsewhere", parents=[common]
+    )
+    form.add_argument(
+        "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
+    )
+    form.add_argument(
+        "--meta", metavar="postgresql://USER@HOST[:PORT]/DB", help="the metadata's database"
+    )
+    form.add_argument("--data", metavar="s3://BUCKET[/PREFIX]", help="where the blobs live")
+    form.add_argument("--endpoint", metavar="URL", help="the S3 service (default: AWS)")
+    form.add_argument("--region")
+    form.add_argument(
+        "--cache-size", type=_size, default=DEFAULT_CACHE_BYTES, metavar="SIZE",
+        help="the local cache of blobs, such as 10G (default: %(default)s bytes)",
+    )  # fmt: skip
+    form.add_argument(
+        "--join", action="store_true",
+        help="this host joins the shared store in --meta's database",
+    )  # fmt: skip
+    form.set_defaults(run=cmd_format)
+
+    umount = commands.add_parser("umount", help="unmount, writing everything out", parents=[common])
+    umount.add_argument("mountpoint")
+    umount.set_defaults(run=cmd_umount)
+
+    bucket = commands.add_parser("bucket", help="list, create and remove buckets", parents=[common])
+    actions = bucket.add_subparsers(dest="action", required=True)
+    for action, run, takes_name in (
+        ("ls", cmd_bucket_ls, False),
+        ("create", cmd_bucket_change, True),
+        ("rm", cmd_bucket_change, True),
+    ):
+        sub = actions.add_parser(action, parents=[common])
+        sub.add_argument("--store", help="an unmounted store's directory, instead of a mount")
+        sub.add_argument(
+            "mountpoint",
+            nargs="?" if not takes_name else None,
+            help="the mount point (omit with --store)",
+        )
+        if takes_name:
+            sub.add_argument("name", nargs="?")
+        sub.set_defaults(run=run)
+
+    acl = commands.add_parser("acl", help="read and change a bucket's ACL", parents=[common])
+    acl_actions = acl.add_subparsers(dest="action", required=True)
+    perms = [p.value for p in iam.Permission]
+    for action, summary in (
+        ("get", "show the owner and the grants"),
+        ("set", "replace the grants by a canned ACL"),
+        ("grant", "add grants"),
+        ("revoke", "remove a grantee's grants (all, or those named with --perm)"),
+    ):
+        sub = acl_actions.add_parser(action, help=summary, parents=[common])
+        sub.add_argument("--store", help="an unmounted store's directory; TARGET is then a name")
+        sub.add_argument("target", help="MOUNT/BUCKET (or the bucket's name with --store)")
+        if action == "set":
+            sub.add_argument("--canned", required=True, choices=sorted(iam.CANNED))
+        if action in ("grant", "revoke"):
+            who = sub.add_mutually_exclusive_group(required=True)
+            who.add_argument("--uid", dest="user", help="a user id")
+            who.add_argument("--user", dest="user", help="a user name")
+            who.add_argument("--gid", dest="group", help="a group id")
+            who.add_argument("--group", dest="group", help="a group name")
+            who.add_argument("--everyone", action="store_true", help="every local user")
+            who.add_argument(
+                "--authenticated",
+                action="store_true",
+                help="every local user but the anonymous uid 65534",
+            )
+            sub.add_argument("--perm", action="append", choices=perms, type=str.upper)
+        sub.set_defaults(run=cmd_acl, everyone=False, authenticated=False, user=None, group=None)
+
+    check = commands.add_parser(
+        "fsck", help="check an unmounted store, and repair it", parents=[common]
+    )
+    check.add_argument(
+        "--store", default=str(default_store()), help="the store's directory (default: %(default)s)"
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove leftovers and orphans, move damaged objects aside",
+    )
+    check.add_argument(
+        "--verify", action="store_true", help="also read every blob and verify its checksums"
+    )
+    check.set_defaults(run=cmd_fsck)
+
+    collect = commands.add_parser("gc", help="remove blobs that no object uses", parents=[common])
+    collect.add_argument("--store", help="an unmounted store's directory, instead of a mount")
+    collect.add_argument("mountpoint", nargs="?")
+    collect.set_defaults(run=cmd_gc)
+
+    stats = commands.add_parser(
+        "stats", help="what a mount's daemon holds in memory", parents=[common]
+    )
+    stats.add_argument("mountpoint")
+    stats.set_defaults(run=cmd_stats)
+
+    from fsobj.cli import s3_commands  # here: it imports this module
+
+    s3_commands.add(commands, common)
+
+    info = commands.add_parser(
+        "info", help="show an object's id, etag, size and metadata", parents=[common]
+    )
+    info.add_argument("path")
+    info.set_defaults(run=cmd_info)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Their debug output is a line per database call or request: noise even when debugging.
+    for chatty in ("aiosqlite", "asyncio", "pyfuse3"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
+    # The S3 client's: its retries log tracebacks, and remote_blobs.py reports outages.
+    for chatty in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.command == "bucket" and args.action in ("create", "rm"):
+        # `bucket create --store DIR NAME`: the one positional is the name
+        if args.store and args.name is None:
+            args.name, args.mountpoint = args.mountpoint, None
+        if args.name is None:
+            print(f"fsobj: bucket {args.action} needs a bucket name", file=sys.stderr)
+            return 2
+    try:
+        return args.run(args) or 0
+    except (
+        CommandError,
+        StoreError,
+        daemon.MountError,
+        iam.AclError,
+        backends.BackendError,
+    ) as error:
+        print(f"fsobj: {error}", file=sys.stderr)
+        return 1

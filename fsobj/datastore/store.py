@@ -1,0 +1,512 @@
+"""The data store: immutable blobs named by UUID, and the staging area where writes wait.
+
+An object's content is staged in memory while small, in a staging file once it grows;
+committing it computes the object's digests and writes or renames it to `blobs/ab/UUID`
+(256 shard directories, made with the store). Unless it is a new object's blob, which the
+next group sync makes durable (docs/durability.md), the data is made durable
+(fdatasync) and then its name (fsync of the directory) before the metadata store records
+the new version, so a crash can never leave metadata pointing at a blob that is not fully
+on disk. A blob never changes after that. All calls that touch the disk at length run in a
+worker thread, off the trio loop.
+
+Every blob has a CRC-32 per 1 MiB chunk, recorded with the object's metadata; reads verify
+each chunk once before serving bytes from it, so damaged data is an error, never a wrong
+answer.
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import concurrent.futures
+import ctypes
+import errno
+import hashlib
+import logging
+import os
+import threading
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import trio
+
+from fsobj.refusals import Refused
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20  # checksum granularity, and the unit of copies and scans
+LAYOUT = "blobs/ab/UUID\n"  # recorded in STORE/layout
+# Object size limit, as in S3: writes or truncates past it fail with EFBIG.
+MAX_OBJECT_SIZE = 5 * (1 << 40)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class DamagedBlob(Exception):
+    """A blob that is missing, of the wrong size, or whose content fails its checksum."""
+
+
+# One thread hashes large writes while their writers go on (MD5 runs at about 900 MB/s
+# here, as slow as the disk: inline, it would halve sequential writes).
+_hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest")
+HASH_IN_BACKGROUND = 256 * 1024  # pieces at least this big are hashed by that thread
+HASH_LAG = 8 * CHUNK  # how far hashing may fall behind the writes before they wait
+
+
+class Digest:
+    """S3's etag (MD5 of the content) and the per-chunk CRC-32s, fed the content in order."""
+
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5()
+        self.sums = array.array("I")
+        self._crc = 0
+        self._filled = 0  # bytes of the current chunk seen so far
+        self._queued: collections.deque[tuple[concurrent.futures.Future, int]] = collections.deque()
+        self._lag = 0
+
+    def feed(self, data: bytes | memoryview) -> None:
+        """`update`, by the hashing thread for large pieces, which block while hashing
+        lags more than HASH_LAG behind."""
+        if not self._queued and len(data) < HASH_IN_BACKGROUND:
+            self.update(data)
+            return
+        self._queued.append((_hasher.submit(self.update, data), len(data)))
+        self._lag += len(data)
+        # Small pieces may come from the event loop: only large ones (from worker
+        # threads) wait.
+        while self._lag > HASH_LAG and len(data) >= HASH_IN_BACKGROUND:
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        future, size = self._queued.popleft()
+        self._lag -= size
+        future.result()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.md5.update(data)
+        view = memoryview(data)
+        while view:
+            take = min(len(view), CHUNK - self._filled)
+            self._crc = zlib.crc32(view[:take], self._crc)
+            self._filled += take
+            view = view[take:]
+            if self._filled == CHUNK:
+                self.sums.append(self._crc)
+                self._crc, self._filled = 0, 0
+
+    def finish(self) -> tuple[str, bytes]:
+        """(etag, checksums): the checksums are little-endian uint32, one per chunk."""
+        while self._queued:
+            self._wait_oldest()
+        if self._filled:
+            self.sums.append(self._crc)
+            self._crc, self._filled = 0, 0
+        sums = self.sums if _little_endian() else _swapped(self.sums)
+        return self.md5.hexdigest(), sums.tobytes()
+
+
+def _little_endian() -> bool:
+    return array.array("I", [1]).tobytes()[0] == 1
+
+
+def _swapped(values: array.array) -> array.array:
+    copy = array.array("I", values)
+    copy.byteswap()
+    return copy
+
+
+def chunk_sums(checksums: bytes) -> array.array:
+    sums = array.array("I")
+    sums.frombytes(checksums)
+    return sums if _little_endian() else _swapped(sums)
+
+
+class Staging:
+    """The content of an object being written, of one working copy: in memory while it
+    is small (most objects are), in a file of the staging area once it grows (`spill`).
+
+    Digests are computed as the data arrives while writes are sequential from offset 0;
+    any other write pattern falls back to reading the content once at commit.
+    """
+
+    def __init__(self, path: Path | None = None, fd: int = -1, size: int = 0):
+        self.path = path
+        self.fd = fd
+        self.size = size
+        self.memory: bytearray | None = bytearray() if path is None else None
+        self._digest: Digest | None = Digest() if size == 0 else None
+        # An ETag other than the MD5 (a multipart upload's), and checksums known already
+        # (its parts'): with both, committing reads nothing back.
+        self.etag: str | None = None
+        self.checksums: bytes | None = None
+        # Writes may run in several threads at once (writers share a working copy): the
+        # size and the digest's order of data are kept under this lock.
+        self._lock = threading.Lock()
+
+    def write(self, offset: int, data: bytes) -> int:
+        with self._lock:
+            if self.memory is None:
+                written = os.pwrite(self.fd, data, offset)
+            else:
+                if offset > len(self.memory):
+                    self.memory.extend(bytes(offset - len(self.memory)))
+                self.memory[offset : offset + len(data)] = data
+                written = len(data)
+            if self._digest is not None:
+                if offset == self.size:
+                    self._digest.feed(memoryview(data)[:written])
+                else:
+                    self._digest = None
+            self.size = max(self.size, offset + written)
+        return written
+
+    def read(self, offset: int, size: int) -> bytes:
+        if self.memory is None:
+            return os.pread(self.fd, size, offset)
+        return bytes(self.memory[offset : offset + size])
+
+    def truncate(self, size: int) -> None:
+        with self._lock:
+            if self.memory is None:
+                os.ftruncate(self.fd, size)
+            elif size < len(self.memory):
+                del self.memory[size:]
+            else:
+                self.memory.extend(bytes(size - len(self.memory)))
+            if size != self.size:
+                self._digest = None
+            self.size = size
+
+    def spill(self, path: Path) -> None:
+        """Move the content from memory to a new file at `path` (blocking: run in a thread)."""
+        with self._lock:  # no write may land in memory once it is copied
+            assert self.memory is not None
+            self.fd = _new_file(path, self.memory, 0o600)
+            self.path, self.memory = path, None
+
+    def digests(self) -> tuple[str, bytes]:
+        """(etag, checksums) of the staged content."""
+        if self.etag is not None and self.checksums is not None:
+            return self.etag, self.checksums
+        digest = self._digest
+        if digest is None:
+            digest = Digest()
+            if self.memory is not None:
+                digest.update(self.memory)
+            else:
+                offset = 0
+                while chunk := os.pread(self.fd, CHUNK, offset):
+                    digest.update(chunk)
+                    offset += len(chunk)
+        md5, checksums = digest.finish()
+        return self.etag or md5, checksums
+
+    def close(self) -> None:
+        """Drop the content (the caller removes the file, if any, once it is not needed)."""
+        self.memory = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _new_file(path: Path, content: bytearray, mode: int) -> int:
+    """A descriptor on a new file at `path` holding `content`; no file if writing fails."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd
+
+
+def new_object_id() -> str:
+    return str(uuid.uuid4())
+
+
+_nowait_works = True
+
+
+def _data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) ranges of a file that hold data; its holes are left out."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as error:
+            if error.errno == errno.ENXIO:  # nothing but a hole up to the end
+                return
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end
+        offset = end
+
+
+class Blob(NamedTuple):
+    """A committed blob: its size, MD5 etag, chunk checksums, and the 512-byte blocks it
+    occupies when it is sparse (None: as many as its size)."""
+
+    size: int
+    etag: str
+    checksums: bytes
+    blocks: int | None = None
+
+
+def pread(fd: int, size: int, offset: int, cached_only: bool = False) -> bytes:
+    """Read from a blob; with `cached_only`, raise BlockingIOError instead of waiting for
+    the disk (the caller is on the event loop and will retry in a thread)."""
+    global _nowait_works
+    if not cached_only:
+        return os.pread(fd, size, offset)
+    if not _nowait_works:
+        raise BlockingIOError(errno.EAGAIN, "this filesystem cannot say what is cached")
+    buffer = bytearray(size)
+    try:
+        got = os.preadv(fd, [buffer], offset, os.RWF_NOWAIT)
+    except OSError as error:
+        if error.errno != errno.EOPNOTSUPP:  # tmpfs, for one
+            raise
+        _nowait_works = False
+        raise BlockingIOError(errno.EAGAIN, "this filesystem cannot say what is cached") from None
+    if got < size and got < os.fstat(fd).st_size - offset:  # partly in the page cache
+        raise BlockingIOError(errno.EAGAIN, "not all in the page cache")
+    return bytes(memoryview(buffer)[:got])
+
+
+def wrong_size(fd: int, size: int) -> str:
+    """What is wrong with the size of the blob open at `fd` ("" if it is `size`)."""
+    found = os.fstat(fd).st_size
+    return f"has {found} bytes, not {size}" if found != size else ""
+
+
+def checked_chunk(fd: int, index: int, expected: int, cached_only: bool = False) -> bytes | None:
+    """Chunk `index` of the blob open at `fd` if it matches its recorded CRC-32, else None."""
+    data = pread(fd, CHUNK, index * CHUNK, cached_only)
+    return data if zlib.crc32(data) == expected else None
+
+
+class DataStore:
+    """Blobs in the store's own directory (the default backend; remote_blobs.py keeps
+    them at an S3 service instead, with this directory as their cache)."""
+
+    # A small blob may be written by any thread that is there anyway (the metadata
+    # store's, right before its row): it is a local file, quick to write.
+    commits_anywhere = True
+    durable_at_commit = False  # a commit's blob is durable once it returns (no group sync)
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.blobs = root / "blobs"
+        self.staging = root / "staging"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self._settle_layout()
+
+    def _settle_layout(self) -> None:
+        """Make the 256 shard directories of a new store, or move the blobs of a store made
+        before them (`blobs/ab/cd/UUID`) to theirs: once, recorded by the `layout` file.
+        Every step can be repeated, so a crash part-way is finished by the next open."""
+        marker = self.root / "layout"
+        if marker.exists():
+            return
+        moved = 0
+        for index in range(256):
+            shard = self.blobs / f"{index:02x}"
+            shard.mkdir(exist_ok=True)
+            olds = [sub for sub in shard.iterdir() if sub.is_dir()]
+            for old in olds:
+                for blob in old.iterdir():
+                    os.rename(blob, shard / blob.name)
+                    moved += 1
+                old.rmdir()
+            if olds:
+                _fsync_dir(shard)
+        _fsync_dir(self.blobs)  # the shards' names
+        marker.write_text(LAYOUT)
+        _fsync_dir(self.root)
+        if moved:
+            log.info("moved %d blobs to the layout %s", moved, LAYOUT.strip())
+
+    def clear_staging(self) -> int:
+        """Remove writes left by a process that ended before committing them."""
+        removed = 0
+        for leftover in self.staging.iterdir():
+            leftover.unlink()
+            removed += 1
+        return removed
+
+    def blob_path(self, object_id: str) -> Path:
+        return self.blobs / object_id[:2] / object_id
+
+    def open_blob(self, object_id: str) -> int:
+        """A read-only descriptor on a blob; it stays valid even after the blob is removed.
+        Call `ensure_local` first, with no await in between."""
+        return os.open(self.blob_path(object_id), os.O_RDONLY | os.O_CLOEXEC)
+
+    async def ensure_local(self, object_id: str, size: int, checksums: bytes | None) -> None:
+        """Make the blob openable by `open_blob` (here, it always is)."""
+
+    def blob_size(self, object_id: str) -> int | None:
+        """The blob's size where it is kept (None: it is not there). Blocking."""
+        try:
+            return os.stat(self.blob_path(object_id)).st_size
+        except FileNotFoundError:
+            return None
+
+    async def stage(self, source_fd: int | None) -> Staging:
+        """New staged content: empty and in memory, or a staging file holding a copy of
+        the blob open at `source_fd`. Files are created in a thread: under concurrent
+        commits, creating one waits for the directory that renames are using (measured:
+        78% of the loop's time when done on the loop)."""
+        if source_fd is None:
+            return Staging()
+        return await trio.to_thread.run_sync(self._stage, source_fd)
+
+    def staging_path(self) -> Path:
+        """A new name in the staging area."""
+        return self.staging / uuid.uuid4().hex
+
+    def _stage(self, source_fd: int) -> Staging:
+        path = self.staging_path()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(source_fd).st_size
+            for start, end in _data_segments(source_fd, size):  # holes stay holes
+                offset = start
+                while offset < end:
+                    n = os.copy_file_range(source_fd, fd, end - offset, offset, offset)
+                    if n == 0:
+                        break
+                    offset += n
+            os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        return Staging(path, fd, size)
+
+    async def commit(self, staging: Staging, object_id: str, sync: bool = True) -> Blob:
+        """Turn staged content into the blob `object_id`, durably unless `sync` is False
+        and the content is in memory."""
+        return await trio.to_thread.run_sync(self.commit_now, staging, object_id, sync)
+
+    def commit_now(self, staging: Staging, object_id: str, sync: bool) -> Blob:
+        """`commit`, blocking: for a thread that is there anyway."""
+        etag, checksums = staging.digests()
+        path = self.blob_path(object_id)
+        blocks = None
+        if staging.memory is not None:
+            # Small content goes straight to its blob: until the metadata names it, a
+            # partial blob is only garbage, like any blob no metadata names.
+            self._write_blob(path, staging.memory, sync)
+        else:
+            if sync:
+                os.fdatasync(staging.fd)
+            os.fchmod(staging.fd, 0o400)
+            assert staging.path is not None  # content out of memory lives in a file
+            os.rename(staging.path, path)
+            allocated = os.fstat(staging.fd).st_blocks
+            if allocated * 512 < staging.size:  # sparse: holes take no space
+                blocks = allocated
+        if sync:
+            _fsync_dir(path.parent)
+        size = staging.size
+        staging.close()
+        return Blob(size, etag, checksums, blocks)
+
+    @staticmethod
+    def _write_blob(path: Path, content: bytearray, sync: bool) -> None:
+        fd = _new_file(path, content, 0o400)
+        try:
+            if sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    async def sync_blob(self, object_id: str) -> None:
+        """Make a blob committed without a sync durable, under its name."""
+
+        def sync() -> None:
+            fd = self.open_blob(object_id)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            _fsync_dir(self.blob_path(object_id).parent)
+
+        await trio.to_thread.run_sync(sync)
+
+    def blob_problem(self, object_id: str, size: int, checksums: bytes | None, verify: bool) -> str:
+        """What is wrong with a blob ("" if nothing): missing, of another size, or (with
+        `verify`) not matching its checksums. Blocking: for a thread."""
+        try:
+            return blob_file_problem(self.blob_path(object_id), size, checksums if verify else None)
+        except FileNotFoundError:
+            return "is missing"
+
+    async def remove_blobs(self, object_ids: list[str]) -> None:
+        """Remove blobs no metadata points at; open descriptors keep reading them."""
+
+        def remove() -> None:
+            for object_id in object_ids:
+                self.blob_path(object_id).unlink(missing_ok=True)
+
+        await trio.to_thread.run_sync(remove)
+
+    async def sync_all(self) -> None:
+        """Flush everything the store's filesystem holds for us (syncfs)."""
+
+        def syncfs() -> None:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _libc.syncfs(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err))
+            finally:
+                os.close(fd)
+
+        await trio.to_thread.run_sync(syncfs)
+
+    def blob_batches(self) -> Iterator[list[str]]:
+        """The ids of all blobs on disk, one shard directory at a time (a directory scan,
+        for the collector and fsck: memory holds one shard's names)."""
+        for shard in sorted(os.scandir(self.blobs), key=lambda shard: shard.name):
+            with os.scandir(shard.path) as entries:
+                yield [entry.name for entry in entries if entry.is_file()]
+
+    def capacity(self) -> os.statvfs_result:
+        return os.statvfs(self.root)
+
+
+def blob_file_problem(path: Path, size: int, checksums: bytes | None) -> str:
+    """What is wrong with the blob file at `path` ("" if nothing): another size, or (given
+    `checksums`) content that does not match them. Blocking: for a thread."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if problem := wrong_size(fd, size):
+            return problem
+        for index, expected in enumerate(chunk_sums(checksums or b"")):
+            if checked_chunk(fd, index, expected) is None:
+                return f"fails its checksum at byte {index * CHUNK}"
+        return ""
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_object_size(size: int) -> None:
+    if size > MAX_OBJECT_SIZE:
+        raise Refused(errno.EFBIG, None, "objects are at most 5 TiB")

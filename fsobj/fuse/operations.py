@@ -1,0 +1,415 @@
+"""The API service: FUSE operations turned into bucket and object requests.
+
+Each handler resolves the request to buckets and keys and acts through the metadata store
+(names, attributes) and the data store (blobs, via the open handles in `handles`);
+extended attributes are in `xattrs`, directory listings in `listings`.
+Refusals raise `Refused`, which the `request` wrapper (fuse_edge) turns into the errno and
+one log line naming operation, path and reason.
+
+Who may do what is checked by the kernel (`default_permissions`), from the attributes and
+ACLs this service reports, the same for every caller: POSIX mode bits inside buckets, and
+at each bucket its grants as the POSIX ACL of its directory (`posix_acl`). So the kernel
+may cache entries, attributes and decisions; a change of grants invalidates what it holds
+of the bucket. What the kernel cannot check is checked here: the bucket ACL's READ_ACP and
+WRITE_ACP, the listing of the top level (the buckets the caller may read), and that only a
+bucket's owner removes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyfuse3
+
+from fsobj.fuse.edge import request
+from fsobj.fuse.kernel import BLOCK_SIZE
+from fsobj.fuse.listings import Listings
+from fsobj.fuse.xattrs import MetadataAttributes
+from fsobj.iam import posix_acl
+from fsobj.refusals import Refused, Where
+from fsobj.service import ROOT_INODE, Entry, names
+from fsobj.service.handles import Handle
+
+log = logging.getLogger(__name__)
+
+_SPECIAL_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+
+
+class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
+    """The FUSE handlers of the API service."""
+
+    # The kernel checks mode bits and POSIX ACLs (bucket grants, see posix_acl).
+    enable_acl = True
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        # The kernel forgets an inode when it drops it from its cache, with every lookup
+        # it counted at once (and, on a few failure paths, one it never held). Nothing the
+        # daemon keeps depends on the kernel still holding an inode (open handles hold
+        # what they read; a cached entry can be read back), so there is nothing to count:
+        # the entry is the first to leave the cache when it needs room.
+        for inode, _ in inode_list:
+            self.core.meta.evict(inode)
+        self.forgotten += len(inode_list)
+
+    def _missing(self, parent: int) -> pyfuse3.EntryAttributes:
+        """The answer to a lookup of a name that does not exist: the kernel may remember
+        that for as long as it keeps names (every change of names passes through it; on a
+        shared store, for what is left of the metadata timeout)."""
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = 0
+        attrs.entry_timeout = min(self.cache_seconds, self.core.meta.absence_trusted_for(parent))
+        return attrs
+
+    # -- names ----------------------------------------------------------------------------
+
+    @request
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        parent = await self.core.entry(parent_inode)
+        if name in (b".", b".."):
+            target = parent if name == b"." else await self.core.entry(parent.parent or ROOT_INODE)
+            return await self._attributes(target)
+        try:
+            text = names.decode_component(name)
+        except Refused as refusal:
+            if refusal.errno == errno.ENAMETOOLONG:
+                raise refusal.at((parent, name)) from None
+            raise Refused(errno.ENOENT, (parent, name), "no key can have this name") from None
+        entry = await self.core.meta.lookup(parent_inode, text)
+        if entry is None:
+            return self._missing(parent_inode)
+        return await self._attributes(entry)
+
+    @request
+    async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        return await self._attributes(await self.core.entry(inode))
+
+    @request
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: Any,
+    ) -> pyfuse3.EntryAttributes:
+        entry = await self.core.entry(inode)
+        where = (entry, None)
+        # The kernel has checked who may change what (owner, group, mode bits).
+        chown = (fields.update_uid and attr.st_uid != entry.uid) or (
+            fields.update_gid and attr.st_gid != entry.gid
+        )
+        if chown and entry.kind == "bucket":
+            raise Refused(errno.EPERM, where, "a bucket's owner and group do not change")
+        now = time.time_ns()
+        changes: dict[str, int] = {}
+        if fields.update_size:
+            if entry.kind != "object":
+                raise Refused(
+                    errno.EISDIR if entry.is_dir else errno.EINVAL,
+                    where,
+                    "only objects have a size to change",
+                )
+            await self._truncate(entry, attr.st_size, fh)
+        if fields.update_mode:
+            if entry.kind == "bucket":  # chmod of a bucket changes its grants
+                current = await self.core.bucket_acl(entry)
+                mode = stat.S_IMODE(attr.st_mode)
+                await self.core.set_bucket_acl(entry, posix_acl.with_mode(current, mode))
+            else:
+                changes["mode"] = stat.S_IMODE(attr.st_mode)
+        if fields.update_uid:
+            changes["uid"] = attr.st_uid
+        if fields.update_gid:
+            changes["gid"] = attr.st_gid
+        if fields.update_atime:
+            changes["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            changes["mtime_ns"] = attr.st_mtime_ns
+            self.core.objects.times_set(inode)
+        changes["ctime_ns"] = now
+        await self.core.meta.update(entry, **changes)
+        return await self._attributes(entry)
+
+    async def _truncate(self, entry: Entry, size: int, fh: int | None) -> None:
+        """Truncate through the caller's open handle, or as a whole new version."""
+        if fh is not None:
+            handle = self.core.objects.get(fh)
+            if handle.writable:
+                await self.core.objects.truncate(handle, size)
+                return
+        handle = await self.core.objects.open(entry, writable=True, truncate=False)
+        try:
+            await self.core.objects.truncate(handle, size)
+            await self.core.objects.commit(handle, durable=False)
+        finally:
+            await self.core.objects.release(handle)
+
+    @request
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        entry = await self.core.entry(inode)
+        if entry.kind != "symlink" or entry.target is None:
+            raise Refused(errno.EINVAL, (entry, None), "not a symlink")
+        return entry.target.encode()
+
+    @request
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: Any
+    ) -> pyfuse3.EntryAttributes:
+        parent = await self.core.entry(parent_inode)
+        text = await self.core.new_name(parent, name, "dir")
+        if parent.kind == "root":
+            entry = await self.core.create_bucket(parent, text, ctx.uid, ctx.gid)
+        else:
+            entry = self.core.entry_for_caller(parent, text, "dir", mode, ctx)
+            await self.core.meta.insert(entry)
+        return await self._attributes(entry)
+
+    @request
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: Any
+    ) -> pyfuse3.EntryAttributes:
+        parent = await self.core.entry(parent_inode)
+        text = await self.core.new_name(parent, name, "symlink")
+        try:
+            target_text = target.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused(
+                errno.EINVAL,
+                (parent, name),
+                "symlink targets must be valid UTF-8",
+            ) from None
+        entry = self.core.entry_for_caller(parent, text, "symlink", 0o777, ctx)
+        entry.target = target_text
+        entry.size = len(target)
+        await self.core.meta.insert(entry)
+        return self.attributes(entry)
+
+    @request
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
+    ) -> pyfuse3.EntryAttributes:
+        parent = await self.core.entry(parent_inode)
+        special = _SPECIAL_KINDS.get(stat.S_IFMT(mode))
+        if special is not None:
+            text = await self.core.new_name(parent, name, special)
+            entry = self.core.entry_for_caller(parent, text, special, mode, ctx)
+            await self.core.meta.insert(entry)
+            return self.attributes(entry)
+        if not stat.S_ISREG(mode):
+            raise Refused(
+                errno.EPERM,
+                (parent, name),
+                "device nodes cannot be stored (objects, directories, symlinks, FIFOs and"
+                " sockets can)",
+            )
+        entry, handle = await self._create_object(parent, name, mode, ctx)
+        await self.core.objects.release(handle)
+        return self.attributes(entry)
+
+    @request
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any
+    ) -> pyfuse3.EntryAttributes:
+        parent = await self.core.entry(new_parent_inode)
+        raise Refused(
+            errno.EPERM,
+            (parent, new_name),
+            "hard links are not supported: an object has exactly one key",
+        )
+
+    @request
+    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        parent = await self.core.entry(parent_inode)
+        entry, where = await self._existing(parent, name)
+        if entry.is_dir:
+            raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
+        await self.core.remove(entry)
+
+    @request
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        parent = await self.core.entry(parent_inode)
+        entry, where = await self._existing(parent, name)
+        if not entry.is_dir:
+            raise Refused(errno.ENOTDIR, where, "not a directory")
+        if entry.kind == "bucket":
+            access = await self.core.access(ctx, entry)
+            assert access.acl is not None  # a bucket has one
+            await self.core.delete_bucket(access.who, entry, access.acl)
+            return
+        if not await self.core.remove(entry):
+            raise Refused(errno.ENOTEMPTY, where, "directory is not empty")
+
+    async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, Where]:
+        where = (parent, name)
+        try:
+            text = names.decode_component(name)
+        except Refused:
+            raise Refused(errno.ENOENT, where, "no key can have this name") from None
+        entry = await self.core.meta.lookup(parent.inode, text)
+        if entry is None:
+            raise Refused(errno.ENOENT, where, "no such entry")
+        return entry, where
+
+    @request
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: Any,
+    ) -> None:
+        old_parent = await self.core.entry(parent_inode_old)
+        new_parent = await self.core.entry(parent_inode_new)
+        entry, where = await self._existing(old_parent, name_old)
+        new_where = (new_parent, name_new)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise Refused(errno.EINVAL, where, "RENAME_EXCHANGE is not supported")
+        if entry.kind == "bucket" or new_parent.kind == "root":
+            raise Refused(
+                errno.EPERM, where, "buckets cannot be renamed, and objects live inside buckets"
+            )
+        try:
+            new_name = names.decode_component(name_new)
+            extra = await self.core.meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
+            names.check_key_length(await self.core.key_bytes(new_parent) + len(name_new) + extra)
+        except Refused as refusal:
+            raise refusal.at(new_where) from None
+        if entry.parent == new_parent.inode and entry.name == new_name:
+            return
+        ancestor: Entry | None = new_parent if entry.is_dir else None  # only a directory
+        while ancestor is not None and ancestor.kind != "root":
+            if ancestor.inode == entry.inode:
+                raise Refused(errno.EINVAL, new_where, "cannot move a directory into itself")
+            ancestor = await self.core.meta.get(ancestor.parent)
+        replaced = await self.core.meta.lookup(new_parent.inode, new_name)
+        if replaced is not None:
+            if flags & pyfuse3.RENAME_NOREPLACE:
+                raise Refused(errno.EEXIST, new_where, "exists already (RENAME_NOREPLACE)")
+            if entry.is_dir and not replaced.is_dir:
+                raise Refused(errno.ENOTDIR, new_where, "cannot replace an object by a directory")
+            if replaced.is_dir and not entry.is_dir:
+                raise Refused(errno.EISDIR, new_where, "cannot replace a directory by an object")
+            if replaced.is_dir and await self.core.meta.has_children(replaced.inode):
+                raise Refused(errno.ENOTEMPTY, new_where, "directory is not empty")
+        if replaced is not None:
+            await self.core.objects.durability.make_content_durable(entry)
+        await self.core.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
+        if replaced is not None:
+            self.core.objects.unlinked(replaced)
+
+    # -- objects ----------------------------------------------------------------------------
+
+    async def _create_object(
+        self, parent: Entry, name: bytes, mode: int, ctx: Any, in_place: bool = False
+    ) -> tuple[Entry, Handle]:
+        text = await self.core.new_name(parent, name, "object")
+        entry = await self.core.new_object(
+            parent, text, self.core.masked(mode, ctx), ctx.uid, ctx.gid
+        )
+        who = self.core.iam.identify(ctx)
+        handle = await self.core.objects.open(
+            entry, True, truncate=True, process=who.process, uid=who.uid, in_place=in_place
+        )
+        return entry, handle
+
+    @request
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        parent = await self.core.entry(parent_inode)
+        # Made without O_TRUNC (as SQLite makes its files), it is updated in place.
+        in_place = not flags & os.O_TRUNC
+        entry, handle = await self._create_object(parent, name, mode, ctx, in_place)
+        return _file_info(handle), self.attributes(entry)
+
+    @request
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        entry = await self.core.entry(inode)
+        where = (entry, None)
+        if entry.kind != "object":
+            raise Refused(errno.EISDIR if entry.is_dir else errno.EINVAL, where, "not an object")
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        who = self.core.iam.identify(ctx)
+        handle = await self.core.objects.open(
+            entry,
+            writable,
+            truncate=bool(flags & os.O_TRUNC),
+            process=who.process,
+            uid=who.uid,
+        )
+        return _file_info(handle)
+
+    @request
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self.core.objects.read(self.core.objects.get(fh), off, size)
+
+    @request
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self.core.objects.get(fh)
+        if not handle.writable:
+            raise Refused(errno.EBADF, (handle.entry, None), "not open for writing")
+        written = await self.core.objects.write(handle, off, buf)
+        entry = handle.entry
+        if handle.uid != 0 and _privileges(entry.mode):
+            # As on a local disk, a write by anyone but root clears set-user-ID, and
+            # set-group-ID where the group may execute.
+            await self.core.meta.update(entry, mode=entry.mode & ~_privileges(entry.mode))
+            self.core.attributes_changed(entry.inode)
+        return written
+
+    @request
+    async def flush(self, fh: int) -> None:
+        handle = self.core.objects.get(fh)
+        if self.core.objects.working(handle).dirty:
+            await self.core.objects.commit(handle, durable=False)
+
+    @request
+    async def release(self, fh: int) -> None:
+        await self.core.objects.release(self.core.objects.get(fh))
+
+    @request
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.core.objects.make_durable(self.core.objects.get(fh))
+
+    # -- the store ----------------------------------------------------------------------------
+
+    @request
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        capacity = self.core.data.capacity()
+        result = pyfuse3.StatvfsData()
+        result.f_bsize = BLOCK_SIZE
+        result.f_frsize = capacity.f_frsize
+        result.f_blocks = capacity.f_blocks
+        result.f_bfree = capacity.f_bfree
+        result.f_bavail = capacity.f_bavail
+        result.f_files = capacity.f_files
+        result.f_ffree = capacity.f_ffree
+        result.f_favail = capacity.f_favail
+        result.f_namemax = names.MAX_COMPONENT_BYTES
+        return result
+
+
+def _file_info(handle: Handle) -> pyfuse3.FileInfo:
+    """How the kernel serves an open file. A reader reads with direct I/O, every read from
+    the version it pinned: the page cache is the inode's, shared with every version; so
+    does a writer that replaces the object (O_TRUNC), which works alone. Writers that
+    update the object in place share its working copy through the page cache, so that
+    they can map it `MAP_SHARED` (SQLite's `-shm` in WAL mode); they start from what the
+    daemon holds (`keep_cache` off). docs/design.md says what this costs."""
+    return pyfuse3.FileInfo(fh=handle.fh, direct_io=not handle.in_place, keep_cache=False)
+
+
+def _privileges(mode: int) -> int:
+    """The set-ID bits that a write by an unprivileged process clears."""
+    bits = mode & stat.S_ISUID
+    if mode & stat.S_ISGID and mode & stat.S_IXGRP:
+        bits |= stat.S_ISGID
+    return bits

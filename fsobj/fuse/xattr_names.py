@@ -1,0 +1,10 @@
+"""The extended attributes through which the mount exposes system metadata and takes
+commands (docs: fsobj/fuse/xattrs.py). Apart, so that the command line can name them
+without importing the FUSE front end (and pyfuse3)."""
+
+SYSTEM_PREFIX = "user.fsobj."
+CONTENT_TYPE = "user.fsobj.content-type"
+ACL = "user.fsobj.acl"
+GC = "user.fsobj.gc"
+STATS = "user.fsobj.stats"
+KEYS = "user.fsobj.keys"

@@ -1,0 +1,229 @@
+"""Metadata as extended attributes: the API service's part that reads and changes metadata.
+
+* `user.NAME`: user metadata (S3's `x-amz-meta-NAME`), at most 2 KiB per object;
+* `user.fsobj.id`, `.etag`, `.content-type`, `.bucket`, `.key`: system metadata, read-only
+  but for the content type;
+* `user.fsobj.acl` on a bucket's directory: its ACL as text (READ_ACP to read,
+  WRITE_ACP to change; the kernel also asks r or w on the directory, as for any user.*
+  attribute); `fsobj acl` works through it;
+* `system.posix_acl_access` on a bucket's directory: its grants as a POSIX ACL, which the
+  kernel reads to check access and `getfacl`/`setfacl` use (posix_acl). Other entries
+  have none: their mode bits decide.
+* `user.fsobj.gc` on the mount's top directory: reading it runs garbage collection now
+  and returns its report (administrators only); `fsobj gc MOUNT` works through it.
+* `user.fsobj.stats` on the mount's top directory: what the daemon holds in memory, one
+  `NAME VALUE` line each (administrators only); `fsobj stats MOUNT` prints it.
+* `user.fsobj.keys` on the mount's top directory: the S3 access keys, a `KEYID UID
+  SECRET` line each; setting it to `create KEYID UID SECRET` or `rm KEYID` changes them
+  (administrators only); `fsobj key` works through it.
+
+None of the `user.fsobj.*` names is listed, so copying tools do not try to copy them.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import Any
+
+import pyfuse3
+
+from fsobj.fuse.edge import request
+from fsobj.fuse.kernel import FuseFrontEnd
+from fsobj.fuse.xattr_names import ACL, CONTENT_TYPE, GC, KEYS, STATS, SYSTEM_PREFIX
+from fsobj.iam import posix_acl
+from fsobj.iam.policy import AclError, Permission, parse_grants
+from fsobj.refusals import Refused
+from fsobj.service import Entry
+from fsobj.service.objects import CONTENT_HEADERS, USER_METADATA_LIMIT
+
+# The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
+STORED_HEADERS = {f"{SYSTEM_PREFIX}{header}" for header in CONTENT_HEADERS}
+
+
+class MetadataAttributes(FuseFrontEnd):
+    """Extended-attribute handlers, part of `operations.Operations`."""
+
+    async def _system_metadata(self, entry: Entry, bucket: Entry | None, name: str) -> str | None:
+        field = name[len(SYSTEM_PREFIX) :]
+        if field in ("bucket", "key"):
+            if bucket is None:
+                return None
+            if field == "bucket":
+                return bucket.name
+            if bucket is entry:
+                return None
+            key = (await self.core.path_of(entry))[len(bucket.name) + 2 :]
+            return key + "/" if entry.is_dir else key
+        if field == "acl" and entry.kind == "bucket":
+            return (await self.core.meta.acl(entry.inode)).to_text()
+        if entry.kind != "object":
+            return None
+        if name in STORED_HEADERS:
+            stored = (await self.core.meta.user_metadata(entry.inode)).get(name[len("user.") :])
+            return None if stored is None else stored.decode("latin-1")
+        fields = {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}
+        return fields.get(field)
+
+    def stats(self) -> dict[str, int]:
+        return self.core.stats() | {"forgotten_inodes": self.forgotten}
+
+    @request
+    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        entry = await self.core.entry(inode)
+        text = name.decode("utf-8", "replace")
+        if text == posix_acl.ACCESS and entry.kind == "bucket":
+            entries = await self.core.bucket_acl(entry)
+            if not posix_acl.is_minimal(entries):
+                return posix_acl.encode(entries)
+        if not text.startswith("user."):
+            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
+        if text in (GC, STATS, KEYS) and entry.kind == "root":
+            if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
+                raise Refused(errno.EACCES, (entry, None), f"{text} is for administrators")
+            if text == KEYS:
+                keys = await self.core.meta.access_keys()
+                return "".join(f"{k} {uid} {secret}\n" for k, secret, uid, _ in keys).encode()
+            if text == STATS:
+                return "".join(f"{k} {v}\n" for k, v in self.stats().items()).encode()
+            return str(await self.core.collect_garbage()).encode()
+        if text == ACL:
+            await self.core.require(ctx, entry, Permission.READ_ACP)
+        if text.startswith(SYSTEM_PREFIX):
+            value = await self._system_metadata(entry, await self.core.bucket_of(entry), text)
+            if value is None:
+                raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
+            return value.encode()
+        found = (await self.core.meta.user_metadata(inode)).get(text[len("user.") :])
+        if found is None:
+            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
+        return found
+
+    @request
+    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        names = [
+            b"user." + key.encode()
+            for key in await self.core.meta.user_metadata(inode)
+            if not key.startswith("fsobj.")
+        ]
+        entry = await self.core.entry(inode)
+        if entry.kind == "bucket":
+            entries = await self.core.bucket_acl(entry)
+            if not posix_acl.is_minimal(entries):
+                names.append(posix_acl.ACCESS.encode())
+        return names
+
+    async def _metadata_target(self, inode: int, name: bytes, ctx: Any) -> tuple[Entry, str]:
+        """The entry and metadata name that a setxattr/removexattr changes, once allowed."""
+        entry = await self.core.entry(inode)
+        where = (entry, None)
+        try:
+            text = name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused(errno.EINVAL, where, "metadata names must be UTF-8") from None
+        if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
+            return entry, text
+        if not text.startswith("user."):
+            raise Refused(errno.ENOTSUP, where, f"{text}: only user.* metadata is stored")
+        if text == ACL:
+            if entry.kind != "bucket":
+                raise Refused(errno.EPERM, where, "only buckets have an ACL")
+            await self.core.require(ctx, entry, Permission.WRITE_ACP)
+            return entry, text
+        if text == KEYS and entry.kind == "root":
+            return entry, text
+        changeable = text == CONTENT_TYPE or text in STORED_HEADERS
+        if text.startswith(SYSTEM_PREFIX) and not changeable:
+            raise Refused(errno.EPERM, where, f"{text} is read-only system metadata")
+        if changeable and entry.kind != "object":
+            raise Refused(errno.EPERM, where, f"only objects have {text}")
+        return entry, text
+
+    @request
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        entry, text = await self._metadata_target(inode, name, ctx)
+        where = (entry, None)
+        if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
+            await self._set_posix_acl(entry, text, value)
+            return
+        if text == KEYS and entry.kind == "root":
+            await self._change_keys(entry, value, ctx)
+            return
+        if text == ACL:
+            try:
+                grants = parse_grants(value.decode("utf-8"))
+            except (UnicodeDecodeError, AclError) as bad:
+                raise Refused(errno.EINVAL, where, f"bad ACL: {bad}") from None
+            await self.core.set_grants(entry, grants)
+            return
+        if text == CONTENT_TYPE:
+            try:
+                content_type = value.decode("ascii")
+            except UnicodeDecodeError:
+                raise Refused(errno.EINVAL, where, "content types are ASCII") from None
+            await self.core.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
+            return
+        key = text[len("user.") :]
+        current = await self.core.meta.user_metadata(inode)
+        total = sum(len(k.encode()) + len(v) for k, v in current.items() if k != key)
+        if total + len(key.encode()) + len(value) > USER_METADATA_LIMIT:
+            raise Refused(
+                errno.E2BIG, where, f"user metadata is limited to {USER_METADATA_LIMIT} bytes"
+            )
+        await self.core.meta.set_user_metadata(inode, key, value)
+
+    async def _change_keys(self, entry: Entry, value: bytes, ctx: Any) -> None:
+        where = (entry, None)
+        if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
+            raise Refused(errno.EACCES, where, f"{KEYS} is for administrators")
+        words = value.decode("ascii", "replace").split()
+        if len(words) == 4 and words[0] == "create" and words[2].isdigit():
+            await self.core.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
+        elif len(words) == 2 and words[0] == "rm":
+            if not await self.core.meta.remove_access_key(words[1]):
+                raise Refused(errno.ENOENT, where, f"no access key {words[1]}")
+        else:
+            raise Refused(errno.EINVAL, where, "expected 'create KEYID UID SECRET' or 'rm KEYID'")
+
+    @request
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        entry, text = await self._metadata_target(inode, name, ctx)
+        if text == posix_acl.ACCESS and entry.kind == "bucket":
+            # What setfacl -b leaves: the directory's mode bits alone.
+            await self.core.set_bucket_acl(
+                entry, posix_acl.minimal(await self.core.bucket_acl(entry))
+            )
+            return
+        if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
+            return  # none is stored: removing it leaves what there is
+        if text == ACL:
+            await self.core.set_grants(entry, ())
+            return
+        if text == CONTENT_TYPE:
+            await self.core.meta.update(entry, content_type=None)
+            return
+        key = text[len("user.") :]
+        if key not in await self.core.meta.user_metadata(inode):
+            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
+        await self.core.meta.set_user_metadata(inode, key, None)
+
+    async def _set_posix_acl(self, entry: Entry, text: str, value: bytes) -> None:
+        """setfacl: a bucket's access ACL becomes its grants; anywhere else, only an ACL
+        that says no more than mode bits is accepted, and sets them (the kernel leaves
+        that to the filesystem: `cp -a` copies modes this way)."""
+        where = (entry, None)
+        try:
+            entries = posix_acl.decode(value)
+        except ValueError as bad:
+            raise Refused(errno.EINVAL, where, str(bad)) from None
+        if entry.kind == "bucket" and text == posix_acl.ACCESS:
+            await self.core.set_bucket_acl(entry, entries)
+            return
+        if not posix_acl.is_minimal(entries) or text == posix_acl.DEFAULT:
+            raise Refused(
+                errno.EOPNOTSUPP,
+                where,
+                "POSIX ACLs are stored for buckets only (their grants); inside, mode bits",
+            )
+        mode = entry.mode & ~0o777 | posix_acl.mode_of(entries)
+        await self.core.meta.update(entry, mode=mode, ctime_ns=time.time_ns())

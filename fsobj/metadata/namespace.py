@@ -1,0 +1,588 @@
+"""The namespace in the metadata store: entries (buckets, directories, objects, symlinks)
+by inode and by name, read through a bounded cache that this store owns and writes
+through, and changed in transactions. `MetadataStore` (metadata.py) adds buckets' ACLs,
+user metadata, access keys and what concerns the store as a whole.
+
+The database (SQLite or PostgreSQL: metadata_backend.py) is reached through a `Database`,
+which runs one function at a time in the database's thread. A round trip costs about as
+much as a whole FUSE request, so:
+
+* entries are served from an in-memory cache that this store owns and writes through (one
+  process owns a store, under a lock, so the cache is authoritative);
+* every public method makes at most one round trip: multi-statement work runs as one
+  function in the database's thread, inside one transaction;
+* a new object's row is not written when it is created but with its first commit (or
+  whatever changes it first): until then it lives in the cache alone, so creating an
+  object costs no round trip, and a writer that dies before closing leaves no row.
+  Inode numbers are therefore handed out here, not by the database.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import trio
+
+from fsobj.metadata import schema, transactions
+from fsobj.metadata.backend import Conflict, Database, MissingParent
+from fsobj.metadata.cache import DEFAULT_CAPACITY, NamespaceCache
+from fsobj.metadata.entries import Entry
+
+T = TypeVar("T")
+
+# On a shared store, a lookup in a directory of at most this many entries reads them all.
+SMALL_DIRECTORY = 2048
+
+# The columns of an entry's row; reads add its blob's checksums from their own table.
+_COLUMNS = (
+    "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+    " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
+)
+_LISTED = (
+    "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns,"
+    " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks"
+    " FROM entries"
+)
+
+
+class NamespaceStore:
+    """The entries of the namespace, in the metadata database (see the module)."""
+
+    def __init__(self, db: Database, cache_entries: int = DEFAULT_CAPACITY):
+        self._db = db
+        self.dialect = db.dialect
+        self.object_id_sql = db.dialect.blob_name("object_id")
+        self._select = (
+            "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns,"
+            " mtime_ns, ctime_ns,"
+            f" {self.object_id_sql}, size, etag, content_type, target, checksums, unsynced,"
+            " subdirs, blocks FROM entries LEFT JOIN blob_checksums USING (object_id)"
+        )
+        self._key_order = db.dialect.key_order()
+        self._cache = NamespaceCache(cache_entries)
+        # Entries whose row is not in the database yet (see the module's docstring).
+        self._unwritten = self._cache.unwritten
+        # How many times a directory moved: what was derived from the tree's shape (a
+        # directory's bucket and key length) is current while this stays the same.
+        self.directory_moves = 0
+        # The range of inode numbers this process hands out [next, end), refilled from
+        # the database (set when the store opens).
+        self._next_inode = self._inode_end = 0
+        self._inode_lock = trio.Lock()
+        # Several hosts serve the store (`share`): what is cached is a copy that may be up
+        # to `fresh_seconds` old, and opens read their entry anew (close-to-open).
+        self.shared = False
+        self.fresh_seconds = 0.0
+        self._removing: set[int] = set()  # directories being removed (delete_directory)
+        self._large: set[int] = set()  # directories too large to read whole (shared store)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def share(self, fresh_seconds: float) -> None:
+        """Several hosts serve this store: cached entries are trusted for `fresh_seconds`
+        and then read again, a name not cached is looked up, and the database alone says
+        which inode numbers are free."""
+        self.shared = self._cache.shared = True
+        self.fresh_seconds = fresh_seconds
+
+    async def _new_inode(self) -> int:
+        """An inode number never used, by this process or any other."""
+        while self._next_inode >= self._inode_end:
+            async with self._inode_lock:
+                if self._next_inode >= self._inode_end:
+                    self._next_inode, self._inode_end = await self._run(transactions.inodes)
+        inode = self._next_inode
+        self._next_inode += 1
+        return inode
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(connection, *args)` in the database thread: one round trip."""
+        return await self._db.run(fn, *args)
+
+    def _remember(self, entry: Entry, mark: int) -> Entry:
+        """Cache a row read when the count of local changes was `mark`. On one host the
+        cache is authoritative: an older row read meanwhile never replaces it. On a
+        shared store the row is news from other hosts, unless this process changed the
+        entry since the read began (then the cached entry is newer)."""
+        cached = self._cache.get(entry.inode)
+        if cached is None:
+            return self._cache.add(entry)
+        stale = self.shared and not self._cache.changed_since(entry.inode, mark)
+        if stale and entry.inode not in self._unwritten:
+            if cached.is_dir and (cached.parent, cached.name) != (entry.parent, entry.name):
+                self.directory_moves += 1  # moved by another host
+            self._cache.reread(cached, entry)
+        return cached
+
+    def trusted_for(self, entry: Entry) -> float:
+        """How much longer what is cached of `entry` may be served (and cached by the
+        kernel) on a shared store: what is left of its timeout since it was read."""
+        return self._entry_left(entry)
+
+    def _entry_left(self, entry: Entry) -> float:
+        if not self.shared or entry.inode in self._unwritten:
+            return math.inf
+        return max(0.0, self.fresh_seconds - self._cache.age(entry.inode))
+
+    def _fresh(self, entry: Entry) -> bool:
+        """Whether the cached entry may be served without asking the database."""
+        return self._entry_left(entry) > 0
+
+    def absence_trusted_for(self, directory: int) -> float:
+        """How long a name found missing in `directory` (just now) may be taken as
+        missing: on a shared store, what is left of the timeout of what said so (the
+        whole directory read earlier, or else the query just made)."""
+        if not self.shared:
+            return math.inf
+        age = self._cache.completeness_age(directory)
+        return self.fresh_seconds - age if age < self.fresh_seconds else self.fresh_seconds
+
+    def _changed(self, entry: Entry, changes: dict[str, Any]) -> None:
+        """Apply committed changes to `entry`, and to the cached entry of its inode if that
+        is another object (read back after `entry` was evicted)."""
+        cached = self._cache.get(entry.inode)
+        self._cache.changed(entry.inode)
+        targets = [entry] if cached is None or cached is entry else [entry, cached]
+        for target in targets:
+            for name, value in changes.items():
+                if name == "user_metadata":  # not a column: the items, all replaced
+                    self._cache.set_user_metadata(entry.inode, dict(value))
+                else:
+                    setattr(target, name, value)
+
+    def hold(self, inode: int) -> None:
+        """Keep the inode's entry in memory until `let_go` (an open handle changes it)."""
+        self._cache.hold(inode)
+
+    def let_go(self, inode: int) -> None:
+        self._cache.let_go(inode)
+
+    def evict(self, inode: int) -> None:
+        """The kernel forgot the inode: its entry is the first to leave the cache."""
+        self._cache.evict(inode)
+
+    def cached_entries(self) -> int:
+        return len(self._cache)
+
+    async def _write(
+        self,
+        statements: list[tuple[str, tuple]],
+        new: Iterable[Entry | None] = (),
+    ) -> None:
+        """Run `statements` in one transaction, after the inserts of those `new` entries
+        whose rows are not written yet."""
+        await self._writing(new, transactions.write_after, statements)
+
+    async def _writing(self, new: Iterable[Entry | None], fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, inserts, *args)` in the database thread, where `inserts` are the
+        statements that write those `new` entries whose rows are not written yet; `fn`
+        runs them in its transaction."""
+        first = [e for e in new if e is not None and self._unwritten.pop(e.inode, None) is e]
+        inserts = [
+            statement
+            for entry in first
+            for statement in _insert_statements(entry, replace=self.shared)
+        ]
+        try:
+            return await self._run(fn, inserts, *args)
+        except BaseException:
+            for entry in first:  # not written after all
+                self._unwritten[entry.inode] = entry
+            raise
+
+    async def _write_all(self) -> None:
+        """Write every unwritten row: queries that scan the namespace see them then."""
+        if self._unwritten:
+            await self._write([], list(self._unwritten.values()))
+
+    def _forget(self, inode: int) -> None:
+        """An entry is gone: what is remembered of it goes too."""
+        self._cache.drop(inode)
+
+    # -- entries ----------------------------------------------------------------------
+
+    async def get(self, inode: int, current: bool = False) -> Entry | None:
+        """The entry of `inode`, or None. `current`: on a shared store, as the database
+        has it now (an open reads its object's current version: close-to-open)."""
+        entry = self._cache.get(inode)
+        if entry is not None:
+            left = self._entry_left(entry)  # infinite: this process's own, or one host's
+            if left == math.inf or (left > 0 and not current):
+                return entry
+        mark = self._cache.changes
+        rows = await self._run(transactions.select, f"{self._select} WHERE inode = ?", (inode,))
+        if rows:
+            return self._remember(Entry(*rows[0]), mark)
+        if entry is not None and not self._cache.changed_since(inode, mark):
+            self._forget(inode)  # removed by another host
+        return None
+
+    async def lookup(self, parent: int, name: str) -> Entry | None:
+        entry = self._cache.named(parent, name)
+        if entry is not None and self._fresh(entry):
+            return entry
+        if self.shared:
+            if entry is None and self._cache.completeness_age(parent) < self.fresh_seconds:
+                return None
+            if await self._read_directory(parent):
+                entry = self._cache.named(parent, name)
+                if entry is None or self._fresh(entry):
+                    return entry
+                self._cache.unname(parent, name)  # not among the children just read
+                return None
+        if entry is None and not self.shared and self._cache.knows_all_of(parent):
+            return None
+        mark = self._cache.changes
+        rows = await self._run(
+            transactions.select,
+            f"{self._select} WHERE parent = ? AND name = ?",
+            (parent, name),
+        )
+        if rows:
+            return self._remember(Entry(*rows[0]), mark)
+        if entry is not None and not self._cache.changed_since(entry.inode, mark):
+            self._cache.unname(parent, name)  # renamed or removed by another host
+        return None
+
+    async def _read_directory(self, parent: int) -> bool:
+        """On a shared store, read all the entries of a small directory at once (one query
+        instead of one per name: `ls -l`, `stat` of each file); whether the cache holds
+        them all now (not for a large directory)."""
+        if parent in self._large:
+            return False
+        mark = self._cache.changes
+        rows = await self._run(
+            transactions.select,
+            f"{self._select} WHERE parent = ? LIMIT ?",
+            (parent, SMALL_DIRECTORY + 1),
+        )
+        if len(rows) > SMALL_DIRECTORY:
+            if len(self._large) > 10_000:
+                self._large.clear()  # forgetting costs one query more
+            self._large.add(parent)
+            return False
+        for row in rows:
+            self._remember(Entry(*row), mark)
+        # Complete unless making room pushed some of them out again (a full cache).
+        if any(self._cache.peek(row[0]) is None for row in rows):
+            return False
+        self._cache.read_all_of(parent)
+        return True
+
+    async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
+        """One page of a directory, in inode order, starting after `after_inode`: the
+        cached entries, and for the others what their rows said, for their attributes
+        (without blob id and checksums, which cost a listing half its time to read).
+        Those are not cached: a listing of a million entries must not push out what is
+        in use (and `current` gives an entry as it is now, should it change after the
+        page was read). On a shared store, what is read is news: whole rows, which renew
+        the cached entries and, while the cache has room, join it (`ls -l` then looks
+        up what the listing read)."""
+        await self._write_all()
+        mark = self._cache.changes
+        rows = await self._run(
+            transactions.select,
+            f"{self._select if self.shared else _LISTED} WHERE parent = ? AND inode > ?"
+            " ORDER BY inode LIMIT ?",
+            (parent, after_inode, limit),
+        )
+        if self.shared:
+            return [self._read_in_listing(row, mark) for row in rows]
+        return [self._listed(row) for row in rows]
+
+    def _read_in_listing(self, row: tuple, mark: int) -> Entry:
+        if self._cache.peek(row[0]) is None and not self._cache.has_room():
+            return Entry(*row)
+        return self._remember(Entry(*row), mark)
+
+    async def children_in_key_order(
+        self, parent: int, after: str, inclusive: bool, limit: int, marked: str
+    ) -> list[tuple[Entry, bool]]:
+        """One page of a directory in S3's key order (Dialect.key_order), from `after` on,
+        for listings over S3, each entry with whether it holds the user metadata item
+        `marked`; like `children`, the entries are not cached."""
+        await self._write_all()
+        columns = _LISTED.removesuffix(" FROM entries")
+        rows = await self._run(
+            transactions.select,
+            f"{columns}, EXISTS (SELECT 1 FROM user_metadata m"
+            " WHERE m.inode = entries.inode AND m.name = ?) FROM entries"
+            f" WHERE parent = ? AND {self._key_order} {'>=' if inclusive else '>'} ?"
+            f" ORDER BY {self._key_order} LIMIT ?",
+            (marked, parent, after, limit),
+        )
+        return [(self._listed(row[:-1]), bool(row[-1])) for row in rows]
+
+    def _listed(self, row: tuple) -> Entry:
+        """An entry of a listing: the cached one if any (every change here updates it),
+        unless another host may have changed it since (then the row, which is newer)."""
+        cached = self._cache.peek(row[0])
+        return cached if cached is not None and self._fresh(cached) else Entry(*row)
+
+    def current(self, entry: Entry) -> Entry:
+        """The entry as it is now: the cached one, which every change updates, if any."""
+        return self._cache.peek(entry.inode) or entry
+
+    async def has_children(self, inode: int) -> bool:
+        await self._write_all()
+        rows = await self._run(
+            transactions.select, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (inode,)
+        )
+        return bool(rows)
+
+    async def subtree_key_bytes(self, inode: int) -> int:
+        """The longest key suffix below `inode`, in UTF-8 bytes (0 for a leaf)."""
+        await self._write_all()
+        rows = await self._run(
+            transactions.select,
+            "WITH RECURSIVE sub(inode, len) AS ("
+            " SELECT CAST(? AS BIGINT), CAST(0 AS BIGINT) UNION ALL"
+            f" SELECT e.inode, sub.len + {self.dialect.octet_length('e.name')} + 1"
+            " FROM entries e JOIN sub ON e.parent = sub.inode)"
+            " SELECT max(len) FROM sub",
+            (inode,),
+        )
+        return rows[0][0] or 0
+
+    async def insert(
+        self, entry: Entry, bucket_owner: int | None = None, deferred: bool = False
+    ) -> Entry:
+        """Store a new entry, assigning its inode; a bucket also gets its bucket row. The
+        parent directory's mtime changes in the same transaction. A `deferred` entry (a new
+        object) is written with whatever first changes it."""
+        inode = await self._new_inode()
+        if self._cache.has_name(entry.parent, entry.name):
+            raise FileExistsError(errno.EEXIST, f"{entry.name} exists already")
+        self._refuse_if_removing(entry.parent)
+        entry.inode = inode
+        if deferred:
+            self._unwritten[entry.inode] = entry
+        else:
+            statements = _insert_statements(entry)
+            counts = {entry.parent: 1} if entry.is_dir else {}
+            statements += transactions.count_subdirs(counts)
+            if bucket_owner is not None:
+                statements.append(
+                    (
+                        "INSERT INTO buckets (inode, owner_uid, created_ns) VALUES (?, ?, ?)",
+                        (entry.inode, bucket_owner, entry.ctime_ns),
+                    )
+                )
+            try:
+                await self._run(transactions.write, statements)
+            except MissingParent:
+                raise FileNotFoundError(errno.ENOENT, "the directory was removed") from None
+            except Conflict:
+                raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
+            self._counted_subdirs(counts)
+        self._touched(entry.parent, entry.ctime_ns)
+        # On a shared store other hosts make names in it too: never complete here.
+        added = self._cache.add(entry, complete=entry.is_dir and not self.shared)
+        self._cache.set_user_metadata(entry.inode, {})  # a new name has none: no query
+        return added
+
+    async def insert_objects(self, entries: list[Entry]) -> None:
+        """Store many new objects, with their blobs committed already, in one transaction:
+        for loading a store in bulk (imports, benchmarks); they are not cached."""
+        statements = []
+        latest: dict[int, int] = {}  # each parent's times change once
+        for entry in entries:
+            entry.inode = await self._new_inode()
+            statements += _insert_statements(entry, touch=False)
+            latest[entry.parent] = max(latest.get(entry.parent, 0), entry.ctime_ns)
+        statements += [transactions.touch(parent, now_ns) for parent, now_ns in latest.items()]
+        await self._run(transactions.write, statements)
+        for parent, now_ns in latest.items():
+            self._touched(parent, now_ns)
+            self._cache.missing_children(parent)
+
+    async def update(self, entry: Entry, **changes: Any) -> None:
+        """Change some columns of an entry, in the database and then in the cache. A new
+        object whose row is not written yet changes in the cache alone: its row carries
+        the change when its first commit writes it (`tar x` sets owner and mode on the
+        open file, before that commit)."""
+        if entry.inode in self._unwritten:
+            for name, value in changes.items():
+                setattr(entry, name, value)
+            return
+        await self.update_many([(entry, changes)])
+
+    async def update_many(
+        self,
+        batch: list[tuple[Entry, dict[str, Any] | Callable[[], dict[str, Any]]]],
+        synced: bool = False,
+    ) -> list[tuple[str | None, dict[str, Any]] | OSError]:
+        """Several updates in one transaction (group commit), applied in order. The changes
+        of an update may be a function that the database thread calls first (a commit
+        writes a small blob there: one thread hop for blob and row); one that raises
+        OSError fails that update alone. `synced`: the transaction is durable when this
+        returns (its log is synced at commit). Returns, per update, the blob its row named
+        just before (as the database says: another host may have committed meanwhile)
+        and the changes made, or the error (transactions.update_many)."""
+        results = await self._writing(
+            [entry for entry, _ in batch],
+            transactions.update_many,
+            [(entry.inode, changes) for entry, changes in batch],
+            synced,
+        )
+        for (entry, _), result in zip(batch, results, strict=True):
+            if not isinstance(result, OSError):
+                self._changed(entry, result[1])
+        return results
+
+    async def delete(self, entry: Entry, now_ns: int) -> None:
+        """Remove an entry (a directory: see `delete_directory`)."""
+        statements = [transactions.touch(entry.parent, now_ns)]
+        if entry.inode not in self._unwritten:
+            statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
+        counts = {entry.parent: -1} if entry.is_dir else {}
+        statements += transactions.count_subdirs(counts)
+        await self._run(transactions.write, statements)
+        self._deleted(entry, counts, now_ns)
+
+    async def delete_directory(self, entry: Entry, now_ns: int) -> bool:
+        """Remove a directory if it holds nothing; returns whether it did. Whatever else
+        changes the namespace meanwhile (the kernel serializes only its own requests, and
+        S3's come too), nothing lands in it: new names in it are refused from the check
+        on, and the check and the removal are one transaction."""
+        counts = {entry.parent: -1}
+        statements = [
+            ("DELETE FROM entries WHERE inode = ?", (entry.inode,)),
+            transactions.touch(entry.parent, now_ns),
+            *transactions.count_subdirs(counts),
+        ]
+        try:
+            await self._write_if_empty(entry.inode, statements, [])
+        except transactions.NotEmpty:
+            return False
+        self._deleted(entry, counts, now_ns)
+        return True
+
+    async def _write_if_empty(
+        self, directory: int, statements: list[tuple[str, tuple]], new: list[Entry | None]
+    ) -> None:
+        """Run `statements` (after the rows of `new`) if `directory` holds nothing, else
+        raise NotEmpty; from the check on, no new name lands in it."""
+        self._removing.add(directory)
+        try:
+            await self._write_all()  # names made in it before the check are in its rows
+            await self._writing(new, transactions.write_if_empty, statements, directory)
+        except MissingParent:  # another host made a name in it meanwhile
+            raise transactions.NotEmpty(directory) from None
+        finally:
+            self._removing.discard(directory)
+
+    def _deleted(self, entry: Entry, counts: dict[int, int], now_ns: int) -> None:
+        self._counted_subdirs(counts)
+        self._forget(entry.inode)
+        self._touched(entry.parent, now_ns)
+
+    def _refuse_if_removing(self, directory: int) -> None:
+        if directory in self._removing:
+            raise FileNotFoundError(errno.ENOENT, "the directory is being removed")
+
+    async def move(
+        self,
+        entry: Entry,
+        new_parent: int,
+        new_name: str,
+        now_ns: int,
+        replaced: Entry | None,
+    ) -> None:
+        """Rename atomically, replacing `replaced` (already at the destination) if given.
+        To replace, the entry's blob must be durable already (a crash must not trade the
+        replaced object for one whose content was lost): its unsynced mark goes."""
+        self._refuse_if_removing(new_parent)
+        statements: list[tuple[str, tuple]] = []
+        if replaced is not None:
+            statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
+        durable = ", unsynced = 0" if replaced is not None else ""
+        statements.append(
+            (
+                f"UPDATE entries SET parent = ?, name = ?, ctime_ns = ?{durable} WHERE inode = ?",
+                (new_parent, new_name, now_ns, entry.inode),
+            )
+        )
+        statements += [
+            transactions.touch(entry.parent, now_ns),
+            transactions.touch(new_parent, now_ns),
+        ]
+        counts = {entry.parent: 0, new_parent: 0}
+        if entry.is_dir:
+            counts[entry.parent] -= 1
+            counts[new_parent] += 1
+        if replaced is not None and replaced.is_dir:
+            counts[new_parent] -= 1
+        statements += transactions.count_subdirs(counts)
+        if replaced is not None and replaced.is_dir:
+            try:
+                await self._write_if_empty(replaced.inode, statements, [entry])
+            except transactions.NotEmpty:
+                raise OSError(errno.ENOTEMPTY, f"{replaced.name} is not empty") from None
+        else:
+            try:
+                await self._write(statements, [entry, replaced])
+            except MissingParent:
+                raise FileNotFoundError(errno.ENOENT, "the directory was removed") from None
+        if entry.is_dir:
+            self.directory_moves += 1
+        self._counted_subdirs(counts)
+        if replaced is not None:
+            self._forget(replaced.inode)
+        self._touched(entry.parent, now_ns)
+        self._touched(new_parent, now_ns)
+        old_parent, old_name = entry.parent, entry.name
+        changes: dict[str, Any] = {"parent": new_parent, "name": new_name, "ctime_ns": now_ns}
+        if replaced is not None:
+            changes["unsynced"] = 0
+        self._changed(entry, changes)
+        self._cache.renamed(entry, old_parent, old_name)
+
+    def _counted_subdirs(self, counts: dict[int, int]) -> None:
+        """The cache's side of `transactions.count_subdirs`, once its transaction is committed."""
+        for directory, change in counts.items():
+            cached = self._cache.get(directory)
+            if cached is not None:
+                cached.subdirs += change
+                self._cache.changed(directory)
+
+    def _touched(self, inode: int, now_ns: int) -> None:
+        directory = self._cache.get(inode)
+        if directory is not None:
+            directory.mtime_ns = directory.ctime_ns = now_ns
+            self._cache.changed(inode)
+
+
+# -- statements built on the loop -----------------------------------------------------
+
+
+def _insert_statements(
+    entry: Entry, touch: bool = True, replace: bool = False
+) -> list[tuple[str, tuple]]:
+    """The statements that write a new entry's row. `replace`: a new object's row, written
+    with its first commit, replaces an object of the same name that another host made
+    meanwhile (the last close wins; that object's blob is left to gc)."""
+    row = {name: getattr(entry, name) for name in _COLUMNS.replace(" ", "").split(",")}
+    key = None
+    if entry.object_id is not None:
+        key = row["object_id"] = schema.blob_key(entry.object_id)
+    values = tuple(row.values())
+    statements = []
+    if replace and entry.kind == "object":
+        statements.append(
+            (
+                "DELETE FROM entries WHERE parent = ? AND name = ? AND kind = 'object'",
+                (entry.parent, entry.name),
+            )
+        )
+    statements.append(
+        (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
+    )
+    if touch:
+        statements.append(transactions.touch(entry.parent, entry.ctime_ns))
+    if key is not None and entry.checksums is not None:
+        statements.append(transactions.record_checksums(key, entry.checksums))
+    return statements

@@ -1,0 +1,303 @@
+"""The metadata store's transactions: the functions that run in its database thread.
+
+`MetadataStore` (metadata.py) sends each of them through one round trip of its database
+(SQLite or PostgreSQL); every change runs inside one transaction. `conn` is a DB-API
+connection carrying its dialect (metadata_backend.py) for what the two say differently.
+The schemas live in schema.py and schema_postgres.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from fsobj.metadata import schema
+
+# A DB-API connection with a `dialect`: sqlite3's (metadata_sqlite.SqliteConnection) or
+# psycopg's behind metadata_postgres.PostgresConnection.
+Connection = Any
+
+
+def select(conn: Connection, sql: str, params: Iterable[Any]) -> list[tuple]:
+    return conn.execute(sql, tuple(params)).fetchall()
+
+
+@contextlib.contextmanager
+def transaction(conn: Connection) -> Iterator[None]:
+    """All statements inside commit together or not at all (the connection autocommits)."""
+    conn.execute(conn.dialect.begin)
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def write(conn: Connection, statements: list[tuple[str, tuple]]) -> None:
+    with transaction(conn):
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+
+def write_after(
+    conn: Connection, inserts: list[tuple[str, tuple]], statements: list[tuple[str, tuple]]
+) -> None:
+    write(conn, inserts + statements)
+
+
+def update_many(
+    conn: Connection,
+    inserts: list[tuple[str, tuple]],
+    updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
+    synced: bool = False,
+) -> list[tuple[str | None, dict[str, Any]] | OSError]:
+    """Apply each update to its row, in one transaction (after `inserts`); returns per
+    update the blob its row named before and the changes made, or why it failed alone:
+    its function raised OSError, its row is gone (ESTALE: removed by another host), or
+    the new blob's upload pin is lost (EIO: see Dialect.release_pin)."""
+    prepared: list[tuple[int, dict[str, Any] | OSError]] = []
+    for inode, changes in updates:
+        if callable(changes):
+            try:
+                changes = changes()
+            except OSError as error:
+                prepared.append((inode, error))
+                continue
+        prepared.append((inode, changes))
+    results: list[tuple[str | None, dict[str, Any]] | OSError] = []
+
+    def run() -> None:
+        results.clear()
+        with transaction(conn):
+            for sql, params in inserts:
+                conn.execute(sql, params)
+            for inode, changes in prepared:
+                done = changes if isinstance(changes, OSError) else _update(conn, inode, changes)
+                results.append(done)
+
+    if synced:
+        conn.dialect.write_synced(conn, run)
+    else:
+        run()
+    return results
+
+
+def _update(
+    conn: Connection, inode: int, changes: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]] | OSError:
+    found = conn.execute(
+        f"SELECT object_id FROM entries WHERE inode = ?{conn.dialect.lock_rows}", (inode,)
+    ).fetchone()
+    if found is None:
+        return OSError(errno.ESTALE, "the object was removed meanwhile (by another host)")
+    changes = dict(changes)
+    # A copy names its source's blob: it must still be named then, or it may be gone.
+    shares = changes.pop("shares_blob", False)
+    row = dict(changes)
+    checksums = row.pop("checksums", None)
+    metadata = row.pop("user_metadata", None)  # all of it, replaced with the content
+    statements: list[tuple[str, tuple]] = []
+    if metadata is not None:
+        statements.append(("DELETE FROM user_metadata WHERE inode = ?", (inode,)))
+        statements += [
+            ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (inode, k, v))
+            for k, v in metadata.items()
+        ]
+    if row.get("object_id") is not None:
+        key = row["object_id"] = schema.blob_key(row["object_id"])
+        if shares:
+            named = conn.execute(
+                "SELECT 1 FROM entries WHERE object_id = ? AND inode != ? LIMIT 1"
+                f"{conn.dialect.lock_rows}",
+                (key, inode),
+            ).fetchone()
+            if named is None:
+                return OSError(errno.ENOENT, "the source was replaced meanwhile")
+        elif not conn.dialect.release_pin(conn, key):
+            return OSError(errno.EIO, "this host's session expired during the upload")
+        if checksums is not None:
+            statements.append(record_checksums(row["object_id"], checksums))
+    columns = ", ".join(f"{name} = ?" for name in row)
+    statements.append((f"UPDATE entries SET {columns} WHERE inode = ?", (*row.values(), inode)))
+    for sql, params in statements:
+        conn.execute(sql, params)
+    previous = found[0]
+    return (None if previous is None else schema.blob_name(previous)), changes
+
+
+def record_checksums(key: bytes, checksums: bytes) -> tuple[str, tuple]:
+    """The statement that records a blob's checksums (key: its id as stored)."""
+    return (
+        "INSERT INTO blob_checksums (object_id, checksums) VALUES (?, ?)"
+        " ON CONFLICT (object_id) DO UPDATE SET checksums = excluded.checksums",
+        (key, checksums),
+    )
+
+
+def unnamed_blobs(conn: Connection, object_ids: list[str]) -> list[str]:
+    """Those of `object_ids` that no entry names and no live session pins (a blob being
+    uploaded on another host): a set difference inside the database, so a collector's
+    memory holds one batch of ids, never the store's."""
+    names, odd = {}, []
+    for object_id in object_ids:
+        try:
+            names[schema.blob_key(object_id)] = object_id  # as named on disk
+        except ValueError:
+            odd.append(object_id)  # not a blob's name: nothing can name it
+    binary = conn.dialect.binary
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS listed_blobs (id {binary} PRIMARY KEY)")
+    with transaction(conn):
+        conn.execute("DELETE FROM listed_blobs")
+        conn.executemany(
+            "INSERT INTO listed_blobs (id) VALUES (?) ON CONFLICT DO NOTHING",
+            [(key,) for key in names],
+        )
+        rows = conn.execute(
+            "SELECT id FROM listed_blobs"
+            " WHERE NOT EXISTS (SELECT 1 FROM entries WHERE object_id = listed_blobs.id)"
+            f" AND NOT {conn.dialect.pinned('listed_blobs.id')}"
+        ).fetchall()
+        conn.execute("DELETE FROM listed_blobs")
+    return odd + [names[bytes(key)] for (key,) in rows]
+
+
+def make_durable(conn: Connection, synced_through: int | None) -> None:
+    if synced_through is not None:
+        write(conn, [("UPDATE group_sync SET synced_through = ?", (synced_through,))])
+    conn.dialect.make_durable(conn)
+
+
+def remove_pending(conn: Connection) -> list[tuple[int, str]]:
+    with transaction(conn):
+        rows = conn.execute(
+            "SELECT inode, name FROM entries WHERE kind = 'object' AND object_id IS NULL"
+        ).fetchall()
+        conn.executemany("DELETE FROM entries WHERE inode = ?", [(inode,) for inode, _ in rows])
+    return rows
+
+
+NEVER_COMMITTED = "object never committed (its writer died before close)"
+
+# What must hold in a healthy store, as queries that return the rows breaking each rule.
+INVARIANTS = {
+    "entry whose parent is missing": "SELECT e.inode, e.name FROM entries e"
+    " LEFT JOIN entries p ON p.inode = e.parent WHERE e.inode != 1 AND p.inode IS NULL",
+    "entry whose parent is not a directory": "SELECT e.inode, e.name FROM entries e"
+    " JOIN entries p ON p.inode = e.parent WHERE p.kind NOT IN ('root', 'bucket', 'dir')",
+    "bucket outside the top level, or top-level entry that is no bucket": "SELECT inode, name"
+    " FROM entries WHERE inode != 1 AND (kind = 'bucket') != (parent = 1)",
+    "bucket without its bucket record": "SELECT e.inode, e.name FROM entries e"
+    " LEFT JOIN buckets b USING (inode) WHERE e.kind = 'bucket' AND b.inode IS NULL",
+    NEVER_COMMITTED: "SELECT inode, name FROM entries WHERE kind = 'object' AND object_id IS NULL",
+    "symlink without a target": "SELECT inode, name FROM entries"
+    " WHERE kind = 'symlink' AND target IS NULL",
+    "directory whose count of subdirectories is wrong": "SELECT d.inode, d.name FROM entries d"
+    " WHERE d.kind IN ('root', 'bucket', 'dir') AND d.subdirs != (SELECT count(*) FROM entries c"
+    " WHERE c.parent = d.inode AND c.kind IN ('bucket', 'dir') AND c.inode != 1)",
+    # Entries may share a blob (a copy over S3 names its source's): a blob is removed only
+    # when no entry names it, so sharing is no problem.
+}
+
+
+def check(conn: Connection) -> list[str]:
+    problems = conn.dialect.check(conn)
+    for rule, query in INVARIANTS.items():
+        problems += [f"{rule}: inode {inode} ({name})" for inode, name in conn.execute(query)]
+    return problems
+
+
+class NotEmpty(Exception):
+    """The directory that `write_if_empty` guards holds something: nothing was written."""
+
+
+def write_if_empty(
+    conn: Connection,
+    inserts: list[tuple[str, tuple]],
+    statements: list[tuple[str, tuple]],
+    directory: int,
+) -> None:
+    """`write_after`, in a transaction that first checks that no row names `directory`
+    as its parent (NotEmpty otherwise, and nothing is written)."""
+    with transaction(conn):
+        for sql, params in inserts:
+            conn.execute(sql, params)
+        if conn.execute("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (directory,)).fetchone():
+            raise NotEmpty(directory)
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+
+def pin_blobs(conn: Connection, object_ids: list[str]) -> int:
+    """Pin the blobs about to be written under these ids by this connection's session;
+    returns the session."""
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO pins (object_id, session) VALUES (?, ?)",
+            [(schema.blob_key(object_id), conn.session) for object_id in object_ids],
+        )
+    return conn.session
+
+
+def settle_setting(conn: Connection, name: str, value: str) -> str:
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, value),
+        )
+        return conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()[0]
+
+
+def delete_access_key(conn: Connection, key_id: str) -> bool:
+    with transaction(conn):
+        return conn.execute("DELETE FROM access_keys WHERE key_id = ?", (key_id,)).rowcount > 0
+
+
+def select_acl(conn: Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
+    found = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
+    if found is None:  # removed by another host
+        raise FileNotFoundError(errno.ENOENT, "the bucket was removed")
+    (owner,) = found
+    grants = conn.execute(
+        "SELECT grantee, permission FROM grants WHERE bucket = ? ORDER BY grantee, permission",
+        (bucket,),
+    ).fetchall()
+    return owner, grants
+
+
+def setup(conn: Connection) -> tuple[int, int, int, int]:
+    """Prepare the connection and the schema (Dialect.prepare); returns the first range
+    of inode numbers to hand out [first, end), the last durable generation of the group
+    sync and the highest one recorded."""
+    first, end = conn.dialect.prepare(conn)
+    synced_through, recorded = conn.execute(
+        "SELECT (SELECT synced_through FROM group_sync),"
+        " (SELECT coalesce(max(unsynced), 0) FROM entries WHERE unsynced != 0)"
+    ).fetchall()[0]
+    return first, end, synced_through, recorded
+
+
+def inodes(conn: Connection) -> tuple[int, int]:
+    return conn.dialect.inodes(conn)
+
+
+# -- statements built on the loop, run by `write` -------------------------------------
+
+
+def touch(directory: int, now_ns: int) -> tuple[str, tuple]:
+    """The statement that records a change of a directory's entries in its times."""
+    return (
+        "UPDATE entries SET mtime_ns = ?, ctime_ns = ? WHERE inode = ?",
+        (now_ns, now_ns, directory),
+    )
+
+
+def count_subdirs(counts: dict[int, int]) -> list[tuple[str, tuple]]:
+    """The statements that count directories made, removed or moved in each directory."""
+    return [
+        ("UPDATE entries SET subdirs = subdirs + ? WHERE inode = ?", (change, directory))
+        for directory, change in counts.items()
+        if change
+    ]

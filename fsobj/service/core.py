@@ -1,0 +1,280 @@
+"""The object service's core: the state every front end shares, and the steps that resolve
+a request (inode to entry, entry to bucket, the caller's access to it) and change the
+namespace (buckets, names, grants). The front ends hold it: the FUSE handlers and, through
+`ObjectService`, the S3 front end. It knows neither: what a front end must hear of a change
+made by another (the kernel's caches) it learns as a `Watcher`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import math
+import os
+import time
+from typing import Any, NoReturn, Protocol
+
+import trio
+
+from fsobj.datastore.store import DataStore
+from fsobj.iam import posix_acl
+from fsobj.iam.policy import Acl, Grant, Identity, Permission, Policy
+from fsobj.metadata.store import Entry, MetadataStore
+from fsobj.refusals import Refused, Where
+from fsobj.service import gc, names
+from fsobj.service.handles import OpenObjects
+from fsobj.service.uploads import ABANDONED_UPLOAD, Uploads
+
+log = logging.getLogger("fsobj.service")
+
+PLACES = 50_000  # directories whose bucket and key prefix are remembered
+
+
+class Watcher(Protocol):
+    """A front end that keeps copies of what the core holds (the kernel's caches, for
+    FUSE), told of each change that another front end or a commit made behind its back."""
+
+    async def name_changed(self, parent: int, name: str) -> None:
+        """A name in directory `parent` was made or removed."""
+
+    def attributes_changed(self, inode: int) -> None:
+        """An inode's attributes or ACL changed (a commit, a bucket's grants)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Access:
+    """What one caller may do on the bucket that holds an entry (bucket None: top level)."""
+
+    who: Identity
+    bucket: Entry | None
+    acl: Acl | None
+    rights: frozenset[Permission]
+
+
+class Service:
+    def __init__(self, meta: MetadataStore, data: DataStore, iam: Policy):
+        # What an inode that is gone answers. On a shared store another host removed or
+        # replaced it: ESTALE makes the kernel look the path up again and retry (NFS's way).
+        self.vanished = errno.ESTALE if meta.shared else errno.ENOENT
+        self.meta = meta
+        self.data = data
+        self.iam = iam
+        self.objects = OpenObjects(meta, data)
+        self.watchers: list[Watcher] = []  # the FUSE front end's kernel caches, when mounted
+        self.objects.committed = self.attributes_changed
+        self.abandoned_upload = ABANDONED_UPLOAD  # seconds: then gc removes an upload
+        # Each directory's bucket and key prefix length, as of a count of directory moves.
+        self._places: dict[int, tuple[int, int, int, float]] = {}
+
+    # -- resolving requests -------------------------------------------------------------
+
+    async def entry(self, inode: int) -> Entry:
+        """The entry of an inode that exists (ENOENT, or ESTALE on a shared store, if not)."""
+        entry = await self.meta.get(inode) or self.objects.orphan(inode)
+        if entry is None:
+            raise Refused(self.vanished, None, f"inode {inode} no longer exists")
+        return entry
+
+    async def children(self, directory: int, after: int, limit: int) -> list[Entry]:
+        """A page of a directory: up to `limit` entries with inodes above `after`."""
+        return await self.meta.children(directory, after, limit)
+
+    async def path_of(self, entry: Entry) -> str:
+        parts = []
+        while entry.kind != "root":
+            parts.append(entry.name)
+            parent = await self.meta.get(entry.parent)
+            if parent is None:  # unlinked
+                break
+            entry = parent
+        return "/" + "/".join(reversed(parts))
+
+    async def describe(self, entry: Entry, name: bytes | None) -> str:
+        """The path of `entry`, or of `name` inside it, for log lines."""
+        path = await self.path_of(entry)
+        if name is None:
+            return path
+        return path.rstrip("/") + "/" + name.decode("utf-8", "backslashreplace")
+
+    async def bucket_of(self, entry: Entry) -> Entry | None:
+        directory = entry if entry.is_dir else await self.meta.get(entry.parent)
+        if directory is None:  # unlinked
+            return None
+        bucket, _ = await self._place(directory)
+        return await self.meta.get(bucket) if bucket else None
+
+    async def key_bytes(self, directory: Entry) -> int:
+        """Bytes of the key prefix that `directory` stands for, with its trailing slash."""
+        return (await self._place(directory))[1]
+
+    async def _place(self, directory: Entry) -> tuple[int, int]:
+        """(bucket inode or 0, key prefix bytes) of a directory: derived from its parents
+        once, then remembered until a directory moves (which may change both for every
+        directory below it), so that a request does not walk up the tree."""
+        if directory.kind in ("bucket", "root"):
+            return (directory.inode if directory.kind == "bucket" else 0), 0
+        moves = self.meta.directory_moves
+        now = time.monotonic()
+        known = self._places.get(directory.inode)
+        # On a shared store, other hosts move directories too: derived again once old.
+        if known is not None and known[0] == moves and now < known[3]:
+            return known[1], known[2]
+        bucket, prefix = await self._place(await self.entry(directory.parent))
+        prefix += len(directory.name.encode()) + 1
+        if len(self._places) >= PLACES:
+            self._places.clear()  # forgetting only means deriving again
+        until = now + self.meta.fresh_seconds if self.meta.shared else math.inf
+        self._places[directory.inode] = (moves, bucket, prefix, until)
+        return bucket, prefix
+
+    async def access(self, ctx: Any, entry: Entry) -> Access:
+        who = self.iam.identify(ctx)
+        bucket = await self.bucket_of(entry)
+        acl = await self.meta.acl(bucket.inode) if bucket is not None else None
+        return Access(who, bucket, acl, self.iam.rights(who, acl))
+
+    async def require(
+        self, ctx: Any, entry: Entry, *needed: Permission, name: bytes | None = None
+    ) -> Access:
+        """The caller's access to the bucket of `entry`, if it holds any of `needed`;
+        otherwise EACCES and one audit line."""
+        access = await self.access(ctx, entry)
+        if not access.rights.intersection(needed):
+            missing = " or ".join(p.value for p in needed)
+            self.deny(access.who, access.bucket, (entry, name), missing)
+        return access
+
+    @staticmethod
+    def deny(
+        who: Identity, bucket: Entry | str | None, where: Where | None, missing: str
+    ) -> NoReturn:
+        """EACCES, with the audit line's reason in the one format both front ends log: who
+        lacked what, on which bucket (an entry or its name)."""
+        name = bucket if isinstance(bucket, str) else bucket.name if bucket else "-"
+        raise Refused(
+            errno.EACCES,
+            where,
+            f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {name}",
+        )
+
+    async def new_name(self, parent: Entry, raw: bytes, what: str) -> str:
+        """Validate a name about to be created under `parent`; returns it as text. At the
+        top level it is a bucket's, which S3's naming rules decide."""
+        where = (parent, raw)
+        try:
+            name = names.decode_component(raw)
+            if parent.kind == "root":
+                if what != "dir":
+                    raise Refused(
+                        errno.EPERM, None, "the top level holds only buckets (mkdir creates one)"
+                    )
+                names.check_bucket_name(name)
+            else:
+                names.check_key_length(await self.key_bytes(parent) + len(raw))
+        except Refused as refusal:
+            if parent.kind == "root":
+                refusal.subject = "bucket-name"
+            raise refusal.at(where) from None
+        if await self.meta.lookup(parent.inode, name) is not None:
+            raise Refused(errno.EEXIST, where, "exists already")
+        return name
+
+    async def bucket_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:
+        """The POSIX ACL of a bucket's directory: its grants, for the kernel to check."""
+        return self.posix_acl_of(bucket, await self.meta.acl(bucket.inode))
+
+    def posix_acl_of(self, bucket: Entry, acl: Acl) -> tuple[posix_acl.AclEntry, ...]:
+        return posix_acl.from_grants(acl, bucket.gid, self.iam.admins)
+
+    def entry_for_caller(self, parent: Entry, name: str, kind: str, mode: int, ctx: Any) -> Entry:
+        if kind != "symlink":  # a symlink's mode is always 0777
+            mode = self.masked(mode, ctx)
+        return self.new_entry(parent, name, kind, mode, ctx.uid, ctx.gid)
+
+    @staticmethod
+    def masked(mode: int, ctx: Any) -> int:
+        """The mode a new entry gets: what was asked, less the caller's umask."""
+        return mode & 0o7777 & ~ctx.umask
+
+    @staticmethod
+    def new_entry(parent: Entry, name: str, kind: str, mode: int, uid: int, gid: int) -> Entry:
+        now = time.time_ns()
+        return Entry(0, parent.inode, name, kind, mode, uid, gid, now, now, now)
+
+    async def create_bucket(self, root: Entry, name: str, uid: int, gid: int) -> Entry:
+        """A new bucket owned by `uid`, private whatever mode was asked (its mode bits are
+        its grants'); the name is checked already."""
+        entry = self.new_entry(root, name, "bucket", 0o700, uid, gid)
+        await self.meta.insert(entry, bucket_owner=uid)
+        log.info("created bucket %s for uid %d", name, uid)
+        return entry
+
+    async def delete_bucket(self, who: Identity, bucket: Entry, acl: Acl) -> None:
+        """Remove an empty bucket: its owner or an administrator (the top level is sticky)."""
+        where = (bucket, None)
+        if who.uid != acl.owner and not self.iam.is_admin(who):
+            self.deny(who, bucket, where, "ownership (only the owner deletes a bucket)")
+        if not await self.remove(bucket):
+            raise Refused(errno.ENOTEMPTY, where, "bucket is not empty", "bucket")
+        log.info("removed bucket %s", bucket.name)
+
+    async def new_object(self, parent: Entry, name: str, mode: int, uid: int, gid: int) -> Entry:
+        """A new object named `name` (checked already) in `parent`, without content yet:
+        in the cache alone until its first commit writes its row."""
+        entry = self.new_entry(parent, name, "object", mode, uid, gid)
+        await self.meta.insert(entry, deferred=True)
+        return entry
+
+    async def remove(self, entry: Entry) -> bool:
+        """Remove an object, or a directory if it is empty (returns whether it was): its
+        name goes at once; an object's blob once that is durable and no open file reads
+        it."""
+        if entry.is_dir:
+            return await self.meta.delete_directory(entry, time.time_ns())
+        await self.meta.delete(entry, time.time_ns())
+        self.objects.unlinked(entry)
+        return True
+
+    async def name_changed(self, parent: Entry, name: str) -> None:
+        """A name in `parent` was made or removed by a front end that is not the kernel
+        (S3): the watchers drop what they hold of it, before the request is answered."""
+        for watcher in self.watchers:
+            await watcher.name_changed(parent.inode, name)
+
+    def attributes_changed(self, inode: int) -> None:
+        """Something a watcher may hold of an inode changed behind its back (a commit: size
+        and times; a bucket's grants: its mode and ACL): it must ask again."""
+        for watcher in self.watchers:
+            watcher.attributes_changed(inode)
+
+    async def set_bucket_acl(self, bucket: Entry, entries: tuple[posix_acl.AclEntry, ...]) -> None:
+        """Give a bucket's directory a POSIX ACL (setfacl, chmod): its grants change."""
+        acl = await self.meta.acl(bucket.inode)
+        grants = posix_acl.to_grants(entries, acl, bucket.gid, self.iam.admins)
+        await self.set_grants(bucket, grants)
+
+    async def set_grants(self, bucket: Entry, grants: tuple[Grant, ...]) -> None:
+        """Replace a bucket's grants; the kernel drops what it holds of the bucket's mode
+        and ACL, so the change acts on every user's next request."""
+        await self.meta.set_grants(bucket.inode, grants)
+        self.attributes_changed(bucket.inode)
+
+    def stats(self) -> dict[str, int]:
+        """What the daemon holds in memory, for `fsobj stats`."""
+        with open("/proc/self/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+        return {
+            "cached_entries": self.meta.cached_entries(),
+            "open_handles": self.objects.open_handles(),
+            "resident_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"),
+        }
+
+    async def collect_garbage(self) -> gc.Collection:
+        """Remove unnamed blobs, and multipart uploads begun longer ago than
+        `abandoned_upload` seconds."""
+        uploads = Uploads(self.data.root)
+        expired = await trio.to_thread.run_sync(uploads.expire, self.abandoned_upload)
+        if expired:
+            log.info("garbage collection: removed %d abandoned multipart uploads", expired)
+        return await gc.collect(self.meta, self.data, self.objects.busy_blobs)

@@ -1,0 +1,88 @@
+"""Durability: when commits reach the disk, and when blobs that lost their name go.
+
+Commits are atomic at once and durable at the next durability point: every 5 seconds, on
+`fsync` and at unmount (docs/durability.md). At that point the blobs that new objects'
+commits left to the page cache are synced all at once (one `syncfs`), then the metadata
+is checkpointed, and only then are the blobs it no longer names removed: removed earlier,
+a power loss could bring back metadata that still names them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from fsobj.datastore.store import DataStore
+from fsobj.metadata.store import Entry, MetadataStore
+
+log = logging.getLogger(__name__)
+
+
+class GroupSync:
+    def __init__(self, meta: MetadataStore, data: DataStore):
+        self.meta = meta
+        self.data = data
+        # Blobs the metadata no longer names, waiting for that change to be durable.
+        self._retired: list[str] = []
+        # Requests to make everything durable, and how many of them the last sync covered.
+        self._requested = 0
+        self._covered = 0
+        self._syncing = trio.Lock()
+
+    def retire(self, object_id: str) -> None:
+        """The metadata no longer names this blob (that change is committed): remove it
+        at the next durability point."""
+        self._retired.append(object_id)
+
+    def retired(self) -> set[str]:
+        return set(self._retired)
+
+    async def make_content_durable(self, entry: Entry) -> None:
+        """Sync a new object's blob now if its commit left it to the group sync."""
+        if entry.object_id is not None and not self.meta.is_synced(entry):
+            await self.data.sync_blob(entry.object_id)
+
+    async def make_all_durable(self, sync_all: bool = False) -> None:
+        """Make every commit so far durable, then remove the blobs it no longer names.
+        Blobs of commits that replaced a version are durable from their commit on;
+        `sync_all` syncs the filesystem anyway.
+
+        Callers at the same time share syncs: one runs at a time, and it covers every
+        request made before it began, so those waiting for it return without another
+        (concurrent S3 PUTs, fsyncs of many files)."""
+        self._requested += 1
+        ticket = self._requested
+        async with self._syncing:
+            if self._covered >= ticket and not sync_all:
+                return
+            covering = self._requested
+            await self._sync_now(sync_all)
+            self._covered = covering
+
+    async def _sync_now(self, sync_all: bool) -> None:
+        retired, self._retired = self._retired, []
+        try:
+            await self._make_durable(sync_all)
+        except BaseException:
+            self._retired[:0] = retired
+            raise
+        if retired:
+            try:
+                # A copy shares its source's blob: a blob goes when no entry names it.
+                await self.data.remove_blobs(await self.meta.unnamed_blobs(retired))
+            except OSError as error:
+                # What was made durable is; the blobs wait for gc, which finds them unnamed.
+                log.warning("%d replaced blobs are left to gc: %s", len(retired), error)
+
+    async def _make_durable(self, sync_all: bool) -> None:
+        through = self.meta.begin_sync()
+        if through is not None or sync_all:
+            try:
+                await self.data.sync_all()
+            except OSError as error:
+                # The marks stay, so a crash still verifies those objects; the next sync
+                # tries again.
+                log.warning("could not make the blobs of new objects durable: %s", error)
+                through = None
+        await self.meta.make_durable(through)

@@ -1,0 +1,68 @@
+"""Group commit: the metadata records of commits that arrive while a transaction is in
+flight are written together by the next one, in arrival order (one round trip and one
+database transaction for many closes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from fsobj.metadata.entries import Entry
+from fsobj.metadata.store import MetadataStore
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Record:
+    """A commit's metadata update waiting for its group's transaction."""
+
+    entry: Entry
+    # What changes, or (until the transaction) the function that writes the blob and says.
+    changes: dict[str, Any] | Callable[[], dict[str, Any]]
+    synced: bool = False  # its transaction must be durable when it returns
+    done: bool = False
+    previous: str | None = None
+    error: Exception | None = None
+
+
+class GroupCommit:
+    def __init__(self, meta: MetadataStore):
+        self.meta = meta
+        self._lock = trio.Lock()
+        self._waiting: list[_Record] = []
+
+    async def record(
+        self,
+        entry: Entry,
+        changes: dict[str, Any] | Callable[[], dict[str, Any]],
+        synced: bool = False,
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Apply `changes` to `entry`'s row with whatever else waits (MetadataStore.
+        update_many); returns the blob the row named before and the changes made. A
+        `synced` record makes its group's transaction durable by itself."""
+        record = _Record(entry, changes, synced)
+        self._waiting.append(record)
+        async with self._lock:
+            if not record.done:
+                batch, self._waiting = self._waiting, []
+                try:
+                    results = await self.meta.update_many(
+                        [(r.entry, r.changes) for r in batch], any(r.synced for r in batch)
+                    )
+                except Exception as error:
+                    for r in batch:
+                        r.done, r.error = True, error
+                else:
+                    for r, result in zip(batch, results, strict=True):
+                        r.done = True
+                        if isinstance(result, OSError):
+                            r.error = result
+                        else:
+                            r.previous, r.changes = result
+        if record.error is not None:
+            raise OSError(getattr(record.error, "errno", None) or errno.EIO, str(record.error))
+        assert isinstance(record.changes, dict)
+        return record.previous, record.changes

@@ -1,0 +1,567 @@
+"""Open objects: what each open file handle reads from, what it stages, and how it commits.
+
+A handle pins the blob that was current when it was opened (by holding a descriptor on
+it), so a reader keeps reading that version while writers commit new ones; readers are
+opened with direct I/O (operations.py), so each read is served from the handle's own
+version. A blob that no metadata points at any more is unlinked at once, and the kernel
+frees it when the last descriptor closes. Writers that update an object in place (opened
+without O_TRUNC) share a working copy, as on a local disk: the first one still open holds
+it, the others follow it (`working`); a writer that replaces the object works alone. A
+working copy copies the pinned blob into staging on its first change (copy-on-write), and
+a flush, fsync or release of any of its writers commits staging as a new blob.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import functools
+import itertools
+import logging
+import mimetypes
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import trio
+
+from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size, wrong_size
+from fsobj.metadata.store import Entry, MetadataStore
+from fsobj.refusals import Refused
+from fsobj.service.durability import GroupSync
+from fsobj.service.group_commit import GroupCommit
+from fsobj.service.versions import Ahead, Version, VersionReader
+from fsobj.service.working_copy import Gate
+
+log = logging.getLogger(__name__)
+
+# Writes up to this size go to staged content without a thread hop: a small buffered
+# pwrite does not block the loop for long, and the hop costs more than it.
+INLINE_WRITE = 64 * 1024
+# Staged content is kept in memory up to this size per handle, and this much in all;
+# past that it moves to a staging file.
+MEMORY_STAGING = 1 << 20
+MEMORY_STAGING_TOTAL = 64 << 20
+# A new object's blob up to this size is written by the metadata store's thread, with its row.
+SMALL_BLOB = 64 * 1024
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Handle:
+    fh: int
+    entry: Entry
+    writable: bool
+    # Opened for writing without O_TRUNC: it updates the object in place, sharing a
+    # working copy with the other writers that do (see OpenObjects.open).
+    in_place: bool = False
+    # The version this handle reads until it writes (the entry moves on with commits).
+    blob_fd: int | None = None
+    version: Version | None = None
+    # The process that opened the handle, and the writer of that same process whose
+    # uncommitted content this reader sees (a process reads its own writes).
+    process: int = 0
+    uid: int = 0  # who opened it: a write by anyone but root clears set-ID bits
+    follows: Handle | None = None
+    staging: Staging | None = None
+    dirty: bool = False
+    # User metadata that the commit sets, all of it (an S3 PUT's), or None to keep it.
+    metadata: dict[str, bytes] | None = None
+    # The errno of a write or truncate that failed: what is staged is then not what the
+    # writer meant, so it is never committed (the previous version stays).
+    failed: int | None = None
+    # When this handle last changed the content; None once an explicit utime overrides it.
+    modified_ns: int | None = None
+    # Where the last read of the committed version ended, and the next ranges being read
+    # ahead, in order.
+    read_end: int = 0
+    ahead: list[Ahead] = dataclasses.field(default_factory=list)
+    # Changes to the staged content run concurrently (the kernel writes pages back in
+    # parallel, and writers share a working copy); a commit waits until none is running
+    # and holds new changes and reads back until it is done (`Gate`).
+    gate: Gate = dataclasses.field(default_factory=lambda: Gate())
+
+
+def guess_content_type(name: str) -> str:
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+class OpenObjects:
+    """Every open object handle, and what concurrent handles of one object share."""
+
+    def __init__(self, meta: MetadataStore, data: DataStore):
+        self.meta = meta
+        self.data = data
+        self._handles: dict[int, Handle] = {}
+        self._by_inode: dict[int, set[Handle]] = {}
+        # The handle that last changed an object's staged content: its size is what the
+        # kernel must see while it writes (O_APPEND and st_size depend on it).
+        self._last_writer: dict[int, Handle] = {}
+        # Unlinked objects that are still open: their entry outlives the name.
+        self._orphans: dict[int, Entry] = {}
+        self._fhs = itertools.count(1)
+        self.group = GroupCommit(meta)
+        # Blobs being committed: on disk, not yet named by the metadata.
+        self.committing: set[str] = set()
+        self.durability = GroupSync(meta, data)
+        # Called with an object's inode after each commit (the kernel may cache its
+        # attributes, which the commit changed: see Operations).
+        self.committed: Callable[[int], None] = lambda inode: None
+        self.reader = VersionReader(data)
+
+    def get(self, fh: int) -> Handle:
+        return self._handles[fh]
+
+    def open_handles(self) -> int:
+        return len(self._handles)
+
+    def orphan(self, inode: int) -> Entry | None:
+        return self._orphans.get(inode)
+
+    def is_open(self, inode: int) -> bool:
+        return bool(self._by_inode.get(inode))
+
+    def staged(self, entry: Entry) -> tuple[int, int]:
+        """The object's size and mtime as its writer sees them, as on a local disk:
+        staged content wins over committed."""
+        writer = self._last_writer.get(entry.inode)
+        if writer is not None and writer.dirty and writer.staging is not None:
+            return writer.staging.size, writer.modified_ns or entry.mtime_ns
+        return entry.size, entry.mtime_ns
+
+    # -- open and close -----------------------------------------------------------------
+
+    async def open(
+        self,
+        entry: Entry,
+        writable: bool,
+        truncate: bool,
+        process: int = 0,
+        uid: int = 0,
+        in_place: bool | None = None,
+        staged: Staging | None = None,
+    ) -> Handle:
+        """A new handle. A writer works in place (sharing the working copy) unless it
+        truncates, or `in_place` says otherwise (a new object made without O_TRUNC)."""
+        if self.meta.shared:  # close-to-open: what other hosts closed last opens here
+            current = await self.meta.get(entry.inode, current=True)
+            if current is None:  # ESTALE: the kernel looks the path up again, and retries
+                raise Refused(errno.ESTALE, (entry, None), "removed by another host")
+            entry = current
+        siblings = self._by_inode.setdefault(entry.inode, set())
+        handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid)
+        handle.in_place = writable and (not truncate if in_place is None else in_place)
+        if handle.in_place:
+            # Writers that update an object in place share one working copy, as on a local
+            # disk: what one writes, the others read at once (SQLite's processes share a
+            # database this way). A writer that replaces the whole object (O_TRUNC) works
+            # alone, and its close replaces it atomically.
+            handle.follows = next((h for h in siblings if h.in_place and h.follows is None), None)
+        elif not writable:
+            # Programs like git's index-pack write a file and read it back through a second
+            # descriptor before closing the first: a process sees its own writes.
+            handle.follows = next(
+                (h for h in siblings if h.writable and h.process == process and process), None
+            )
+        self.meta.hold(entry.inode)  # the handle changes this very entry object
+        try:
+            await self._attach(handle, truncate, staged)
+        except BaseException:
+            self.meta.let_go(entry.inode)
+            raise
+        siblings.add(handle)
+        self._handles[handle.fh] = handle
+        return handle
+
+    async def _attach(self, handle: Handle, truncate: bool, staged: Staging | None) -> None:
+        """Give a new handle what it reads from: the current blob, or a staging file (one
+        that follows another reads and writes through it); a replacing writer may start
+        with content `staged` already (a whole upload)."""
+        entry = handle.entry
+        if handle.follows is not None:
+            return
+        while entry.object_id is not None and not (handle.writable and truncate):
+            version = Version.of(entry)
+            try:
+                await self.data.ensure_local(version.object_id, version.size, version.checksums)
+            except FileNotFoundError:
+                if self.meta.shared:  # another host may have replaced it: ask
+                    await self.meta.get(entry.inode, current=True)
+                if entry.object_id == version.object_id:
+                    raise self.reader.damaged(version, entry.name, "is missing") from None
+            if entry.object_id == version.object_id:  # else replaced meanwhile: the new one
+                # Opened on the loop, with no await since reading object_id: a commit that
+                # replaces the blob cannot unlink it in between.
+                handle.version = version
+                handle.blob_fd = self._open_blob(version, entry.name)
+                break
+        if handle.writable and truncate:
+            handle.staging = staged or await self.data.stage(None)
+            handle.dirty = True
+            handle.modified_ns = time.time_ns()
+            self._last_writer[entry.inode] = handle
+
+    async def _pin(self, handle: Handle, version: Version | None) -> None:
+        """Make the handle read `version` (None: an object with no content yet)."""
+        if handle.blob_fd is not None:
+            os.close(handle.blob_fd)
+        handle.version, handle.blob_fd = version, None
+        self.reader.drop_ahead(handle)
+        if version is not None:
+            await self.data.ensure_local(version.object_id, version.size, version.checksums)
+            handle.blob_fd = self.data.open_blob(version.object_id)
+
+    def _open_blob(self, version: Version, name: str) -> int:
+        """A descriptor on a version's blob, which must exist and have the right size."""
+        try:
+            fd = self.data.open_blob(version.object_id)
+        except FileNotFoundError:
+            raise self.reader.damaged(version, name, "is missing") from None
+        if problem := wrong_size(fd, version.size):
+            os.close(fd)
+            raise self.reader.damaged(version, name, problem)
+        return fd
+
+    def working(self, handle: Handle) -> Handle:
+        """The handle that holds what `handle` writes: itself, or for a writer in place,
+        the first one of the object still open (they share one working copy)."""
+        return handle.follows if handle.writable and handle.follows else handle
+
+    async def replace(
+        self, entry: Entry, staged: Staging, uid: int, metadata: dict[str, bytes] | None = None
+    ) -> None:
+        """Make content received whole (an upload) the object's new version, durably, as a
+        writer that replaces the object would on close and fsync; durably alone (see
+        `commit`): what others committed becomes durable at the next durability point.
+        `metadata` replaces the object's user metadata in the same transaction."""
+        handle = await self.open(entry, True, truncate=True, uid=uid, staged=staged)
+        handle.metadata = metadata
+        try:
+            await self.commit(handle, durable=True, alone=True)
+        finally:
+            await self.release(handle)
+
+    async def share(self, entry: Entry, source: Entry, metadata: dict[str, bytes]) -> None:
+        """Make `source`'s version `entry`'s too, durably: blobs never change, so a copy
+        shares the blob and copies no data (a blob goes when no entry names it), with
+        `metadata` as its user metadata, in one transaction."""
+        assert source.object_id is not None
+        await self.durability.make_content_durable(source)
+        now = time.time_ns()
+        changes = {
+            "object_id": source.object_id,
+            "size": source.size,
+            "etag": source.etag,
+            "checksums": source.checksums,
+            "blocks": source.blocks,
+            "content_type": entry.content_type or source.content_type,
+            "mtime_ns": now,
+            "ctime_ns": now,
+            "unsynced": 0,
+            "user_metadata": metadata,
+            "shares_blob": True,
+        }
+        previous, _ = await self.group.record(entry, changes)
+        self.committed(entry.inode)
+        self.retire(previous)
+        await self.durability.make_all_durable()
+
+    async def release(self, handle: Handle) -> None:
+        try:
+            working = self.working(handle)
+            # Changes still running (a write of another writer in place) land first.
+            async with working.gate.commit():
+                if working.dirty:
+                    await self._commit(working, durable=False)
+        finally:
+            self._close(handle)
+
+    def _close(self, handle: Handle) -> None:
+        self._discard_staging(handle)
+        self.reader.drop_ahead(handle)
+        if self._handles.pop(handle.fh, None) is not None:
+            self.meta.let_go(handle.entry.inode)
+        inode = handle.entry.inode
+        siblings = self._by_inode.get(inode, set())
+        siblings.discard(handle)
+        if self._last_writer.get(inode) is handle:
+            del self._last_writer[inode]
+        # Another writer that shares the working copy takes it over (what is left of it:
+        # release committed it), and the version the closing one pinned.
+        heir = next((h for h in siblings if h.follows is handle and h.writable), None)
+        if heir is not None:
+            heir.failed, heir.modified_ns = handle.failed, handle.modified_ns
+        for follower in siblings:
+            if follower.follows is not handle:
+                continue
+            if (
+                heir is not None
+                and follower is not heir
+                and (follower.writable or follower.process == heir.process)
+            ):
+                follower.follows = heir
+                continue
+            follower.follows = None  # from now on: the version the writer left
+            follower.version = handle.version
+            if handle.blob_fd is not None:
+                follower.blob_fd = os.dup(handle.blob_fd)
+        if handle.blob_fd is not None:
+            os.close(handle.blob_fd)
+        if not siblings:
+            self._by_inode.pop(inode, None)
+            self._orphans.pop(inode, None)
+
+    # -- reading and writing ------------------------------------------------------------
+
+    async def read(self, handle: Handle, offset: int, size: int) -> bytes:
+        source = handle.follows or handle
+        if source.gate.committing is not None:  # the content moves to its blob meanwhile
+            await source.gate.wait_for_commit()
+            return await self.read(handle, offset, size)  # whom it follows may be closed now
+        if handle.follows is not None:
+            return await self.read(handle.follows, offset, size)
+        if handle.staging is not None:
+            if handle.staging.memory is not None:
+                return handle.staging.read(offset, size)
+            return await trio.to_thread.run_sync(handle.staging.read, offset, size)
+        if handle.blob_fd is None or (handle.version is not None and offset >= handle.version.size):
+            return b""  # a blob never changes size: the read that finds the end needs no I/O
+        if handle.version is not None and handle.version.size <= INLINE_WRITE:
+            # A small object whose blob is in the page cache is read on the loop: the
+            # thread hop would cost more than the copy. Otherwise: a thread.
+            with contextlib.suppress(BlockingIOError):
+                return self.reader.read_cached(handle, offset, size)
+        return await self.reader.read(handle, offset, size)
+
+    async def _staging(self, handle: Handle, end: int) -> Staging:
+        """The handle's staged content, ready for a change that reaches byte `end`."""
+        if handle.staging is None or (
+            handle.staging.memory is not None and end > handle.staging.size and self._too_big(end)
+        ):
+            async with handle.gate.staging:  # one change makes it; the others wait for it
+                if handle.staging is None:
+                    handle.staging = await self.data.stage(handle.blob_fd)
+                staging = handle.staging
+                if staging.memory is not None and end > staging.size and self._too_big(end):
+                    await self._change(handle, False, staging.spill, self.data.staging_path())
+        handle.dirty = True
+        handle.modified_ns = time.time_ns()
+        self._last_writer[handle.entry.inode] = handle
+        return handle.staging
+
+    async def write(self, handle: Handle, offset: int, data: bytes) -> int:
+        self._check_size(self.working(handle), offset + len(data))
+        async with self._changing(handle) as working:
+            staging = await self._staging(working, offset + len(data))
+            inline = len(data) <= INLINE_WRITE
+            return await self._change(working, inline, staging.write, offset, data)
+
+    async def truncate(self, handle: Handle, size: int) -> None:
+        self._check_size(self.working(handle), size)
+        async with self._changing(handle) as working:
+            staging = await self._staging(working, size)
+            await self._change(working, staging.memory is not None, staging.truncate, size)
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, handle: Handle) -> AsyncIterator[Handle]:
+        """The working copy that `handle` changes, held open for the change. A writer
+        that waited while the one it follows committed and closed follows its heir."""
+        while True:
+            working = self.working(handle)
+            async with working.gate.change():
+                if working is handle or working.fh in self._handles:
+                    yield working
+                    return
+
+    def _check_size(self, handle: Handle, size: int) -> None:
+        """Refuse a change past the largest object; like any failed change, it spoils
+        the upload, so that close reports it and commits nothing."""
+        try:
+            check_object_size(size)
+        except Refused as refusal:
+            handle.failed = refusal.errno
+            raise
+
+    def _too_big(self, end: int) -> bool:
+        """Whether staged content growing to `end` bytes should leave memory."""
+        if end > MEMORY_STAGING:
+            return True
+        if end <= INLINE_WRITE:
+            return False
+        held = sum(h.staging.size for h in self._handles.values() if h.staging and h.staging.memory)
+        return held + end > MEMORY_STAGING_TOTAL
+
+    async def _change(self, handle: Handle, inline: bool, change: Any, *args: Any) -> Any:
+        """Apply a change to the staged content; a failure spoils the handle's upload."""
+        try:
+            if inline:
+                return change(*args)
+            return await trio.to_thread.run_sync(change, *args)
+        except OSError as error:
+            handle.failed = error.errno
+            raise
+
+    def _discard_staging(self, handle: Handle) -> None:
+        if handle.staging is not None:
+            handle.staging.close()
+            if handle.staging.path is not None:
+                handle.staging.path.unlink(missing_ok=True)
+            handle.staging = None
+        handle.dirty = False
+
+    # -- committing ---------------------------------------------------------------------
+
+    async def commit(self, handle: Handle, durable: bool, alone: bool = False) -> None:
+        """Make the handle's staged content the object's new immutable version; with
+        `durable`, everything committed so far durable (a durability point); with
+        `alone` too, only this commit: its blob is synced and its transaction synced by
+        itself (3 syncs, where a durability point takes 5)."""
+        handle = self.working(handle)
+        async with handle.gate.commit():
+            if handle.dirty or handle.failed is not None:
+                await self._commit(handle, durable, alone)
+            elif durable:  # another close committed it meanwhile
+                await self.durability.make_all_durable()
+
+    async def _commit(self, handle: Handle, durable: bool, alone: bool = False) -> None:
+        if handle.failed is not None:
+            self._discard_staging(handle)
+            raise Refused(
+                handle.failed, (handle.entry, None), "a write to it failed: nothing is committed"
+            )
+        staging = handle.staging
+        assert staging is not None
+        object_id = await self.meta.new_blob_id()
+        # A new object's blob is left to the page cache, and the next group sync makes it
+        # durable with all the others (GroupSync): a crash before that can only take the
+        # object back to not existing, which recovery checks. Any other commit replaces a
+        # version, so its blob is durable before the metadata moves on.
+        fresh = handle.entry.object_id is None and not durable and not self.data.durable_at_commit
+        # From before the blob appears until the metadata names it, the collector must not
+        # take it for garbage.
+        self.committing.add(object_id)
+        try:
+            blob: Blob | Callable[[], Blob]
+            if fresh and staging.size <= SMALL_BLOB and self.data.commits_anywhere:
+                # Written by the metadata store's thread right before its row: one thread
+                # hop for both, as each hop costs more than writing a small file.
+                blob = functools.partial(self.data.commit_now, staging, object_id, False)
+            else:
+                blob = await self.data.commit(staging, object_id, sync=not fresh)
+            # The staged content is the blob's, whatever happens to the metadata.
+            handle.staging = None
+            handle.dirty = False
+            try:
+                previous, changes = await self._record(handle, object_id, blob, fresh, alone)
+            except BaseException:
+                staging.close()
+                await self.remove_blob(object_id)  # no metadata names it: the old one stays
+                raise
+        except OSError as error:
+            # Like a failed write, a failed commit spoils the upload (a later release must
+            # not commit what close reported as lost), and the handle, with any reader of
+            # its process, is back on the committed version.
+            handle.failed = error.errno
+            self._discard_staging(handle)
+            with contextlib.suppress(OSError):  # a missing blob is reported when read
+                await self._pin(
+                    handle, Version.of(handle.entry) if handle.entry.object_id else None
+                )
+            raise
+        finally:
+            self.committing.discard(object_id)
+        # Later reads and copy-on-write through this handle start from what it committed.
+        await self._pin(handle, Version(object_id, changes["size"], changes["checksums"]))
+        self.committed(handle.entry.inode)
+        self.retire(previous)
+        if durable and not alone:
+            await self.durability.make_all_durable()
+
+    async def _record(
+        self,
+        handle: Handle,
+        object_id: str,
+        blob: Blob | Callable[[], Blob],
+        fresh: bool,
+        synced: bool = False,
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Point the object at its new blob, described by `blob` (size, etag, checksums)
+        or by what `blob` returns once it has written it; returns the blob that is no
+        longer needed and the changes made, in a group commit (group_commit.py); a
+        `synced` record makes its group's transaction durable by itself."""
+        entry = handle.entry
+        fixed: dict[str, Any] = {
+            "object_id": object_id,
+            "content_type": entry.content_type or guess_content_type(entry.name),
+            "ctime_ns": time.time_ns(),
+        }
+        if handle.metadata is not None:
+            fixed["user_metadata"] = handle.metadata
+        if handle.modified_ns is not None:
+            fixed["mtime_ns"] = handle.modified_ns
+
+        def changes() -> dict[str, Any]:
+            """In the database thread, just before the transaction."""
+            size, etag, checksums, blocks = blob() if callable(blob) else blob
+            # Read once the blob is written: the group sync that covers this generation
+            # starts after that.
+            unsynced = self.meta.unsynced_generation() if fresh else 0
+            return {
+                **fixed,
+                "size": size,
+                "etag": etag,
+                "checksums": checksums,
+                "blocks": blocks,
+                "unsynced": unsynced,
+            }
+
+        if entry.inode in self._orphans:  # unlinked while open: the content goes with it
+            return object_id, await trio.to_thread.run_sync(changes)
+        previous, made = await self.group.record(entry, changes, synced)
+        if entry.inode in self._orphans:
+            return object_id, made  # unlinked while the record waited
+        return previous, made
+
+    def times_set(self, inode: int) -> None:
+        """An explicit mtime was set: pending commits must not replace it."""
+        for handle in self._by_inode.get(inode, ()):
+            handle.modified_ns = None
+
+    async def commit_all(self) -> None:
+        """Commit every handle still dirty (at unmount, when the kernel has not released)."""
+        for handle in list(self._handles.values()):
+            if handle.dirty:
+                try:
+                    await self.commit(handle, durable=True)
+                except (OSError, Refused) as error:
+                    log.warning("%s: not committed at unmount: %s", handle.entry.name, error)
+
+    async def make_durable(self, handle: Handle) -> None:
+        if self.working(handle).dirty:
+            await self.commit(handle, durable=True)
+            return
+        await self.durability.make_all_durable()
+
+    # -- objects going away ---------------------------------------------------------------
+
+    def retire(self, object_id: str | None) -> None:
+        """The metadata no longer names this blob (that change is committed)."""
+        if object_id is not None:
+            self.reader.forget(object_id)
+            self.durability.retire(object_id)
+
+    def busy_blobs(self) -> set[str]:
+        """Blobs the collector must leave alone although no metadata names them."""
+        return self.committing | self.durability.retired()
+
+    def unlinked(self, entry: Entry) -> None:
+        """The object lost its name (committed): its blob is retired; while it is open,
+        its entry outlives the name."""
+        self.retire(entry.object_id)
+        if self.is_open(entry.inode):
+            self._orphans[entry.inode] = entry
+
+    async def remove_blob(self, object_id: str) -> None:
+        self.reader.forget(object_id)
+        await self.data.remove_blobs([object_id])

@@ -1,0 +1,57 @@
+"""Naming rules for buckets and object keys (S3's rules, enforced at the API service)."""
+
+import errno
+import ipaddress
+import re
+
+from fsobj.refusals import Refused
+
+MAX_KEY_BYTES = 1024
+MAX_COMPONENT_BYTES = 255
+
+_BUCKET_CHARS = re.compile(r"[a-z0-9.-]+")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """The S3 bucket-naming rule that `name` breaks, or None when it is valid."""
+    if not 3 <= len(name) <= 63:
+        return "bucket names are 3 to 63 characters long"
+    if not _BUCKET_CHARS.fullmatch(name):
+        return "bucket names use only lowercase letters, digits, hyphens and dots"
+    if not (name[0].isalnum() and name[-1].isalnum()):
+        return "bucket names begin and end with a letter or digit"
+    if ".." in name:
+        return "bucket names contain no two adjacent dots"
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return None
+    return "bucket names are not formatted as IP addresses"
+
+
+def check_bucket_name(name: str) -> None:
+    problem = bucket_name_problem(name)
+    if problem:
+        raise Refused(errno.EINVAL, None, problem, "bucket-name")
+
+
+def decode_component(raw: bytes) -> str:
+    """A path component from the kernel as text; S3 keys are UTF-8."""
+    if len(raw) > MAX_COMPONENT_BYTES:
+        raise Refused(
+            errno.ENAMETOOLONG,
+            None,
+            f"a path component is at most {MAX_COMPONENT_BYTES} bytes",
+            "key-name",
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(errno.EINVAL, None, "object keys must be valid UTF-8", "key-name") from None
+
+
+def check_key_length(key_bytes: int) -> None:
+    if key_bytes > MAX_KEY_BYTES:
+        raise Refused(
+            errno.ENAMETOOLONG, None, f"object keys are at most {MAX_KEY_BYTES} bytes", "key-name"
+        )

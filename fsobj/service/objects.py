@@ -1,0 +1,557 @@
+"""The object service: buckets and objects by name and key, for front ends that speak in
+those terms (the S3 HTTP API), over the same store, rules and open objects as the mount.
+
+A request carries an `Identity`. What the kernel decides for the mount (the bucket's
+grants as its directory's permissions, mode bits inside) is decided here by the same
+policy (`Policy.may`), so a user may do over S3 exactly what they may do on the mount.
+Keys are paths in the namespace tree: `a/b/c` is object `c` in directory `b` in `a`; a
+PUT makes the directories a key needs, and a key ending in `/` is a directory (a marker).
+Uploads are received whole into staging and then committed like a file closed on the
+mount (`OpenObjects.replace`), durably before the answer; a GET reads the version that
+was current when it began, as a reader on the mount does.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import stat
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from fsobj.datastore.store import Staging, check_object_size
+from fsobj.iam.policy import Acl, Grant, Identity, Permission, R, W, X
+from fsobj.metadata.schema import ROOT_INODE
+from fsobj.metadata.store import Bucket, Entry
+from fsobj.refusals import Refused
+from fsobj.service import names
+from fsobj.service.handles import MEMORY_STAGING, guess_content_type
+from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
+from fsobj.service.uploads import MAX_PARTS, MIN_PART, Part, Upload, Uploads, multipart_etag
+
+if TYPE_CHECKING:
+    from fsobj.service.core import Service
+
+log = logging.getLogger("fsobj.objects")
+
+USER_METADATA_LIMIT = 2048  # bytes of names and values, as S3's x-amz-meta-*
+# Headers an S3 client sets with the content and gets back with it; kept as user metadata
+# named `fsobj.HEADER` (on the mount: `user.fsobj.HEADER`, never listed).
+CONTENT_HEADERS = ("content-encoding", "content-disposition", "cache-control", "content-language")
+RECEIVE_PIECE = 1 << 20  # bytes of a body gathered for each write in a thread
+
+
+def etag_of(entry: Entry) -> str:
+    """An object's ETag; a directory marker's is that of no content."""
+    return entry.etag or "d41d8cd98f00b204e9800998ecf8427e"
+
+
+class ObjectService:
+    """Bucket and object requests by name, for the S3 front end."""
+
+    def __init__(self, core: Service):
+        self.core = core
+        self.meta = core.meta
+        self.data = core.data
+        self.objects = core.objects
+        self.iam = core.iam
+        self.uploads = Uploads(core.data.root)
+
+    # -- buckets --------------------------------------------------------------------------
+
+    async def list_buckets(self, who: Identity) -> list[Bucket]:
+        """The buckets `who` may list, as the mount's top level shows them."""
+        found = []
+        for bucket in await self.meta.buckets():
+            if Permission.READ in self.iam.rights(who, await self.meta.acl(bucket.inode)):
+                found.append(bucket)
+        return found
+
+    async def create_bucket(self, who: Identity, name: str) -> Entry:
+        root = await self.core.entry(ROOT_INODE)
+        try:
+            await self.core.new_name(root, name.encode(), "dir")
+        except Refused as refusal:
+            if refusal.errno == errno.EEXIST:  # S3 says whose it is
+                existing = await self.meta.lookup(ROOT_INODE, name)
+                owner = existing and (await self.meta.acl(existing.inode)).owner
+                refusal.subject = "owned-bucket" if owner == who.uid else "bucket"
+            raise
+        entry = await self.core.create_bucket(root, name, who.uid, who.gid)
+        await self.core.name_changed(root, name)
+        return entry
+
+    async def bucket(self, who: Identity, name: str, *needed: Permission) -> tuple[Entry, Acl]:
+        """A bucket and its ACL, if it exists and `who` holds one of `needed` on it."""
+        entry = await self.meta.lookup(ROOT_INODE, name) if name else None
+        if entry is None or entry.kind != "bucket":
+            raise Refused(errno.ENOENT, None, f"no bucket {name!r}", "bucket")
+        acl = await self.meta.acl(entry.inode)
+        if needed and not self.iam.rights(who, acl).intersection(needed):
+            self.core.deny(who, entry, (entry, None), " or ".join(p.value for p in needed))
+        return entry, acl
+
+    async def delete_bucket(self, who: Identity, name: str) -> None:
+        entry, acl = await self.bucket(who, name)
+        await self.core.delete_bucket(who, entry, acl)
+        await self.core.name_changed(await self.core.entry(ROOT_INODE), name)
+
+    async def set_grants(self, who: Identity, name: str, grants: tuple[Grant, ...]) -> None:
+        entry, _ = await self.bucket(who, name, Permission.WRITE_ACP)
+        await self.core.set_grants(entry, grants)
+
+    # -- objects --------------------------------------------------------------------------
+
+    async def head(self, who: Identity, bucket: str, key: str) -> Entry:
+        """The object (or directory marker) at `key`, which `who` may read."""
+        entry, acl = await self._existing(who, bucket, key)
+        self._require(who, acl, entry, R, bucket)
+        return entry
+
+    async def object_permissions(self, who: Identity, bucket: str, key: str) -> Entry:
+        """An object whose owner and mode bits (its ACL in S3's terms) `who` may read: as
+        `stat` on the mount, anyone who may reach it."""
+        entry, _ = await self._existing(who, bucket, key)
+        return entry
+
+    async def set_object_mode(self, who: Identity, bucket: str, key: str, mode: int) -> None:
+        """Change an object's permission bits, as `chmod` on the mount: its owner or root."""
+        entry, _ = await self._existing(who, bucket, key)
+        if who.uid not in (0, entry.uid):
+            raise Refused(errno.EPERM, None, f"only the owner of {key!r} changes its mode")
+        await self.meta.update(entry, mode=mode, ctime_ns=time.time_ns())
+        self.core.attributes_changed(entry.inode)
+
+    async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
+        """A reader of the version of `key` that is current now; it keeps reading that
+        version whatever happens to the key meanwhile, until it is closed."""
+        entry = await self.head(who, bucket, key)
+        if entry.kind != "object":
+            return Reader(self, entry, None)
+        handle = await self.objects.open(entry, False, False, uid=who.uid)
+        return Reader(self, entry, handle.fh)
+
+    async def put(
+        self,
+        who: Identity,
+        bucket: str,
+        key: str,
+        body: AsyncIterator[bytes],
+        content_type: str | None = None,
+        metadata: dict[str, bytes] | None = None,
+    ) -> Entry:
+        """Store `body` under `key`: received whole into staging first, then committed as
+        the object's new version, durable before this returns. A key ending in `/` makes
+        a directory (its body must be empty)."""
+        bucket_entry, acl = await self.bucket(who, bucket)
+        parts = _key_parts(key)
+        if key.endswith("/"):
+            async for chunk in body:
+                if chunk:
+                    raise Refused(errno.EINVAL, None, "a directory marker has no content", "key")
+            directory = await self._directories(who, bucket_entry, acl, parts, make=True)
+            if IMPLIED in await self.meta.user_metadata(directory.inode):  # a marker now
+                await self.meta.set_user_metadata(directory.inode, IMPLIED, None)
+            return directory
+        # Refused before the body is read when the bucket is out of reach; the rest is
+        # decided once it is in (the directories may change meanwhile).
+        self._require(who, acl, bucket_entry, X, bucket)
+        staged = await self._receive(body)
+        try:
+            return await self._commit(who, bucket_entry, acl, parts, staged, content_type, metadata)
+        except BaseException:
+            self._discard(staged)
+            raise
+
+    async def _commit(
+        self,
+        who: Identity,
+        bucket: Entry,
+        acl: Acl,
+        parts: list[str],
+        staged: Staging,
+        content_type: str | None,
+        metadata: dict[str, bytes] | None,
+    ) -> Entry:
+        entry = await self._target(who, bucket, acl, parts)
+        entry.content_type = content_type or guess_content_type(entry.name)
+        try:
+            await self.objects.replace(entry, staged, who.uid, metadata or {})
+        except BaseException:
+            if entry.object_id is None:  # made for this upload: it goes with it
+                with trio.CancelScope(shield=True):
+                    await self.core.remove(entry)
+            raise
+        return entry
+
+    async def copy(
+        self,
+        who: Identity,
+        source_bucket: str,
+        source_key: str,
+        bucket: str,
+        key: str,
+        check: Callable[[Entry], None],
+        replace: tuple[str | None, dict[str, bytes]] | None = None,
+    ) -> Entry:
+        """Copy an object: the copy shares the source's blob. `check` may refuse after
+        seeing the source (S3's copy-source conditions); `replace` gives the copy its own
+        content type and metadata, else it keeps the source's."""
+        source = await self.head(who, source_bucket, source_key)
+        if source.kind != "object" or source.object_id is None:
+            raise Refused(errno.ENOENT, None, f"no object {source_key!r} to copy", "key")
+        check(source)
+        if replace is None:
+            content_type, metadata = (
+                source.content_type,
+                await self.meta.user_metadata(source.inode),
+            )
+        else:
+            content_type, metadata = replace
+        bucket_entry, acl = await self.bucket(who, bucket)
+        parts = _key_parts(key)
+        if key.endswith("/"):
+            raise Refused(errno.EINVAL, None, "a directory marker is not a copy", "key-name")
+        entry = await self._target(who, bucket_entry, acl, parts)
+        if entry is source and replace is None:
+            raise Refused(errno.EINVAL, None, "a copy onto itself must replace its metadata")
+        entry.content_type = content_type
+        await self.objects.share(entry, source, metadata)
+        return entry
+
+    async def _target(self, who: Identity, bucket: Entry, acl: Acl, parts: list[str]) -> Entry:
+        """The object a new version goes to: the existing one at the key, which `who` must
+        be allowed to write, or a new one (made, as the directories it needs)."""
+        key = "/".join(parts)
+        parent = await self._directories(who, bucket, acl, parts[:-1], make=True)
+        entry = await self.meta.lookup(parent.inode, parts[-1])
+        if entry is None:
+            self._require(who, acl, parent, W | X, bucket.name)
+            entry = await self.core.new_object(parent, parts[-1], 0o644, who.uid, who.gid)
+            await self.core.name_changed(parent, entry.name)
+        elif entry.kind != "object":
+            raise Refused(errno.EISDIR, None, f"{key!r} is a directory or not an object", "key")
+        else:
+            self._require(who, acl, entry, W, bucket.name)  # as an open with O_TRUNC asks
+        return entry
+
+    async def _receive(self, body: AsyncIterator[bytes], path: Path | None = None) -> Staging:
+        """The whole body, staged: in memory while small, then in a staging file (or at
+        `path`), its digests computed as it arrives; pieces are gathered to a MiB for each
+        write in a thread."""
+        staged = await self.data.stage(None)
+        pending = bytearray()
+        try:
+            async for chunk in body:
+                check_object_size(staged.size + len(pending) + len(chunk))
+                small = staged.memory is not None and staged.size + len(chunk) <= MEMORY_STAGING
+                if small and not pending:
+                    staged.write(staged.size, chunk)
+                    continue
+                pending += chunk
+                if len(pending) >= RECEIVE_PIECE:
+                    await self._write_received(staged, pending, path)
+                    pending = bytearray()
+            if pending:
+                await self._write_received(staged, pending, path)
+        except BaseException:
+            self._discard(staged)
+            raise
+        return staged
+
+    async def _write_received(self, staged: Staging, data: bytearray, path: Path | None) -> None:
+        def write() -> None:
+            if staged.memory is not None:
+                staged.spill(path or self.data.staging_path())
+            staged.write(staged.size, bytes(data))
+
+        await trio.to_thread.run_sync(write)
+
+    @staticmethod
+    def _discard(staged: Staging) -> None:
+        staged.close()
+        if staged.path is not None:
+            staged.path.unlink(missing_ok=True)
+
+    async def delete(self, who: Identity, bucket: str, key: str) -> None:
+        """Remove the object (or empty directory) at `key`. A key that does not exist is
+        no error, as in S3. The marker of a directory that still holds keys goes, and the
+        directory stays for them as the prefix does in S3, until the last one goes."""
+        bucket_entry, acl = await self.bucket(who, bucket)
+        parts = _key_parts(key)
+        try:
+            parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
+        except Refused as refusal:
+            if refusal.errno in (errno.ENOENT, errno.ENOTDIR):
+                return
+            raise
+        entry = await self.meta.lookup(parent.inode, parts[-1])
+        if entry is None or entry.is_dir != key.endswith("/"):
+            return
+        self._require(who, acl, parent, W | X, bucket)
+        if parent.mode & stat.S_ISVTX and who.uid not in (0, entry.uid, parent.uid):
+            self.core.deny(who, bucket, None, f"ownership of {key!r} in a sticky directory")
+        if not await self.core.remove(entry):
+            # The marker goes, the prefix stays while keys below it do, as in S3 (and
+            # goes with the last one, which may have gone meanwhile).
+            await self.meta.set_user_metadata(entry.inode, IMPLIED, b"")
+            await self._prune(who, acl, entry)
+            return
+        await self.core.name_changed(parent, entry.name)
+        await self._prune(who, acl, parent)
+
+    async def _prune(self, who: Identity, acl: Acl, directory: Entry) -> None:
+        """Remove the directories that PUTs made for keys below them and that hold nothing
+        now: in S3 a prefix goes with its last key (DeleteBucket must find the bucket
+        empty after `aws s3 rm --recursive`). Directories made as such (`mkdir`, a PUT of
+        `dir/`) stay, as markers do in S3."""
+        while directory.kind == "dir":
+            parent = await self.core.entry(directory.parent)
+            if (
+                IMPLIED not in await self.meta.user_metadata(directory.inode)
+                or not self.iam.may(who, acl, parent, W | X)
+                or not await self.core.remove(directory)
+            ):
+                return
+            await self.core.name_changed(parent, directory.name)
+            directory = parent
+
+    # -- multipart uploads ----------------------------------------------------------------
+
+    async def create_upload(
+        self,
+        who: Identity,
+        bucket: str,
+        key: str,
+        content_type: str | None,
+        metadata: dict[str, bytes],
+    ) -> Upload:
+        bucket_entry, acl = await self.bucket(who, bucket)
+        _key_parts(key)
+        if key.endswith("/"):
+            raise Refused(errno.EINVAL, None, "a directory marker has no parts", "key-name")
+        self._require(who, acl, bucket_entry, X, bucket)
+        return await trio.to_thread.run_sync(
+            self.uploads.create, bucket, key, who.uid, content_type, metadata
+        )
+
+    async def upload(self, who: Identity, bucket: str, key: str, upload_id: str) -> Upload:
+        """An upload in progress, which only its initiator (or an administrator) touches."""
+        await self.bucket(who, bucket)
+        upload = await trio.to_thread.run_sync(self.uploads.get, upload_id)
+        if upload is None or upload.bucket != bucket or upload.key != key:
+            raise Refused(errno.ENOENT, None, f"no upload {upload_id}", "upload")
+        if who.uid != upload.uid and not self.iam.is_admin(who):
+            self.core.deny(who, bucket, None, f"ownership of upload {upload_id}")
+        return upload
+
+    async def upload_part(
+        self,
+        who: Identity,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: AsyncIterator[bytes],
+    ) -> str:
+        """Receive part `number` to disk; returns its ETag (its MD5)."""
+        if not 1 <= number <= MAX_PARTS:
+            raise Refused(errno.EINVAL, None, f"part numbers are 1 to {MAX_PARTS}", "argument")
+        await self.upload(who, bucket, key, upload_id)
+        path = self.uploads.part_file(upload_id)
+        staged = await self._receive(body, path)
+        try:
+            if staged.memory is not None:
+                await trio.to_thread.run_sync(staged.spill, path)
+            etag, checksums = staged.digests()
+            staged.close()
+            await trio.to_thread.run_sync(
+                self.uploads.keep_part, upload_id, number, path, etag, checksums
+            )
+        except BaseException:
+            self._discard(staged)
+            raise
+        return etag
+
+    async def upload_part_copy(
+        self,
+        who: Identity,
+        target: tuple[str, str, str, int],
+        source: tuple[str, str],
+        span: tuple[int, int | None] | None,
+        check: Callable[[Entry], None],
+    ) -> str:
+        """A part copied from (a range of) an object: `target` is (bucket, key, upload id,
+        part number), `source` (bucket, key), `span` the first and last byte or None."""
+        reader = await self.open_reader(who, *source)
+        try:
+            check(reader.entry)
+            first, last = span or (0, None)
+            end = reader.size if last is None else last + 1
+            if span is not None and not first < end <= reader.size:
+                raise Refused(
+                    errno.EINVAL, None, "the copy range is outside the source", "argument"
+                )
+            return await self.upload_part(who, *target, reader.chunks(first, end))
+        finally:
+            await reader.close()
+
+    async def parts(self, who: Identity, bucket: str, key: str, upload_id: str) -> list[Part]:
+        await self.upload(who, bucket, key, upload_id)
+        return await trio.to_thread.run_sync(self.uploads.parts, upload_id)
+
+    async def complete_upload(
+        self, who: Identity, bucket: str, key: str, upload_id: str, chosen: list[tuple[int, str]]
+    ) -> Entry:
+        """Commit the chosen parts, in order, as the object's new version (durable before
+        this returns); the upload is gone once it is."""
+        upload = await self.upload(who, bucket, key, upload_id)
+        stored = {p.number: p for p in await trio.to_thread.run_sync(self.uploads.parts, upload_id)}
+        numbers = [number for number, _ in chosen]
+        if not numbers or numbers != sorted(set(numbers)):
+            raise Refused(errno.EINVAL, None, "parts must be listed in ascending order", "order")
+        for index, (number, etag) in enumerate(chosen):
+            part = stored.get(number)
+            if part is None or part.etag != etag.strip('"'):
+                raise Refused(errno.EINVAL, None, f"part {number} was not uploaded", "part")
+            if index < len(chosen) - 1 and part.size < MIN_PART:
+                raise Refused(errno.EINVAL, None, f"part {number} is under 5 MiB", "part-size")
+        staged = await trio.to_thread.run_sync(
+            self.uploads.assemble, upload_id, numbers, self.data.staging_path()
+        )
+        staged.etag = multipart_etag([stored[n].etag for n in numbers])
+        bucket_entry, acl = await self.bucket(who, bucket)
+        try:
+            entry = await self._commit(
+                who,
+                bucket_entry,
+                acl,
+                _key_parts(key),
+                staged,
+                upload.content_type,
+                upload.metadata,
+            )
+        except BaseException:
+            self._discard(staged)
+            raise
+        await trio.to_thread.run_sync(self.uploads.remove, upload_id)
+        return entry
+
+    async def abort_upload(self, who: Identity, bucket: str, key: str, upload_id: str) -> None:
+        await self.upload(who, bucket, key, upload_id)
+        await trio.to_thread.run_sync(self.uploads.remove, upload_id)
+
+    async def list_uploads(self, who: Identity, bucket: str) -> list[Upload]:
+        await self.bucket(who, bucket, Permission.READ)
+        return [u for u in await trio.to_thread.run_sync(self.uploads.all) if u.bucket == bucket]
+
+    # -- listing ------------------------------------------------------------------------
+
+    async def list(
+        self,
+        who: Identity,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        after: str = "",
+        limit: int = 1000,
+    ) -> Listing:
+        """Up to `limit` keys and common prefixes in S3's order after `after` (key_listing)."""
+        bucket_entry, acl = await self.bucket(who, bucket, Permission.READ)
+        listing = KeyListing(self.meta, self.iam, who, acl)
+        return await listing.page(bucket_entry, prefix, delimiter, after, limit)
+
+    # -- resolving keys -------------------------------------------------------------------
+
+    def _require(self, who: Identity, acl: Acl, entry: Entry, want: int, bucket: str) -> None:
+        if not self.iam.may(who, acl, entry, want):
+            bits = "".join(c for c, bit in (("r", R), ("w", W), ("x", X)) if want & bit)
+            self.core.deny(who, bucket, None, f"{bits} on {entry.name!r}")
+
+    async def _directories(
+        self, who: Identity, bucket: Entry, acl: Acl, parts: Iterable[str], make: bool
+    ) -> Entry:
+        """The directory that `parts` name below the bucket, searchable all the way from
+        the bucket; with `make`, missing directories are made (the caller must be allowed
+        to)."""
+        directory = bucket
+        self._require(who, acl, bucket, X, bucket.name)
+        for part in parts:
+            found = await self.meta.lookup(directory.inode, part)
+            if found is None and make:
+                self._require(who, acl, directory, W, bucket.name)
+                found = self.core.new_entry(directory, part, "dir", 0o755, who.uid, who.gid)
+                await self.meta.insert(found)
+                # Made for a key below it: it goes again with the last key below it.
+                await self.meta.set_user_metadata(found.inode, IMPLIED, b"")
+                await self.core.name_changed(directory, part)
+            if found is None:
+                raise Refused(errno.ENOENT, None, f"no directory {part!r}", "key")
+            if not found.is_dir:
+                raise Refused(errno.ENOTDIR, None, f"{part!r} is an object", "key")
+            self._require(who, acl, found, X, bucket.name)
+            directory = found
+        return directory
+
+    async def _existing(self, who: Identity, bucket: str, key: str) -> tuple[Entry, Acl]:
+        bucket_entry, acl = await self.bucket(who, bucket)
+        parts = _key_parts(key)
+        try:
+            parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
+        except Refused as refusal:
+            if refusal.errno == errno.ENOTDIR:
+                refusal.errno = errno.ENOENT
+            raise
+        entry = await self.meta.lookup(parent.inode, parts[-1])
+        if entry is None or entry.is_dir != key.endswith("/") or entry.kind == "symlink":
+            raise Refused(errno.ENOENT, None, f"no key {key!r}", "key")
+        return entry, acl
+
+
+class Reader:
+    """What a GET reads: one pinned version of an object (or a marker's nothing)."""
+
+    def __init__(self, service: ObjectService, entry: Entry, fh: int | None):
+        self.service = service
+        self.entry = entry
+        self.fh = fh
+        self.size = entry.size if fh is not None else 0
+        self.etag = etag_of(entry)
+
+    async def chunks(self, start: int, end: int, size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """The bytes from `start` up to `end` (exclusive), in pieces."""
+        if self.fh is None:
+            return
+        objects = self.service.objects
+        handle = objects.get(self.fh)
+        offset = start
+        while offset < end:
+            data = await objects.read(handle, offset, min(size, end - offset))
+            if not data:
+                return
+            offset += len(data)
+            yield data
+
+    async def close(self) -> None:
+        """Let the version go (at once, if nothing else holds it)."""
+        if self.fh is not None:
+            objects = self.service.objects
+            await objects.release(objects.get(self.fh))
+            self.fh = None
+
+
+def _key_parts(key: str) -> list[str]:
+    """A key's path components, checked as the mount checks names: UTF-8, at most 1024
+    bytes in all and 255 in a component, and no empty, `.` or `..` component (the tree
+    and the key space must never disagree). A key ending in `/` names a directory."""
+    names.check_key_length(len(key.encode("utf-8", "surrogatepass")))
+    parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
+    for part in parts:
+        names.decode_component(part.encode("utf-8", "surrogatepass"))
+        if part in ("", ".", ".."):
+            raise Refused(errno.EINVAL, None, "a key has no empty, '.' or '..' segment", "key-name")
+    return parts

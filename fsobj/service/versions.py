@@ -1,0 +1,174 @@
+"""Reading committed versions: each chunk checked against its CRC-32 the first time it is
+read, and sequential readers read ahead in threads.
+
+A handle reads the version it pinned (handles.py); a blob never changes, so a chunk
+verified once stays verified, and reads ahead stay valid for as long as the handle keeps
+that version.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+from typing import TYPE_CHECKING
+
+import trio
+
+from fsobj.datastore.store import CHUNK, DamagedBlob, DataStore, checked_chunk, chunk_sums, pread
+from fsobj.metadata.store import Entry
+
+if TYPE_CHECKING:
+    from fsobj.service.handles import Handle
+
+# Blobs whose verified chunks are remembered; past that the memory is cleared.
+VERIFIED_BLOBS = 100_000
+# A reader reading on from where its last read ended has its next ranges (this many, of
+# the size it reads) read and checked ahead in threads, while the kernel copies out the
+# current one; at most this many bytes are read ahead for all readers together.
+READ_AHEAD = 3
+READ_AHEAD_TOTAL = 32 << 20
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Version:
+    """One committed content of an object: its blob and what is recorded about it."""
+
+    object_id: str
+    size: int
+    checksums: bytes | None
+
+    @classmethod
+    def of(cls, entry: Entry) -> Version:
+        assert entry.object_id is not None
+        return cls(entry.object_id, entry.size, entry.checksums)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ahead:
+    """A range being read ahead for a handle."""
+
+    offset: int
+    size: int
+    future: concurrent.futures.Future
+
+
+class VersionReader:
+    """Reads of committed versions for every handle: the verified chunks of each blob,
+    and the reads ahead of sequential readers."""
+
+    def __init__(self, data: DataStore):
+        self.data = data
+        # Chunks of each blob whose checksum has been verified by a read.
+        self._verified: dict[str, set[int]] = {}
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            READ_AHEAD, thread_name_prefix="read-ahead"
+        )
+        self.ahead_bytes = 0  # what all handles' read aheads hold or are reading
+
+    def read_cached(self, handle: Handle, offset: int, size: int) -> bytes:
+        """A read on the loop of what the page cache holds (BlockingIOError otherwise)."""
+        return self._read_verified(*_blob(handle), offset, size, cached_only=True)
+
+    async def read(self, handle: Handle, offset: int, size: int) -> bytes:
+        """Read a committed version, and if the reader is reading sequentially, keep the
+        next ranges being read, so that their disk reads and checksums overlap the kernel's
+        round trips."""
+        if handle.ahead and (handle.ahead[0].offset, handle.ahead[0].size) == (offset, size):
+            ahead = handle.ahead.pop(0)
+            self.ahead_bytes -= ahead.size
+            if not ahead.future.done():
+                await _wait(ahead.future)
+            data = ahead.future.result()
+        else:
+            self.drop_ahead(handle)
+            data = await trio.to_thread.run_sync(self._read_verified, *_blob(handle), offset, size)
+        sequential = offset == handle.read_end
+        handle.read_end = end = offset + len(data)
+        if sequential and len(data) == size:
+            version, fd, name = _blob(handle)
+            following = handle.ahead[-1].offset + size if handle.ahead else end
+            while (
+                len(handle.ahead) < READ_AHEAD
+                and following < version.size
+                and self.ahead_bytes + size <= READ_AHEAD_TOTAL
+            ):
+                # On its own descriptor: the handle may close or re-pin before it finishes.
+                future = self._threads.submit(
+                    self._read_ahead, version, os.dup(fd), name, following, size
+                )
+                handle.ahead.append(Ahead(following, size, future))
+                self.ahead_bytes += size
+                following += size
+        return data
+
+    def drop_ahead(self, handle: Handle) -> None:
+        """Forget the handle's read aheads (those still running finish unseen)."""
+        self.ahead_bytes -= sum(ahead.size for ahead in handle.ahead)
+        handle.ahead.clear()
+
+    def forget(self, object_id: str) -> None:
+        """The blob is gone: what was verified of it goes too."""
+        self._verified.pop(object_id, None)
+
+    def damaged(self, version: Version, name: str, problem: str) -> DamagedBlob:
+        path = self.data.blob_path(version.object_id)
+        return DamagedBlob(f"object {version.object_id} ({name}): blob {path} {problem}")
+
+    def _read_ahead(self, version: Version, fd: int, name: str, offset: int, size: int) -> bytes:
+        try:
+            return self._read_verified(version, fd, name, offset, size)
+        finally:
+            os.close(fd)
+
+    def _read_verified(
+        self,
+        version: Version,
+        fd: int,
+        name: str,
+        offset: int,
+        size: int,
+        cached_only: bool = False,
+    ) -> bytes:
+        """Read committed content from the blob open at `fd`, checking each chunk it
+        touches against its CRC-32 the first time (a blob never changes, so once is enough)."""
+        end = min(offset + size, version.size)
+        if version.checksums is None or offset >= end:
+            return pread(fd, size, offset, cached_only)
+        sums = chunk_sums(version.checksums)
+        if len(self._verified) > VERIFIED_BLOBS:
+            self._verified.clear()  # forgetting only means checking again
+        verified = self._verified.setdefault(version.object_id, set())
+        first, last = offset // CHUNK, (end - 1) // CHUNK
+        fresh = []
+        for index in range(first, last + 1):
+            if index in verified:
+                continue
+            data = checked_chunk(fd, index, sums[index], cached_only)
+            if data is None:
+                raise self.damaged(
+                    version,
+                    name,
+                    f"fails its checksum at bytes {index * CHUNK}..{(index + 1) * CHUNK - 1}",
+                )
+            verified.add(index)
+            fresh.append(data)
+        if len(fresh) == last - first + 1:  # every chunk was just read: no second read
+            start = offset - first * CHUNK
+            whole = fresh[0] if len(fresh) == 1 else b"".join(fresh)
+            return whole[start : start + size]
+        return pread(fd, size, offset, cached_only)
+
+
+async def _wait(future: concurrent.futures.Future) -> None:
+    """Wait on the trio loop, without holding a thread, for a future to finish."""
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    future.add_done_callback(lambda _: token.run_sync_soon(done.set))
+    await done.wait()
+
+
+def _blob(handle: Handle) -> tuple[Version, int, str]:
+    """What a read of the handle's committed version needs."""
+    assert handle.version is not None and handle.blob_fd is not None
+    return handle.version, handle.blob_fd, handle.entry.name
