@@ -13,6 +13,7 @@ from conftest import metadata_store, new_entry
 from fsobj.datastore.store import CHUNK, DataStore, Digest, chunk_sums, new_object_id
 from fsobj.metadata import schema
 from fsobj.metadata.store import open_metadata_store
+from fsobj.refusals import Reason, Refused
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -80,8 +81,9 @@ async def test_a_new_object_row_is_written_with_its_first_change(tmp_path):
         made = [await meta.insert(new_entry(bucket.inode, n), deferred=True) for n in "abcd"]
         assert rows() == []
         assert await meta.lookup(bucket.inode, "a") is made[0]
-        with pytest.raises(FileExistsError):
+        with pytest.raises(Refused) as exists:
             await meta.insert(new_entry(bucket.inode, "a"), deferred=True)
+        assert exists.value.reason is Reason.EXISTS
         await meta.update(made[0], mode=0o600)  # before its first commit: in memory only
         assert rows() == []
         with pytest.raises(sqlite3.OperationalError):  # a failed transaction writes no row...
@@ -493,7 +495,8 @@ async def test_nothing_lands_in_a_directory_while_it_is_removed(meta):
         try:
             await meta.insert(new_entry(directory.inode, "late"), deferred=True)
             outcome["insert"] = "made"
-        except FileNotFoundError:
+        except Refused as refusal:
+            assert refusal.reason is Reason.NO_SUCH_KEY
             outcome["insert"] = "refused"
 
     async with trio.open_nursery() as nursery:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from fsobj.cli import daemon
 from fsobj.datastore.cache import DEFAULT_CACHE_BYTES
+from fsobj.fuse.errnos import errno_of
 from fsobj.iam import policy as iam
 from fsobj.iam.policy import Identity
 from fsobj.metadata.cache import DEFAULT_CAPACITY
@@ -141,7 +142,7 @@ def _offline(store: str, work: Callable[[ObjectService, Identity], Awaitable[T]]
     try:
         return run_offline(Path(store).expanduser(), run)
     except Refused as refusal:
-        raise CommandError(f"{os.strerror(refusal.errno)}: {refusal.reason}") from None
+        raise CommandError(f"{os.strerror(errno_of(refusal))}: {refusal.detail}") from None
 
 
 def _bucket_path(args: argparse.Namespace) -> Path:

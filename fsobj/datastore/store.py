@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import trio
 
-from fsobj.refusals import Refused
+from fsobj.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
 
@@ -509,4 +509,4 @@ def _fsync_dir(path: Path) -> None:
 
 def check_object_size(size: int) -> None:
     if size > MAX_OBJECT_SIZE:
-        raise Refused(errno.EFBIG, None, "objects are at most 5 TiB")
+        raise Refused(Reason.TOO_LARGE, None, "objects are at most 5 TiB")

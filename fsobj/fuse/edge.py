@@ -16,13 +16,14 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from fsobj.refusals import Refused
+from fsobj.fuse.errnos import errno_of
+from fsobj.refusals import Reason, Refused
 from fsobj.service import DamagedBlob
 
 log = logging.getLogger("fsobj.operations")
 
 # Answers that programs get all the time, by design: logged only when debugging.
-ROUTINE = {errno.ENOENT, pyfuse3.ENOATTR}
+ROUTINE = {Reason.NO_SUCH_KEY, Reason.VANISHED, Reason.NO_SUCH_ATTRIBUTE}
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,12 +39,13 @@ def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[An
         try:
             return await fn(*args, **kwargs)
         except Refused as refusal:
-            level = logging.DEBUG if refusal.errno in ROUTINE else logging.INFO
+            number = errno_of(refusal)
+            level = logging.DEBUG if refusal.reason in ROUTINE else logging.INFO
             if log.isEnabledFor(level):
                 where = await self.describe(*refusal.where) if refusal.where else "-"
-                code = errno.errorcode.get(refusal.errno, refusal.errno)
-                log.log(level, "%s %s refused (%s): %s", op, where, code, refusal.reason)
-            raise pyfuse3.FUSEError(refusal.errno) from None
+                code = errno.errorcode.get(number, number)
+                log.log(level, "%s %s refused (%s): %s", op, where, code, refusal.detail)
+            raise pyfuse3.FUSEError(number) from None
         except DamagedBlob as damage:
             log.error("%s failed: %s", op, damage)
             raise pyfuse3.FUSEError(errno.EIO) from None

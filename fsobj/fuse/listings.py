@@ -7,7 +7,6 @@ descriptor); inside buckets the kernel has checked the directory's mode bits.
 from __future__ import annotations
 
 import bisect
-import errno
 import logging
 from typing import Any
 
@@ -16,7 +15,7 @@ import pyfuse3
 from fsobj.fuse.edge import request
 from fsobj.fuse.kernel import FuseFrontEnd
 from fsobj.iam.policy import Identity, Permission
-from fsobj.refusals import Refused
+from fsobj.refusals import Reason, Refused
 from fsobj.service import Entry
 from fsobj.service.core import Service
 
@@ -39,7 +38,7 @@ class Listings(FuseFrontEnd):
     async def opendir(self, inode: int, ctx: Any) -> int:
         entry = await self.core.entry(inode)
         if not entry.is_dir:
-            raise Refused(errno.ENOTDIR, (entry, None), "not a directory")
+            raise Refused(Reason.NOT_DIRECTORY, (entry, None), "not a directory")
         who = self.core.iam.identify(ctx) if entry.kind == "root" else None
         fh = self._next_listing
         self._next_listing += 1

@@ -17,7 +17,6 @@ bucket's owner removes it.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import stat
@@ -32,7 +31,7 @@ from fsobj.fuse.kernel import BLOCK_SIZE
 from fsobj.fuse.listings import Listings
 from fsobj.fuse.xattrs import MetadataAttributes
 from fsobj.iam import posix_acl
-from fsobj.refusals import Refused, Where
+from fsobj.refusals import Reason, Refused, Where
 from fsobj.service import ROOT_INODE, Entry, names
 from fsobj.service.handles import Handle
 
@@ -77,9 +76,9 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         try:
             text = names.decode_component(name)
         except Refused as refusal:
-            if refusal.errno == errno.ENAMETOOLONG:
+            if refusal.reason is Reason.NAME_TOO_LONG:
                 raise refusal.at((parent, name)) from None
-            raise Refused(errno.ENOENT, (parent, name), "no key can have this name") from None
+            raise Refused(Reason.NO_SUCH_KEY, (parent, name), "no key can have this name") from None
         entry = await self.core.meta.lookup(parent_inode, text)
         if entry is None:
             return self._missing(parent_inode)
@@ -105,13 +104,13 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             fields.update_gid and attr.st_gid != entry.gid
         )
         if chown and entry.kind == "bucket":
-            raise Refused(errno.EPERM, where, "a bucket's owner and group do not change")
+            raise Refused(Reason.NOT_PERMITTED, where, "a bucket's owner and group do not change")
         now = time.time_ns()
         changes: dict[str, int] = {}
         if fields.update_size:
             if entry.kind != "object":
                 raise Refused(
-                    errno.EISDIR if entry.is_dir else errno.EINVAL,
+                    Reason.IS_DIRECTORY if entry.is_dir else Reason.INVALID,
                     where,
                     "only objects have a size to change",
                 )
@@ -154,7 +153,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     async def readlink(self, inode: int, ctx: Any) -> bytes:
         entry = await self.core.entry(inode)
         if entry.kind != "symlink" or entry.target is None:
-            raise Refused(errno.EINVAL, (entry, None), "not a symlink")
+            raise Refused(Reason.INVALID, (entry, None), "not a symlink")
         return entry.target.encode()
 
     @request
@@ -180,7 +179,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             target_text = target.decode("utf-8")
         except UnicodeDecodeError:
             raise Refused(
-                errno.EINVAL,
+                Reason.INVALID,
                 (parent, name),
                 "symlink targets must be valid UTF-8",
             ) from None
@@ -203,7 +202,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             return self.attributes(entry)
         if not stat.S_ISREG(mode):
             raise Refused(
-                errno.EPERM,
+                Reason.NOT_PERMITTED,
                 (parent, name),
                 "device nodes cannot be stored (objects, directories, symlinks, FIFOs and"
                 " sockets can)",
@@ -218,7 +217,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = await self.core.entry(new_parent_inode)
         raise Refused(
-            errno.EPERM,
+            Reason.NOT_PERMITTED,
             (parent, new_name),
             "hard links are not supported: an object has exactly one key",
         )
@@ -228,7 +227,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         parent = await self.core.entry(parent_inode)
         entry, where = await self._existing(parent, name)
         if entry.is_dir:
-            raise Refused(errno.EISDIR, where, "is a directory (use rmdir)")
+            raise Refused(Reason.IS_DIRECTORY, where, "is a directory (use rmdir)")
         await self.core.remove(entry)
 
     @request
@@ -236,24 +235,24 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         parent = await self.core.entry(parent_inode)
         entry, where = await self._existing(parent, name)
         if not entry.is_dir:
-            raise Refused(errno.ENOTDIR, where, "not a directory")
+            raise Refused(Reason.NOT_DIRECTORY, where, "not a directory")
         if entry.kind == "bucket":
             access = await self.core.access(ctx, entry)
             assert access.acl is not None  # a bucket has one
             await self.core.delete_bucket(access.who, entry, access.acl)
             return
         if not await self.core.remove(entry):
-            raise Refused(errno.ENOTEMPTY, where, "directory is not empty")
+            raise Refused(Reason.NOT_EMPTY, where, "directory is not empty")
 
     async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, Where]:
         where = (parent, name)
         try:
             text = names.decode_component(name)
         except Refused:
-            raise Refused(errno.ENOENT, where, "no key can have this name") from None
+            raise Refused(Reason.NO_SUCH_KEY, where, "no key can have this name") from None
         entry = await self.core.meta.lookup(parent.inode, text)
         if entry is None:
-            raise Refused(errno.ENOENT, where, "no such entry")
+            raise Refused(Reason.NO_SUCH_KEY, where, "no such entry")
         return entry, where
 
     @request
@@ -271,10 +270,12 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         entry, where = await self._existing(old_parent, name_old)
         new_where = (new_parent, name_new)
         if flags & pyfuse3.RENAME_EXCHANGE:
-            raise Refused(errno.EINVAL, where, "RENAME_EXCHANGE is not supported")
+            raise Refused(Reason.INVALID, where, "RENAME_EXCHANGE is not supported")
         if entry.kind == "bucket" or new_parent.kind == "root":
             raise Refused(
-                errno.EPERM, where, "buckets cannot be renamed, and objects live inside buckets"
+                Reason.NOT_PERMITTED,
+                where,
+                "buckets cannot be renamed, and objects live inside buckets",
             )
         try:
             new_name = names.decode_component(name_new)
@@ -287,18 +288,22 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         ancestor: Entry | None = new_parent if entry.is_dir else None  # only a directory
         while ancestor is not None and ancestor.kind != "root":
             if ancestor.inode == entry.inode:
-                raise Refused(errno.EINVAL, new_where, "cannot move a directory into itself")
+                raise Refused(Reason.INVALID, new_where, "cannot move a directory into itself")
             ancestor = await self.core.meta.get(ancestor.parent)
         replaced = await self.core.meta.lookup(new_parent.inode, new_name)
         if replaced is not None:
             if flags & pyfuse3.RENAME_NOREPLACE:
-                raise Refused(errno.EEXIST, new_where, "exists already (RENAME_NOREPLACE)")
+                raise Refused(Reason.EXISTS, new_where, "exists already (RENAME_NOREPLACE)")
             if entry.is_dir and not replaced.is_dir:
-                raise Refused(errno.ENOTDIR, new_where, "cannot replace an object by a directory")
+                raise Refused(
+                    Reason.NOT_DIRECTORY, new_where, "cannot replace an object by a directory"
+                )
             if replaced.is_dir and not entry.is_dir:
-                raise Refused(errno.EISDIR, new_where, "cannot replace a directory by an object")
+                raise Refused(
+                    Reason.IS_DIRECTORY, new_where, "cannot replace a directory by an object"
+                )
             if replaced.is_dir and await self.core.meta.has_children(replaced.inode):
-                raise Refused(errno.ENOTEMPTY, new_where, "directory is not empty")
+                raise Refused(Reason.NOT_EMPTY, new_where, "directory is not empty")
         if replaced is not None:
             await self.core.objects.durability.make_content_durable(entry)
         await self.core.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
@@ -335,7 +340,9 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         entry = await self.core.entry(inode)
         where = (entry, None)
         if entry.kind != "object":
-            raise Refused(errno.EISDIR if entry.is_dir else errno.EINVAL, where, "not an object")
+            raise Refused(
+                Reason.IS_DIRECTORY if entry.is_dir else Reason.INVALID, where, "not an object"
+            )
         writable = flags & os.O_ACCMODE != os.O_RDONLY
         who = self.core.iam.identify(ctx)
         handle = await self.core.objects.open(
@@ -355,7 +362,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.core.objects.get(fh)
         if not handle.writable:
-            raise Refused(errno.EBADF, (handle.entry, None), "not open for writing")
+            raise Refused(Reason.NOT_WRITABLE, (handle.entry, None), "not open for writing")
         written = await self.core.objects.write(handle, off, buf)
         entry = handle.entry
         if handle.uid != 0 and _privileges(entry.mode):

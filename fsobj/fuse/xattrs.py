@@ -22,18 +22,15 @@ None of the `user.fsobj.*` names is listed, so copying tools do not try to copy 
 
 from __future__ import annotations
 
-import errno
 import time
 from typing import Any
-
-import pyfuse3
 
 from fsobj.fuse.edge import request
 from fsobj.fuse.kernel import FuseFrontEnd
 from fsobj.fuse.xattr_names import ACL, CONTENT_TYPE, GC, KEYS, STATS, SYSTEM_PREFIX
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import AclError, Permission, parse_grants
-from fsobj.refusals import Refused
+from fsobj.refusals import Reason, Refused
 from fsobj.service import Entry
 from fsobj.service.objects import CONTENT_HEADERS, USER_METADATA_LIMIT
 
@@ -77,10 +74,10 @@ class MetadataAttributes(FuseFrontEnd):
             if not posix_acl.is_minimal(entries):
                 return posix_acl.encode(entries)
         if not text.startswith("user."):
-            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
+            raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
         if text in (GC, STATS, KEYS) and entry.kind == "root":
             if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
-                raise Refused(errno.EACCES, (entry, None), f"{text} is for administrators")
+                raise Refused(Reason.DENIED, (entry, None), f"{text} is for administrators")
             if text == KEYS:
                 keys = await self.core.meta.access_keys()
                 return "".join(f"{k} {uid} {secret}\n" for k, secret, uid, _ in keys).encode()
@@ -92,11 +89,11 @@ class MetadataAttributes(FuseFrontEnd):
         if text.startswith(SYSTEM_PREFIX):
             value = await self._system_metadata(entry, await self.core.bucket_of(entry), text)
             if value is None:
-                raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
+                raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
             return value.encode()
         found = (await self.core.meta.user_metadata(inode)).get(text[len("user.") :])
         if found is None:
-            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
+            raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
         return found
 
     @request
@@ -120,23 +117,23 @@ class MetadataAttributes(FuseFrontEnd):
         try:
             text = name.decode("utf-8")
         except UnicodeDecodeError:
-            raise Refused(errno.EINVAL, where, "metadata names must be UTF-8") from None
+            raise Refused(Reason.INVALID, where, "metadata names must be UTF-8") from None
         if text in (posix_acl.ACCESS, posix_acl.DEFAULT):
             return entry, text
         if not text.startswith("user."):
-            raise Refused(errno.ENOTSUP, where, f"{text}: only user.* metadata is stored")
+            raise Refused(Reason.NOT_SUPPORTED, where, f"{text}: only user.* metadata is stored")
         if text == ACL:
             if entry.kind != "bucket":
-                raise Refused(errno.EPERM, where, "only buckets have an ACL")
+                raise Refused(Reason.NOT_PERMITTED, where, "only buckets have an ACL")
             await self.core.require(ctx, entry, Permission.WRITE_ACP)
             return entry, text
         if text == KEYS and entry.kind == "root":
             return entry, text
         changeable = text == CONTENT_TYPE or text in STORED_HEADERS
         if text.startswith(SYSTEM_PREFIX) and not changeable:
-            raise Refused(errno.EPERM, where, f"{text} is read-only system metadata")
+            raise Refused(Reason.NOT_PERMITTED, where, f"{text} is read-only system metadata")
         if changeable and entry.kind != "object":
-            raise Refused(errno.EPERM, where, f"only objects have {text}")
+            raise Refused(Reason.NOT_PERMITTED, where, f"only objects have {text}")
         return entry, text
 
     @request
@@ -153,14 +150,14 @@ class MetadataAttributes(FuseFrontEnd):
             try:
                 grants = parse_grants(value.decode("utf-8"))
             except (UnicodeDecodeError, AclError) as bad:
-                raise Refused(errno.EINVAL, where, f"bad ACL: {bad}") from None
+                raise Refused(Reason.INVALID, where, f"bad ACL: {bad}") from None
             await self.core.set_grants(entry, grants)
             return
         if text == CONTENT_TYPE:
             try:
                 content_type = value.decode("ascii")
             except UnicodeDecodeError:
-                raise Refused(errno.EINVAL, where, "content types are ASCII") from None
+                raise Refused(Reason.INVALID, where, "content types are ASCII") from None
             await self.core.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
             return
         key = text[len("user.") :]
@@ -168,22 +165,24 @@ class MetadataAttributes(FuseFrontEnd):
         total = sum(len(k.encode()) + len(v) for k, v in current.items() if k != key)
         if total + len(key.encode()) + len(value) > USER_METADATA_LIMIT:
             raise Refused(
-                errno.E2BIG, where, f"user metadata is limited to {USER_METADATA_LIMIT} bytes"
+                Reason.METADATA_TOO_LARGE,
+                where,
+                f"user metadata is limited to {USER_METADATA_LIMIT} bytes",
             )
         await self.core.meta.set_user_metadata(inode, key, value)
 
     async def _change_keys(self, entry: Entry, value: bytes, ctx: Any) -> None:
         where = (entry, None)
         if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
-            raise Refused(errno.EACCES, where, f"{KEYS} is for administrators")
+            raise Refused(Reason.DENIED, where, f"{KEYS} is for administrators")
         words = value.decode("ascii", "replace").split()
         if len(words) == 4 and words[0] == "create" and words[2].isdigit():
             await self.core.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
         elif len(words) == 2 and words[0] == "rm":
             if not await self.core.meta.remove_access_key(words[1]):
-                raise Refused(errno.ENOENT, where, f"no access key {words[1]}")
+                raise Refused(Reason.NO_SUCH_KEY, where, f"no access key {words[1]}")
         else:
-            raise Refused(errno.EINVAL, where, "expected 'create KEYID UID SECRET' or 'rm KEYID'")
+            raise Refused(Reason.INVALID, where, "expected 'create KEYID UID SECRET' or 'rm KEYID'")
 
     @request
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
@@ -204,7 +203,7 @@ class MetadataAttributes(FuseFrontEnd):
             return
         key = text[len("user.") :]
         if key not in await self.core.meta.user_metadata(inode):
-            raise Refused(pyfuse3.ENOATTR, (entry, None), f"no metadata {text}")
+            raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
         await self.core.meta.set_user_metadata(inode, key, None)
 
     async def _set_posix_acl(self, entry: Entry, text: str, value: bytes) -> None:
@@ -215,13 +214,13 @@ class MetadataAttributes(FuseFrontEnd):
         try:
             entries = posix_acl.decode(value)
         except ValueError as bad:
-            raise Refused(errno.EINVAL, where, str(bad)) from None
+            raise Refused(Reason.INVALID, where, str(bad)) from None
         if entry.kind == "bucket" and text == posix_acl.ACCESS:
             await self.core.set_bucket_acl(entry, entries)
             return
         if not posix_acl.is_minimal(entries) or text == posix_acl.DEFAULT:
             raise Refused(
-                errno.EOPNOTSUPP,
+                Reason.NOT_SUPPORTED,
                 where,
                 "POSIX ACLs are stored for buckets only (their grants); inside, mode bits",
             )

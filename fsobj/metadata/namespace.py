@@ -19,7 +19,6 @@ much as a whole FUSE request, so:
 
 from __future__ import annotations
 
-import errno
 import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -30,6 +29,7 @@ from fsobj.metadata import schema, transactions
 from fsobj.metadata.backend import Conflict, Database, MissingParent
 from fsobj.metadata.cache import DEFAULT_CAPACITY, NamespaceCache
 from fsobj.metadata.entries import Entry
+from fsobj.refusals import Reason, Refused
 
 T = TypeVar("T")
 
@@ -355,7 +355,7 @@ class NamespaceStore:
         object) is written with whatever first changes it."""
         inode = await self._new_inode()
         if self._cache.has_name(entry.parent, entry.name):
-            raise FileExistsError(errno.EEXIST, f"{entry.name} exists already")
+            raise Refused(Reason.EXISTS, None, f"{entry.name} exists already")
         self._refuse_if_removing(entry.parent)
         entry.inode = inode
         if deferred:
@@ -374,9 +374,9 @@ class NamespaceStore:
             try:
                 await self._run(transactions.write, statements)
             except MissingParent:
-                raise FileNotFoundError(errno.ENOENT, "the directory was removed") from None
+                raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
             except Conflict:
-                raise FileExistsError(errno.EEXIST, f"{entry.name} exists already") from None
+                raise Refused(Reason.EXISTS, None, f"{entry.name} exists already") from None
             self._counted_subdirs(counts)
         self._touched(entry.parent, entry.ctime_ns)
         # On a shared store other hosts make names in it too: never complete here.
@@ -414,7 +414,7 @@ class NamespaceStore:
         self,
         batch: list[tuple[Entry, dict[str, Any] | Callable[[], dict[str, Any]]]],
         synced: bool = False,
-    ) -> list[tuple[str | None, dict[str, Any]] | OSError]:
+    ) -> list[tuple[str | None, dict[str, Any]] | Refused | OSError]:
         """Several updates in one transaction (group commit), applied in order. The changes
         of an update may be a function that the database thread calls first (a commit
         writes a small blob there: one thread hop for blob and row); one that raises
@@ -429,7 +429,7 @@ class NamespaceStore:
             synced,
         )
         for (entry, _), result in zip(batch, results, strict=True):
-            if not isinstance(result, OSError):
+            if not isinstance(result, Refused | OSError):
                 self._changed(entry, result[1])
         return results
 
@@ -456,8 +456,10 @@ class NamespaceStore:
         ]
         try:
             await self._write_if_empty(entry.inode, statements, [])
-        except transactions.NotEmpty:
-            return False
+        except Refused as refusal:
+            if refusal.reason is Reason.NOT_EMPTY:
+                return False
+            raise
         self._deleted(entry, counts, now_ns)
         return True
 
@@ -465,13 +467,13 @@ class NamespaceStore:
         self, directory: int, statements: list[tuple[str, tuple]], new: list[Entry | None]
     ) -> None:
         """Run `statements` (after the rows of `new`) if `directory` holds nothing, else
-        raise NotEmpty; from the check on, no new name lands in it."""
+        refuse (NOT_EMPTY); from the check on, no new name lands in it."""
         self._removing.add(directory)
         try:
             await self._write_all()  # names made in it before the check are in its rows
             await self._writing(new, transactions.write_if_empty, statements, directory)
         except MissingParent:  # another host made a name in it meanwhile
-            raise transactions.NotEmpty(directory) from None
+            raise Refused(Reason.NOT_EMPTY, None, "a name was made in it meanwhile") from None
         finally:
             self._removing.discard(directory)
 
@@ -482,7 +484,7 @@ class NamespaceStore:
 
     def _refuse_if_removing(self, directory: int) -> None:
         if directory in self._removing:
-            raise FileNotFoundError(errno.ENOENT, "the directory is being removed")
+            raise Refused(Reason.NO_SUCH_KEY, None, "the directory is being removed")
 
     async def move(
         self,
@@ -518,15 +520,12 @@ class NamespaceStore:
             counts[new_parent] -= 1
         statements += transactions.count_subdirs(counts)
         if replaced is not None and replaced.is_dir:
-            try:
-                await self._write_if_empty(replaced.inode, statements, [entry])
-            except transactions.NotEmpty:
-                raise OSError(errno.ENOTEMPTY, f"{replaced.name} is not empty") from None
+            await self._write_if_empty(replaced.inode, statements, [entry])
         else:
             try:
                 await self._write(statements, [entry, replaced])
             except MissingParent:
-                raise FileNotFoundError(errno.ENOENT, "the directory was removed") from None
+                raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
         if entry.is_dir:
             self.directory_moves += 1
         self._counted_subdirs(counts)

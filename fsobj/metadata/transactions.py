@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fsobj.metadata import schema
+from fsobj.refusals import Reason, Refused
 
 # A DB-API connection with a `dialect`: sqlite3's (metadata_sqlite.SqliteConnection) or
 # psycopg's behind metadata_postgres.PostgresConnection.
@@ -53,10 +54,10 @@ def update_many(
     inserts: list[tuple[str, tuple]],
     updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
     synced: bool = False,
-) -> list[tuple[str | None, dict[str, Any]] | OSError]:
+) -> list[tuple[str | None, dict[str, Any]] | Refused | OSError]:
     """Apply each update to its row, in one transaction (after `inserts`); returns per
     update the blob its row named before and the changes made, or why it failed alone:
-    its function raised OSError, its row is gone (ESTALE: removed by another host), or
+    its function raised OSError, its row is gone (STALE: removed by another host), or
     the new blob's upload pin is lost (EIO: see Dialect.release_pin)."""
     prepared: list[tuple[int, dict[str, Any] | OSError]] = []
     for inode, changes in updates:
@@ -67,7 +68,7 @@ def update_many(
                 prepared.append((inode, error))
                 continue
         prepared.append((inode, changes))
-    results: list[tuple[str | None, dict[str, Any]] | OSError] = []
+    results: list[tuple[str | None, dict[str, Any]] | Refused | OSError] = []
 
     def run() -> None:
         results.clear()
@@ -87,12 +88,12 @@ def update_many(
 
 def _update(
     conn: Connection, inode: int, changes: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]] | OSError:
+) -> tuple[str | None, dict[str, Any]] | Refused | OSError:
     found = conn.execute(
         f"SELECT object_id FROM entries WHERE inode = ?{conn.dialect.lock_rows}", (inode,)
     ).fetchone()
     if found is None:
-        return OSError(errno.ESTALE, "the object was removed meanwhile (by another host)")
+        return Refused(Reason.STALE, None, "the object was removed meanwhile (by another host)")
     changes = dict(changes)
     # A copy names its source's blob: it must still be named then, or it may be gone.
     shares = changes.pop("shares_blob", False)
@@ -115,7 +116,7 @@ def _update(
                 (key, inode),
             ).fetchone()
             if named is None:
-                return OSError(errno.ENOENT, "the source was replaced meanwhile")
+                return Refused(Reason.NO_SUCH_KEY, None, "the source was replaced meanwhile")
         elif not conn.dialect.release_pin(conn, key):
             return OSError(errno.EIO, "this host's session expired during the upload")
         if checksums is not None:
@@ -209,10 +210,6 @@ def check(conn: Connection) -> list[str]:
     return problems
 
 
-class NotEmpty(Exception):
-    """The directory that `write_if_empty` guards holds something: nothing was written."""
-
-
 def write_if_empty(
     conn: Connection,
     inserts: list[tuple[str, tuple]],
@@ -220,12 +217,12 @@ def write_if_empty(
     directory: int,
 ) -> None:
     """`write_after`, in a transaction that first checks that no row names `directory`
-    as its parent (NotEmpty otherwise, and nothing is written)."""
+    as its parent (refused NOT_EMPTY otherwise, and nothing is written)."""
     with transaction(conn):
         for sql, params in inserts:
             conn.execute(sql, params)
         if conn.execute("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (directory,)).fetchone():
-            raise NotEmpty(directory)
+            raise Refused(Reason.NOT_EMPTY, None, "the directory is not empty")
         for sql, params in statements:
             conn.execute(sql, params)
 
@@ -258,7 +255,7 @@ def delete_access_key(conn: Connection, key_id: str) -> bool:
 def select_acl(conn: Connection, bucket: int) -> tuple[int, list[tuple[str, str]]]:
     found = conn.execute("SELECT owner_uid FROM buckets WHERE inode = ?", (bucket,)).fetchone()
     if found is None:  # removed by another host
-        raise FileNotFoundError(errno.ENOENT, "the bucket was removed")
+        raise Refused(Reason.NO_SUCH_BUCKET, None, "the bucket was removed")
     (owner,) = found
     grants = conn.execute(
         "SELECT grantee, permission FROM grants WHERE bucket = ? ORDER BY grantee, permission",

@@ -1,14 +1,12 @@
 """The S3 front end's edge: every refusal becomes S3's error code, HTTP status and XML.
 
-`Refused` (the service's one refusal type) maps through its errno and subject; errors of
-the protocol itself (signatures, malformed requests) are `S3Error` with their code.
+`Refused` (the service's one refusal type) maps through its reason (`CODE`); errors of the
+protocol itself (signatures, malformed requests) are `S3Error` with their code.
 """
 
 from __future__ import annotations
 
-import errno
-
-from fsobj.refusals import Refused
+from fsobj.refusals import Reason, Refused
 
 STATUS = {
     "AccessDenied": 403,
@@ -46,7 +44,36 @@ STATUS = {
 }
 
 
-MULTIPART = {"part": "InvalidPart", "order": "InvalidPartOrder", "part-size": "EntityTooSmall"}
+# The S3 front end's one table: the error code of each reason a request is refused.
+CODE = {
+    Reason.NO_SUCH_KEY: "NoSuchKey",
+    Reason.NO_SUCH_BUCKET: "NoSuchBucket",
+    Reason.NO_SUCH_UPLOAD: "NoSuchUpload",
+    Reason.NO_SUCH_ATTRIBUTE: "InvalidArgument",
+    Reason.VANISHED: "NoSuchKey",
+    Reason.STALE: "NoSuchKey",
+    Reason.EXISTS: "InvalidRequest",
+    Reason.BUCKET_EXISTS: "BucketAlreadyExists",
+    Reason.BUCKET_OWNED: "BucketAlreadyOwnedByYou",
+    Reason.DENIED: "AccessDenied",
+    Reason.NOT_PERMITTED: "AccessDenied",
+    Reason.NOT_EMPTY: "BucketNotEmpty",
+    Reason.NAME_TOO_LONG: "KeyTooLongError",
+    Reason.BUCKET_NAME_TOO_LONG: "InvalidBucketName",
+    Reason.METADATA_TOO_LARGE: "MetadataTooLarge",
+    Reason.TOO_LARGE: "EntityTooLarge",
+    Reason.BAD_BUCKET_NAME: "InvalidBucketName",
+    Reason.BAD_KEY: "InvalidArgument",
+    Reason.BAD_ARGUMENT: "InvalidArgument",
+    Reason.INVALID: "InvalidRequest",
+    Reason.INVALID_PART: "InvalidPart",
+    Reason.PART_ORDER: "InvalidPartOrder",
+    Reason.PART_TOO_SMALL: "EntityTooSmall",
+    Reason.IS_DIRECTORY: "InvalidRequest",  # a key that is a directory, or below an object
+    Reason.NOT_DIRECTORY: "InvalidRequest",
+    Reason.NOT_SUPPORTED: "NotImplemented",
+    Reason.NOT_WRITABLE: "InvalidRequest",
+}
 
 
 class S3Error(Exception):
@@ -61,27 +88,4 @@ class S3Error(Exception):
 
 def from_refusal(refusal: Refused) -> S3Error:
     """The S3 error that a refusal of the object service is."""
-    number, subject = refusal.errno, refusal.subject
-    if subject == "bucket-name":
-        code = "InvalidBucketName"
-    elif number == errno.ENOENT:
-        code = {"bucket": "NoSuchBucket", "upload": "NoSuchUpload"}.get(subject, "NoSuchKey")
-    elif number == errno.EEXIST:
-        code = "BucketAlreadyOwnedByYou" if subject == "owned-bucket" else "BucketAlreadyExists"
-    elif number in (errno.EACCES, errno.EPERM):
-        code = "AccessDenied"
-    elif number == errno.ENOTEMPTY:
-        code = "BucketNotEmpty"
-    elif number == errno.ENAMETOOLONG:
-        code = "KeyTooLongError"
-    elif number == errno.E2BIG:
-        code = "MetadataTooLarge"
-    elif number == errno.EFBIG:
-        code = "EntityTooLarge"
-    elif number == errno.ENOSPC:
-        code = "ServiceUnavailable"
-    elif number == errno.EINVAL and subject in MULTIPART:
-        code = MULTIPART[subject]
-    else:  # names that cannot be keys; a key that is a directory, or below an object
-        code = "InvalidArgument" if subject in ("key-name", "argument") else "InvalidRequest"
-    return S3Error(code, refusal.reason)
+    return S3Error(CODE[refusal.reason], refusal.detail)

@@ -8,7 +8,6 @@ made by another (the kernel's caches) it learns as a `Watcher`.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import math
 import os
@@ -21,7 +20,7 @@ from fsobj.datastore.store import DataStore
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, Policy
 from fsobj.metadata.store import Entry, MetadataStore
-from fsobj.refusals import Refused, Where
+from fsobj.refusals import Reason, Refused, Where
 from fsobj.service import gc, names
 from fsobj.service.handles import OpenObjects
 from fsobj.service.uploads import ABANDONED_UPLOAD, Uploads
@@ -29,6 +28,13 @@ from fsobj.service.uploads import ABANDONED_UPLOAD, Uploads
 log = logging.getLogger("fsobj.service")
 
 PLACES = 50_000  # directories whose bucket and key prefix are remembered
+
+
+# What a name refused as a key's is, refused as a bucket's.
+_BUCKET_NAME_REASON = {
+    Reason.BAD_KEY: Reason.BAD_BUCKET_NAME,
+    Reason.NAME_TOO_LONG: Reason.BUCKET_NAME_TOO_LONG,
+}
 
 
 class Watcher(Protocol):
@@ -55,8 +61,8 @@ class Access:
 class Service:
     def __init__(self, meta: MetadataStore, data: DataStore, iam: Policy):
         # What an inode that is gone answers. On a shared store another host removed or
-        # replaced it: ESTALE makes the kernel look the path up again and retry (NFS's way).
-        self.vanished = errno.ESTALE if meta.shared else errno.ENOENT
+        # replaced it: STALE (ESTALE) makes the kernel look the path up again and retry.
+        self.vanished = Reason.STALE if meta.shared else Reason.VANISHED
         self.meta = meta
         self.data = data
         self.iam = iam
@@ -153,7 +159,7 @@ class Service:
         lacked what, on which bucket (an entry or its name)."""
         name = bucket if isinstance(bucket, str) else bucket.name if bucket else "-"
         raise Refused(
-            errno.EACCES,
+            Reason.DENIED,
             where,
             f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {name}",
         )
@@ -167,17 +173,21 @@ class Service:
             if parent.kind == "root":
                 if what != "dir":
                     raise Refused(
-                        errno.EPERM, None, "the top level holds only buckets (mkdir creates one)"
+                        Reason.NOT_PERMITTED,
+                        None,
+                        "the top level holds only buckets (mkdir creates one)",
                     )
                 names.check_bucket_name(name)
             else:
                 names.check_key_length(await self.key_bytes(parent) + len(raw))
         except Refused as refusal:
-            if parent.kind == "root":
-                refusal.subject = "bucket-name"
+            if parent.kind == "root":  # a bucket's name
+                refusal = Refused(
+                    _BUCKET_NAME_REASON.get(refusal.reason, refusal.reason), None, refusal.detail
+                )
             raise refusal.at(where) from None
         if await self.meta.lookup(parent.inode, name) is not None:
-            raise Refused(errno.EEXIST, where, "exists already")
+            raise Refused(Reason.EXISTS, where, "exists already")
         return name
 
     async def bucket_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:
@@ -216,7 +226,7 @@ class Service:
         if who.uid != acl.owner and not self.iam.is_admin(who):
             self.deny(who, bucket, where, "ownership (only the owner deletes a bucket)")
         if not await self.remove(bucket):
-            raise Refused(errno.ENOTEMPTY, where, "bucket is not empty", "bucket")
+            raise Refused(Reason.NOT_EMPTY, where, "bucket is not empty")
         log.info("removed bucket %s", bucket.name)
 
     async def new_object(self, parent: Entry, name: str, mode: int, uid: int, gid: int) -> Entry:

@@ -5,7 +5,6 @@ database transaction for many closes)."""
 from __future__ import annotations
 
 import dataclasses
-import errno
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ import trio
 
 from fsobj.metadata.entries import Entry
 from fsobj.metadata.store import MetadataStore
+from fsobj.refusals import Refused
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -58,11 +58,16 @@ class GroupCommit:
                 else:
                     for r, result in zip(batch, results, strict=True):
                         r.done = True
-                        if isinstance(result, OSError):
+                        if isinstance(result, Refused | OSError):
                             r.error = result
                         else:
                             r.previous, r.changes = result
-        if record.error is not None:
-            raise OSError(getattr(record.error, "errno", None) or errno.EIO, str(record.error))
+        failed = record.error
+        if isinstance(failed, Refused):
+            raise failed.again()
+        if isinstance(failed, OSError):  # one error object each: several tasks raise it
+            raise OSError(failed.errno, failed.strerror or str(failed))
+        if failed is not None:
+            raise failed  # a bug: its traceback is logged at the front end's edge
         assert isinstance(record.changes, dict)
         return record.previous, record.changes

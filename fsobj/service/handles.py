@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import functools
 import itertools
 import logging
@@ -29,7 +28,7 @@ import trio
 
 from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size, wrong_size
 from fsobj.metadata.store import Entry, MetadataStore
-from fsobj.refusals import Refused
+from fsobj.refusals import Reason, Refused
 from fsobj.service.durability import GroupSync
 from fsobj.service.group_commit import GroupCommit
 from fsobj.service.versions import Ahead, Version, VersionReader
@@ -68,9 +67,9 @@ class Handle:
     dirty: bool = False
     # User metadata that the commit sets, all of it (an S3 PUT's), or None to keep it.
     metadata: dict[str, bytes] | None = None
-    # The errno of a write or truncate that failed: what is staged is then not what the
-    # writer meant, so it is never committed (the previous version stays).
-    failed: int | None = None
+    # How a write or truncate failed: what is staged is then not what the writer meant,
+    # so it is never committed (the previous version stays).
+    failed: Refused | OSError | None = None
     # When this handle last changed the content; None once an explicit utime overrides it.
     modified_ns: int | None = None
     # Where the last read of the committed version ended, and the next ranges being read
@@ -147,7 +146,7 @@ class OpenObjects:
         if self.meta.shared:  # close-to-open: what other hosts closed last opens here
             current = await self.meta.get(entry.inode, current=True)
             if current is None:  # ESTALE: the kernel looks the path up again, and retries
-                raise Refused(errno.ESTALE, (entry, None), "removed by another host")
+                raise Refused(Reason.STALE, (entry, None), "removed by another host")
             entry = current
         siblings = self._by_inode.setdefault(entry.inode, set())
         handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid)
@@ -380,7 +379,7 @@ class OpenObjects:
         try:
             check_object_size(size)
         except Refused as refusal:
-            handle.failed = refusal.errno
+            handle.failed = refusal
             raise
 
     def _too_big(self, end: int) -> bool:
@@ -399,7 +398,7 @@ class OpenObjects:
                 return change(*args)
             return await trio.to_thread.run_sync(change, *args)
         except OSError as error:
-            handle.failed = error.errno
+            handle.failed = error
             raise
 
     def _discard_staging(self, handle: Handle) -> None:
@@ -427,9 +426,10 @@ class OpenObjects:
     async def _commit(self, handle: Handle, durable: bool, alone: bool = False) -> None:
         if handle.failed is not None:
             self._discard_staging(handle)
-            raise Refused(
-                handle.failed, (handle.entry, None), "a write to it failed: nothing is committed"
-            )
+            lost = "a write to it failed: nothing is committed"
+            if isinstance(handle.failed, Refused):
+                raise Refused(handle.failed.reason, (handle.entry, None), lost)
+            raise OSError(handle.failed.errno, f"{lost} ({handle.failed.strerror})")
         staging = handle.staging
         assert staging is not None
         object_id = await self.meta.new_blob_id()
@@ -458,11 +458,11 @@ class OpenObjects:
                 staging.close()
                 await self.remove_blob(object_id)  # no metadata names it: the old one stays
                 raise
-        except OSError as error:
+        except (OSError, Refused) as error:
             # Like a failed write, a failed commit spoils the upload (a later release must
             # not commit what close reported as lost), and the handle, with any reader of
             # its process, is back on the committed version.
-            handle.failed = error.errno
+            handle.failed = error
             self._discard_staging(handle)
             with contextlib.suppress(OSError):  # a missing blob is reported when read
                 await self._pin(

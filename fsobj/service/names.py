@@ -1,10 +1,9 @@
 """Naming rules for buckets and object keys (S3's rules, enforced at the API service)."""
 
-import errno
 import ipaddress
 import re
 
-from fsobj.refusals import Refused
+from fsobj.refusals import Reason, Refused
 
 MAX_KEY_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
@@ -32,26 +31,23 @@ def bucket_name_problem(name: str) -> str | None:
 def check_bucket_name(name: str) -> None:
     problem = bucket_name_problem(name)
     if problem:
-        raise Refused(errno.EINVAL, None, problem, "bucket-name")
+        raise Refused(Reason.BAD_BUCKET_NAME, None, problem)
 
 
 def decode_component(raw: bytes) -> str:
     """A path component from the kernel as text; S3 keys are UTF-8."""
     if len(raw) > MAX_COMPONENT_BYTES:
         raise Refused(
-            errno.ENAMETOOLONG,
+            Reason.NAME_TOO_LONG,
             None,
             f"a path component is at most {MAX_COMPONENT_BYTES} bytes",
-            "key-name",
         )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refused(errno.EINVAL, None, "object keys must be valid UTF-8", "key-name") from None
+        raise Refused(Reason.BAD_KEY, None, "object keys must be valid UTF-8") from None
 
 
 def check_key_length(key_bytes: int) -> None:
     if key_bytes > MAX_KEY_BYTES:
-        raise Refused(
-            errno.ENAMETOOLONG, None, f"object keys are at most {MAX_KEY_BYTES} bytes", "key-name"
-        )
+        raise Refused(Reason.NAME_TOO_LONG, None, f"object keys are at most {MAX_KEY_BYTES} bytes")

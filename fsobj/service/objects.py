@@ -13,7 +13,6 @@ was current when it began, as a reader on the mount does.
 
 from __future__ import annotations
 
-import errno
 import logging
 import stat
 import time
@@ -27,7 +26,7 @@ from fsobj.datastore.store import Staging, check_object_size
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, R, W, X
 from fsobj.metadata.schema import ROOT_INODE
 from fsobj.metadata.store import Bucket, Entry
-from fsobj.refusals import Refused
+from fsobj.refusals import Reason, Refused
 from fsobj.service import names
 from fsobj.service.handles import MEMORY_STAGING, guess_content_type
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
@@ -76,11 +75,13 @@ class ObjectService:
         try:
             await self.core.new_name(root, name.encode(), "dir")
         except Refused as refusal:
-            if refusal.errno == errno.EEXIST:  # S3 says whose it is
-                existing = await self.meta.lookup(ROOT_INODE, name)
-                owner = existing and (await self.meta.acl(existing.inode)).owner
-                refusal.subject = "owned-bucket" if owner == who.uid else "bucket"
-            raise
+            if refusal.reason is not Reason.EXISTS:
+                raise
+            # S3 says whose it is.
+            existing = await self.meta.lookup(ROOT_INODE, name)
+            owner = existing and (await self.meta.acl(existing.inode)).owner
+            reason = Reason.BUCKET_OWNED if owner == who.uid else Reason.BUCKET_EXISTS
+            raise Refused(reason, refusal.where, refusal.detail) from None
         entry = await self.core.create_bucket(root, name, who.uid, who.gid)
         await self.core.name_changed(root, name)
         return entry
@@ -89,7 +90,7 @@ class ObjectService:
         """A bucket and its ACL, if it exists and `who` holds one of `needed` on it."""
         entry = await self.meta.lookup(ROOT_INODE, name) if name else None
         if entry is None or entry.kind != "bucket":
-            raise Refused(errno.ENOENT, None, f"no bucket {name!r}", "bucket")
+            raise Refused(Reason.NO_SUCH_BUCKET, None, f"no bucket {name!r}")
         acl = await self.meta.acl(entry.inode)
         if needed and not self.iam.rights(who, acl).intersection(needed):
             self.core.deny(who, entry, (entry, None), " or ".join(p.value for p in needed))
@@ -122,7 +123,7 @@ class ObjectService:
         """Change an object's permission bits, as `chmod` on the mount: its owner or root."""
         entry, _ = await self._existing(who, bucket, key)
         if who.uid not in (0, entry.uid):
-            raise Refused(errno.EPERM, None, f"only the owner of {key!r} changes its mode")
+            raise Refused(Reason.NOT_PERMITTED, None, f"only the owner of {key!r} changes its mode")
         await self.meta.update(entry, mode=mode, ctime_ns=time.time_ns())
         self.core.attributes_changed(entry.inode)
 
@@ -152,7 +153,7 @@ class ObjectService:
         if key.endswith("/"):
             async for chunk in body:
                 if chunk:
-                    raise Refused(errno.EINVAL, None, "a directory marker has no content", "key")
+                    raise Refused(Reason.INVALID, None, "a directory marker has no content")
             directory = await self._directories(who, bucket_entry, acl, parts, make=True)
             if IMPLIED in await self.meta.user_metadata(directory.inode):  # a marker now
                 await self.meta.set_user_metadata(directory.inode, IMPLIED, None)
@@ -203,7 +204,7 @@ class ObjectService:
         content type and metadata, else it keeps the source's."""
         source = await self.head(who, source_bucket, source_key)
         if source.kind != "object" or source.object_id is None:
-            raise Refused(errno.ENOENT, None, f"no object {source_key!r} to copy", "key")
+            raise Refused(Reason.NO_SUCH_KEY, None, f"no object {source_key!r} to copy")
         check(source)
         if replace is None:
             content_type, metadata = (
@@ -215,10 +216,10 @@ class ObjectService:
         bucket_entry, acl = await self.bucket(who, bucket)
         parts = _key_parts(key)
         if key.endswith("/"):
-            raise Refused(errno.EINVAL, None, "a directory marker is not a copy", "key-name")
+            raise Refused(Reason.BAD_KEY, None, "a directory marker is not a copy")
         entry = await self._target(who, bucket_entry, acl, parts)
         if entry is source and replace is None:
-            raise Refused(errno.EINVAL, None, "a copy onto itself must replace its metadata")
+            raise Refused(Reason.INVALID, None, "a copy onto itself must replace its metadata")
         entry.content_type = content_type
         await self.objects.share(entry, source, metadata)
         return entry
@@ -234,7 +235,7 @@ class ObjectService:
             entry = await self.core.new_object(parent, parts[-1], 0o644, who.uid, who.gid)
             await self.core.name_changed(parent, entry.name)
         elif entry.kind != "object":
-            raise Refused(errno.EISDIR, None, f"{key!r} is a directory or not an object", "key")
+            raise Refused(Reason.IS_DIRECTORY, None, f"{key!r} is a directory or not an object")
         else:
             self._require(who, acl, entry, W, bucket.name)  # as an open with O_TRUNC asks
         return entry
@@ -286,7 +287,7 @@ class ObjectService:
         try:
             parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
         except Refused as refusal:
-            if refusal.errno in (errno.ENOENT, errno.ENOTDIR):
+            if refusal.reason in (Reason.NO_SUCH_KEY, Reason.NOT_DIRECTORY):
                 return
             raise
         entry = await self.meta.lookup(parent.inode, parts[-1])
@@ -333,7 +334,7 @@ class ObjectService:
         bucket_entry, acl = await self.bucket(who, bucket)
         _key_parts(key)
         if key.endswith("/"):
-            raise Refused(errno.EINVAL, None, "a directory marker has no parts", "key-name")
+            raise Refused(Reason.BAD_KEY, None, "a directory marker has no parts")
         self._require(who, acl, bucket_entry, X, bucket)
         return await trio.to_thread.run_sync(
             self.uploads.create, bucket, key, who.uid, content_type, metadata
@@ -344,7 +345,7 @@ class ObjectService:
         await self.bucket(who, bucket)
         upload = await trio.to_thread.run_sync(self.uploads.get, upload_id)
         if upload is None or upload.bucket != bucket or upload.key != key:
-            raise Refused(errno.ENOENT, None, f"no upload {upload_id}", "upload")
+            raise Refused(Reason.NO_SUCH_UPLOAD, None, f"no upload {upload_id}")
         if who.uid != upload.uid and not self.iam.is_admin(who):
             self.core.deny(who, bucket, None, f"ownership of upload {upload_id}")
         return upload
@@ -360,7 +361,7 @@ class ObjectService:
     ) -> str:
         """Receive part `number` to disk; returns its ETag (its MD5)."""
         if not 1 <= number <= MAX_PARTS:
-            raise Refused(errno.EINVAL, None, f"part numbers are 1 to {MAX_PARTS}", "argument")
+            raise Refused(Reason.BAD_ARGUMENT, None, f"part numbers are 1 to {MAX_PARTS}")
         await self.upload(who, bucket, key, upload_id)
         path = self.uploads.part_file(upload_id)
         staged = await self._receive(body, path)
@@ -393,9 +394,7 @@ class ObjectService:
             first, last = span or (0, None)
             end = reader.size if last is None else last + 1
             if span is not None and not first < end <= reader.size:
-                raise Refused(
-                    errno.EINVAL, None, "the copy range is outside the source", "argument"
-                )
+                raise Refused(Reason.BAD_ARGUMENT, None, "the copy range is outside the source")
             return await self.upload_part(who, *target, reader.chunks(first, end))
         finally:
             await reader.close()
@@ -413,13 +412,13 @@ class ObjectService:
         stored = {p.number: p for p in await trio.to_thread.run_sync(self.uploads.parts, upload_id)}
         numbers = [number for number, _ in chosen]
         if not numbers or numbers != sorted(set(numbers)):
-            raise Refused(errno.EINVAL, None, "parts must be listed in ascending order", "order")
+            raise Refused(Reason.PART_ORDER, None, "parts must be listed in ascending order")
         for index, (number, etag) in enumerate(chosen):
             part = stored.get(number)
             if part is None or part.etag != etag.strip('"'):
-                raise Refused(errno.EINVAL, None, f"part {number} was not uploaded", "part")
+                raise Refused(Reason.INVALID_PART, None, f"part {number} was not uploaded")
             if index < len(chosen) - 1 and part.size < MIN_PART:
-                raise Refused(errno.EINVAL, None, f"part {number} is under 5 MiB", "part-size")
+                raise Refused(Reason.PART_TOO_SMALL, None, f"part {number} is under 5 MiB")
         staged = await trio.to_thread.run_sync(
             self.uploads.assemble, upload_id, numbers, self.data.staging_path()
         )
@@ -490,9 +489,9 @@ class ObjectService:
                 await self.meta.set_user_metadata(found.inode, IMPLIED, b"")
                 await self.core.name_changed(directory, part)
             if found is None:
-                raise Refused(errno.ENOENT, None, f"no directory {part!r}", "key")
+                raise Refused(Reason.NO_SUCH_KEY, None, f"no directory {part!r}")
             if not found.is_dir:
-                raise Refused(errno.ENOTDIR, None, f"{part!r} is an object", "key")
+                raise Refused(Reason.NOT_DIRECTORY, None, f"{part!r} is an object")
             self._require(who, acl, found, X, bucket.name)
             directory = found
         return directory
@@ -503,12 +502,13 @@ class ObjectService:
         try:
             parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
         except Refused as refusal:
-            if refusal.errno == errno.ENOTDIR:
-                refusal.errno = errno.ENOENT
-            raise
+            if refusal.reason is not Reason.NOT_DIRECTORY:
+                raise
+            # A key below an object is a key that does not exist, as in S3.
+            raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}") from None
         entry = await self.meta.lookup(parent.inode, parts[-1])
         if entry is None or entry.is_dir != key.endswith("/") or entry.kind == "symlink":
-            raise Refused(errno.ENOENT, None, f"no key {key!r}", "key")
+            raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}")
         return entry, acl
 
 
@@ -553,5 +553,5 @@ def _key_parts(key: str) -> list[str]:
     for part in parts:
         names.decode_component(part.encode("utf-8", "surrogatepass"))
         if part in ("", ".", ".."):
-            raise Refused(errno.EINVAL, None, "a key has no empty, '.' or '..' segment", "key-name")
+            raise Refused(Reason.BAD_KEY, None, "a key has no empty, '.' or '..' segment")
     return parts
