@@ -232,7 +232,12 @@ class ObjectService:
         entry = await self.meta.lookup(parent.inode, parts[-1])
         if entry is None:
             self._require(who, acl, parent, W | X, bucket.name)
-            entry = await self.core.new_object(parent, parts[-1], 0o644, who.uid, who.gid)
+            try:
+                entry = await self.core.new_object(parent, parts[-1], 0o644, who.uid, who.gid)
+            except Refused as refusal:  # a PUT beside this one made it meanwhile
+                if refusal.reason is not Reason.EXISTS:
+                    raise
+                return await self._target(who, bucket, acl, parts)
             await self.core.name_changed(parent, entry.name)
         elif entry.kind != "object":
             raise Refused(Reason.IS_DIRECTORY, None, f"{key!r} is a directory or not an object")
@@ -483,11 +488,7 @@ class ObjectService:
             found = await self.meta.lookup(directory.inode, part)
             if found is None and make:
                 self._require(who, acl, directory, W, bucket.name)
-                found = self.core.new_entry(directory, part, "dir", 0o755, who.uid, who.gid)
-                await self.meta.insert(found)
-                # Made for a key below it: it goes again with the last key below it.
-                await self.meta.set_user_metadata(found.inode, IMPLIED, b"")
-                await self.core.name_changed(directory, part)
+                found = await self._implied_directory(who, directory, part)
             if found is None:
                 raise Refused(Reason.NO_SUCH_KEY, None, f"no directory {part!r}")
             if not found.is_dir:
@@ -495,6 +496,20 @@ class ObjectService:
             self._require(who, acl, found, X, bucket.name)
             directory = found
         return directory
+
+    async def _implied_directory(self, who: Identity, parent: Entry, name: str) -> Entry | None:
+        """A directory made for a key below it, which goes again with the last key below
+        it; or the entry that a request running beside this one made meanwhile."""
+        made = self.core.new_entry(parent, name, "dir", 0o755, who.uid, who.gid)
+        try:
+            await self.meta.insert(made)
+        except Refused as refusal:
+            if refusal.reason is not Reason.EXISTS:
+                raise
+            return await self.meta.lookup(parent.inode, name)
+        await self.meta.set_user_metadata(made.inode, IMPLIED, b"")
+        await self.core.name_changed(parent, name)
+        return made
 
     async def _existing(self, who: Identity, bucket: str, key: str) -> tuple[Entry, Acl]:
         bucket_entry, acl = await self.bucket(who, bucket)
