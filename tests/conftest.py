@@ -12,11 +12,13 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import actor
 import pytest
 import trio_asyncio
 
+from fsobj.metadata.entries import Commit
 from fsobj.metadata.store import Entry, MetadataStore, open_metadata_store
 
 MOUNT_TIMEOUT = 30.0
@@ -258,6 +260,13 @@ def new_entry(parent: int, name: str, kind: str = "object") -> Entry:
     """An entry to insert into a metadata store, owned by root."""
     now = time.time_ns()
     return Entry(0, parent, name, kind, 0o644, 0, 0, now, now, now)
+
+
+def a_commit(object_id: str, size: int = 1, **more: Any) -> Commit:
+    """A commit of a version of `size` bytes in the blob `object_id`."""
+    fields: dict[str, Any] = {"etag": "0" * 32, "checksums": None, "blocks": None}
+    fields |= {"content_type": "text/plain", "ctime_ns": time.time_ns(), **more}
+    return Commit(object_id, size, **fields)
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 import trio_asyncio
-from conftest import new_entry
+from conftest import a_commit, new_entry
 
 from fsobj.datastore.store import new_object_id
 from fsobj.metadata.schema import ROOT_INODE
@@ -36,10 +36,6 @@ async def two_hosts(url: str) -> AsyncIterator[tuple[MetadataStore, MetadataStor
 @pytest.fixture
 def database(pg_cluster, pg_password) -> str:
     return pg_cluster.new_database()
-
-
-def commit_changes(object_id: str) -> dict:
-    return {"object_id": object_id, "size": 1, "etag": "0" * 32, "ctime_ns": time.time_ns()}
 
 
 async def test_hosts_hand_out_disjoint_inodes_and_see_each_others_names(database):
@@ -82,20 +78,20 @@ async def test_commits_learn_what_they_replace_from_the_database(database):
         bucket = await a.insert(new_entry(ROOT_INODE, "shared", "bucket"), bucket_owner=0)
         obj = await a.insert(new_entry(bucket.inode, "doc"), deferred=True)
         first = await a.new_blob_id()
-        ((previous, _),) = await a.update_many([(obj, commit_changes(first))])
+        (previous,) = await a.commit_many([(obj, a_commit(first))])
         assert previous is None
         on_b = await b.lookup(bucket.inode, "doc")
         second = await b.new_blob_id()
-        ((previous, _),) = await b.update_many([(on_b, commit_changes(second))])
+        (previous,) = await b.commit_many([(on_b, a_commit(second))])
         assert previous == first
         # A, whose cache still says `first`, replaces what B committed: the last wins,
         # and A learns that it unnamed `second`.
         third = await a.new_blob_id()
-        ((previous, _),) = await a.update_many([(obj, commit_changes(third))])
+        (previous,) = await a.commit_many([(obj, a_commit(third))])
         assert previous == second
         # A row another host removed fails that update alone: STALE (ESTALE on a mount).
         await b.delete(on_b, time.time_ns())
-        (failed,) = await a.update_many([(obj, commit_changes(await a.new_blob_id()))])
+        (failed,) = await a.commit_many([(obj, a_commit(await a.new_blob_id()))])
         assert isinstance(failed, Refused) and failed.reason is Reason.STALE
 
 
@@ -108,5 +104,5 @@ async def test_pins_keep_collectors_off_uploads_and_a_lapsed_pin_fails_the_commi
         await b.end_session(a.session)  # as if A's session had lapsed
         assert await b.unnamed_blobs([pinned]) == [pinned]
         obj = await a.insert(new_entry(bucket.inode, "late"), deferred=True)
-        (failed,) = await a.update_many([(obj, commit_changes(pinned))])
+        (failed,) = await a.commit_many([(obj, a_commit(pinned))])
         assert isinstance(failed, OSError) and failed.errno == errno.EIO

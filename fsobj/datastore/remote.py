@@ -223,7 +223,7 @@ class RemoteDataStore(DataStore):
     """The data store with its blobs at an S3 service, and the store's own `blobs/`
     directory as their bounded local cache (blob_cache.py). Staging stays local."""
 
-    commits_anywhere = False  # a commit uploads: never in the metadata store's thread
+    small_commits_inline = False  # a commit uploads: never on the loop
     durable_at_commit = True  # the service holds it
 
     def __init__(self, root: Path, remote: RemoteBlobs, cache_bytes: int = DEFAULT_CACHE_BYTES):

@@ -295,9 +295,9 @@ class DataStore:
     """Blobs in the store's own directory (the default backend; remote_blobs.py keeps
     them at an S3 service instead, with this directory as their cache)."""
 
-    # A small blob may be written by any thread that is there anyway (the metadata
-    # store's, right before its row): it is a local file, quick to write.
-    commits_anywhere = True
+    # A small blob committed without a sync is a local file written into the page cache:
+    # quicker on the caller's loop than a hop to a thread (handles.OpenObjects._commit).
+    small_commits_inline = True
     durable_at_commit = False  # a commit's blob is durable once it returns (no group sync)
 
     def __init__(self, root: Path):
@@ -397,7 +397,7 @@ class DataStore:
         return await trio.to_thread.run_sync(self.commit_now, staging, object_id, sync)
 
     def commit_now(self, staging: Staging, object_id: str, sync: bool) -> Blob:
-        """`commit`, blocking: for a thread that is there anyway."""
+        """`commit`, blocking."""
         etag, checksums = staging.digests()
         path = self.blob_path(object_id)
         blocks = None

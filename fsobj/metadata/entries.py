@@ -1,8 +1,10 @@
-"""What the metadata store keeps of each name: the entries of the namespace and buckets."""
+"""What the metadata store keeps of each name: the entries of the namespace and buckets;
+and what a commit changes of an object."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 
 @dataclasses.dataclass(slots=True)
@@ -34,6 +36,41 @@ class Entry:
     @property
     def is_dir(self) -> bool:
         return self.kind in ("root", "bucket", "dir")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Commit:
+    """A new version of an object, as one transaction records it: its blob, written and
+    checked already, and the metadata that changes with it."""
+
+    object_id: str
+    size: int
+    etag: str
+    checksums: bytes | None
+    blocks: int | None
+    content_type: str | None  # None: none was ever said (setfattr -x took it away)
+    ctime_ns: int
+    mtime_ns: int | None = None  # None: as it was (an explicit utime set it meanwhile)
+    user_metadata: dict[str, bytes] | None = None  # all of it; None: as it was
+    # The group sync that makes a new object's blob durable (Entry.unsynced); 0: durable.
+    unsynced: int = 0
+    shares_blob: bool = False  # a copy: the blob is its source's, which must still be named
+
+    def attributes(self) -> dict[str, Any]:
+        """The entry's attributes that change (user metadata is not one)."""
+        changed = {
+            "object_id": self.object_id,
+            "size": self.size,
+            "etag": self.etag,
+            "checksums": self.checksums,
+            "blocks": self.blocks,
+            "content_type": self.content_type,
+            "ctime_ns": self.ctime_ns,
+            "unsynced": self.unsynced,
+        }
+        if self.mtime_ns is not None:
+            changed["mtime_ns"] = self.mtime_ns
+        return changed
 
 
 @dataclasses.dataclass(slots=True)

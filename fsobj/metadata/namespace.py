@@ -28,7 +28,7 @@ import trio
 from fsobj.metadata import schema, transactions
 from fsobj.metadata.backend import Conflict, Database, MissingParent
 from fsobj.metadata.cache import DEFAULT_CAPACITY, NamespaceCache
-from fsobj.metadata.entries import Entry
+from fsobj.metadata.entries import Commit, Entry
 from fsobj.refusals import Reason, Refused
 
 T = TypeVar("T")
@@ -148,10 +148,7 @@ class NamespaceStore:
         targets = [entry] if cached is None or cached is entry else [entry, cached]
         for target in targets:
             for name, value in changes.items():
-                if name == "user_metadata":  # not a column: the items, all replaced
-                    self._cache.set_user_metadata(entry.inode, dict(value))
-                else:
-                    setattr(target, name, value)
+                setattr(target, name, value)
 
     def hold(self, inode: int) -> None:
         """Keep the inode's entry in memory until `let_go` (an open handle changes it)."""
@@ -408,29 +405,28 @@ class NamespaceStore:
             for name, value in changes.items():
                 setattr(entry, name, value)
             return
-        await self.update_many([(entry, changes)])
+        await self._writing([entry], transactions.update_columns, entry.inode, changes)
+        self._changed(entry, changes)
 
-    async def update_many(
-        self,
-        batch: list[tuple[Entry, dict[str, Any] | Callable[[], dict[str, Any]]]],
-        synced: bool = False,
-    ) -> list[tuple[str | None, dict[str, Any]] | Refused | OSError]:
-        """Several updates in one transaction (group commit), applied in order. The changes
-        of an update may be a function that the database thread calls first (a commit
-        writes a small blob there: one thread hop for blob and row); one that raises
-        OSError fails that update alone. `synced`: the transaction is durable when this
-        returns (its log is synced at commit). Returns, per update, the blob its row named
-        just before (as the database says: another host may have committed meanwhile)
-        and the changes made, or the error (transactions.update_many)."""
+    async def commit_many(
+        self, batch: list[tuple[Entry, Commit]], synced: bool = False
+    ) -> list[str | Refused | OSError | None]:
+        """Several commits in one transaction (group commit), applied in order; each may
+        fail alone. `synced`: the transaction is durable when this returns (its log is
+        synced at commit). Returns, per commit, the blob its row named just before (as
+        the database says: another host may have committed meanwhile), or why it failed
+        (transactions.commit_many)."""
         results = await self._writing(
             [entry for entry, _ in batch],
-            transactions.update_many,
-            [(entry.inode, changes) for entry, changes in batch],
+            transactions.commit_many,
+            [(entry.inode, commit) for entry, commit in batch],
             synced,
         )
-        for (entry, _), result in zip(batch, results, strict=True):
+        for (entry, commit), result in zip(batch, results, strict=True):
             if not isinstance(result, Refused | OSError):
-                self._changed(entry, result[1])
+                self._changed(entry, commit.attributes())
+                if commit.user_metadata is not None:  # all of it, replaced
+                    self._cache.set_user_metadata(entry.inode, dict(commit.user_metadata))
         return results
 
     async def delete(self, entry: Entry, now_ns: int) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fsobj.metadata import schema
+from fsobj.metadata.entries import Commit
 from fsobj.refusals import Reason, Refused
 
 # A DB-API connection with a `dialect`: sqlite3's (metadata_sqlite.SqliteConnection) or
@@ -49,35 +50,24 @@ def write_after(
     write(conn, inserts + statements)
 
 
-def update_many(
+def commit_many(
     conn: Connection,
     inserts: list[tuple[str, tuple]],
-    updates: list[tuple[int, dict[str, Any] | Callable[[], dict[str, Any]]]],
+    commits: list[tuple[int, Commit]],
     synced: bool = False,
-) -> list[tuple[str | None, dict[str, Any]] | Refused | OSError]:
-    """Apply each update to its row, in one transaction (after `inserts`); returns per
-    update the blob its row named before and the changes made, or why it failed alone:
-    its function raised OSError, its row is gone (STALE: removed by another host), or
+) -> list[str | Refused | OSError | None]:
+    """Record each commit in its object's row, in one transaction (after `inserts`);
+    returns per commit the blob its row named before, or why it failed alone: its row is
+    gone (STALE: removed by another host), a copy's source blob is no longer named, or
     the new blob's upload pin is lost (EIO: see Dialect.release_pin)."""
-    prepared: list[tuple[int, dict[str, Any] | OSError]] = []
-    for inode, changes in updates:
-        if callable(changes):
-            try:
-                changes = changes()
-            except OSError as error:
-                prepared.append((inode, error))
-                continue
-        prepared.append((inode, changes))
-    results: list[tuple[str | None, dict[str, Any]] | Refused | OSError] = []
+    results: list[str | Refused | OSError | None] = []
 
     def run() -> None:
         results.clear()
         with transaction(conn):
             for sql, params in inserts:
                 conn.execute(sql, params)
-            for inode, changes in prepared:
-                done = changes if isinstance(changes, OSError) else _update(conn, inode, changes)
-                results.append(done)
+            results.extend(_commit(conn, inode, commit) for inode, commit in commits)
 
     if synced:
         conn.dialect.write_synced(conn, run)
@@ -86,47 +76,52 @@ def update_many(
     return results
 
 
-def _update(
-    conn: Connection, inode: int, changes: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]] | Refused | OSError:
+def _commit(conn: Connection, inode: int, commit: Commit) -> str | Refused | OSError | None:
     found = conn.execute(
         f"SELECT object_id FROM entries WHERE inode = ?{conn.dialect.lock_rows}", (inode,)
     ).fetchone()
     if found is None:
         return Refused(Reason.STALE, None, "the object was removed meanwhile (by another host)")
-    changes = dict(changes)
-    # A copy names its source's blob: it must still be named then, or it may be gone.
-    shares = changes.pop("shares_blob", False)
-    row = dict(changes)
-    checksums = row.pop("checksums", None)
-    metadata = row.pop("user_metadata", None)  # all of it, replaced with the content
+    key = schema.blob_key(commit.object_id)
+    if commit.shares_blob:  # it must still be named then, or it may be gone
+        named = conn.execute(
+            "SELECT 1 FROM entries WHERE object_id = ? AND inode != ? LIMIT 1"
+            f"{conn.dialect.lock_rows}",
+            (key, inode),
+        ).fetchone()
+        if named is None:
+            return Refused(Reason.NO_SUCH_KEY, None, "the source was replaced meanwhile")
+    elif not conn.dialect.release_pin(conn, key):
+        return OSError(errno.EIO, "this host's session expired during the upload")
     statements: list[tuple[str, tuple]] = []
-    if metadata is not None:
+    if commit.user_metadata is not None:  # all of it, replaced with the content
         statements.append(("DELETE FROM user_metadata WHERE inode = ?", (inode,)))
         statements += [
             ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (inode, k, v))
-            for k, v in metadata.items()
+            for k, v in commit.user_metadata.items()
         ]
-    if row.get("object_id") is not None:
-        key = row["object_id"] = schema.blob_key(row["object_id"])
-        if shares:
-            named = conn.execute(
-                "SELECT 1 FROM entries WHERE object_id = ? AND inode != ? LIMIT 1"
-                f"{conn.dialect.lock_rows}",
-                (key, inode),
-            ).fetchone()
-            if named is None:
-                return Refused(Reason.NO_SUCH_KEY, None, "the source was replaced meanwhile")
-        elif not conn.dialect.release_pin(conn, key):
-            return OSError(errno.EIO, "this host's session expired during the upload")
-        if checksums is not None:
-            statements.append(record_checksums(row["object_id"], checksums))
-    columns = ", ".join(f"{name} = ?" for name in row)
-    statements.append((f"UPDATE entries SET {columns} WHERE inode = ?", (*row.values(), inode)))
+    if commit.checksums is not None:
+        statements.append(record_checksums(key, commit.checksums))
+    row = commit.attributes()
+    del row["checksums"]  # a blob's, in blob_checksums
+    row["object_id"] = key
+    statements.append(_update_row(inode, row))
     for sql, params in statements:
         conn.execute(sql, params)
     previous = found[0]
-    return (None if previous is None else schema.blob_name(previous)), changes
+    return None if previous is None else schema.blob_name(previous)
+
+
+def update_columns(
+    conn: Connection, inserts: list[tuple[str, tuple]], inode: int, changes: dict[str, Any]
+) -> None:
+    """Set some columns of an entry's row (mode, owner, times, content type)."""
+    write(conn, [*inserts, _update_row(inode, changes)])
+
+
+def _update_row(inode: int, columns: dict[str, Any]) -> tuple[str, tuple]:
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    return f"UPDATE entries SET {assignments} WHERE inode = ?", (*columns.values(), inode)
 
 
 def record_checksums(key: bytes, checksums: bytes) -> tuple[str, tuple]:

@@ -5,23 +5,20 @@ database transaction for many closes)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
 
 import trio
 
-from fsobj.metadata.entries import Entry
+from fsobj.metadata.entries import Commit, Entry
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Refused
 
 
 @dataclasses.dataclass(eq=False, slots=True)
 class _Record:
-    """A commit's metadata update waiting for its group's transaction."""
+    """A commit waiting for its group's transaction."""
 
     entry: Entry
-    # What changes, or (until the transaction) the function that writes the blob and says.
-    changes: dict[str, Any] | Callable[[], dict[str, Any]]
+    commit: Commit
     synced: bool = False  # its transaction must be durable when it returns
     done: bool = False
     previous: str | None = None
@@ -34,23 +31,18 @@ class GroupCommit:
         self._lock = trio.Lock()
         self._waiting: list[_Record] = []
 
-    async def record(
-        self,
-        entry: Entry,
-        changes: dict[str, Any] | Callable[[], dict[str, Any]],
-        synced: bool = False,
-    ) -> tuple[str | None, dict[str, Any]]:
-        """Apply `changes` to `entry`'s row with whatever else waits (MetadataStore.
-        update_many); returns the blob the row named before and the changes made. A
-        `synced` record makes its group's transaction durable by itself."""
-        record = _Record(entry, changes, synced)
+    async def record(self, entry: Entry, commit: Commit, synced: bool = False) -> str | None:
+        """Record `commit` in `entry`'s row with whatever else waits (MetadataStore.
+        commit_many); returns the blob the row named before. A `synced` record makes its
+        group's transaction durable by itself."""
+        record = _Record(entry, commit, synced)
         self._waiting.append(record)
         async with self._lock:
             if not record.done:
                 batch, self._waiting = self._waiting, []
                 try:
-                    results = await self.meta.update_many(
-                        [(r.entry, r.changes) for r in batch], any(r.synced for r in batch)
+                    results = await self.meta.commit_many(
+                        [(r.entry, r.commit) for r in batch], any(r.synced for r in batch)
                     )
                 except Exception as error:
                     for r in batch:
@@ -61,7 +53,7 @@ class GroupCommit:
                         if isinstance(result, Refused | OSError):
                             r.error = result
                         else:
-                            r.previous, r.changes = result
+                            r.previous = result
         failed = record.error
         if isinstance(failed, Refused):
             raise failed.again()
@@ -69,5 +61,4 @@ class GroupCommit:
             raise OSError(failed.errno, failed.strerror or str(failed))
         if failed is not None:
             raise failed  # a bug: its traceback is logged at the front end's edge
-        assert isinstance(record.changes, dict)
-        return record.previous, record.changes
+        return record.previous

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import logging
 import mimetypes
@@ -27,7 +26,8 @@ from typing import Any
 import trio
 
 from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size, wrong_size
-from fsobj.metadata.store import Entry, MetadataStore
+from fsobj.metadata.entries import Commit, Entry
+from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
 from fsobj.service.durability import GroupSync
 from fsobj.service.group_commit import GroupCommit
@@ -248,20 +248,20 @@ class OpenObjects:
         assert source.object_id is not None
         await self.durability.make_content_durable(source)
         now = time.time_ns()
-        changes = {
-            "object_id": source.object_id,
-            "size": source.size,
-            "etag": source.etag,
-            "checksums": source.checksums,
-            "blocks": source.blocks,
-            "content_type": entry.content_type or source.content_type,
-            "mtime_ns": now,
-            "ctime_ns": now,
-            "unsynced": 0,
-            "user_metadata": metadata,
-            "shares_blob": True,
-        }
-        previous, _ = await self.group.record(entry, changes)
+        assert source.etag is not None  # a committed version's
+        commit = Commit(
+            object_id=source.object_id,
+            size=source.size,
+            etag=source.etag,
+            checksums=source.checksums,
+            blocks=source.blocks,
+            content_type=entry.content_type or source.content_type,
+            ctime_ns=now,
+            mtime_ns=now,
+            user_metadata=metadata,
+            shares_blob=True,
+        )
+        previous = await self.group.record(entry, commit)
         self.committed(entry.inode)
         self.retire(previous)
         await self.durability.make_all_durable()
@@ -442,18 +442,17 @@ class OpenObjects:
         # take it for garbage.
         self.committing.add(object_id)
         try:
-            blob: Blob | Callable[[], Blob]
-            if fresh and staging.size <= SMALL_BLOB and self.data.commits_anywhere:
-                # Written by the metadata store's thread right before its row: one thread
-                # hop for both, as each hop costs more than writing a small file.
-                blob = functools.partial(self.data.commit_now, staging, object_id, False)
+            # The blob is written and checked before its metadata's transaction begins.
+            if fresh and staging.size <= SMALL_BLOB and self.data.small_commits_inline:
+                # Into the page cache, unsynced: quicker than the hop to a thread.
+                blob = self.data.commit_now(staging, object_id, sync=False)
             else:
                 blob = await self.data.commit(staging, object_id, sync=not fresh)
             # The staged content is the blob's, whatever happens to the metadata.
             handle.staging = None
             handle.dirty = False
             try:
-                previous, changes = await self._record(handle, object_id, blob, fresh, alone)
+                previous, commit = await self._record(handle, object_id, blob, fresh, alone)
             except BaseException:
                 staging.close()
                 await self.remove_blob(object_id)  # no metadata names it: the old one stays
@@ -472,56 +471,40 @@ class OpenObjects:
         finally:
             self.committing.discard(object_id)
         # Later reads and copy-on-write through this handle start from what it committed.
-        await self._pin(handle, Version(object_id, changes["size"], changes["checksums"]))
+        await self._pin(handle, Version(object_id, commit.size, commit.checksums))
         self.committed(handle.entry.inode)
         self.retire(previous)
         if durable and not alone:
             await self.durability.make_all_durable()
 
     async def _record(
-        self,
-        handle: Handle,
-        object_id: str,
-        blob: Blob | Callable[[], Blob],
-        fresh: bool,
-        synced: bool = False,
-    ) -> tuple[str | None, dict[str, Any]]:
-        """Point the object at its new blob, described by `blob` (size, etag, checksums)
-        or by what `blob` returns once it has written it; returns the blob that is no
-        longer needed and the changes made, in a group commit (group_commit.py); a
+        self, handle: Handle, object_id: str, blob: Blob, fresh: bool, synced: bool = False
+    ) -> tuple[str | None, Commit]:
+        """Point the object at its new blob, written already; returns the blob that is no
+        longer needed and the commit, recorded in a group commit (group_commit.py); a
         `synced` record makes its group's transaction durable by itself."""
         entry = handle.entry
-        fixed: dict[str, Any] = {
-            "object_id": object_id,
-            "content_type": entry.content_type or guess_content_type(entry.name),
-            "ctime_ns": time.time_ns(),
-        }
-        if handle.metadata is not None:
-            fixed["user_metadata"] = handle.metadata
-        if handle.modified_ns is not None:
-            fixed["mtime_ns"] = handle.modified_ns
-
-        def changes() -> dict[str, Any]:
-            """In the database thread, just before the transaction."""
-            size, etag, checksums, blocks = blob() if callable(blob) else blob
+        size, etag, checksums, blocks = blob
+        commit = Commit(
+            object_id=object_id,
+            size=size,
+            etag=etag,
+            checksums=checksums,
+            blocks=blocks,
+            content_type=entry.content_type or guess_content_type(entry.name),
+            ctime_ns=time.time_ns(),
+            mtime_ns=handle.modified_ns,
+            user_metadata=handle.metadata,
             # Read once the blob is written: the group sync that covers this generation
             # starts after that.
-            unsynced = self.meta.unsynced_generation() if fresh else 0
-            return {
-                **fixed,
-                "size": size,
-                "etag": etag,
-                "checksums": checksums,
-                "blocks": blocks,
-                "unsynced": unsynced,
-            }
-
+            unsynced=self.meta.unsynced_generation() if fresh else 0,
+        )
         if entry.inode in self._orphans:  # unlinked while open: the content goes with it
-            return object_id, await trio.to_thread.run_sync(changes)
-        previous, made = await self.group.record(entry, changes, synced)
+            return object_id, commit
+        previous = await self.group.record(entry, commit, synced)
         if entry.inode in self._orphans:
-            return object_id, made  # unlinked while the record waited
-        return previous, made
+            return object_id, commit  # unlinked while the record waited
+        return previous, commit
 
     def times_set(self, inode: int) -> None:
         """An explicit mtime was set: pending commits must not replace it."""
