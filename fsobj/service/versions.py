@@ -82,7 +82,12 @@ class VersionReader:
             data = ahead.future.result()
         else:
             self.drop_ahead(handle)
-            data = await trio.to_thread.run_sync(self._read_verified, *_blob(handle), offset, size)
+            # On its own descriptor, as a read ahead: a commit of a writer of the same
+            # process may re-pin the handle (closing its descriptor) while the read runs.
+            version, fd, name = _blob(handle)
+            data = await trio.to_thread.run_sync(
+                self._read_own, version, os.dup(fd), name, offset, size
+            )
         sequential = offset == handle.read_end
         handle.read_end = end = offset + len(data)
         if sequential and len(data) == size:
@@ -95,7 +100,7 @@ class VersionReader:
             ):
                 # On its own descriptor: the handle may close or re-pin before it finishes.
                 future = self._threads.submit(
-                    self._read_ahead, version, os.dup(fd), name, following, size
+                    self._read_own, version, os.dup(fd), name, following, size
                 )
                 handle.ahead.append(Ahead(following, size, future))
                 self.ahead_bytes += size
@@ -115,7 +120,8 @@ class VersionReader:
         path = self.data.blob_path(version.object_id)
         return DamagedBlob(f"object {version.object_id} ({name}): blob {path} {problem}")
 
-    def _read_ahead(self, version: Version, fd: int, name: str, offset: int, size: int) -> bytes:
+    def _read_own(self, version: Version, fd: int, name: str, offset: int, size: int) -> bytes:
+        """Read on a descriptor of the read's own, then close it."""
         try:
             return self._read_verified(version, fd, name, offset, size)
         finally:
