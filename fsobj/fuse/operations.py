@@ -31,7 +31,7 @@ from fsobj.fuse.kernel import BLOCK_SIZE
 from fsobj.fuse.listings import Listings
 from fsobj.fuse.xattrs import MetadataAttributes
 from fsobj.iam import posix_acl
-from fsobj.refusals import Reason, Refused, Where
+from fsobj.refusals import Reason, Refused
 from fsobj.service import ROOT_INODE, Entry, names
 from fsobj.service.handles import Handle
 
@@ -73,13 +73,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         if name in (b".", b".."):
             target = parent if name == b"." else await self.core.entry(parent.parent or ROOT_INODE)
             return await self._attributes(target)
-        try:
-            text = names.decode_component(name)
-        except Refused as refusal:
-            if refusal.reason is Reason.NAME_TOO_LONG:
-                raise refusal.at((parent, name)) from None
-            raise Refused(Reason.NO_SUCH_KEY, (parent, name), "no key can have this name") from None
-        entry = await self.core.meta.lookup(parent_inode, text)
+        entry = await self.core.child(parent, name)
         if entry is None:
             return self._missing(parent_inode)
         return await self._attributes(entry)
@@ -225,35 +219,12 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     @request
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         parent = await self.core.entry(parent_inode)
-        entry, where = await self._existing(parent, name)
-        if entry.is_dir:
-            raise Refused(Reason.IS_DIRECTORY, where, "is a directory (use rmdir)")
-        await self.core.remove(entry)
+        await self.core.remove_name(self.core.iam.identify(ctx), parent, name, directory=False)
 
     @request
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         parent = await self.core.entry(parent_inode)
-        entry, where = await self._existing(parent, name)
-        if not entry.is_dir:
-            raise Refused(Reason.NOT_DIRECTORY, where, "not a directory")
-        if entry.kind == "bucket":
-            access = await self.core.access(ctx, entry)
-            assert access.acl is not None  # a bucket has one
-            await self.core.delete_bucket(access.who, entry, access.acl)
-            return
-        if not await self.core.remove(entry):
-            raise Refused(Reason.NOT_EMPTY, where, "directory is not empty")
-
-    async def _existing(self, parent: Entry, name: bytes) -> tuple[Entry, Where]:
-        where = (parent, name)
-        try:
-            text = names.decode_component(name)
-        except Refused:
-            raise Refused(Reason.NO_SUCH_KEY, where, "no key can have this name") from None
-        entry = await self.core.meta.lookup(parent.inode, text)
-        if entry is None:
-            raise Refused(Reason.NO_SUCH_KEY, where, "no such entry")
-        return entry, where
+        await self.core.remove_name(self.core.iam.identify(ctx), parent, name, directory=True)
 
     @request
     async def rename(
@@ -267,48 +238,12 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     ) -> None:
         old_parent = await self.core.entry(parent_inode_old)
         new_parent = await self.core.entry(parent_inode_new)
-        entry, where = await self._existing(old_parent, name_old)
-        new_where = (new_parent, name_new)
+        entry = await self.core.existing(old_parent, name_old)
+        where = (old_parent, name_old)
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise Refused(Reason.INVALID, where, "RENAME_EXCHANGE is not supported")
-        if entry.kind == "bucket" or new_parent.kind == "root":
-            raise Refused(
-                Reason.NOT_PERMITTED,
-                where,
-                "buckets cannot be renamed, and objects live inside buckets",
-            )
-        try:
-            new_name = names.decode_component(name_new)
-            extra = await self.core.meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
-            names.check_key_length(await self.core.key_bytes(new_parent) + len(name_new) + extra)
-        except Refused as refusal:
-            raise refusal.at(new_where) from None
-        if entry.parent == new_parent.inode and entry.name == new_name:
-            return
-        ancestor: Entry | None = new_parent if entry.is_dir else None  # only a directory
-        while ancestor is not None and ancestor.kind != "root":
-            if ancestor.inode == entry.inode:
-                raise Refused(Reason.INVALID, new_where, "cannot move a directory into itself")
-            ancestor = await self.core.meta.get(ancestor.parent)
-        replaced = await self.core.meta.lookup(new_parent.inode, new_name)
-        if replaced is not None:
-            if flags & pyfuse3.RENAME_NOREPLACE:
-                raise Refused(Reason.EXISTS, new_where, "exists already (RENAME_NOREPLACE)")
-            if entry.is_dir and not replaced.is_dir:
-                raise Refused(
-                    Reason.NOT_DIRECTORY, new_where, "cannot replace an object by a directory"
-                )
-            if replaced.is_dir and not entry.is_dir:
-                raise Refused(
-                    Reason.IS_DIRECTORY, new_where, "cannot replace a directory by an object"
-                )
-            if replaced.is_dir and await self.core.meta.has_children(replaced.inode):
-                raise Refused(Reason.NOT_EMPTY, new_where, "directory is not empty")
-        if replaced is not None:
-            await self.core.objects.durability.make_content_durable(entry)
-        await self.core.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
-        if replaced is not None:
-            self.core.objects.unlinked(replaced)
+        replace = not flags & pyfuse3.RENAME_NOREPLACE
+        await self.core.rename(entry, where, new_parent, name_new, replace)
 
     # -- objects ----------------------------------------------------------------------------
 

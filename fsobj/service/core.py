@@ -164,6 +164,25 @@ class Service:
             f"denied: uid {who.uid} pid {who.pid} lacks {missing} on bucket {name}",
         )
 
+    async def child(self, parent: Entry, name: bytes) -> Entry | None:
+        """The entry named `name` in `parent`, or None: how both front ends find a name.
+        A name longer than a component may be is refused (NAME_TOO_LONG); one that no key
+        can have (not UTF-8) names nothing."""
+        try:
+            text = names.decode_component(name)
+        except Refused as refusal:
+            if refusal.reason is Reason.NAME_TOO_LONG:
+                raise refusal.at((parent, name)) from None
+            return None
+        return await self.meta.lookup(parent.inode, text)
+
+    async def existing(self, parent: Entry, name: bytes) -> Entry:
+        """The entry named `name` in `parent`, which must exist (NO_SUCH_KEY otherwise)."""
+        entry = await self.child(parent, name)
+        if entry is None:
+            raise Refused(Reason.NO_SUCH_KEY, (parent, name), "no such entry")
+        return entry
+
     async def new_name(self, parent: Entry, raw: bytes, what: str) -> str:
         """Validate a name about to be created under `parent`; returns it as text. At the
         top level it is a bucket's, which S3's naming rules decide."""
@@ -189,6 +208,65 @@ class Service:
         if await self.meta.lookup(parent.inode, name) is not None:
             raise Refused(Reason.EXISTS, where, "exists already")
         return name
+
+    async def remove_name(self, who: Identity, parent: Entry, raw: bytes, directory: bool) -> None:
+        """unlink (`directory` False) or rmdir of the name `raw` in `parent`: a bucket by
+        its owner or an administrator, a directory only when empty."""
+        entry = await self.existing(parent, raw)
+        where = (parent, raw)
+        if entry.is_dir != directory:
+            if directory:
+                raise Refused(Reason.NOT_DIRECTORY, where, "not a directory")
+            raise Refused(Reason.IS_DIRECTORY, where, "is a directory (use rmdir)")
+        if entry.kind == "bucket":
+            await self.delete_bucket(who, entry, await self.meta.acl(entry.inode))
+        elif not await self.remove(entry):
+            raise Refused(Reason.NOT_EMPTY, where, "directory is not empty")
+
+    async def rename(
+        self, entry: Entry, where: Where, new_parent: Entry, raw: bytes, replace: bool
+    ) -> None:
+        """Move `entry` to the name `raw` in `new_parent`, atomically, moving no data;
+        an entry there already is replaced if `replace` and POSIX allows it."""
+        new_where = (new_parent, raw)
+        if entry.kind == "bucket" or new_parent.kind == "root":
+            raise Refused(
+                Reason.NOT_PERMITTED,
+                where,
+                "buckets cannot be renamed, and objects live inside buckets",
+            )
+        try:
+            new_name = names.decode_component(raw)
+            extra = await self.meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
+            names.check_key_length(await self.key_bytes(new_parent) + len(raw) + extra)
+        except Refused as refusal:
+            raise refusal.at(new_where) from None
+        if entry.parent == new_parent.inode and entry.name == new_name:
+            return
+        ancestor: Entry | None = new_parent if entry.is_dir else None  # only a directory
+        while ancestor is not None and ancestor.kind != "root":
+            if ancestor.inode == entry.inode:
+                raise Refused(Reason.INVALID, new_where, "cannot move a directory into itself")
+            ancestor = await self.meta.get(ancestor.parent)
+        replaced = await self.meta.lookup(new_parent.inode, new_name)
+        if replaced is not None:
+            if not replace:
+                raise Refused(Reason.EXISTS, new_where, "exists already (RENAME_NOREPLACE)")
+            if entry.is_dir and not replaced.is_dir:
+                raise Refused(
+                    Reason.NOT_DIRECTORY, new_where, "cannot replace an object by a directory"
+                )
+            if replaced.is_dir and not entry.is_dir:
+                raise Refused(
+                    Reason.IS_DIRECTORY, new_where, "cannot replace a directory by an object"
+                )
+            if replaced.is_dir and await self.meta.has_children(replaced.inode):
+                raise Refused(Reason.NOT_EMPTY, new_where, "directory is not empty")
+            # A crash must not trade the replaced object for one whose content was lost.
+            await self.objects.durability.make_content_durable(entry)
+        await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
+        if replaced is not None:
+            self.objects.unlinked(replaced)
 
     async def bucket_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:
         """The POSIX ACL of a bucket's directory: its grants, for the kernel to check."""

@@ -229,7 +229,7 @@ class ObjectService:
         be allowed to write, or a new one (made, as the directories it needs)."""
         key = "/".join(parts)
         parent = await self._directories(who, bucket, acl, parts[:-1], make=True)
-        entry = await self.meta.lookup(parent.inode, parts[-1])
+        entry = await self.core.child(parent, _raw(parts[-1]))
         if entry is None:
             self._require(who, acl, parent, W | X, bucket.name)
             try:
@@ -295,7 +295,7 @@ class ObjectService:
             if refusal.reason in (Reason.NO_SUCH_KEY, Reason.NOT_DIRECTORY):
                 return
             raise
-        entry = await self.meta.lookup(parent.inode, parts[-1])
+        entry = await self.core.child(parent, _raw(parts[-1]))
         if entry is None or entry.is_dir != key.endswith("/"):
             return
         self._require(who, acl, parent, W | X, bucket)
@@ -485,7 +485,7 @@ class ObjectService:
         directory = bucket
         self._require(who, acl, bucket, X, bucket.name)
         for part in parts:
-            found = await self.meta.lookup(directory.inode, part)
+            found = await self.core.child(directory, _raw(part))
             if found is None and make:
                 self._require(who, acl, directory, W, bucket.name)
                 found = await self._implied_directory(who, directory, part)
@@ -521,7 +521,7 @@ class ObjectService:
                 raise
             # A key below an object is a key that does not exist, as in S3.
             raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}") from None
-        entry = await self.meta.lookup(parent.inode, parts[-1])
+        entry = await self.core.child(parent, _raw(parts[-1]))
         if entry is None or entry.is_dir != key.endswith("/") or entry.kind == "symlink":
             raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}")
         return entry, acl
@@ -559,14 +559,19 @@ class Reader:
             self.fh = None
 
 
+def _raw(part: str) -> bytes:
+    """A key's component as the kernel would name it."""
+    return part.encode("utf-8", "surrogatepass")
+
+
 def _key_parts(key: str) -> list[str]:
     """A key's path components, checked as the mount checks names: UTF-8, at most 1024
     bytes in all and 255 in a component, and no empty, `.` or `..` component (the tree
     and the key space must never disagree). A key ending in `/` names a directory."""
-    names.check_key_length(len(key.encode("utf-8", "surrogatepass")))
+    names.check_key_length(len(_raw(key)))
     parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
     for part in parts:
-        names.decode_component(part.encode("utf-8", "surrogatepass"))
+        names.decode_component(_raw(part))
         if part in ("", ".", ".."):
             raise Refused(Reason.BAD_KEY, None, "a key has no empty, '.' or '..' segment")
     return parts

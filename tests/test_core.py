@@ -1,0 +1,208 @@
+"""The object service in-process, as both front ends call it: no mount, no HTTP, on each
+metadata database (SQLite, PostgreSQL). What the kernel and real clients do is tested on
+mounts and servers elsewhere; these are the core's own rules."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+import trio_asyncio
+from conftest import fsobj_cli
+
+from fsobj.iam.policy import Grant, Identity, Permission
+from fsobj.refusals import Reason, Refused
+from fsobj.service import ROOT_INODE
+from fsobj.service.core import Service
+from fsobj.service.objects import ObjectService
+from fsobj.service.store import open_store
+
+ROOT = Identity(0, 0, os.getpid())
+ALICE = Identity(1001, 1001, os.getpid())
+BOB = Identity(1002, 1002, os.getpid())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def core(request, tmp_path) -> AsyncIterator[tuple[Service, ObjectService]]:
+    root = tmp_path / "store"
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_password")
+        database = request.getfixturevalue("pg_cluster").new_database()
+        fsobj_cli("format", "--store", str(root), "--meta", database)
+    async with trio_asyncio.open_loop(), open_store(root) as store:
+        yield store.service, ObjectService(store.service)
+
+
+async def body(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def read(objects: ObjectService, who: Identity, bucket: str, key: str) -> bytes:
+    reader = await objects.open_reader(who, bucket, key)
+    try:
+        return b"".join([chunk async for chunk in reader.chunks(0, reader.size)])
+    finally:
+        await reader.close()
+
+
+async def refused(call) -> Reason:
+    with pytest.raises(Refused) as raised:
+        await call
+    return raised.value.reason
+
+
+async def test_buckets_are_named_by_s3_rules_and_say_whose_they_are(core):
+    _, objects = core
+    assert await refused(objects.create_bucket(ALICE, "Bad_Name")) is Reason.BAD_BUCKET_NAME
+    assert await refused(objects.create_bucket(ALICE, "b" * 300)) is Reason.BUCKET_NAME_TOO_LONG
+    await objects.create_bucket(ALICE, "alices")
+    assert await refused(objects.create_bucket(ALICE, "alices")) is Reason.BUCKET_OWNED
+    assert await refused(objects.create_bucket(BOB, "alices")) is Reason.BUCKET_EXISTS
+    assert [b.name for b in await objects.list_buckets(ALICE)] == ["alices"]
+    assert await objects.list_buckets(BOB) == []  # private until granted
+    assert await refused(objects.list(BOB, "alices")) is Reason.DENIED
+    await objects.set_grants(ALICE, "alices", (Grant("uid:1002", Permission.READ),))
+    assert [b.name for b in await objects.list_buckets(BOB)] == ["alices"]
+    assert await refused(objects.set_grants(BOB, "alices", ())) is Reason.DENIED
+
+
+async def test_a_bucket_goes_when_empty_and_only_by_its_owner(core):
+    _, objects = core
+    await objects.create_bucket(ALICE, "bk1")
+    await objects.put(ALICE, "bk1", "k", body(b"x"))
+    assert await refused(objects.delete_bucket(ALICE, "bk1")) is Reason.NOT_EMPTY
+    await objects.delete(ALICE, "bk1", "k")
+    await objects.set_grants(ALICE, "bk1", (Grant("uid:1002", Permission.FULL_CONTROL),))
+    assert await refused(objects.delete_bucket(BOB, "bk1")) is Reason.DENIED
+    await objects.delete_bucket(ALICE, "bk1")
+    assert await refused(objects.head(ALICE, "bk1", "k")) is Reason.NO_SUCH_BUCKET
+
+
+async def test_put_get_and_list_keys_in_s3_order_with_prefixes(core):
+    _, objects = core
+    await objects.create_bucket(ROOT, "photos")
+    for key in ("2026/11/cat.jpg", "2026/11/dog.jpg", "2026/12/owl.jpg", "readme", "a-b"):
+        await objects.put(ROOT, "photos", key, body(key.encode(), b"!"))
+    assert await read(objects, ROOT, "photos", "2026/11/dog.jpg") == b"2026/11/dog.jpg!"
+    everything = await objects.list(ROOT, "photos")
+    assert [k.key for k in everything.keys] == [
+        "2026/11/cat.jpg",
+        "2026/11/dog.jpg",
+        "2026/12/owl.jpg",
+        "a-b",
+        "readme",
+    ]
+    top = await objects.list(ROOT, "photos", delimiter="/")
+    assert top.prefixes == ["2026/"] and [k.key for k in top.keys] == ["a-b", "readme"]
+    page = await objects.list(ROOT, "photos", prefix="2026/", limit=2)
+    assert [k.key for k in page.keys] == ["2026/11/cat.jpg", "2026/11/dog.jpg"]
+    assert page.truncated
+    rest = await objects.list(ROOT, "photos", prefix="2026/", after=page.last)
+    assert [k.key for k in rest.keys] == ["2026/12/owl.jpg"] and not rest.truncated
+    # A key below an object, or with an empty segment, is no key at all.
+    assert await refused(objects.head(ROOT, "photos", "readme/x")) is Reason.NO_SUCH_KEY
+    assert await refused(objects.put(ROOT, "photos", "a//b", body(b""))) is Reason.BAD_KEY
+    assert await refused(objects.put(ROOT, "photos", "k" * 1025, body(b""))) is (
+        Reason.NAME_TOO_LONG
+    )
+
+
+async def test_a_prefix_goes_with_its_last_key(core):
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    await objects.put(ROOT, "bkt", "deep/er/key", body(b"1"))
+    await objects.delete(ROOT, "bkt", "deep/er/key")
+    bucket = await service.existing(await service.entry(ROOT_INODE), b"bkt")
+    assert await service.child(bucket, b"deep") is None
+    await objects.delete(ROOT, "bkt", "never/was")  # as in S3: no error
+
+
+async def test_a_copy_shares_the_blob_and_a_check_may_refuse_it(core):
+    _, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    source = await objects.put(ROOT, "bkt", "src", body(b"content"), "text/x", {"m": b"1"})
+
+    def refuse(entry):
+        raise Refused(Reason.INVALID, None, "a condition failed")
+
+    assert await refused(objects.copy(ROOT, "bkt", "src", "bkt", "dst", refuse)) is Reason.INVALID
+    copy = await objects.copy(ROOT, "bkt", "src", "bkt", "dst", lambda entry: None)
+    assert copy.object_id == source.object_id and copy.inode != source.inode
+    assert await read(objects, ROOT, "bkt", "dst") == b"content"
+    onto_itself = objects.copy(ROOT, "bkt", "src", "bkt", "src", lambda entry: None)
+    assert await refused(onto_itself) is Reason.INVALID
+    await objects.delete(ROOT, "bkt", "src")
+    assert await read(objects, ROOT, "bkt", "dst") == b"content"  # its blob stays named
+
+
+async def test_multipart_parts_are_checked_then_committed_in_order(core):
+    _, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    upload = await objects.create_upload(ROOT, "bkt", "big", None, {})
+    part = b"p" * (5 << 20)
+    target = (ROOT, "bkt", "big", upload.upload_id)
+    etags = [await objects.upload_part(*target, n, body(part)) for n in (1, 2)]
+    await objects.upload_part(*target, 3, body(b"tail"))
+    out_of_order = [(2, etags[1]), (1, etags[0])]
+    assert await refused(objects.complete_upload(*target, out_of_order)) is Reason.PART_ORDER
+    missing = [(1, etags[0]), (4, etags[0])]
+    assert await refused(objects.complete_upload(*target, missing)) is Reason.INVALID_PART
+    assert await refused(objects.upload_part(*target, 0, body(b""))) is Reason.BAD_ARGUMENT
+    elsewhere = objects.parts(ROOT, "bkt", "big", "no-such-upload")
+    assert await refused(elsewhere) is Reason.NO_SUCH_UPLOAD
+    tail = (await objects.parts(*target))[2]
+    chosen = [(1, etags[0]), (2, etags[1]), (3, tail.etag)]
+    entry = await objects.complete_upload(*target, chosen)
+    assert entry.size == 2 * len(part) + 4 and entry.etag.endswith("-3")
+    assert (await read(objects, ROOT, "bkt", "big"))[-6:] == b"pptail"
+
+
+async def test_posix_rules_of_names_rename_and_removal(core):
+    service, _ = core
+    caller = SimpleNamespace(uid=0, gid=0, pid=os.getpid(), umask=0o022)
+    root = await service.entry(ROOT_INODE)
+    name = await service.new_name(root, b"posix", "dir")
+    bucket = await service.create_bucket(root, name, 0, 0)
+    assert await refused(service.new_name(root, b"file", "object")) is Reason.NOT_PERMITTED
+
+    async def made(parent, raw: bytes, kind: str):
+        entry = service.entry_for_caller(parent, raw.decode(), kind, 0o755, caller)
+        await service.meta.insert(entry)
+        return entry
+
+    a = await made(bucket, b"a", "dir")
+    inner = await made(a, b"inner", "dir")
+    await made(inner, b"x", "symlink")
+    f = await made(bucket, b"f", "symlink")
+    assert await refused(service.new_name(bucket, b"a", "dir")) is Reason.EXISTS
+    assert await refused(service.rename(a, (bucket, b"a"), inner, b"a2", True)) is Reason.INVALID
+    assert await refused(service.rename(a, (bucket, b"a"), root, b"a", True)) is (
+        Reason.NOT_PERMITTED
+    )
+    assert await refused(service.rename(f, (bucket, b"f"), bucket, b"a", True)) is (
+        Reason.IS_DIRECTORY
+    )
+    assert await refused(service.rename(a, (bucket, b"a"), bucket, b"f", False)) is Reason.EXISTS
+    assert await refused(service.rename(a, (bucket, b"a"), bucket, b"f", True)) is (
+        Reason.NOT_DIRECTORY
+    )
+    empty = await made(bucket, b"empty", "dir")
+    assert await refused(service.rename(empty, (bucket, b"empty"), bucket, b"a", True)) is (
+        Reason.NOT_EMPTY
+    )
+    await service.rename(a, (bucket, b"a"), bucket, b"moved", True)
+    assert await service.child(bucket, b"a") is None
+    assert (await service.existing(bucket, b"moved")).inode == a.inode
+    assert await refused(service.remove_name(ROOT, bucket, b"moved", True)) is Reason.NOT_EMPTY
+    assert await refused(service.remove_name(ROOT, bucket, b"f", True)) is Reason.NOT_DIRECTORY
+    assert await refused(service.remove_name(ROOT, bucket, b"empty", False)) is (
+        Reason.IS_DIRECTORY
+    )
+    assert await refused(service.remove_name(ROOT, bucket, b"gone", False)) is Reason.NO_SUCH_KEY
+    await service.remove_name(ROOT, bucket, b"empty", True)
+    assert await refused(service.existing(bucket, b"n" * 256)) is Reason.NAME_TOO_LONG
+    assert await service.child(bucket, b"\xff") is None  # no key can have it
+    assert await refused(service.remove_name(ALICE, root, b"posix", True)) is Reason.DENIED
