@@ -1,4 +1,4 @@
-"""Directory listings: the API service's part that opens and pages through directories.
+"""Directory listings: the FUSE handlers that open and page through directories.
 
 The top level lists the buckets the caller may read (decided at `opendir`, as for a file
 descriptor); inside buckets the kernel has checked the directory's mode bits.

@@ -1,10 +1,10 @@
-"""The API service: FUSE operations turned into bucket and object requests.
+"""The FUSE front end's handlers: the kernel's requests turned into calls on the core.
 
-Each handler resolves the request to buckets and keys and acts through the metadata store
-(names, attributes) and the data store (blobs, via the open handles in `handles`);
-extended attributes are in `xattrs`, directory listings in `listings`.
-Refusals raise `Refused`, which the `request` wrapper (fuse_edge) turns into the errno and
-one log line naming operation, path and reason.
+Each handler translates its request (inodes, raw names, flags, the caller's context) and
+calls the object service it holds (`self.core`), which finds and checks names, applies the
+rules and acts through the metadata and data stores; extended attributes are in `xattrs`,
+directory listings in `listings`. Refusals raise `Refused`, which the `request` wrapper
+(edge.py) turns into the errno and one log line naming operation, path and reason.
 
 Who may do what is checked by the kernel (`default_permissions`), from the attributes and
 ACLs this service reports, the same for every caller: POSIX mode bits inside buckets, and
@@ -41,7 +41,7 @@ _SPECIAL_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
 
 
 class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
-    """The FUSE handlers of the API service."""
+    """The FUSE handlers, over the core they hold (`FuseFrontEnd`)."""
 
     # The kernel checks mode bits and POSIX ACLs (bucket grants, see posix_acl).
     enable_acl = True

@@ -1,4 +1,4 @@
-"""Metadata as extended attributes: the API service's part that reads and changes metadata.
+"""Metadata as extended attributes: the FUSE handlers that read and change metadata.
 
 * `user.NAME`: user metadata (S3's `x-amz-meta-NAME`), at most 2 KiB per object;
 * `user.fsobj.id`, `.etag`, `.content-type`, `.bucket`, `.key`: system metadata, read-only
