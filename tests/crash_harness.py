@@ -100,10 +100,12 @@ def s3_workload(s3: S3Mount, seed: int, journal: Path) -> None:
     try:
         client = s3.client(0, retries={"max_attempts": 1})
         while True:
-            kind = rng.choices(["put", "copy", "delete"], [6, 2, 1])[0]
-            if kind == "put":
+            kind = rng.choices(["put", "deep", "copy", "delete"], [6, 2, 2, 1])[0]
+            if kind in ("put", "deep"):
                 name, size = rng.choice(NAMES), rng.choice(S3_SIZES)
                 version += 1
+                if kind == "deep":  # a key below directories that the PUT makes
+                    name = f"d{version}/{rng.randrange(3)}/{name}"
                 note(f"B put {name} {version} {size}")
                 data = content(name, version, size)
                 client.upload_fileobj(io.BytesIO(data), "crash", name, Config=five)
@@ -159,7 +161,17 @@ def apply(op: list[str], state: dict[str, tuple[str, int, int]]) -> None:
 
 
 def observed(bucket: Path) -> dict[str, bytes]:
-    return {name: (bucket / name).read_bytes() for name in os.listdir(bucket)}
+    """Every object by its key; an empty directory as its key with a `/`, which no state
+    has: what a PUT's crash left half made."""
+    seen = {}
+    for directory, subdirectories, files in os.walk(bucket):
+        prefix = os.path.relpath(directory, bucket)
+        prefix = "" if prefix == "." else prefix + "/"
+        for name in files:
+            seen[prefix + name] = (Path(directory) / name).read_bytes()
+        if prefix and not subdirectories and not files:
+            seen[prefix] = b""
+    return seen
 
 
 def matches(state: dict[str, tuple[str, int, int]], seen: dict[str, bytes]) -> bool:

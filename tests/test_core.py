@@ -4,6 +4,7 @@ mounts and servers elsewhere; these are the core's own rules."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import trio_asyncio
 from conftest import fsobj_cli
 
 from fsobj.iam.policy import Grant, Identity, Permission
+from fsobj.metadata import transactions
 from fsobj.refusals import Reason, Refused
 from fsobj.service import ROOT_INODE
 from fsobj.service.core import Service
@@ -206,3 +208,36 @@ async def test_posix_rules_of_names_rename_and_removal(core):
     assert await refused(service.existing(bucket, b"n" * 256)) is Reason.NAME_TOO_LONG
     assert await service.child(bucket, b"\xff") is None  # no key can have it
     assert await refused(service.remove_name(ALICE, root, b"posix", True)) is Reason.DENIED
+
+
+async def test_a_put_and_the_directories_its_key_implies_are_one_transaction(core, monkeypatch):
+    """Until the object's transaction, nothing of a PUT is in the database: a crash just
+    before it leaves none of it; a failure takes the directories made for it back."""
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    bucket = await service.existing(await service.entry(ROOT_INODE), b"bkt")
+
+    async def names_written() -> list[str]:
+        query = "SELECT name FROM entries WHERE name IN ('deep', 'er', 'key', 'copy')"
+        return sorted(name for (name,) in await service.meta._run(transactions.select, query, ()))
+
+    seen: list[list[str]] = []
+    replace = service.objects.replace
+
+    async def die_before_the_transaction(*args, **kwargs):
+        seen.append(await names_written())
+        raise OSError(errno.EIO, "the process died here")
+
+    monkeypatch.setattr(service.objects, "replace", die_before_the_transaction)
+    with pytest.raises(OSError):
+        await objects.put(ROOT, "bkt", "deep/er/key", body(b"1"))
+    assert seen == [[]]
+    assert await service.child(bucket, b"deep") is None
+    assert await names_written() == []
+    monkeypatch.setattr(service.objects, "replace", replace)
+    await objects.put(ROOT, "bkt", "deep/er/key", body(b"1"))
+    assert await names_written() == ["deep", "er", "key"]
+    await objects.copy(ROOT, "bkt", "deep/er/key", "bkt", "copy/key", lambda entry: None)
+    assert "copy" in await names_written()
+    assert [k.key for k in (await objects.list(ROOT, "bkt")).keys] == ["copy/key", "deep/er/key"]
+    assert await service.meta.check() == []  # the directories' counts of subdirectories too

@@ -177,11 +177,13 @@ class NamespaceStore:
         """Run `fn(conn, inserts, *args)` in the database thread, where `inserts` are the
         statements that write those `new` entries whose rows are not written yet; `fn`
         runs them in its transaction."""
-        first = [e for e in new if e is not None and self._unwritten.pop(e.inode, None) is e]
+        first = self._unwritten_rows(new)
         inserts = [
             statement
             for entry in first
-            for statement in _insert_statements(entry, replace=self.shared)
+            for statement in _insert_statements(
+                entry, replace=self.shared, metadata=self._cache.user_metadata(entry.inode)
+            )
         ]
         try:
             return await self._run(fn, inserts, *args)
@@ -189,6 +191,19 @@ class NamespaceStore:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
             raise
+
+    def _unwritten_rows(self, new: Iterable[Entry | None]) -> list[Entry]:
+        """Those of `new` whose rows are not written yet, each after the unwritten
+        directories above it (a PUT's prefix directories go in with its object), taken
+        out of `_unwritten`."""
+        rows: list[Entry] = []
+        for entry in new:
+            chain: list[Entry] = []
+            while entry is not None and self._unwritten.get(entry.inode) is entry:
+                chain.append(self._unwritten.pop(entry.inode))
+                entry = self._unwritten.get(entry.parent)
+            rows += reversed(chain)
+        return rows
 
     async def _write_all(self) -> None:
         """Write every unwritten row: queries that scan the namespace see them then."""
@@ -349,18 +364,18 @@ class NamespaceStore:
     ) -> Entry:
         """Store a new entry, assigning its inode; a bucket also gets its bucket row. The
         parent directory's mtime changes in the same transaction. A `deferred` entry (a new
-        object) is written with whatever first changes it."""
+        object, or a directory that a PUT implies) is written with whatever first changes
+        it or an entry below it."""
         inode = await self._new_inode()
         if self._cache.has_name(entry.parent, entry.name):
             raise Refused(Reason.EXISTS, None, f"{entry.name} exists already")
         self._refuse_if_removing(entry.parent)
         entry.inode = inode
+        counts = {entry.parent: 1} if entry.is_dir else {}
         if deferred:
             self._unwritten[entry.inode] = entry
         else:
             statements = _insert_statements(entry)
-            counts = {entry.parent: 1} if entry.is_dir else {}
-            statements += transactions.count_subdirs(counts)
             if bucket_owner is not None:
                 statements.append(
                     (
@@ -374,7 +389,7 @@ class NamespaceStore:
                 raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
             except Conflict:
                 raise Refused(Reason.EXISTS, None, f"{entry.name} exists already") from None
-            self._counted_subdirs(counts)
+        self._counted_subdirs(counts)  # the deferred row counts itself when written
         self._touched(entry.parent, entry.ctime_ns)
         # On a shared store other hosts make names in it too: never complete here.
         added = self._cache.add(entry, complete=entry.is_dir and not self.shared)
@@ -555,17 +570,23 @@ class NamespaceStore:
 
 
 def _insert_statements(
-    entry: Entry, touch: bool = True, replace: bool = False
+    entry: Entry,
+    touch: bool = True,
+    replace: bool = False,
+    metadata: dict[str, bytes] | None = None,
 ) -> list[tuple[str, tuple]]:
-    """The statements that write a new entry's row. `replace`: a new object's row, written
-    with its first commit, replaces an object of the same name that another host made
-    meanwhile (the last close wins; that object's blob is left to gc)."""
+    """The statements that write a new entry's row, with its user `metadata` and, for a
+    directory, its count in its parent's. `replace`: a new object's row, written with its
+    first commit, replaces an object of the same name that another host made meanwhile
+    (the last close wins; that object's blob is left to gc)."""
     row = {name: getattr(entry, name) for name in _COLUMNS.replace(" ", "").split(",")}
+    # No row below it is written before its own: each directory's row counts itself in.
+    row["subdirs"] = 0
     key = None
     if entry.object_id is not None:
         key = row["object_id"] = schema.blob_key(entry.object_id)
     values = tuple(row.values())
-    statements = []
+    statements: list[tuple[str, tuple]] = []
     if replace and entry.kind == "object":
         statements.append(
             (
@@ -580,4 +601,10 @@ def _insert_statements(
         statements.append(transactions.touch(entry.parent, entry.ctime_ns))
     if key is not None and entry.checksums is not None:
         statements.append(transactions.record_checksums(key, entry.checksums))
+    if entry.is_dir:
+        statements += transactions.count_subdirs({entry.parent: 1})
+    statements += [
+        ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (entry.inode, k, v))
+        for k, v in (metadata or {}).items()
+    ]
     return statements

@@ -116,8 +116,15 @@ class MetadataStore(NamespaceStore):
         return found
 
     async def set_user_metadata(self, inode: int, name: str, value: bytes | None) -> None:
-        """Set one user metadata item, or remove it when `value` is None."""
+        """Set one user metadata item, or remove it when `value` is None. An entry whose
+        row is not written yet changes in the cache alone: its row carries the item."""
         current = await self.user_metadata(inode)
+        if inode in self._unwritten:
+            if value is None:
+                current.pop(name, None)
+            else:
+                current[name] = value
+            return
         statements: list[tuple[str, tuple]] = []
         if value is None:
             statements.append(
@@ -131,7 +138,7 @@ class MetadataStore(NamespaceStore):
                     (inode, name, value),
                 )
             )
-        await self._write(statements, [self._unwritten.get(inode)])
+        await self._write(statements)
         if value is None:
             current.pop(name, None)
         else:

@@ -183,9 +183,10 @@ class ObjectService:
         try:
             await self.objects.replace(entry, staged, who.uid, metadata or {})
         except BaseException:
-            if entry.object_id is None:  # made for this upload: it goes with it
-                with trio.CancelScope(shield=True):
+            if entry.object_id is None:  # made for this upload: it goes with it, and so
+                with trio.CancelScope(shield=True):  # do the directories made for it
                     await self.core.remove(entry)
+                    await self._prune(who, acl, await self.core.entry(entry.parent))
             raise
         return entry
 
@@ -499,10 +500,13 @@ class ObjectService:
 
     async def _implied_directory(self, who: Identity, parent: Entry, name: str) -> Entry | None:
         """A directory made for a key below it, which goes again with the last key below
-        it; or the entry that a request running beside this one made meanwhile."""
+        it; or the entry that a request running beside this one made meanwhile. Its row
+        goes in with the transaction that commits the key below it, so that a PUT is one
+        step: a crash leaves all of it or none. (On a store that several hosts serve,
+        another host may make the same directory meanwhile: it is written at once.)"""
         made = self.core.new_entry(parent, name, "dir", 0o755, who.uid, who.gid)
         try:
-            await self.meta.insert(made)
+            await self.meta.insert(made, deferred=not self.meta.shared)
         except Refused as refusal:
             if refusal.reason is not Reason.EXISTS:
                 raise
