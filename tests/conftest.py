@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import sqlite3
 import subprocess
 import sys
@@ -42,6 +43,9 @@ class Mount:
         self.options = options  # more `fsobj mount` options
 
     def start(self) -> None:
+        """Mount, and return once the daemon says it serves (as `fsobj mount` waits): its
+        services started and its log written, whatever the load on the machine."""
+        read_end, write_end = os.pipe()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -52,6 +56,8 @@ class Mount:
                     "DEBUG",
                     "mount",
                     "--foreground",
+                    "--ready-fd",
+                    str(write_end),
                     *self.options,
                     "--store",
                     str(self.store),
@@ -60,17 +66,21 @@ class Mount:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                pass_fds=[write_end],
             )
-        deadline = time.monotonic() + MOUNT_TIMEOUT
-        while not is_mounted(self.path):
-            if self.process.poll() is not None:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as ready:
+            answered = select.select([ready], [], [], MOUNT_TIMEOUT)[0]
+            signalled = ready.read(1) if answered else b""
+        if signalled != b"1":
+            if answered:  # the pipe closed unsignalled: it is exiting
+                self.process.wait(timeout=MOUNT_TIMEOUT)
                 raise AssertionError(
                     f"fsobj exited with {self.process.returncode}:\n" + self.log.read_text()
                 )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("fsobj did not mount in time:\n" + self.log.read_text())
-            time.sleep(0.02)
+            self.stop()
+            raise AssertionError("fsobj did not mount in time:\n" + self.log.read_text())
+        assert is_mounted(self.path)
 
     def stop(self) -> None:
         """Unmount and wait for the daemon; forceful only when it will not go."""

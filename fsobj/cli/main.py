@@ -131,7 +131,7 @@ def cmd_umount(args: argparse.Namespace) -> None:
 # -- buckets ----------------------------------------------------------------------------
 
 
-def _offline(store: str, work: Callable[[ObjectService, Identity], Awaitable[T]]) -> T:
+def offline(store: str, work: Callable[[ObjectService, Identity], Awaitable[T]]) -> T:
     """Run `work(service, caller)` against an unmounted store, through the object service
     (the rules a mount or S3 would apply), as the user who runs the command."""
 
@@ -155,7 +155,7 @@ def cmd_bucket_ls(args: argparse.Namespace) -> None:
         async def listing(service: ObjectService, who: Identity) -> list[tuple[str, float]]:
             return [(b.name, b.created_ns / 1e9) for b in await service.list_buckets(who)]
 
-        rows = _offline(args.store, listing)
+        rows = offline(args.store, listing)
     else:
         rows = sorted(
             (entry.name, entry.stat().st_ctime)
@@ -177,7 +177,7 @@ BUCKET_CHANGES = {
 def cmd_bucket_change(args: argparse.Namespace) -> None:
     done, on_mount, on_store = BUCKET_CHANGES[args.action]
     if args.store:
-        _offline(args.store, lambda service, who: on_store(service, who, args.name))
+        offline(args.store, lambda service, who: on_store(service, who, args.name))
     else:
         check_mount(args)
         os_call(on_mount, _bucket_path(args))
@@ -219,12 +219,12 @@ class AclTarget:
                 _, acl = await service.bucket(who, self.args.target, iam.Permission.READ_ACP)
                 return acl.to_text()
 
-            return _offline(self.args.store, read)
+            return offline(self.args.store, read)
         return os_call(os.getxattr, self.args.target, ACL_NAME).decode()
 
     def write(self, grants: tuple[iam.Grant, ...]) -> None:
         if self.args.store:
-            _offline(
+            offline(
                 self.args.store,
                 lambda service, who: service.set_grants(who, self.args.target, grants),
             )

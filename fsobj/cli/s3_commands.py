@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
-import time
 from pathlib import Path
 
 from fsobj.cli import daemon
@@ -15,6 +14,7 @@ from fsobj.cli.main import (
     CommandError,
     address,
     check_mount,
+    offline,
     os_call,
     positive_int,
     upload_option,
@@ -22,7 +22,7 @@ from fsobj.cli.main import (
 from fsobj.fuse import xattr_names
 from fsobj.iam import policy as iam
 from fsobj.metadata.cache import DEFAULT_CAPACITY
-from fsobj.service.store import Store, default_store, run_offline
+from fsobj.service.store import default_store
 
 
 def add(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -74,16 +74,8 @@ def cmd_key(args: argparse.Namespace) -> None:
     else:
         change = ""
     if args.store:
-
-        async def act(store: Store) -> list[tuple[str, str, int, int]]:
-            words = change.split()
-            if words and words[0] == "create":
-                await store.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
-            elif words and not await store.meta.remove_access_key(words[1]):
-                raise CommandError(f"no access key {words[1]}")
-            return await store.meta.access_keys()
-
-        keys = [(k, uid, secret) for k, secret, uid, _ in run_offline(Path(args.store), act)]
+        changed = offline(args.store, lambda service, who: service.core.change_keys(who, change))
+        keys = [(k, uid, secret) for k, secret, uid, _ in changed]
     else:
         check_mount(args)
         if change:

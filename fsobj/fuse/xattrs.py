@@ -79,7 +79,7 @@ class MetadataAttributes(FuseFrontEnd):
             if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
                 raise Refused(Reason.DENIED, (entry, None), f"{text} is for administrators")
             if text == KEYS:
-                keys = await self.core.meta.access_keys()
+                keys = await self.core.change_keys(self.core.iam.identify(ctx), "")
                 return "".join(f"{k} {uid} {secret}\n" for k, secret, uid, _ in keys).encode()
             if text == STATS:
                 return "".join(f"{k} {v}\n" for k, v in self.stats().items()).encode()
@@ -144,7 +144,11 @@ class MetadataAttributes(FuseFrontEnd):
             await self._set_posix_acl(entry, text, value)
             return
         if text == KEYS and entry.kind == "root":
-            await self._change_keys(entry, value, ctx)
+            change = value.decode("ascii", "replace")
+            try:
+                await self.core.change_keys(self.core.iam.identify(ctx), change)
+            except Refused as refusal:
+                raise refusal.at(where) from None
             return
         if text == ACL:
             try:
@@ -170,19 +174,6 @@ class MetadataAttributes(FuseFrontEnd):
                 f"user metadata is limited to {USER_METADATA_LIMIT} bytes",
             )
         await self.core.meta.set_user_metadata(inode, key, value)
-
-    async def _change_keys(self, entry: Entry, value: bytes, ctx: Any) -> None:
-        where = (entry, None)
-        if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
-            raise Refused(Reason.DENIED, where, f"{KEYS} is for administrators")
-        words = value.decode("ascii", "replace").split()
-        if len(words) == 4 and words[0] == "create" and words[2].isdigit():
-            await self.core.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
-        elif len(words) == 2 and words[0] == "rm":
-            if not await self.core.meta.remove_access_key(words[1]):
-                raise Refused(Reason.NO_SUCH_KEY, where, f"no access key {words[1]}")
-        else:
-            raise Refused(Reason.INVALID, where, "expected 'create KEYID UID SECRET' or 'rm KEYID'")
 
     @request
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:

@@ -348,6 +348,22 @@ class Service:
         await self.meta.set_grants(bucket.inode, grants)
         self.attributes_changed(bucket.inode)
 
+    async def change_keys(self, who: Identity, change: str) -> list[tuple[str, str, int, int]]:
+        """Apply a change of the S3 access keys as `fsobj key` words it ("create KEYID
+        UID SECRET", "rm KEYID", or nothing), then return them all (key id, secret, uid,
+        created): for administrators only."""
+        if not self.iam.is_admin(who):
+            raise Refused(Reason.DENIED, None, "the access keys are for administrators")
+        words = change.split()
+        if len(words) == 4 and words[0] == "create" and words[2].isdigit():
+            await self.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
+        elif len(words) == 2 and words[0] == "rm":
+            if not await self.meta.remove_access_key(words[1]):
+                raise Refused(Reason.NO_SUCH_KEY, None, f"no access key {words[1]}")
+        elif words:
+            raise Refused(Reason.INVALID, None, "expected 'create KEYID UID SECRET' or 'rm KEYID'")
+        return await self.meta.access_keys()
+
     def stats(self) -> dict[str, int]:
         """What the daemon holds in memory, for `fsobj stats`."""
         with open("/proc/self/statm") as statm:
