@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from fsobj.metadata import schema, transactions
+from fsobj.metadata import transactions
 from fsobj.metadata.backend import Conflict, Database, MissingParent
 from fsobj.metadata.cache import DEFAULT_CAPACITY, NamespaceCache
 from fsobj.metadata.entries import Commit, Entry
@@ -36,11 +36,6 @@ T = TypeVar("T")
 # On a shared store, a lookup in a directory of at most this many entries reads them all.
 SMALL_DIRECTORY = 2048
 
-# The columns of an entry's row; reads add its blob's checksums from their own table.
-_COLUMNS = (
-    "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
-)
 _LISTED = (
     "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns,"
     " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks"
@@ -181,7 +176,7 @@ class NamespaceStore:
         inserts = [
             statement
             for entry in first
-            for statement in _insert_statements(
+            for statement in transactions.insert_entry(
                 entry, replace=self.shared, metadata=self._cache.user_metadata(entry.inode)
             )
         ]
@@ -375,7 +370,7 @@ class NamespaceStore:
         if deferred:
             self._unwritten[entry.inode] = entry
         else:
-            statements = _insert_statements(entry)
+            statements = transactions.insert_entry(entry)
             if bucket_owner is not None:
                 statements.append(
                     (
@@ -403,7 +398,7 @@ class NamespaceStore:
         latest: dict[int, int] = {}  # each parent's times change once
         for entry in entries:
             entry.inode = await self._new_inode()
-            statements += _insert_statements(entry, touch=False)
+            statements += transactions.insert_entry(entry, touch_parent=False)
             latest[entry.parent] = max(latest.get(entry.parent, 0), entry.ctime_ns)
         statements += [transactions.touch(parent, now_ns) for parent, now_ns in latest.items()]
         await self._run(transactions.write, statements)
@@ -567,44 +562,3 @@ class NamespaceStore:
 
 
 # -- statements built on the loop -----------------------------------------------------
-
-
-def _insert_statements(
-    entry: Entry,
-    touch: bool = True,
-    replace: bool = False,
-    metadata: dict[str, bytes] | None = None,
-) -> list[tuple[str, tuple]]:
-    """The statements that write a new entry's row, with its user `metadata` and, for a
-    directory, its count in its parent's. `replace`: a new object's row, written with its
-    first commit, replaces an object of the same name that another host made meanwhile
-    (the last close wins; that object's blob is left to gc)."""
-    row = {name: getattr(entry, name) for name in _COLUMNS.replace(" ", "").split(",")}
-    # No row below it is written before its own: each directory's row counts itself in.
-    row["subdirs"] = 0
-    key = None
-    if entry.object_id is not None:
-        key = row["object_id"] = schema.blob_key(entry.object_id)
-    values = tuple(row.values())
-    statements: list[tuple[str, tuple]] = []
-    if replace and entry.kind == "object":
-        statements.append(
-            (
-                "DELETE FROM entries WHERE parent = ? AND name = ? AND kind = 'object'",
-                (entry.parent, entry.name),
-            )
-        )
-    statements.append(
-        (f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
-    )
-    if touch:
-        statements.append(transactions.touch(entry.parent, entry.ctime_ns))
-    if key is not None and entry.checksums is not None:
-        statements.append(transactions.record_checksums(key, entry.checksums))
-    if entry.is_dir:
-        statements += transactions.count_subdirs({entry.parent: 1})
-    statements += [
-        ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (entry.inode, k, v))
-        for k, v in (metadata or {}).items()
-    ]
-    return statements

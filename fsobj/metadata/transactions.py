@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fsobj.metadata import schema
-from fsobj.metadata.entries import Commit
+from fsobj.metadata.entries import Commit, Entry
 from fsobj.refusals import Reason, Refused
 
 # A DB-API connection with a `dialect`: sqlite3's (metadata_sqlite.SqliteConnection) or
@@ -122,6 +122,54 @@ def update_columns(
 def _update_row(inode: int, columns: dict[str, Any]) -> tuple[str, tuple]:
     assignments = ", ".join(f"{name} = ?" for name in columns)
     return f"UPDATE entries SET {assignments} WHERE inode = ?", (*columns.values(), inode)
+
+
+# The columns of an entry's row; reads add its blob's checksums from their own table.
+ENTRY_COLUMNS = (
+    "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+    " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
+)
+
+
+def insert_entry(
+    entry: Entry,
+    touch_parent: bool = True,
+    replace: bool = False,
+    metadata: dict[str, bytes] | None = None,
+) -> list[tuple[str, tuple]]:
+    """The statements that write a new entry's row, with its user `metadata` and, for a
+    directory, its count in its parent's. `replace`: a new object's row, written with its
+    first commit, replaces an object of the same name that another host made meanwhile
+    (the last close wins; that object's blob is left to gc)."""
+    row = {name: getattr(entry, name) for name in ENTRY_COLUMNS.replace(" ", "").split(",")}
+    # No row below it is written before its own: each directory's row counts itself in.
+    row["subdirs"] = 0
+    key = None
+    if entry.object_id is not None:
+        key = row["object_id"] = schema.blob_key(entry.object_id)
+    values = tuple(row.values())
+    statements: list[tuple[str, tuple]] = []
+    if replace and entry.kind == "object":
+        statements.append(
+            (
+                "DELETE FROM entries WHERE parent = ? AND name = ? AND kind = 'object'",
+                (entry.parent, entry.name),
+            )
+        )
+    statements.append(
+        (f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
+    )
+    if touch_parent:
+        statements.append(touch(entry.parent, entry.ctime_ns))
+    if key is not None and entry.checksums is not None:
+        statements.append(record_checksums(key, entry.checksums))
+    if entry.is_dir:
+        statements += count_subdirs({entry.parent: 1})
+    statements += [
+        ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (entry.inode, k, v))
+        for k, v in (metadata or {}).items()
+    ]
+    return statements
 
 
 def record_checksums(key: bytes, checksums: bytes) -> tuple[str, tuple]:
