@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     # Their debug output is a line per database call or request: noise even when debugging.
     for chatty in ("aiosqlite", "asyncio", "pyfuse3"):
         logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
-    # The S3 client's: its retries log tracebacks, and remote_blobs.py reports outages.
+    # The S3 client's: its retries log tracebacks, and datastore/remote.py reports outages.
     for chatty in ("botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "bucket" and args.action in ("create", "rm"):

@@ -2,7 +2,7 @@
 
 A blob is uploaded, and the service asked for it back (its size, and its MD5 where the
 ETag is one), before the commit returns, so no metadata row ever names a blob that the
-service does not hold. Reads go through the local blob cache (blob_cache.py); this module
+service does not hold. Reads go through the local blob cache (datastore/cache.py); this module
 only moves whole blobs in and out. Every call blocks: callers run it in a worker thread.
 
 Credentials come from boto3's own chain (the environment, `AWS_SHARED_CREDENTIALS_FILE`,
@@ -221,7 +221,7 @@ class RemoteBlobs:
 
 class RemoteDataStore(DataStore):
     """The data store with its blobs at an S3 service, and the store's own `blobs/`
-    directory as their bounded local cache (blob_cache.py). Staging stays local."""
+    directory as their bounded local cache (datastore/cache.py). Staging stays local."""
 
     small_commits_inline = False  # a commit uploads: never on the loop
     durable_at_commit = True  # the service holds it

@@ -292,7 +292,7 @@ def checked_chunk(fd: int, index: int, expected: int, cached_only: bool = False)
 
 
 class DataStore:
-    """Blobs in the store's own directory (the default backend; remote_blobs.py keeps
+    """Blobs in the store's own directory (the default backend; datastore/remote.py keeps
     them at an S3 service instead, with this directory as their cache)."""
 
     # A small blob committed without a sync is a local file written into the page cache:

@@ -67,7 +67,7 @@ class FuseFrontEnd:
         self.forgotten = 0  # inodes the kernel has let go of (forget)
 
     async def describe(self, entry: Entry, name: bytes | None) -> str:
-        """For the refusal's log line (fuse_edge)."""
+        """For the refusal's log line (edge.py)."""
         return await self.core.describe(entry, name)
 
     def attributes(

@@ -1,10 +1,10 @@
 """What the metadata store needs from a database, and what differs between the two it
-runs on: SQLite (metadata_sqlite.py, the embedded default) and PostgreSQL
-(metadata_postgres.py, for a store whose metadata lives on a server).
+runs on: SQLite (sqlite.py, the embedded default) and PostgreSQL
+(postgres.py, for a store whose metadata lives on a server).
 
 The store's work is written once, as functions that run in the database's own thread
-with a DB-API connection (transactions.py, and the statements that namespace_store.py and
-metadata.py build): one function is one round trip and, when it changes anything, one
+with a DB-API connection (transactions.py, and the statements that namespace.py and
+store.py build): one function is one round trip and, when it changes anything, one
 transaction. The SQL is the common part of both dialects (`INSERT ... ON CONFLICT`,
 `IS DISTINCT FROM`, `?` placeholders, which the PostgreSQL connection rewrites); what
 cannot be said the same way is a method of `Dialect`, which each connection carries as

@@ -9,7 +9,7 @@ any time, least recently used first, except those that exist only here or are sh
 * entries that something holds (an open handle changes its entry in place, so the entry
   must stay the one object that every request sees).
 
-When the kernel forgets an inode (`forget`, operations.py), its entry goes to the front
+When the kernel forgets an inode (`forget`, fuse/operations.py), its entry goes to the front
 of the line: the first to leave when room is needed, and still here if it is asked for
 again before that (reading a file back after the kernel dropped its caches then costs no
 query).

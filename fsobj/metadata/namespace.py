@@ -1,9 +1,9 @@
 """The namespace in the metadata store: entries (buckets, directories, objects, symlinks)
 by inode and by name, read through a bounded cache that this store owns and writes
-through, and changed in transactions. `MetadataStore` (metadata.py) adds buckets' ACLs,
+through, and changed in transactions. `MetadataStore` (store.py) adds buckets' ACLs,
 user metadata, access keys and what concerns the store as a whole.
 
-The database (SQLite or PostgreSQL: metadata_backend.py) is reached through a `Database`,
+The database (SQLite or PostgreSQL: backend.py) is reached through a `Database`,
 which runs one function at a time in the database's thread. A round trip costs about as
 much as a whole FUSE request, so:
 

@@ -11,7 +11,7 @@ import uuid
 
 ROOT_INODE = 1
 
-# An entry's place among its siblings in S3's key order (metadata_backend.Dialect.key_order),
+# An entry's place among its siblings in S3's key order (backend.Dialect.key_order),
 # as SQLite spells it: queries must spell it exactly so, for SQLite to use the index of
 # migration 7.
 KEY_ORDER = "(name || CASE WHEN kind IN ('bucket', 'dir') THEN '/' ELSE '' END)"

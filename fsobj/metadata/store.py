@@ -1,6 +1,6 @@
-"""The metadata store: the namespace (namespace_store.py), and buckets' ACLs, user
+"""The metadata store: the namespace (namespace.py), and buckets' ACLs, user
 metadata, S3 access keys and what concerns the store as a whole, in SQLite or PostgreSQL
-(metadata_backend.py)."""
+(backend.py)."""
 
 from __future__ import annotations
 

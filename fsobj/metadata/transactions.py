@@ -1,8 +1,8 @@
 """The metadata store's transactions: the functions that run in its database thread.
 
-`MetadataStore` (metadata.py) sends each of them through one round trip of its database
+`MetadataStore` (store.py) sends each of them through one round trip of its database
 (SQLite or PostgreSQL); every change runs inside one transaction. `conn` is a DB-API
-connection carrying its dialect (metadata_backend.py) for what the two say differently.
+connection carrying its dialect (backend.py) for what the two say differently.
 The schemas live in schema.py and schema_postgres.py.
 """
 
@@ -17,8 +17,8 @@ from fsobj.metadata import schema
 from fsobj.metadata.entries import Commit, Entry
 from fsobj.refusals import Reason, Refused
 
-# A DB-API connection with a `dialect`: sqlite3's (metadata_sqlite.SqliteConnection) or
-# psycopg's behind metadata_postgres.PostgresConnection.
+# A DB-API connection with a `dialect`: sqlite3's (sqlite.SqliteConnection) or
+# psycopg's behind postgres.PostgresConnection.
 Connection = Any
 
 

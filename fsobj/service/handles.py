@@ -2,9 +2,10 @@
 
 A handle pins the blob that was current when it was opened (by holding a descriptor on
 it), so a reader keeps reading that version while writers commit new ones; readers are
-opened with direct I/O (operations.py), so each read is served from the handle's own
-version. A blob that no metadata points at any more is unlinked at once, and the kernel
-frees it when the last descriptor closes. Writers that update an object in place (opened
+opened with direct I/O (fuse/operations.py), so each read is served from the handle's own
+version. A blob that no metadata names any more is retired and removed once the change
+that unnamed it is durable (durability.py); the filesystem frees it when the last
+descriptor closes. Writers that update an object in place (opened
 without O_TRUNC) share a working copy, as on a local disk: the first one still open holds
 it, the others follow it (`working`); a writer that replaces the object works alone. A
 working copy copies the pinned blob into staging on its first change (copy-on-write), and
@@ -43,7 +44,8 @@ INLINE_WRITE = 64 * 1024
 # past that it moves to a staging file.
 MEMORY_STAGING = 1 << 20
 MEMORY_STAGING_TOTAL = 64 << 20
-# A new object's blob up to this size is written by the metadata store's thread, with its row.
+# A new object's blob up to this size is written on the trio loop, unsynced (the group
+# sync makes it durable): quicker than the hop to a thread.
 SMALL_BLOB = 64 * 1024
 
 
