@@ -241,3 +241,16 @@ async def test_a_put_and_the_directories_its_key_implies_are_one_transaction(cor
     assert "copy" in await names_written()
     assert [k.key for k in (await objects.list(ROOT, "bkt")).keys] == ["copy/key", "deep/er/key"]
     assert await service.meta.check() == []  # the directories' counts of subdirectories too
+
+
+async def test_user_metadata_is_limited_to_2_kib_in_all(core):
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    entry = await objects.put(ROOT, "bkt", "k", body(b"x"), metadata={"a": b"1"})
+    await service.set_user_metadata(entry, "b", b"v" * 2000)
+    assert await service.user_metadata(entry) == {"a": b"1", "b": b"v" * 2000}
+    too_much = service.set_user_metadata(entry, "c", b"v" * 100)
+    assert await refused(too_much) is Reason.METADATA_TOO_LARGE
+    assert await refused(service.set_user_metadata(entry, "c", None)) is (Reason.NO_SUCH_ATTRIBUTE)
+    await service.set_user_metadata(entry, "b", None)
+    assert await service.user_metadata(entry) == {"a": b"1"}

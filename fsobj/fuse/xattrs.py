@@ -32,7 +32,7 @@ from fsobj.iam import posix_acl
 from fsobj.iam.policy import AclError, Permission, parse_grants
 from fsobj.refusals import Reason, Refused
 from fsobj.service import Entry
-from fsobj.service.objects import CONTENT_HEADERS, USER_METADATA_LIMIT
+from fsobj.service.objects import CONTENT_HEADERS
 
 # The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
 STORED_HEADERS = {f"{SYSTEM_PREFIX}{header}" for header in CONTENT_HEADERS}
@@ -57,7 +57,7 @@ class MetadataAttributes(FuseFrontEnd):
         if entry.kind != "object":
             return None
         if name in STORED_HEADERS:
-            stored = (await self.core.meta.user_metadata(entry.inode)).get(name[len("user.") :])
+            stored = (await self.core.user_metadata(entry)).get(name[len("user.") :])
             return None if stored is None else stored.decode("latin-1")
         fields = {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}
         return fields.get(field)
@@ -91,19 +91,19 @@ class MetadataAttributes(FuseFrontEnd):
             if value is None:
                 raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
             return value.encode()
-        found = (await self.core.meta.user_metadata(inode)).get(text[len("user.") :])
+        found = (await self.core.user_metadata(entry)).get(text[len("user.") :])
         if found is None:
             raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
         return found
 
     @request
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+        entry = await self.core.entry(inode)
         names = [
             b"user." + key.encode()
-            for key in await self.core.meta.user_metadata(inode)
+            for key in await self.core.user_metadata(entry)
             if not key.startswith("fsobj.")
         ]
-        entry = await self.core.entry(inode)
         if entry.kind == "bucket":
             entries = await self.core.bucket_acl(entry)
             if not posix_acl.is_minimal(entries):
@@ -164,16 +164,10 @@ class MetadataAttributes(FuseFrontEnd):
                 raise Refused(Reason.INVALID, where, "content types are ASCII") from None
             await self.core.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
             return
-        key = text[len("user.") :]
-        current = await self.core.meta.user_metadata(inode)
-        total = sum(len(k.encode()) + len(v) for k, v in current.items() if k != key)
-        if total + len(key.encode()) + len(value) > USER_METADATA_LIMIT:
-            raise Refused(
-                Reason.METADATA_TOO_LARGE,
-                where,
-                f"user metadata is limited to {USER_METADATA_LIMIT} bytes",
-            )
-        await self.core.meta.set_user_metadata(inode, key, value)
+        try:
+            await self.core.set_user_metadata(entry, text[len("user.") :], value)
+        except Refused as refusal:
+            raise refusal.at(where) from None
 
     @request
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
@@ -192,10 +186,10 @@ class MetadataAttributes(FuseFrontEnd):
         if text == CONTENT_TYPE:
             await self.core.meta.update(entry, content_type=None)
             return
-        key = text[len("user.") :]
-        if key not in await self.core.meta.user_metadata(inode):
-            raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
-        await self.core.meta.set_user_metadata(inode, key, None)
+        try:
+            await self.core.set_user_metadata(entry, text[len("user.") :], None)
+        except Refused as refusal:
+            raise refusal.at((entry, None)) from None
 
     async def _set_posix_acl(self, entry: Entry, text: str, value: bytes) -> None:
         """setfacl: a bucket's access ACL becomes its grants; anywhere else, only an ACL

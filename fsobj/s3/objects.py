@@ -12,10 +12,9 @@ from fsobj.refusals import Refused
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error, from_refusal
 from fsobj.s3.wire import document, http_time, iso_time, parse, parse_http_time, quoted
-from fsobj.service import Entry
+from fsobj.service import Entry, names
 from fsobj.service.objects import (
     CONTENT_HEADERS,
-    USER_METADATA_LIMIT,
     ObjectService,
     Reader,
     etag_of,
@@ -156,8 +155,7 @@ def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
         for name, value in headers.items()
         if name.startswith(META)
     }
-    if sum(len(k.encode()) + len(v) for k, v in metadata.items()) > USER_METADATA_LIMIT:
-        raise S3Error("MetadataTooLarge", f"metadata is limited to {USER_METADATA_LIMIT} bytes")
+    names.check_user_metadata(metadata)
     for header in CONTENT_HEADERS:
         value = headers.get(header, "")
         if header == "content-encoding":  # how the body travelled, not what it is

@@ -268,6 +268,20 @@ class Service:
         if replaced is not None:
             self.objects.unlinked(replaced)
 
+    async def user_metadata(self, entry: Entry) -> dict[str, bytes]:
+        """An entry's user metadata (S3's x-amz-meta-*), name to value."""
+        return await self.meta.user_metadata(entry.inode)
+
+    async def set_user_metadata(self, entry: Entry, name: str, value: bytes | None) -> None:
+        """Set one item of user metadata, within S3's limit for all of them, or remove it
+        (`value` None), which must be there."""
+        current = await self.meta.user_metadata(entry.inode)
+        if value is None and name not in current:
+            raise Refused(Reason.NO_SUCH_ATTRIBUTE, None, f"no metadata {name}")
+        if value is not None:
+            names.check_user_metadata({**current, name: value})
+        await self.meta.set_user_metadata(entry.inode, name, value)
+
     async def bucket_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:
         """The POSIX ACL of a bucket's directory: its grants, for the kernel to check."""
         return self.posix_acl_of(bucket, await self.meta.acl(bucket.inode))

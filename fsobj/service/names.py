@@ -1,4 +1,5 @@
-"""Naming rules for buckets and object keys (S3's rules, enforced at the API service)."""
+"""S3's rules for bucket names, object keys and user metadata, which the object service
+enforces for both front ends."""
 
 import ipaddress
 import re
@@ -7,6 +8,7 @@ from fsobj.refusals import Reason, Refused
 
 MAX_KEY_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
+USER_METADATA_LIMIT = 2048  # bytes of names and values, as S3's x-amz-meta-*
 
 _BUCKET_CHARS = re.compile(r"[a-z0-9.-]+")
 
@@ -51,3 +53,13 @@ def decode_component(raw: bytes) -> str:
 def check_key_length(key_bytes: int) -> None:
     if key_bytes > MAX_KEY_BYTES:
         raise Refused(Reason.NAME_TOO_LONG, None, f"object keys are at most {MAX_KEY_BYTES} bytes")
+
+
+def check_user_metadata(items: dict[str, bytes]) -> None:
+    """S3's limit on an object's user metadata: its names and values in all."""
+    if sum(len(name.encode()) + len(value) for name, value in items.items()) > USER_METADATA_LIMIT:
+        raise Refused(
+            Reason.METADATA_TOO_LARGE,
+            None,
+            f"user metadata is limited to {USER_METADATA_LIMIT} bytes",
+        )

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fsobj.objects")
 
-USER_METADATA_LIMIT = 2048  # bytes of names and values, as S3's x-amz-meta-*
 # Headers an S3 client sets with the content and gets back with it; kept as user metadata
 # named `fsobj.HEADER` (on the mount: `user.fsobj.HEADER`, never listed).
 CONTENT_HEADERS = ("content-encoding", "content-disposition", "cache-control", "content-language")
