@@ -13,6 +13,7 @@ was current when it began, as a reader on the mount does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import stat
 import time
@@ -185,7 +186,9 @@ class ObjectService:
             if entry.object_id is None:  # made for this upload: it goes with it, and so
                 with trio.CancelScope(shield=True):  # do the directories made for it
                     await self.core.remove(entry)
-                    await self._prune(who, acl, await self.core.entry(entry.parent))
+                    # Only tidying: the failure being raised is the one to report.
+                    with contextlib.suppress(OSError, Refused):
+                        await self._prune(who, acl, await self.core.entry(entry.parent))
             raise
         return entry
 
