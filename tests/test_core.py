@@ -172,7 +172,7 @@ async def test_posix_rules_of_names_rename_and_removal(core):
 
     async def made(parent, raw: bytes, kind: str):
         entry = service.entry_for_caller(parent, raw.decode(), kind, 0o755, caller)
-        await service.meta.insert(entry)
+        await service._meta.insert(entry)
         return entry
 
     a = await made(bucket, b"a", "dir")
@@ -219,7 +219,7 @@ async def test_a_put_and_the_directories_its_key_implies_are_one_transaction(cor
 
     async def names_written() -> list[str]:
         query = "SELECT name FROM entries WHERE name IN ('deep', 'er', 'key', 'copy')"
-        return sorted(name for (name,) in await service.meta._run(transactions.select, query, ()))
+        return sorted(name for (name,) in await service._meta._run(transactions.select, query, ()))
 
     seen: list[list[str]] = []
     replace = service.objects.replace
@@ -240,7 +240,7 @@ async def test_a_put_and_the_directories_its_key_implies_are_one_transaction(cor
     await objects.copy(ROOT, "bkt", "deep/er/key", "bkt", "copy/key", lambda entry: None)
     assert "copy" in await names_written()
     assert [k.key for k in (await objects.list(ROOT, "bkt")).keys] == ["copy/key", "deep/er/key"]
-    assert await service.meta.check() == []  # the directories' counts of subdirectories too
+    assert await service._meta.check() == []  # the directories' counts of subdirectories too
 
 
 async def test_user_metadata_is_limited_to_2_kib_in_all(core):

@@ -153,7 +153,7 @@ async def _serve(
             mount.close(unmount=signalled or sys.exc_info()[0] is not None)
             await store.service.objects.commit_all()
             try:
-                await store.service.objects.durability.make_all_durable(sync_all=True)
+                await store.service.make_all_durable()
             except OSError as error:  # nothing is lost: the log keeps every commit
                 log.warning("could not make everything durable at unmount: %s", error)
         store.end_mount()
@@ -213,7 +213,7 @@ async def _serve_alone(
                 nursery.cancel_scope.cancel()
         finally:
             await store.service.objects.commit_all()
-            await store.service.objects.durability.make_all_durable(sync_all=True)
+            await store.service.make_all_durable()
         store.end_mount()
 
 

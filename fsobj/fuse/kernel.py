@@ -11,7 +11,6 @@ import stat
 import pyfuse3
 import trio
 
-from fsobj.iam import posix_acl
 from fsobj.service import Entry
 from fsobj.service.core import Service
 
@@ -77,16 +76,15 @@ class FuseFrontEnd:
         are those of its grants, which must have been read (`_attributes` does).
         `reuse` is an earlier result to fill in again (readdir copies each one out at
         once), which skips the fields that are the same for every entry."""
-        meta = self.core.meta
         if reuse is None:
             attrs = pyfuse3.EntryAttributes()
             attrs.st_blksize = BLOCK_SIZE
             attrs.attr_timeout = self.cache_seconds
         else:
             attrs = reuse
-        if meta.shared:  # what is left of the metadata timeout since it was read
+        if self.core.shared:  # what is left of the metadata timeout since it was read
             attrs.entry_timeout = attrs.attr_timeout = min(
-                self.cache_seconds, meta.trusted_for(entry)
+                self.cache_seconds, self.core.trusted_for(entry)
             )
         else:
             is_bucket = entry.kind == "bucket"
@@ -94,8 +92,7 @@ class FuseFrontEnd:
         attrs.st_ino = entry.inode
         mode = entry.mode
         if entry.kind == "bucket":
-            grants = self.core.posix_acl_of(entry, meta.cached_acl(entry.inode))
-            mode = posix_acl.mode_of(grants)
+            mode = self.core.cached_bucket_mode(entry)
         attrs.st_mode = _KIND_TYPE[entry.kind] | mode
         attrs.st_uid = entry.uid
         attrs.st_gid = entry.gid
@@ -120,5 +117,5 @@ class FuseFrontEnd:
 
     async def _attributes(self, entry: Entry) -> pyfuse3.EntryAttributes:
         if entry.kind == "bucket":
-            await self.core.meta.acl(entry.inode)  # cached now, for `attributes`
+            await self.core.grants(entry)  # cached now, for `attributes`
         return self.attributes(entry)

@@ -64,10 +64,10 @@ class Listings(FuseFrontEnd):
             if not page:
                 return
             for listed in page:
-                entry = self.core.meta.current(listed)
+                entry = self.core.current(listed)
                 visible = True
                 if entry.kind == "bucket":  # the top level lists what the caller may read
-                    acl = await self.core.meta.acl(entry.inode)
+                    acl = await self.core.grants(entry)
                     visible = listing.who is None or Permission.READ in self.core.iam.rights(
                         listing.who, acl
                     )
@@ -85,7 +85,7 @@ class Listings(FuseFrontEnd):
 
     @request
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        await self.core.objects.durability.make_all_durable(sync_all=True)
+        await self.core.make_all_durable()
 
 
 class _Listing:

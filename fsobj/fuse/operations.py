@@ -53,7 +53,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         # what they read; a cached entry can be read back), so there is nothing to count:
         # the entry is the first to leave the cache when it needs room.
         for inode, _ in inode_list:
-            self.core.meta.evict(inode)
+            self.core.forget(inode)
         self.forgotten += len(inode_list)
 
     def _missing(self, parent: int) -> pyfuse3.EntryAttributes:
@@ -62,7 +62,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         shared store, for what is left of the metadata timeout)."""
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = 0
-        attrs.entry_timeout = min(self.cache_seconds, self.core.meta.absence_trusted_for(parent))
+        attrs.entry_timeout = min(self.cache_seconds, self.core.absence_trusted_for(parent))
         return attrs
 
     # -- names ----------------------------------------------------------------------------
@@ -126,7 +126,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             changes["mtime_ns"] = attr.st_mtime_ns
             self.core.objects.times_set(inode)
         changes["ctime_ns"] = now
-        await self.core.meta.update(entry, **changes)
+        await self.core.change_attributes(entry, **changes)
         return await self._attributes(entry)
 
     async def _truncate(self, entry: Entry, size: int, fh: int | None) -> None:
@@ -159,8 +159,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         if parent.kind == "root":
             entry = await self.core.create_bucket(parent, text, ctx.uid, ctx.gid)
         else:
-            entry = self.core.entry_for_caller(parent, text, "dir", mode, ctx)
-            await self.core.meta.insert(entry)
+            entry = await self.core.make_entry(parent, text, "dir", mode, ctx)
         return await self._attributes(entry)
 
     @request
@@ -177,10 +176,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
                 (parent, name),
                 "symlink targets must be valid UTF-8",
             ) from None
-        entry = self.core.entry_for_caller(parent, text, "symlink", 0o777, ctx)
-        entry.target = target_text
-        entry.size = len(target)
-        await self.core.meta.insert(entry)
+        entry = await self.core.make_entry(parent, text, "symlink", 0o777, ctx, target_text)
         return self.attributes(entry)
 
     @request
@@ -191,8 +187,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         special = _SPECIAL_KINDS.get(stat.S_IFMT(mode))
         if special is not None:
             text = await self.core.new_name(parent, name, special)
-            entry = self.core.entry_for_caller(parent, text, special, mode, ctx)
-            await self.core.meta.insert(entry)
+            entry = await self.core.make_entry(parent, text, special, mode, ctx)
             return self.attributes(entry)
         if not stat.S_ISREG(mode):
             raise Refused(
@@ -303,7 +298,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         if handle.uid != 0 and _privileges(entry.mode):
             # As on a local disk, a write by anyone but root clears set-user-ID, and
             # set-group-ID where the group may execute.
-            await self.core.meta.update(entry, mode=entry.mode & ~_privileges(entry.mode))
+            await self.core.change_attributes(entry, mode=entry.mode & ~_privileges(entry.mode))
             self.core.attributes_changed(entry.inode)
         return written
 
@@ -325,7 +320,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
 
     @request
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
-        capacity = self.core.data.capacity()
+        capacity = self.core.capacity()
         result = pyfuse3.StatvfsData()
         result.f_bsize = BLOCK_SIZE
         result.f_frsize = capacity.f_frsize

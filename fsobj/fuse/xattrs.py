@@ -53,7 +53,7 @@ class MetadataAttributes(FuseFrontEnd):
             key = (await self.core.path_of(entry))[len(bucket.name) + 2 :]
             return key + "/" if entry.is_dir else key
         if field == "acl" and entry.kind == "bucket":
-            return (await self.core.meta.acl(entry.inode)).to_text()
+            return (await self.core.grants(entry)).to_text()
         if entry.kind != "object":
             return None
         if name in STORED_HEADERS:
@@ -162,7 +162,9 @@ class MetadataAttributes(FuseFrontEnd):
                 content_type = value.decode("ascii")
             except UnicodeDecodeError:
                 raise Refused(Reason.INVALID, where, "content types are ASCII") from None
-            await self.core.meta.update(entry, content_type=content_type, ctime_ns=time.time_ns())
+            await self.core.change_attributes(
+                entry, content_type=content_type, ctime_ns=time.time_ns()
+            )
             return
         try:
             await self.core.set_user_metadata(entry, text[len("user.") :], value)
@@ -184,7 +186,7 @@ class MetadataAttributes(FuseFrontEnd):
             await self.core.set_grants(entry, ())
             return
         if text == CONTENT_TYPE:
-            await self.core.meta.update(entry, content_type=None)
+            await self.core.change_attributes(entry, content_type=None)
             return
         try:
             await self.core.set_user_metadata(entry, text[len("user.") :], None)
@@ -210,4 +212,4 @@ class MetadataAttributes(FuseFrontEnd):
                 "POSIX ACLs are stored for buckets only (their grants); inside, mode bits",
             )
         mode = entry.mode & ~0o777 | posix_acl.mode_of(entries)
-        await self.core.meta.update(entry, mode=mode, ctime_ns=time.time_ns())
+        await self.core.change_attributes(entry, mode=mode, ctime_ns=time.time_ns())

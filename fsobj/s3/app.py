@@ -115,9 +115,9 @@ class S3App:
         from fsobj.s3 import buckets, multipart, object_acl, objects  # built on Request, Response
 
         self.service = service
-        self.meta = meta = service.meta
+        self.core = core = service.core
         self._secrets: dict[str, tuple[str, int]] = {}  # key id -> (secret, uid)
-        self._key_changes = meta.access_key_changes
+        self._key_changes = core.access_key_changes
         self._secrets_read = time.monotonic()
         on_bucket, on_object = buckets.Handlers(service), objects.Handlers(service)
         on_upload, on_acl = multipart.Handlers(service), object_acl.Handlers(service)
@@ -222,9 +222,10 @@ class S3App:
         once one is removed (it must not act one request longer), and on a shared store,
         where other hosts remove keys, once they are older than its cache's timeout."""
         now = time.monotonic()
-        stale = self.meta.shared and now - self._secrets_read >= self.meta.fresh_seconds
-        if stale or self._key_changes != self.meta.access_key_changes:
-            self._secrets, self._key_changes = {}, self.meta.access_key_changes
+        core = self.core
+        stale = core.shared and now - self._secrets_read >= core.fresh_seconds
+        if stale or self._key_changes != core.access_key_changes:
+            self._secrets, self._key_changes = {}, core.access_key_changes
             self._secrets_read = now
         params = dict(query)
         credential = params.get("X-Amz-Credential", "") or params.get("AWSAccessKeyId", "")
@@ -232,10 +233,11 @@ class S3App:
             credential = headers.get("authorization", "").partition("Credential=")[2]
         key_id = credential.split("/", 1)[0]
         if key_id and key_id not in self._secrets:
-            for found, secret, uid, _ in await self.meta.access_keys(key_id):
+            known = await core.access_key(key_id)
+            if known is not None:
                 if len(self._secrets) > 10_000:
                     self._secrets.clear()
-                self._secrets[found] = (secret, uid)
+                self._secrets[key_id] = known
 
     def _secret(self, key_id: str) -> str | None:
         known = self._secrets.get(key_id)

@@ -92,7 +92,7 @@ class Handlers:
             "accept-ranges": "bytes",
             "content-type": entry.content_type or "application/octet-stream",
         }
-        for name, stored in (await self.service.meta.user_metadata(entry.inode)).items():
+        for name, stored in (await self.service.core.user_metadata(entry)).items():
             if not name.startswith("fsobj."):
                 headers[META + name] = stored.decode("latin-1")
             elif name[len("fsobj.") :] in CONTENT_HEADERS:

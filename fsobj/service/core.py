@@ -63,8 +63,8 @@ class Service:
         # What an inode that is gone answers. On a shared store another host removed or
         # replaced it: STALE (ESTALE) makes the kernel look the path up again and retry.
         self.vanished = Reason.STALE if meta.shared else Reason.VANISHED
-        self.meta = meta
-        self.data = data
+        self._meta = meta
+        self._data = data
         self.iam = iam
         self.objects = OpenObjects(meta, data)
         self.watchers: list[Watcher] = []  # the FUSE front end's kernel caches, when mounted
@@ -77,20 +77,43 @@ class Service:
 
     async def entry(self, inode: int) -> Entry:
         """The entry of an inode that exists (ENOENT, or ESTALE on a shared store, if not)."""
-        entry = await self.meta.get(inode) or self.objects.orphan(inode)
+        entry = await self._meta.get(inode) or self.objects.orphan(inode)
         if entry is None:
             raise Refused(self.vanished, None, f"inode {inode} no longer exists")
         return entry
 
     async def children(self, directory: int, after: int, limit: int) -> list[Entry]:
         """A page of a directory: up to `limit` entries with inodes above `after`."""
-        return await self.meta.children(directory, after, limit)
+        return await self._meta.children(directory, after, limit)
+
+    def current(self, entry: Entry) -> Entry:
+        """The entry as the core holds it now (a page read earlier may be older)."""
+        return self._meta.current(entry)
+
+    def forget(self, inode: int) -> None:
+        """A front end holds the inode no longer: its entry is the first to leave the
+        cache when that needs room."""
+        self._meta.evict(inode)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other hosts serve the same store (then what is read stays true only
+        for the metadata timeout)."""
+        return self._meta.shared
+
+    def trusted_for(self, entry: Entry) -> float:
+        """Seconds for which what was read of `entry` may still be taken as true."""
+        return self._meta.trusted_for(entry)
+
+    def absence_trusted_for(self, parent: int) -> float:
+        """Seconds for which a name found missing in `parent` may be taken as missing."""
+        return self._meta.absence_trusted_for(parent)
 
     async def path_of(self, entry: Entry) -> str:
         parts = []
         while entry.kind != "root":
             parts.append(entry.name)
-            parent = await self.meta.get(entry.parent)
+            parent = await self._meta.get(entry.parent)
             if parent is None:  # unlinked
                 break
             entry = parent
@@ -104,11 +127,11 @@ class Service:
         return path.rstrip("/") + "/" + name.decode("utf-8", "backslashreplace")
 
     async def bucket_of(self, entry: Entry) -> Entry | None:
-        directory = entry if entry.is_dir else await self.meta.get(entry.parent)
+        directory = entry if entry.is_dir else await self._meta.get(entry.parent)
         if directory is None:  # unlinked
             return None
         bucket, _ = await self._place(directory)
-        return await self.meta.get(bucket) if bucket else None
+        return await self._meta.get(bucket) if bucket else None
 
     async def key_bytes(self, directory: Entry) -> int:
         """Bytes of the key prefix that `directory` stands for, with its trailing slash."""
@@ -120,7 +143,7 @@ class Service:
         directory below it), so that a request does not walk up the tree."""
         if directory.kind in ("bucket", "root"):
             return (directory.inode if directory.kind == "bucket" else 0), 0
-        moves = self.meta.directory_moves
+        moves = self._meta.directory_moves
         now = time.monotonic()
         known = self._places.get(directory.inode)
         # On a shared store, other hosts move directories too: derived again once old.
@@ -130,14 +153,14 @@ class Service:
         prefix += len(directory.name.encode()) + 1
         if len(self._places) >= PLACES:
             self._places.clear()  # forgetting only means deriving again
-        until = now + self.meta.fresh_seconds if self.meta.shared else math.inf
+        until = now + self._meta.fresh_seconds if self._meta.shared else math.inf
         self._places[directory.inode] = (moves, bucket, prefix, until)
         return bucket, prefix
 
     async def access(self, ctx: Any, entry: Entry) -> Access:
         who = self.iam.identify(ctx)
         bucket = await self.bucket_of(entry)
-        acl = await self.meta.acl(bucket.inode) if bucket is not None else None
+        acl = await self._meta.acl(bucket.inode) if bucket is not None else None
         return Access(who, bucket, acl, self.iam.rights(who, acl))
 
     async def require(
@@ -174,7 +197,7 @@ class Service:
             if refusal.reason is Reason.NAME_TOO_LONG:
                 raise refusal.at((parent, name)) from None
             return None
-        return await self.meta.lookup(parent.inode, text)
+        return await self._meta.lookup(parent.inode, text)
 
     async def existing(self, parent: Entry, name: bytes) -> Entry:
         """The entry named `name` in `parent`, which must exist (NO_SUCH_KEY otherwise)."""
@@ -205,7 +228,7 @@ class Service:
                     _BUCKET_NAME_REASON.get(refusal.reason, refusal.reason), None, refusal.detail
                 )
             raise refusal.at(where) from None
-        if await self.meta.lookup(parent.inode, name) is not None:
+        if await self._meta.lookup(parent.inode, name) is not None:
             raise Refused(Reason.EXISTS, where, "exists already")
         return name
 
@@ -219,7 +242,7 @@ class Service:
                 raise Refused(Reason.NOT_DIRECTORY, where, "not a directory")
             raise Refused(Reason.IS_DIRECTORY, where, "is a directory (use rmdir)")
         if entry.kind == "bucket":
-            await self.delete_bucket(who, entry, await self.meta.acl(entry.inode))
+            await self.delete_bucket(who, entry, await self._meta.acl(entry.inode))
         elif not await self.remove(entry):
             raise Refused(Reason.NOT_EMPTY, where, "directory is not empty")
 
@@ -237,7 +260,7 @@ class Service:
             )
         try:
             new_name = names.decode_component(raw)
-            extra = await self.meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
+            extra = await self._meta.subtree_key_bytes(entry.inode) if entry.is_dir else 0
             names.check_key_length(await self.key_bytes(new_parent) + len(raw) + extra)
         except Refused as refusal:
             raise refusal.at(new_where) from None
@@ -247,8 +270,8 @@ class Service:
         while ancestor is not None and ancestor.kind != "root":
             if ancestor.inode == entry.inode:
                 raise Refused(Reason.INVALID, new_where, "cannot move a directory into itself")
-            ancestor = await self.meta.get(ancestor.parent)
-        replaced = await self.meta.lookup(new_parent.inode, new_name)
+            ancestor = await self._meta.get(ancestor.parent)
+        replaced = await self._meta.lookup(new_parent.inode, new_name)
         if replaced is not None:
             if not replace:
                 raise Refused(Reason.EXISTS, new_where, "exists already (RENAME_NOREPLACE)")
@@ -260,31 +283,56 @@ class Service:
                 raise Refused(
                     Reason.IS_DIRECTORY, new_where, "cannot replace a directory by an object"
                 )
-            if replaced.is_dir and await self.meta.has_children(replaced.inode):
+            if replaced.is_dir and await self._meta.has_children(replaced.inode):
                 raise Refused(Reason.NOT_EMPTY, new_where, "directory is not empty")
             # A crash must not trade the replaced object for one whose content was lost.
             await self.objects.durability.make_content_durable(entry)
-        await self.meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
+        await self._meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
         if replaced is not None:
             self.objects.unlinked(replaced)
 
     async def user_metadata(self, entry: Entry) -> dict[str, bytes]:
         """An entry's user metadata (S3's x-amz-meta-*), name to value."""
-        return await self.meta.user_metadata(entry.inode)
+        return await self._meta.user_metadata(entry.inode)
 
     async def set_user_metadata(self, entry: Entry, name: str, value: bytes | None) -> None:
         """Set one item of user metadata, within S3's limit for all of them, or remove it
         (`value` None), which must be there."""
-        current = await self.meta.user_metadata(entry.inode)
+        current = await self._meta.user_metadata(entry.inode)
         if value is None and name not in current:
             raise Refused(Reason.NO_SUCH_ATTRIBUTE, None, f"no metadata {name}")
         if value is not None:
             names.check_user_metadata({**current, name: value})
-        await self.meta.set_user_metadata(entry.inode, name, value)
+        await self._meta.set_user_metadata(entry.inode, name, value)
+
+    async def change_attributes(self, entry: Entry, **changes: int | str | None) -> None:
+        """Change an entry's attributes (mode, owner, times, content type): the caller
+        has checked who may (for FUSE, the kernel)."""
+        await self._meta.update(entry, **changes)
+
+    async def make_entry(
+        self, parent: Entry, name: str, kind: str, mode: int, ctx: Any, target: str | None = None
+    ) -> Entry:
+        """A new directory, symlink (to `target`), FIFO or socket named `name` (checked
+        already) in `parent`, owned by the caller, its mode less the caller's umask."""
+        entry = self.entry_for_caller(parent, name, kind, mode, ctx)
+        if target is not None:
+            entry.target = target
+            entry.size = len(target.encode())
+        await self._meta.insert(entry)
+        return entry
+
+    async def grants(self, bucket: Entry) -> Acl:
+        """A bucket's owner and grants."""
+        return await self._meta.acl(bucket.inode)
+
+    def cached_bucket_mode(self, bucket: Entry) -> int:
+        """The permission bits a bucket's directory shows: its grants' (read already)."""
+        return posix_acl.mode_of(self.posix_acl_of(bucket, self._meta.cached_acl(bucket.inode)))
 
     async def bucket_acl(self, bucket: Entry) -> tuple[posix_acl.AclEntry, ...]:
         """The POSIX ACL of a bucket's directory: its grants, for the kernel to check."""
-        return self.posix_acl_of(bucket, await self.meta.acl(bucket.inode))
+        return self.posix_acl_of(bucket, await self._meta.acl(bucket.inode))
 
     def posix_acl_of(self, bucket: Entry, acl: Acl) -> tuple[posix_acl.AclEntry, ...]:
         return posix_acl.from_grants(acl, bucket.gid, self.iam.admins)
@@ -308,7 +356,7 @@ class Service:
         """A new bucket owned by `uid`, private whatever mode was asked (its mode bits are
         its grants'); the name is checked already."""
         entry = self.new_entry(root, name, "bucket", 0o700, uid, gid)
-        await self.meta.insert(entry, bucket_owner=uid)
+        await self._meta.insert(entry, bucket_owner=uid)
         log.info("created bucket %s for uid %d", name, uid)
         return entry
 
@@ -325,7 +373,7 @@ class Service:
         """A new object named `name` (checked already) in `parent`, without content yet:
         in the cache alone until its first commit writes its row."""
         entry = self.new_entry(parent, name, "object", mode, uid, gid)
-        await self.meta.insert(entry, deferred=True)
+        await self._meta.insert(entry, deferred=True)
         return entry
 
     async def remove(self, entry: Entry) -> bool:
@@ -333,8 +381,8 @@ class Service:
         name goes at once; an object's blob once that is durable and no open file reads
         it."""
         if entry.is_dir:
-            return await self.meta.delete_directory(entry, time.time_ns())
-        await self.meta.delete(entry, time.time_ns())
+            return await self._meta.delete_directory(entry, time.time_ns())
+        await self._meta.delete(entry, time.time_ns())
         self.objects.unlinked(entry)
         return True
 
@@ -352,14 +400,14 @@ class Service:
 
     async def set_bucket_acl(self, bucket: Entry, entries: tuple[posix_acl.AclEntry, ...]) -> None:
         """Give a bucket's directory a POSIX ACL (setfacl, chmod): its grants change."""
-        acl = await self.meta.acl(bucket.inode)
+        acl = await self._meta.acl(bucket.inode)
         grants = posix_acl.to_grants(entries, acl, bucket.gid, self.iam.admins)
         await self.set_grants(bucket, grants)
 
     async def set_grants(self, bucket: Entry, grants: tuple[Grant, ...]) -> None:
         """Replace a bucket's grants; the kernel drops what it holds of the bucket's mode
         and ACL, so the change acts on every user's next request."""
-        await self.meta.set_grants(bucket.inode, grants)
+        await self._meta.set_grants(bucket.inode, grants)
         self.attributes_changed(bucket.inode)
 
     async def change_keys(self, who: Identity, change: str) -> list[tuple[str, str, int, int]]:
@@ -370,20 +418,45 @@ class Service:
             raise Refused(Reason.DENIED, None, "the access keys are for administrators")
         words = change.split()
         if len(words) == 4 and words[0] == "create" and words[2].isdigit():
-            await self.meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
+            await self._meta.add_access_key(words[1], words[3], int(words[2]), time.time_ns())
         elif len(words) == 2 and words[0] == "rm":
-            if not await self.meta.remove_access_key(words[1]):
+            if not await self._meta.remove_access_key(words[1]):
                 raise Refused(Reason.NO_SUCH_KEY, None, f"no access key {words[1]}")
         elif words:
             raise Refused(Reason.INVALID, None, "expected 'create KEYID UID SECRET' or 'rm KEYID'")
-        return await self.meta.access_keys()
+        return await self._meta.access_keys()
+
+    async def access_key(self, key_id: str) -> tuple[str, int] | None:
+        """The secret and uid of an S3 access key, or None if there is none."""
+        for found, secret, uid, _ in await self._meta.access_keys(key_id):
+            if found == key_id:
+                return secret, uid
+        return None
+
+    @property
+    def access_key_changes(self) -> int:
+        """A count that grows whenever this host removes or adds an access key."""
+        return self._meta.access_key_changes
+
+    @property
+    def fresh_seconds(self) -> float:
+        """The metadata timeout: how long what was read from a shared store is trusted."""
+        return self._meta.fresh_seconds
+
+    async def make_all_durable(self) -> None:
+        """Make every change so far durable (fsyncdir, syncfs, the daemon at exit)."""
+        await self.objects.durability.make_all_durable(sync_all=True)
+
+    def capacity(self) -> os.statvfs_result:
+        """The room left where the blobs are, for statfs."""
+        return self._data.capacity()
 
     def stats(self) -> dict[str, int]:
         """What the daemon holds in memory, for `fsobj stats`."""
         with open("/proc/self/statm") as statm:
             resident_pages = int(statm.read().split()[1])
         return {
-            "cached_entries": self.meta.cached_entries(),
+            "cached_entries": self._meta.cached_entries(),
             "open_handles": self.objects.open_handles(),
             "resident_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"),
         }
@@ -391,8 +464,8 @@ class Service:
     async def collect_garbage(self) -> gc.Collection:
         """Remove unnamed blobs, and multipart uploads begun longer ago than
         `abandoned_upload` seconds."""
-        uploads = Uploads(self.data.root)
+        uploads = Uploads(self._data.root)
         expired = await trio.to_thread.run_sync(uploads.expire, self.abandoned_upload)
         if expired:
             log.info("garbage collection: removed %d abandoned multipart uploads", expired)
-        return await gc.collect(self.meta, self.data, self.objects.busy_blobs)
+        return await gc.collect(self._meta, self._data, self.objects.busy_blobs)

@@ -54,19 +54,19 @@ class ObjectService:
 
     def __init__(self, core: Service):
         self.core = core
-        self.meta = core.meta
-        self.data = core.data
+        self._meta = core._meta
+        self._data = core._data
         self.objects = core.objects
         self.iam = core.iam
-        self.uploads = Uploads(core.data.root)
+        self.uploads = Uploads(core._data.root)
 
     # -- buckets --------------------------------------------------------------------------
 
     async def list_buckets(self, who: Identity) -> list[Bucket]:
         """The buckets `who` may list, as the mount's top level shows them."""
         found = []
-        for bucket in await self.meta.buckets():
-            if Permission.READ in self.iam.rights(who, await self.meta.acl(bucket.inode)):
+        for bucket in await self._meta.buckets():
+            if Permission.READ in self.iam.rights(who, await self._meta.acl(bucket.inode)):
                 found.append(bucket)
         return found
 
@@ -78,8 +78,8 @@ class ObjectService:
             if refusal.reason is not Reason.EXISTS:
                 raise
             # S3 says whose it is.
-            existing = await self.meta.lookup(ROOT_INODE, name)
-            owner = existing and (await self.meta.acl(existing.inode)).owner
+            existing = await self._meta.lookup(ROOT_INODE, name)
+            owner = existing and (await self._meta.acl(existing.inode)).owner
             reason = Reason.BUCKET_OWNED if owner == who.uid else Reason.BUCKET_EXISTS
             raise Refused(reason, refusal.where, refusal.detail) from None
         entry = await self.core.create_bucket(root, name, who.uid, who.gid)
@@ -88,10 +88,10 @@ class ObjectService:
 
     async def bucket(self, who: Identity, name: str, *needed: Permission) -> tuple[Entry, Acl]:
         """A bucket and its ACL, if it exists and `who` holds one of `needed` on it."""
-        entry = await self.meta.lookup(ROOT_INODE, name) if name else None
+        entry = await self._meta.lookup(ROOT_INODE, name) if name else None
         if entry is None or entry.kind != "bucket":
             raise Refused(Reason.NO_SUCH_BUCKET, None, f"no bucket {name!r}")
-        acl = await self.meta.acl(entry.inode)
+        acl = await self._meta.acl(entry.inode)
         if needed and not self.iam.rights(who, acl).intersection(needed):
             self.core.deny(who, entry, (entry, None), " or ".join(p.value for p in needed))
         return entry, acl
@@ -124,7 +124,7 @@ class ObjectService:
         entry, _ = await self._existing(who, bucket, key)
         if who.uid not in (0, entry.uid):
             raise Refused(Reason.NOT_PERMITTED, None, f"only the owner of {key!r} changes its mode")
-        await self.meta.update(entry, mode=mode, ctime_ns=time.time_ns())
+        await self._meta.update(entry, mode=mode, ctime_ns=time.time_ns())
         self.core.attributes_changed(entry.inode)
 
     async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
@@ -155,8 +155,8 @@ class ObjectService:
                 if chunk:
                     raise Refused(Reason.INVALID, None, "a directory marker has no content")
             directory = await self._directories(who, bucket_entry, acl, parts, make=True)
-            if IMPLIED in await self.meta.user_metadata(directory.inode):  # a marker now
-                await self.meta.set_user_metadata(directory.inode, IMPLIED, None)
+            if IMPLIED in await self._meta.user_metadata(directory.inode):  # a marker now
+                await self._meta.set_user_metadata(directory.inode, IMPLIED, None)
             return directory
         # Refused before the body is read when the bucket is out of reach; the rest is
         # decided once it is in (the directories may change meanwhile).
@@ -212,7 +212,7 @@ class ObjectService:
         if replace is None:
             content_type, metadata = (
                 source.content_type,
-                await self.meta.user_metadata(source.inode),
+                await self._meta.user_metadata(source.inode),
             )
         else:
             content_type, metadata = replace
@@ -252,7 +252,7 @@ class ObjectService:
         """The whole body, staged: in memory while small, then in a staging file (or at
         `path`), its digests computed as it arrives; pieces are gathered to a MiB for each
         write in a thread."""
-        staged = await self.data.stage(None)
+        staged = await self._data.stage(None)
         pending = bytearray()
         try:
             async for chunk in body:
@@ -275,7 +275,7 @@ class ObjectService:
     async def _write_received(self, staged: Staging, data: bytearray, path: Path | None) -> None:
         def write() -> None:
             if staged.memory is not None:
-                staged.spill(path or self.data.staging_path())
+                staged.spill(path or self._data.staging_path())
             staged.write(staged.size, bytes(data))
 
         await trio.to_thread.run_sync(write)
@@ -307,7 +307,7 @@ class ObjectService:
         if not await self.core.remove(entry):
             # The marker goes, the prefix stays while keys below it do, as in S3 (and
             # goes with the last one, which may have gone meanwhile).
-            await self.meta.set_user_metadata(entry.inode, IMPLIED, b"")
+            await self._meta.set_user_metadata(entry.inode, IMPLIED, b"")
             await self._prune(who, acl, entry)
             return
         await self.core.name_changed(parent, entry.name)
@@ -321,7 +321,7 @@ class ObjectService:
         while directory.kind == "dir":
             parent = await self.core.entry(directory.parent)
             if (
-                IMPLIED not in await self.meta.user_metadata(directory.inode)
+                IMPLIED not in await self._meta.user_metadata(directory.inode)
                 or not self.iam.may(who, acl, parent, W | X)
                 or not await self.core.remove(directory)
             ):
@@ -428,7 +428,7 @@ class ObjectService:
             if index < len(chosen) - 1 and part.size < MIN_PART:
                 raise Refused(Reason.PART_TOO_SMALL, None, f"part {number} is under 5 MiB")
         staged = await trio.to_thread.run_sync(
-            self.uploads.assemble, upload_id, numbers, self.data.staging_path()
+            self.uploads.assemble, upload_id, numbers, self._data.staging_path()
         )
         staged.etag = multipart_etag([stored[n].etag for n in numbers])
         bucket_entry, acl = await self.bucket(who, bucket)
@@ -469,7 +469,7 @@ class ObjectService:
     ) -> Listing:
         """Up to `limit` keys and common prefixes in S3's order after `after` (key_listing)."""
         bucket_entry, acl = await self.bucket(who, bucket, Permission.READ)
-        listing = KeyListing(self.meta, self.iam, who, acl)
+        listing = KeyListing(self._meta, self.iam, who, acl)
         return await listing.page(bucket_entry, prefix, delimiter, after, limit)
 
     # -- resolving keys -------------------------------------------------------------------
@@ -508,12 +508,12 @@ class ObjectService:
         another host may make the same directory meanwhile: it is written at once.)"""
         made = self.core.new_entry(parent, name, "dir", 0o755, who.uid, who.gid)
         try:
-            await self.meta.insert(made, deferred=not self.meta.shared)
+            await self._meta.insert(made, deferred=not self._meta.shared)
         except Refused as refusal:
             if refusal.reason is not Reason.EXISTS:
                 raise
-            return await self.meta.lookup(parent.inode, name)
-        await self.meta.set_user_metadata(made.inode, IMPLIED, b"")
+            return await self._meta.lookup(parent.inode, name)
+        await self._meta.set_user_metadata(made.inode, IMPLIED, b"")
         await self.core.name_changed(parent, name)
         return made
 
