@@ -256,7 +256,11 @@ def run(
                 capture_output=True,
             )
             if blobs_at is not None:
-                named = {os.getxattr(p, "user.fsobj.id").decode() for p in bucket.iterdir()}
+                named = {
+                    os.getxattr(Path(directory) / name, "user.fsobj.id").decode()
+                    for directory, _, files in os.walk(bucket)
+                    for name in files
+                }
                 named.discard("")
                 held = set(remote_blob_ids(*blobs_at))
                 assert held == named, f"iteration {iteration}: the service holds {held - named}"

@@ -106,3 +106,32 @@ async def test_pins_keep_collectors_off_uploads_and_a_lapsed_pin_fails_the_commi
         obj = await a.insert(new_entry(bucket.inode, "late"), deferred=True)
         (failed,) = await a.commit_many([(obj, a_commit(pinned))])
         assert isinstance(failed, OSError) and failed.errno == errno.EIO
+
+
+async def test_a_put_whose_directories_another_host_made_meanwhile_lands_in_theirs(database):
+    """A PUT's implied directories are written with its object, in one transaction, on a
+    shared store too: when another host made the same directories meanwhile, the key goes
+    into theirs, and nothing is left of the ones made here."""
+    async with two_hosts(database) as (a, b):
+        bucket = await a.insert(new_entry(ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+        p = await a.insert(new_entry(bucket.inode, "p", "dir"), deferred=True)
+        q = await a.insert(new_entry(p.inode, "q", "dir"), deferred=True)
+        key = await a.insert(new_entry(q.inode, "k"), deferred=True)
+        on_b = await b.insert(new_entry(bucket.inode, "p", "dir"))
+        on_b_q = await b.insert(new_entry(on_b.inode, "q", "dir"))
+        (previous,) = await a.commit_many([(key, a_commit(await a.new_blob_id()))])
+        assert previous is None
+        assert key.parent == on_b_q.inode
+        found = await a.lookup(bucket.inode, "p")
+        assert found is not None and found.inode == on_b.inode
+        assert await a.get(p.inode) is None and await a.get(q.inode) is None
+        seen = await b.lookup(on_b_q.inode, "k")
+        assert seen is not None and seen.inode == key.inode
+        assert await a.check() == []  # each directory counted once in its parent
+        # Where another host made an object of the directory's name, the PUT is refused.
+        r = await a.insert(new_entry(bucket.inode, "r", "dir"), deferred=True)
+        below = await a.insert(new_entry(r.inode, "k"), deferred=True)
+        await b.insert(new_entry(bucket.inode, "r"))
+        with pytest.raises(Refused) as refused:
+            await a.commit_many([(below, a_commit(await a.new_blob_id()))])
+        assert refused.value.reason is Reason.NOT_DIRECTORY

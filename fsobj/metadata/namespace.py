@@ -182,10 +182,42 @@ class NamespaceStore:
         ]
         try:
             return await self._run(fn, inserts, *args)
-        except BaseException:
+        except BaseException as error:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
+            if isinstance(error, Conflict) and await self._adopt_directories(first):
+                return await self._writing(new, fn, *args)
             raise
+
+    async def _adopt_directories(self, rows: list[Entry]) -> bool:
+        """On a shared store, another host may have made a directory that a PUT made
+        here too, unwritten, for its key (the two rows conflict): the entries below ours
+        move into theirs, and ours goes, so that the PUT is still one transaction. Whether
+        any did (`rows` in `_unwritten_rows`' order, ancestors first)."""
+        adopted = False
+        for entry in rows if self.shared else ():
+            if not entry.is_dir or self._unwritten.get(entry.inode) is not entry:
+                continue
+            found = await self._run(
+                transactions.select,
+                f"{self._select} WHERE parent = ? AND name = ?",
+                (entry.parent, entry.name),
+            )
+            if not found:
+                continue
+            theirs = Entry(*found[0])
+            if not theirs.is_dir:
+                raise Refused(Reason.NOT_DIRECTORY, None, f"{entry.name!r} is an object")
+            for below in list(self._unwritten.values()):
+                if below.parent == entry.inode:
+                    old_name = below.name
+                    below.parent = theirs.inode
+                    self._cache.renamed(below, entry.inode, old_name)
+            self._cache.drop(entry.inode)
+            self._counted_subdirs({entry.parent: -1})  # counted when it was made here
+            self._remember(theirs, self._cache.changes)
+            adopted = True
+        return adopted
 
     def _unwritten_rows(self, new: Iterable[Entry | None]) -> list[Entry]:
         """Those of `new` whose rows are not written yet, each after the unwritten
@@ -454,6 +486,12 @@ class NamespaceStore:
         changes the namespace meanwhile (the kernel serializes only its own requests, and
         S3's come too), nothing lands in it: new names in it are refused from the check
         on, and the check and the removal are one transaction."""
+        if self._unwritten.get(entry.inode) is entry:  # no row yet: none below it either
+            if any(below.parent == entry.inode for below in self._unwritten.values()):
+                return False
+            self._counted_subdirs({entry.parent: -1})  # counted when it was made
+            self._forget(entry.inode)
+            return True
         counts = {entry.parent: -1}
         statements = [
             ("DELETE FROM entries WHERE inode = ?", (entry.inode,)),

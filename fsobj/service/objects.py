@@ -505,10 +505,11 @@ class ObjectService:
         it; or the entry that a request running beside this one made meanwhile. Its row
         goes in with the transaction that commits the key below it, so that a PUT is one
         step: a crash leaves all of it or none. (On a store that several hosts serve,
-        another host may make the same directory meanwhile: it is written at once.)"""
+        another host may make the same directory meanwhile: the metadata store then puts
+        the key in theirs.)"""
         made = self.core.new_entry(parent, name, "dir", 0o755, who.uid, who.gid)
         try:
-            await self._meta.insert(made, deferred=not self._meta.shared)
+            await self._meta.insert(made, deferred=True)
         except Refused as refusal:
             if refusal.reason is not Reason.EXISTS:
                 raise
