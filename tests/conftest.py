@@ -157,24 +157,76 @@ def mounted_at(store: Path, log: Path, options: tuple[str, ...] = ()) -> Iterato
     assert mounted.expect_errors or " ERROR " not in text, text
 
 
-# FSOBJ_TEST_MOUNT="--private" runs the mount tests on private mounts (kernel caching on).
-MOUNT_OPTIONS = tuple(os.environ.get("FSOBJ_TEST_MOUNT", "").split())
+# The mount tests run on the default store (metadata in SQLite, blobs on the local disk,
+# a shared mount); those of the modules below run once more on each other kind of store,
+# as `test_name[KIND]`:
+#   private:    private mounts, where the kernel caches entries;
+#   postgresql: metadata in PostgreSQL: what the kernel sees of its rows and their
+#               durability (the core's rules, S3's included, run on PostgreSQL
+#               in-process in test_core, the metadata store's in test_stores);
+#   shared:     metadata in PostgreSQL and blobs at an S3 service, a store that several
+#               hosts may serve, served here by one: reads and writes of remote blobs
+#               through both front ends, and access under the metadata timeout
+#               (what hosts see of each other is test_shared's).
+# No HTTP parsing depends on the store (test_s3_protocol runs once).
+ALSO_ON: dict[str, tuple[str, ...]] = {
+    "private": ("test_objects", "test_tools", "test_faults", "test_random_ops"),
+    "postgresql": (
+        "test_objects", "test_tools", "test_faults", "test_random_ops", "test_posix",
+        "test_posix_acl", "test_durability",
+    ),
+    "shared": (
+        "test_objects", "test_tools", "test_faults", "test_random_ops", "test_posix",
+        "test_access", "test_posix_acl", "test_buckets", "test_s3",
+    ),
+}  # fmt: skip
+
+# tests/run runs four test processes, each given a module on one kind of store at a time
+# (pytest-xdist's loadgroup): these, the longest, go first, so that none is left running
+# alone at the end.
+LONGEST_FIRST = (
+    "test_shared", "test_crash", "test_large_bucket", "test_s3_load", "test_remote_blobs",
+    "test_s3", "test_postgres", "test_objects", "test_durability",
+)  # fmt: skip
 
 
-# FSOBJ_TEST_META=postgresql runs them on stores whose metadata is in PostgreSQL.
-TEST_META = os.environ.get("FSOBJ_TEST_META", "sqlite")
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_kind" in metafunc.fixturenames:
+        module = metafunc.module.__name__
+        again = [kind for kind, modules in ALSO_ON.items() if module in modules]
+        if again:
+            metafunc.parametrize("store_kind", ["local", *again])
 
 
-def format_as_asked(store: Path, request) -> None:
-    """With FSOBJ_TEST_META=postgresql, make `store` keep its metadata in a new database;
-    with FSOBJ_TEST_META=shared, its blobs at an S3 service too (a store that several
-    hosts may serve, served here by one)."""
-    if TEST_META not in ("postgresql", "shared"):
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.module.__name__ if item.module else ""
+        kind = getattr(item, "callspec", None) and item.callspec.params.get("store_kind")
+        item.add_marker(pytest.mark.xdist_group(f"{module}-{kind or 'local'}"))
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """The kind of store a mount test runs on (ALSO_ON)."""
+    return "local"
+
+
+def mount_options(kind: str) -> tuple[str, ...]:
+    return ("--private",) if kind == "private" else ()
+
+
+def format_as_asked(store: Path, request, kind: str) -> None:
+    """For the `postgresql` kind, make `store` keep its metadata in a new database; for
+    `shared`, its blobs at an S3 service too."""
+    if kind not in ("postgresql", "shared"):
         return
     request.getfixturevalue("pg_password")
     database = request.getfixturevalue("pg_cluster").new_database()
     blobs: tuple[str, ...] = ()
-    if TEST_META == "shared":
+    if kind == "shared":
         service = request.getfixturevalue("blob_service")
         service.offer_bucket(request.getfixturevalue("monkeypatch"), store.parent)
         prefix = f"s3://fsobj-blobs/{database.rsplit('/', 1)[-1]}"
@@ -183,9 +235,9 @@ def format_as_asked(store: Path, request) -> None:
 
 
 @pytest.fixture
-def mount(tmp_path: Path, store: Path, request):
-    format_as_asked(store, request)
-    with mounted_at(store, tmp_path / "fsobj.log", MOUNT_OPTIONS) as mounted:
+def mount(tmp_path: Path, store: Path, request, store_kind: str):
+    format_as_asked(store, request, store_kind)
+    with mounted_at(store, tmp_path / "fsobj.log", mount_options(store_kind)) as mounted:
         yield mounted
 
 
@@ -197,13 +249,13 @@ def bucket(mount: Mount) -> Path:
 
 
 @pytest.fixture
-def s3(tmp_path: Path, request):
+def s3(tmp_path: Path, request, store_kind: str):
     """A mount that also serves S3 (s3_fixtures.S3Mount)."""
     from s3_fixtures import S3Mount, free_port, wait_for_port
 
     port = free_port()
-    options = (*MOUNT_OPTIONS, "--s3", f"127.0.0.1:{port}")
-    format_as_asked(tmp_path / "store", request)
+    options = (*mount_options(store_kind), "--s3", f"127.0.0.1:{port}")
+    format_as_asked(tmp_path / "store", request, store_kind)
     with mounted_at(tmp_path / "store", tmp_path / "fsobj.log", options) as mounted:
         wait_for_port(port)
         yield S3Mount(mounted, port)

@@ -86,19 +86,17 @@ async def test_a_bucket_goes_when_empty_and_only_by_its_owner(core):
 async def test_put_get_and_list_keys_in_s3_order_with_prefixes(core):
     _, objects = core
     await objects.create_bucket(ROOT, "photos")
-    for key in ("2026/11/cat.jpg", "2026/11/dog.jpg", "2026/12/owl.jpg", "readme", "a-b"):
+    # S3's order is the UTF-8 bytes' (a collation of the database's must not change it).
+    in_order = ["2026/11/cat.jpg", "2026/11/dog.jpg", "2026/12/owl.jpg", "Zebra", "a-b"]
+    in_order += ["a/x", "a0", "readme", "\u00e9t\u00e9"]
+    for key in reversed(in_order):
         await objects.put(ROOT, "photos", key, body(key.encode(), b"!"))
     assert await read(objects, ROOT, "photos", "2026/11/dog.jpg") == b"2026/11/dog.jpg!"
     everything = await objects.list(ROOT, "photos")
-    assert [k.key for k in everything.keys] == [
-        "2026/11/cat.jpg",
-        "2026/11/dog.jpg",
-        "2026/12/owl.jpg",
-        "a-b",
-        "readme",
-    ]
+    assert [k.key for k in everything.keys] == in_order
     top = await objects.list(ROOT, "photos", delimiter="/")
-    assert top.prefixes == ["2026/"] and [k.key for k in top.keys] == ["a-b", "readme"]
+    assert top.prefixes == ["2026/", "a/"]
+    assert [k.key for k in top.keys] == ["Zebra", "a-b", "a0", "readme", "\u00e9t\u00e9"]
     page = await objects.list(ROOT, "photos", prefix="2026/", limit=2)
     assert [k.key for k in page.keys] == ["2026/11/cat.jpg", "2026/11/dog.jpg"]
     assert page.truncated

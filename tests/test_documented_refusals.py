@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MOUNT_OPTIONS, Mount, mounted_at
+from conftest import Mount, mounted_at
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "semantics.md"
 TIB = 1 << 40
@@ -204,7 +204,7 @@ def snapshot(root: Path) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def shared_mount(tmp_path_factory) -> Iterator[Mount]:
     where = tmp_path_factory.mktemp("refusals")
-    with mounted_at(where / "store", where / "fsobj.log", MOUNT_OPTIONS) as mounted:
+    with mounted_at(where / "store", where / "fsobj.log") as mounted:
         yield mounted
 
 

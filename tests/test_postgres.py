@@ -2,7 +2,7 @@
 mounts: made with `fsobj format --meta`, refused with one clear line when the database
 cannot be used, one owner at a time, and an outage of the server fails requests with EIO
 and heals by itself, losing nothing committed. (The whole mount suite also runs on
-PostgreSQL: FSOBJ_TEST_META=postgresql, which tests/run does.)"""
+PostgreSQL: their `[postgresql]` runs, conftest.ALSO_ON.)"""
 
 from __future__ import annotations
 
