@@ -41,6 +41,9 @@ class Mount:
         self.process: subprocess.Popen | None = None
         self.expect_errors = False  # set by tests that damage the store on purpose
         self.options = options  # more `fsobj mount` options
+        # What a user would see; a test that reads the daemon's debug lines asks for them
+        # (every request's debug work costs the whole suite's time on two cores).
+        self.log_level = "INFO"
 
     def start(self) -> None:
         """Mount, and return once the daemon says it serves (as `fsobj mount` waits): its
@@ -53,7 +56,7 @@ class Mount:
                     "-m",
                     "fsobj",
                     "--log-level",
-                    "DEBUG",
+                    self.log_level,
                     "mount",
                     "--foreground",
                     "--ready-fd",
@@ -177,9 +180,11 @@ ALSO_ON: dict[str, tuple[str, ...]] = {
     ),
     "shared": (
         "test_objects", "test_tools", "test_faults", "test_random_ops", "test_posix",
-        "test_access", "test_posix_acl", "test_buckets", "test_s3",
+        "test_posix_acl", "test_s3",
     ),
 }  # fmt: skip
+# A test marked `same_on_every_store` runs once: what it checks is decided above the
+# stores (signatures, headers, access rules the core applies the same on each).
 
 # tests/run runs four test processes, each given a module on one kind of store at a time
 # (pytest-xdist's loadgroup): these, the longest, go first, so that none is left running
@@ -194,7 +199,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_kind" in metafunc.fixturenames:
         module = metafunc.module.__name__
         again = [kind for kind, modules in ALSO_ON.items() if module in modules]
-        if again:
+        if again and not metafunc.definition.get_closest_marker("same_on_every_store"):
             metafunc.parametrize("store_kind", ["local", *again])
 
 
@@ -223,15 +228,18 @@ def format_as_asked(store: Path, request, kind: str) -> None:
     `shared`, its blobs at an S3 service too."""
     if kind not in ("postgresql", "shared"):
         return
+    from fsobj.service.backends import Backends, format_store
+
     request.getfixturevalue("pg_password")
     database = request.getfixturevalue("pg_cluster").new_database()
-    blobs: tuple[str, ...] = ()
+    chosen = Backends(database)
     if kind == "shared":
         service = request.getfixturevalue("blob_service")
         service.offer_bucket(request.getfixturevalue("monkeypatch"), store.parent)
         prefix = f"s3://fsobj-blobs/{database.rsplit('/', 1)[-1]}"
-        blobs = ("--data", prefix, "--endpoint", service.endpoint)
-    fsobj_cli("format", "--store", str(store), "--meta", database, *blobs)
+        chosen = Backends(database, prefix, service.endpoint)
+    # What `fsobj format` does, in-process: a second off the set-up of each test.
+    format_store(store, chosen)
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ def test_an_object_put_over_s3_is_a_file_on_the_mount_and_back(s3):
     assert code_of(client.get_object, Bucket="no-such-bucket", Key="k") == "NoSuchBucket"
 
 
+@pytest.mark.same_on_every_store
 def test_buckets_follow_s3_rules_and_are_the_mounts_top_level(s3):
     client = s3.client(1001)
     client.create_bucket(Bucket="made-over-s3")
@@ -151,6 +152,7 @@ def test_listings_are_in_utf8_key_order_with_prefixes_and_pages(s3):
     assert [o["Key"] for page in v1 for o in page.get("Contents", [])] == expected
 
 
+@pytest.mark.same_on_every_store
 def test_signatures_keys_and_presigned_urls(s3):
     client = s3.client()
     client.create_bucket(Bucket="signed")
@@ -187,6 +189,7 @@ def test_signatures_keys_and_presigned_urls(s3):
     assert anonymous.get_object(Bucket="signed", Key="k")["Body"].read() == b"secret content"
 
 
+@pytest.mark.same_on_every_store
 def test_payload_checks(s3):
     client = s3.client()
     client.create_bucket(Bucket="payloads")
@@ -235,6 +238,7 @@ def test_a_get_keeps_streaming_the_version_it_began_with(s3):
     assert first + body.read() == old
 
 
+@pytest.mark.same_on_every_store
 def test_permissions_over_s3_are_the_mounts(s3):
     """The same cases as several uids through both front ends: the same answers."""
     owner, member, stranger = 1001, 1002, 1003
@@ -335,6 +339,7 @@ def team_member():
         remove()
 
 
+@pytest.mark.same_on_every_store
 def test_a_key_acts_with_its_users_groups(s3, team_member):
     """A key's uid brings the groups the group database gives it, on the bucket's grants
     and on the objects' group bits, as that user's processes have them on the mount."""
@@ -399,6 +404,7 @@ def test_a_key_acts_with_its_users_groups(s3, team_member):
     )
 
 
+@pytest.mark.same_on_every_store
 def test_keys_that_cannot_be_names_are_refused(s3):
     client = s3.client()
     client.create_bucket(Bucket="names")
@@ -419,6 +425,7 @@ def test_keys_that_cannot_be_names_are_refused(s3):
     assert (s3.path / "names" / "folder").is_dir()
 
 
+@pytest.mark.same_on_every_store
 def test_the_aws_command(s3, tmp_path):
     source = tmp_path / "notes.txt"
     source.write_bytes(b"aws cli\n" * 1000)
@@ -541,6 +548,7 @@ def test_a_copy_shares_the_blob_and_outlives_its_source(s3):
     assert client.get_object(Bucket="elsewhere", Key="dst")["Body"].read() == content
 
 
+@pytest.mark.same_on_every_store
 def test_an_objects_acl_is_its_owner_and_mode_bits(s3):
     owner = s3.client(1001)
     owner.create_bucket(Bucket="object-acls")
@@ -569,6 +577,7 @@ def test_an_objects_acl_is_its_owner_and_mode_bits(s3):
     assert s3.client(1002).get_object(Bucket="object-acls", Key="k")["Body"].read() == b"v"
 
 
+@pytest.mark.same_on_every_store
 def test_content_headers_are_kept_with_the_object(s3):
     client = s3.client()
     client.create_bucket(Bucket="headers")
@@ -606,6 +615,7 @@ def test_keys_on_an_unmounted_store(tmp_path):
     assert unknown.returncode == 1 and "no user" in unknown.stderr
 
 
+@pytest.mark.same_on_every_store
 def test_a_presigned_put_with_expect_100_continue(s3, tmp_path):
     client = s3.client(signature_version="s3v4")
     client.create_bucket(Bucket="uploads")
