@@ -143,6 +143,22 @@ def test_listings_and_attributes_follow_the_other_host_within_the_timeout(two_ho
     assert os.listdir(a / "shared" / "sub") == ["from-b"]
 
 
+def test_names_made_here_and_moved_or_removed_there_stop_resolving_here_in_time(two_hosts):
+    """The kernel keeps no name longer than the metadata timeout, not even one this host
+    made itself (whose row other hosts see once its first close writes it)."""
+    a, b = two_hosts
+    for name in ("kept", "moved", "removed"):
+        (a / "shared" / name).write_bytes(name.encode())
+        os.stat(a / "shared" / name)  # the kernel holds the name now
+    os.rename(b / "shared" / "moved", b / "shared" / "renamed")
+    os.unlink(b / "shared" / "removed")
+    settle()
+    assert not os.path.lexists(a / "shared" / "moved")
+    assert not os.path.lexists(a / "shared" / "removed")
+    assert (a / "shared" / "renamed").read_bytes() == b"moved"
+    assert (a / "shared" / "kept").read_bytes() == b"kept"
+
+
 def test_buckets_made_and_removed_on_one_host_show_on_the_other(two_hosts):
     a, b = two_hosts
     (a / "team-bucket").mkdir()

@@ -113,9 +113,13 @@ class NamespaceStore:
         return cached
 
     def trusted_for(self, entry: Entry) -> float:
-        """How much longer what is cached of `entry` may be served (and cached by the
-        kernel) on a shared store: what is left of its timeout since it was read."""
-        return self._entry_left(entry)
+        """How much longer what is cached of `entry` may be cached by the kernel on a
+        shared store: what is left of its timeout since it was read, and never more than
+        the timeout (an entry not written yet is this host's alone only until its row is:
+        the kernel keeps it past that)."""
+        if not self.shared:
+            return math.inf
+        return min(self._entry_left(entry), self.fresh_seconds)
 
     def _entry_left(self, entry: Entry) -> float:
         if not self.shared or entry.inode in self._unwritten:
