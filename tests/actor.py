@@ -7,6 +7,7 @@ Each result is "ok", a value (listings, modes, booleans, text), or the errno's n
 import errno
 import hashlib
 import os
+import stat
 
 
 def run(op: str, *args):
@@ -40,6 +41,8 @@ def run(op: str, *args):
         os.mkdir(args[0])
     elif op == "rmdir":
         os.rmdir(args[0])
+    elif op == "mknod":  # a character device: major, minor
+        os.mknod(args[0], 0o600 | stat.S_IFCHR, os.makedev(int(args[1]), int(args[2])))
     elif op == "symlink":
         os.symlink(args[0], args[1])
     elif op == "chmod":

@@ -142,7 +142,7 @@ def test_link_counts_and_dot_entries(bucket):
         assert f.read() == "x"
 
 
-def test_fifos_and_sockets_work_devices_and_hard_links_do_not(bucket):
+def test_fifos_sockets_and_root_s_device_nodes_work_hard_links_do_not(bucket):
     fifo = bucket / "pipe"
     os.mkfifo(fifo, 0o600)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
@@ -163,8 +163,22 @@ def test_fifos_and_sockets_work_devices_and_hard_links_do_not(bucket):
     for s in (peer, client, server):
         s.close()
     assert stat.S_ISSOCK(os.stat(path).st_mode)
+    # Root makes device nodes (the kernel asks CAP_MKNOD); the mount is nodev, so none
+    # is ever opened as its device.
+    os.mknod(bucket / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(bucket / "loop", 0o600 | stat.S_IFBLK, os.makedev(7, 0))
+    null, loop = os.stat(bucket / "null"), os.stat(bucket / "loop")
+    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3)
+    assert stat.S_ISBLK(loop.st_mode) and loop.st_rdev == os.makedev(7, 0)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(null.st_mode) == 0o666 & ~umask  # as anywhere
     with pytest.raises(PermissionError):
-        os.mknod(bucket / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.close(os.open(bucket / "null", os.O_RDONLY))
+    os.chmod(bucket, 0o777)
+    assert as_user(1001, [["mknod", str(bucket / "mine"), "1", "3"]]) == ["EPERM"]
+    os.unlink(bucket / "null")
+    os.unlink(bucket / "loop")
     with pytest.raises(PermissionError):
         os.link(fifo, bucket / "hard")
     os.unlink(fifo)

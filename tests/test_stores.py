@@ -5,6 +5,7 @@ import os
 import re
 import sqlite3
 import time
+import uuid
 import zlib
 
 import pytest
@@ -157,6 +158,38 @@ def test_migrations_bring_a_new_database_to_the_current_version(tmp_path):
     assert schema.migrate(conn) == schema.SCHEMA_VERSION
     root = conn.execute("SELECT kind FROM entries WHERE inode = 1").fetchone()
     assert root == ("root",)
+
+
+def test_the_table_made_anew_for_device_nodes_keeps_rows_indexes_and_triggers(
+    tmp_path, monkeypatch
+):
+    """Migration 8 makes `entries` anew: what a store at version 7 held stays, and so do
+    the indexes and the triggers that went with the old table."""
+    conn = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 7)
+    schema.migrate(conn)
+    blob = uuid.uuid4().bytes
+    conn.execute(
+        "INSERT INTO entries (parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,"
+        " ctime_ns, object_id, size, blocks) VALUES (1, 'obj', 'object', 420, 0, 0, 1, 2, 3,"
+        " ?, 5, 8)",
+        (blob,),
+    )
+    conn.execute("INSERT INTO blob_checksums (object_id, checksums) VALUES (?, x'00')", (blob,))
+    before = conn.execute("SELECT * FROM entries ORDER BY inode").fetchall()
+    highest = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+    monkeypatch.undo()
+    assert schema.migrate(conn) == 7
+    after = conn.execute("SELECT * FROM entries ORDER BY inode").fetchall()
+    assert [row[:-1] for row in after] == before and {row[-1] for row in after} == {0}
+    assert conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone() == (
+        highest
+    )
+    made = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE sql NOT NULL")}
+    assert {"entries_by_parent", "entries_by_object", "entries_unsynced"} <= made
+    assert {"entries_in_key_order", "blob_unnamed_by_delete", "blob_unnamed_by_update"} <= made
+    conn.execute("DELETE FROM entries WHERE name = 'obj'")
+    assert conn.execute("SELECT count(*) FROM blob_checksums").fetchone() == (0,)
 
 
 def test_newer_schema_is_refused(tmp_path):

@@ -28,6 +28,8 @@ _KIND_TYPE = {
     "symlink": stat.S_IFLNK,
     "fifo": stat.S_IFIFO,
     "socket": stat.S_IFSOCK,
+    "chardev": stat.S_IFCHR,
+    "blockdev": stat.S_IFBLK,
 }
 
 
@@ -95,6 +97,7 @@ class FuseFrontEnd:
             mode = self.core.cached_bucket_mode(entry)
         attrs.st_mode = _KIND_TYPE[entry.kind] | mode
         attrs.st_uid = entry.uid
+        attrs.st_rdev = entry.rdev
         attrs.st_gid = entry.gid
         objects = self.core.objects
         if entry.is_dir:

@@ -21,7 +21,9 @@ def mount_options(store: Path, private: bool) -> set[str]:
     # ACLs (a bucket's grants are its directory's ACL: see operations).
     options = set(pyfuse3.default_options)
     fsname = str(store).replace("\\", "\\\\").replace(",", "\\,")
-    options |= {f"fsname={fsname}", "subtype=fsobj"}
+    # nodev: a device node stored here is never opened as its device (nosuid: a
+    # set-user-ID program here does not run with its owner's rights).
+    options |= {f"fsname={fsname}", "subtype=fsobj", "nodev", "nosuid"}
     if not private:
         options.add("allow_other")
     return options

@@ -37,7 +37,14 @@ from fsobj.service.handles import Handle
 
 log = logging.getLogger(__name__)
 
-_SPECIAL_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+# Entries without content. The kernel lets only a privileged process (CAP_MKNOD) make a
+# device node, and the mount is nodev: a node is stored, never opened as its device.
+_SPECIAL_KINDS = {
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "chardev",
+    stat.S_IFBLK: "blockdev",
+}
 
 
 class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
@@ -187,15 +194,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         special = _SPECIAL_KINDS.get(stat.S_IFMT(mode))
         if special is not None:
             text = await self.core.new_name(parent, name, special)
-            entry = await self.core.make_entry(parent, text, special, mode, ctx)
+            entry = await self.core.make_entry(parent, text, special, mode, ctx, rdev=rdev)
             return self.attributes(entry)
-        if not stat.S_ISREG(mode):
-            raise Refused(
-                Reason.NOT_PERMITTED,
-                (parent, name),
-                "device nodes cannot be stored (objects, directories, symlinks, FIFOs and"
-                " sockets can)",
-            )
         entry, handle = await self._create_object(parent, name, mode, ctx)
         await self.core.objects.release(handle)
         return self.attributes(entry)

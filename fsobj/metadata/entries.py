@@ -9,7 +9,8 @@ from typing import Any
 
 @dataclasses.dataclass(slots=True)
 class Entry:
-    """One name in the namespace: the root, a bucket, a directory, an object or a symlink."""
+    """One name in the namespace: the root, a bucket, a directory, an object, a symlink, or
+    a FIFO, socket or device node."""
 
     inode: int
     parent: int
@@ -32,6 +33,7 @@ class Entry:
     unsynced: int = 0
     subdirs: int = 0  # directories only: how many directories it holds (st_nlink - 2)
     blocks: int | None = None  # a sparse blob's 512-byte blocks (None: as its size says)
+    rdev: int = 0  # a device node's device number
 
     @property
     def is_dir(self) -> bool:

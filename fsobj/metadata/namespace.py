@@ -38,7 +38,7 @@ SMALL_DIRECTORY = 2048
 
 _LISTED = (
     "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns,"
-    " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks"
+    " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks, rdev"
     " FROM entries"
 )
 
@@ -54,7 +54,7 @@ class NamespaceStore:
             "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns,"
             " mtime_ns, ctime_ns,"
             f" {self.object_id_sql}, size, etag, content_type, target, checksums, unsynced,"
-            " subdirs, blocks FROM entries LEFT JOIN blob_checksums USING (object_id)"
+            " subdirs, blocks, rdev FROM entries LEFT JOIN blob_checksums USING (object_id)"
         )
         self._key_order = db.dialect.key_order()
         self._cache = NamespaceCache(cache_entries)

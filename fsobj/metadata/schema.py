@@ -163,6 +163,57 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX entries_in_key_order ON entries (parent, {KEY_ORDER});
     """,
+    # 8: device nodes, which root makes (stored, never opened: the mount is nodev), and
+    # the device each stands for. The table is made anew for the CHECK constraint, as in
+    # 5, with the indexes and triggers that went with the old one.
+    f"""
+    CREATE TABLE entries_new (
+        inode        INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent       INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN ('root', 'bucket', 'dir', 'object',
+                     'symlink', 'fifo', 'socket', 'chardev', 'blockdev')),
+        mode         INTEGER NOT NULL,
+        uid          INTEGER NOT NULL,
+        gid          INTEGER NOT NULL,
+        atime_ns     INTEGER NOT NULL,
+        mtime_ns     INTEGER NOT NULL,
+        ctime_ns     INTEGER NOT NULL,
+        object_id    TEXT,                -- the blob's UUID, 16 bytes (see 6)
+        size         INTEGER NOT NULL DEFAULT 0,
+        etag         TEXT,
+        content_type TEXT,
+        target       TEXT,
+        unsynced     INTEGER NOT NULL DEFAULT 0,
+        subdirs      INTEGER NOT NULL DEFAULT 0,
+        blocks       INTEGER,
+        rdev         INTEGER NOT NULL DEFAULT 0,  -- a device node's device number
+        UNIQUE (parent, name)
+    );
+    INSERT INTO entries_new (inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,
+        ctime_ns, object_id, size, etag, content_type, target, unsynced, subdirs, blocks)
+    SELECT inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns,
+        ctime_ns, object_id, size, etag, content_type, target, unsynced, subdirs, blocks
+    FROM entries;
+    UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'entries')
+    WHERE name = 'entries_new';
+    DROP TABLE entries;
+    ALTER TABLE entries_new RENAME TO entries;
+    CREATE INDEX entries_by_parent ON entries (parent);
+    CREATE INDEX entries_by_object ON entries (object_id) WHERE object_id IS NOT NULL;
+    CREATE INDEX entries_unsynced ON entries (unsynced) WHERE unsynced != 0;
+    CREATE INDEX entries_in_key_order ON entries (parent, {KEY_ORDER});
+    CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON entries
+    WHEN old.object_id IS NOT NULL BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
+    END;
+    CREATE TRIGGER blob_unnamed_by_update AFTER UPDATE OF object_id ON entries
+    WHEN old.object_id IS NOT NULL AND old.object_id IS NOT new.object_id BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

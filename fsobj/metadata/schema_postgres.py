@@ -123,6 +123,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE entries ADD CONSTRAINT entries_parent_exists
         FOREIGN KEY (parent) REFERENCES entries (inode);
     """,
+    # 3: device nodes, which root makes (stored, never opened: the mount is nodev), and
+    # the device each stands for.
+    """
+    ALTER TABLE entries DROP CONSTRAINT entries_kind_check;
+    ALTER TABLE entries ADD CONSTRAINT entries_kind_check CHECK (kind IN ('root', 'bucket',
+        'dir', 'object', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev'));
+    ALTER TABLE entries ADD COLUMN rdev BIGINT NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -127,7 +127,7 @@ def _update_row(inode: int, columns: dict[str, Any]) -> tuple[str, tuple]:
 # The columns of an entry's row; reads add its blob's checksums from their own table.
 ENTRY_COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target, unsynced, subdirs, blocks"
+    " object_id, size, etag, content_type, target, unsynced, subdirs, blocks, rdev"
 )
 
 

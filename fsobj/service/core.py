@@ -311,11 +311,20 @@ class Service:
         await self._meta.update(entry, **changes)
 
     async def make_entry(
-        self, parent: Entry, name: str, kind: str, mode: int, ctx: Any, target: str | None = None
+        self,
+        parent: Entry,
+        name: str,
+        kind: str,
+        mode: int,
+        ctx: Any,
+        target: str | None = None,
+        rdev: int = 0,
     ) -> Entry:
-        """A new directory, symlink (to `target`), FIFO or socket named `name` (checked
-        already) in `parent`, owned by the caller, its mode less the caller's umask."""
+        """A new directory, symlink (to `target`), FIFO, socket or device node (standing
+        for device `rdev`) named `name` (checked already) in `parent`, owned by the
+        caller, its mode less the caller's umask."""
         entry = self.entry_for_caller(parent, name, kind, mode, ctx)
+        entry.rdev = rdev
         if target is not None:
             entry.target = target
             entry.size = len(target.encode())
