@@ -241,6 +241,23 @@ async def test_a_put_and_the_directories_its_key_implies_are_one_transaction(cor
     assert await service._meta.check() == []  # the directories' counts of subdirectories too
 
 
+async def test_entries_without_content_are_no_keys(core):
+    """Symlinks, FIFOs, sockets and device nodes live in the tree, but S3 sees no key."""
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    bucket = await service.existing(await service.entry(ROOT_INODE), b"bkt")
+    caller = SimpleNamespace(uid=0, gid=0, umask=0o022)
+    await service.make_entry(bucket, "link", "symlink", 0o777, caller, target="elsewhere")
+    await service.make_entry(bucket, "pipe", "fifo", 0o644, caller)
+    device = await service.make_entry(bucket, "null", "chardev", 0o666, caller, rdev=259)
+    service._meta._cache.drop(device.inode)  # read back from the database
+    assert (await service.existing(bucket, b"null")).rdev == 259 and device.mode == 0o644
+    await objects.put(ROOT, "bkt", "obj", body(b"x"))
+    assert [k.key for k in (await objects.list(ROOT, "bkt")).keys] == ["obj"]
+    for name in ("link", "pipe", "null"):
+        assert await refused(objects.head(ROOT, "bkt", name)) is Reason.NO_SUCH_KEY
+
+
 async def test_user_metadata_is_limited_to_2_kib_in_all(core):
     service, objects = core
     await objects.create_bucket(ROOT, "bkt")

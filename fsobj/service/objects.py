@@ -529,7 +529,8 @@ class ObjectService:
             # A key below an object is a key that does not exist, as in S3.
             raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}") from None
         entry = await self.core.child(parent, _raw(parts[-1]))
-        if entry is None or entry.is_dir != key.endswith("/") or entry.kind == "symlink":
+        # Symlinks, FIFOs, sockets and device nodes have no content: they are not keys.
+        if entry is None or entry.is_dir != key.endswith("/") or entry.kind not in KEY_KINDS:
             raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}")
         return entry, acl
 
@@ -564,6 +565,9 @@ class Reader:
             objects = self.service.objects
             await objects.release(objects.get(self.fh))
             self.fh = None
+
+
+KEY_KINDS = ("object", "dir")
 
 
 def _raw(part: str) -> bytes:
