@@ -392,6 +392,50 @@ def test_s3_on_one_host_serves_what_the_other_mounts_and_its_keys_follow(shared)
         assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"
 
 
+def test_puts_on_both_hosts_under_the_same_new_prefixes_land_in_one_tree(shared):
+    """Both hosts serve S3 and PUT keys under the same new prefixes at once: each PUT and
+    the directories its key implies are one transaction, so where the other host made a
+    directory first, the key goes into it. Every key is there, each directory once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from s3_fixtures import free_port, parse_key, s3_client, wait_for_port
+
+    ports = free_port(), free_port()
+    with (
+        shared.mounted(shared.first, "--s3", f"127.0.0.1:{ports[0]}") as a,
+        shared.mounted(shared.host("host-b"), "--s3", f"127.0.0.1:{ports[1]}"),
+    ):
+        for port in ports:
+            wait_for_port(port)
+        key = parse_key(fsobj_cli("key", "create", str(a.path), "--uid", "0").stdout)
+        clients = [s3_client(f"http://127.0.0.1:{port}", key) for port in ports]
+        clients[0].create_bucket(Bucket="race")
+        settle()
+
+        def put(job: tuple[int, int]) -> str:
+            host, i = job
+            name = f"p{i % 6}/q{i % 3}/k-{host}-{i}"
+            clients[host].put_object(Bucket="race", Key=name, Body=name.encode())
+            return name
+
+        with ThreadPoolExecutor(8) as pool:
+            names = set(pool.map(put, [(host, i) for i in range(36) for host in (0, 1)]))
+        settle()
+        for client in clients:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket="race")
+            listed = {item["Key"] for page in pages for item in page.get("Contents", [])}
+            assert listed == names
+        for name in names:
+            assert (a / "race" / name).read_bytes() == name.encode()
+        assert sorted(os.listdir(a / "race")) == [f"p{i}" for i in range(6)]
+        directories = shared.query(
+            "SELECT parent, name, count(*) FROM entries WHERE kind = 'dir'"
+            " GROUP BY parent, name HAVING count(*) > 1"
+        )
+        assert directories == []
+    fsobj_cli("fsck", "--store", str(shared.first))  # exits non-zero on any problem
+
+
 def test_a_directory_moved_to_another_bucket_on_one_host_takes_that_buckets_acl_on_all(
     two_hosts,
 ):
