@@ -180,7 +180,7 @@ ALSO_ON: dict[str, tuple[str, ...]] = {
     ),
     "shared": (
         "test_objects", "test_tools", "test_faults", "test_random_ops", "test_posix",
-        "test_posix_acl", "test_s3",
+        "test_posix_acl", "test_s3", "test_s3_access",
     ),
 }  # fmt: skip
 # A test marked `same_on_every_store` runs once: what it checks is decided above the
@@ -191,7 +191,7 @@ ALSO_ON: dict[str, tuple[str, ...]] = {
 # alone at the end.
 LONGEST_FIRST = (
     "test_shared", "test_crash", "test_large_bucket", "test_s3_load", "test_remote_blobs",
-    "test_s3", "test_postgres", "test_objects", "test_durability",
+    "test_s3", "test_s3_access", "test_postgres", "test_objects", "test_durability",
 )  # fmt: skip
 
 

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from conftest import Mount, fsobj_cli
 
 
@@ -109,3 +111,10 @@ class S3Mount:
             text=True,
             timeout=120,
         )
+
+
+def code_of(call, *args, **kwargs) -> str:
+    """The S3 error code with which `call` fails."""
+    with pytest.raises(ClientError) as failed:
+        call(*args, **kwargs)
+    return failed.value.response["Error"]["Code"]
