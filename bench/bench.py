@@ -29,21 +29,39 @@ FSOBJ = [str(ROOT / ".venv/bin/python"), "-m", "fsobj"]
 sys.path.insert(0, str(ROOT / "tests"))  # services.py: the services the tests start too
 
 # (workload, unit, higher is better, target ratio or None)
+# Issue 22's targets where it names one, else the earlier issues'.
 TARGETS = {
     "sequential write incl. fsync": 0.70,
     "sequential read, cold": 0.70,
-    "sequential read, warm": 0.40,
-    "create 4 KiB files, one process": 0.20,
+    "sequential read, warm": 0.80,
+    "create 4 KiB files, one process": 0.10,
     "ls -l": 0.25,
     "stat each": 0.80,
     "read back 4 KiB files": 0.20,
     "unlink": 0.25,
     "list a large bucket": 0.10,
     "cp in": 0.30,
-    "extract a source tree (tar x)": 0.25,
-    "grep -r over it": 0.25,
+    "extract a source tree (tar x)": 0.12,
+    "grep -r over it": 0.20,
     "rm -rf of it": 0.20,
 }
+
+# SQLite as applications use it: one row per transaction, in a journal mode (argv[2]).
+SQLITE_COMMITS = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute(f"PRAGMA journal_mode={sys.argv[2]}")
+conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+start = time.perf_counter()
+for i in range(int(sys.argv[3])):
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO t (v) VALUES (?)", (bytes(100),))
+    conn.execute("COMMIT")
+print(time.perf_counter() - start)
+conn.close()
+"""
+
+GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
 
 SMALL_FILES = """
 import os, sys, time
@@ -203,6 +221,36 @@ def workloads(sides: dict[str, Path], work: Path, sizes: dict) -> dict[str, dict
         "s",
         lambda root: timed(["git", "clone", "-q", f"file://{work / 'repo'}", str(root / "co")]),
     )
+
+    def git_commit(root: Path) -> float:
+        """git init, add and commit of 200 new small files (a new project)."""
+        project = root / "project"
+        project.mkdir()
+        for i in range(200):
+            (project / f"file{i:03d}.txt").write_bytes(b"line\n" * (i + 1))
+        start = time.perf_counter()
+        subprocess.run([*GIT, "-C", str(project), "init", "-q"], check=True)
+        subprocess.run([*GIT, "-C", str(project), "add", "-A"], check=True)
+        subprocess.run([*GIT, "-C", str(project), "commit", "-qm", "first"], check=True)
+        return time.perf_counter() - start
+
+    each("git init+add+commit, 200 files", "s", git_commit)
+
+    def sqlite_commits(mode: str):
+        def measure(root: Path) -> float:
+            database = root / f"bench-{mode}.sqlite3"
+            out = subprocess.run(
+                [sys.executable, "-c", SQLITE_COMMITS, str(database), mode, "500"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            return float(out)
+
+        return measure
+
+    each("SQLite rollback journal, 500 tx", "s", sqlite_commits("DELETE"))
+    each("SQLite WAL, 500 transactions", "s", sqlite_commits("WAL"))
 
     def git_status(root: Path) -> float:
         subprocess.run(["git", "-C", str(root / "co"), "status"], check=True, stdout=DEVNULL)
