@@ -112,6 +112,10 @@ def test_info_shows_id_etag_size_and_metadata(bucket):
     assert fields["content-type"] == "image/png"
     assert fields["size"] == "8"
     assert fields["meta camera"] == "pinhole"
+    os.mkfifo(bucket / "pipe")
+    special = fsobj_cli("info", str(bucket / "pipe"), check=False)
+    assert special.returncode == 1
+    assert "only objects and directories have fsobj metadata" in special.stderr
 
 
 def test_python_dash_m_fsobj_works():

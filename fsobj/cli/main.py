@@ -8,6 +8,7 @@ import grp
 import logging
 import os
 import pwd
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -325,6 +326,9 @@ def cmd_info(args: argparse.Namespace) -> None:
             if error.errno not in (errno.ENODATA, errno.ENOTSUP):
                 raise CommandError(f"{path}: {error.strerror}") from None
     if not fields:
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            # The kernel keeps user.* attributes to files and directories.
+            raise CommandError(f"{path}: only objects and directories have fsobj metadata")
         raise CommandError(f"{path} is not on an fsobj mount")
     user = {
         name[len("user.") :]: os.getxattr(path, name, follow_symlinks=False)
