@@ -16,6 +16,19 @@ ROOT_INODE = 1
 # migration 7.
 KEY_ORDER = "(name || CASE WHEN kind IN ('bucket', 'dir') THEN '/' ELSE '' END)"
 
+# A blob that no entry names any more loses its checksums (migration 6, and 8, which makes
+# the table anew).
+_BLOB_UNNAMED = """    CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON entries
+    WHEN old.object_id IS NOT NULL BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
+    END;
+    CREATE TRIGGER blob_unnamed_by_update AFTER UPDATE OF object_id ON entries
+    WHEN old.object_id IS NOT NULL AND old.object_id IS NOT new.object_id BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
+    END;"""
+
 # Each migration takes the schema from version N to N+1; never edit one that has shipped.
 MIGRATIONS: list[str] = [
     """
@@ -125,7 +138,7 @@ MIGRATIONS: list[str] = [
     # checksums of a blob leave the namespace's rows (which lookups and listings read) for
     # a table of their own, kept by triggers: a blob that no entry names loses them. And
     # what a sparse blob occupies, for st_blocks.
-    """
+    f"""
     CREATE TABLE blob_checksums (
         object_id BLOB PRIMARY KEY,  -- 16 bytes: the blob's UUID
         checksums BLOB NOT NULL
@@ -140,16 +153,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX entries_by_object ON entries (object_id) WHERE object_id IS NOT NULL;
     ALTER TABLE entries DROP COLUMN checksums;
     ALTER TABLE entries ADD COLUMN blocks INTEGER;  -- 512-byte blocks of a sparse blob
-    CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON entries
-    WHEN old.object_id IS NOT NULL BEGIN
-        DELETE FROM blob_checksums WHERE object_id = old.object_id
-        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
-    END;
-    CREATE TRIGGER blob_unnamed_by_update AFTER UPDATE OF object_id ON entries
-    WHEN old.object_id IS NOT NULL AND old.object_id IS NOT new.object_id BEGIN
-        DELETE FROM blob_checksums WHERE object_id = old.object_id
-        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
-    END;
+{_BLOB_UNNAMED}
     """,
     # 7: the S3 front end. Access keys, each acting as a local uid; and the order S3 lists
     # keys in (UTF-8 bytes, a directory counted with its trailing slash), as an index, so
@@ -203,16 +207,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX entries_by_object ON entries (object_id) WHERE object_id IS NOT NULL;
     CREATE INDEX entries_unsynced ON entries (unsynced) WHERE unsynced != 0;
     CREATE INDEX entries_in_key_order ON entries (parent, {KEY_ORDER});
-    CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON entries
-    WHEN old.object_id IS NOT NULL BEGIN
-        DELETE FROM blob_checksums WHERE object_id = old.object_id
-        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
-    END;
-    CREATE TRIGGER blob_unnamed_by_update AFTER UPDATE OF object_id ON entries
-    WHEN old.object_id IS NOT NULL AND old.object_id IS NOT new.object_id BEGIN
-        DELETE FROM blob_checksums WHERE object_id = old.object_id
-        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
-    END;
+{_BLOB_UNNAMED}
     """,
 ]
 
