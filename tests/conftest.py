@@ -204,13 +204,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        module = item.module.__name__ if item.module else ""
-        kind = getattr(item, "callspec", None) and item.callspec.params.get("store_kind")
-        item.add_marker(pytest.mark.xdist_group(f"{module}-{kind or 'local'}"))
-        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+    def module(item: pytest.Item) -> str:
+        return item.module.__name__ if item.module else ""
 
-    items.sort(key=rank)
+    for item in items:
+        kind = getattr(item, "callspec", None) and item.callspec.params.get("store_kind")
+        item.add_marker(pytest.mark.xdist_group(f"{module(item)}-{kind or 'local'}"))
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(module(item), len(LONGEST_FIRST)))
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ BLOCK_SIZE = 1 << 20  # st_blksize: cp and friends use buffers this big (1 MiB r
 # shared store, other hosts change buckets: see `attributes`).
 BUCKET_ENTRY_SECONDS = 300.0
 
-_KIND_TYPE = {
+KIND_TYPE = {
     "root": stat.S_IFDIR,
     "bucket": stat.S_IFDIR,
     "dir": stat.S_IFDIR,
@@ -95,7 +95,7 @@ class FuseFrontEnd:
         mode = entry.mode
         if entry.kind == "bucket":
             mode = self.core.cached_bucket_mode(entry)
-        attrs.st_mode = _KIND_TYPE[entry.kind] | mode
+        attrs.st_mode = KIND_TYPE[entry.kind] | mode
         attrs.st_uid = entry.uid
         attrs.st_rdev = entry.rdev
         attrs.st_gid = entry.gid

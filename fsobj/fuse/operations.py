@@ -27,7 +27,7 @@ from typing import Any
 import pyfuse3
 
 from fsobj.fuse.edge import request
-from fsobj.fuse.kernel import BLOCK_SIZE
+from fsobj.fuse.kernel import BLOCK_SIZE, KIND_TYPE
 from fsobj.fuse.listings import Listings
 from fsobj.fuse.xattrs import MetadataAttributes
 from fsobj.iam import posix_acl
@@ -39,12 +39,7 @@ log = logging.getLogger(__name__)
 
 # Entries without content. The kernel lets only a privileged process (CAP_MKNOD) make a
 # device node, and the mount is nodev: a node is stored, never opened as its device.
-_SPECIAL_KINDS = {
-    stat.S_IFIFO: "fifo",
-    stat.S_IFSOCK: "socket",
-    stat.S_IFCHR: "chardev",
-    stat.S_IFBLK: "blockdev",
-}
+_SPECIAL_KINDS = {KIND_TYPE[kind]: kind for kind in ("fifo", "socket", "chardev", "blockdev")}
 
 
 class Operations(MetadataAttributes, Listings, pyfuse3.Operations):

@@ -437,10 +437,8 @@ class Service:
 
     async def access_key(self, key_id: str) -> tuple[str, int] | None:
         """The secret and uid of an S3 access key, or None if there is none."""
-        for found, secret, uid, _ in await self._meta.access_keys(key_id):
-            if found == key_id:
-                return secret, uid
-        return None
+        found = await self._meta.access_keys(key_id)
+        return (found[0][1], found[0][2]) if found else None
 
     @property
     def access_key_changes(self) -> int:

@@ -124,7 +124,7 @@ class ObjectService:
         entry, _ = await self._existing(who, bucket, key)
         if who.uid not in (0, entry.uid):
             raise Refused(Reason.NOT_PERMITTED, None, f"only the owner of {key!r} changes its mode")
-        await self._meta.update(entry, mode=mode, ctime_ns=time.time_ns())
+        await self.core.change_attributes(entry, mode=mode, ctime_ns=time.time_ns())
         self.core.attributes_changed(entry.inode)
 
     async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
