@@ -54,6 +54,7 @@ class Reason(enum.Enum):
     NOT_DIRECTORY = "not a directory"
     NOT_SUPPORTED = "not supported"
     NOT_WRITABLE = "not open for writing"
+    OTHER_BUCKET = "in another bucket"
 
 
 class Refused(Exception):

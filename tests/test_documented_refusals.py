@@ -133,9 +133,7 @@ CASES: dict[str, Case] = {
         errno_of(lambda: os.open(bytes(b) + b"/\xff\xfe", os.O_WRONLY | os.O_CREAT, 0o644)),
         errno_of(lambda: os.stat(bytes(b) + b"/\xff\xfe")),
     ],
-    "a hard link (`ln`, `link(2)`): an object has exactly one key": lambda root, b: [
-        errno_of(lambda: os.link(b / "obj", b / "second-name")),
-    ],
+    "a hard link (`ln`, `link(2)`) into another bucket": lambda root, b: _link_across(root, b),
     "opening a device node (the mount is nodev)": lambda root, b: [
         _open_device(b / "null", stat.S_IFCHR, os.makedev(1, 3)),
         _open_device(b / "loop", stat.S_IFBLK, os.makedev(7, 0)),
@@ -185,6 +183,15 @@ CASES: dict[str, Case] = {
         errno_of(lambda: os.getxattr(b / "obj", "trusted.t")),
     ],
 }
+
+
+def _link_across(root: Path, b: Path) -> list[int]:
+    other = root / f"{b.name}-other"
+    other.mkdir()
+    try:
+        return [errno_of(lambda: os.link(b / "obj", other / "second-name"))]
+    finally:
+        other.rmdir()
 
 
 def _write_at(path: Path, offset: int) -> None:

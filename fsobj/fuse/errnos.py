@@ -34,6 +34,7 @@ ERRNO = {
     Reason.NOT_DIRECTORY: errno.ENOTDIR,
     Reason.NOT_SUPPORTED: errno.EOPNOTSUPP,
     Reason.NOT_WRITABLE: errno.EBADF,
+    Reason.OTHER_BUCKET: errno.EXDEV,  # a hard link joins names of one bucket only
 }
 
 

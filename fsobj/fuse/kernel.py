@@ -91,7 +91,7 @@ class FuseFrontEnd:
         else:
             is_bucket = entry.kind == "bucket"
             attrs.entry_timeout = BUCKET_ENTRY_SECONDS if is_bucket else self.cache_seconds
-        attrs.st_ino = entry.inode
+        attrs.st_ino = entry.kernel_inode
         mode = entry.mode
         if entry.kind == "bucket":
             mode = self.core.cached_bucket_mode(entry)
@@ -103,7 +103,8 @@ class FuseFrontEnd:
         if entry.is_dir:
             attrs.st_nlink = 2 + entry.subdirs
         else:
-            attrs.st_nlink = 0 if objects.orphan(entry.inode) is entry else 1
+            orphan = objects.orphan(entry.kernel_inode) is entry
+            attrs.st_nlink = 0 if orphan else entry.links
         if entry.kind == "object":
             size, mtime_ns = objects.staged(entry)
         else:

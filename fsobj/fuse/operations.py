@@ -199,12 +199,9 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any
     ) -> pyfuse3.EntryAttributes:
-        parent = await self.core.entry(new_parent_inode)
-        raise Refused(
-            Reason.NOT_PERMITTED,
-            (parent, new_name),
-            "hard links are not supported: an object has exactly one key",
-        )
+        entry = await self.core.entry(inode)
+        new_parent = await self.core.entry(new_parent_inode)
+        return self.attributes(await self.core.link(entry, new_parent, new_name))
 
     @request
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
@@ -294,7 +291,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             # As on a local disk, a write by anyone but root clears set-user-ID, and
             # set-group-ID where the group may execute.
             await self.core.change_attributes(entry, mode=entry.mode & ~_privileges(entry.mode))
-            self.core.attributes_changed(entry.inode)
+            self.core.attributes_changed(entry.kernel_inode)
         return written
 
     @request

@@ -40,6 +40,8 @@ class NamespaceCache:
         self._complete_at: dict[int, float] = {}
         self._user_metadata: dict[int, dict[str, bytes]] = {}
         self._held: dict[int, int] = {}
+        # The cached names of each file that has several (hard links), by its file_inode.
+        self._names_of_file: dict[int, set[int]] = {}
         self.unwritten: dict[int, Entry] = {}
         # On a shared store: when each entry was read, and the count of changes made here
         # at each entry's last one (a row read before that change must not undo it).
@@ -65,6 +67,15 @@ class NamespaceCache:
     def peek(self, inode: int) -> Entry | None:
         """The cached entry, without counting this as a use."""
         return self._entries.get(inode)
+
+    def names_of_file(self, file_inode: int) -> list[Entry]:
+        """The cached entries of a file's names (hard links)."""
+        return [self._entries[inode] for inode in self._names_of_file.get(file_inode, ())]
+
+    def file_named(self, entry: Entry) -> None:
+        """`entry` became one of its file's names (its file_inode is set)."""
+        if entry.file_inode is not None and entry.inode in self._entries:
+            self._names_of_file.setdefault(entry.file_inode, set()).add(entry.inode)
 
     def named(self, parent: int, name: str) -> Entry | None:
         inode = self._by_name.get((parent, name))
@@ -101,6 +112,7 @@ class NamespaceCache:
             return cached
         self._entries[entry.inode] = entry
         self._by_name[(entry.parent, entry.name)] = entry.inode
+        self.file_named(entry)
         if self.shared:
             self._read_at[entry.inode] = time.monotonic()
         if complete:
@@ -136,9 +148,11 @@ class NamespaceCache:
         """`found` is the entry's row as the database has it now (another host may have
         changed it): the cached entry, which handles share, becomes that."""
         old_parent, old_name = entry.parent, entry.name
+        self._unname_file(entry)
         for name in entry.__slots__:
             setattr(entry, name, getattr(found, name))
         self.renamed(entry, old_parent, old_name)
+        self.file_named(entry)
         self._read_at[entry.inode] = time.monotonic()
 
     def unname(self, parent: int, name: str) -> None:
@@ -172,6 +186,7 @@ class NamespaceCache:
     def _remove(self, inode: int) -> None:
         entry = self._entries.pop(inode, None)
         if entry is not None:
+            self._unname_file(entry)
             if self._by_name.get((entry.parent, entry.name)) == inode:
                 del self._by_name[(entry.parent, entry.name)]
             self._complete.discard(entry.parent)  # no longer knows all of its children
@@ -180,6 +195,14 @@ class NamespaceCache:
         self._user_metadata.pop(inode, None)
         self._read_at.pop(inode, None)
         self._changed_at.pop(inode, None)
+
+    def _unname_file(self, entry: Entry) -> None:
+        file_inode = entry.file_inode
+        names = None if file_inode is None else self._names_of_file.get(file_inode)
+        if file_inode is not None and names is not None:
+            names.discard(entry.inode)
+            if not names:
+                del self._names_of_file[file_inode]
 
     def _shrink(self) -> None:
         """Evict the least recently used entries down to capacity, skipping those that
@@ -202,3 +225,6 @@ class NamespaceCache:
         if inode in self._entries:
             self._user_metadata[inode] = items
         return items
+
+    def forget_user_metadata(self, inode: int) -> None:
+        self._user_metadata.pop(inode, None)

@@ -34,6 +34,15 @@ class Entry:
     subdirs: int = 0  # directories only: how many directories it holds (st_nlink - 2)
     blocks: int | None = None  # a sparse blob's 512-byte blocks (None: as its size says)
     rdev: int = 0  # a device node's device number
+    # Hard links: the inode the kernel knows every name of the file by (None: this
+    # row's own), and how many names the file has.
+    file_inode: int | None = None
+    links: int = 1
+
+    @property
+    def kernel_inode(self) -> int:
+        """The file's inode, the same for all its names (hard links)."""
+        return self.inode if self.file_inode is None else self.file_inode
 
     @property
     def is_dir(self) -> bool:

@@ -38,8 +38,8 @@ SMALL_DIRECTORY = 2048
 
 _LISTED = (
     "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns,"
-    " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks, rdev"
-    " FROM entries"
+    " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks, rdev,"
+    " file_inode, links FROM entries"
 )
 
 
@@ -54,7 +54,8 @@ class NamespaceStore:
             "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns,"
             " mtime_ns, ctime_ns,"
             f" {self.object_id_sql}, size, etag, content_type, target, checksums, unsynced,"
-            " subdirs, blocks, rdev FROM entries LEFT JOIN blob_checksums USING (object_id)"
+            " subdirs, blocks, rdev, file_inode, links"
+            " FROM entries LEFT JOIN blob_checksums USING (object_id)"
         )
         self._key_order = db.dialect.key_order()
         self._cache = NamespaceCache(cache_entries)
@@ -139,12 +140,18 @@ class NamespaceStore:
         age = self._cache.completeness_age(directory)
         return self.fresh_seconds - age if age < self.fresh_seconds else self.fresh_seconds
 
-    def _changed(self, entry: Entry, changes: dict[str, Any]) -> None:
+    def _changed(self, entry: Entry, changes: dict[str, Any], whole_file: bool = True) -> None:
         """Apply committed changes to `entry`, and to the cached entry of its inode if that
-        is another object (read back after `entry` was evicted)."""
+        is another object (read back after `entry` was evicted); `whole_file`: to those
+        of the file's other names (hard links) too."""
         cached = self._cache.get(entry.inode)
         self._cache.changed(entry.inode)
         targets = [entry] if cached is None or cached is entry else [entry, cached]
+        if whole_file and entry.file_inode is not None:
+            for other in self._cache.names_of_file(entry.file_inode):
+                if other.inode != entry.inode:
+                    targets.append(other)
+                    self._cache.changed(other.inode)
         for target in targets:
             for name, value in changes.items():
                 setattr(target, name, value)
@@ -251,16 +258,22 @@ class NamespaceStore:
         """The entry of `inode`, or None. `current`: on a shared store, as the database
         has it now (an open reads its object's current version: close-to-open)."""
         entry = self._cache.get(inode)
+        if entry is None:  # a file of several names, which the kernel knows by one inode
+            entry = next(iter(self._cache.names_of_file(inode)), None)
         if entry is not None:
             left = self._entry_left(entry)  # infinite: this process's own, or one host's
             if left == math.inf or (left > 0 and not current):
                 return entry
         mark = self._cache.changes
-        rows = await self._run(transactions.select, f"{self._select} WHERE inode = ?", (inode,))
+        rows = await self._run(
+            transactions.select,
+            f"{self._select} WHERE inode = ? OR file_inode = ? ORDER BY inode = ? DESC LIMIT 1",
+            (inode, inode, inode),
+        )
         if rows:
             return self._remember(Entry(*rows[0]), mark)
-        if entry is not None and not self._cache.changed_since(inode, mark):
-            self._forget(inode)  # removed by another host
+        if entry is not None and not self._cache.changed_since(entry.inode, mark):
+            self._forget(entry.inode)  # removed by another host
         return None
 
     async def lookup(self, parent: int, name: str) -> Entry | None:
@@ -451,7 +464,8 @@ class NamespaceStore:
             for name, value in changes.items():
                 setattr(entry, name, value)
             return
-        await self._writing([entry], transactions.update_columns, entry.inode, changes)
+        rows = transactions.rows_of(entry)
+        await self._writing([entry], transactions.update_columns, rows, changes)
         self._changed(entry, changes)
 
     async def commit_many(
@@ -465,13 +479,14 @@ class NamespaceStore:
         results = await self._writing(
             [entry for entry, _ in batch],
             transactions.commit_many,
-            [(entry.inode, commit) for entry, commit in batch],
+            [(transactions.rows_of(entry), commit) for entry, commit in batch],
             synced,
         )
         for (entry, commit), result in zip(batch, results, strict=True):
             if not isinstance(result, Refused | OSError):
                 self._changed(entry, commit.attributes())
                 if commit.user_metadata is not None:  # all of it, replaced
+                    self._user_metadata_changed(entry.inode, entry.file_inode)
                     self._cache.set_user_metadata(entry.inode, dict(commit.user_metadata))
         return results
 
@@ -479,11 +494,14 @@ class NamespaceStore:
         """Remove an entry (a directory: see `delete_directory`)."""
         statements = [transactions.touch(entry.parent, now_ns)]
         if entry.inode not in self._unwritten:
+            row = ("inode = ?", (entry.inode,))
+            statements.append(transactions.one_name_less(row, now_ns))
             statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
         counts = {entry.parent: -1} if entry.is_dir else {}
         statements += transactions.count_subdirs(counts)
         await self._run(transactions.write, statements)
         self._deleted(entry, counts, now_ns)
+        self._one_name_less(entry, now_ns)
 
     async def delete_directory(self, entry: Entry, now_ns: int) -> bool:
         """Remove a directory if it holds nothing; returns whether it did. Whatever else
@@ -548,7 +566,10 @@ class NamespaceStore:
         self._refuse_if_removing(new_parent)
         statements: list[tuple[str, tuple]] = []
         if replaced is not None:
-            statements.append(("DELETE FROM entries WHERE inode = ?", (replaced.inode,)))
+            statements += [
+                transactions.one_name_less(("inode = ?", (replaced.inode,)), now_ns),
+                ("DELETE FROM entries WHERE inode = ?", (replaced.inode,)),
+            ]
         durable = ", unsynced = 0" if replaced is not None else ""
         statements.append(
             (
@@ -579,14 +600,60 @@ class NamespaceStore:
         self._counted_subdirs(counts)
         if replaced is not None:
             self._forget(replaced.inode)
+            self._one_name_less(replaced, now_ns)
         self._touched(entry.parent, now_ns)
         self._touched(new_parent, now_ns)
         old_parent, old_name = entry.parent, entry.name
         changes: dict[str, Any] = {"parent": new_parent, "name": new_name, "ctime_ns": now_ns}
         if replaced is not None:
             changes["unsynced"] = 0
-        self._changed(entry, changes)
+        self._changed(entry, changes, whole_file=False)
         self._cache.renamed(entry, old_parent, old_name)
+
+    async def link(self, entry: Entry, new_parent: int, new_name: str, now_ns: int) -> Entry:
+        """A new name for the file of `entry` (a hard link), in one transaction; returns
+        the new name's entry. The file keeps the inode the kernel knows it by."""
+        self._refuse_if_removing(new_parent)
+        new = Entry(**{name: getattr(entry, name) for name in entry.__slots__})
+        new.inode = await self._new_inode()
+        new.parent, new.name = new_parent, new_name
+        rows = transactions.rows_of(entry)
+        try:
+            await self._writing(
+                [entry], transactions.link, rows, entry.inode, (new.inode, new_parent, new_name),
+                now_ns,
+            )  # fmt: skip
+        except MissingParent:
+            raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
+        except Conflict:
+            raise Refused(Reason.EXISTS, None, f"{new_name} exists already") from None
+        metadata = self._cache.user_metadata(entry.inode)
+        new.file_inode = entry.kernel_inode
+        new.links = entry.links + 1  # every name's, by `_changed` below
+        self._changed(entry, {"file_inode": new.file_inode, "links": new.links, "ctime_ns": now_ns})
+        self._cache.file_named(entry)
+        new.ctime_ns = now_ns
+        self._touched(new_parent, now_ns)
+        added = self._cache.add(new)
+        if metadata is not None:
+            self._cache.set_user_metadata(new.inode, dict(metadata))
+        return added
+
+    def _one_name_less(self, gone: Entry, now_ns: int) -> None:
+        """The cache's side of `transactions.one_name_less`, for the name `gone`."""
+        if gone.file_inode is not None:
+            for other in self._cache.names_of_file(gone.file_inode):
+                if other.inode != gone.inode:
+                    other.links -= 1
+                    other.ctime_ns = now_ns
+                    self._cache.changed(other.inode)
+
+    def _user_metadata_changed(self, inode: int, file_inode: int | None) -> None:
+        """What the file's other names (hard links) cache of its user metadata is old."""
+        if file_inode is not None:
+            for other in self._cache.names_of_file(file_inode):
+                if other.inode != inode:
+                    self._cache.forget_user_metadata(other.inode)
 
     def _counted_subdirs(self, counts: dict[int, int]) -> None:
         """The cache's side of `transactions.count_subdirs`, once its transaction is committed."""

@@ -209,6 +209,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX entries_in_key_order ON entries (parent, {KEY_ORDER});
 {_BLOB_UNNAMED}
     """,
+    # 9: hard links. Each name keeps its own row (S3 lists, reads and replaces keys by
+    # name); the names of one file share `file_inode`, the inode the kernel knows them by
+    # (the first name's, kept while any name is left), and carry the same content and
+    # attributes, which every change writes to all of them in one transaction; `links` is
+    # how many names the file has.
+    """
+    ALTER TABLE entries ADD COLUMN file_inode INTEGER;
+    ALTER TABLE entries ADD COLUMN links INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX entries_by_file ON entries (file_inode) WHERE file_inode IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

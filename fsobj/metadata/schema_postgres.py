@@ -131,6 +131,12 @@ MIGRATIONS: list[str] = [
         'dir', 'object', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev'));
     ALTER TABLE entries ADD COLUMN rdev BIGINT NOT NULL DEFAULT 0;
     """,
+    # 4: hard links (schema.py, 9).
+    """
+    ALTER TABLE entries ADD COLUMN file_inode BIGINT;
+    ALTER TABLE entries ADD COLUMN links INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX entries_by_file ON entries (file_inode) WHERE file_inode IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

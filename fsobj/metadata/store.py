@@ -115,9 +115,13 @@ class MetadataStore(NamespaceStore):
             )
         return found
 
-    async def set_user_metadata(self, inode: int, name: str, value: bytes | None) -> None:
-        """Set one user metadata item, or remove it when `value` is None. An entry whose
-        row is not written yet changes in the cache alone: its row carries the item."""
+    async def set_user_metadata(
+        self, inode: int, name: str, value: bytes | None, file_inode: int | None = None
+    ) -> None:
+        """Set one user metadata item, or remove it when `value` is None: of the entry
+        `inode`, and of every name of its file if it has several (`file_inode`, hard
+        links). An entry whose row is not written yet changes in the cache alone: its row
+        carries the item."""
         current = await self.user_metadata(inode)
         if inode in self._unwritten:
             if value is None:
@@ -125,20 +129,26 @@ class MetadataStore(NamespaceStore):
             else:
                 current[name] = value
             return
-        statements: list[tuple[str, tuple]] = []
-        if value is None:
-            statements.append(
-                ("DELETE FROM user_metadata WHERE inode = ? AND name = ?", (inode, name))
-            )
+        if file_inode is None:
+            names, of = "?", (inode,)
         else:
-            statements.append(
-                (
-                    "INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)"
-                    " ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value",
-                    (inode, name, value),
-                )
+            names, of = "SELECT inode FROM entries WHERE file_inode = ?", (file_inode,)
+        statement: tuple[str, tuple]
+        if value is None:
+            statement = (f"DELETE FROM user_metadata WHERE inode IN ({names}) AND name = ?",
+                         (*of, name))  # fmt: skip
+        else:
+            source = "VALUES (?, ?, ?)" if file_inode is None else (
+                "SELECT inode, ?, ? FROM entries WHERE file_inode = ?"
+            )  # fmt: skip
+            params = (inode, name, value) if file_inode is None else (name, value, file_inode)
+            statement = (
+                f"INSERT INTO user_metadata (inode, name, value) {source}"
+                " ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value",
+                params,
             )
-        await self._write(statements)
+        await self._write([statement])
+        self._user_metadata_changed(inode, file_inode)
         if value is None:
             current.pop(name, None)
         else:

@@ -53,7 +53,7 @@ def write_after(
 def commit_many(
     conn: Connection,
     inserts: list[tuple[str, tuple]],
-    commits: list[tuple[int, Commit]],
+    commits: list[tuple[Rows, Commit]],
     synced: bool = False,
 ) -> list[str | Refused | OSError | None]:
     """Record each commit in its object's row, in one transaction (after `inserts`);
@@ -67,7 +67,7 @@ def commit_many(
         with transaction(conn):
             for sql, params in inserts:
                 conn.execute(sql, params)
-            results.extend(_commit(conn, inode, commit) for inode, commit in commits)
+            results.extend(_commit(conn, rows, commit) for rows, commit in commits)
 
     if synced:
         conn.dialect.write_synced(conn, run)
@@ -76,16 +76,18 @@ def commit_many(
     return results
 
 
-def _commit(conn: Connection, inode: int, commit: Commit) -> str | Refused | OSError | None:
+def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSError | None:
+    where, inode = rows
     found = conn.execute(
-        f"SELECT object_id FROM entries WHERE inode = ?{conn.dialect.lock_rows}", (inode,)
+        f"SELECT object_id FROM entries WHERE {where} = ? LIMIT 1{conn.dialect.lock_rows}",
+        (inode,),
     ).fetchone()
     if found is None:
         return Refused(Reason.STALE, None, "the object was removed meanwhile (by another host)")
     key = schema.blob_key(commit.object_id)
     if commit.shares_blob:  # it must still be named then, or it may be gone
         named = conn.execute(
-            "SELECT 1 FROM entries WHERE object_id = ? AND inode != ? LIMIT 1"
+            f"SELECT 1 FROM entries WHERE object_id = ? AND {where} != ? LIMIT 1"
             f"{conn.dialect.lock_rows}",
             (key, inode),
         ).fetchone()
@@ -95,39 +97,119 @@ def _commit(conn: Connection, inode: int, commit: Commit) -> str | Refused | OSE
         return OSError(errno.EIO, "this host's session expired during the upload")
     statements: list[tuple[str, tuple]] = []
     if commit.user_metadata is not None:  # all of it, replaced with the content
-        statements.append(("DELETE FROM user_metadata WHERE inode = ?", (inode,)))
-        statements += [
-            ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (inode, k, v))
-            for k, v in commit.user_metadata.items()
-        ]
+        statements += user_metadata_of(rows, commit.user_metadata)
     if commit.checksums is not None:
         statements.append(record_checksums(key, commit.checksums))
     row = commit.attributes()
     del row["checksums"]  # a blob's, in blob_checksums
     row["object_id"] = key
-    statements.append(_update_row(inode, row))
+    statements.append(_update_row(rows, row))
     for sql, params in statements:
         conn.execute(sql, params)
     previous = found[0]
     return None if previous is None else schema.blob_name(previous)
 
 
+# The rows of one file: ("inode", its row) for a file of one name, ("file_inode", the
+# kernel's inode) for all the names of a file that has several (hard links), which carry
+# the same content and attributes.
+Rows = tuple[str, int]
+
+
+def rows_of(entry: Entry) -> Rows:
+    return ("inode", entry.inode) if entry.file_inode is None else ("file_inode", entry.file_inode)
+
+
+def user_metadata_of(rows: Rows, items: dict[str, bytes]) -> list[tuple[str, tuple]]:
+    """The statements that make `items` all of a file's user metadata."""
+    where, inode = rows
+    if where == "inode":
+        return [
+            ("DELETE FROM user_metadata WHERE inode = ?", (inode,)),
+            *(
+                ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (inode, k, v))
+                for k, v in items.items()
+            ),
+        ]
+    names = f"SELECT inode FROM entries WHERE {where} = ?"
+    return [
+        (f"DELETE FROM user_metadata WHERE inode IN ({names})", (inode,)),
+        *(
+            (f"INSERT INTO user_metadata (inode, name, value) SELECT inode, ?, ? FROM"
+             f" entries WHERE {where} = ?", (k, v, inode))
+            for k, v in items.items()
+        ),
+    ]  # fmt: skip
+
+
 def update_columns(
-    conn: Connection, inserts: list[tuple[str, tuple]], inode: int, changes: dict[str, Any]
+    conn: Connection, inserts: list[tuple[str, tuple]], rows: Rows, changes: dict[str, Any]
 ) -> None:
-    """Set some columns of an entry's row (mode, owner, times, content type)."""
-    write(conn, [*inserts, _update_row(inode, changes)])
+    """Set some columns of a file's rows (mode, owner, times, content type)."""
+    write(conn, [*inserts, _update_row(rows, changes)])
 
 
-def _update_row(inode: int, columns: dict[str, Any]) -> tuple[str, tuple]:
+def _update_row(rows: Rows, columns: dict[str, Any]) -> tuple[str, tuple]:
     assignments = ", ".join(f"{name} = ?" for name in columns)
-    return f"UPDATE entries SET {assignments} WHERE inode = ?", (*columns.values(), inode)
+    where, inode = rows
+    return f"UPDATE entries SET {assignments} WHERE {where} = ?", (*columns.values(), inode)
+
+
+def one_name_less(row: tuple[str, tuple], now_ns: int) -> tuple[str, tuple]:
+    """Before a row goes (`row`: a condition that selects it, and its parameters): the
+    file's other names (hard links) count one name less; nothing when it has none. The
+    database decides, not the cache, which may not know of links made on another host."""
+    condition, params = row
+    return (
+        "UPDATE entries SET links = links - 1, ctime_ns = ? WHERE file_inode ="
+        f" (SELECT file_inode FROM entries WHERE {condition}) AND NOT ({condition})",
+        (now_ns, *params, *params),
+    )
+
+
+def link(
+    conn: Connection,
+    inserts: list[tuple[str, tuple]],
+    rows: Rows,
+    inode: int,
+    new: tuple[int, int, str],
+    now_ns: int,
+) -> None:
+    """A new name for the file of `inode` (a hard link): the row `new` (its inode, parent
+    and name), a copy of the file's, with its user metadata; every name of the file counts
+    one more."""
+    new_inode, parent, name = new
+    copied = ENTRY_COLUMNS.replace("inode, parent, name,", "?, ?, ?,", 1)
+    file_inode = rows[1]
+    write(
+        conn,
+        [
+            *inserts,
+            (
+                "UPDATE entries SET file_inode = ?, links = links + 1, ctime_ns = ?"
+                f" WHERE {rows[0]} = ?",
+                (file_inode, now_ns, rows[1]),
+            ),
+            (
+                f"INSERT INTO entries ({ENTRY_COLUMNS}) SELECT {copied} FROM entries"
+                " WHERE inode = ?",
+                (new_inode, parent, name, inode),
+            ),
+            (
+                "INSERT INTO user_metadata (inode, name, value)"
+                " SELECT ?, name, value FROM user_metadata WHERE inode = ?",
+                (new_inode, inode),
+            ),
+            touch(parent, now_ns),
+        ],
+    )
 
 
 # The columns of an entry's row; reads add its blob's checksums from their own table.
 ENTRY_COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " object_id, size, etag, content_type, target, unsynced, subdirs, blocks, rdev"
+    " object_id, size, etag, content_type, target, unsynced, subdirs, blocks, rdev,"
+    " file_inode, links"
 )
 
 
@@ -150,12 +232,11 @@ def insert_entry(
     values = tuple(row.values())
     statements: list[tuple[str, tuple]] = []
     if replace and entry.kind == "object":
-        statements.append(
-            (
-                "DELETE FROM entries WHERE parent = ? AND name = ? AND kind = 'object'",
-                (entry.parent, entry.name),
-            )
-        )
+        named = ("parent = ? AND name = ? AND kind = 'object'", (entry.parent, entry.name))
+        statements += [
+            one_name_less(named, entry.ctime_ns),
+            (f"DELETE FROM entries WHERE {named[0]}", named[1]),
+        ]
     statements.append(
         (f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
     )
@@ -165,10 +246,8 @@ def insert_entry(
         statements.append(record_checksums(key, entry.checksums))
     if entry.is_dir:
         statements += count_subdirs({entry.parent: 1})
-    statements += [
-        ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (entry.inode, k, v))
-        for k, v in (metadata or {}).items()
-    ]
+    if metadata:
+        statements += user_metadata_of(("inode", entry.inode), metadata)[1:]
     return statements
 
 
@@ -241,6 +320,13 @@ INVARIANTS = {
     "directory whose count of subdirectories is wrong": "SELECT d.inode, d.name FROM entries d"
     " WHERE d.kind IN ('root', 'bucket', 'dir') AND d.subdirs != (SELECT count(*) FROM entries c"
     " WHERE c.parent = d.inode AND c.kind IN ('bucket', 'dir') AND c.inode != 1)",
+    "file whose count of names (hard links) is wrong": "SELECT e.inode, e.name FROM entries e"
+    " WHERE e.links != CASE WHEN e.file_inode IS NULL THEN 1"
+    " ELSE (SELECT count(*) FROM entries f WHERE f.file_inode = e.file_inode) END",
+    "name of a file whose other names differ in content or attributes": "SELECT e.inode,"
+    " e.name FROM entries e JOIN entries f ON f.file_inode = e.file_inode AND f.inode < e.inode"
+    " WHERE e.object_id IS DISTINCT FROM f.object_id OR e.kind != f.kind OR e.mode != f.mode"
+    " OR e.uid != f.uid OR e.gid != f.gid OR e.size != f.size OR e.mtime_ns != f.mtime_ns",
     # Entries may share a blob (a copy over S3 names its source's): a blob is removed only
     # when no entry names it, so sharing is no problem.
 }

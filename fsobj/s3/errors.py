@@ -73,6 +73,7 @@ CODE = {
     Reason.NOT_DIRECTORY: "InvalidRequest",
     Reason.NOT_SUPPORTED: "NotImplemented",
     Reason.NOT_WRITABLE: "InvalidRequest",
+    Reason.OTHER_BUCKET: "InvalidRequest",
 }
 
 

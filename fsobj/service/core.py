@@ -266,12 +266,14 @@ class Service:
             raise refusal.at(new_where) from None
         if entry.parent == new_parent.inode and entry.name == new_name:
             return
+        replaced = await self._meta.lookup(new_parent.inode, new_name)
+        if replace and replaced is not None and replaced.kernel_inode == entry.kernel_inode:
+            return  # two names of one file (hard links): rename(2) does nothing
         ancestor: Entry | None = new_parent if entry.is_dir else None  # only a directory
         while ancestor is not None and ancestor.kind != "root":
             if ancestor.inode == entry.inode:
                 raise Refused(Reason.INVALID, new_where, "cannot move a directory into itself")
             ancestor = await self._meta.get(ancestor.parent)
-        replaced = await self._meta.lookup(new_parent.inode, new_name)
         if replaced is not None:
             if not replace:
                 raise Refused(Reason.EXISTS, new_where, "exists already (RENAME_NOREPLACE)")
@@ -291,6 +293,24 @@ class Service:
         if replaced is not None:
             self.objects.unlinked(replaced)
 
+    async def link(self, entry: Entry, new_parent: Entry, raw: bytes) -> Entry:
+        """A new name `raw` in `new_parent` for the file of `entry` (a hard link): one
+        file, one inode, its content and metadata shared, until the last name goes. Names
+        of one bucket only, for files that are not directories."""
+        where = (new_parent, raw)
+        if entry.is_dir:
+            raise Refused(Reason.NOT_PERMITTED, where, "a directory has one name")
+        if new_parent.kind == "root":
+            raise Refused(Reason.NOT_PERMITTED, where, "the top level holds only buckets")
+        bucket, other = await self.bucket_of(entry), await self.bucket_of(new_parent)
+        if bucket is None or other is None or bucket.inode != other.inode:
+            raise Refused(Reason.OTHER_BUCKET, where, "hard links join names of one bucket")
+        name = await self.new_name(new_parent, raw, entry.kind)
+        try:
+            return await self._meta.link(entry, new_parent.inode, name, time.time_ns())
+        except Refused as refusal:
+            raise refusal.at(where) from None
+
     async def user_metadata(self, entry: Entry) -> dict[str, bytes]:
         """An entry's user metadata (S3's x-amz-meta-*), name to value."""
         return await self._meta.user_metadata(entry.inode)
@@ -303,7 +323,7 @@ class Service:
             raise Refused(Reason.NO_SUCH_ATTRIBUTE, None, f"no metadata {name}")
         if value is not None:
             names.check_user_metadata({**current, name: value})
-        await self._meta.set_user_metadata(entry.inode, name, value)
+        await self._meta.set_user_metadata(entry.inode, name, value, entry.file_inode)
 
     async def change_attributes(self, entry: Entry, **changes: int | str | None) -> None:
         """Change an entry's attributes (mode, owner, times, content type): the caller

@@ -126,7 +126,7 @@ class OpenObjects:
     def staged(self, entry: Entry) -> tuple[int, int]:
         """The object's size and mtime as its writer sees them, as on a local disk:
         staged content wins over committed."""
-        writer = self._last_writer.get(entry.inode)
+        writer = self._last_writer.get(entry.kernel_inode)
         if writer is not None and writer.dirty and writer.staging is not None:
             return writer.staging.size, writer.modified_ns or entry.mtime_ns
         return entry.size, entry.mtime_ns
@@ -146,11 +146,11 @@ class OpenObjects:
         """A new handle. A writer works in place (sharing the working copy) unless it
         truncates, or `in_place` says otherwise (a new object made without O_TRUNC)."""
         if self.meta.shared:  # close-to-open: what other hosts closed last opens here
-            current = await self.meta.get(entry.inode, current=True)
+            current = await self.meta.get(entry.kernel_inode, current=True)
             if current is None:  # ESTALE: the kernel looks the path up again, and retries
                 raise Refused(Reason.STALE, (entry, None), "removed by another host")
             entry = current
-        siblings = self._by_inode.setdefault(entry.inode, set())
+        siblings = self._by_inode.setdefault(entry.kernel_inode, set())
         handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid)
         handle.in_place = writable and (not truncate if in_place is None else in_place)
         if handle.in_place:
@@ -188,7 +188,7 @@ class OpenObjects:
                 await self.data.ensure_local(version.object_id, version.size, version.checksums)
             except FileNotFoundError:
                 if self.meta.shared:  # another host may have replaced it: ask
-                    await self.meta.get(entry.inode, current=True)
+                    await self.meta.get(entry.kernel_inode, current=True)
                 if entry.object_id == version.object_id:
                     raise self.reader.damaged(version, entry.name, "is missing") from None
             if entry.object_id == version.object_id:  # else replaced meanwhile: the new one
@@ -201,7 +201,7 @@ class OpenObjects:
             handle.staging = staged or await self.data.stage(None)
             handle.dirty = True
             handle.modified_ns = time.time_ns()
-            self._last_writer[entry.inode] = handle
+            self._last_writer[entry.kernel_inode] = handle
 
     async def _pin(self, handle: Handle, version: Version | None) -> None:
         """Make the handle read `version` (None: an object with no content yet)."""
@@ -264,7 +264,7 @@ class OpenObjects:
             shares_blob=True,
         )
         previous = await self.group.record(entry, commit)
-        self.committed(entry.inode)
+        self.committed(entry.kernel_inode)
         self.retire(previous)
         await self.durability.make_all_durable()
 
@@ -283,7 +283,7 @@ class OpenObjects:
         self.reader.drop_ahead(handle)
         if self._handles.pop(handle.fh, None) is not None:
             self.meta.let_go(handle.entry.inode)
-        inode = handle.entry.inode
+        inode = handle.entry.kernel_inode
         siblings = self._by_inode.get(inode, set())
         siblings.discard(handle)
         if self._last_writer.get(inode) is handle:
@@ -348,7 +348,7 @@ class OpenObjects:
                     await self._change(handle, False, staging.spill, self.data.staging_path())
         handle.dirty = True
         handle.modified_ns = time.time_ns()
-        self._last_writer[handle.entry.inode] = handle
+        self._last_writer[handle.entry.kernel_inode] = handle
         return handle.staging
 
     async def write(self, handle: Handle, offset: int, data: bytes) -> int:
@@ -474,7 +474,7 @@ class OpenObjects:
             self.committing.discard(object_id)
         # Later reads and copy-on-write through this handle start from what it committed.
         await self._pin(handle, Version(object_id, commit.size, commit.checksums))
-        self.committed(handle.entry.inode)
+        self.committed(handle.entry.kernel_inode)
         self.retire(previous)
         if durable and not alone:
             await self.durability.make_all_durable()
@@ -501,10 +501,10 @@ class OpenObjects:
             # starts after that.
             unsynced=self.meta.unsynced_generation() if fresh else 0,
         )
-        if entry.inode in self._orphans:  # unlinked while open: the content goes with it
+        if entry.kernel_inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, commit
         previous = await self.group.record(entry, commit, synced)
-        if entry.inode in self._orphans:
+        if entry.kernel_inode in self._orphans:
             return object_id, commit  # unlinked while the record waited
         return previous, commit
 
@@ -541,11 +541,13 @@ class OpenObjects:
         return self.committing | self.durability.retired()
 
     def unlinked(self, entry: Entry) -> None:
-        """The object lost its name (committed): its blob is retired; while it is open,
-        its entry outlives the name."""
+        """The object lost its name (committed): unless other names (hard links) keep
+        it, its blob is retired; while it is open, its entry outlives the name."""
+        if entry.links > 1:
+            return
         self.retire(entry.object_id)
-        if self.is_open(entry.inode):
-            self._orphans[entry.inode] = entry
+        if self.is_open(entry.kernel_inode):
+            self._orphans[entry.kernel_inode] = entry
 
     async def remove_blob(self, object_id: str) -> None:
         self.reader.forget(object_id)

@@ -125,7 +125,7 @@ class ObjectService:
         if who.uid not in (0, entry.uid):
             raise Refused(Reason.NOT_PERMITTED, None, f"only the owner of {key!r} changes its mode")
         await self.core.change_attributes(entry, mode=mode, ctime_ns=time.time_ns())
-        self.core.attributes_changed(entry.inode)
+        self.core.attributes_changed(entry.kernel_inode)
 
     async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
         """A reader of the version of `key` that is current now; it keeps reading that
