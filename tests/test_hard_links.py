@@ -133,3 +133,20 @@ async def test_over_s3_each_name_is_a_key_that_a_put_or_delete_acts_on_alone(bot
     assert (await ops.lookup(b, b"a", ctx())).st_ino == 0
     assert await refused(ops.getattr(inode, ctx())) == errno.ENOENT
     assert await healthy(ops)
+
+
+async def test_a_put_onto_one_name_that_fails_leaves_the_name_to_its_file(both):
+    ops, objects = both
+    b = await bucket(ops)
+    inode = await put(ops, b, b"a", b"shared")
+    await ops.link(inode, b, b"b", ctx())
+    parent = await ops.core.entry(b)
+    name = await ops.core.existing(parent, b"b")
+    # What a PUT does before its commit, and after a commit that failed (objects.py).
+    made = await ops.core.new_object(parent, "b", 0o644, 0, 0, replacing=name)
+    assert (await ops.lookup(b, b"b", ctx())).st_ino == made.inode
+    await ops.core.remove(made)
+    found = await ops.lookup(b, b"b", ctx())
+    assert (found.st_ino, found.st_nlink) == (inode, 2)
+    assert await read(objects, ROOT, "bkt", "b") == b"shared"
+    assert await healthy(ops)

@@ -142,7 +142,7 @@ def test_link_counts_and_dot_entries(bucket):
         assert f.read() == "x"
 
 
-def test_fifos_sockets_and_root_s_device_nodes_work_hard_links_do_not(bucket):
+def test_fifos_sockets_and_root_s_device_nodes_work(bucket):
     fifo = bucket / "pipe"
     os.mkfifo(fifo, 0o600)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
@@ -179,8 +179,44 @@ def test_fifos_sockets_and_root_s_device_nodes_work_hard_links_do_not(bucket):
     assert as_user(1001, [["mknod", str(bucket / "mine"), "1", "3"]]) == ["EPERM"]
     os.unlink(bucket / "null")
     os.unlink(bucket / "loop")
-    with pytest.raises(PermissionError):
-        os.link(fifo, bucket / "hard")
+    os.link(fifo, bucket / "hard")  # any file but a directory may have several names
+    assert os.stat(bucket / "hard").st_ino == os.stat(fifo).st_ino
+    os.unlink(bucket / "hard")
     os.unlink(fifo)
     os.unlink(path)
     assert sorted(os.listdir(bucket)) == []
+
+
+def test_hard_links_with_ln_cp_al_and_rsync_link_dest(bucket):
+    """Several names, one file: ln, cp -al and rsync --link-dest make them; a change
+    through one name shows through the others, for every user; the last unlink frees it."""
+    (bucket / "src" / "sub").mkdir(parents=True)
+    (bucket / "src" / "a").write_text("alpha")
+    (bucket / "src" / "sub" / "b").write_text("beta")
+    subprocess.run(["ln", f"{bucket}/src/a", f"{bucket}/src/sub/a-too"], check=True)
+    a, a_too = os.stat(bucket / "src" / "a"), os.stat(bucket / "src" / "sub" / "a-too")
+    assert a.st_ino == a_too.st_ino and a.st_nlink == a_too.st_nlink == 2
+    with open(bucket / "src" / "sub" / "a-too", "a") as f:
+        f.write("+")
+    os.chmod(bucket, 0o755)
+    assert as_user(OWNER, [["read", f"{bucket}/src/a"]]) == ["alpha+"]
+    os.chmod(bucket / "src" / "sub" / "a-too", 0o640)
+    assert as_user(OWNER, [["read", f"{bucket}/src/a"]]) == ["EACCES"]
+    assert (bucket / "src" / "a").read_text() == "alpha+"
+    assert stat.S_IMODE(os.stat(bucket / "src" / "sub" / "a-too").st_mode) == 0o640
+
+    subprocess.run(["cp", "-al", f"{bucket}/src", f"{bucket}/copy"], check=True)
+    assert os.stat(bucket / "copy" / "sub" / "b").st_ino == os.stat(bucket / "src/sub/b").st_ino
+    assert os.stat(bucket / "copy" / "a").st_nlink == 4
+    (bucket / "next").mkdir()
+    subprocess.run(
+        ["rsync", "-a", f"--link-dest={bucket}/copy", f"{bucket}/src/", f"{bucket}/next/"],
+        check=True,
+    )
+    assert os.stat(bucket / "next" / "sub" / "b").st_nlink == 3  # linked, not copied
+    du = subprocess.run(["du", "-sb", f"{bucket}"], capture_output=True, text=True, check=True)
+    assert int(du.stdout.split()[0]) == 6 + 4  # each file counted once (directories: 0)
+
+    for name in ("src", "copy", "next"):
+        subprocess.run(["rm", "-rf", f"{bucket}/{name}"], check=True)
+    assert os.listdir(bucket) == []

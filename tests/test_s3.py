@@ -503,3 +503,25 @@ def test_gc_removes_uploads_abandoned_longer_than_asked(s3):
     left = client.list_multipart_uploads(Bucket="abandoned")["Uploads"]
     assert [u["UploadId"] for u in left] == [young]
     assert os.listdir(s3.mount.store / "uploads") == [young]
+
+
+def test_each_hard_link_is_a_key_that_a_put_or_delete_changes_alone(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="linked")
+    first = s3.path / "linked" / "first"
+    first.write_bytes(b"one file")
+    os.link(first, s3.path / "linked" / "second")
+    os.link(first, s3.path / "linked" / "third")
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="linked")["Contents"]]
+    assert keys == ["first", "second", "third"]
+    assert client.get_object(Bucket="linked", Key="third")["Body"].read() == b"one file"
+
+    client.put_object(Bucket="linked", Key="second", Body=b"a new object")
+    assert (s3.path / "linked" / "second").read_bytes() == b"a new object"
+    assert os.stat(s3.path / "linked" / "second").st_nlink == 1
+    assert first.read_bytes() == b"one file" and os.stat(first).st_nlink == 2
+
+    client.delete_object(Bucket="linked", Key="first")
+    assert not first.exists()
+    assert (s3.path / "linked" / "third").read_bytes() == b"one file"
+    assert os.stat(s3.path / "linked" / "third").st_nlink == 1

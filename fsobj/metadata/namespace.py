@@ -74,6 +74,9 @@ class NamespaceStore:
         self.fresh_seconds = 0.0
         self._removing: set[int] = set()  # directories being removed (delete_directory)
         self._large: set[int] = set()  # directories too large to read whole (shared store)
+        # New objects, not written yet, that take a name from a file that has other names
+        # (an S3 PUT onto one of its hard links): the entry of the name they replace.
+        self._replacing: dict[int, Entry] = {}
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -188,17 +191,25 @@ class NamespaceStore:
             statement
             for entry in first
             for statement in transactions.insert_entry(
-                entry, replace=self.shared, metadata=self._cache.user_metadata(entry.inode)
+                entry,
+                replace=self.shared or entry.inode in self._replacing,
+                metadata=self._cache.user_metadata(entry.inode),
             )
         ]
         try:
-            return await self._run(fn, inserts, *args)
+            result = await self._run(fn, inserts, *args)
         except BaseException as error:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
             if isinstance(error, Conflict) and await self._adopt_directories(first):
                 return await self._writing(new, fn, *args)
             raise
+        for entry in first:
+            replaced = self._replacing.pop(entry.inode, None)
+            if replaced is not None:  # its row went in that transaction
+                self._forget(replaced.inode)
+                self._one_name_less(replaced, entry.ctime_ns)
+        return result
 
     async def _adopt_directories(self, rows: list[Entry]) -> bool:
         """On a shared store, another host may have made a directory that a PUT made
@@ -404,14 +415,22 @@ class NamespaceStore:
         return rows[0][0] or 0
 
     async def insert(
-        self, entry: Entry, bucket_owner: int | None = None, deferred: bool = False
+        self,
+        entry: Entry,
+        bucket_owner: int | None = None,
+        deferred: bool = False,
+        replacing: Entry | None = None,
     ) -> Entry:
         """Store a new entry, assigning its inode; a bucket also gets its bucket row. The
         parent directory's mtime changes in the same transaction. A `deferred` entry (a new
         object, or a directory that a PUT implies) is written with whatever first changes
-        it or an entry below it."""
+        it or an entry below it; a new object `replacing` the entry of its name (a hard
+        link: S3 replaces that name alone) takes its name then, in that transaction."""
         inode = await self._new_inode()
-        if self._cache.has_name(entry.parent, entry.name):
+        if replacing is not None:
+            assert deferred and (replacing.parent, replacing.name) == (entry.parent, entry.name)
+            self._replacing[inode] = replacing
+        elif self._cache.has_name(entry.parent, entry.name):
             raise Refused(Reason.EXISTS, None, f"{entry.name} exists already")
         self._refuse_if_removing(entry.parent)
         entry.inode = inode
@@ -502,6 +521,10 @@ class NamespaceStore:
         await self._run(transactions.write, statements)
         self._deleted(entry, counts, now_ns)
         self._one_name_less(entry, now_ns)
+        kept = self._replacing.pop(entry.inode, None)
+        if kept is not None:  # never written: the name is the file's again
+            self._cache.renamed(kept, kept.parent, kept.name)
+            self._cache.missing_children(kept.parent)  # should `kept` have left the cache
 
     async def delete_directory(self, entry: Entry, now_ns: int) -> bool:
         """Remove a directory if it holds nothing; returns whether it did. Whatever else

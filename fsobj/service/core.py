@@ -398,11 +398,21 @@ class Service:
             raise Refused(Reason.NOT_EMPTY, where, "bucket is not empty")
         log.info("removed bucket %s", bucket.name)
 
-    async def new_object(self, parent: Entry, name: str, mode: int, uid: int, gid: int) -> Entry:
+    async def new_object(
+        self,
+        parent: Entry,
+        name: str,
+        mode: int,
+        uid: int,
+        gid: int,
+        replacing: Entry | None = None,
+    ) -> Entry:
         """A new object named `name` (checked already) in `parent`, without content yet:
-        in the cache alone until its first commit writes its row."""
+        in the cache alone until its first commit writes its row. `replacing`: the entry
+        of that name, one of several names of a file (hard links), which the first commit
+        takes the name from."""
         entry = self.new_entry(parent, name, "object", mode, uid, gid)
-        await self._meta.insert(entry, deferred=True)
+        await self._meta.insert(entry, deferred=True, replacing=replacing)
         return entry
 
     async def remove(self, entry: Entry) -> bool:

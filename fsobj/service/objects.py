@@ -178,10 +178,12 @@ class ObjectService:
         content_type: str | None,
         metadata: dict[str, bytes] | None,
     ) -> Entry:
-        entry = await self._target(who, bucket, acl, parts)
+        entry, replaced = await self._target(who, bucket, acl, parts)
         entry.content_type = content_type or guess_content_type(entry.name)
         try:
             await self.objects.replace(entry, staged, who.uid, metadata or {})
+            if replaced is not None:
+                self.core.attributes_changed(replaced)  # one name less
         except BaseException:
             if entry.object_id is None:  # made for this upload: it goes with it, and so
                 with trio.CancelScope(shield=True):  # do the directories made for it
@@ -220,16 +222,21 @@ class ObjectService:
         parts = _key_parts(key)
         if key.endswith("/"):
             raise Refused(Reason.BAD_KEY, None, "a directory marker is not a copy")
-        entry = await self._target(who, bucket_entry, acl, parts)
-        if entry is source and replace is None:
+        if (bucket, key) == (source_bucket, source_key) and replace is None:
             raise Refused(Reason.INVALID, None, "a copy onto itself must replace its metadata")
+        entry, replaced = await self._target(who, bucket_entry, acl, parts)
         entry.content_type = content_type
         await self.objects.share(entry, source, metadata)
+        if replaced is not None:
+            self.core.attributes_changed(replaced)
         return entry
 
-    async def _target(self, who: Identity, bucket: Entry, acl: Acl, parts: list[str]) -> Entry:
+    async def _target(
+        self, who: Identity, bucket: Entry, acl: Acl, parts: list[str]
+    ) -> tuple[Entry, int | None]:
         """The object a new version goes to: the existing one at the key, which `who` must
-        be allowed to write, or a new one (made, as the directories it needs)."""
+        be allowed to write, or a new one (made, as the directories it needs); and the
+        inode of the file whose name a new one takes, if that file has other names."""
         key = "/".join(parts)
         parent = await self._directories(who, bucket, acl, parts[:-1], make=True)
         entry = await self.core.child(parent, _raw(parts[-1]))
@@ -244,9 +251,17 @@ class ObjectService:
             await self.core.name_changed(parent, entry.name)
         elif entry.kind != "object":
             raise Refused(Reason.IS_DIRECTORY, None, f"{key!r} is a directory or not an object")
+        elif entry.links > 1:
+            # One name of a file that has several (hard links): a new object takes that
+            # name alone, as an editor's atomic save does; the file keeps its other names.
+            self._require(who, acl, parent, W | X, bucket.name)
+            name, replaced = entry.name, entry.kernel_inode
+            entry = await self.core.new_object(parent, name, 0o644, who.uid, who.gid, entry)
+            await self.core.name_changed(parent, name)
+            return entry, replaced
         else:
             self._require(who, acl, entry, W, bucket.name)  # as an open with O_TRUNC asks
-        return entry
+        return entry, None
 
     async def _receive(self, body: AsyncIterator[bytes], path: Path | None = None) -> Staging:
         """The whole body, staged: in memory while small, then in a staging file (or at
