@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -110,7 +111,8 @@ def main() -> None:
         finally:
             subprocess.run([*FSOBJ, "umount", str(mountpoint)], check=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not os.path.ismount(mountpoint):  # never remove through a mount still there
+            shutil.rmtree(work, ignore_errors=True)
     progress("")
     peak = max(memory["peak"] for _, _, memory in steps if memory)
     print(f"{args.objects} objects in one directory, shared mount")
