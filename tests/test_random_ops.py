@@ -1,5 +1,5 @@
 """An fsx-style exerciser: the same seeded random operations on a mount and on a native
-directory must give the same results, errors and contents."""
+directory must give the same results, errors and contents (hard links included)."""
 
 import errno
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-NAMES = ["a", "b", "c", "d/x", "d/y", "e/f/g", "long-" + "n" * 40]
+NAMES = ["a", "b", "c", "h", "d/x", "d/y", "d/h", "e/f/g", "e/f/h", "long-" + "n" * 40]
 DIRS = ["d", "e", "e/f", "z"]
 
 
@@ -40,11 +40,15 @@ def apply(root: Path, op: tuple) -> object:
         elif kind == "stat":
             st = os.stat(root / args[0])
             # a directory's st_size is the filesystem's own business
-            return (st.st_size if os.path.isfile(root / args[0]) else "dir", oct(st.st_mode))
+            if not os.path.isfile(root / args[0]):
+                return ("dir", oct(st.st_mode))
+            return (st.st_size, oct(st.st_mode), st.st_nlink)
         elif kind == "unlink":
             os.unlink(root / args[0])
         elif kind == "rename":
             os.rename(root / args[0], root / args[1])
+        elif kind == "link":
+            os.link(root / args[0], root / args[1])
         elif kind == "mkdir":
             os.mkdir(root / args[0])
         elif kind == "rmdir":
@@ -78,8 +82,9 @@ def random_op(rng: random.Random) -> tuple:
             "listdir",
             "setxattr",
             "getxattr",
+            "link",
         ],
-        weights=[8, 6, 4, 4, 8, 4, 3, 4, 4, 2, 2, 2, 2],
+        weights=[8, 6, 4, 4, 8, 4, 6, 4, 4, 2, 2, 2, 2, 8],
     )[0]
     if kind == "write":
         return (kind, name, rng.choice([0, 1, 4095, 50_000, 1 << 20]), data)
@@ -89,7 +94,7 @@ def random_op(rng: random.Random) -> tuple:
         return (kind, name, rng.choice([0, 1, 5000, 1 << 20]))
     if kind == "read":
         return (kind, name, rng.choice([0, 1, 4096, 60_000]), rng.choice([1, 4096, 1 << 20]))
-    if kind == "rename":
+    if kind in ("rename", "link"):
         return (kind, rng.choice(NAMES + DIRS), rng.choice(NAMES + DIRS))
     if kind in ("mkdir", "rmdir", "listdir"):
         return (kind, rng.choice([*DIRS, ""] if kind == "listdir" else DIRS))
