@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import os
 import random
@@ -51,7 +52,9 @@ def workload(bucket: Path, seed: int, journal: Path) -> None:
 
     try:
         while True:
-            kind = rng.choices(["put", "small-files", "rename", "delete"], [5, 2, 2, 1])[0]
+            kind = rng.choices(["put", "small-files", "rename", "delete", "link"], [5, 2, 2, 2, 3])[
+                0
+            ]
             if kind == "put":
                 name, size = rng.choice(NAMES), rng.choice(SIZES)
                 version += 1
@@ -73,6 +76,11 @@ def workload(bucket: Path, seed: int, journal: Path) -> None:
                 note(f"B rename {a} {b}")
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(bucket / a, bucket / b)
+            elif kind == "link":  # a second name for a file: a put through either writes it
+                a, b = rng.choice(NAMES), rng.choice(NAMES)
+                note(f"B link {a} {b}")
+                with contextlib.suppress(FileNotFoundError, FileExistsError):
+                    os.link(bucket / a, bucket / b)
             else:
                 name = rng.choice(NAMES)
                 note(f"B delete {name}")
@@ -125,9 +133,13 @@ def s3_workload(s3: S3Mount, seed: int, journal: Path) -> None:
         os._exit(0)
 
 
-def replay(journal: Path, state: dict[str, tuple[str, int, int]]) -> list[dict]:
-    """The states the bucket may be in: the committed one, and with the op in flight.
-    A state maps each name to the (name written as, version, size) of its content."""
+# A state maps each name to its file: [name written as, version, size] of its content. The
+# names of one file (hard links) share one list, which a put through any of them changes.
+State = dict[str, list]
+
+
+def replay(journal: Path, state: State) -> list[State]:
+    """The states the bucket may be in: the committed one, and with the op in flight."""
     lines = journal.read_text().splitlines() if journal.exists() else []
     pending: list[str] | None = None
     for line in lines:
@@ -139,23 +151,31 @@ def replay(journal: Path, state: dict[str, tuple[str, int, int]]) -> list[dict]:
             pending = line.split()[1:]
     if pending is None:
         return [state]
-    after = dict(state)
+    after = copy.deepcopy(state)  # which keeps the names of a file sharing it
     apply(pending, after)
     return [state, after]
 
 
-def apply(op: list[str], state: dict[str, tuple[str, int, int]]) -> None:
+def apply(op: list[str], state: State) -> None:
     kind, *args = op
-    if kind == "put":
-        state[args[0]] = (args[0], int(args[1]), int(args[2]))
+    if kind == "put":  # over S3 no name has another, so a new object and a rewrite agree
+        written = [args[0], int(args[1]), int(args[2])]
+        if args[0] in state:
+            state[args[0]][:] = written
+        else:
+            state[args[0]] = written
     elif kind == "rename":
         a, b = args
-        if a in state and a != b:
+        if a in state and state.get(b) is not state[a]:  # two names of a file: nothing
             state[b] = state.pop(a)
+    elif kind == "link":
+        a, b = args
+        if a in state and b not in state:
+            state[b] = state[a]
     elif kind == "copy":
         a, b = args
         if a in state and a != b:
-            state[b] = state[a]
+            state[b] = list(state[a])
     elif kind == "delete":
         state.pop(args[0], None)
 
@@ -174,7 +194,7 @@ def observed(bucket: Path) -> dict[str, bytes]:
     return seen
 
 
-def matches(state: dict[str, tuple[str, int, int]], seen: dict[str, bytes]) -> bool:
+def matches(state: State, seen: dict[str, bytes]) -> bool:
     return set(state) == set(seen) and all(
         seen[name] == content(*version) for name, version in state.items()
     )
@@ -224,7 +244,7 @@ def run(
         )  # fmt: skip
     mount.start()
     server = S3Mount(mount, port)
-    state: dict[str, tuple[str, int, int]] = {}
+    state: State = {}
     try:
         bucket = mountpoint / "crash"
         bucket.mkdir()
@@ -249,7 +269,7 @@ def run(
             seen = observed(bucket)
             good = [c for c in candidates if matches(c, seen)]
             assert good, f"iteration {iteration}: " + describe(candidates, seen)
-            state = dict(good[-1])
+            state = good[-1]
             subprocess.run(
                 [sys.executable, "-m", "fsobj", "gc", str(mountpoint)],
                 check=True,
@@ -272,7 +292,11 @@ def run(
             )
             assert fsck.returncode == 0, f"iteration {iteration}: fsck:\n{fsck.stdout}"
             mount.start()
-            say(f"iteration {iteration}: {len(state)} objects as committed; fsck clean")
+            linked = len(state) - len({id(file) for file in state.values()})
+            say(
+                f"iteration {iteration}: {len(state)} objects as committed"
+                f" ({linked} more names than files: hard links); fsck clean"
+            )
     finally:
         mount.stop()
         mountpoint.rmdir()
