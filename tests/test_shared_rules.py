@@ -135,3 +135,26 @@ async def test_a_put_whose_directories_another_host_made_meanwhile_lands_in_thei
         with pytest.raises(Refused) as refused:
             await a.commit_many([(below, a_commit(await a.new_blob_id()))])
         assert refused.value.reason is Reason.NOT_DIRECTORY
+
+
+async def test_a_file_one_host_knows_by_one_name_changes_with_the_links_another_made(database):
+    """B still holds the file as a name alone (read before A linked it): what B commits
+    and removes changes every name of the file, as the database has them."""
+    async with two_hosts(database) as (a, b):
+        bucket = await a.insert(new_entry(ROOT_INODE, "shared", "bucket"), bucket_owner=0)
+        made = await a.insert(new_entry(bucket.inode, "obj"), deferred=True)
+        assert await a.commit_many([(made, a_commit(await a.new_blob_id(), 1))]) == [None]
+        alone = await b.lookup(bucket.inode, "obj")
+        assert alone is not None and alone.file_inode is None
+        await a.link(made, bucket.inode, "obj-too", time.time_ns())
+        (previous,) = await b.commit_many([(alone, a_commit(await b.new_blob_id(), 7))])
+        assert isinstance(previous, str)  # the blob it named before
+        await b.update(alone, mode=0o600)
+        await trio.sleep(FRESH + 0.05)
+        other = await a.lookup(bucket.inode, "obj-too")
+        assert other is not None and (other.size, other.mode, other.links) == (7, 0o600, 2)
+        await b.delete(alone, time.time_ns())
+        await trio.sleep(FRESH + 0.05)
+        other = await a.lookup(bucket.inode, "obj-too")
+        assert other is not None and other.links == 1
+        assert await a.check() == []

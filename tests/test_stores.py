@@ -415,6 +415,10 @@ async def test_every_statement_of_the_hot_paths_is_an_index_search(meta, tmp_pat
     await meta.commit_many([(obj, a_commit(new_object_id(), 2, checksums=b"5678"))])
     await meta.set_user_metadata(obj.inode, "color", b"blue")
     await meta.set_grants(bucket.inode, ())
+    linked = await meta.link(obj, directory.inode, "k-too", time.time_ns())  # hard links
+    await meta.commit_many([(linked, a_commit(new_object_id(), 3))])
+    await meta.set_user_metadata(linked.inode, "shape", b"round", linked.file_inode)
+    await meta.delete(linked, time.time_ns())
     meta._cache = type(meta._cache)(capacity=1)  # nothing cached: every read asks the database
     meta._unwritten = meta._cache.unwritten
     meta._acls.clear()
@@ -450,8 +454,11 @@ async def test_every_statement_of_the_hot_paths_is_an_index_search(meta, tmp_pat
         for sql in statements:
             plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
             scans = [
-                step for step in plan if step.startswith("SCAN") and "listed_blobs" not in step
-            ]
+                step
+                for step in plan
+                if step.startswith("SCAN") and "listed_blobs" not in step
+                and step != "SCAN CONSTANT ROW"  # a parameter as a row: SELECT ? UNION ...
+            ]  # fmt: skip
             assert not scans, f"{sql}: {plan}"
 
 

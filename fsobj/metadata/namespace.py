@@ -640,22 +640,19 @@ class NamespaceStore:
         new = Entry(**{name: getattr(entry, name) for name in entry.__slots__})
         new.inode = await self._new_inode()
         new.parent, new.name = new_parent, new_name
-        rows = transactions.rows_of(entry)
         try:
-            await self._writing(
-                [entry], transactions.link, rows, entry.inode, (new.inode, new_parent, new_name),
-                now_ns,
+            file_inode, links = await self._writing(
+                [entry], transactions.link, transactions.rows_of(entry),
+                (new.inode, new_parent, new_name), now_ns,
             )  # fmt: skip
         except MissingParent:
             raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
         except Conflict:
             raise Refused(Reason.EXISTS, None, f"{new_name} exists already") from None
         metadata = self._cache.user_metadata(entry.inode)
-        new.file_inode = entry.kernel_inode
-        new.links = entry.links + 1  # every name's, by `_changed` below
-        self._changed(entry, {"file_inode": new.file_inode, "links": new.links, "ctime_ns": now_ns})
+        new.file_inode, new.links, new.ctime_ns = file_inode, links, now_ns
+        self._changed(entry, {"file_inode": file_inode, "links": links, "ctime_ns": now_ns})
         self._cache.file_named(entry)
-        new.ctime_ns = now_ns
         self._touched(new_parent, now_ns)
         added = self._cache.add(new)
         if metadata is not None:

@@ -77,19 +77,18 @@ def commit_many(
 
 
 def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSError | None:
-    where, inode = rows
+    where, params = file_rows(rows)
     found = conn.execute(
-        f"SELECT object_id FROM entries WHERE {where} = ? LIMIT 1{conn.dialect.lock_rows}",
-        (inode,),
+        f"SELECT object_id FROM entries WHERE {where} LIMIT 1{conn.dialect.lock_rows}", params
     ).fetchone()
     if found is None:
         return Refused(Reason.STALE, None, "the object was removed meanwhile (by another host)")
     key = schema.blob_key(commit.object_id)
     if commit.shares_blob:  # it must still be named then, or it may be gone
         named = conn.execute(
-            f"SELECT 1 FROM entries WHERE object_id = ? AND {where} != ? LIMIT 1"
+            f"SELECT 1 FROM entries WHERE object_id = ? AND NOT {where} LIMIT 1"
             f"{conn.dialect.lock_rows}",
-            (key, inode),
+            (key, *params),
         ).fetchone()
         if named is None:
             return Refused(Reason.NO_SUCH_KEY, None, "the source was replaced meanwhile")
@@ -110,9 +109,9 @@ def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSE
     return None if previous is None else schema.blob_name(previous)
 
 
-# The rows of one file: ("inode", its row) for a file of one name, ("file_inode", the
-# kernel's inode) for all the names of a file that has several (hard links), which carry
-# the same content and attributes.
+# The rows of one file, as the cache knows it: ("inode", its row) for a file of one name,
+# ("file_inode", the kernel's inode) for the names of a file that has several (hard links),
+# which carry the same content and attributes.
 Rows = tuple[str, int]
 
 
@@ -120,23 +119,28 @@ def rows_of(entry: Entry) -> Rows:
     return ("inode", entry.inode) if entry.file_inode is None else ("file_inode", entry.file_inode)
 
 
+def file_rows(rows: Rows) -> tuple[str, tuple]:
+    """The condition that selects every row of the file, and its parameters: as the
+    database has them, for a name that another host may have linked meanwhile."""
+    column, inode = rows
+    if column == "file_inode":
+        return "file_inode = ?", (inode,)
+    return (
+        "inode IN (SELECT CAST(? AS BIGINT) UNION SELECT inode FROM entries"
+        " WHERE file_inode = (SELECT file_inode FROM entries WHERE inode = ?))",
+        (inode, inode),
+    )
+
+
 def user_metadata_of(rows: Rows, items: dict[str, bytes]) -> list[tuple[str, tuple]]:
     """The statements that make `items` all of a file's user metadata."""
-    where, inode = rows
-    if where == "inode":
-        return [
-            ("DELETE FROM user_metadata WHERE inode = ?", (inode,)),
-            *(
-                ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (inode, k, v))
-                for k, v in items.items()
-            ),
-        ]
-    names = f"SELECT inode FROM entries WHERE {where} = ?"
+    where, params = file_rows(rows)
+    names = f"SELECT inode FROM entries WHERE {where}"
     return [
-        (f"DELETE FROM user_metadata WHERE inode IN ({names})", (inode,)),
+        (f"DELETE FROM user_metadata WHERE inode IN ({names})", params),
         *(
             (f"INSERT INTO user_metadata (inode, name, value) SELECT inode, ?, ? FROM"
-             f" entries WHERE {where} = ?", (k, v, inode))
+             f" entries WHERE {where}", (k, v, *params))
             for k, v in items.items()
         ),
     ]  # fmt: skip
@@ -151,8 +155,8 @@ def update_columns(
 
 def _update_row(rows: Rows, columns: dict[str, Any]) -> tuple[str, tuple]:
     assignments = ", ".join(f"{name} = ?" for name in columns)
-    where, inode = rows
-    return f"UPDATE entries SET {assignments} WHERE {where} = ?", (*columns.values(), inode)
+    where, params = file_rows(rows)
+    return f"UPDATE entries SET {assignments} WHERE {where}", (*columns.values(), *params)
 
 
 def one_name_less(row: tuple[str, tuple], now_ns: int) -> tuple[str, tuple]:
@@ -171,38 +175,41 @@ def link(
     conn: Connection,
     inserts: list[tuple[str, tuple]],
     rows: Rows,
-    inode: int,
     new: tuple[int, int, str],
     now_ns: int,
-) -> None:
-    """A new name for the file of `inode` (a hard link): the row `new` (its inode, parent
-    and name), a copy of the file's, with its user metadata; every name of the file counts
-    one more."""
+) -> tuple[int, int]:
+    """A new name for a file (a hard link): the row `new` (its inode, parent and name), a
+    copy of the file's, with its user metadata; every name of the file counts one more.
+    Returns the file's inode and count of names, as the database has them."""
     new_inode, parent, name = new
-    copied = ENTRY_COLUMNS.replace("inode, parent, name,", "?, ?, ?,", 1)
-    file_inode = rows[1]
-    write(
-        conn,
-        [
-            *inserts,
-            (
-                "UPDATE entries SET file_inode = ?, links = links + 1, ctime_ns = ?"
-                f" WHERE {rows[0]} = ?",
-                (file_inode, now_ns, rows[1]),
-            ),
-            (
-                f"INSERT INTO entries ({ENTRY_COLUMNS}) SELECT {copied} FROM entries"
-                " WHERE inode = ?",
-                (new_inode, parent, name, inode),
-            ),
-            (
-                "INSERT INTO user_metadata (inode, name, value)"
-                " SELECT ?, name, value FROM user_metadata WHERE inode = ?",
-                (new_inode, inode),
-            ),
-            touch(parent, now_ns),
-        ],
-    )
+    where, params = file_rows(rows)
+    with transaction(conn):
+        for sql, values in inserts:
+            conn.execute(sql, values)
+        found = conn.execute(
+            f"SELECT inode, coalesce(file_inode, inode), links FROM entries WHERE {where}"
+            f" LIMIT 1{conn.dialect.lock_rows}",
+            params,
+        ).fetchone()
+        if found is None:
+            raise Refused(Reason.STALE, None, "removed meanwhile (by another host)")
+        source, file_inode, links = found
+        conn.execute(
+            f"UPDATE entries SET file_inode = ?, links = links + 1, ctime_ns = ? WHERE {where}",
+            (file_inode, now_ns, *params),
+        )
+        copied = ENTRY_COLUMNS.replace("inode, parent, name,", "?, ?, ?,", 1)
+        conn.execute(
+            f"INSERT INTO entries ({ENTRY_COLUMNS}) SELECT {copied} FROM entries WHERE inode = ?",
+            (new_inode, parent, name, source),
+        )
+        conn.execute(
+            "INSERT INTO user_metadata (inode, name, value)"
+            " SELECT ?, name, value FROM user_metadata WHERE inode = ?",
+            (new_inode, source),
+        )
+        conn.execute(*touch(parent, now_ns))
+    return file_inode, links + 1
 
 
 # The columns of an entry's row; reads add its blob's checksums from their own table.
@@ -246,8 +253,10 @@ def insert_entry(
         statements.append(record_checksums(key, entry.checksums))
     if entry.is_dir:
         statements += count_subdirs({entry.parent: 1})
-    if metadata:
-        statements += user_metadata_of(("inode", entry.inode), metadata)[1:]
+    statements += [
+        ("INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)", (entry.inode, k, v))
+        for k, v in (metadata or {}).items()
+    ]
     return statements
 
 
