@@ -378,14 +378,16 @@ def test_directory_times_follow_changes_to_its_entries(bucket):
     assert os.stat(bucket / "d").st_mtime > 1_000
 
 
-def test_symlinks_and_refused_hard_links(bucket):
+def test_symlinks_and_hard_links_to_them(bucket):
     (bucket / "target.txt").write_text("t")
     os.symlink("target.txt", bucket / "link")
     assert os.readlink(bucket / "link") == "target.txt"
     assert (bucket / "link").read_text() == "t"
     assert os.lstat(bucket / "link").st_size == len("target.txt")
-    with pytest.raises(PermissionError):
-        os.link(bucket / "target.txt", bucket / "hard")
+    os.link(bucket / "link", bucket / "hard", follow_symlinks=False)  # the symlink itself
+    assert os.readlink(bucket / "hard") == "target.txt"
+    assert os.lstat(bucket / "hard").st_ino == os.lstat(bucket / "link").st_ino
+    assert os.lstat(bucket / "hard").st_nlink == 2
 
 
 def test_ls_l_shows_sizes_times_modes(bucket):
