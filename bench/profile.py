@@ -52,6 +52,20 @@ def copy_in(bucket: Path, count: int) -> tuple[str | None, list[str]]:
     return None, ["sh", "-c", f"for i in 1 2 3 4; do cp {source} {bucket}/copy-$i; done"]
 
 
+def write_fsync(bucket: Path, count: int) -> tuple[str | None, list[str]]:
+    """256 MiB written in 1 MiB writes, then fsync: bench.py's sequential write."""
+    source = Path(tempfile.gettempdir()) / "fsobj-profile-64m"
+    if not source.exists():
+        source.write_bytes(os.urandom(64 << 20))
+    script = (
+        "import os, sys; data = open(sys.argv[1], 'rb').read() * 4;"
+        " fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\n"
+        "for i in range(0, len(data), 1 << 20): os.write(fd, data[i:i + (1 << 20)])\n"
+        "os.fsync(fd); os.close(fd)"
+    )
+    return None, [sys.executable, "-c", script, str(source), str(bucket / "written")]
+
+
 def warm_read(bucket: Path, count: int) -> tuple[str | None, list[str]]:
     read = f"dd if={bucket / 'big'} of=/dev/null bs=1M status=none"
     return "big", ["sh", "-c", f"for i in $(seq 16); do {read}; done"]
@@ -66,6 +80,7 @@ WORKLOADS = {
     "warm-read": warm_read,
     "create-4": four_creating,
     "cp-in": copy_in,
+    "write-fsync": write_fsync,
 }
 
 
