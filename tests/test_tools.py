@@ -124,3 +124,19 @@ def test_python_open_and_shutil(tree, bucket):
     shutil.move(bucket / "py" / "notes.txt", bucket / "moved.txt")
     shutil.rmtree(bucket / "py")
     assert os.listdir(bucket) == ["moved.txt"]
+
+
+def test_fsobj_clone_copies_a_tree_and_a_bucket_in_an_instant(tree, bucket, mount):
+    from conftest import fsobj_cli
+
+    run("cp", "-a", str(tree), str(bucket / "src"))
+    assert not (bucket / "copy").exists()  # the kernel may remember that; clone drops it
+    out = fsobj_cli("clone", str(bucket / "src"), str(bucket / "copy")).stdout
+    assert out.startswith("cloned ")
+    assert_same_tree(tree, bucket / "copy")
+    id_of = lambda path: os.getxattr(path, "user.fsobj.id")  # noqa: E731
+    assert id_of(bucket / "copy/docs/deep/data.bin") == id_of(bucket / "src/docs/deep/data.bin")
+    fsobj_cli("clone", str(bucket), str(mount.path / "bucket-copy"))
+    assert_same_tree(tree, mount.path / "bucket-copy" / "copy")
+    refused = fsobj_cli("clone", str(bucket / "src"), str(bucket / "copy"), check=False)
+    assert refused.returncode != 0 and "exists already" in refused.stderr

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from fsobj.cli import daemon
 from fsobj.datastore.cache import DEFAULT_CACHE_BYTES
+from fsobj.fuse import xattr_names
 from fsobj.fuse.errnos import errno_of
 from fsobj.iam import policy as iam
 from fsobj.iam.policy import Identity
@@ -315,6 +316,29 @@ def cmd_stats(args: argparse.Namespace) -> None:
 # -- info -------------------------------------------------------------------------------
 
 
+def cmd_clone(args: argparse.Namespace) -> None:
+    """Copy a tree, an object or a bucket on a mount by metadata alone."""
+    source, destination = Path(args.source).absolute(), Path(args.destination).absolute()
+    mount = source
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    if daemon.mounted_store(mount) is None:
+        raise CommandError(f"{args.source} is not on an fsobj mount")
+    if not destination.is_relative_to(mount) or destination == mount:
+        raise CommandError(f"{args.destination}: a copy stays on the mount of its source")
+    if os.path.lexists(destination):
+        raise CommandError(f"{args.destination} exists already")
+    relative = source.relative_to(mount).as_posix()
+    value = os.fsencode(relative) + b"\0" + os.fsencode(destination.name)
+    started = time.monotonic()
+    os_call(os.setxattr, destination.parent, xattr_names.CLONE, value)
+    while not os.path.lexists(destination):  # the kernel drops the name's absence just after
+        if time.monotonic() - started > 30:
+            raise CommandError(f"{args.destination} did not appear")
+        time.sleep(0.01)
+    print(f"cloned {args.source} to {args.destination} in {time.monotonic() - started:.2f} s")
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     path = args.path
     st = os_call(os.lstat, path)
@@ -520,6 +544,15 @@ def parser() -> argparse.ArgumentParser:
     from fsobj.cli import s3_commands  # here: it imports this module
 
     s3_commands.add(commands, common)
+
+    clone = commands.add_parser(
+        "clone",
+        help="copy a directory tree, an object or a bucket on a mount, sharing every blob",
+        parents=[common],
+    )
+    clone.add_argument("source")
+    clone.add_argument("destination", help="a new name on the same mount")
+    clone.set_defaults(run=cmd_clone)
 
     info = commands.add_parser(
         "info", help="show an object's id, etag, size and metadata", parents=[common]

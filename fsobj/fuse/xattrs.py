@@ -13,6 +13,9 @@
   and returns its report (administrators only); `fsobj gc MOUNT` works through it.
 * `user.fsobj.stats` on the mount's top directory: what the daemon holds in memory, one
   `NAME VALUE` line each (administrators only); `fsobj stats MOUNT` prints it.
+* `user.fsobj.clone` set on a directory: copy the tree, object or bucket named by the
+  value (`SOURCE\0NAME`: SOURCE a path from the mount's top, NAME the copy's name in
+  that directory) by metadata alone; `fsobj clone` works through it.
 * `user.fsobj.keys` on the mount's top directory: the S3 access keys, a `KEYID UID
   SECRET` line each; setting it to `create KEYID UID SECRET` or `rm KEYID` changes them
   (administrators only); `fsobj key` works through it.
@@ -25,13 +28,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import trio
+
 from fsobj.fuse.edge import request
 from fsobj.fuse.kernel import FuseFrontEnd
-from fsobj.fuse.xattr_names import ACL, CONTENT_TYPE, GC, KEYS, STATS, SYSTEM_PREFIX
+from fsobj.fuse.xattr_names import ACL, CLONE, CONTENT_TYPE, GC, KEYS, STATS, SYSTEM_PREFIX
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import AclError, Permission, parse_grants
 from fsobj.refusals import Reason, Refused
-from fsobj.service import Entry
+from fsobj.service import ROOT_INODE, Entry
 from fsobj.service.objects import CONTENT_HEADERS
 
 # The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
@@ -127,7 +132,7 @@ class MetadataAttributes(FuseFrontEnd):
                 raise Refused(Reason.NOT_PERMITTED, where, "only buckets have an ACL")
             await self.core.require(ctx, entry, Permission.WRITE_ACP)
             return entry, text
-        if text == KEYS and entry.kind == "root":
+        if (text == KEYS and entry.kind == "root") or (text == CLONE and entry.is_dir):
             return entry, text
         changeable = text == CONTENT_TYPE or text in STORED_HEADERS
         if text.startswith(SYSTEM_PREFIX) and not changeable:
@@ -149,6 +154,9 @@ class MetadataAttributes(FuseFrontEnd):
                 await self.core.change_keys(self.core.iam.identify(ctx), change)
             except Refused as refusal:
                 raise refusal.at(where) from None
+            return
+        if text == CLONE:
+            await self._clone(entry, value, ctx)
             return
         if text == ACL:
             try:
@@ -192,6 +200,20 @@ class MetadataAttributes(FuseFrontEnd):
             await self.core.set_user_metadata(entry, text[len("user.") :], None)
         except Refused as refusal:
             raise refusal.at((entry, None)) from None
+
+    async def _clone(self, parent: Entry, value: bytes, ctx: Any) -> None:
+        """`fsobj clone`: the value names the source (a path from the mount's top) and the
+        copy's name in `parent`, joined by a NUL byte."""
+        source_path, _, name = value.partition(b"\0")
+        source = await self.core.entry(ROOT_INODE)
+        for part in (p for p in source_path.split(b"/") if p):
+            source = await self.core.existing(source, part)
+        who = self.core.iam.identify(ctx)
+        await self.core.clone(who, source, parent, name)
+        # The kernel may remember that the name was missing; it holds the directory's lock
+        # until this request is answered, so the name is dropped after that.
+        text = name.decode("utf-8", "replace")
+        trio.lowlevel.spawn_system_task(self.kernel.name_changed, parent.inode, text)
 
     async def _set_posix_acl(self, entry: Entry, text: str, value: bytes) -> None:
         """setfacl: a bucket's access ACL becomes its grants; anywhere else, only an ACL

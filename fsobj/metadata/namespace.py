@@ -659,6 +659,32 @@ class NamespaceStore:
             self._cache.set_user_metadata(new.inode, dict(metadata))
         return added
 
+    async def clone(
+        self, top: Entry, new_parent: int, new_name: str, now_ns: int, bucket_owner: int | None
+    ) -> tuple[Entry, int]:
+        """Copy the tree below `top` by metadata alone, in one transaction
+        (`transactions.clone`): the copy shares every blob and is independent from then
+        on. Returns the copy's top entry and how many entries were copied."""
+        self._refuse_if_removing(new_parent)
+        await self._write_all()  # the rows the copy reads
+        count = await self._run(transactions.subtree_size, top.inode)
+        spare = count // 100 + 16  # for names made below it meanwhile
+        inodes = [await self._new_inode() for _ in range(count + spare)]
+        try:
+            copied = await self._run(
+                transactions.clone, [], top.inode, inodes, (new_parent, new_name), now_ns,
+                bucket_owner,
+            )  # fmt: skip
+        except MissingParent:
+            raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
+        except Conflict:
+            raise Refused(Reason.EXISTS, None, f"{new_name} exists already") from None
+        self._counted_subdirs({new_parent: 1} if top.is_dir else {})
+        self._touched(new_parent, now_ns)
+        made = await self.get(inodes[0])
+        assert made is not None  # just written, by this process
+        return made, copied
+
     def _one_name_less(self, gone: Entry, now_ns: int) -> None:
         """The cache's side of `transactions.one_name_less`, for the name `gone`."""
         if gone.file_inode is not None:

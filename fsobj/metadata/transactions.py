@@ -220,6 +220,87 @@ ENTRY_COLUMNS = (
 )
 
 
+def subtree_size(conn: Connection, top: int) -> int:
+    """How many entries the tree below `top` holds, `top` included."""
+    return conn.execute(f"WITH RECURSIVE {_SUBTREE} SELECT count(*) FROM sub", (top,)).fetchone()[0]
+
+
+_SUBTREE = (
+    "sub(inode, depth) AS (SELECT CAST(? AS BIGINT), 0 UNION ALL"
+    " SELECT e.inode, sub.depth + 1 FROM entries e JOIN sub ON e.parent = sub.inode)"
+)
+
+
+def clone(
+    conn: Connection,
+    inserts: list[tuple[str, tuple]],
+    top: int,
+    new_inodes: list[int],
+    place: tuple[int, str],
+    now_ns: int,
+    bucket_owner: int | None,
+) -> int:
+    """Copy the tree below `top` by metadata alone (a clone): every entry gets a new inode
+    from `new_inodes`, the same content (its blob, shared), attributes and user metadata;
+    the copy of `top` is named `place` (parent, name). The names of a file with several
+    (hard links) become files of their own. A bucket's copy is a bucket of
+    `bucket_owner`'s with the same grants. Returns how many entries were copied."""
+    parent, name = place
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS clone_map (old BIGINT PRIMARY KEY, new BIGINT)")
+    with transaction(conn):
+        for sql, values in inserts:
+            conn.execute(sql, values)
+        olds = [row[0] for row in conn.execute(
+            f"WITH RECURSIVE {_SUBTREE} SELECT inode FROM sub ORDER BY depth", (top,)
+        )]  # fmt: skip
+        if len(olds) > len(new_inodes):
+            raise Refused(Reason.VANISHED, None, "the tree grew while it was copied: try again")
+        conn.execute("DELETE FROM clone_map")
+        pairs = list(zip(olds, new_inodes[: len(olds)], strict=True))
+        conn.executemany("INSERT INTO clone_map (old, new) VALUES (?, ?)", pairs)
+        columns = ENTRY_COLUMNS.split(", ")
+        copied = ", ".join(
+            {
+                "inode": "m.new",
+                "parent": "CASE WHEN e.inode = ? THEN ? ELSE pm.new END",
+                "name": "CASE WHEN e.inode = ? THEN ? ELSE e.name END",
+                "ctime_ns": "?",
+                "file_inode": "NULL",
+                "links": "1",
+            }.get(column, f"e.{column}")
+            for column in columns
+        )
+        conn.execute(
+            f"INSERT INTO entries ({ENTRY_COLUMNS}) SELECT {copied} FROM clone_map m"
+            " JOIN entries e ON e.inode = m.old"
+            " LEFT JOIN clone_map pm ON pm.old = e.parent"
+            " WHERE e.inode = ? OR pm.new IS NOT NULL ORDER BY m.new",
+            (top, parent, top, name, now_ns, top),
+        )
+        conn.execute(
+            "INSERT INTO user_metadata (inode, name, value) SELECT m.new, u.name, u.value"
+            " FROM clone_map m JOIN user_metadata u ON u.inode = m.old"
+        )
+        new_top = new_inodes[0]
+        if bucket_owner is not None:
+            conn.execute(
+                "INSERT INTO buckets (inode, owner_uid, created_ns) VALUES (?, ?, ?)",
+                (new_top, bucket_owner, now_ns),
+            )
+            conn.execute(
+                "INSERT INTO grants (bucket, grantee, permission)"
+                " SELECT ?, grantee, permission FROM grants WHERE bucket = ?",
+                (new_top, top),
+            )
+        is_dir = conn.execute(
+            "SELECT kind IN ('bucket', 'dir') FROM entries WHERE inode = ?", (new_top,)
+        ).fetchone()[0]
+        for sql, values in [touch(parent, now_ns), *count_subdirs({parent: 1} if is_dir else {})]:
+            conn.execute(sql, values)
+        conn.execute("DELETE FROM clone_map")
+    return len(olds)
+
+
 def insert_entry(
     entry: Entry,
     touch_parent: bool = True,

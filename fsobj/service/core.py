@@ -269,11 +269,8 @@ class Service:
         replaced = await self._meta.lookup(new_parent.inode, new_name)
         if replace and replaced is not None and replaced.kernel_inode == entry.kernel_inode:
             return  # two names of one file (hard links): rename(2) does nothing
-        ancestor: Entry | None = new_parent if entry.is_dir else None  # only a directory
-        while ancestor is not None and ancestor.kind != "root":
-            if ancestor.inode == entry.inode:
-                raise Refused(Reason.INVALID, new_where, "cannot move a directory into itself")
-            ancestor = await self._meta.get(ancestor.parent)
+        if entry.is_dir and await self._within(new_parent, entry):
+            raise Refused(Reason.INVALID, new_where, "cannot move a directory into itself")
         if replaced is not None:
             if not replace:
                 raise Refused(Reason.EXISTS, new_where, "exists already (RENAME_NOREPLACE)")
@@ -310,6 +307,52 @@ class Service:
             return await self._meta.link(entry, new_parent.inode, name, time.time_ns())
         except Refused as refusal:
             raise refusal.at(where) from None
+
+    async def clone(self, who: Identity, source: Entry, parent: Entry, raw: bytes) -> int:
+        """Copy `source`, a directory tree, an object or a whole bucket, to the new name
+        `raw` in `parent` by metadata alone: every blob shared, no data copied, the copy
+        independent from then on (a bucket's copy is a new bucket of `who`'s, with the
+        same grants). `who` must own `source` or administer the store, and be allowed to
+        read its bucket; the kernel has checked that it may write in `parent`. Returns how
+        many entries were copied."""
+        where = (parent, raw)
+        if source.kind == "root":
+            raise Refused(Reason.NOT_PERMITTED, where, "the store's top level is no tree to copy")
+        if (source.kind == "bucket") != (parent.kind == "root"):
+            raise Refused(
+                Reason.NOT_PERMITTED, where, "a bucket copies to a bucket, anything else inside one"
+            )
+        if who.uid != source.uid and not self.iam.is_admin(who):
+            raise Refused(Reason.DENIED, where, "only the owner of what is copied copies it")
+        bucket = await self.bucket_of(source)
+        acl = await self._meta.acl(bucket.inode) if bucket is not None else None
+        if Permission.READ not in self.iam.rights(who, acl):
+            self.deny(who, bucket, where, "READ")
+        if source.is_dir and await self._within(parent, source):
+            raise Refused(Reason.INVALID, where, "cannot copy a directory into itself")
+        name = await self.new_name(parent, raw, "dir" if source.is_dir else source.kind)
+        if source.is_dir and parent.kind != "root":
+            try:
+                extra = await self._meta.subtree_key_bytes(source.inode)
+                names.check_key_length(await self.key_bytes(parent) + len(raw) + extra)
+            except Refused as refusal:
+                raise refusal.at(where) from None
+        owner = who.uid if source.kind == "bucket" else None
+        try:
+            _, copied = await self._meta.clone(source, parent.inode, name, time.time_ns(), owner)
+        except Refused as refusal:
+            raise refusal.at(where) from None
+        log.info("cloned %s to %s: %d entries", await self.path_of(source), name, copied)
+        return copied
+
+    async def _within(self, entry: Entry, directory: Entry) -> bool:
+        """Whether `entry` is `directory` or below it."""
+        ancestor: Entry | None = entry
+        while ancestor is not None and ancestor.kind != "root":
+            if ancestor.inode == directory.inode:
+                return True
+            ancestor = await self._meta.get(ancestor.parent)
+        return False
 
     async def user_metadata(self, entry: Entry) -> dict[str, bytes]:
         """An entry's user metadata (S3's x-amz-meta-*), name to value."""
