@@ -38,11 +38,16 @@ for i in range(0, count, stride):
 """
 
 
-def make_store(store: Path, count: int) -> None:
+def make_store(store: Path, count: int, bucket_name: str = "big", directory: str = "") -> None:
+    """`count` objects in the bucket `bucket_name`, or in `directory` inside it."""
+
     async def fill(opened: Store) -> None:
         now = time.time_ns()
-        bucket = Entry(0, ROOT_INODE, "big", "bucket", 0o700, 0, 0, now, now, now)
+        bucket = Entry(0, ROOT_INODE, bucket_name, "bucket", 0o700, 0, 0, now, now, now)
         await opened.meta.insert(bucket, bucket_owner=0)
+        if directory:
+            bucket = Entry(0, bucket.inode, directory, "dir", 0o755, 0, 0, now, now, now)
+            await opened.meta.insert(bucket)
         for start in range(0, count, BATCH):
             progress(f"making the store: {start}/{count} objects")
             await opened.meta.insert_objects(
