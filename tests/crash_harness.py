@@ -52,9 +52,8 @@ def workload(bucket: Path, seed: int, journal: Path) -> None:
 
     try:
         while True:
-            kind = rng.choices(["put", "small-files", "rename", "delete", "link"], [5, 2, 2, 2, 3])[
-                0
-            ]
+            kinds = ["put", "small-files", "rename", "delete", "link", "clone"]
+            kind = rng.choices(kinds, [5, 2, 2, 2, 3, 1])[0]
             if kind == "put":
                 name, size = rng.choice(NAMES), rng.choice(SIZES)
                 version += 1
@@ -81,6 +80,11 @@ def workload(bucket: Path, seed: int, journal: Path) -> None:
                 note(f"B link {a} {b}")
                 with contextlib.suppress(FileNotFoundError, FileExistsError):
                     os.link(bucket / a, bucket / b)
+            elif kind == "clone":  # an independent copy by metadata alone (fsobj clone)
+                a, b = rng.choice(NAMES), rng.choice(NAMES)
+                note(f"B clone {a} {b}")
+                with contextlib.suppress(FileNotFoundError, FileExistsError):
+                    os.setxattr(bucket, "user.fsobj.clone", f"{bucket.name}/{a}\0{b}".encode())
             else:
                 name = rng.choice(NAMES)
                 note(f"B delete {name}")
@@ -175,6 +179,10 @@ def apply(op: list[str], state: State) -> None:
     elif kind == "copy":
         a, b = args
         if a in state and a != b:
+            state[b] = list(state[a])
+    elif kind == "clone":
+        a, b = args
+        if a in state and b not in state:
             state[b] = list(state[a])
     elif kind == "delete":
         state.pop(args[0], None)
