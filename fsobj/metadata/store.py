@@ -129,23 +129,21 @@ class MetadataStore(NamespaceStore):
             else:
                 current[name] = value
             return
-        if file_inode is None:
-            names, of = "?", (inode,)
-        else:
-            names, of = "SELECT inode FROM entries WHERE file_inode = ?", (file_inode,)
+        # The file's rows as the database has them (transactions.file_rows).
+        rows = ("inode", inode) if file_inode is None else ("file_inode", file_inode)
+        where, of = transactions.file_rows(rows)
         statement: tuple[str, tuple]
         if value is None:
-            statement = (f"DELETE FROM user_metadata WHERE inode IN ({names}) AND name = ?",
-                         (*of, name))  # fmt: skip
-        else:
-            source = "VALUES (?, ?, ?)" if file_inode is None else (
-                "SELECT inode, ?, ? FROM entries WHERE file_inode = ?"
-            )  # fmt: skip
-            params = (inode, name, value) if file_inode is None else (name, value, file_inode)
             statement = (
-                f"INSERT INTO user_metadata (inode, name, value) {source}"
-                " ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value",
-                params,
+                f"DELETE FROM user_metadata WHERE name = ? AND inode IN"
+                f" (SELECT inode FROM entries WHERE {where})",
+                (name, *of),
+            )
+        else:
+            statement = (
+                f"INSERT INTO user_metadata (inode, name, value) SELECT inode, ?, ? FROM entries"
+                f" WHERE {where} ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value",
+                (name, value, *of),
             )
         await self._write([statement])
         self._user_metadata_changed(inode, file_inode)
