@@ -55,6 +55,7 @@ class Reason(enum.Enum):
     NOT_SUPPORTED = "not supported"
     NOT_WRITABLE = "not open for writing"
     OTHER_BUCKET = "in another bucket"
+    BAD_TAGS = "not a tag set"
 
 
 class Refused(Exception):

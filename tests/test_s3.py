@@ -525,3 +525,46 @@ def test_each_hard_link_is_a_key_that_a_put_or_delete_changes_alone(s3):
     assert not first.exists()
     assert (s3.path / "linked" / "third").read_bytes() == b"one file"
     assert os.stat(s3.path / "linked" / "third").st_nlink == 1
+
+
+def test_object_and_bucket_tagging(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="tagged")
+    client.put_object(Bucket="tagged", Key="k", Body=b"x", Tagging="colour=blue&size=s%20m")
+    tag_set = client.get_object_tagging(Bucket="tagged", Key="k")["TagSet"]
+    assert tag_set == [{"Key": "colour", "Value": "blue"}, {"Key": "size", "Value": "s m"}]
+    assert client.get_object(Bucket="tagged", Key="k")["TagCount"] == 2
+    on_mount = s3.path / "tagged" / "k"
+    assert os.getxattr(on_mount, "user.fsobj.tags") == b"colour=blue&size=s%20m"
+    assert "user.fsobj.tags" not in os.listxattr(on_mount)  # cp -a copies nothing of it
+
+    os.setxattr(on_mount, "user.fsobj.tags", b"from=mount")
+    tags = [{"Key": "a", "Value": "1"}]
+    assert client.get_object_tagging(Bucket="tagged", Key="k")["TagSet"] == [
+        {"Key": "from", "Value": "mount"}
+    ]
+    client.put_object_tagging(Bucket="tagged", Key="k", Tagging={"TagSet": tags})
+    assert client.get_object_tagging(Bucket="tagged", Key="k")["TagSet"] == tags
+    copied = dict(CopySource="tagged/k", Bucket="tagged")
+    client.copy_object(Key="same-tags", **copied)
+    assert client.get_object_tagging(Bucket="tagged", Key="same-tags")["TagSet"] == tags
+    client.copy_object(Key="new-tags", TaggingDirective="REPLACE", Tagging="b=2", **copied)
+    assert client.get_object_tagging(Bucket="tagged", Key="new-tags")["TagSet"] == [
+        {"Key": "b", "Value": "2"}
+    ]
+    client.copy_object(Key="k", MetadataDirective="REPLACE", Metadata={"m": "v"}, **copied)
+    assert client.get_object_tagging(Bucket="tagged", Key="k")["TagSet"] == tags
+    eleven = [{"Key": f"k{i}", "Value": ""} for i in range(11)]
+    put_many = client.put_object_tagging
+    assert code_of(put_many, Bucket="tagged", Key="k", Tagging={"TagSet": eleven}) == "InvalidTag"
+    client.delete_object_tagging(Bucket="tagged", Key="k")
+    assert client.get_object_tagging(Bucket="tagged", Key="k")["TagSet"] == []
+    assert "TagCount" not in client.head_object(Bucket="tagged", Key="k")
+
+    assert code_of(client.get_bucket_tagging, Bucket="tagged") == "NoSuchTagSet"
+    client.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": tags})
+    assert client.get_bucket_tagging(Bucket="tagged")["TagSet"] == tags
+    other = s3.client(1001)
+    assert code_of(other.get_bucket_tagging, Bucket="tagged") == "AccessDenied"
+    client.delete_bucket_tagging(Bucket="tagged")
+    assert code_of(client.get_bucket_tagging, Bucket="tagged") == "NoSuchTagSet"

@@ -34,7 +34,8 @@ ERRNO = {
     Reason.NOT_DIRECTORY: errno.ENOTDIR,
     Reason.NOT_SUPPORTED: errno.EOPNOTSUPP,
     Reason.NOT_WRITABLE: errno.EBADF,
-    Reason.OTHER_BUCKET: errno.EXDEV,  # a hard link joins names of one bucket only
+    Reason.OTHER_BUCKET: errno.EXDEV,
+    Reason.BAD_TAGS: errno.EINVAL,  # a hard link joins names of one bucket only
 }
 
 

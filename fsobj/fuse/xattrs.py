@@ -13,6 +13,8 @@
   and returns its report (administrators only); `fsobj gc MOUNT` works through it.
 * `user.fsobj.stats` on the mount's top directory: what the daemon holds in memory, one
   `NAME VALUE` line each (administrators only); `fsobj stats MOUNT` prints it.
+* `user.fsobj.tags`: an object's tags (S3's tag set, as the `x-amz-tagging` header
+  writes it: `key=value&...`, URL-encoded); settable and removable.
 * `user.fsobj.clone` set on a directory: copy the tree, object or bucket named by the
   value (`SOURCE\0NAME`: SOURCE a path from the mount's top, NAME the copy's name in
   that directory) by metadata alone; `fsobj clone` works through it.
@@ -32,11 +34,20 @@ import trio
 
 from fsobj.fuse.edge import request
 from fsobj.fuse.kernel import FuseFrontEnd
-from fsobj.fuse.xattr_names import ACL, CLONE, CONTENT_TYPE, GC, KEYS, STATS, SYSTEM_PREFIX
+from fsobj.fuse.xattr_names import (
+    ACL,
+    CLONE,
+    CONTENT_TYPE,
+    GC,
+    KEYS,
+    STATS,
+    SYSTEM_PREFIX,
+    TAGS,
+)
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import AclError, Permission, parse_grants
 from fsobj.refusals import Reason, Refused
-from fsobj.service import ROOT_INODE, Entry
+from fsobj.service import ROOT_INODE, Entry, names
 from fsobj.service.objects import CONTENT_HEADERS
 
 # The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
@@ -61,8 +72,9 @@ class MetadataAttributes(FuseFrontEnd):
             return (await self.core.grants(entry)).to_text()
         if entry.kind != "object":
             return None
-        if name in STORED_HEADERS:
-            stored = (await self.core.user_metadata(entry)).get(name[len("user.") :])
+        if name in STORED_HEADERS or name == TAGS:
+            item = names.TAGS if name == TAGS else name[len("user.") :]
+            stored = (await self.core.user_metadata(entry)).get(item)
             return None if stored is None else stored.decode("latin-1")
         fields = {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}
         return fields.get(field)
@@ -134,7 +146,7 @@ class MetadataAttributes(FuseFrontEnd):
             return entry, text
         if (text == KEYS and entry.kind == "root") or (text == CLONE and entry.is_dir):
             return entry, text
-        changeable = text == CONTENT_TYPE or text in STORED_HEADERS
+        changeable = text in (CONTENT_TYPE, TAGS) or text in STORED_HEADERS
         if text.startswith(SYSTEM_PREFIX) and not changeable:
             raise Refused(Reason.NOT_PERMITTED, where, f"{text} is read-only system metadata")
         if changeable and entry.kind != "object":
@@ -157,6 +169,13 @@ class MetadataAttributes(FuseFrontEnd):
             return
         if text == CLONE:
             await self._clone(entry, value, ctx)
+            return
+        if text == TAGS:
+            try:
+                tags = names.tag_set(names.parse_tags(value))
+                await self.core.set_user_metadata(entry, names.TAGS, tags)
+            except Refused as refusal:
+                raise refusal.at(where) from None
             return
         if text == ACL:
             try:
@@ -196,8 +215,9 @@ class MetadataAttributes(FuseFrontEnd):
         if text == CONTENT_TYPE:
             await self.core.change_attributes(entry, content_type=None)
             return
+        item = names.TAGS if text == TAGS else text[len("user.") :]
         try:
-            await self.core.set_user_metadata(entry, text[len("user.") :], None)
+            await self.core.set_user_metadata(entry, item, None)
         except Refused as refusal:
             raise refusal.at((entry, None)) from None
 

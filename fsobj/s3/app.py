@@ -112,7 +112,8 @@ class S3App:
     """ASGI application: S3 over `service`, with the access keys of its store."""
 
     def __init__(self, service: ObjectService):
-        from fsobj.s3 import buckets, multipart, object_acl, objects  # built on Request, Response
+        # built on Request, Response
+        from fsobj.s3 import buckets, multipart, object_acl, objects, tagging
 
         self.service = service
         self.core = core = service.core
@@ -121,6 +122,7 @@ class S3App:
         self._secrets_read = time.monotonic()
         on_bucket, on_object = buckets.Handlers(service), objects.Handlers(service)
         on_upload, on_acl = multipart.Handlers(service), object_acl.Handlers(service)
+        on_tags = tagging.Handlers(service)
         # (method, sub-resources) -> handler, for the service, a bucket and an object
         self._routes: dict[str, dict[tuple[str, frozenset[str]], Handler]] = {
             "service": {("GET", frozenset()): on_bucket.list_buckets},
@@ -134,6 +136,9 @@ class S3App:
                 ("HEAD", frozenset()): on_bucket.head,
                 ("POST", frozenset({"delete"})): on_object.delete_many,
                 ("GET", frozenset({"uploads"})): on_upload.list_uploads,
+                ("GET", frozenset({"tagging"})): on_tags.get_bucket,
+                ("PUT", frozenset({"tagging"})): on_tags.put_bucket,
+                ("DELETE", frozenset({"tagging"})): on_tags.delete_bucket,
             },
             "object": {
                 ("GET", frozenset()): on_object.get,
@@ -147,6 +152,9 @@ class S3App:
                 ("GET", frozenset({"uploadId"})): on_upload.list_parts,
                 ("GET", frozenset({"acl"})): on_acl.get,
                 ("PUT", frozenset({"acl"})): on_acl.put,
+                ("GET", frozenset({"tagging"})): on_tags.get,
+                ("PUT", frozenset({"tagging"})): on_tags.put,
+                ("DELETE", frozenset({"tagging"})): on_tags.delete,
             },
         }
 

@@ -28,12 +28,14 @@ STATUS = {
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
+    "InvalidTag": 400,
     "KeyTooLongError": 400,
     "MalformedXML": 400,
     "MetadataTooLarge": 400,
     "MethodNotAllowed": 405,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
+    "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,
@@ -74,6 +76,7 @@ CODE = {
     Reason.NOT_SUPPORTED: "NotImplemented",
     Reason.NOT_WRITABLE: "InvalidRequest",
     Reason.OTHER_BUCKET: "InvalidRequest",
+    Reason.BAD_TAGS: "InvalidTag",
 }
 
 

@@ -49,9 +49,22 @@ class Handlers:
         directive = request.headers.get("x-amz-metadata-directive", "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise S3Error("InvalidArgument", "x-amz-metadata-directive is COPY or REPLACE")
+        tagging = request.headers.get("x-amz-tagging-directive", "COPY").upper()
+        if tagging not in ("COPY", "REPLACE"):
+            raise S3Error("InvalidArgument", "x-amz-tagging-directive is COPY or REPLACE")
         replace = None
         if directive == "REPLACE":
             replace = (request.headers.get("content-type"), user_metadata(request.headers))
+        if directive != tagging:  # the tags come from where the metadata does not
+            source = await self.service.head(request.who, source_bucket, source_key)
+            stored = await self.service.core.user_metadata(source)
+            if replace is None:  # the source's metadata, the request's tags
+                kept = {name: value for name, value in stored.items() if name != names.TAGS}
+                replace = (source.content_type, kept | tags_header(request.headers))
+            else:  # the request's metadata, the source's tags
+                replace[1].pop(names.TAGS, None)
+                if names.TAGS in stored:
+                    replace[1][names.TAGS] = stored[names.TAGS]
         check = copy_conditions(request.headers)
         await request.discard_body()  # a copy has no body of its own
         entry = await self.service.copy(
@@ -93,7 +106,9 @@ class Handlers:
             "content-type": entry.content_type or "application/octet-stream",
         }
         for name, stored in (await self.service.core.user_metadata(entry)).items():
-            if not name.startswith("fsobj."):
+            if name == names.TAGS:
+                headers["x-amz-tagging-count"] = str(len(names.parse_tags(stored)))
+            elif not name.startswith("fsobj."):
                 headers[META + name] = stored.decode("latin-1")
             elif name[len("fsobj.") :] in CONTENT_HEADERS:
                 headers[name[len("fsobj.") :]] = stored.decode("latin-1")
@@ -162,7 +177,15 @@ def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
             value = ",".join(v for v in value.split(",") if v.strip() not in ("aws-chunked", ""))
         if value:
             metadata[f"fsobj.{header}"] = value.encode("latin-1")
-    return metadata
+    return metadata | tags_header(headers)
+
+
+def tags_header(headers: dict[str, str]) -> dict[str, bytes]:
+    """The tags that a request's `x-amz-tagging` header gives, as user metadata."""
+    header = headers.get("x-amz-tagging")
+    if header is None:
+        return {}
+    return {names.TAGS: names.tag_set(names.parse_tags(header.encode("latin-1")))}
 
 
 def copy_source(headers: dict[str, str]) -> tuple[str, str]:

@@ -3,6 +3,7 @@ enforces for both front ends."""
 
 import ipaddress
 import re
+import urllib.parse
 
 from fsobj.refusals import Reason, Refused
 
@@ -50,14 +51,46 @@ def decode_component(raw: bytes) -> str:
         raise Refused(Reason.BAD_KEY, None, "object keys must be valid UTF-8") from None
 
 
+# An object's or a bucket's tags, S3's tag set, kept as this user metadata item, in the
+# form of S3's `x-amz-tagging` header (`key=value&...`, URL-encoded).
+TAGS = "fsobj.tagging"
+MAX_TAGS = 10  # an object's
+MAX_BUCKET_TAGS = 50
+
+
+def tag_set(pairs: list[tuple[str, str]], most: int = MAX_TAGS) -> bytes:
+    """The stored form of a tag set, once S3's rules hold: at most `most` tags, each key
+    1-128 characters and unique, each value at most 256."""
+    keys = [key for key, _ in pairs]
+    if len(pairs) > most:
+        raise Refused(Reason.BAD_TAGS, None, f"at most {most} tags")
+    if len(set(keys)) != len(keys):
+        raise Refused(Reason.BAD_TAGS, None, "tag keys must be unique")
+    for key, value in pairs:
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise Refused(Reason.BAD_TAGS, None, "tag keys are 1-128 characters, values 0-256")
+    return urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote).encode()
+
+
+def parse_tags(stored: bytes) -> list[tuple[str, str]]:
+    """A tag set from its stored (or header) form; BAD_TAGS if it is not one."""
+    try:
+        text = stored.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(Reason.BAD_TAGS, None, "tags are UTF-8") from None
+    return urllib.parse.parse_qsl(text, keep_blank_values=True)
+
+
 def check_key_length(key_bytes: int) -> None:
     if key_bytes > MAX_KEY_BYTES:
         raise Refused(Reason.NAME_TOO_LONG, None, f"object keys are at most {MAX_KEY_BYTES} bytes")
 
 
 def check_user_metadata(items: dict[str, bytes]) -> None:
-    """S3's limit on an object's user metadata: its names and values in all."""
-    if sum(len(name.encode()) + len(value) for name, value in items.items()) > USER_METADATA_LIMIT:
+    """S3's limit on an object's user metadata: its names and values in all (what fsobj
+    keeps beside it, `fsobj.*`: content headers and tags, does not count)."""
+    counted = [(name, value) for name, value in items.items() if not name.startswith("fsobj.")]
+    if sum(len(name.encode()) + len(value) for name, value in counted) > USER_METADATA_LIMIT:
         raise Refused(
             Reason.METADATA_TOO_LARGE,
             None,
