@@ -561,6 +561,18 @@ def test_object_and_bucket_tagging(s3):
     assert client.get_object_tagging(Bucket="tagged", Key="k")["TagSet"] == []
     assert "TagCount" not in client.head_object(Bucket="tagged", Key="k")
 
+    upload = client.create_multipart_upload(Bucket="tagged", Key="parts", Tagging="m=1")
+    part = client.upload_part(
+        Bucket="tagged", Key="parts", UploadId=upload["UploadId"], PartNumber=1, Body=b"p"
+    )
+    client.complete_multipart_upload(
+        Bucket="tagged", Key="parts", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )  # fmt: skip
+    assert client.get_object_tagging(Bucket="tagged", Key="parts")["TagSet"] == [
+        {"Key": "m", "Value": "1"}
+    ]
+
     assert code_of(client.get_bucket_tagging, Bucket="tagged") == "NoSuchTagSet"
     client.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": tags})
     assert client.get_bucket_tagging(Bucket="tagged")["TagSet"] == tags
