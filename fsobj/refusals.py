@@ -56,6 +56,7 @@ class Reason(enum.Enum):
     NOT_WRITABLE = "not open for writing"
     OTHER_BUCKET = "in another bucket"
     BAD_TAGS = "not a tag set"
+    READ_ONLY = "read-only (a snapshot)"
 
 
 class Refused(Exception):

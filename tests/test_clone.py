@@ -3,12 +3,15 @@ object or a bucket copied by metadata alone (every blob shared), independent fro
 The command on a real mount is in test_tools.py; the time for 100,000 objects in bench/."""
 
 import errno
+import os
 
-from test_core import ROOT, read
+from test_core import ROOT, body, read
+from test_core import refused as refused_reason
 from test_hard_links import both, healthy
 from test_operations import bucket, ctx, get, put, put_again, refused
 
 from fsobj.metadata.schema import ROOT_INODE
+from fsobj.refusals import Reason
 
 __all__ = ["both"]  # the fixture, on both metadata backends
 
@@ -100,4 +103,45 @@ async def test_a_clone_is_refused_what_a_copy_may_not_do(both):
     assert await refused(ops.setxattr(src, CLONE, b"bkt/src\0inside", ctx())) == errno.EINVAL
     assert await refused(ops.setxattr(b, CLONE, b"bkt\0inner-bucket", ctx())) == errno.EPERM
     assert await refused(ops.setxattr(ROOT_INODE, CLONE, b"bkt/src\0top", ctx())) == errno.EPERM
+    assert await healthy(ops)
+
+
+SNAPSHOT = b"user.fsobj.snapshot"
+
+
+async def test_a_snapshot_is_a_read_only_bucket_that_keeps_its_moment(both):
+    ops, objects = both
+    b = await bucket(ops, "photos")
+    d = (await ops.mkdir(b, b"d", 0o755, ctx())).st_ino
+    a = await put(ops, d, b"a", b"then")
+    await ops.setxattr(b, SNAPSHOT, b"create nightly", ctx())
+    snap = (await ops.lookup(ROOT_INODE, b"photos.nightly", ctx())).st_ino
+    assert await ops.getxattr(snap, b"user.fsobj.snapshot-of", ctx()) == b"photos"
+    await put_again(ops, a, b"now")
+    await ops.unlink(d, b"a", ctx())
+    snap_d = (await ops.lookup(snap, b"d", ctx())).st_ino
+    snap_a = (await ops.lookup(snap_d, b"a", ctx())).st_ino
+    assert await get(ops, snap_a) == b"then"
+    assert await read(objects, ROOT, "photos.nightly", "d/a") == b"then"
+
+    erofs = errno.EROFS
+    assert await refused(put(ops, snap_d, b"new", b"x")) == erofs
+    assert await refused(ops.unlink(snap_d, b"a", ctx())) == erofs
+    assert await refused(ops.mkdir(snap_d, b"sub", 0o755, ctx())) == erofs
+    assert await refused(ops.rename(snap_d, b"a", d, b"moved", 0, ctx())) == erofs
+    assert await refused(ops.open(snap_a, os.O_WRONLY, ctx())) == erofs
+    assert await refused(ops.setxattr(snap_a, b"user.x", b"1", ctx())) == erofs
+    assert await refused(ops.link(snap_a, snap_d, b"again", ctx())) == erofs
+    put_over_s3 = objects.put(ROOT, "photos.nightly", "d/a", body(b"x"))
+    assert await refused_reason(put_over_s3) is Reason.READ_ONLY
+    assert await refused_reason(objects.delete(ROOT, "photos.nightly", "d/a")) is Reason.READ_ONLY
+
+    await ops.setxattr(ROOT_INODE, CLONE, b"photos.nightly\0restored", ctx())  # writable
+    restored = (await ops.lookup(ROOT_INODE, b"restored", ctx())).st_ino
+    await put(ops, restored, b"fresh", b"y")
+    await ops.setxattr(b, SNAPSHOT, b"rm nightly", ctx())
+    assert (await ops.lookup(ROOT_INODE, b"photos.nightly", ctx())).st_ino == 0
+    assert await refused(ops.setxattr(b, SNAPSHOT, b"rm nightly", ctx())) == errno.ENOENT
+    restored_a = await ops.lookup((await ops.lookup(restored, b"d", ctx())).st_ino, b"a", ctx())
+    assert await get(ops, restored_a.st_ino) == b"then"
     assert await healthy(ops)

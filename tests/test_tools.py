@@ -1,5 +1,6 @@
 """Existing programs work unchanged on a mount."""
 
+import errno
 import filecmp
 import os
 import shutil
@@ -140,3 +141,22 @@ def test_fsobj_clone_copies_a_tree_and_a_bucket_in_an_instant(tree, bucket, moun
     assert_same_tree(tree, mount.path / "bucket-copy" / "copy")
     refused = fsobj_cli("clone", str(bucket / "src"), str(bucket / "copy"), check=False)
     assert refused.returncode != 0 and "exists already" in refused.stderr
+
+
+def test_fsobj_snapshot_create_ls_rm(tree, bucket, mount):
+    from conftest import fsobj_cli
+
+    run("cp", "-a", str(tree), str(bucket / "data"))
+    fsobj_cli("snapshot", "create", str(bucket), "first")
+    snapshot = mount.path / f"{bucket.name}.first"
+    (bucket / "data" / "docs" / "readme.md").write_text("changed\n")
+    shutil.rmtree(bucket / "data" / "empty-dir")
+    assert_same_tree(tree, snapshot / "data")
+    listed = fsobj_cli("snapshot", "ls", str(bucket)).stdout.split()
+    assert listed == ["first", str(snapshot)]
+    with pytest.raises(OSError) as refused:
+        (snapshot / "data" / "new").write_text("x")
+    assert refused.value.errno == errno.EROFS
+    fsobj_cli("snapshot", "rm", str(bucket), "first")
+    assert not snapshot.exists()
+    assert fsobj_cli("snapshot", "ls", str(bucket)).stdout == ""

@@ -339,6 +339,34 @@ def cmd_clone(args: argparse.Namespace) -> None:
     print(f"cloned {args.source} to {args.destination} in {time.monotonic() - started:.2f} s")
 
 
+def cmd_snapshot(args: argparse.Namespace) -> None:
+    """Take, list and remove a bucket's snapshots: read-only buckets `BUCKET.NAME`."""
+    bucket = Path(args.bucket).absolute()
+    if not os.path.ismount(bucket.parent) or daemon.mounted_store(bucket.parent) is None:
+        raise CommandError(f"{args.bucket} is not a bucket of an fsobj mount")
+    if args.action == "ls":
+        for entry in sorted(os.scandir(bucket.parent), key=lambda e: e.name):
+            try:
+                origin = os.getxattr(entry.path, xattr_names.SNAPSHOT_OF)
+            except OSError:
+                continue
+            if origin == os.fsencode(bucket.name):
+                print(entry.name[len(bucket.name) + 1 :], entry.path)
+        return
+    if not args.name:
+        raise CommandError(f"fsobj snapshot {args.action} BUCKET NAME: name the snapshot")
+    snapshot = bucket.parent / f"{bucket.name}.{args.name}"
+    started = time.monotonic()
+    value = f"{args.action} {args.name}".encode()
+    os_call(os.setxattr, bucket, xattr_names.SNAPSHOT, value)
+    while os.path.lexists(snapshot) != (args.action == "create"):  # as the kernel learns
+        if time.monotonic() - started > 30:
+            raise CommandError(f"{snapshot}: the kernel did not learn of it")
+        time.sleep(0.01)
+    done = "took" if args.action == "create" else "removed"
+    print(f"{done} snapshot {snapshot} in {time.monotonic() - started:.2f} s")
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     path = args.path
     st = os_call(os.lstat, path)
@@ -553,6 +581,16 @@ def parser() -> argparse.ArgumentParser:
     clone.add_argument("source")
     clone.add_argument("destination", help="a new name on the same mount")
     clone.set_defaults(run=cmd_clone)
+
+    snapshot = commands.add_parser(
+        "snapshot",
+        help="take, list or remove a bucket's read-only snapshots (the buckets BUCKET.NAME)",
+        parents=[common],
+    )
+    snapshot.add_argument("action", choices=["create", "ls", "rm"])
+    snapshot.add_argument("bucket", help="the bucket's directory on a mount")
+    snapshot.add_argument("name", nargs="?")
+    snapshot.set_defaults(run=cmd_snapshot)
 
     info = commands.add_parser(
         "info", help="show an object's id, etag, size and metadata", parents=[common]

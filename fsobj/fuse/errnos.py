@@ -35,7 +35,8 @@ ERRNO = {
     Reason.NOT_SUPPORTED: errno.EOPNOTSUPP,
     Reason.NOT_WRITABLE: errno.EBADF,
     Reason.OTHER_BUCKET: errno.EXDEV,
-    Reason.BAD_TAGS: errno.EINVAL,  # a hard link joins names of one bucket only
+    Reason.BAD_TAGS: errno.EINVAL,
+    Reason.READ_ONLY: errno.EROFS,  # a hard link joins names of one bucket only
 }
 
 

@@ -104,6 +104,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         now = time.time_ns()
         changes: dict[str, int] = {}
         if fields.update_size:
+            await self.core.check_writable(entry, where)
             if entry.kind != "object":
                 raise Refused(
                     Reason.IS_DIRECTORY if entry.is_dir else Reason.INVALID,
@@ -266,6 +267,8 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
                 Reason.IS_DIRECTORY if entry.is_dir else Reason.INVALID, where, "not an object"
             )
         writable = flags & os.O_ACCMODE != os.O_RDONLY
+        if writable:
+            await self.core.check_writable(entry, where)
         who = self.core.iam.identify(ctx)
         handle = await self.core.objects.open(
             entry,

@@ -18,6 +18,9 @@
 * `user.fsobj.clone` set on a directory: copy the tree, object or bucket named by the
   value (`SOURCE\0NAME`: SOURCE a path from the mount's top, NAME the copy's name in
   that directory) by metadata alone; `fsobj clone` works through it.
+* `user.fsobj.snapshot` set on a bucket's directory: `create NAME` takes a snapshot of
+  the bucket, the read-only bucket `BUCKET.NAME`; `rm NAME` removes it; a snapshot's
+  `user.fsobj.snapshot-of` names its bucket; `fsobj snapshot` works through them.
 * `user.fsobj.keys` on the mount's top directory: the S3 access keys, a `KEYID UID
   SECRET` line each; setting it to `create KEYID UID SECRET` or `rm KEYID` changes them
   (administrators only); `fsobj key` works through it.
@@ -40,6 +43,8 @@ from fsobj.fuse.xattr_names import (
     CONTENT_TYPE,
     GC,
     KEYS,
+    SNAPSHOT,
+    SNAPSHOT_OF,
     STATS,
     SYSTEM_PREFIX,
     TAGS,
@@ -70,6 +75,9 @@ class MetadataAttributes(FuseFrontEnd):
             return key + "/" if entry.is_dir else key
         if field == "acl" and entry.kind == "bucket":
             return (await self.core.grants(entry)).to_text()
+        if name == SNAPSHOT_OF and entry.kind == "bucket":
+            origin = (await self.core.user_metadata(entry)).get(names.SNAPSHOT_OF)
+            return None if origin is None else origin.decode()
         if entry.kind != "object":
             return None
         if name in STORED_HEADERS or name == TAGS:
@@ -146,6 +154,8 @@ class MetadataAttributes(FuseFrontEnd):
             return entry, text
         if (text == KEYS and entry.kind == "root") or (text == CLONE and entry.is_dir):
             return entry, text
+        if text == SNAPSHOT and entry.kind == "bucket":
+            return entry, text
         changeable = text in (CONTENT_TYPE, TAGS) or text in STORED_HEADERS
         if text.startswith(SYSTEM_PREFIX) and not changeable:
             raise Refused(Reason.NOT_PERMITTED, where, f"{text} is read-only system metadata")
@@ -169,6 +179,9 @@ class MetadataAttributes(FuseFrontEnd):
             return
         if text == CLONE:
             await self._clone(entry, value, ctx)
+            return
+        if text == SNAPSHOT:
+            await self._snapshot(entry, value, ctx)
             return
         if text == TAGS:
             try:
@@ -234,6 +247,25 @@ class MetadataAttributes(FuseFrontEnd):
         # until this request is answered, so the name is dropped after that.
         text = name.decode("utf-8", "replace")
         trio.lowlevel.spawn_system_task(self.kernel.name_changed, parent.inode, text)
+
+    async def _snapshot(self, bucket: Entry, value: bytes, ctx: Any) -> None:
+        """`fsobj snapshot create|rm`: `create NAME` or `rm NAME`; the snapshot is the
+        bucket `BUCKET.NAME`."""
+        action, _, name = value.decode("utf-8", "replace").partition(" ")
+        root = await self.core.entry(ROOT_INODE)
+        snapshot_name = f"{bucket.name}.{name}"
+        who = self.core.iam.identify(ctx)
+        if action == "create":
+            await self.core.clone(who, bucket, root, snapshot_name.encode(), snapshot=True)
+        elif action == "rm":
+            snapshot = await self.core.existing(root, snapshot_name.encode())
+            origin = (await self.core.user_metadata(snapshot)).get(names.SNAPSHOT_OF)
+            if origin != bucket.name.encode():
+                raise Refused(Reason.NO_SUCH_KEY, (bucket, None), f"no snapshot {name}")
+            await self.core.remove_snapshot(who, snapshot)
+        else:
+            raise Refused(Reason.INVALID, (bucket, None), "create NAME or rm NAME")
+        trio.lowlevel.spawn_system_task(self.kernel.name_changed, ROOT_INODE, snapshot_name)
 
     async def _set_posix_acl(self, entry: Entry, text: str, value: bytes) -> None:
         """setfacl: a bucket's access ACL becomes its grants; anywhere else, only an ACL

@@ -660,11 +660,17 @@ class NamespaceStore:
         return added
 
     async def clone(
-        self, top: Entry, new_parent: int, new_name: str, now_ns: int, bucket_owner: int | None
+        self,
+        top: Entry,
+        place: tuple[int, str],
+        now_ns: int,
+        bucket_owner: int | None,
+        marks: dict[str, bytes | None],
     ) -> tuple[Entry, int]:
         """Copy the tree below `top` by metadata alone, in one transaction
         (`transactions.clone`): the copy shares every blob and is independent from then
         on. Returns the copy's top entry and how many entries were copied."""
+        new_parent, new_name = place
         self._refuse_if_removing(new_parent)
         await self._write_all()  # the rows the copy reads
         count = await self._run(transactions.subtree_size, top.inode)
@@ -672,8 +678,7 @@ class NamespaceStore:
         inodes = [await self._new_inode() for _ in range(count + spare)]
         try:
             copied = await self._run(
-                transactions.clone, [], top.inode, inodes, (new_parent, new_name), now_ns,
-                bucket_owner,
+                transactions.clone, [], top.inode, inodes, place, now_ns, bucket_owner, marks,
             )  # fmt: skip
         except MissingParent:
             raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
@@ -684,6 +689,17 @@ class NamespaceStore:
         made = await self.get(inodes[0])
         assert made is not None  # just written, by this process
         return made, copied
+
+    async def delete_tree(self, top: Entry, now_ns: int) -> list[str]:
+        """Remove the directory `top` and everything below it in one transaction (a
+        snapshot that goes); returns the blobs they named."""
+        await self._write_all()
+        inodes, blobs = await self._run(transactions.delete_tree, top.inode, now_ns)
+        for inode in inodes:
+            self._forget(inode)
+        self._counted_subdirs({top.parent: -1})
+        self._touched(top.parent, now_ns)
+        return blobs
 
     def _one_name_less(self, gone: Entry, now_ns: int) -> None:
         """The cache's side of `transactions.one_name_less`, for the name `gone`."""

@@ -239,12 +239,14 @@ def clone(
     place: tuple[int, str],
     now_ns: int,
     bucket_owner: int | None,
+    marks: dict[str, bytes | None],
 ) -> int:
     """Copy the tree below `top` by metadata alone (a clone): every entry gets a new inode
     from `new_inodes`, the same content (its blob, shared), attributes and user metadata;
     the copy of `top` is named `place` (parent, name). The names of a file with several
     (hard links) become files of their own. A bucket's copy is a bucket of
-    `bucket_owner`'s with the same grants. Returns how many entries were copied."""
+    `bucket_owner`'s with the same grants. `marks`: user metadata items the copy of `top`
+    gets, or loses (None). Returns how many entries were copied."""
     parent, name = place
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS clone_map (old BIGINT PRIMARY KEY, new BIGINT)")
     with transaction(conn):
@@ -282,6 +284,13 @@ def clone(
             " FROM clone_map m JOIN user_metadata u ON u.inode = m.old"
         )
         new_top = new_inodes[0]
+        for item, value in marks.items():
+            conn.execute("DELETE FROM user_metadata WHERE inode = ? AND name = ?", (new_top, item))
+            if value is not None:
+                conn.execute(
+                    "INSERT INTO user_metadata (inode, name, value) VALUES (?, ?, ?)",
+                    (new_top, item, value),
+                )
         if bucket_owner is not None:
             conn.execute(
                 "INSERT INTO buckets (inode, owner_uid, created_ns) VALUES (?, ?, ?)",
@@ -299,6 +308,24 @@ def clone(
             conn.execute(sql, values)
         conn.execute("DELETE FROM clone_map")
     return len(olds)
+
+
+def delete_tree(conn: Connection, top: int, now_ns: int) -> tuple[list[int], list[str]]:
+    """Remove the tree below the directory `top` (`top` included) in one transaction: a
+    snapshot that goes. Returns the inodes removed and the blobs they named (which may
+    be named elsewhere still)."""
+    with transaction(conn):
+        rows = conn.execute(
+            f"WITH RECURSIVE {_SUBTREE} SELECT e.inode, e.object_id, e.parent, e.kind"
+            " FROM sub JOIN entries e ON e.inode = sub.inode ORDER BY sub.depth DESC",
+            (top,),
+        ).fetchall()
+        conn.executemany("DELETE FROM entries WHERE inode = ?", [(row[0],) for row in rows])
+        parent = next(row[2] for row in rows if row[0] == top)
+        for sql, values in [touch(parent, now_ns), *count_subdirs({parent: -1})]:
+            conn.execute(sql, values)
+    blobs = {schema.blob_name(row[1]) for row in rows if row[1] is not None}
+    return [row[0] for row in rows], sorted(blobs)
 
 
 def insert_entry(

@@ -77,6 +77,7 @@ CODE = {
     Reason.NOT_WRITABLE: "InvalidRequest",
     Reason.OTHER_BUCKET: "InvalidRequest",
     Reason.BAD_TAGS: "InvalidTag",
+    Reason.READ_ONLY: "AccessDenied",
 }
 
 

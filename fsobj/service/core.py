@@ -210,6 +210,7 @@ class Service:
         """Validate a name about to be created under `parent`; returns it as text. At the
         top level it is a bucket's, which S3's naming rules decide."""
         where = (parent, raw)
+        await self.check_writable(parent, where)
         try:
             name = names.decode_component(raw)
             if parent.kind == "root":
@@ -252,6 +253,8 @@ class Service:
         """Move `entry` to the name `raw` in `new_parent`, atomically, moving no data;
         an entry there already is replaced if `replace` and POSIX allows it."""
         new_where = (new_parent, raw)
+        await self.check_writable(entry, where)
+        await self.check_writable(new_parent, new_where)
         if entry.kind == "bucket" or new_parent.kind == "root":
             raise Refused(
                 Reason.NOT_PERMITTED,
@@ -308,13 +311,21 @@ class Service:
         except Refused as refusal:
             raise refusal.at(where) from None
 
-    async def clone(self, who: Identity, source: Entry, parent: Entry, raw: bytes) -> int:
+    async def clone(
+        self,
+        who: Identity,
+        source: Entry,
+        parent: Entry,
+        raw: bytes,
+        snapshot: bool = False,
+    ) -> int:
         """Copy `source`, a directory tree, an object or a whole bucket, to the new name
         `raw` in `parent` by metadata alone: every blob shared, no data copied, the copy
         independent from then on (a bucket's copy is a new bucket of `who`'s, with the
         same grants). `who` must own `source` or administer the store, and be allowed to
-        read its bucket; the kernel has checked that it may write in `parent`. Returns how
-        many entries were copied."""
+        read its bucket; the kernel has checked that it may write in `parent`. A copy
+        is writable (a copy of a snapshot too: how one is restored), unless it is a
+        `snapshot` of a bucket: read-only. Returns how many entries were copied."""
         where = (parent, raw)
         if source.kind == "root":
             raise Refused(Reason.NOT_PERMITTED, where, "the store's top level is no tree to copy")
@@ -338,12 +349,37 @@ class Service:
             except Refused as refusal:
                 raise refusal.at(where) from None
         owner = who.uid if source.kind == "bucket" else None
+        marks = {names.SNAPSHOT_OF: source.name.encode() if snapshot else None}
+        place, now = (parent.inode, name), time.time_ns()
         try:
-            _, copied = await self._meta.clone(source, parent.inode, name, time.time_ns(), owner)
+            _, copied = await self._meta.clone(source, place, now, owner, marks)
         except Refused as refusal:
             raise refusal.at(where) from None
         log.info("cloned %s to %s: %d entries", await self.path_of(source), name, copied)
         return copied
+
+    async def remove_snapshot(self, who: Identity, snapshot: Entry) -> int:
+        """Remove a snapshot (a bucket `clone(..., snapshot=True)` made) and everything in
+        it, in one transaction: its owner or an administrator. Its blobs go once no
+        object names them. Returns how many blobs it named."""
+        where = (snapshot, None)
+        if names.SNAPSHOT_OF not in await self._meta.user_metadata(snapshot.inode):
+            raise Refused(Reason.NOT_PERMITTED, where, f"{snapshot.name} is no snapshot")
+        acl = await self._meta.acl(snapshot.inode)
+        if who.uid != acl.owner and not self.iam.is_admin(who):
+            raise Refused(Reason.DENIED, where, "only a snapshot's owner removes it")
+        blobs = await self._meta.delete_tree(snapshot, time.time_ns())
+        for blob in blobs:
+            self.objects.retire(blob)  # removed once durable, if no object names it
+        log.info("removed snapshot %s (%d blobs named)", snapshot.name, len(blobs))
+        return len(blobs)
+
+    async def check_writable(self, entry: Entry, where: Where | None = None) -> None:
+        """Refuse (READ_ONLY) any change below a snapshot, a read-only bucket; its grants
+        still change, and `fsobj snapshot rm` removes it."""
+        bucket = await self.bucket_of(entry)
+        if bucket is not None and names.SNAPSHOT_OF in await self._meta.user_metadata(bucket.inode):
+            raise Refused(Reason.READ_ONLY, where or (entry, None), "a snapshot is read-only")
 
     async def _within(self, entry: Entry, directory: Entry) -> bool:
         """Whether `entry` is `directory` or below it."""
@@ -361,6 +397,7 @@ class Service:
     async def set_user_metadata(self, entry: Entry, name: str, value: bytes | None) -> None:
         """Set one item of user metadata, within S3's limit for all of them, or remove it
         (`value` None), which must be there."""
+        await self.check_writable(entry)
         current = await self._meta.user_metadata(entry.inode)
         if value is None and name not in current:
             raise Refused(Reason.NO_SUCH_ATTRIBUTE, None, f"no metadata {name}")
@@ -371,6 +408,7 @@ class Service:
     async def change_attributes(self, entry: Entry, **changes: int | str | None) -> None:
         """Change an entry's attributes (mode, owner, times, content type): the caller
         has checked who may (for FUSE, the kernel)."""
+        await self.check_writable(entry)
         await self._meta.update(entry, **changes)
 
     async def make_entry(
@@ -454,6 +492,7 @@ class Service:
         in the cache alone until its first commit writes its row. `replacing`: the entry
         of that name, one of several names of a file (hard links), which the first commit
         takes the name from."""
+        await self.check_writable(parent)
         entry = self.new_entry(parent, name, "object", mode, uid, gid)
         await self._meta.insert(entry, deferred=True, replacing=replacing)
         return entry
@@ -462,6 +501,7 @@ class Service:
         """Remove an object, or a directory if it is empty (returns whether it was): its
         name goes at once; an object's blob once that is durable and no open file reads
         it."""
+        await self.check_writable(entry)
         if entry.is_dir:
             return await self._meta.delete_directory(entry, time.time_ns())
         await self._meta.delete(entry, time.time_ns())

@@ -56,6 +56,9 @@ def decode_component(raw: bytes) -> str:
 TAGS = "fsobj.tagging"
 MAX_TAGS = 10  # an object's
 MAX_BUCKET_TAGS = 50
+# A snapshot is a read-only bucket that says, as this item of its user metadata, which
+# bucket it was taken of.
+SNAPSHOT_OF = "fsobj.snapshot-of"
 
 
 def tag_set(pairs: list[tuple[str, str]], most: int = MAX_TAGS) -> bytes:

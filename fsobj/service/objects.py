@@ -541,6 +541,8 @@ class ObjectService:
         """The directory that `parts` name below the bucket, searchable all the way from
         the bucket; with `make`, missing directories are made (the caller must be allowed
         to)."""
+        if make:  # what makes them writes below the bucket
+            await self.core.check_writable(bucket)
         directory = bucket
         self._require(who, acl, bucket, X, bucket.name)
         for part in parts:
