@@ -138,7 +138,8 @@ def test_bad_requests_get_s3_errors_never_a_server_error(s3):
     for method, path, body, expected in [
         ("POST", "/bad-input?delete", b"<Delete><Object><Key>", b"MalformedXML"),
         ("GET", "/bad-input?versioning", b"", b"NotImplemented"),
-        ("PUT", "/bad-input/k?tagging", b"", b"NotImplemented"),
+        ("PUT", "/bad-input/k?retention", b"", b"NotImplemented"),
+        ("PUT", "/bad-input/k?tagging", b"", b"MalformedXML"),
         ("PATCH", "/bad-input/k", b"", b"NotImplemented"),
         ("GET", "/bad-input?list-type=2&max-keys=many", b"", b"InvalidArgument"),
         ("GET", "/bad-input?list-type=2&continuation-token=%21%21%21", b"", b"InvalidArgument"),
