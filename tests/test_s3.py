@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import socket
@@ -231,6 +232,12 @@ def test_the_aws_command(s3, tmp_path):
     assert fetched.returncode == 0 and fetched.stdout == source.read_bytes()
     forged = presigned.stdout.strip().replace("Signature=", "Signature=A")
     assert subprocess.run(["curl", "-sf", forged], capture_output=True).returncode == 22
+    tagging = '{"TagSet": [{"Key": "from", "Value": "aws"}]}'
+    where = ["--bucket", "cli-bucket", "--key", "notes.txt"]
+    put = s3.aws("s3api", "put-object-tagging", *where, "--tagging", tagging)
+    assert put.returncode == 0, put.stderr
+    got = json.loads(s3.aws("s3api", "get-object-tagging", *where).stdout)
+    assert got["TagSet"] == [{"Key": "from", "Value": "aws"}]
 
 
 def test_multipart_uploads(s3):
