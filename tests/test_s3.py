@@ -587,3 +587,44 @@ def test_object_and_bucket_tagging(s3):
     assert code_of(other.get_bucket_tagging, Bucket="tagged") == "AccessDenied"
     client.delete_bucket_tagging(Bucket="tagged")
     assert code_of(client.get_bucket_tagging, Bucket="tagged") == "NoSuchTagSet"
+
+
+def test_lifecycle_rules_expire_objects_and_read_back_as_set(s3):
+    from conftest import fsobj_cli
+
+    client = s3.client()
+    client.create_bucket(Bucket="aging")
+    assert code_of(client.get_bucket_lifecycle_configuration, Bucket="aging") == (
+        "NoSuchLifecycleConfiguration"
+    )
+    rules = [
+        {"ID": "tmp", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled",
+         "Expiration": {"Days": 1}},
+        {"ID": "tagged", "Filter": {"And": {"Prefix": "logs/", "Tags": [
+            {"Key": "keep", "Value": "no"}]}}, "Status": "Enabled", "Expiration": {"Days": 2}},
+        {"ID": "off", "Filter": {"Prefix": "keep/"}, "Status": "Disabled",
+         "Expiration": {"Days": 1}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 3}},
+    ]  # fmt: skip
+    client.put_bucket_lifecycle_configuration(
+        Bucket="aging", LifecycleConfiguration={"Rules": rules}
+    )
+    assert client.get_bucket_lifecycle_configuration(Bucket="aging")["Rules"] == rules
+    bad = [{"ID": "x", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 0}}]
+    put_bad = client.put_bucket_lifecycle_configuration
+    assert code_of(put_bad, Bucket="aging", LifecycleConfiguration={"Rules": bad}) == (
+        "InvalidArgument"
+    )
+
+    three_days_ago = time.time() - 3 * 86400
+    for key, tags in [("tmp/old", ""), ("tmp/new", ""), ("keep/old", ""),
+                      ("logs/old", "keep=no"), ("logs/kept", "keep=yes")]:  # fmt: skip
+        client.put_object(Bucket="aging", Key=key, Body=b"x", Tagging=tags)
+        if key.endswith("old") or key == "logs/kept":
+            os.utime(s3.path / "aging" / key, (three_days_ago, three_days_ago))
+    fsobj_cli("gc", str(s3.path))  # applies lifecycle rules, as the daemon does daily
+    left = [o["Key"] for o in client.list_objects_v2(Bucket="aging")["Contents"]]
+    assert left == ["keep/old", "logs/kept", "tmp/new"]
+    client.delete_bucket_lifecycle(Bucket="aging")
+    assert code_of(client.get_bucket_lifecycle_configuration, Bucket="aging") == (
+        "NoSuchLifecycleConfiguration"
+    )

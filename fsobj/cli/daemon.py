@@ -19,6 +19,9 @@ import trio_asyncio
 
 from fsobj.metadata.cache import DEFAULT_CAPACITY
 from fsobj.metadata.store import Sharing
+from fsobj.refusals import Refused
+from fsobj.service import lifecycle
+from fsobj.service.objects import ObjectService
 from fsobj.service.store import Store, open_store, single_error, store_is_free
 from fsobj.service.uploads import ABANDONED_UPLOAD
 
@@ -69,6 +72,7 @@ class MountOptions:
     # and how long after this process stops its heartbeat its session lapses.
     metadata_seconds: float = 1.0
     session_seconds: float = 60.0
+    lifecycle_day: float = lifecycle.DAY  # seconds in a day of lifecycle rules (tests: 1)
 
     @property
     def sharing(self) -> Sharing:
@@ -86,6 +90,7 @@ class MountOptions:
             f"--abandon-uploads-after={self.upload_days}",
             f"--metadata-timeout={self.metadata_seconds}",
             f"--session-timeout={self.session_seconds}",
+            f"--lifecycle-day={self.lifecycle_day}",
         ]
 
 
@@ -167,6 +172,8 @@ async def _start_services(
     store.service.abandoned_upload = options.upload_days * 86400
     nursery.start_soon(_make_durable_every, store, options.commit_interval)
     nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
+    store.service.lifecycle_day = options.lifecycle_day
+    nursery.start_soon(_apply_lifecycle_every, store, min(3600.0, options.lifecycle_day / 4))
     if store.meta.shared:
         nursery.start_soon(_heartbeat_every, store, options.session_seconds / 3)
     if options.s3:
@@ -246,6 +253,17 @@ async def _collect_garbage_every(store: Store, seconds: float, now: bool) -> Non
         except OSError as error:
             log.warning("garbage collection failed: %s", error)
         await trio.sleep(seconds)
+
+
+async def _apply_lifecycle_every(store: Store, seconds: float) -> None:
+    """Buckets' lifecycle rules, applied a few times a day."""
+    objects = ObjectService(store.service)
+    while True:
+        await trio.sleep(seconds)
+        try:
+            await lifecycle.apply(objects, store.service.lifecycle_day)
+        except (OSError, Refused) as error:
+            log.warning("lifecycle rules could not be applied: %s", error)
 
 
 def start_background(

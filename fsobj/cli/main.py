@@ -24,7 +24,7 @@ from fsobj.iam import policy as iam
 from fsobj.iam.policy import Identity
 from fsobj.metadata.cache import DEFAULT_CAPACITY
 from fsobj.refusals import Refused
-from fsobj.service import backends, fsck
+from fsobj.service import backends, fsck, lifecycle
 from fsobj.service.objects import ObjectService
 from fsobj.service.store import Store, StoreError, default_store, run_offline
 from fsobj.service.uploads import ABANDONED_UPLOAD
@@ -109,6 +109,7 @@ def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
         args.abandon_uploads_after,
         args.metadata_timeout,
         args.session_timeout,
+        args.lifecycle_day,
     )
 
 
@@ -300,6 +301,7 @@ def cmd_gc(args: argparse.Namespace) -> None:
     if args.store:
 
         async def collect(store: Store) -> object:
+            await lifecycle.apply(ObjectService(store.service))
             return await store.service.collect_garbage()
 
         print(run_offline(Path(args.store).expanduser(), collect))
@@ -411,6 +413,13 @@ def upload_option(command: argparse.ArgumentParser) -> None:
         default=ABANDONED_UPLOAD / 86400,
         metavar="DAYS",
         help="gc removes multipart uploads begun longer ago (default: %(default)s)",
+    )
+    command.add_argument(
+        "--lifecycle-day",
+        type=_positive_seconds,
+        default=lifecycle.DAY,
+        metavar="SECONDS",
+        help="how long a day of lifecycle rules lasts (for tests; default: %(default)s)",
     )
 
 

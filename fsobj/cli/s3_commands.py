@@ -98,6 +98,9 @@ def cmd_key(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     store = Path(args.store).expanduser().resolve()
     options = daemon.MountOptions(
-        cache_entries=args.cache_entries, s3=args.s3, upload_days=args.abandon_uploads_after
+        cache_entries=args.cache_entries,
+        s3=args.s3,
+        upload_days=args.abandon_uploads_after,
+        lifecycle_day=args.lifecycle_day,
     )
     daemon.serve_alone(store, options, lambda: print(f"serving S3 at {args.s3}", flush=True))

@@ -52,8 +52,8 @@ from fsobj.fuse.xattr_names import (
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import AclError, Permission, parse_grants
 from fsobj.refusals import Reason, Refused
-from fsobj.service import ROOT_INODE, Entry, names
-from fsobj.service.objects import CONTENT_HEADERS
+from fsobj.service import ROOT_INODE, Entry, lifecycle, names
+from fsobj.service.objects import CONTENT_HEADERS, ObjectService
 
 # The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
 STORED_HEADERS = {f"{SYSTEM_PREFIX}{header}" for header in CONTENT_HEADERS}
@@ -108,6 +108,7 @@ class MetadataAttributes(FuseFrontEnd):
                 return "".join(f"{k} {uid} {secret}\n" for k, secret, uid, _ in keys).encode()
             if text == STATS:
                 return "".join(f"{k} {v}\n" for k, v in self.stats().items()).encode()
+            await lifecycle.apply(ObjectService(self.core), self.core.lifecycle_day)
             return str(await self.core.collect_garbage()).encode()
         if text == ACL:
             await self.core.require(ctx, entry, Permission.READ_ACP)

@@ -113,7 +113,7 @@ class S3App:
 
     def __init__(self, service: ObjectService):
         # built on Request, Response
-        from fsobj.s3 import buckets, multipart, object_acl, objects, tagging
+        from fsobj.s3 import buckets, lifecycle, multipart, object_acl, objects, tagging
 
         self.service = service
         self.core = core = service.core
@@ -122,7 +122,7 @@ class S3App:
         self._secrets_read = time.monotonic()
         on_bucket, on_object = buckets.Handlers(service), objects.Handlers(service)
         on_upload, on_acl = multipart.Handlers(service), object_acl.Handlers(service)
-        on_tags = tagging.Handlers(service)
+        on_tags, on_rules = tagging.Handlers(service), lifecycle.Handlers(service)
         # (method, sub-resources) -> handler, for the service, a bucket and an object
         self._routes: dict[str, dict[tuple[str, frozenset[str]], Handler]] = {
             "service": {("GET", frozenset()): on_bucket.list_buckets},
@@ -139,6 +139,9 @@ class S3App:
                 ("GET", frozenset({"tagging"})): on_tags.get_bucket,
                 ("PUT", frozenset({"tagging"})): on_tags.put_bucket,
                 ("DELETE", frozenset({"tagging"})): on_tags.delete_bucket,
+                ("GET", frozenset({"lifecycle"})): on_rules.get,
+                ("PUT", frozenset({"lifecycle"})): on_rules.put,
+                ("DELETE", frozenset({"lifecycle"})): on_rules.delete,
             },
             "object": {
                 ("GET", frozenset()): on_object.get,

@@ -35,6 +35,7 @@ STATUS = {
     "MethodNotAllowed": 405,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
+    "NoSuchLifecycleConfiguration": 404,
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
     "NotImplemented": 501,

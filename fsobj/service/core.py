@@ -70,6 +70,7 @@ class Service:
         self.watchers: list[Watcher] = []  # the FUSE front end's kernel caches, when mounted
         self.objects.committed = self.attributes_changed
         self.abandoned_upload = ABANDONED_UPLOAD  # seconds: then gc removes an upload
+        self.lifecycle_day = 86_400.0  # seconds in a day of lifecycle rules (lifecycle.py)
         # Each directory's bucket and key prefix length, as of a count of directory moves.
         self._places: dict[int, tuple[int, int, int, float]] = {}
 

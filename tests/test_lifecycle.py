@@ -1,0 +1,61 @@
+"""Lifecycle rules, in-process on both metadata backends: which objects a rule expires
+(prefix, tags, sizes, days or a date), which uploads it aborts, and that disabled rules
+and snapshots are left alone. Over S3 and through `fsobj gc` on a mount: test_s3.py."""
+
+import time
+
+import trio
+from test_core import ROOT, body
+from test_hard_links import both, healthy
+
+from fsobj.service import lifecycle
+from fsobj.service.lifecycle import Rule
+
+__all__ = ["both"]  # the fixture, on both metadata backends
+
+DAY = 0.2  # seconds: a short lifecycle day, as --lifecycle-day sets it
+
+
+async def aged(objects, key: str, data: bytes, days: float, tags: str = "") -> None:
+    metadata = {"fsobj.tagging": tags.encode()} if tags else {}
+    entry = await objects.put(ROOT, "bkt", key, body(data), metadata=metadata)
+    then = time.time_ns() - int(days * DAY * 1e9)
+    await objects.core.change_attributes(entry, mtime_ns=then)
+
+
+async def keys(objects) -> list[str]:
+    return [k.key for k in (await objects.list(ROOT, "bkt")).keys]
+
+
+async def test_rules_expire_what_their_filters_name_once_old_enough(both):
+    ops, objects = both
+    await objects.create_bucket(ROOT, "bkt")
+    rules = [
+        Rule(id="small-tmp", prefix="tmp/", size_less_than=10, expiration_days=2),
+        Rule(id="tagged", tags=[("kind", "log")], size_greater_than=3, expiration_days=1),
+        Rule(id="off", enabled=False, prefix="keep/", expiration_days=1),
+        Rule(id="dated", prefix="old/", expiration_date="2020-01-01T00:00:00.000Z"),
+    ]
+    await lifecycle.set_rules(objects, ROOT, "bkt", rules)
+    assert await lifecycle.rules_of(objects, ROOT, "bkt") == rules
+    await aged(objects, "tmp/small-old", b"x", 3)
+    await aged(objects, "tmp/small-young", b"x", 1)
+    await aged(objects, "tmp/big-old", b"x" * 20, 3)
+    await aged(objects, "a/log-big", b"x" * 5, 3, "kind=log")
+    await aged(objects, "a/log-small", b"x", 3, "kind=log")
+    await aged(objects, "keep/old", b"x", 3)
+    await aged(objects, "old/any", b"x", 0)
+    assert await lifecycle.apply(objects, DAY) == 3
+    assert await keys(objects) == ["a/log-small", "keep/old", "tmp/big-old", "tmp/small-young"]
+    assert await healthy(ops)
+
+
+async def test_uploads_are_aborted_after_their_days(both):
+    _, objects = both
+    await objects.create_bucket(ROOT, "bkt")
+    await lifecycle.set_rules(objects, ROOT, "bkt", [Rule(prefix="up/", abort_upload_days=1)])
+    await objects.create_upload(ROOT, "bkt", "up/big", None, {})
+    await objects.create_upload(ROOT, "bkt", "other/big", None, {})
+    await trio.sleep(DAY * 1.5)
+    assert await lifecycle.apply(objects, DAY) == 1
+    assert [u.key for u in await objects.list_uploads(ROOT, "bkt")] == ["other/big"]
