@@ -628,3 +628,28 @@ def test_lifecycle_rules_expire_objects_and_read_back_as_set(s3):
     assert code_of(client.get_bucket_lifecycle_configuration, Bucket="aging") == (
         "NoSuchLifecycleConfiguration"
     )
+
+
+@pytest.mark.same_on_every_store
+def test_the_daemon_applies_lifecycle_rules_by_itself(tmp_path):
+    from conftest import mounted_at
+    from s3_fixtures import S3Mount, free_port, wait_for_port
+
+    port = free_port()
+    options = ("--s3", f"127.0.0.1:{port}", "--lifecycle-day", "0.4")  # a day: 0.4 s
+    with mounted_at(tmp_path / "store", tmp_path / "fsobj.log", options) as mounted:
+        wait_for_port(port)
+        client = S3Mount(mounted, port).client()
+        client.create_bucket(Bucket="aging")
+        rule = {"ID": "tmp", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled",
+                "Expiration": {"Days": 1}}  # fmt: skip
+        client.put_bucket_lifecycle_configuration(
+            Bucket="aging", LifecycleConfiguration={"Rules": [rule]}
+        )
+        client.put_object(Bucket="aging", Key="tmp/soon-gone", Body=b"x")
+        client.put_object(Bucket="aging", Key="kept", Body=b"x")
+        deadline = time.monotonic() + 30
+        while (mounted.path / "aging" / "tmp" / "soon-gone").exists():
+            assert time.monotonic() < deadline, "the rule was never applied"
+            time.sleep(0.2)
+        assert [o["Key"] for o in client.list_objects_v2(Bucket="aging")["Contents"]] == ["kept"]
