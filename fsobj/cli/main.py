@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from fsobj.cli import daemon
 from fsobj.datastore.cache import DEFAULT_CACHE_BYTES
-from fsobj.fuse import xattr_names
 from fsobj.fuse.errnos import errno_of
 from fsobj.iam import policy as iam
 from fsobj.iam.policy import Identity
@@ -318,57 +317,6 @@ def cmd_stats(args: argparse.Namespace) -> None:
 # -- info -------------------------------------------------------------------------------
 
 
-def cmd_clone(args: argparse.Namespace) -> None:
-    """Copy a tree, an object or a bucket on a mount by metadata alone."""
-    source, destination = Path(args.source).absolute(), Path(args.destination).absolute()
-    mount = source
-    while not os.path.ismount(mount) and mount != mount.parent:
-        mount = mount.parent
-    if daemon.mounted_store(mount) is None:
-        raise CommandError(f"{args.source} is not on an fsobj mount")
-    if not destination.is_relative_to(mount) or destination == mount:
-        raise CommandError(f"{args.destination}: a copy stays on the mount of its source")
-    if os.path.lexists(destination):
-        raise CommandError(f"{args.destination} exists already")
-    relative = source.relative_to(mount).as_posix()
-    value = os.fsencode(relative) + b"\0" + os.fsencode(destination.name)
-    started = time.monotonic()
-    os_call(os.setxattr, destination.parent, xattr_names.CLONE, value)
-    while not os.path.lexists(destination):  # the kernel drops the name's absence just after
-        if time.monotonic() - started > 30:
-            raise CommandError(f"{args.destination} did not appear")
-        time.sleep(0.01)
-    print(f"cloned {args.source} to {args.destination} in {time.monotonic() - started:.2f} s")
-
-
-def cmd_snapshot(args: argparse.Namespace) -> None:
-    """Take, list and remove a bucket's snapshots: read-only buckets `BUCKET.NAME`."""
-    bucket = Path(args.bucket).absolute()
-    if not os.path.ismount(bucket.parent) or daemon.mounted_store(bucket.parent) is None:
-        raise CommandError(f"{args.bucket} is not a bucket of an fsobj mount")
-    if args.action == "ls":
-        for entry in sorted(os.scandir(bucket.parent), key=lambda e: e.name):
-            try:
-                origin = os.getxattr(entry.path, xattr_names.SNAPSHOT_OF)
-            except OSError:
-                continue
-            if origin == os.fsencode(bucket.name):
-                print(entry.name[len(bucket.name) + 1 :], entry.path)
-        return
-    if not args.name:
-        raise CommandError(f"fsobj snapshot {args.action} BUCKET NAME: name the snapshot")
-    snapshot = bucket.parent / f"{bucket.name}.{args.name}"
-    started = time.monotonic()
-    value = f"{args.action} {args.name}".encode()
-    os_call(os.setxattr, bucket, xattr_names.SNAPSHOT, value)
-    while os.path.lexists(snapshot) != (args.action == "create"):  # as the kernel learns
-        if time.monotonic() - started > 30:
-            raise CommandError(f"{snapshot}: the kernel did not learn of it")
-        time.sleep(0.01)
-    done = "took" if args.action == "create" else "removed"
-    print(f"{done} snapshot {snapshot} in {time.monotonic() - started:.2f} s")
-
-
 def cmd_info(args: argparse.Namespace) -> None:
     path = args.path
     st = os_call(os.lstat, path)
@@ -578,28 +526,10 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("mountpoint")
     stats.set_defaults(run=cmd_stats)
 
-    from fsobj.cli import s3_commands  # here: it imports this module
+    from fsobj.cli import s3_commands, trees  # here: they import this module
 
     s3_commands.add(commands, common)
-
-    clone = commands.add_parser(
-        "clone",
-        help="copy a directory tree, an object or a bucket on a mount, sharing every blob",
-        parents=[common],
-    )
-    clone.add_argument("source")
-    clone.add_argument("destination", help="a new name on the same mount")
-    clone.set_defaults(run=cmd_clone)
-
-    snapshot = commands.add_parser(
-        "snapshot",
-        help="take, list or remove a bucket's read-only snapshots (the buckets BUCKET.NAME)",
-        parents=[common],
-    )
-    snapshot.add_argument("action", choices=["create", "ls", "rm"])
-    snapshot.add_argument("bucket", help="the bucket's directory on a mount")
-    snapshot.add_argument("name", nargs="?")
-    snapshot.set_defaults(run=cmd_snapshot)
+    trees.add(commands, common)
 
     info = commands.add_parser(
         "info", help="show an object's id, etag, size and metadata", parents=[common]

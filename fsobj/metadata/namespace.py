@@ -36,12 +36,6 @@ T = TypeVar("T")
 # On a shared store, a lookup in a directory of at most this many entries reads them all.
 SMALL_DIRECTORY = 2048
 
-_LISTED = (
-    "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns,"
-    " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks, rdev,"
-    " file_inode, links FROM entries"
-)
-
 
 class NamespaceStore:
     """The entries of the namespace, in the metadata database (see the module)."""
@@ -339,81 +333,6 @@ class NamespaceStore:
         self._cache.read_all_of(parent)
         return True
 
-    async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
-        """One page of a directory, in inode order, starting after `after_inode`: the
-        cached entries, and for the others what their rows said, for their attributes
-        (without blob id and checksums, which cost a listing half its time to read).
-        Those are not cached: a listing of a million entries must not push out what is
-        in use (and `current` gives an entry as it is now, should it change after the
-        page was read). On a shared store, what is read is news: whole rows, which renew
-        the cached entries and, while the cache has room, join it (`ls -l` then looks
-        up what the listing read)."""
-        await self._write_all()
-        mark = self._cache.changes
-        rows = await self._run(
-            transactions.select,
-            f"{self._select if self.shared else _LISTED} WHERE parent = ? AND inode > ?"
-            " ORDER BY inode LIMIT ?",
-            (parent, after_inode, limit),
-        )
-        if self.shared:
-            return [self._read_in_listing(row, mark) for row in rows]
-        return [self._listed(row) for row in rows]
-
-    def _read_in_listing(self, row: tuple, mark: int) -> Entry:
-        if self._cache.peek(row[0]) is None and not self._cache.has_room():
-            return Entry(*row)
-        return self._remember(Entry(*row), mark)
-
-    async def children_in_key_order(
-        self, parent: int, after: str, inclusive: bool, limit: int, marked: str
-    ) -> list[tuple[Entry, bool]]:
-        """One page of a directory in S3's key order (Dialect.key_order), from `after` on,
-        for listings over S3, each entry with whether it holds the user metadata item
-        `marked`; like `children`, the entries are not cached."""
-        await self._write_all()
-        columns = _LISTED.removesuffix(" FROM entries")
-        rows = await self._run(
-            transactions.select,
-            f"{columns}, EXISTS (SELECT 1 FROM user_metadata m"
-            " WHERE m.inode = entries.inode AND m.name = ?) FROM entries"
-            f" WHERE parent = ? AND {self._key_order} {'>=' if inclusive else '>'} ?"
-            f" ORDER BY {self._key_order} LIMIT ?",
-            (marked, parent, after, limit),
-        )
-        return [(self._listed(row[:-1]), bool(row[-1])) for row in rows]
-
-    def _listed(self, row: tuple) -> Entry:
-        """An entry of a listing: the cached one if any (every change here updates it),
-        unless another host may have changed it since (then the row, which is newer)."""
-        cached = self._cache.peek(row[0])
-        return cached if cached is not None and self._fresh(cached) else Entry(*row)
-
-    def current(self, entry: Entry) -> Entry:
-        """The entry as it is now: the cached one, which every change updates, if any."""
-        return self._cache.peek(entry.inode) or entry
-
-    async def has_children(self, inode: int) -> bool:
-        await self._write_all()
-        rows = await self._run(
-            transactions.select, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (inode,)
-        )
-        return bool(rows)
-
-    async def subtree_key_bytes(self, inode: int) -> int:
-        """The longest key suffix below `inode`, in UTF-8 bytes (0 for a leaf)."""
-        await self._write_all()
-        rows = await self._run(
-            transactions.select,
-            "WITH RECURSIVE sub(inode, len) AS ("
-            " SELECT CAST(? AS BIGINT), CAST(0 AS BIGINT) UNION ALL"
-            f" SELECT e.inode, sub.len + {self.dialect.octet_length('e.name')} + 1"
-            " FROM entries e JOIN sub ON e.parent = sub.inode)"
-            " SELECT max(len) FROM sub",
-            (inode,),
-        )
-        return rows[0][0] or 0
-
     async def insert(
         self,
         entry: Entry,
@@ -632,74 +551,6 @@ class NamespaceStore:
             changes["unsynced"] = 0
         self._changed(entry, changes, whole_file=False)
         self._cache.renamed(entry, old_parent, old_name)
-
-    async def link(self, entry: Entry, new_parent: int, new_name: str, now_ns: int) -> Entry:
-        """A new name for the file of `entry` (a hard link), in one transaction; returns
-        the new name's entry. The file keeps the inode the kernel knows it by."""
-        self._refuse_if_removing(new_parent)
-        new = Entry(**{name: getattr(entry, name) for name in entry.__slots__})
-        new.inode = await self._new_inode()
-        new.parent, new.name = new_parent, new_name
-        try:
-            file_inode, links = await self._writing(
-                [entry], transactions.link, transactions.rows_of(entry),
-                (new.inode, new_parent, new_name), now_ns,
-            )  # fmt: skip
-        except MissingParent:
-            raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
-        except Conflict:
-            raise Refused(Reason.EXISTS, None, f"{new_name} exists already") from None
-        metadata = self._cache.user_metadata(entry.inode)
-        new.file_inode, new.links, new.ctime_ns = file_inode, links, now_ns
-        self._changed(entry, {"file_inode": file_inode, "links": links, "ctime_ns": now_ns})
-        self._cache.file_named(entry)
-        self._touched(new_parent, now_ns)
-        added = self._cache.add(new)
-        if metadata is not None:
-            self._cache.set_user_metadata(new.inode, dict(metadata))
-        return added
-
-    async def clone(
-        self,
-        top: Entry,
-        place: tuple[int, str],
-        now_ns: int,
-        bucket_owner: int | None,
-        marks: dict[str, bytes | None],
-    ) -> tuple[Entry, int]:
-        """Copy the tree below `top` by metadata alone, in one transaction
-        (`transactions.clone`): the copy shares every blob and is independent from then
-        on. Returns the copy's top entry and how many entries were copied."""
-        new_parent, new_name = place
-        self._refuse_if_removing(new_parent)
-        await self._write_all()  # the rows the copy reads
-        count = await self._run(transactions.subtree_size, top.inode)
-        spare = count // 100 + 16  # for names made below it meanwhile
-        inodes = [await self._new_inode() for _ in range(count + spare)]
-        try:
-            copied = await self._run(
-                transactions.clone, [], top.inode, inodes, place, now_ns, bucket_owner, marks,
-            )  # fmt: skip
-        except MissingParent:
-            raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
-        except Conflict:
-            raise Refused(Reason.EXISTS, None, f"{new_name} exists already") from None
-        self._counted_subdirs({new_parent: 1} if top.is_dir else {})
-        self._touched(new_parent, now_ns)
-        made = await self.get(inodes[0])
-        assert made is not None  # just written, by this process
-        return made, copied
-
-    async def delete_tree(self, top: Entry, now_ns: int) -> list[str]:
-        """Remove the directory `top` and everything below it in one transaction (a
-        snapshot that goes); returns the blobs they named."""
-        await self._write_all()
-        inodes, blobs = await self._run(transactions.delete_tree, top.inode, now_ns)
-        for inode in inodes:
-            self._forget(inode)
-        self._counted_subdirs({top.parent: -1})
-        self._touched(top.parent, now_ns)
-        return blobs
 
     def _one_name_less(self, gone: Entry, now_ns: int) -> None:
         """The cache's side of `transactions.one_name_less`, for the name `gone`."""

@@ -17,15 +17,15 @@ from fsobj.metadata import transactions
 from fsobj.metadata.backend import Database
 from fsobj.metadata.cache import DEFAULT_CAPACITY
 from fsobj.metadata.entries import Bucket, Entry
-from fsobj.metadata.namespace import NamespaceStore
 from fsobj.metadata.sqlite import open_sqlite
+from fsobj.metadata.trees import TreeStore
 
 log = logging.getLogger(__name__)
 
 PINNED_IDS = 64
 
 
-class MetadataStore(NamespaceStore):
+class MetadataStore(TreeStore):
     """Trio-facing interface to the metadata database. Use `open_metadata_store`."""
 
     def __init__(self, db: Database, cache_entries: int = DEFAULT_CAPACITY):

@@ -11,6 +11,7 @@ from typing import Any
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error
 from fsobj.s3.wire import document, parse
+from fsobj.service import tags as tag_sets
 from fsobj.service.objects import ObjectService
 
 XML = {"content-type": "application/xml"}
@@ -32,28 +33,29 @@ class Handlers:
         self.service = service
 
     async def get(self, request: Request) -> Response:
-        tags = await self.service.tags(request.who, request.bucket, request.key)
+        tags = await tag_sets.tags(self.service, request.who, request.bucket, request.key)
         return Response(200, XML, tagging_document(tags))
 
     async def put(self, request: Request) -> Response:
         tags = await tags_of(request)
-        await self.service.set_tags(request.who, request.bucket, request.key, tags)
+        await tag_sets.set_tags(self.service, request.who, request.bucket, request.key, tags)
         return Response(200)
 
     async def delete(self, request: Request) -> Response:
-        await self.service.set_tags(request.who, request.bucket, request.key, None)
+        await tag_sets.set_tags(self.service, request.who, request.bucket, request.key, None)
         return Response(204)
 
     async def get_bucket(self, request: Request) -> Response:
-        tags = await self.service.bucket_tags(request.who, request.bucket)
+        tags = await tag_sets.bucket_tags(self.service, request.who, request.bucket)
         if tags is None:
             raise S3Error("NoSuchTagSet", "the bucket has no tags")
         return Response(200, XML, tagging_document(tags))
 
     async def put_bucket(self, request: Request) -> Response:
-        await self.service.set_bucket_tags(request.who, request.bucket, await tags_of(request))
+        tags = await tags_of(request)
+        await tag_sets.set_bucket_tags(self.service, request.who, request.bucket, tags)
         return Response(204)
 
     async def delete_bucket(self, request: Request) -> Response:
-        await self.service.set_bucket_tags(request.who, request.bucket, None)
+        await tag_sets.set_bucket_tags(self.service, request.who, request.bucket, None)
         return Response(204)

@@ -406,6 +406,12 @@ class Service:
             names.check_user_metadata({**current, name: value})
         await self._meta.set_user_metadata(entry.inode, name, value, entry.file_inode)
 
+    async def set_item(self, entry: Entry, name: str, value: bytes | None) -> None:
+        """Set an item that fsobj keeps beside an entry's user metadata (`fsobj.*`: tags,
+        lifecycle rules), or remove it (None) if it is there."""
+        if value is not None or name in await self._meta.user_metadata(entry.inode):
+            await self.set_user_metadata(entry, name, value)
+
     async def change_attributes(self, entry: Entry, **changes: int | str | None) -> None:
         """Change an entry's attributes (mode, owner, times, content type): the caller
         has checked who may (for FUSE, the kernel)."""

@@ -18,6 +18,7 @@ from typing import Any
 from fsobj.iam.policy import Identity, Permission
 from fsobj.refusals import Reason, Refused
 from fsobj.service import names
+from fsobj.service import tags as tag_sets
 from fsobj.service.objects import ObjectService
 
 log = logging.getLogger(__name__)
@@ -107,12 +108,7 @@ async def set_rules(
 ) -> None:
     """Replace a bucket's rules (None: remove them), for who may change its ACL."""
     entry, _ = await service.bucket(who, bucket, Permission.WRITE_ACP)
-    current = await service.core.user_metadata(entry)
-    if rules is None:
-        if LIFECYCLE in current:
-            await service.core.set_user_metadata(entry, LIFECYCLE, None)
-        return
-    await service.core.set_user_metadata(entry, LIFECYCLE, encode(rules))
+    await service.core.set_item(entry, LIFECYCLE, None if rules is None else encode(rules))
 
 
 async def apply(service: ObjectService, day_seconds: float = DAY) -> int:
@@ -146,7 +142,7 @@ async def _expire(
             entry = listed.entry
             if listed.key.endswith("/") or not rule.expires(entry.mtime_ns, now, day_seconds):
                 continue
-            tags = await service.tags(_ADMIN, bucket, listed.key) if rule.tags else []
+            tags = await tag_sets.tags(service, _ADMIN, bucket, listed.key) if rule.tags else []
             if rule.matches(listed.key, entry.size, tags):
                 expired.append(listed.key)
         if not page.truncated:

@@ -127,47 +127,6 @@ class ObjectService:
         await self.core.change_attributes(entry, mode=mode, ctime_ns=time.time_ns())
         self.core.attributes_changed(entry.kernel_inode)
 
-    async def tags(self, who: Identity, bucket: str, key: str) -> list[tuple[str, str]]:
-        """An object's tags, which `who` may read as its content (GetObjectTagging)."""
-        entry = await self.head(who, bucket, key)
-        stored = (await self.core.user_metadata(entry)).get(names.TAGS)
-        return [] if stored is None else names.parse_tags(stored)
-
-    async def set_tags(
-        self, who: Identity, bucket: str, key: str, tags: list[tuple[str, str]] | None
-    ) -> None:
-        """Replace an object's tags (None: remove them), which `who` may do where it may
-        write the object (PutObjectTagging, DeleteObjectTagging). Its content and version
-        stay: tags are metadata."""
-        entry, acl = await self._existing(who, bucket, key)
-        if entry.kind != "object":
-            raise Refused(Reason.NO_SUCH_KEY, None, f"no object {key!r}")
-        self._require(who, acl, entry, W, bucket)
-        await self._set_tags(entry, tags)
-
-    async def bucket_tags(self, who: Identity, name: str) -> list[tuple[str, str]] | None:
-        """A bucket's tags (None: it has none), for who may read its ACL."""
-        entry, _ = await self.bucket(who, name, Permission.READ_ACP)
-        stored = (await self.core.user_metadata(entry)).get(names.TAGS)
-        return None if stored is None else names.parse_tags(stored)
-
-    async def set_bucket_tags(
-        self, who: Identity, name: str, tags: list[tuple[str, str]] | None
-    ) -> None:
-        """Replace a bucket's tags (None: remove them), for who may change its ACL."""
-        entry, _ = await self.bucket(who, name, Permission.WRITE_ACP)
-        await self._set_tags(entry, tags, most=names.MAX_BUCKET_TAGS)
-
-    async def _set_tags(
-        self, entry: Entry, tags: list[tuple[str, str]] | None, most: int = names.MAX_TAGS
-    ) -> None:
-        current = await self.core.user_metadata(entry)
-        if tags is None:
-            if names.TAGS in current:
-                await self.core.set_user_metadata(entry, names.TAGS, None)
-            return
-        await self.core.set_user_metadata(entry, names.TAGS, names.tag_set(tags, most))
-
     async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
         """A reader of the version of `key` that is current now; it keeps reading that
         version whatever happens to the key meanwhile, until it is closed."""
