@@ -72,6 +72,12 @@ class NamespaceCache:
         """The cached entries of a file's names (hard links)."""
         return [self._entries[inode] for inode in self._names_of_file.get(file_inode, ())]
 
+    def other_names(self, inode: int, file_inode: int | None) -> list[Entry]:
+        """The cached entries of the other names of the file that `inode` names."""
+        if file_inode is None:
+            return []
+        return [other for other in self.names_of_file(file_inode) if other.inode != inode]
+
     def file_named(self, entry: Entry) -> None:
         """`entry` became one of its file's names (its file_inode is set)."""
         if entry.file_inode is not None and entry.inode in self._entries:

@@ -144,11 +144,9 @@ class NamespaceStore:
         cached = self._cache.get(entry.inode)
         self._cache.changed(entry.inode)
         targets = [entry] if cached is None or cached is entry else [entry, cached]
-        if whole_file and entry.file_inode is not None:
-            for other in self._cache.names_of_file(entry.file_inode):
-                if other.inode != entry.inode:
-                    targets.append(other)
-                    self._cache.changed(other.inode)
+        for other in self._cache.other_names(entry.inode, entry.file_inode) if whole_file else []:
+            targets.append(other)
+            self._cache.changed(other.inode)
         for target in targets:
             for name, value in changes.items():
                 setattr(target, name, value)
@@ -554,19 +552,15 @@ class NamespaceStore:
 
     def _one_name_less(self, gone: Entry, now_ns: int) -> None:
         """The cache's side of `transactions.one_name_less`, for the name `gone`."""
-        if gone.file_inode is not None:
-            for other in self._cache.names_of_file(gone.file_inode):
-                if other.inode != gone.inode:
-                    other.links -= 1
-                    other.ctime_ns = now_ns
-                    self._cache.changed(other.inode)
+        for other in self._cache.other_names(gone.inode, gone.file_inode):
+            other.links -= 1
+            other.ctime_ns = now_ns
+            self._cache.changed(other.inode)
 
     def _user_metadata_changed(self, inode: int, file_inode: int | None) -> None:
         """What the file's other names (hard links) cache of its user metadata is old."""
-        if file_inode is not None:
-            for other in self._cache.names_of_file(file_inode):
-                if other.inode != inode:
-                    self._cache.forget_user_metadata(other.inode)
+        for other in self._cache.other_names(inode, file_inode):
+            self._cache.forget_user_metadata(other.inode)
 
     def _counted_subdirs(self, counts: dict[int, int]) -> None:
         """The cache's side of `transactions.count_subdirs`, once its transaction is committed."""
