@@ -400,7 +400,7 @@ class NamespaceStore:
             for name, value in changes.items():
                 setattr(entry, name, value)
             return
-        rows = transactions.rows_of(entry)
+        rows = self._rows_of(entry)
         await self._writing([entry], transactions.update_columns, rows, changes)
         self._changed(entry, changes)
 
@@ -415,7 +415,7 @@ class NamespaceStore:
         results = await self._writing(
             [entry for entry, _ in batch],
             transactions.commit_many,
-            [(transactions.rows_of(entry), commit) for entry, commit in batch],
+            [(self._rows_of(entry), commit) for entry, commit in batch],
             synced,
         )
         for (entry, commit), result in zip(batch, results, strict=True):
@@ -430,9 +430,7 @@ class NamespaceStore:
         """Remove an entry (a directory: see `delete_directory`)."""
         statements = [transactions.touch(entry.parent, now_ns)]
         if entry.inode not in self._unwritten:
-            row = ("inode = ?", (entry.inode,))
-            statements.append(transactions.one_name_less(row, now_ns))
-            statements.append(("DELETE FROM entries WHERE inode = ?", (entry.inode,)))
+            statements += self._unname(entry, now_ns)
         counts = {entry.parent: -1} if entry.is_dir else {}
         statements += transactions.count_subdirs(counts)
         await self._run(transactions.write, statements)
@@ -506,10 +504,7 @@ class NamespaceStore:
         self._refuse_if_removing(new_parent)
         statements: list[tuple[str, tuple]] = []
         if replaced is not None:
-            statements += [
-                transactions.one_name_less(("inode = ?", (replaced.inode,)), now_ns),
-                ("DELETE FROM entries WHERE inode = ?", (replaced.inode,)),
-            ]
+            statements += self._unname(replaced, now_ns)
         durable = ", unsynced = 0" if replaced is not None else ""
         statements.append(
             (
@@ -549,6 +544,17 @@ class NamespaceStore:
             changes["unsynced"] = 0
         self._changed(entry, changes, whole_file=False)
         self._cache.renamed(entry, old_parent, old_name)
+
+    def _rows_of(self, entry: Entry) -> transactions.Rows:
+        return transactions.rows_of(entry.inode, entry.file_inode, self.shared)
+
+    def _unname(self, entry: Entry, now_ns: int) -> list[tuple[str, tuple]]:
+        """The statements that remove an entry's row; a file's other names (hard links)
+        count one name less (which on one host only a linked entry needs)."""
+        gone = ("DELETE FROM entries WHERE inode = ?", (entry.inode,))
+        if entry.file_inode is None and not self.shared:
+            return [gone]
+        return [transactions.one_name_less(("inode = ?", (entry.inode,)), now_ns), gone]
 
     def _one_name_less(self, gone: Entry, now_ns: int) -> None:
         """The cache's side of `transactions.one_name_less`, for the name `gone`."""

@@ -129,8 +129,7 @@ class MetadataStore(TreeStore):
             else:
                 current[name] = value
             return
-        # The file's rows as the database has them (transactions.file_rows).
-        rows = ("inode", inode) if file_inode is None else ("file_inode", file_inode)
+        rows = transactions.rows_of(inode, file_inode, self.shared)
         where, of = transactions.file_rows(rows)
         statement: tuple[str, tuple]
         if value is None:

@@ -109,22 +109,26 @@ def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSE
     return None if previous is None else schema.blob_name(previous)
 
 
-# The rows of one file, as the cache knows it: ("inode", its row) for a file of one name,
-# ("file_inode", the kernel's inode) for the names of a file that has several (hard links),
-# which carry the same content and attributes.
+# The rows of one file, as the cache knows it: ("file_inode", the kernel's inode) for the
+# names of a file that has several (hard links), which carry the same content and
+# attributes; ("inode", its row) for a name alone; ("shared", its row) for a name alone
+# that another host may have linked meanwhile.
 Rows = tuple[str, int]
 
 
-def rows_of(entry: Entry) -> Rows:
-    return ("inode", entry.inode) if entry.file_inode is None else ("file_inode", entry.file_inode)
+def rows_of(inode: int, file_inode: int | None, shared: bool) -> Rows:
+    """The rows of the file that the entry `inode` names. On one host every link is made
+    by this process, so the cache knows them all; on a shared store the database says."""
+    if file_inode is not None:
+        return ("file_inode", file_inode)
+    return ("shared" if shared else "inode", inode)
 
 
 def file_rows(rows: Rows) -> tuple[str, tuple]:
-    """The condition that selects every row of the file, and its parameters: as the
-    database has them, for a name that another host may have linked meanwhile."""
+    """The condition that selects every row of the file, and its parameters."""
     column, inode = rows
-    if column == "file_inode":
-        return "file_inode = ?", (inode,)
+    if column in ("file_inode", "inode"):
+        return f"{column} = ?", (inode,)
     return (
         "inode IN (SELECT CAST(? AS BIGINT) UNION SELECT inode FROM entries"
         " WHERE file_inode = (SELECT file_inode FROM entries WHERE inode = ?))",

@@ -105,7 +105,7 @@ class TreeStore(NamespaceStore):
         new.parent, new.name = new_parent, new_name
         try:
             file_inode, links = await self._writing(
-                [entry], transactions.link, transactions.rows_of(entry),
+                [entry], transactions.link, self._rows_of(entry),
                 (new.inode, new_parent, new_name), now_ns,
             )  # fmt: skip
         except MissingParent:
