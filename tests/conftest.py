@@ -378,3 +378,28 @@ def pg_password(monkeypatch, pg_cluster):
 
     monkeypatch.setenv("PGPASSWORD", PG_PASSWORD)
     return PG_PASSWORD
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def core(request, tmp_path: Path) -> AsyncIterator[tuple[Any, Any]]:
+    """The core and the object service over one store, on each metadata backend, in
+    process (no mount)."""
+    from fsobj.service.objects import ObjectService
+    from fsobj.service.store import open_store
+
+    root = tmp_path / "store"
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_password")
+        database = request.getfixturevalue("pg_cluster").new_database()
+        fsobj_cli("format", "--store", str(root), "--meta", database)
+    async with trio_asyncio.open_loop(), open_store(root) as store:
+        yield store.service, ObjectService(store.service)
+
+
+@pytest.fixture
+def both(core: tuple[Any, Any]) -> tuple[Any, Any]:
+    """The FUSE handlers and the object service over one store, as a mount serving S3."""
+    from fsobj.fuse.operations import Operations
+
+    service, objects = core
+    return Operations(service), objects

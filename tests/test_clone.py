@@ -7,13 +7,11 @@ import os
 
 from test_core import ROOT, body, read
 from test_core import refused as refused_reason
-from test_hard_links import both, healthy
+from test_hard_links import healthy
 from test_operations import bucket, ctx, get, put, put_again, refused
 
 from fsobj.metadata.schema import ROOT_INODE
 from fsobj.refusals import Reason
-
-__all__ = ["both"]  # the fixture, on both metadata backends
 
 CLONE = b"user.fsobj.clone"
 

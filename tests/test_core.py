@@ -10,31 +10,16 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
-import trio_asyncio
-from conftest import fsobj_cli
 
 from fsobj.iam.policy import Grant, Identity, Permission
 from fsobj.metadata import transactions
 from fsobj.refusals import Reason, Refused
 from fsobj.service import ROOT_INODE
-from fsobj.service.core import Service
 from fsobj.service.objects import ObjectService
-from fsobj.service.store import open_store
 
 ROOT = Identity(0, 0, os.getpid())
 ALICE = Identity(1001, 1001, os.getpid())
 BOB = Identity(1002, 1002, os.getpid())
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def core(request, tmp_path) -> AsyncIterator[tuple[Service, ObjectService]]:
-    root = tmp_path / "store"
-    if request.param == "postgresql":
-        request.getfixturevalue("pg_password")
-        database = request.getfixturevalue("pg_cluster").new_database()
-        fsobj_cli("format", "--store", str(root), "--meta", database)
-    async with trio_asyncio.open_loop(), open_store(root) as store:
-        yield store.service, ObjectService(store.service)
 
 
 async def body(*pieces: bytes) -> AsyncIterator[bytes]:

@@ -5,29 +5,13 @@ copy onto one name replaces that name alone. What the kernel and real tools do w
 is in test_posix.py."""
 
 import errno
-from collections.abc import AsyncIterator
 
-import pytest
 import trio_asyncio
-from conftest import fsobj_cli
 from test_core import ROOT, body, read
 from test_operations import bucket, ctx, get, put, put_again, refused
 
 from fsobj.fuse.operations import Operations
-from fsobj.service.objects import ObjectService
 from fsobj.service.store import open_store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def both(request, tmp_path) -> AsyncIterator[tuple[Operations, ObjectService]]:
-    """The FUSE handlers and the object service over one store, as a mount serving S3."""
-    root = tmp_path / "store"
-    if request.param == "postgresql":
-        request.getfixturevalue("pg_password")
-        database = request.getfixturevalue("pg_cluster").new_database()
-        fsobj_cli("format", "--store", str(root), "--meta", database)
-    async with trio_asyncio.open_loop(), open_store(root) as store:
-        yield Operations(store.service), ObjectService(store.service)
 
 
 async def healthy(ops: Operations) -> bool:

@@ -6,12 +6,10 @@ import time
 
 import trio
 from test_core import ROOT, body
-from test_hard_links import both, healthy
+from test_hard_links import healthy
 
 from fsobj.service import lifecycle
 from fsobj.service.lifecycle import Rule
-
-__all__ = ["both"]  # the fixture, on both metadata backends
 
 DAY = 0.2  # seconds: a short lifecycle day, as --lifecycle-day sets it
 
