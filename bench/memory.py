@@ -11,6 +11,7 @@ listing never read them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import DEVNULL
 
@@ -61,6 +63,42 @@ def make_store(store: Path, count: int, bucket_name: str = "big", directory: str
     run_offline(store, fill)
 
 
+@contextlib.contextmanager
+def made_and_mounted(
+    prefix: str, make: Callable[[Path], None]
+) -> Iterator[tuple[Path, Path, float]]:
+    """A store that `make` fills, mounted shared in a new temporary directory: the store,
+    the mount point and the seconds `make` took. Unmounted and removed after, but never
+    removed through a mount that would not unmount."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    store, mountpoint = work / "store", work / "mnt"
+    mountpoint.mkdir()
+    try:
+        started = time.perf_counter()
+        make(store)
+        made = time.perf_counter() - started
+        subprocess.run(
+            [*FSOBJ, "--log-level", "WARNING", "mount", "--store", str(store), str(mountpoint)],
+            check=True,
+            stdout=DEVNULL,
+        )
+        try:
+            yield store, mountpoint, made
+        finally:
+            subprocess.run([*FSOBJ, "umount", str(mountpoint)], check=True)
+    finally:
+        if not os.path.ismount(mountpoint):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def listed(directory: Path) -> int:
+    """How many entries `ls -f` lists in `directory`, `.` and `..` aside."""
+    out = subprocess.run(
+        f"ls -f {directory} | wc -l", shell=True, check=True, capture_output=True, text=True
+    ).stdout
+    return int(out) - 2
+
+
 def daemon_memory(store: Path) -> dict[str, int]:
     """Resident memory now and at its peak, in MiB."""
     pid = int((store / "lock").read_text().split()[0])
@@ -78,46 +116,27 @@ def main() -> None:
     parser.add_argument("--stat", type=int, default=1_000_000, help="objects to stat, at most")
     parser.add_argument("--json", default=str(ROOT / "bench/results/memory.json"))
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="fsobj-memory-"))
-    store, mountpoint = work / "store", work / "mnt"
-    mountpoint.mkdir()
     steps = []
-    try:
+    making = made_and_mounted("fsobj-memory-", lambda store: make_store(store, args.objects))
+    with making as (store, mountpoint, made):
+        steps.append(("make the store", made, None))
+        steps.append(("mounted", 0.0, daemon_memory(store)))
+        directory = mountpoint / "big"
+        stride = max(1, -(-args.objects // args.stat))
+        statted = len(range(0, args.objects, stride))
+        progress(f"stat of {statted} objects, one in {stride}")
         started = time.perf_counter()
-        make_store(store, args.objects)
-        steps.append(("make the store", time.perf_counter() - started, None))
         subprocess.run(
-            [*FSOBJ, "--log-level", "WARNING", "mount", "--store", str(store), str(mountpoint)],
+            [sys.executable, "-c", STAT_SPREAD, str(directory), str(args.objects), str(stride)],
             check=True,
-            stdout=DEVNULL,
         )
-        try:
-            steps.append(("mounted", 0.0, daemon_memory(store)))
-            directory = mountpoint / "big"
-            stride = max(1, -(-args.objects // args.stat))
-            statted = len(range(0, args.objects, stride))
-            progress(f"stat of {statted} objects, one in {stride}")
-            started = time.perf_counter()
-            subprocess.run(
-                [sys.executable, "-c", STAT_SPREAD, str(directory), str(args.objects), str(stride)],
-                check=True,
-            )
-            seconds = time.perf_counter() - started
-            steps.append((f"stat {statted} objects", seconds, daemon_memory(store)))
-            progress(f"listing {args.objects} entries")
-            started = time.perf_counter()
-            listed = subprocess.run(
-                f"ls -f {directory} | wc -l", shell=True, check=True, capture_output=True, text=True
-            ).stdout.strip()
-            assert int(listed) == args.objects + 2, listed
-            steps.append(
-                ("list the directory", time.perf_counter() - started, daemon_memory(store))
-            )
-        finally:
-            subprocess.run([*FSOBJ, "umount", str(mountpoint)], check=True)
-    finally:
-        if not os.path.ismount(mountpoint):  # never remove through a mount still there
-            shutil.rmtree(work, ignore_errors=True)
+        seconds = time.perf_counter() - started
+        steps.append((f"stat {statted} objects", seconds, daemon_memory(store)))
+        progress(f"listing {args.objects} entries")
+        started = time.perf_counter()
+        found = listed(directory)
+        assert found == args.objects, found
+        steps.append(("list the directory", time.perf_counter() - started, daemon_memory(store)))
     progress("")
     peak = max(memory["peak"] for _, _, memory in steps if memory)
     print(f"{args.objects} objects in one directory, shared mount")

@@ -14,6 +14,15 @@ from fsobj.fuse.operations import Operations
 from fsobj.service.store import open_store
 
 
+async def named(ops: Operations, content: bytes, *names: bytes) -> tuple[int, int]:
+    """A bucket with a file of `content` named `a` and `names` besides; its inode."""
+    b = await bucket(ops)
+    inode = await put(ops, b, b"a", content)
+    for name in names:
+        await ops.link(inode, b, name, ctx())
+    return b, inode
+
+
 async def healthy(ops: Operations) -> bool:
     return await ops.core._meta.check() == []
 
@@ -45,10 +54,7 @@ async def test_names_of_one_file_share_inode_content_attributes_and_metadata(bot
 
 async def test_the_last_name_to_go_frees_the_file(both):
     ops, _ = both
-    b = await bucket(ops)
-    inode = await put(ops, b, b"a", b"content")
-    await ops.link(inode, b, b"b", ctx())
-    await ops.link(inode, b, b"c", ctx())
+    b, inode = await named(ops, b"content", b"b", b"c")
     assert (await ops.getattr(inode, ctx())).st_nlink == 3
     await ops.unlink(b, b"a", ctx())  # the name whose row gave the file its inode
     assert (await ops.getattr(inode, ctx())).st_nlink == 2
@@ -96,10 +102,7 @@ async def test_links_outlive_the_mount(tmp_path):
 
 async def test_over_s3_each_name_is_a_key_that_a_put_or_delete_acts_on_alone(both):
     ops, objects = both
-    b = await bucket(ops)
-    inode = await put(ops, b, b"a", b"shared")
-    await ops.link(inode, b, b"b", ctx())
-    await ops.link(inode, b, b"c", ctx())
+    b, inode = await named(ops, b"shared", b"b", b"c")
     assert [k.key for k in (await objects.list(ROOT, "bkt")).keys] == ["a", "b", "c"]
     assert await read(objects, ROOT, "bkt", "c") == b"shared"
 
@@ -121,9 +124,7 @@ async def test_over_s3_each_name_is_a_key_that_a_put_or_delete_acts_on_alone(bot
 
 async def test_a_put_onto_one_name_that_fails_leaves_the_name_to_its_file(both):
     ops, objects = both
-    b = await bucket(ops)
-    inode = await put(ops, b, b"a", b"shared")
-    await ops.link(inode, b, b"b", ctx())
+    b, inode = await named(ops, b"shared", b"b")
     parent = await ops.core.entry(b)
     name = await ops.core.existing(parent, b"b")
     # What a PUT does before its commit, and after a commit that failed (objects.py).
