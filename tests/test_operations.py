@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pyfuse3
 import pytest
+import trio
 import trio_asyncio
 
 from fsobj.fuse.operations import Operations
@@ -219,3 +220,23 @@ def test_replies_the_kernel_gave_up_on_are_not_errors():
         assert AbandonedReplies().filter(other) and other.levelname == "ERROR"
     finally:
         root.setLevel(level)
+
+
+async def test_a_close_that_waited_on_the_writer_it_followed_commits_what_it_holds_now(ops):
+    """Writers in place share the working copy of the first one open. A close that waited
+    while that one committed and closed may hold the working copy itself by then, with
+    another writer's change in it: it commits that change, never drops it. Each round
+    runs the three requests at once, which trio schedules in a different order."""
+    b = await bucket(ops)
+    for round in range(40):
+        inode = await put(ops, b, b"shared-%d.db" % round, b"")
+        first, closer, writer = [
+            (await ops.open(inode, os.O_RDWR, ctx())).fh for _ in range(3)
+        ]
+        await ops.write(first, 0, b"record 0")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ops.release, first)
+            nursery.start_soon(ops.release, closer)
+            nursery.start_soon(ops.write, writer, 8, b"record 1")
+        await ops.release(writer)
+        assert await get(ops, inode) == b"record 0record 1"

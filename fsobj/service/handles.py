@@ -270,9 +270,8 @@ class OpenObjects:
 
     async def release(self, handle: Handle) -> None:
         try:
-            working = self.working(handle)
             # Changes still running (a write of another writer in place) land first.
-            async with working.gate.commit():
+            async with self._working_copy(handle, commit=True) as working:
                 if working.dirty:
                     await self._commit(working, durable=False)
         finally:
@@ -288,9 +287,10 @@ class OpenObjects:
         siblings.discard(handle)
         if self._last_writer.get(inode) is handle:
             del self._last_writer[inode]
-        # Another writer that shares the working copy takes it over (what is left of it:
-        # release committed it), and the version the closing one pinned.
-        heir = next((h for h in siblings if h.follows is handle and h.writable), None)
+        # The next writer to have opened it takes the working copy over (what is left of
+        # it: release committed it), and the version the closing one pinned.
+        heirs = [h for h in siblings if h.follows is handle and h.writable]
+        heir = min(heirs, key=lambda h: h.fh, default=None)
         if heir is not None:
             heir.failed, heir.modified_ns = handle.failed, handle.modified_ns
         for follower in siblings:
@@ -353,24 +353,26 @@ class OpenObjects:
 
     async def write(self, handle: Handle, offset: int, data: bytes) -> int:
         self._check_size(self.working(handle), offset + len(data))
-        async with self._changing(handle) as working:
+        async with self._working_copy(handle) as working:
             staging = await self._staging(working, offset + len(data))
             inline = len(data) <= INLINE_WRITE
             return await self._change(working, inline, staging.write, offset, data)
 
     async def truncate(self, handle: Handle, size: int) -> None:
         self._check_size(self.working(handle), size)
-        async with self._changing(handle) as working:
+        async with self._working_copy(handle) as working:
             staging = await self._staging(working, size)
             await self._change(working, staging.memory is not None, staging.truncate, size)
 
     @contextlib.asynccontextmanager
-    async def _changing(self, handle: Handle) -> AsyncIterator[Handle]:
-        """The working copy that `handle` changes, held open for the change. A writer
-        that waited while the one it follows committed and closed follows its heir."""
+    async def _working_copy(self, handle: Handle, commit: bool = False) -> AsyncIterator[Handle]:
+        """The working copy that `handle` changes, held for a change (or a commit, alone).
+        A handle that waited while the one it follows committed and closed follows its
+        heir, or holds the working copy itself now: what it changes or commits is that
+        one's, never the closed one's (whose staging went with it)."""
         while True:
             working = self.working(handle)
-            async with working.gate.change():
+            async with working.gate.commit() if commit else working.gate.change():
                 if working is handle or working.fh in self._handles:
                     yield working
                     return
@@ -418,8 +420,7 @@ class OpenObjects:
         `durable`, everything committed so far durable (a durability point); with
         `alone` too, only this commit: its blob is synced and its transaction synced by
         itself (3 syncs, where a durability point takes 5)."""
-        handle = self.working(handle)
-        async with handle.gate.commit():
+        async with self._working_copy(handle, commit=True) as handle:
             if handle.dirty or handle.failed is not None:
                 await self._commit(handle, durable, alone)
             elif durable:  # another close committed it meanwhile
