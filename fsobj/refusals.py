@@ -57,6 +57,7 @@ class Reason(enum.Enum):
     OTHER_BUCKET = "in another bucket"
     BAD_TAGS = "not a tag set"
     READ_ONLY = "read-only (a snapshot)"
+    VERSIONED_MOVE = "a directory of a versioned bucket moves key by key"
 
 
 class Refused(Exception):

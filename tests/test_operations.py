@@ -230,9 +230,7 @@ async def test_a_close_that_waited_on_the_writer_it_followed_commits_what_it_hol
     b = await bucket(ops)
     for round in range(40):
         inode = await put(ops, b, b"shared-%d.db" % round, b"")
-        first, closer, writer = [
-            (await ops.open(inode, os.O_RDWR, ctx())).fh for _ in range(3)
-        ]
+        first, closer, writer = [(await ops.open(inode, os.O_RDWR, ctx())).fh for _ in range(3)]
         await ops.write(first, 0, b"record 0")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ops.release, first)

@@ -34,9 +34,11 @@ ERRNO = {
     Reason.NOT_DIRECTORY: errno.ENOTDIR,
     Reason.NOT_SUPPORTED: errno.EOPNOTSUPP,
     Reason.NOT_WRITABLE: errno.EBADF,
-    Reason.OTHER_BUCKET: errno.EXDEV,
+    Reason.OTHER_BUCKET: errno.EXDEV,  # a hard link joins names of one bucket only
     Reason.BAD_TAGS: errno.EINVAL,
-    Reason.READ_ONLY: errno.EROFS,  # a hard link joins names of one bucket only
+    Reason.READ_ONLY: errno.EROFS,
+    # mv then copies and removes each file, which versions keep as S3 would see it.
+    Reason.VERSIONED_MOVE: errno.EXDEV,
 }
 
 

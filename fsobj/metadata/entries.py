@@ -4,7 +4,10 @@ and what a commit changes of an object."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fsobj.metadata.archive import Archive
 
 
 @dataclasses.dataclass(slots=True)
@@ -38,6 +41,8 @@ class Entry:
     # row's own), and how many names the file has.
     file_inode: int | None = None
     links: int = 1
+    # In a versioned bucket: the id of the current version (None: S3's "null" version).
+    version_id: str | None = None
 
     @property
     def kernel_inode(self) -> int:
@@ -66,6 +71,10 @@ class Commit:
     # The group sync that makes a new object's blob durable (Entry.unsynced); 0: durable.
     unsynced: int = 0
     shares_blob: bool = False  # a copy: the blob is its source's, which must still be named
+    # In a versioned bucket: how the version it replaces is kept (metadata.versions), and
+    # so the new version's id; else `version_id` is it (None: "null").
+    archive: Archive | None = None
+    version_id: str | None = None
 
     def attributes(self) -> dict[str, Any]:
         """The entry's attributes that change (user metadata is not one)."""
@@ -78,6 +87,7 @@ class Commit:
             "content_type": self.content_type,
             "ctime_ns": self.ctime_ns,
             "unsynced": self.unsynced,
+            "version_id": self.archive.version_id if self.archive else self.version_id,
         }
         if self.mtime_ns is not None:
             changed["mtime_ns"] = self.mtime_ns

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import trio
 
 from fsobj.metadata import transactions
+from fsobj.metadata.archive import Archive, archived
 from fsobj.metadata.backend import Conflict, Database, MissingParent
 from fsobj.metadata.cache import DEFAULT_CAPACITY, NamespaceCache
 from fsobj.metadata.entries import Commit, Entry
@@ -48,7 +49,7 @@ class NamespaceStore:
             "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns,"
             " mtime_ns, ctime_ns,"
             f" {self.object_id_sql}, size, etag, content_type, target, checksums, unsynced,"
-            " subdirs, blocks, rdev, file_inode, links"
+            " subdirs, blocks, rdev, file_inode, links, version_id"
             " FROM entries LEFT JOIN blob_checksums USING (object_id)"
         )
         self._key_order = db.dialect.key_order()
@@ -426,10 +427,12 @@ class NamespaceStore:
                     self._cache.set_user_metadata(entry.inode, dict(commit.user_metadata))
         return results
 
-    async def delete(self, entry: Entry, now_ns: int) -> None:
-        """Remove an entry (a directory: see `delete_directory`)."""
+    async def delete(self, entry: Entry, now_ns: int, archive: Archive | None = None) -> None:
+        """Remove an entry (a directory: see `delete_directory`); in a versioned bucket
+        its current version is archived and a delete marker made (`archive`)."""
         statements = [transactions.touch(entry.parent, now_ns)]
         if entry.inode not in self._unwritten:
+            statements += archived(archive, now_ns, True) if archive else []
             statements += self._unname(entry, now_ns)
         counts = {entry.parent: -1} if entry.is_dir else {}
         statements += transactions.count_subdirs(counts)
@@ -497,19 +500,31 @@ class NamespaceStore:
         new_name: str,
         now_ns: int,
         replaced: Entry | None,
+        archives: tuple[Archive | None, Archive | None] | None = None,
     ) -> None:
         """Rename atomically, replacing `replaced` (already at the destination) if given.
         To replace, the entry's blob must be durable already (a crash must not trade the
-        replaced object for one whose content was lost): its unsynced mark goes."""
+        replaced object for one whose content was lost): its unsynced mark goes. In a
+        versioned bucket, `archives` (of the old key and the new) says how the move is kept
+        as S3 sees it: the old key deleted (a delete marker), what the new key held
+        archived, and the new key's current version a new one."""
         self._refuse_if_removing(new_parent)
         statements: list[tuple[str, tuple]] = []
+        changes: dict[str, Any] = {"parent": new_parent, "name": new_name, "ctime_ns": now_ns}
+        if archives is not None:
+            old_key, new_key = archives
+            changes["version_id"] = new_key.version_id if new_key else None
+            statements += archived(old_key, now_ns, True) if old_key else []
+            if replaced is not None and new_key is not None:
+                statements += archived(new_key, now_ns, False)
         if replaced is not None:
             statements += self._unname(replaced, now_ns)
-        durable = ", unsynced = 0" if replaced is not None else ""
+            changes["unsynced"] = 0
+        assignments = ", ".join(f"{column} = ?" for column in changes)
         statements.append(
             (
-                f"UPDATE entries SET parent = ?, name = ?, ctime_ns = ?{durable} WHERE inode = ?",
-                (new_parent, new_name, now_ns, entry.inode),
+                f"UPDATE entries SET {assignments} WHERE inode = ?",
+                (*changes.values(), entry.inode),
             )
         )
         statements += [
@@ -539,9 +554,6 @@ class NamespaceStore:
         self._touched(entry.parent, now_ns)
         self._touched(new_parent, now_ns)
         old_parent, old_name = entry.parent, entry.name
-        changes: dict[str, Any] = {"parent": new_parent, "name": new_name, "ctime_ns": now_ns}
-        if replaced is not None:
-            changes["unsynced"] = 0
         self._changed(entry, changes, whole_file=False)
         self._cache.renamed(entry, old_parent, old_name)
 

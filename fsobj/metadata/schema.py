@@ -219,6 +219,58 @@ MIGRATIONS: list[str] = [
     ALTER TABLE entries ADD COLUMN links INTEGER NOT NULL DEFAULT 1;
     CREATE INDEX entries_by_file ON entries (file_inode) WHERE file_inode IS NOT NULL;
     """,
+    # 10: S3 versioning. An object's current version is its entry, with its id (NULL: S3's
+    # "null" version); what a change replaces in a versioned bucket, and delete markers,
+    # are rows of `versions`, by bucket and key (the key as it was then), with their user
+    # metadata. A blob loses its checksums when neither an entry nor a version names it.
+    """
+    ALTER TABLE entries ADD COLUMN version_id TEXT;
+    CREATE TABLE versions (
+        bucket       INTEGER NOT NULL REFERENCES entries (inode) ON DELETE CASCADE,
+        key          TEXT NOT NULL,
+        version_id   TEXT NOT NULL,     -- 'null' for S3's null version
+        until_ns     INTEGER NOT NULL,  -- when it stopped being current; a marker's: made
+        object_id    TEXT,              -- the blob's 16-byte UUID; NULL: a delete marker
+        size         INTEGER NOT NULL DEFAULT 0,
+        etag         TEXT,
+        content_type TEXT,
+        mtime_ns     INTEGER NOT NULL,
+        uid          INTEGER NOT NULL,
+        blocks       INTEGER,
+        PRIMARY KEY (bucket, key, version_id)
+    );
+    CREATE INDEX versions_by_object ON versions (object_id) WHERE object_id IS NOT NULL;
+    CREATE INDEX versions_in_order ON versions (bucket, key, until_ns);
+    CREATE TABLE version_metadata (
+        bucket     INTEGER NOT NULL,
+        key        TEXT NOT NULL,
+        version_id TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        value      BLOB NOT NULL,
+        PRIMARY KEY (bucket, key, version_id, name),
+        FOREIGN KEY (bucket, key, version_id) REFERENCES versions ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    DROP TRIGGER blob_unnamed_by_delete;
+    DROP TRIGGER blob_unnamed_by_update;
+    CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON entries
+    WHEN old.object_id IS NOT NULL BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id)
+        AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = old.object_id);
+    END;
+    CREATE TRIGGER blob_unnamed_by_update AFTER UPDATE OF object_id ON entries
+    WHEN old.object_id IS NOT NULL AND old.object_id IS NOT new.object_id BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id)
+        AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = old.object_id);
+    END;
+    CREATE TRIGGER version_unnamed AFTER DELETE ON versions
+    WHEN old.object_id IS NOT NULL BEGIN
+        DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id)
+        AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = old.object_id);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

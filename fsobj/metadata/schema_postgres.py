@@ -137,6 +137,47 @@ MIGRATIONS: list[str] = [
     ALTER TABLE entries ADD COLUMN links INTEGER NOT NULL DEFAULT 1;
     CREATE INDEX entries_by_file ON entries (file_inode) WHERE file_inode IS NOT NULL;
     """,
+    # 5: S3 versioning (schema.py, 10). Keys compare as UTF-8 bytes, as S3 lists them.
+    """
+    ALTER TABLE entries ADD COLUMN version_id TEXT;
+    CREATE TABLE versions (
+        bucket       BIGINT NOT NULL REFERENCES entries (inode) ON DELETE CASCADE,
+        key          TEXT COLLATE "C" NOT NULL,
+        version_id   TEXT NOT NULL,
+        until_ns     BIGINT NOT NULL,
+        object_id    BYTEA,
+        size         BIGINT NOT NULL DEFAULT 0,
+        etag         TEXT,
+        content_type TEXT,
+        mtime_ns     BIGINT NOT NULL,
+        uid          BIGINT NOT NULL,
+        blocks       BIGINT,
+        PRIMARY KEY (bucket, key, version_id)
+    );
+    CREATE INDEX versions_by_object ON versions (object_id) WHERE object_id IS NOT NULL;
+    CREATE INDEX versions_in_order ON versions (bucket, key, until_ns);
+    CREATE TABLE version_metadata (
+        bucket     BIGINT NOT NULL,
+        key        TEXT COLLATE "C" NOT NULL,
+        version_id TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        value      BYTEA NOT NULL,
+        PRIMARY KEY (bucket, key, version_id, name),
+        FOREIGN KEY (bucket, key, version_id) REFERENCES versions ON DELETE CASCADE
+    );
+    CREATE OR REPLACE FUNCTION blob_unnamed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF OLD.object_id IS NOT NULL
+           AND (TG_OP = 'DELETE' OR OLD.object_id IS DISTINCT FROM NEW.object_id) THEN
+            DELETE FROM blob_checksums WHERE object_id = OLD.object_id
+            AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = OLD.object_id)
+            AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = OLD.object_id);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER version_unnamed AFTER DELETE ON versions
+        FOR EACH ROW EXECUTE FUNCTION blob_unnamed();
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,14 +18,14 @@ from fsobj.metadata.backend import Database
 from fsobj.metadata.cache import DEFAULT_CAPACITY
 from fsobj.metadata.entries import Bucket, Entry
 from fsobj.metadata.sqlite import open_sqlite
-from fsobj.metadata.trees import TreeStore
+from fsobj.metadata.versions import VersionStore
 
 log = logging.getLogger(__name__)
 
 PINNED_IDS = 64
 
 
-class MetadataStore(TreeStore):
+class MetadataStore(VersionStore):
     """Trio-facing interface to the metadata database. Use `open_metadata_store`."""
 
     def __init__(self, db: Database, cache_entries: int = DEFAULT_CAPACITY):

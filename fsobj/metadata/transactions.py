@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fsobj.metadata import schema
+from fsobj.metadata.archive import archived
 from fsobj.metadata.entries import Commit, Entry
 from fsobj.refusals import Reason, Refused
 
@@ -85,16 +86,24 @@ def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSE
         return Refused(Reason.STALE, None, "the object was removed meanwhile (by another host)")
     key = schema.blob_key(commit.object_id)
     if commit.shares_blob:  # it must still be named then, or it may be gone
-        named = conn.execute(
-            f"SELECT 1 FROM entries WHERE object_id = ? AND NOT {where} LIMIT 1"
-            f"{conn.dialect.lock_rows}",
-            (key, *params),
-        ).fetchone()
+        named = (
+            conn.execute(
+                f"SELECT 1 FROM entries WHERE object_id = ? AND NOT {where} LIMIT 1"
+                f"{conn.dialect.lock_rows}",
+                (key, *params),
+            ).fetchone()
+            or conn.execute(  # or a past version (a copy of one)
+                f"SELECT 1 FROM versions WHERE object_id = ? LIMIT 1{conn.dialect.lock_rows}",
+                (key,),
+            ).fetchone()
+        )
         if named is None:
             return Refused(Reason.NO_SUCH_KEY, None, "the source was replaced meanwhile")
     elif not conn.dialect.release_pin(conn, key):
         return OSError(errno.EIO, "this host's session expired during the upload")
     statements: list[tuple[str, tuple]] = []
+    if commit.archive is not None:  # before the row changes: what it replaces is kept
+        statements += archived(commit.archive, commit.ctime_ns, False)
     if commit.user_metadata is not None:  # all of it, replaced with the content
         statements += user_metadata_of(rows, commit.user_metadata)
     if commit.checksums is not None:
@@ -220,7 +229,7 @@ def link(
 ENTRY_COLUMNS = (
     "inode, parent, name, kind, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
     " object_id, size, etag, content_type, target, unsynced, subdirs, blocks, rdev,"
-    " file_inode, links"
+    " file_inode, links, version_id"
 )
 
 
@@ -273,6 +282,7 @@ def clone(
                 "ctime_ns": "?",
                 "file_inode": "NULL",
                 "links": "1",
+                "version_id": "NULL",  # a copy's history starts with it
             }.get(column, f"e.{column}")
             for column in columns
         )
@@ -402,6 +412,7 @@ def unnamed_blobs(conn: Connection, object_ids: list[str]) -> list[str]:
         rows = conn.execute(
             "SELECT id FROM listed_blobs"
             " WHERE NOT EXISTS (SELECT 1 FROM entries WHERE object_id = listed_blobs.id)"
+            " AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = listed_blobs.id)"
             f" AND NOT {conn.dialect.pinned('listed_blobs.id')}"
         ).fetchall()
         conn.execute("DELETE FROM listed_blobs")

@@ -14,7 +14,7 @@ from fsobj.refusals import Reason, Refused
 _LISTED = (
     "SELECT inode, coalesce(parent, 0), name, kind, mode, uid, gid, atime_ns, mtime_ns,"
     " ctime_ns, NULL, size, etag, content_type, target, NULL, unsynced, subdirs, blocks, rdev,"
-    " file_inode, links FROM entries"
+    " file_inode, links, version_id FROM entries"
 )
 
 

@@ -79,6 +79,7 @@ CODE = {
     Reason.OTHER_BUCKET: "InvalidRequest",
     Reason.BAD_TAGS: "InvalidTag",
     Reason.READ_ONLY: "AccessDenied",
+    Reason.VERSIONED_MOVE: "InvalidRequest",
 }
 
 

@@ -8,6 +8,7 @@ made by another (the kernel's caches) it learns as a `Watcher`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -21,7 +22,7 @@ from fsobj.iam import posix_acl
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, Policy
 from fsobj.metadata.store import Entry, MetadataStore
 from fsobj.refusals import Reason, Refused, Where
-from fsobj.service import gc, names
+from fsobj.service import gc, names, versioning
 from fsobj.service.handles import OpenObjects
 from fsobj.service.uploads import ABANDONED_UPLOAD, Uploads
 
@@ -69,6 +70,7 @@ class Service:
         self.objects = OpenObjects(meta, data)
         self.watchers: list[Watcher] = []  # the FUSE front end's kernel caches, when mounted
         self.objects.committed = self.attributes_changed
+        self.objects.archive_of = functools.partial(versioning.archive, self)
         self.abandoned_upload = ABANDONED_UPLOAD  # seconds: then gc removes an upload
         self.lifecycle_day = 86_400.0  # seconds in a day of lifecycle rules (lifecycle.py)
         # Each directory's bucket and key prefix length, as of a count of directory moves.
@@ -290,7 +292,9 @@ class Service:
                 raise Refused(Reason.NOT_EMPTY, new_where, "directory is not empty")
             # A crash must not trade the replaced object for one whose content was lost.
             await self.objects.durability.make_content_durable(entry)
-        await self._meta.move(entry, new_parent.inode, new_name, time.time_ns(), replaced)
+        archives = await versioning.move_archives(self, entry, new_parent, new_name, replaced)
+        now = time.time_ns()
+        await self._meta.move(entry, new_parent.inode, new_name, now, replaced, archives)
         if replaced is not None:
             self.objects.unlinked(replaced)
 
@@ -511,7 +515,7 @@ class Service:
         await self.check_writable(entry)
         if entry.is_dir:
             return await self._meta.delete_directory(entry, time.time_ns())
-        await self._meta.delete(entry, time.time_ns())
+        await self._meta.delete(entry, time.time_ns(), await versioning.archive(self, entry))
         self.objects.unlinked(entry)
         return True
 

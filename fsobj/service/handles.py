@@ -21,12 +21,13 @@ import logging
 import mimetypes
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import trio
 
 from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size, wrong_size
+from fsobj.metadata.archive import Archive
 from fsobj.metadata.entries import Commit, Entry
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
@@ -84,6 +85,10 @@ class Handle:
     gate: Gate = dataclasses.field(default_factory=lambda: Gate())
 
 
+async def _no_archive(entry: Entry) -> Archive | None:
+    return None
+
+
 def guess_content_type(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
@@ -109,6 +114,8 @@ class OpenObjects:
         # Called with an object's inode after each commit (the kernel may cache its
         # attributes, which the commit changed: see Operations).
         self.committed: Callable[[int], None] = lambda inode: None
+        # How a commit to an entry keeps the version it replaces (versioning.archive).
+        self.archive_of: Callable[[Entry], Awaitable[Archive | None]] = _no_archive
         self.reader = VersionReader(data)
 
     def get(self, fh: int) -> Handle:
@@ -262,6 +269,7 @@ class OpenObjects:
             mtime_ns=now,
             user_metadata=metadata,
             shares_blob=True,
+            archive=await self.archive_of(entry),
         )
         previous = await self.group.record(entry, commit)
         self.committed(entry.kernel_inode)
@@ -501,6 +509,7 @@ class OpenObjects:
             # Read once the blob is written: the group sync that covers this generation
             # starts after that.
             unsynced=self.meta.unsynced_generation() if fresh else 0,
+            archive=await self.archive_of(entry),
         )
         if entry.kernel_inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, commit

@@ -1,0 +1,86 @@
+"""The history of keys in versioned buckets (S3 versioning): the versions that changes
+replaced, and delete markers, by bucket and key. An object's current version is its entry
+(with its `version_id`); what a commit, removal or rename replaces in a versioned bucket
+is archived here in the same transaction, so a change and the history it leaves are one.
+Built on `TreeStore`, whose transactions it shares."""
+
+from __future__ import annotations
+
+from fsobj.metadata import transactions
+from fsobj.metadata.archive import PastVersion
+from fsobj.metadata.trees import TreeStore
+
+
+class VersionStore(TreeStore):
+    """The archived versions and delete markers of versioned buckets."""
+
+    def _past(self, row: tuple) -> PastVersion:
+        return PastVersion(*row)
+
+    def _past_columns(self) -> str:
+        return (
+            f"key, version_id, until_ns, {self.dialect.blob_name('v.object_id')}, size, etag,"
+            " content_type, mtime_ns, uid, blocks, c.checksums FROM versions v"
+            " LEFT JOIN blob_checksums c ON c.object_id = v.object_id"
+        )
+
+    async def past_versions(
+        self, bucket: int, prefix: str, after_key: str, limit: int, key: str | None = None
+    ) -> list[PastVersion]:
+        """Archived versions and delete markers of `bucket`: of keys that start with
+        `prefix` and come at or after `after_key` (or of `key` alone), by key in S3's
+        order, the newest of each key first."""
+        if key is not None:
+            where, params = "v.key = ?", (key,)
+        else:
+            # Keys past the prefix's range stop the scan: '\U0010ffff' sorts after any
+            # character a key may hold.
+            where = "v.key >= ? AND v.key >= ? AND v.key < ?"
+            params = (prefix, after_key, prefix + "\U0010ffff")
+        rows = await self._run(
+            transactions.select,
+            f"SELECT {self._past_columns()} WHERE v.bucket = ? AND {where}"
+            " ORDER BY v.key, v.until_ns DESC LIMIT ?",
+            (bucket, *params, limit),
+        )
+        return [self._past(row) for row in rows]
+
+    async def past_version(self, bucket: int, key: str, version_id: str) -> PastVersion | None:
+        rows = await self._run(
+            transactions.select,
+            f"SELECT {self._past_columns()} WHERE v.bucket = ? AND v.key = ? AND v.version_id = ?",
+            (bucket, key, version_id),
+        )
+        return self._past(rows[0]) if rows else None
+
+    async def version_metadata(self, bucket: int, key: str, version_id: str) -> dict[str, bytes]:
+        rows = await self._run(
+            transactions.select,
+            "SELECT name, value FROM version_metadata WHERE bucket = ? AND key = ?"
+            " AND version_id = ?",
+            (bucket, key, version_id),
+        )
+        return {name: bytes(value) for name, value in rows}
+
+    async def remove_version(self, bucket: int, key: str, version_id: str) -> str | None:
+        """Remove an archived version or delete marker for good; returns its blob (which
+        may be named elsewhere still), or None."""
+        found = await self.past_version(bucket, key, version_id)
+        if found is None:
+            return None
+        await self._run(
+            transactions.write,
+            [
+                (
+                    "DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+                    (bucket, key, version_id),
+                )
+            ],
+        )
+        return found.object_id
+
+    async def has_versions(self, bucket: int) -> bool:
+        rows = await self._run(
+            transactions.select, "SELECT 1 FROM versions WHERE bucket = ? LIMIT 1", (bucket,)
+        )
+        return bool(rows)
