@@ -58,6 +58,8 @@ class Reason(enum.Enum):
     BAD_TAGS = "not a tag set"
     READ_ONLY = "read-only (a snapshot)"
     VERSIONED_MOVE = "a directory of a versioned bucket moves key by key"
+    NO_SUCH_VERSION = "no such version"
+    DELETE_MARKER = "a delete marker, which has no content"
 
 
 class Refused(Exception):

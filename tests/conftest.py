@@ -176,7 +176,7 @@ ALSO_ON: dict[str, tuple[str, ...]] = {
     "private": ("test_objects", "test_tools", "test_faults", "test_random_ops"),
     "postgresql": (
         "test_objects", "test_tools", "test_faults", "test_random_ops", "test_posix",
-        "test_posix_acl", "test_durability",
+        "test_posix_acl", "test_durability", "test_versions",
     ),
     "shared": (
         "test_objects", "test_tools", "test_faults", "test_random_ops", "test_posix",

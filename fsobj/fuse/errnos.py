@@ -39,6 +39,8 @@ ERRNO = {
     Reason.READ_ONLY: errno.EROFS,
     # mv then copies and removes each file, which versions keep as S3 would see it.
     Reason.VERSIONED_MOVE: errno.EXDEV,
+    Reason.NO_SUCH_VERSION: errno.ENOENT,
+    Reason.DELETE_MARKER: errno.ENOENT,
 }
 
 

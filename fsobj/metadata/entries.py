@@ -75,6 +75,9 @@ class Commit:
     # so the new version's id; else `version_id` is it (None: "null").
     archive: Archive | None = None
     version_id: str | None = None
+    # A past version (bucket, key, version id) that becomes current again: it leaves the
+    # history in the same transaction.
+    restores: tuple[int, str, str] | None = None
 
     def attributes(self) -> dict[str, Any]:
         """The entry's attributes that change (user metadata is not one)."""

@@ -108,6 +108,13 @@ def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSE
         statements += user_metadata_of(rows, commit.user_metadata)
     if commit.checksums is not None:
         statements.append(record_checksums(key, commit.checksums))
+    if commit.restores is not None:
+        statements.append(
+            (
+                "DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = ?",
+                commit.restores,
+            )
+        )
     row = commit.attributes()
     del row["checksums"]  # a blob's, in blob_checksums
     row["object_id"] = key

@@ -28,14 +28,15 @@ class VersionStore(TreeStore):
         self, bucket: int, prefix: str, after_key: str, limit: int, key: str | None = None
     ) -> list[PastVersion]:
         """Archived versions and delete markers of `bucket`: of keys that start with
-        `prefix` and come at or after `after_key` (or of `key` alone), by key in S3's
-        order, the newest of each key first."""
+        `prefix` and come after `after_key` (or of `key` alone), by key in S3's order,
+        the newest of each key first."""
+        params: tuple[str, ...]
         if key is not None:
             where, params = "v.key = ?", (key,)
         else:
             # Keys past the prefix's range stop the scan: '\U0010ffff' sorts after any
             # character a key may hold.
-            where = "v.key >= ? AND v.key >= ? AND v.key < ?"
+            where = "v.key >= ? AND v.key > ? AND v.key < ?"
             params = (prefix, after_key, prefix + "\U0010ffff")
         rows = await self._run(
             transactions.select,

@@ -53,6 +53,9 @@ PLAIN_PARAMETERS = {
     "prefix",
     "start-after",
     "x-id",
+    "key-marker",
+    "version-id-marker",
+    "versionId",
     "response-cache-control",
     "response-content-disposition",
     "response-content-encoding",
@@ -113,7 +116,15 @@ class S3App:
 
     def __init__(self, service: ObjectService):
         # built on Request, Response
-        from fsobj.s3 import buckets, lifecycle, multipart, object_acl, objects, tagging
+        from fsobj.s3 import (
+            buckets,
+            lifecycle,
+            multipart,
+            object_acl,
+            objects,
+            tagging,
+            versions,
+        )
 
         self.service = service
         self.core = core = service.core
@@ -123,6 +134,7 @@ class S3App:
         on_bucket, on_object = buckets.Handlers(service), objects.Handlers(service)
         on_upload, on_acl = multipart.Handlers(service), object_acl.Handlers(service)
         on_tags, on_rules = tagging.Handlers(service), lifecycle.Handlers(service)
+        on_versions = versions.Handlers(service)
         # (method, sub-resources) -> handler, for the service, a bucket and an object
         self._routes: dict[str, dict[tuple[str, frozenset[str]], Handler]] = {
             "service": {("GET", frozenset()): on_bucket.list_buckets},
@@ -142,6 +154,9 @@ class S3App:
                 ("GET", frozenset({"lifecycle"})): on_rules.get,
                 ("PUT", frozenset({"lifecycle"})): on_rules.put,
                 ("DELETE", frozenset({"lifecycle"})): on_rules.delete,
+                ("GET", frozenset({"versioning"})): on_versions.get,
+                ("PUT", frozenset({"versioning"})): on_versions.put,
+                ("GET", frozenset({"versions"})): on_versions.list,
             },
             "object": {
                 ("GET", frozenset()): on_object.get,

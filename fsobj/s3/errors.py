@@ -38,6 +38,7 @@ STATUS = {
     "NoSuchLifecycleConfiguration": 404,
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
+    "NoSuchVersion": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
@@ -80,6 +81,8 @@ CODE = {
     Reason.BAD_TAGS: "InvalidTag",
     Reason.READ_ONLY: "AccessDenied",
     Reason.VERSIONED_MOVE: "InvalidRequest",
+    Reason.NO_SUCH_VERSION: "NoSuchVersion",
+    Reason.DELETE_MARKER: "MethodNotAllowed",
 }
 
 

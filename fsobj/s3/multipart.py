@@ -9,6 +9,7 @@ from typing import Any
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error
 from fsobj.s3.objects import copy_conditions, copy_source, user_metadata
+from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, iso_time, parse, quoted
 from fsobj.service.objects import ObjectService, etag_of
 
@@ -89,7 +90,7 @@ class Handlers:
             ("Key", request.key),
             ("ETag", quoted(etag_of(entry))),
         )
-        return Response(200, XML, body)
+        return Response(200, XML | await version_header(request, self.service, entry), body)
 
     async def abort(self, request: Request) -> Response:
         await self.service.abort_upload(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from fsobj.refusals import Refused
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error, from_refusal
+from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, http_time, iso_time, parse, parse_http_time, quoted
-from fsobj.service import Entry, names
+from fsobj.service import Entry, names, object_versions
 from fsobj.service.objects import (
     CONTENT_HEADERS,
     ObjectService,
@@ -24,6 +25,7 @@ META = "x-amz-meta-"
 MAX_DELETE_KEYS = 1000
 WHOLE_BODY = 256 * 1024  # content up to this size is read, then sent in one message
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_MARKER = {"x-amz-delete-marker": "true"}
 
 
 class Handlers:
@@ -42,10 +44,11 @@ class Handlers:
             request.headers.get("content-type"),
             metadata,
         )
-        return Response(200, {"etag": quoted(etag_of(entry))})
+        version = await version_header(request, self.service, entry)
+        return Response(200, {"etag": quoted(etag_of(entry)), **version})
 
     async def _copy(self, request: Request) -> Response:
-        source_bucket, source_key = copy_source(request.headers)
+        source_bucket, source_key, source_version = copy_source(request.headers)
         directive = request.headers.get("x-amz-metadata-directive", "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise S3Error("InvalidArgument", "x-amz-metadata-directive is COPY or REPLACE")
@@ -56,8 +59,9 @@ class Handlers:
         if directive == "REPLACE":
             replace = (request.headers.get("content-type"), user_metadata(request.headers))
         if directive != tagging:  # the tags come from where the metadata does not
-            source = await self.service.head(request.who, source_bucket, source_key)
-            stored = await self.service.core.user_metadata(source)
+            source, stored = await self.service.copy_source(
+                request.who, source_bucket, source_key, source_version
+            )
             if replace is None:  # the source's metadata, the request's tags
                 kept = {name: value for name, value in stored.items() if name != names.TAGS}
                 replace = (source.content_type, kept | tags_header(request.headers))
@@ -68,26 +72,47 @@ class Handlers:
         check = copy_conditions(request.headers)
         await request.discard_body()  # a copy has no body of its own
         entry = await self.service.copy(
-            request.who, source_bucket, source_key, request.bucket, request.key, check, replace
+            request.who,
+            (source_bucket, source_key, source_version),
+            request.bucket,
+            request.key,
+            check,
+            replace,
         )
         body = document(
             "CopyObjectResult",
             ("LastModified", iso_time(entry.mtime_ns)),
             ("ETag", quoted(etag_of(entry))),
         )
-        return Response(200, {"content-type": "application/xml"}, body)
+        headers = {"content-type": "application/xml"}
+        headers |= await version_header(request, self.service, entry)
+        if source_version:
+            headers["x-amz-copy-source-version-id"] = source_version
+        return Response(200, headers, body)
 
     async def get(self, request: Request) -> Response:
         """GetObject, and HeadObject (the same answer without its body, and no reader)."""
         head = request.method == "HEAD"
-        if head:
-            entry = await self.service.head(request.who, request.bucket, request.key)
-            reader = None
+        version = request.params.get("versionId")
+        reader: Reader | None = None
+        if version is not None:
+            entry, metadata = await self.service.copy_source(
+                request.who, request.bucket, request.key, version
+            )
+            if not head:
+                reader = await object_versions.open_version(self.service, entry, request.who.uid)
+            version_id = {"x-amz-version-id": version}
         else:
-            reader = await self.service.open_reader(request.who, request.bucket, request.key)
-            entry = reader.entry
+            if head:
+                entry = await self.service.head(request.who, request.bucket, request.key)
+            else:
+                reader = await self.service.open_reader(request.who, request.bucket, request.key)
+                entry = reader.entry
+            metadata = await self.service.core.user_metadata(entry)
+            version_id = await version_header(request, self.service, entry)
         try:
-            response = await self._answer(request, entry, reader)
+            response = await self._answer(request, entry, reader, metadata)
+            response.headers |= version_id
         except BaseException:
             if reader is not None:
                 await reader.close()
@@ -96,7 +121,9 @@ class Handlers:
             await reader.close()  # an answer without content: 304
         return response
 
-    async def _answer(self, request: Request, entry: Entry, reader: Reader | None) -> Response:
+    async def _answer(
+        self, request: Request, entry: Entry, reader: Reader | None, metadata: dict[str, bytes]
+    ) -> Response:
         size = entry.size if entry.kind == "object" else 0
         etag = etag_of(entry)
         headers = {
@@ -105,7 +132,7 @@ class Handlers:
             "accept-ranges": "bytes",
             "content-type": entry.content_type or "application/octet-stream",
         }
-        for name, stored in (await self.service.core.user_metadata(entry)).items():
+        for name, stored in metadata.items():
             if name == names.TAGS:
                 headers["x-amz-tagging-count"] = str(len(names.parse_tags(stored)))
             elif not name.startswith("fsobj."):
@@ -135,27 +162,47 @@ class Handlers:
         return Response(status, headers, _Stream(reader, start, end))
 
     async def delete(self, request: Request) -> Response:
-        await self.service.delete(request.who, request.bucket, request.key)
-        return Response(204)
+        headers = await self._delete(request, request.key, request.params.get("versionId"))
+        return Response(204, headers)
+
+    async def _delete(self, request: Request, key: str, version: str | None) -> dict[str, str]:
+        """Remove a key (in a versioned bucket: a delete marker hides it) or one version
+        of it; what S3 says of it: whether a delete marker was made or removed, its id."""
+        service, who = self.service, request.who
+        if version is not None:
+            marker = await object_versions.delete_version(
+                service, who, request.bucket, key, version
+            )
+            return {"x-amz-version-id": version} | (_MARKER if marker else {})
+        await service.delete(who, request.bucket, key)
+        made = await object_versions.latest_marker(service, who, request.bucket, key)
+        return {} if made is None else {"x-amz-version-id": made} | _MARKER
 
     async def delete_many(self, request: Request) -> Response:
         root = parse(await request.read_xml_body())
-        keys = [node.findtext("Key", "") for node in root.iter("Object")]
+        keys = [
+            (node.findtext("Key", ""), node.findtext("VersionId")) for node in root.iter("Object")
+        ]
         if len(keys) > MAX_DELETE_KEYS:
             raise S3Error("MalformedXML", f"at most {MAX_DELETE_KEYS} keys per request")
         quiet = root.findtext("Quiet", "false").strip().lower() == "true"
         results: list[Any] = []
-        for key in keys:
+        for key, version in keys:
+            named = [("Key", key), ("VersionId", version) if version else None]
             try:
-                await self.service.delete(request.who, request.bucket, key)
+                said = await self._delete(request, key, version)
             except Refused as refusal:
                 error = from_refusal(refusal)
                 results.append(
-                    ("Error", [("Key", key), ("Code", error.code), ("Message", error.message)])
+                    ("Error", [*named, ("Code", error.code), ("Message", error.message)])
                 )
                 continue
             if not quiet:
-                results.append(("Deleted", [("Key", key)]))
+                if said.get("x-amz-delete-marker"):
+                    named += [("DeleteMarker", "true")]
+                    if not version:
+                        named += [("DeleteMarkerVersionId", said["x-amz-version-id"])]
+                results.append(("Deleted", named))
         return Response(
             200, {"content-type": "application/xml"}, document("DeleteResult", *results)
         )
@@ -188,13 +235,15 @@ def tags_header(headers: dict[str, str]) -> dict[str, bytes]:
     return {names.TAGS: names.tag_set(names.parse_tags(header.encode("latin-1")))}
 
 
-def copy_source(headers: dict[str, str]) -> tuple[str, str]:
-    """The bucket and key that `x-amz-copy-source` names."""
-    source = unquote(headers["x-amz-copy-source"]).partition("?")[0].lstrip("/")
-    bucket, _, key = source.partition("/")
+def copy_source(headers: dict[str, str]) -> tuple[str, str, str | None]:
+    """The bucket, key and version (None: the current one) that `x-amz-copy-source`
+    names (BUCKET/KEY, with `?versionId=ID`)."""
+    path, _, query = headers["x-amz-copy-source"].partition("?")
+    bucket, _, key = unquote(path).lstrip("/").partition("/")
     if not key:
         raise S3Error("InvalidArgument", "x-amz-copy-source is not BUCKET/KEY")
-    return bucket, key
+    version = dict(parse_qsl(query)).get("versionId") if query else None
+    return bucket, key, version
 
 
 def copy_conditions(headers: dict[str, str]) -> Callable[[Entry], None]:

@@ -486,7 +486,7 @@ class Service:
         where = (bucket, None)
         if who.uid != acl.owner and not self.iam.is_admin(who):
             self.deny(who, bucket, where, "ownership (only the owner deletes a bucket)")
-        if not await self.remove(bucket):
+        if await self._meta.has_versions(bucket.inode) or not await self.remove(bucket):
             raise Refused(Reason.NOT_EMPTY, where, "bucket is not empty")
         log.info("removed bucket %s", bucket.name)
 
@@ -508,14 +508,16 @@ class Service:
         await self._meta.insert(entry, deferred=True, replacing=replacing)
         return entry
 
-    async def remove(self, entry: Entry) -> bool:
+    async def remove(self, entry: Entry, keep: bool = True) -> bool:
         """Remove an object, or a directory if it is empty (returns whether it was): its
         name goes at once; an object's blob once that is durable and no open file reads
-        it."""
+        it. In a versioned bucket its version is kept (unless not `keep`: one removed by
+        its version id) and a delete marker takes its place."""
         await self.check_writable(entry)
         if entry.is_dir:
             return await self._meta.delete_directory(entry, time.time_ns())
-        await self._meta.delete(entry, time.time_ns(), await versioning.archive(self, entry))
+        archive = await versioning.archive(self, entry) if keep else None
+        await self._meta.delete(entry, time.time_ns(), archive)
         self.objects.unlinked(entry)
         return True
 

@@ -149,10 +149,13 @@ class OpenObjects:
         uid: int = 0,
         in_place: bool | None = None,
         staged: Staging | None = None,
+        past: bool = False,
     ) -> Handle:
         """A new handle. A writer works in place (sharing the working copy) unless it
-        truncates, or `in_place` says otherwise (a new object made without O_TRUNC)."""
-        if self.meta.shared:  # close-to-open: what other hosts closed last opens here
+        truncates, or `in_place` says otherwise (a new object made without O_TRUNC). A
+        `past` version (of a versioned bucket's history) is read as it is: it never
+        changes, and its entry is none of the namespace's."""
+        if self.meta.shared and not past:  # close-to-open: what other hosts closed last
             current = await self.meta.get(entry.kernel_inode, current=True)
             if current is None:  # ESTALE: the kernel looks the path up again, and retries
                 raise Refused(Reason.STALE, (entry, None), "removed by another host")
@@ -250,10 +253,18 @@ class OpenObjects:
         finally:
             await self.release(handle)
 
-    async def share(self, entry: Entry, source: Entry, metadata: dict[str, bytes]) -> None:
+    async def share(
+        self,
+        entry: Entry,
+        source: Entry,
+        metadata: dict[str, bytes],
+        restores: tuple[int, str, str] | None = None,
+    ) -> None:
         """Make `source`'s version `entry`'s too, durably: blobs never change, so a copy
         shares the blob and copies no data (a blob goes when no entry names it), with
-        `metadata` as its user metadata, in one transaction."""
+        `metadata` as its user metadata, in one transaction. `restores` (bucket, key,
+        version id): the source is that past version, which becomes current again, with
+        its id, and leaves the history."""
         assert source.object_id is not None
         await self.durability.make_content_durable(source)
         now = time.time_ns()
@@ -269,7 +280,9 @@ class OpenObjects:
             mtime_ns=now,
             user_metadata=metadata,
             shares_blob=True,
-            archive=await self.archive_of(entry),
+            archive=None if restores else await self.archive_of(entry),
+            version_id=restores[2] if restores else None,
+            restores=restores,
         )
         previous = await self.group.record(entry, commit)
         self.committed(entry.kernel_inode)

@@ -28,7 +28,7 @@ from fsobj.iam.policy import Acl, Grant, Identity, Permission, R, W, X
 from fsobj.metadata.schema import ROOT_INODE
 from fsobj.metadata.store import Bucket, Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names
+from fsobj.service import names, object_versions
 from fsobj.service.handles import MEMORY_STAGING, guess_content_type
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
 from fsobj.service.uploads import MAX_PARTS, MIN_PART, Part, Upload, Uploads, multipart_etag
@@ -127,9 +127,14 @@ class ObjectService:
         await self.core.change_attributes(entry, mode=mode, ctime_ns=time.time_ns())
         self.core.attributes_changed(entry.kernel_inode)
 
-    async def open_reader(self, who: Identity, bucket: str, key: str) -> Reader:
-        """A reader of the version of `key` that is current now; it keeps reading that
-        version whatever happens to the key meanwhile, until it is closed."""
+    async def open_reader(
+        self, who: Identity, bucket: str, key: str, version: str | None = None
+    ) -> Reader:
+        """A reader of the version of `key` that is current now (or of `version`); it
+        keeps reading that version whatever happens to the key meanwhile, until closed."""
+        if version is not None:
+            entry, _ = await self.copy_source(who, bucket, key, version)
+            return await object_versions.open_version(self, entry, who.uid)
         entry = await self.head(who, bucket, key)
         if entry.kind != "object":
             return Reader(self, entry, None)
@@ -194,35 +199,42 @@ class ObjectService:
             raise
         return entry
 
+    async def copy_source(
+        self, who: Identity, bucket: str, key: str, version: str | None
+    ) -> tuple[Entry, dict[str, bytes]]:
+        """The object at `key` (or its `version`) that `who` may read, and its metadata."""
+        if version is not None:
+            return await object_versions.source(self, who, bucket, key, version)
+        entry = await self.head(who, bucket, key)
+        return entry, await self.core.user_metadata(entry)
+
     async def copy(
         self,
         who: Identity,
-        source_bucket: str,
-        source_key: str,
+        source_named: tuple[str, str, str | None],
         bucket: str,
         key: str,
         check: Callable[[Entry], None],
         replace: tuple[str | None, dict[str, bytes]] | None = None,
     ) -> Entry:
-        """Copy an object: the copy shares the source's blob. `check` may refuse after
-        seeing the source (S3's copy-source conditions); `replace` gives the copy its own
-        content type and metadata, else it keeps the source's."""
-        source = await self.head(who, source_bucket, source_key)
+        """Copy an object (bucket, key, version or None): the copy shares its blob.
+        `check` may refuse after seeing the source (S3's copy-source conditions);
+        `replace` gives the copy its own content type and metadata, else it keeps the
+        source's."""
+        source_bucket, source_key, version = source_named
+        source, stored = await self.copy_source(who, source_bucket, source_key, version)
         if source.kind != "object" or source.object_id is None:
             raise Refused(Reason.NO_SUCH_KEY, None, f"no object {source_key!r} to copy")
         check(source)
         if replace is None:
-            content_type, metadata = (
-                source.content_type,
-                await self._meta.user_metadata(source.inode),
-            )
+            content_type, metadata = source.content_type, stored
         else:
             content_type, metadata = replace
         bucket_entry, acl = await self.bucket(who, bucket)
         parts = _key_parts(key)
         if key.endswith("/"):
             raise Refused(Reason.BAD_KEY, None, "a directory marker is not a copy")
-        if (bucket, key) == (source_bucket, source_key) and replace is None:
+        if (bucket, key, version) == (source_bucket, source_key, None) and replace is None:
             raise Refused(Reason.INVALID, None, "a copy onto itself must replace its metadata")
         entry, replaced = await self._target(who, bucket_entry, acl, parts)
         entry.content_type = content_type
@@ -405,12 +417,13 @@ class ObjectService:
         self,
         who: Identity,
         target: tuple[str, str, str, int],
-        source: tuple[str, str],
+        source: tuple[str, str, str | None],
         span: tuple[int, int | None] | None,
         check: Callable[[Entry], None],
     ) -> str:
         """A part copied from (a range of) an object: `target` is (bucket, key, upload id,
-        part number), `source` (bucket, key), `span` the first and last byte or None."""
+        part number), `source` (bucket, key, version or None), `span` the first and last
+        byte or None."""
         reader = await self.open_reader(who, *source)
         try:
             check(reader.entry)

@@ -1,0 +1,314 @@
+"""Versions of objects by name, for the S3 front end: a bucket's versioning state, the
+versions of its keys (current ones are entries, past ones and delete markers are its
+history: metadata/versions.py), reading, copying and removing one by its id.
+
+Who may: a bucket's versioning is set and read by who may change or read its ACL (as its
+tags); a key's versions are listed by who may list the bucket, and read, copied or
+removed by who may read or write the key's current object, or, where the key has none
+now (its latest version is a delete marker), by who may read or write in the bucket."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from fsobj.iam.policy import Acl, Identity, Permission, R, W, X
+from fsobj.metadata.archive import NULL, PastVersion
+from fsobj.metadata.entries import Entry
+from fsobj.refusals import Reason, Refused
+from fsobj.service import objects, versioning
+from fsobj.service.key_listing import PAGE, KeyListing
+
+if TYPE_CHECKING:
+    from fsobj.service.objects import ObjectService
+
+# Past versions are read through handles whose entries are none of the namespace's: they
+# take inodes below zero, which no entry has.
+_past_inodes = itertools.count(-1, -1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Version:
+    """One version of a key as a listing shows it: the current one (an entry) or a past
+    one (or a delete marker)."""
+
+    key: str
+    version_id: str
+    latest: bool
+    entry: Entry | None = None  # the current version
+    past: PastVersion | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class VersionListing:
+    versions: list[Version]
+    prefixes: list[str]
+    truncated: bool
+    next_key: str = ""
+    next_version: str = ""
+
+
+def version_id_of(entry: Entry) -> str:
+    return entry.version_id or NULL
+
+
+async def get_versioning(service: ObjectService, who: Identity, bucket: str) -> str | None:
+    entry, _ = await service.bucket(who, bucket, Permission.READ_ACP)
+    return await versioning.state(service.core, entry)
+
+
+async def set_versioning(service: ObjectService, who: Identity, bucket: str, state: str) -> None:
+    entry, _ = await service.bucket(who, bucket, Permission.WRITE_ACP)
+    await versioning.set_state(service.core, entry, state)
+
+
+async def _current(service: ObjectService, who: Identity, bucket: str, key: str) -> Entry | None:
+    try:
+        return await service.head(who, bucket, key)
+    except Refused as refusal:
+        if refusal.reason is not Reason.NO_SUCH_KEY:
+            raise
+        return None
+
+
+async def find(
+    service: ObjectService, who: Identity, bucket: str, key: str, version_id: str, write: bool
+) -> tuple[Entry | None, PastVersion | None]:
+    """The version `version_id` of `key`: the current object, or a past version (or
+    delete marker), checked for `who` to read (or with `write`, to remove)."""
+    bucket_entry, acl = await service.bucket(who, bucket)
+    parts = objects._key_parts(key)
+    try:
+        current, _ = await service._existing(who, bucket, key)
+    except Refused as refusal:
+        if refusal.reason is not Reason.NO_SUCH_KEY:
+            raise
+        current = None
+    if current is not None and current.kind == "object" and version_id_of(current) == version_id:
+        if write:
+            parent = await service.core.entry(current.parent)
+            service._require(who, acl, parent, W | X, bucket)
+        else:
+            service._require(who, acl, current, R, bucket)
+        return current, None
+    past = await service._meta.past_version(bucket_entry.inode, "/".join(parts), version_id)
+    if past is None:
+        raise Refused(Reason.NO_SUCH_VERSION, None, f"no version {version_id} of {key!r}")
+    if current is not None and current.kind == "object":
+        service._require(who, acl, current, W if write else R, bucket)
+    else:
+        service._require(who, acl, bucket_entry, (W | X) if write else R, bucket)
+    return None, past
+
+
+def past_entry(bucket: Entry, past: PastVersion) -> Entry:
+    """An entry that stands for a past version (to read it, or copy it): none of the
+    namespace's."""
+    return Entry(
+        inode=next(_past_inodes),
+        parent=bucket.inode,
+        name=past.key.rpartition("/")[2],
+        kind="object",
+        mode=0o444,
+        uid=past.uid,
+        gid=0,
+        atime_ns=past.mtime_ns,
+        mtime_ns=past.mtime_ns,
+        ctime_ns=past.until_ns,
+        object_id=past.object_id,
+        size=past.size,
+        etag=past.etag,
+        content_type=past.content_type,
+        checksums=past.checksums,
+        blocks=past.blocks,
+        version_id=past.version_id,
+    )
+
+
+async def source(
+    service: ObjectService, who: Identity, bucket: str, key: str, version_id: str
+) -> tuple[Entry, dict[str, bytes]]:
+    """A version to read or copy, and its user metadata; a delete marker is refused as
+    S3 does (MethodNotAllowed)."""
+    current, past = await find(service, who, bucket, key, version_id, write=False)
+    if current is not None:
+        return current, await service.core.user_metadata(current)
+    assert past is not None
+    if past.is_marker:
+        raise Refused(Reason.DELETE_MARKER, None, f"version {version_id} is a delete marker")
+    bucket_entry, _ = await service.bucket(who, bucket)
+    metadata = await service._meta.version_metadata(bucket_entry.inode, past.key, version_id)
+    return past_entry(bucket_entry, past), metadata
+
+
+async def open_version(service: ObjectService, entry: Entry, uid: int) -> objects.Reader:
+    """A reader of `entry` as `source` found it, current or past."""
+    if entry.inode > 0:
+        handle = await service.objects.open(entry, False, False, uid=uid)
+    else:
+        handle = await service.objects.open(entry, False, False, uid=uid, past=True)
+    return objects.Reader(service, entry, handle.fh)
+
+
+async def delete_version(
+    service: ObjectService, who: Identity, bucket: str, key: str, version_id: str
+) -> bool:
+    """Remove one version for good (DeleteObject with a version id); returns whether it
+    was a delete marker. When the latest goes, the newest one left becomes current, as
+    in S3 (removing the delete marker that hid a key brings the key back)."""
+    current, past = await find(service, who, bucket, key, version_id, write=True)
+    bucket_entry, _ = await service.bucket(who, bucket)
+    if current is not None:
+        await service.core.remove(current, keep=False)
+        await service.core.name_changed(await service.core.entry(current.parent), current.name)
+        marker = False
+    else:
+        assert past is not None
+        await service._meta.remove_version(bucket_entry.inode, past.key, version_id)
+        if past.object_id is not None:
+            service.objects.retire(past.object_id)
+        marker = past.is_marker
+    await _bring_back(service, who, bucket_entry, "/".join(objects._key_parts(key)))
+    return marker
+
+
+async def _bring_back(service: ObjectService, who: Identity, bucket: Entry, key: str) -> None:
+    """Make the newest past version of `key` current, if it is no delete marker and the
+    key has no current object."""
+    if await _current(service, who, bucket.name, key) is not None:
+        return
+    newest = await service._meta.past_versions(bucket.inode, "", "", 1, key=key)
+    if not newest or newest[0].is_marker:
+        return
+    past = newest[0]
+    metadata = await service._meta.version_metadata(bucket.inode, key, past.version_id)
+    entry, _ = await service._target(
+        who, bucket, await service._meta.acl(bucket.inode), key.split("/")
+    )
+    entry.content_type = past.content_type
+    restored = (bucket.inode, key, past.version_id)
+    await service.objects.share(entry, past_entry(bucket, past), metadata, restored)
+    service.core.attributes_changed(entry.kernel_inode)
+
+
+async def latest_marker(service: ObjectService, who: Identity, bucket: str, key: str) -> str | None:
+    """The id of the delete marker that is `key`'s latest version, if it has one."""
+    entry, _ = await service.bucket(who, bucket)
+    newest = await service._meta.past_versions(entry.inode, "", "", 1, key=key)
+    return newest[0].version_id if newest and newest[0].is_marker else None
+
+
+async def list_versions(
+    service: ObjectService,
+    who: Identity,
+    bucket: str,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    version_marker: str,
+    limit: int,
+) -> VersionListing:
+    """ListObjectVersions: every version of the keys that start with `prefix`, by key in
+    S3's order and the newest of each first, current and past merged, with a delimiter
+    that folds keys into common prefixes; a page starts after `key_marker` (or, with
+    `version_marker`, after that version of it)."""
+    bucket_entry, acl = await service.bucket(who, bucket, Permission.READ)
+    listing = VersionListing([], [], False)
+    folded = key_marker if delimiter and key_marker.endswith(delimiter) else None
+    last: Version | str | None = None
+    async for version in _merged(
+        service, who, bucket_entry, acl, prefix, key_marker, version_marker
+    ):
+        if folded is not None and version.key.startswith(folded):
+            continue  # the common prefix the last page ended with
+        rest = version.key[len(prefix) :]
+        if delimiter and delimiter in rest:
+            common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
+            if common == last:
+                continue
+            item: Version | str = common
+        else:
+            item = version
+        if len(listing.versions) + len(listing.prefixes) == limit:
+            listing.truncated = True
+            if isinstance(last, str):
+                listing.next_key = last
+            elif last is not None:
+                listing.next_key, listing.next_version = last.key, last.version_id
+            break
+        if isinstance(item, str):
+            listing.prefixes.append(item)
+        else:
+            listing.versions.append(item)
+        last = item
+    return listing
+
+
+async def _merged(
+    service: ObjectService,
+    who: Identity,
+    bucket: Entry,
+    acl: Acl,
+    prefix: str,
+    key_marker: str,
+    version_marker: str,
+) -> AsyncIterator[Version]:
+    """Every version of the keys that start with `prefix`, after the markers, in order:
+    the current objects (a key listing) and the history (by key, newest first)."""
+    current = aiter(_current_versions(service, who, bucket, acl, prefix, key_marker))
+    past = aiter(_past_versions(service, bucket, prefix, key_marker, version_marker))
+    c, p = await anext(current, None), await anext(past, None)
+    latest_key = None  # the key whose latest version was listed
+    while c is not None or p is not None:
+        if p is None or (c is not None and c.key <= p.key):
+            assert c is not None
+            yield c
+            latest_key = c.key
+            c = await anext(current, None)
+        else:
+            latest = p.key != latest_key and p.key != key_marker
+            yield dataclasses.replace(p, latest=latest)
+            latest_key = p.key
+            p = await anext(past, None)
+
+
+async def _current_versions(
+    service: ObjectService, who: Identity, bucket: Entry, acl: Acl, prefix: str, after: str
+) -> AsyncIterator[Version]:
+    keys = KeyListing(service._meta, service.iam, who, acl)
+    while True:
+        page = await keys.page(bucket, prefix, "", after, PAGE)
+        for listed in page.keys:
+            if listed.entry.kind == "object":
+                yield Version(listed.key, version_id_of(listed.entry), True, entry=listed.entry)
+        if not page.truncated:
+            return
+        after = page.last
+
+
+async def _past_versions(
+    service: ObjectService, bucket: Entry, prefix: str, key_marker: str, version_marker: str
+) -> AsyncIterator[Version]:
+    meta = service._meta
+    if version_marker and key_marker.startswith(prefix):  # the rest of the marker's key
+        rows = await meta.past_versions(bucket.inode, "", "", PAGE, key=key_marker)
+        ids = [row.version_id for row in rows]
+        start = ids.index(version_marker) + 1 if version_marker in ids else 0
+        for row in rows[start:]:
+            yield Version(row.key, row.version_id, False, past=row)
+    after = key_marker
+    while True:
+        rows = await meta.past_versions(bucket.inode, prefix, after, PAGE)
+        for row in rows:
+            yield Version(row.key, row.version_id, False, past=row)
+        if len(rows) < PAGE:
+            return
+        # A key's versions may span pages: go on after the last one read.
+        last = rows[-1]
+        more = await meta.past_versions(bucket.inode, "", "", 1 << 30, key=last.key)
+        ids = [row.version_id for row in more]
+        for row in more[ids.index(last.version_id) + 1 :]:
+            yield Version(row.key, row.version_id, False, past=row)
+        after = last.key
