@@ -176,5 +176,6 @@ def test_the_aws_command_lists_and_reads_versions(s3, tmp_path):
     old = [v["VersionId"] for v in listed["Versions"] if not v["IsLatest"]]
     assert len(old) == 1
     out = tmp_path / "old"
-    s3.aws("s3api", "get-object", "--bucket", "awsv", "--key", "f", "--version-id", old[0], str(out))
+    where = ("--bucket", "awsv", "--key", "f")
+    s3.aws("s3api", "get-object", *where, "--version-id", old[0], str(out))
     assert out.read_bytes() == b"old"
