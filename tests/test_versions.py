@@ -5,6 +5,7 @@ over a file, `rm`) leave in a versioned bucket's history."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -156,6 +157,30 @@ def test_the_mounts_changes_in_a_versioned_bucket_keep_what_they_replace(s3):
         if not marker
     ]
     assert bodies == [b"other", b"final", b"draft", b"bye", b"other"]
+    # The versions on the mount: read-only files named by version id, in a view that
+    # listings never show and no key can be named.
+    view = bucket / ".fsobj-versions"
+    assert ".fsobj-versions" not in os.listdir(bucket)
+    assert sorted(os.listdir(view)) == ["doc", "gone", "other"]
+    contents = [version for _, version, _, marker in rows if not marker]
+    by_id = dict(zip(contents, bodies, strict=True))
+    doc = sorted(version for key, version, _, marker in rows if key == "doc")
+    assert sorted(os.listdir(view / "doc")) == doc
+    for version in doc:
+        assert (view / "doc" / version).read_bytes() == by_id[version]
+        assert os.stat(view / "doc" / version).st_size == len(by_id[version])
+    assert os.listdir(view / "gone") == [v for k, v, _, m in rows if k == "gone" and not m]
+    for refused in (
+        lambda: (view / "doc" / doc[0]).write_bytes(b"x"),
+        lambda: os.unlink(view / "doc" / doc[0]),
+        lambda: os.mkdir(view / "new"),
+    ):
+        try:
+            refused()
+            raise AssertionError("the versions' view was changed")
+        except OSError as error:
+            assert error.errno == errno.EROFS
+    assert code_of(client.put_object, Bucket="onmount", Key=".fsobj-versions/x", Body=b"")
     os.mkdir(bucket / "dir")
     try:  # a directory moves key by key: mv copies, which versions keep as S3 sees it
         os.rename(bucket / "dir", bucket / "moved")

@@ -276,6 +276,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             truncate=bool(flags & os.O_TRUNC),
             process=who.process,
             uid=who.uid,
+            past=self.core.view.is_view(inode),
         )
         return _file_info(handle)
 

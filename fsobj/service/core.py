@@ -25,6 +25,7 @@ from fsobj.refusals import Reason, Refused, Where
 from fsobj.service import gc, names, versioning
 from fsobj.service.handles import OpenObjects
 from fsobj.service.uploads import ABANDONED_UPLOAD, Uploads
+from fsobj.service.version_view import VersionView
 
 log = logging.getLogger("fsobj.service")
 
@@ -71,6 +72,7 @@ class Service:
         self.watchers: list[Watcher] = []  # the FUSE front end's kernel caches, when mounted
         self.objects.committed = self.attributes_changed
         self.objects.archive_of = functools.partial(versioning.archive, self)
+        self.view = VersionView(self)
         self.abandoned_upload = ABANDONED_UPLOAD  # seconds: then gc removes an upload
         self.lifecycle_day = 86_400.0  # seconds in a day of lifecycle rules (lifecycle.py)
         # Each directory's bucket and key prefix length, as of a count of directory moves.
@@ -80,6 +82,8 @@ class Service:
 
     async def entry(self, inode: int) -> Entry:
         """The entry of an inode that exists (ENOENT, or ESTALE on a shared store, if not)."""
+        if self.view.is_view(inode):
+            return await self.view.entry(inode)
         entry = await self._meta.get(inode) or self.objects.orphan(inode)
         if entry is None:
             raise Refused(self.vanished, None, f"inode {inode} no longer exists")
@@ -87,6 +91,9 @@ class Service:
 
     async def children(self, directory: int, after: int, limit: int) -> list[Entry]:
         """A page of a directory: up to `limit` entries with inodes above `after`."""
+        if self.view.is_view(directory):
+            found = await self.view.children(await self.view.entry(directory))
+            return [entry for entry in found if entry.inode > after][:limit]
         return await self._meta.children(directory, after, limit)
 
     def current(self, entry: Entry) -> Entry:
@@ -200,6 +207,10 @@ class Service:
             if refusal.reason is Reason.NAME_TOO_LONG:
                 raise refusal.at((parent, name)) from None
             return None
+        if self.view.is_view(parent.inode):
+            return await self.view.child(parent, text)
+        if parent.kind == "bucket" and text == names.VERSIONS_VIEW:
+            return await self.view.top(parent)
         return await self._meta.lookup(parent.inode, text)
 
     async def existing(self, parent: Entry, name: bytes) -> Entry:
@@ -216,6 +227,8 @@ class Service:
         await self.check_writable(parent, where)
         try:
             name = names.decode_component(raw)
+            if parent.kind == "bucket" and name == names.VERSIONS_VIEW:
+                raise Refused(Reason.BAD_KEY, None, "the name of the versions' view")
             if parent.kind == "root":
                 if what != "dir":
                     raise Refused(
@@ -380,8 +393,10 @@ class Service:
         return len(blobs)
 
     async def check_writable(self, entry: Entry, where: Where | None = None) -> None:
-        """Refuse (READ_ONLY) any change below a snapshot, a read-only bucket; its grants
-        still change, and `fsobj snapshot rm` removes it."""
+        """Refuse (READ_ONLY) any change below a snapshot, a read-only bucket (its grants
+        still change, and `fsobj snapshot rm` removes it), or in the versions' view."""
+        if self.view.is_view(entry.inode):
+            raise Refused(Reason.READ_ONLY, where or (entry, None), "past versions are read-only")
         bucket = await self.bucket_of(entry)
         if bucket is not None and names.SNAPSHOT_OF in await self._meta.user_metadata(bucket.inode):
             raise Refused(Reason.READ_ONLY, where or (entry, None), "a snapshot is read-only")

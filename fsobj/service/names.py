@@ -59,6 +59,9 @@ MAX_BUCKET_TAGS = 50
 # A snapshot is a read-only bucket that says, as this item of its user metadata, which
 # bucket it was taken of.
 SNAPSHOT_OF = "fsobj.snapshot-of"
+# The mount's read-only view of a versioned bucket's past versions, at the top of each
+# bucket (service/version_view.py): a name no key may begin with.
+VERSIONS_VIEW = ".fsobj-versions"
 
 
 def tag_set(pairs: list[tuple[str, str]], most: int = MAX_TAGS) -> bytes:

@@ -20,6 +20,7 @@ from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
 from fsobj.service import objects, versioning
 from fsobj.service.key_listing import PAGE, KeyListing
+from fsobj.service.version_view import entry_of
 
 if TYPE_CHECKING:
     from fsobj.service.objects import ObjectService
@@ -104,27 +105,7 @@ async def find(
 
 
 def past_entry(bucket: Entry, past: PastVersion) -> Entry:
-    """An entry that stands for a past version (to read it, or copy it): none of the
-    namespace's."""
-    return Entry(
-        inode=next(_past_inodes),
-        parent=bucket.inode,
-        name=past.key.rpartition("/")[2],
-        kind="object",
-        mode=0o444,
-        uid=past.uid,
-        gid=0,
-        atime_ns=past.mtime_ns,
-        mtime_ns=past.mtime_ns,
-        ctime_ns=past.until_ns,
-        object_id=past.object_id,
-        size=past.size,
-        etag=past.etag,
-        content_type=past.content_type,
-        checksums=past.checksums,
-        blocks=past.blocks,
-        version_id=past.version_id,
-    )
+    return entry_of(bucket, past, next(_past_inodes))
 
 
 async def source(

@@ -611,6 +611,8 @@ def _key_parts(key: str) -> list[str]:
     and the key space must never disagree). A key ending in `/` names a directory."""
     names.check_key_length(len(_raw(key)))
     parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
+    if parts[0] == names.VERSIONS_VIEW:
+        raise Refused(Reason.BAD_KEY, None, f"{names.VERSIONS_VIEW}/ is the mount's versions")
     for part in parts:
         names.decode_component(_raw(part))
         if part in ("", ".", ".."):
