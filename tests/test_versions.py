@@ -9,6 +9,7 @@ import errno
 import json
 import os
 
+from conftest import fsobj_cli
 from s3_fixtures import code_of
 
 
@@ -204,3 +205,32 @@ def test_the_aws_command_lists_and_reads_versions(s3, tmp_path):
     where = ("--bucket", "awsv", "--key", "f")
     s3.aws("s3api", "get-object", *where, "--version-id", old[0], str(out))
     assert out.read_bytes() == b"old"
+
+
+def test_the_commands_enable_list_and_restore_versions_on_the_mount(mount):
+    bucket = mount / "cmds"
+    bucket.mkdir()
+    assert fsobj_cli("versioning", str(bucket)).stdout.strip() == "never enabled"
+    assert fsobj_cli("versioning", str(bucket), "Enabled").stdout.strip() == "Enabled"
+    notes = bucket / "notes.txt"
+    for text in (b"first", b"second", b"third"):
+        notes.write_bytes(text)
+    listed = fsobj_cli("versions", str(notes)).stdout.splitlines()
+    assert len(listed) == 3 and listed[0].endswith("(current)")
+    ids = [line.split()[0] for line in listed]
+    assert ids[0] == os.getxattr(notes, "user.fsobj.version-id").decode()
+
+    fsobj_cli("restore", str(notes), ids[2])  # the first text, as a new version
+    assert notes.read_bytes() == b"first"
+    assert len(fsobj_cli("versions", str(notes)).stdout.splitlines()) == 4
+
+    notes.unlink()  # a delete marker hides it; its versions stay, and bring it back
+    assert not notes.exists()
+    assert len(fsobj_cli("versions", str(notes)).stdout.splitlines()) == 4
+    fsobj_cli("restore", str(notes), ids[1])
+    assert notes.read_bytes() == b"second"
+    refused = fsobj_cli("restore", str(notes), "0" * 32, check=False)
+    assert refused.returncode != 0 and "No such file" in refused.stderr
+    assert fsobj_cli("versioning", str(bucket), "Suspended").stdout.strip() == "Suspended"
+    notes.write_bytes(b"null")
+    assert os.getxattr(notes, "user.fsobj.version-id") == b"null"

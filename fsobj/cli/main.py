@@ -526,10 +526,11 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("mountpoint")
     stats.set_defaults(run=cmd_stats)
 
-    from fsobj.cli import s3_commands, trees  # here: they import this module
+    from fsobj.cli import s3_commands, trees, versions  # here: they import this module
 
     s3_commands.add(commands, common)
     trees.add(commands, common)
+    versions.add(commands, common)
 
     info = commands.add_parser(
         "info", help="show an object's id, etag, size and metadata", parents=[common]

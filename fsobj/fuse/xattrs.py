@@ -43,16 +43,18 @@ from fsobj.fuse.xattr_names import (
     CONTENT_TYPE,
     GC,
     KEYS,
+    RESTORE,
     SNAPSHOT,
     SNAPSHOT_OF,
     STATS,
     SYSTEM_PREFIX,
     TAGS,
+    VERSIONING,
 )
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import AclError, Permission, parse_grants
 from fsobj.refusals import Reason, Refused
-from fsobj.service import ROOT_INODE, Entry, lifecycle, names
+from fsobj.service import ROOT_INODE, Entry, copies, lifecycle, names, versioning
 from fsobj.service.objects import CONTENT_HEADERS, ObjectService
 
 # The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
@@ -75,6 +77,8 @@ class MetadataAttributes(FuseFrontEnd):
             return key + "/" if entry.is_dir else key
         if field == "acl" and entry.kind == "bucket":
             return (await self.core.grants(entry)).to_text()
+        if name == VERSIONING and entry.kind == "bucket":
+            return await versioning.state(self.core, entry)
         if name == SNAPSHOT_OF and entry.kind == "bucket":
             origin = (await self.core.user_metadata(entry)).get(names.SNAPSHOT_OF)
             return None if origin is None else origin.decode()
@@ -85,6 +89,8 @@ class MetadataAttributes(FuseFrontEnd):
             stored = (await self.core.user_metadata(entry)).get(item)
             return None if stored is None else stored.decode("latin-1")
         fields = {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}
+        if bucket is not None and await versioning.state(self.core, bucket) is not None:
+            fields["version-id"] = versioning.version_id_of(entry)
         return fields.get(field)
 
     def stats(self) -> dict[str, int]:
@@ -157,6 +163,11 @@ class MetadataAttributes(FuseFrontEnd):
             return entry, text
         if text == SNAPSHOT and entry.kind == "bucket":
             return entry, text
+        if text == VERSIONING and entry.kind == "bucket":
+            await self.core.require(ctx, entry, Permission.WRITE_ACP)
+            return entry, text
+        if text == RESTORE and entry.is_dir:
+            return entry, text
         changeable = text in (CONTENT_TYPE, TAGS) or text in STORED_HEADERS
         if text.startswith(SYSTEM_PREFIX) and not changeable:
             raise Refused(Reason.NOT_PERMITTED, where, f"{text} is read-only system metadata")
@@ -183,6 +194,22 @@ class MetadataAttributes(FuseFrontEnd):
             return
         if text == SNAPSHOT:
             await self._snapshot(entry, value, ctx)
+            return
+        if text == VERSIONING:
+            try:
+                await versioning.set_state(self.core, entry, value.decode("ascii", "replace"))
+            except Refused as refusal:
+                raise refusal.at(where) from None
+            return
+        if text == RESTORE:  # NAME, a NUL byte, and the version's id
+            name, _, version = value.partition(b"\0")
+            who = self.core.iam.identify(ctx)
+            try:
+                await versioning.restore(self.core, entry, name, version.decode(), who)
+            except Refused as refusal:
+                raise refusal.at((entry, name)) from None
+            text = name.decode("utf-8", "replace")
+            trio.lowlevel.spawn_system_task(self.kernel.name_changed, entry.inode, text)
             return
         if text == TAGS:
             try:
@@ -243,7 +270,7 @@ class MetadataAttributes(FuseFrontEnd):
         for part in (p for p in source_path.split(b"/") if p):
             source = await self.core.existing(source, part)
         who = self.core.iam.identify(ctx)
-        await self.core.clone(who, source, parent, name)
+        await copies.clone(self.core, who, source, parent, name)
         # The kernel may remember that the name was missing; it holds the directory's lock
         # until this request is answered, so the name is dropped after that.
         text = name.decode("utf-8", "replace")
@@ -257,13 +284,13 @@ class MetadataAttributes(FuseFrontEnd):
         snapshot_name = f"{bucket.name}.{name}"
         who = self.core.iam.identify(ctx)
         if action == "create":
-            await self.core.clone(who, bucket, root, snapshot_name.encode(), snapshot=True)
+            await copies.clone(self.core, who, bucket, root, snapshot_name.encode(), True)
         elif action == "rm":
             snapshot = await self.core.existing(root, snapshot_name.encode())
             origin = (await self.core.user_metadata(snapshot)).get(names.SNAPSHOT_OF)
             if origin != bucket.name.encode():
                 raise Refused(Reason.NO_SUCH_KEY, (bucket, None), f"no snapshot {name}")
-            await self.core.remove_snapshot(who, snapshot)
+            await copies.remove_snapshot(self.core, who, snapshot)
         else:
             raise Refused(Reason.INVALID, (bucket, None), "create NAME or rm NAME")
         trio.lowlevel.spawn_system_task(self.kernel.name_changed, ROOT_INODE, snapshot_name)

@@ -18,7 +18,6 @@ from fsobj.service.object_versions import (
     get_versioning,
     list_versions,
     set_versioning,
-    version_id_of,
 )
 from fsobj.service.objects import ObjectService, etag_of
 
@@ -31,7 +30,7 @@ async def version_header(request: Request, service: ObjectService, entry: Entry)
     bucket, _ = await service.bucket(request.who, request.bucket)
     if await versioning.state(service.core, bucket) is None:
         return {}
-    return {"x-amz-version-id": version_id_of(entry)}
+    return {"x-amz-version-id": versioning.version_id_of(entry)}
 
 
 class Handlers:

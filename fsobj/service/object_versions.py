@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from fsobj.iam.policy import Acl, Identity, Permission, R, W, X
-from fsobj.metadata.archive import NULL, PastVersion
+from fsobj.metadata.archive import PastVersion
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
 from fsobj.service import objects, versioning
 from fsobj.service.key_listing import PAGE, KeyListing
-from fsobj.service.version_view import entry_of
+from fsobj.service.versioning import version_id_of
 
 if TYPE_CHECKING:
     from fsobj.service.objects import ObjectService
@@ -49,10 +49,6 @@ class VersionListing:
     truncated: bool
     next_key: str = ""
     next_version: str = ""
-
-
-def version_id_of(entry: Entry) -> str:
-    return entry.version_id or NULL
 
 
 async def get_versioning(service: ObjectService, who: Identity, bucket: str) -> str | None:
@@ -105,7 +101,7 @@ async def find(
 
 
 def past_entry(bucket: Entry, past: PastVersion) -> Entry:
-    return entry_of(bucket, past, next(_past_inodes))
+    return versioning.entry_of(bucket, past, next(_past_inodes))
 
 
 async def source(

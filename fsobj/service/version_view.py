@@ -128,9 +128,9 @@ class VersionView:
         found = []
         current = await self._current(bucket, key)
         if current is not None:
-            found.append(dataclasses.replace(current, version_id=current.version_id or NULL))
+            found.append(dataclasses.replace(current, version_id=versioning.version_id_of(current)))
         past = await self.core._meta.past_versions(bucket.inode, "", "", ALL, key=key)
-        found += [entry_of(bucket, v) for v in past if not v.is_marker]
+        found += [versioning.entry_of(bucket, v) for v in past if not v.is_marker]
         return found
 
     async def _current(self, bucket: Entry, key: str) -> Entry | None:
@@ -152,15 +152,3 @@ class VersionView:
 
 def _up(path: str) -> str:
     return path.rpartition("/")[0]
-
-
-def entry_of(bucket: Entry, past: PastVersion, inode: int = 0) -> Entry:
-    """An entry that stands for a past version, to read or copy it: none of the
-    namespace's."""
-    return Entry(
-        inode=inode, parent=bucket.inode, name=past.key.rpartition("/")[2], kind="object",
-        mode=0o444, uid=past.uid, gid=bucket.gid, atime_ns=past.mtime_ns,
-        mtime_ns=past.mtime_ns, ctime_ns=past.until_ns, object_id=past.object_id,
-        size=past.size, etag=past.etag, content_type=past.content_type,
-        checksums=past.checksums, blocks=past.blocks, version_id=past.version_id,
-    )  # fmt: skip

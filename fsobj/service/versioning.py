@@ -13,15 +13,22 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from fsobj.metadata.archive import Archive
+from fsobj.iam.policy import Identity
+from fsobj.metadata.archive import NULL, Archive, PastVersion
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
+from fsobj.service import names
 
 if TYPE_CHECKING:
     from fsobj.service.core import Service
 
 VERSIONING = "fsobj.versioning"
 ENABLED, SUSPENDED = "Enabled", "Suspended"
+
+
+def version_id_of(entry: Entry) -> str:
+    """The id of an object's current version ("null": S3's, without versioning)."""
+    return entry.version_id or NULL
 
 
 def new_version_id() -> str:
@@ -78,3 +85,44 @@ async def move_archives(
     moved = dataclasses.replace(entry, parent=new_parent.inode, name=new_name)
     old_key, new_key = await archive(core, entry), await archive(core, replaced or moved)
     return None if old_key is None and new_key is None else (old_key, new_key)
+
+
+async def restore(core: Service, parent: Entry, raw: bytes, version_id: str, who: Identity) -> None:
+    """Make a past version of the key `raw` in `parent` its current one again, as a new
+    version (as S3 restores: a copy of it onto its key), sharing its blob; the key may
+    have been deleted meanwhile (a new object then, `who`'s)."""
+    bucket = await core.bucket_of(parent)
+    if bucket is None:
+        raise Refused(Reason.NOT_PERMITTED, None, "versions live in buckets")
+    name = names.decode_component(raw)
+    key = (await core.path_of(parent)).removeprefix(f"/{bucket.name}").lstrip("/")
+    key = f"{key}/{name}" if key else name
+    past = await core._meta.past_version(bucket.inode, key, version_id)
+    if past is None:
+        raise Refused(Reason.NO_SUCH_VERSION, None, f"no past version {version_id} of {key}")
+    if past.is_marker:
+        raise Refused(Reason.DELETE_MARKER, None, f"version {version_id} is a delete marker")
+    target = await core.child(parent, raw)
+    if target is None:
+        name = await core.new_name(parent, raw, "object")
+        target = await core.new_object(parent, name, 0o644, who.uid, who.gid)
+    elif target.kind != "object":
+        raise Refused(Reason.IS_DIRECTORY, None, f"{key} is not an object now")
+    else:
+        await core.check_writable(target)
+    target.content_type = past.content_type
+    metadata = await core._meta.version_metadata(bucket.inode, key, version_id)
+    await core.objects.share(target, entry_of(bucket, past), metadata)
+    core.attributes_changed(target.kernel_inode)
+
+
+def entry_of(bucket: Entry, past: PastVersion, inode: int = 0) -> Entry:
+    """An entry that stands for a past version, to read or copy it: none of the
+    namespace's."""
+    return Entry(
+        inode=inode, parent=bucket.inode, name=past.key.rpartition("/")[2], kind="object",
+        mode=0o444, uid=past.uid, gid=bucket.gid, atime_ns=past.mtime_ns,
+        mtime_ns=past.mtime_ns, ctime_ns=past.until_ns, object_id=past.object_id,
+        size=past.size, etag=past.etag, content_type=past.content_type,
+        checksums=past.checksums, blocks=past.blocks, version_id=past.version_id,
+    )  # fmt: skip
