@@ -8,7 +8,7 @@ import trio
 from test_core import ROOT, body
 from test_hard_links import healthy
 
-from fsobj.service import lifecycle
+from fsobj.service import lifecycle, object_versions
 from fsobj.service.lifecycle import Rule
 
 DAY = 0.2  # seconds: a short lifecycle day, as --lifecycle-day sets it
@@ -57,3 +57,32 @@ async def test_uploads_are_aborted_after_their_days(both):
     await trio.sleep(DAY * 1.5)
     assert await lifecycle.apply(objects, DAY) == 1
     assert [u.key for u in await objects.list_uploads(ROOT, "bkt")] == ["other/big"]
+
+
+async def versions(objects) -> list[tuple[str, bool]]:
+    listing = await object_versions.list_versions(objects, ROOT, "bkt", "", "", "", "", 1000)
+    return [(v.key, v.past is not None and v.past.is_marker) for v in listing.versions]
+
+
+async def test_past_versions_expire_but_the_newest_and_lone_delete_markers_go(both):
+    ops, objects = both
+    await objects.create_bucket(ROOT, "bkt")
+    await object_versions.set_versioning(objects, ROOT, "bkt", "Enabled")
+    rules = [
+        Rule(id="keep-one", prefix="k", noncurrent_days=1, newer_noncurrent_versions=1),
+        Rule(id="tidy", prefix="gone", noncurrent_days=1, expired_object_delete_marker=True),
+    ]
+    await lifecycle.set_rules(objects, ROOT, "bkt", rules)
+    for data in (b"1", b"2", b"3"):
+        await objects.put(ROOT, "bkt", "k", body(data))
+    await objects.put(ROOT, "bkt", "gone", body(b"x"))
+    await objects.delete(ROOT, "bkt", "gone")
+    assert await lifecycle.apply(objects, DAY) == 0  # nothing is old enough yet
+    await trio.sleep(DAY * 1.5)
+    # k keeps its newest past version; gone loses its past version, then (once it is all
+    # the key has) its delete marker.
+    assert await lifecycle.apply(objects, DAY) == 2
+    assert await versions(objects) == [("gone", True), ("k", False), ("k", False)]
+    assert await lifecycle.apply(objects, DAY) == 1
+    assert await versions(objects) == [("k", False), ("k", False)]
+    assert await healthy(ops)

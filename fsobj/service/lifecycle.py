@@ -1,23 +1,27 @@
-"""Lifecycle rules of buckets (S3's lifecycle configuration): objects that expire, and
-multipart uploads abandoned, after so many days. Kept as the bucket's user metadata
-(`fsobj.lifecycle`, JSON); applied by the daemon in the background and by `fsobj gc`.
+"""Lifecycle rules of buckets (S3's lifecycle configuration): objects that expire (in a
+versioned bucket: a delete marker hides them), past versions removed so many days after
+they stopped being current (but the newest few, if asked), delete markers that hide
+nothing any more, and multipart uploads abandoned, after so many days. Kept as the
+bucket's user metadata (`fsobj.lifecycle`, JSON); applied by the daemon in the background
+and by `fsobj gc`.
 
 A "day" lasts `day_seconds` (86,400; shorter for tests, as Ceph RGW's
-`rgw_lc_debug_interval`). Versions do not exist yet, so rules about noncurrent versions
-and delete markers are kept and shown, and have nothing to act on.
+`rgw_lc_debug_interval`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import time
 from typing import Any
 
 from fsobj.iam.policy import Identity, Permission
+from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names
+from fsobj.service import names, object_versions, versioning
 from fsobj.service import tags as tag_sets
 from fsobj.service.objects import ObjectService
 
@@ -124,6 +128,7 @@ async def apply(service: ObjectService, day_seconds: float = DAY) -> int:
         for rule in decode(metadata[LIFECYCLE]):
             if rule.enabled:
                 removed += await _expire(service, bucket.name, rule, now, day_seconds)
+                removed += await _expire_past(service, entry, rule, now, day_seconds)
                 removed += await _abort_uploads(service, bucket.name, rule, now, day_seconds)
     if removed:
         log.info("lifecycle rules removed %d objects and uploads", removed)
@@ -151,6 +156,43 @@ async def _expire(
     for key in expired:
         await service.delete(_ADMIN, bucket, key)
     return len(expired)
+
+
+async def _expire_past(
+    service: ObjectService, bucket: Entry, rule: Rule, now: int, day_seconds: float
+) -> int:
+    """NoncurrentVersionExpiration and ExpiredObjectDeleteMarker: past versions that
+    stopped being current `noncurrent_days` ago, beyond the `newer_noncurrent_versions`
+    newest; and delete markers that are all a key has left."""
+    if rule.noncurrent_days is None and not rule.expired_object_delete_marker:
+        return 0
+    keep = rule.newer_noncurrent_versions or 0
+    limit = now - (rule.noncurrent_days or 0) * day_seconds * 1e9
+    doomed: list[tuple[str, str]] = []
+    by_key = itertools.groupby(
+        [v async for v in object_versions.past_versions_of(service, bucket, rule.prefix)],
+        key=lambda version: version.key,
+    )
+    for key, group in by_key:
+        versions = [v.past for v in group if v.past is not None]
+        kept = [v for v in versions if not v.is_marker]
+        if rule.noncurrent_days is not None:
+            for past in kept[keep:]:
+                metadata = await service._meta.version_metadata(bucket.inode, key, past.version_id)
+                tags = names.parse_tags(metadata.get(names.TAGS, b""))
+                if past.until_ns < limit and rule.matches(key, past.size, tags):
+                    doomed.append((key, past.version_id))
+        # A marker is all the key has left: no past version, and no current one either.
+        alone = len(versions) == 1 and versions[0].is_marker
+        if (
+            rule.expired_object_delete_marker
+            and alone
+            and await versioning.current_object(service.core, bucket, key) is None
+        ):
+            doomed.append((key, versions[0].version_id))
+    for key, version_id in doomed:
+        await object_versions.delete_version(service, _ADMIN, bucket.name, key, version_id)
+    return len(doomed)
 
 
 async def _abort_uploads(

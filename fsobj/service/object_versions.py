@@ -61,15 +61,6 @@ async def set_versioning(service: ObjectService, who: Identity, bucket: str, sta
     await versioning.set_state(service.core, entry, state)
 
 
-async def _current(service: ObjectService, who: Identity, bucket: str, key: str) -> Entry | None:
-    try:
-        return await service.head(who, bucket, key)
-    except Refused as refusal:
-        if refusal.reason is not Reason.NO_SUCH_KEY:
-            raise
-        return None
-
-
 async def find(
     service: ObjectService, who: Identity, bucket: str, key: str, version_id: str, write: bool
 ) -> tuple[Entry | None, PastVersion | None]:
@@ -154,7 +145,7 @@ async def delete_version(
 async def _bring_back(service: ObjectService, who: Identity, bucket: Entry, key: str) -> None:
     """Make the newest past version of `key` current, if it is no delete marker and the
     key has no current object."""
-    if await _current(service, who, bucket.name, key) is not None:
+    if await versioning.current_object(service.core, bucket, key) is not None:
         return
     newest = await service._meta.past_versions(bucket.inode, "", "", 1, key=key)
     if not newest or newest[0].is_marker:
@@ -235,7 +226,7 @@ async def _merged(
     """Every version of the keys that start with `prefix`, after the markers, in order:
     the current objects (a key listing) and the history (by key, newest first)."""
     current = aiter(_current_versions(service, who, bucket, acl, prefix, key_marker))
-    past = aiter(_past_versions(service, bucket, prefix, key_marker, version_marker))
+    past = aiter(past_versions_of(service, bucket, prefix, key_marker, version_marker))
     c, p = await anext(current, None), await anext(past, None)
     latest_key = None  # the key whose latest version was listed
     while c is not None or p is not None:
@@ -265,9 +256,15 @@ async def _current_versions(
         after = page.last
 
 
-async def _past_versions(
-    service: ObjectService, bucket: Entry, prefix: str, key_marker: str, version_marker: str
+async def past_versions_of(
+    service: ObjectService,
+    bucket: Entry,
+    prefix: str,
+    key_marker: str = "",
+    version_marker: str = "",
 ) -> AsyncIterator[Version]:
+    """The past versions and delete markers of the keys that start with `prefix`, by key
+    and the newest of each first, after the markers (as ListObjectVersions pages)."""
     meta = service._meta
     if version_marker and key_marker.startswith(prefix):  # the rest of the marker's key
         rows = await meta.past_versions(bucket.inode, "", "", PAGE, key=key_marker)

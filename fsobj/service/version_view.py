@@ -126,20 +126,12 @@ class VersionView:
     async def _versions(self, bucket: Entry, key: str) -> list[Entry]:
         """The versions of `key` that have content, as entries, the current one first."""
         found = []
-        current = await self._current(bucket, key)
+        current = await versioning.current_object(self.core, bucket, key)
         if current is not None:
             found.append(dataclasses.replace(current, version_id=versioning.version_id_of(current)))
         past = await self.core._meta.past_versions(bucket.inode, "", "", ALL, key=key)
         found += [versioning.entry_of(bucket, v) for v in past if not v.is_marker]
         return found
-
-    async def _current(self, bucket: Entry, key: str) -> Entry | None:
-        entry: Entry | None = bucket
-        for part in key.split("/"):
-            if entry is None or not entry.is_dir:
-                return None
-            entry = await self.core.child(entry, part.encode())
-        return entry if entry is not None and entry.kind == "object" else None
 
     async def _past(self, bucket: Entry, prefix: str) -> list[PastVersion]:
         return await self.core._meta.past_versions(bucket.inode, prefix, "", ALL)

@@ -126,3 +126,13 @@ def entry_of(bucket: Entry, past: PastVersion, inode: int = 0) -> Entry:
         size=past.size, etag=past.etag, content_type=past.content_type,
         checksums=past.checksums, blocks=past.blocks, version_id=past.version_id,
     )  # fmt: skip
+
+
+async def current_object(core: Service, bucket: Entry, key: str) -> Entry | None:
+    """The object that is `key`'s current version, if there is one (no access checked)."""
+    entry: Entry | None = bucket
+    for part in key.split("/"):
+        if entry is None or not entry.is_dir:
+            return None
+        entry = await core.child(entry, part.encode())
+    return entry if entry is not None and entry.kind == "object" else None
