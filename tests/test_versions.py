@@ -234,3 +234,26 @@ def test_the_commands_enable_list_and_restore_versions_on_the_mount(mount):
     assert fsobj_cli("versioning", str(bucket), "Suspended").stdout.strip() == "Suspended"
     notes.write_bytes(b"null")
     assert os.getxattr(notes, "user.fsobj.version-id") == b"null"
+
+
+def test_gc_keeps_the_blobs_of_past_versions_and_fsck_checks_them(mount):
+    from test_durability import blob_of, damage, fsck
+
+    bucket = mount / "history"
+    bucket.mkdir()
+    fsobj_cli("versioning", str(bucket), "Enabled")
+    for text in (b"one", b"two", b"three"):
+        (bucket / "f").write_bytes(text)
+    view = bucket / ".fsobj-versions" / "f"
+    past = sorted(view.iterdir(), key=lambda p: p.read_bytes())
+    assert [p.read_bytes() for p in past] == [b"one", b"three", b"two"]
+    fsobj_cli("gc", str(mount.path))
+    mount.make_durable()  # the blobs a commit replaced would go now, were they not kept
+    assert [p.read_bytes() for p in past] == [b"one", b"three", b"two"]
+    oldest = blob_of(past[0], mount.store)
+    mount.stop()
+    assert fsck(mount.store, "--verify").returncode == 0
+    damage(oldest, "delete")
+    report = fsck(mount.store)
+    assert report.returncode == 1 and "past version" in report.stdout, report.stdout
+    assert "of key 'f'" in report.stdout and "is missing" in report.stdout

@@ -466,6 +466,8 @@ INVARIANTS = {
     " e.name FROM entries e JOIN entries f ON f.file_inode = e.file_inode AND f.inode < e.inode"
     " WHERE e.object_id IS DISTINCT FROM f.object_id OR e.kind != f.kind OR e.mode != f.mode"
     " OR e.uid != f.uid OR e.gid != f.gid OR e.size != f.size OR e.mtime_ns != f.mtime_ns",
+    "past version of a bucket that is gone": "SELECT v.bucket, v.key FROM versions v"
+    " LEFT JOIN entries b ON b.inode = v.bucket WHERE b.kind IS DISTINCT FROM 'bucket'",
     # Entries may share a blob (a copy over S3 names its source's): a blob is removed only
     # when no entry names it, so sharing is no problem.
 }

@@ -85,3 +85,18 @@ class VersionStore(TreeStore):
             transactions.select, "SELECT 1 FROM versions WHERE bucket = ? LIMIT 1", (bucket,)
         )
         return bool(rows)
+
+    async def every_past_version(
+        self, after: tuple[int, str, str], limit: int
+    ) -> list[tuple[int, PastVersion]]:
+        """A page of every bucket's past versions (delete markers too) with their bucket,
+        in (bucket, key, version id) order after `after`, for checks."""
+        bucket, key, version_id = after
+        rows = await self._run(
+            transactions.select,
+            f"SELECT v.bucket, {self._past_columns()}"
+            " WHERE (v.bucket, v.key, v.version_id) > (?, ?, ?)"
+            " ORDER BY v.bucket, v.key, v.version_id LIMIT ?",
+            (bucket, key, version_id, limit),
+        )
+        return [(row[0], self._past(row[1:])) for row in rows]

@@ -82,6 +82,8 @@ async def check(store: Store, repair: bool = False, verify: bool = False) -> Rep
             data.clear_staging()
             report.repairs.append(f"removed {len(leftovers)} staging leftovers")
 
+    for problem in await _damaged_past_versions(store, verify):
+        report.problems.append(problem)
     damaged = await _damaged_objects(store, verify)
     for entry, why in damaged:
         report.problems.append(f"object {await store.service.path_of(entry)}: {why}")
@@ -121,6 +123,27 @@ async def _damaged_objects(store: Store, verify: bool) -> list[tuple[Entry, str]
         progress.update(done)
     progress.update(progress.total)
     return damaged
+
+
+async def _damaged_past_versions(store: Store, verify: bool) -> list[str]:
+    """Past versions (of versioned buckets) whose blob is missing, resized or corrupt:
+    reported, never removed (their blob may be the last copy of that version)."""
+    problems: list[str] = []
+    after: tuple[int, str, str] = (0, "", "")
+    while page := await store.meta.every_past_version(after, PAGE):
+        for bucket, past in page:
+            if past.object_id is not None:
+                why = await trio.to_thread.run_sync(
+                    store.data.blob_problem, past.object_id, past.size, past.checksums, verify
+                )
+                if why:
+                    problems.append(
+                        f"past version {past.version_id} of key {past.key!r} (bucket inode"
+                        f" {bucket}): blob {past.object_id} {why}"
+                    )
+        last_bucket, last = page[-1]
+        after = (last_bucket, last.key, last.version_id)
+    return problems
 
 
 async def _move_to_lost_and_found(store: Store, entries: list[Entry]) -> int:
