@@ -113,11 +113,14 @@ async def test_a_copy_shares_the_blob_and_a_check_may_refuse_it(core):
     def refuse(entry):
         raise Refused(Reason.INVALID, None, "a condition failed")
 
-    assert await refused(objects.copy(ROOT, "bkt", "src", "bkt", "dst", refuse)) is Reason.INVALID
-    copy = await objects.copy(ROOT, "bkt", "src", "bkt", "dst", lambda entry: None)
+    assert (
+        await refused(objects.copy(ROOT, ("bkt", "src", None), "bkt", "dst", refuse))
+        is Reason.INVALID
+    )
+    copy = await objects.copy(ROOT, ("bkt", "src", None), "bkt", "dst", lambda entry: None)
     assert copy.object_id == source.object_id and copy.inode != source.inode
     assert await read(objects, ROOT, "bkt", "dst") == b"content"
-    onto_itself = objects.copy(ROOT, "bkt", "src", "bkt", "src", lambda entry: None)
+    onto_itself = objects.copy(ROOT, ("bkt", "src", None), "bkt", "src", lambda entry: None)
     assert await refused(onto_itself) is Reason.INVALID
     await objects.delete(ROOT, "bkt", "src")
     assert await read(objects, ROOT, "bkt", "dst") == b"content"  # its blob stays named
@@ -220,7 +223,7 @@ async def test_a_put_and_the_directories_its_key_implies_are_one_transaction(cor
     monkeypatch.setattr(service.objects, "replace", replace)
     await objects.put(ROOT, "bkt", "deep/er/key", body(b"1"))
     assert await names_written() == ["deep", "er", "key"]
-    await objects.copy(ROOT, "bkt", "deep/er/key", "bkt", "copy/key", lambda entry: None)
+    await objects.copy(ROOT, ("bkt", "deep/er/key", None), "bkt", "copy/key", lambda entry: None)
     assert "copy" in await names_written()
     assert [k.key for k in (await objects.list(ROOT, "bkt")).keys] == ["copy/key", "deep/er/key"]
     assert await service._meta.check() == []  # the directories' counts of subdirectories too

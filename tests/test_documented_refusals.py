@@ -114,6 +114,20 @@ CASES: dict[str, Case] = {
         errno_of(lambda: os.chown(b, 1001, -1)),
         errno_of(lambda: os.chown(b, -1, 1001)),
     ],
+    "making `.fsobj-versions` in a bucket (the versions' view)": lambda root, b: [
+        errno_of(lambda: (b / ".fsobj-versions").mkdir()),
+        errno_of(lambda: (b / ".fsobj-versions").write_bytes(b"")),
+    ],
+    "`mv` of a directory in a versioned bucket (so `mv` moves file by file)": lambda root, b: [
+        _versioned(b),
+        errno_of(lambda: (b / "dir").rename(b / "moved")),
+    ][1:],
+    "writing, removing or making anything in `BUCKET/.fsobj-versions/`": lambda root, b: [
+        _versioned(b),
+        errno_of(lambda: (b / ".fsobj-versions" / "new").mkdir()),
+        errno_of(lambda: (b / ".fsobj-versions" / "new").write_bytes(b"x")),
+        errno_of(lambda: (b / ".fsobj-versions").rmdir()),
+    ][1:],
     "renaming a bucket, moving an object or directory to the top level": lambda root, b: [
         errno_of(lambda: b.rename(root / "renamed-bucket")),
         errno_of(lambda: (b / "obj").rename(root / "obj")),
@@ -183,6 +197,10 @@ CASES: dict[str, Case] = {
         errno_of(lambda: os.getxattr(b / "obj", "trusted.t")),
     ],
 }
+
+
+def _versioned(bucket: Path) -> None:
+    os.setxattr(bucket, "user.fsobj.versioning", b"Enabled")
 
 
 def _link_across(root: Path, b: Path) -> list[int]:

@@ -113,7 +113,7 @@ async def test_over_s3_each_name_is_a_key_that_a_put_or_delete_acts_on_alone(bot
     assert await get(ops, b_now.st_ino) == b"replaced"
     assert (await ops.getattr(inode, ctx())).st_nlink == 2
 
-    await objects.copy(ROOT, "bkt", "b", "bkt", "c", lambda source: None)  # so does a copy
+    await objects.copy(ROOT, ("bkt", "b", None), "bkt", "c", lambda source: None)  # so does a copy
     assert await get(ops, (await ops.lookup(b, b"c", ctx())).st_ino) == b"replaced"
     assert (await ops.getattr(inode, ctx())).st_nlink == 1
     await objects.delete(ROOT, "bkt", "a")  # the last name of the first file

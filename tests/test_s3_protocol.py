@@ -137,7 +137,14 @@ def test_bad_requests_get_s3_errors_never_a_server_error(s3):
     client.create_bucket(Bucket="bad-input")
     for method, path, body, expected in [
         ("POST", "/bad-input?delete", b"<Delete><Object><Key>", b"MalformedXML"),
-        ("GET", "/bad-input?versioning", b"", b"NotImplemented"),
+        ("GET", "/bad-input?cors", b"", b"NotImplemented"),
+        (
+            "PUT",
+            "/bad-input?versioning",
+            b"<VersioningConfiguration><Status>On</Status></VersioningConfiguration>",
+            b"MalformedXML",
+        ),
+        ("GET", "/bad-input?versions&max-keys=many", b"", b"InvalidArgument"),
         ("PUT", "/bad-input/k?retention", b"", b"NotImplemented"),
         ("PUT", "/bad-input/k?tagging", b"", b"MalformedXML"),
         ("PATCH", "/bad-input/k", b"", b"NotImplemented"),
