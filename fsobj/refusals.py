@@ -60,6 +60,8 @@ class Reason(enum.Enum):
     VERSIONED_MOVE = "a directory of a versioned bucket moves key by key"
     NO_SUCH_VERSION = "no such version"
     DELETE_MARKER = "a delete marker, which has no content"
+    LOCKED = "protected by object lock"
+    BAD_STATE = "not in the state this needs"
 
 
 class Refused(Exception):

@@ -8,7 +8,7 @@ import trio
 from test_core import ROOT, body
 from test_hard_links import healthy
 
-from fsobj.service import lifecycle, object_versions
+from fsobj.service import lifecycle, names, object_lock, object_versions
 from fsobj.service.lifecycle import Rule
 
 DAY = 0.2  # seconds: a short lifecycle day, as --lifecycle-day sets it
@@ -85,4 +85,23 @@ async def test_past_versions_expire_but_the_newest_and_lone_delete_markers_go(bo
     assert await versions(objects) == [("gone", True), ("k", False), ("k", False)]
     assert await lifecycle.apply(objects, DAY) == 1
     assert await versions(objects) == [("k", False), ("k", False)]
+    assert await healthy(ops)
+
+
+async def test_locked_past_versions_outlast_the_rules(both):
+    ops, objects = both
+    await objects.create_bucket(ROOT, "bkt")
+    await object_versions.set_versioning(objects, ROOT, "bkt", "Enabled")
+    bucket, _ = await objects.bucket(ROOT, "bkt")
+    await object_lock.set_bucket_lock(objects.core, bucket, object_lock.BucketLock())
+    await lifecycle.set_rules(objects, ROOT, "bkt", [Rule(noncurrent_days=1)])
+    retained = object_lock.Retention("COMPLIANCE", time.time_ns() + 3600 * 10**9)
+    locked = {names.RETENTION: retained.text().encode()}
+    await objects.put(ROOT, "bkt", "locked", body(b"1"), metadata=locked)
+    await objects.put(ROOT, "bkt", "locked", body(b"2"))
+    await objects.put(ROOT, "bkt", "free", body(b"1"))
+    await objects.put(ROOT, "bkt", "free", body(b"2"))
+    await trio.sleep(DAY * 1.5)
+    assert await lifecycle.apply(objects, DAY) == 1
+    assert await versions(objects) == [("free", False), ("locked", False), ("locked", False)]
     assert await healthy(ops)

@@ -41,6 +41,8 @@ ERRNO = {
     Reason.VERSIONED_MOVE: errno.EXDEV,
     Reason.NO_SUCH_VERSION: errno.ENOENT,
     Reason.DELETE_MARKER: errno.ENOENT,
+    Reason.LOCKED: errno.EPERM,
+    Reason.BAD_STATE: errno.EPERM,
 }
 
 

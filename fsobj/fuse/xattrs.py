@@ -43,7 +43,9 @@ from fsobj.fuse.xattr_names import (
     CONTENT_TYPE,
     GC,
     KEYS,
+    LEGAL_HOLD,
     RESTORE,
+    RETENTION,
     SNAPSHOT,
     SNAPSHOT_OF,
     STATS,
@@ -54,11 +56,12 @@ from fsobj.fuse.xattr_names import (
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import AclError, Permission, parse_grants
 from fsobj.refusals import Reason, Refused
-from fsobj.service import ROOT_INODE, Entry, copies, lifecycle, names, versioning
+from fsobj.service import ROOT_INODE, Entry, copies, lifecycle, names, object_lock, versioning
 from fsobj.service.objects import CONTENT_HEADERS, ObjectService
 
 # The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
 STORED_HEADERS = {f"{SYSTEM_PREFIX}{header}" for header in CONTENT_HEADERS}
+LOCK_ITEMS = {RETENTION, LEGAL_HOLD}  # object lock: user.fsobj.ITEM is the item fsobj.ITEM
 
 
 class MetadataAttributes(FuseFrontEnd):
@@ -84,7 +87,7 @@ class MetadataAttributes(FuseFrontEnd):
             return None if origin is None else origin.decode()
         if entry.kind != "object":
             return None
-        if name in STORED_HEADERS or name == TAGS:
+        if name in STORED_HEADERS or name == TAGS or name in LOCK_ITEMS:
             item = names.TAGS if name == TAGS else name[len("user.") :]
             stored = (await self.core.user_metadata(entry)).get(item)
             return None if stored is None else stored.decode("latin-1")
@@ -168,7 +171,7 @@ class MetadataAttributes(FuseFrontEnd):
             return entry, text
         if text == RESTORE and entry.is_dir:
             return entry, text
-        changeable = text in (CONTENT_TYPE, TAGS) or text in STORED_HEADERS
+        changeable = text in (CONTENT_TYPE, TAGS) or text in STORED_HEADERS | LOCK_ITEMS
         if text.startswith(SYSTEM_PREFIX) and not changeable:
             raise Refused(Reason.NOT_PERMITTED, where, f"{text} is read-only system metadata")
         if changeable and entry.kind != "object":
@@ -210,6 +213,9 @@ class MetadataAttributes(FuseFrontEnd):
                 raise refusal.at((entry, name)) from None
             text = name.decode("utf-8", "replace")
             trio.lowlevel.spawn_system_task(self.kernel.name_changed, entry.inode, text)
+            return
+        if text in LOCK_ITEMS:
+            await self._set_lock_item(entry, text, value, ctx)
             return
         if text == TAGS:
             try:
@@ -256,9 +262,19 @@ class MetadataAttributes(FuseFrontEnd):
         if text == CONTENT_TYPE:
             await self.core.change_attributes(entry, content_type=None)
             return
+        if text in LOCK_ITEMS:
+            await self._set_lock_item(entry, text, None, ctx)
+            return
         item = names.TAGS if text == TAGS else text[len("user.") :]
         try:
             await self.core.set_user_metadata(entry, item, None)
+        except Refused as refusal:
+            raise refusal.at((entry, None)) from None
+
+    async def _set_lock_item(self, entry: Entry, text: str, value: bytes | None, ctx: Any) -> None:
+        who = self.core.iam.identify(ctx)
+        try:
+            await object_lock.set_lock_item(self.core, entry, text[len("user.") :], value, who)
         except Refused as refusal:
             raise refusal.at((entry, None)) from None
 

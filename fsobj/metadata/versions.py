@@ -100,3 +100,26 @@ class VersionStore(TreeStore):
             (bucket, key, version_id, limit),
         )
         return [(row[0], self._past(row[1:])) for row in rows]
+
+    async def set_version_item(
+        self, bucket: int, key: str, version_id: str, name: str, value: bytes | None
+    ) -> None:
+        """Set (or remove, None) one item of a past version's user metadata: its
+        retention or legal hold (object lock), the one thing of a version that changes."""
+        at = (bucket, key, version_id)
+        statements: list[tuple[str, tuple]] = [
+            (
+                "DELETE FROM version_metadata WHERE bucket = ? AND key = ? AND version_id = ?"
+                " AND name = ?",
+                (*at, name),
+            )
+        ]
+        if value is not None:
+            statements.append(
+                (
+                    "INSERT INTO version_metadata (bucket, key, version_id, name, value)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (*at, name, value),
+                )
+            )
+        await self._run(transactions.write, statements)

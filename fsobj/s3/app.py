@@ -121,6 +121,7 @@ class S3App:
             lifecycle,
             multipart,
             object_acl,
+            object_lock,
             objects,
             tagging,
             versions,
@@ -134,7 +135,7 @@ class S3App:
         on_bucket, on_object = buckets.Handlers(service), objects.Handlers(service)
         on_upload, on_acl = multipart.Handlers(service), object_acl.Handlers(service)
         on_tags, on_rules = tagging.Handlers(service), lifecycle.Handlers(service)
-        on_versions = versions.Handlers(service)
+        on_versions, on_lock = versions.Handlers(service), object_lock.Handlers(service)
         # (method, sub-resources) -> handler, for the service, a bucket and an object
         self._routes: dict[str, dict[tuple[str, frozenset[str]], Handler]] = {
             "service": {("GET", frozenset()): on_bucket.list_buckets},
@@ -157,6 +158,8 @@ class S3App:
                 ("GET", frozenset({"versioning"})): on_versions.get,
                 ("PUT", frozenset({"versioning"})): on_versions.put,
                 ("GET", frozenset({"versions"})): on_versions.list,
+                ("GET", frozenset({"object-lock"})): on_lock.get_configuration,
+                ("PUT", frozenset({"object-lock"})): on_lock.put_configuration,
             },
             "object": {
                 ("GET", frozenset()): on_object.get,
@@ -173,6 +176,10 @@ class S3App:
                 ("GET", frozenset({"tagging"})): on_tags.get,
                 ("PUT", frozenset({"tagging"})): on_tags.put,
                 ("DELETE", frozenset({"tagging"})): on_tags.delete,
+                ("GET", frozenset({"retention"})): on_lock.get_retention,
+                ("PUT", frozenset({"retention"})): on_lock.put_retention,
+                ("GET", frozenset({"legal-hold"})): on_lock.get_legal_hold,
+                ("PUT", frozenset({"legal-hold"})): on_lock.put_legal_hold,
             },
         }
 

@@ -11,6 +11,7 @@ from fsobj.iam.policy import CANNED, NOBODY, Acl, AclError, Grant, Permission, p
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error
 from fsobj.s3.wire import document, iso_time, parse, quoted
+from fsobj.service import object_lock, versioning
 from fsobj.service.objects import ObjectService, etag_of
 
 XML = {"content-type": "application/xml"}
@@ -50,9 +51,12 @@ class Handlers:
         if canned is not None and canned not in CANNED:
             raise S3Error("InvalidArgument", f"canned ACL {canned!r} is not supported")
         await request.read_xml_body()  # a CreateBucketConfiguration: the location is local
-        await self.service.create_bucket(request.who, request.bucket)
+        entry = await self.service.create_bucket(request.who, request.bucket)
         if canned:
             await self.service.set_grants(request.who, request.bucket, CANNED[canned])
+        if request.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
+            await versioning.set_state(self.service.core, entry, versioning.ENABLED)
+            await object_lock.set_bucket_lock(self.service.core, entry, object_lock.BucketLock())
         return Response(200, {"location": f"/{request.bucket}"})
 
     async def delete(self, request: Request) -> Response:

@@ -23,6 +23,7 @@ STATUS = {
     "InvalidAccessKeyId": 403,
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
+    "InvalidBucketState": 409,
     "InvalidDigest": 400,
     "InvalidPart": 400,
     "InvalidPartOrder": 400,
@@ -39,6 +40,8 @@ STATUS = {
     "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
     "NoSuchVersion": 404,
+    "NoSuchObjectLockConfiguration": 404,
+    "ObjectLockConfigurationNotFoundError": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
@@ -83,6 +86,8 @@ CODE = {
     Reason.VERSIONED_MOVE: "InvalidRequest",
     Reason.NO_SUCH_VERSION: "NoSuchVersion",
     Reason.DELETE_MARKER: "MethodNotAllowed",
+    Reason.LOCKED: "AccessDenied",
+    Reason.BAD_STATE: "InvalidBucketState",
 }
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, unquote
 from fsobj.refusals import Refused
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error, from_refusal
+from fsobj.s3.object_lock import BYPASS, check_lock_items, lock_headers, lock_items
 from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, http_time, iso_time, parse, parse_http_time, quoted
 from fsobj.service import Entry, names, object_versions
@@ -35,7 +36,8 @@ class Handlers:
     async def put(self, request: Request) -> Response:
         if "x-amz-copy-source" in request.headers:
             return await self._copy(request)
-        metadata = user_metadata(request.headers)
+        metadata = user_metadata(request.headers) | lock_items(request.headers)
+        await check_lock_items(self.service, request, metadata)
         entry = await self.service.put(
             request.who,
             request.bucket,
@@ -139,6 +141,7 @@ class Handlers:
                 headers[META + name] = stored.decode("latin-1")
             elif name[len("fsobj.") :] in CONTENT_HEADERS:
                 headers[name[len("fsobj.") :]] = stored.decode("latin-1")
+        headers |= lock_headers(metadata)
         status = _preconditions(request.headers, etag, entry.mtime_ns / 1e9)
         if status is not None:
             if status == 412:
@@ -170,8 +173,9 @@ class Handlers:
         of it; what S3 says of it: whether a delete marker was made or removed, its id."""
         service, who = self.service, request.who
         if version is not None:
+            bypass = request.headers.get(BYPASS, "").lower() == "true"
             marker = await object_versions.delete_version(
-                service, who, request.bucket, key, version
+                service, who, request.bucket, key, version, bypass
             )
             return {"x-amz-version-id": version} | (_MARKER if marker else {})
         await service.delete(who, request.bucket, key)

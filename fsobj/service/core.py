@@ -71,7 +71,7 @@ class Service:
         self.objects = OpenObjects(meta, data)
         self.watchers: list[Watcher] = []  # the FUSE front end's kernel caches, when mounted
         self.objects.committed = self.attributes_changed
-        self.objects.archive_of = functools.partial(versioning.archive, self)
+        self.objects.new_version = functools.partial(versioning.new_version, self)
         self.view = VersionView(self)
         self.abandoned_upload = ABANDONED_UPLOAD  # seconds: then gc removes an upload
         self.lifecycle_day = 86_400.0  # seconds in a day of lifecycle rules (lifecycle.py)

@@ -85,8 +85,15 @@ class Handle:
     gate: Gate = dataclasses.field(default_factory=lambda: Gate())
 
 
-async def _no_archive(entry: Entry) -> Archive | None:
-    return None
+NewVersion = Callable[
+    [Entry, dict[str, bytes] | None], Awaitable[tuple[Archive | None, dict[str, bytes] | None]]
+]
+
+
+async def _unversioned(
+    entry: Entry, metadata: dict[str, bytes] | None
+) -> tuple[Archive | None, dict[str, bytes] | None]:
+    return None, metadata
 
 
 def guess_content_type(name: str) -> str:
@@ -114,8 +121,9 @@ class OpenObjects:
         # Called with an object's inode after each commit (the kernel may cache its
         # attributes, which the commit changed: see Operations).
         self.committed: Callable[[int], None] = lambda inode: None
-        # How a commit to an entry keeps the version it replaces (versioning.archive).
-        self.archive_of: Callable[[Entry], Awaitable[Archive | None]] = _no_archive
+        # How a commit to an entry keeps the version it replaces, and the new version's
+        # user metadata (versioning.new_version).
+        self.new_version: NewVersion = _unversioned
         self.reader = VersionReader(data)
 
     def get(self, fh: int) -> Handle:
@@ -269,6 +277,10 @@ class OpenObjects:
         await self.durability.make_content_durable(source)
         now = time.time_ns()
         assert source.etag is not None  # a committed version's
+        archive: Archive | None = None
+        kept: dict[str, bytes] | None = metadata
+        if not restores:  # a restored version keeps its own id and metadata
+            archive, kept = await self.new_version(entry, metadata)
         commit = Commit(
             object_id=source.object_id,
             size=source.size,
@@ -278,9 +290,9 @@ class OpenObjects:
             content_type=entry.content_type or source.content_type,
             ctime_ns=now,
             mtime_ns=now,
-            user_metadata=metadata,
+            user_metadata=kept,
             shares_blob=True,
-            archive=None if restores else await self.archive_of(entry),
+            archive=archive,
             version_id=restores[2] if restores else None,
             restores=restores,
         )
@@ -509,6 +521,7 @@ class OpenObjects:
         `synced` record makes its group's transaction durable by itself."""
         entry = handle.entry
         size, etag, checksums, blocks = blob
+        archive, metadata = await self.new_version(entry, handle.metadata)
         commit = Commit(
             object_id=object_id,
             size=size,
@@ -518,11 +531,11 @@ class OpenObjects:
             content_type=entry.content_type or guess_content_type(entry.name),
             ctime_ns=time.time_ns(),
             mtime_ns=handle.modified_ns,
-            user_metadata=handle.metadata,
+            user_metadata=metadata,
             # Read once the blob is written: the group sync that covers this generation
             # starts after that.
             unsynced=self.meta.unsynced_generation() if fresh else 0,
-            archive=await self.archive_of(entry),
+            archive=archive,
         )
         if entry.kernel_inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, commit

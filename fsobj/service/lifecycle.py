@@ -21,7 +21,7 @@ from typing import Any
 from fsobj.iam.policy import Identity, Permission
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names, object_versions, versioning
+from fsobj.service import names, object_lock, object_versions, versioning
 from fsobj.service import tags as tag_sets
 from fsobj.service.objects import ObjectService
 
@@ -180,6 +180,8 @@ async def _expire_past(
             for past in kept[keep:]:
                 metadata = await service._meta.version_metadata(bucket.inode, key, past.version_id)
                 tags = names.parse_tags(metadata.get(names.TAGS, b""))
+                if object_lock.is_locked(metadata):
+                    continue  # object lock outranks every rule
                 if past.until_ns < limit and rule.matches(key, past.size, tags):
                     doomed.append((key, past.version_id))
         # A marker is all the key has left: no past version, and no current one either.

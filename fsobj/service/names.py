@@ -62,6 +62,12 @@ SNAPSHOT_OF = "fsobj.snapshot-of"
 # The mount's read-only view of a versioned bucket's past versions, at the top of each
 # bucket (service/version_view.py): a name no key may begin with.
 VERSIONS_VIEW = ".fsobj-versions"
+# A bucket's versioning (Enabled or Suspended) and object lock (JSON), and a version's
+# retention ("MODE UNTIL") and legal hold ("ON"): items of their user metadata.
+VERSIONING = "fsobj.versioning"
+LOCK = "fsobj.object-lock"
+RETENTION = "fsobj.retention"
+LEGAL_HOLD = "fsobj.legal-hold"
 
 
 def tag_set(pairs: list[tuple[str, str]], most: int = MAX_TAGS) -> bytes:

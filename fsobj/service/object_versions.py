@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from fsobj.iam.policy import Acl, Identity, Permission, R, W, X
 from fsobj.metadata.archive import PastVersion
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import objects, versioning
+from fsobj.service import object_lock, objects, versioning
 from fsobj.service.key_listing import PAGE, KeyListing
+from fsobj.service.reader import Reader
 from fsobj.service.versioning import version_id_of
 
 if TYPE_CHECKING:
@@ -111,23 +112,70 @@ async def source(
     return past_entry(bucket_entry, past), metadata
 
 
-async def open_version(service: ObjectService, entry: Entry, uid: int) -> objects.Reader:
+async def open_version(service: ObjectService, entry: Entry, uid: int) -> Reader:
     """A reader of `entry` as `source` found it, current or past."""
     if entry.inode > 0:
         handle = await service.objects.open(entry, False, False, uid=uid)
     else:
         handle = await service.objects.open(entry, False, False, uid=uid, past=True)
-    return objects.Reader(service, entry, handle.fh)
+    return Reader(service.objects, entry, handle.fh)
+
+
+async def version_items(
+    service: ObjectService, bucket: Entry, current: Entry | None, past: PastVersion | None
+) -> dict[str, bytes]:
+    """The user metadata of a version that `find` found."""
+    if current is not None:
+        return await service.core.user_metadata(current)
+    assert past is not None
+    return await service._meta.version_metadata(bucket.inode, past.key, past.version_id)
+
+
+async def set_version_item(
+    service: ObjectService,
+    who: Identity,
+    named: tuple[str, str, str | None],
+    item: str,
+    check: Callable[[dict[str, bytes], int], None],
+    value: bytes | None,
+) -> None:
+    """Set (or remove) an object lock item of a version (bucket, key, version id, None:
+    the current one), which `check` may refuse once it sees the version's items and
+    owner; who may write the object may (S3 asks for its own permissions)."""
+    bucket, key, version_id = named
+    bucket_entry, _ = await service.bucket(who, bucket)
+    if version_id is None:
+        version_id = version_id_of(await service.head(who, bucket, key))
+    current, past = await find(service, who, bucket, key, version_id, write=True)
+    if past is not None and past.is_marker:
+        raise Refused(Reason.DELETE_MARKER, None, f"version {version_id} is a delete marker")
+    owner = current.uid if current is not None else past.uid if past is not None else 0
+    check(await version_items(service, bucket_entry, current, past), owner)
+    if current is not None:
+        await service.core.set_item(current, item, value)
+    else:
+        assert past is not None
+        await service._meta.set_version_item(bucket_entry.inode, past.key, version_id, item, value)
 
 
 async def delete_version(
-    service: ObjectService, who: Identity, bucket: str, key: str, version_id: str
+    service: ObjectService,
+    who: Identity,
+    bucket: str,
+    key: str,
+    version_id: str,
+    bypass: bool = False,
 ) -> bool:
     """Remove one version for good (DeleteObject with a version id); returns whether it
     was a delete marker. When the latest goes, the newest one left becomes current, as
-    in S3 (removing the delete marker that hid a key brings the key back)."""
+    in S3 (removing the delete marker that hid a key brings the key back). A version
+    under object lock stays (LOCKED), but a GOVERNANCE retention that `who` may and
+    asks to `bypass`."""
     current, past = await find(service, who, bucket, key, version_id, write=True)
     bucket_entry, _ = await service.bucket(who, bucket)
+    owner = current.uid if current is not None else past.uid if past is not None else 0
+    items = await version_items(service, bucket_entry, current, past)
+    object_lock.check_removable(items, who, owner, bypass)
     if current is not None:
         await service.core.remove(current, keep=False)
         await service.core.name_changed(await service.core.entry(current.parent), current.name)

@@ -31,6 +31,7 @@ from fsobj.refusals import Reason, Refused
 from fsobj.service import names, object_versions
 from fsobj.service.handles import MEMORY_STAGING, guess_content_type
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
+from fsobj.service.reader import EMPTY_ETAG, Reader
 from fsobj.service.uploads import MAX_PARTS, MIN_PART, Part, Upload, Uploads, multipart_etag
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ RECEIVE_PIECE = 1 << 20  # bytes of a body gathered for each write in a thread
 
 def etag_of(entry: Entry) -> str:
     """An object's ETag; a directory marker's is that of no content."""
-    return entry.etag or "d41d8cd98f00b204e9800998ecf8427e"
+    return entry.etag or EMPTY_ETAG
 
 
 class ObjectService:
@@ -137,9 +138,9 @@ class ObjectService:
             return await object_versions.open_version(self, entry, who.uid)
         entry = await self.head(who, bucket, key)
         if entry.kind != "object":
-            return Reader(self, entry, None)
+            return Reader(self.objects, entry, None)
         handle = await self.objects.open(entry, False, False, uid=who.uid)
-        return Reader(self, entry, handle.fh)
+        return Reader(self.objects, entry, handle.fh)
 
     async def put(
         self,
@@ -563,38 +564,6 @@ class ObjectService:
         if entry is None or entry.is_dir != key.endswith("/") or entry.kind not in KEY_KINDS:
             raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}")
         return entry, acl
-
-
-class Reader:
-    """What a GET reads: one pinned version of an object (or a marker's nothing)."""
-
-    def __init__(self, service: ObjectService, entry: Entry, fh: int | None):
-        self.service = service
-        self.entry = entry
-        self.fh = fh
-        self.size = entry.size if fh is not None else 0
-        self.etag = etag_of(entry)
-
-    async def chunks(self, start: int, end: int, size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """The bytes from `start` up to `end` (exclusive), in pieces."""
-        if self.fh is None:
-            return
-        objects = self.service.objects
-        handle = objects.get(self.fh)
-        offset = start
-        while offset < end:
-            data = await objects.read(handle, offset, min(size, end - offset))
-            if not data:
-                return
-            offset += len(data)
-            yield data
-
-    async def close(self) -> None:
-        """Let the version go (at once, if nothing else holds it)."""
-        if self.fh is not None:
-            objects = self.service.objects
-            await objects.release(objects.get(self.fh))
-            self.fh = None
 
 
 KEY_KINDS = ("object", "dir")

@@ -17,12 +17,12 @@ from fsobj.iam.policy import Identity
 from fsobj.metadata.archive import NULL, Archive, PastVersion
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names
+from fsobj.service import names, object_lock
 
 if TYPE_CHECKING:
     from fsobj.service.core import Service
 
-VERSIONING = "fsobj.versioning"
+VERSIONING = names.VERSIONING
 ENABLED, SUSPENDED = "Enabled", "Suspended"
 
 
@@ -49,6 +49,8 @@ async def set_state(core: Service, bucket: Entry, new: str) -> None:
         raise Refused(Reason.BAD_ARGUMENT, None, "versioning is Enabled or Suspended")
     if new == SUSPENDED and await state(core, bucket) is None:
         return  # nothing to suspend: S3 keeps such a bucket unversioned
+    if new == SUSPENDED and await object_lock.bucket_lock(core, bucket) is not None:
+        raise Refused(Reason.BAD_STATE, None, "a bucket with object lock keeps its versions")
     await core.set_item(bucket, VERSIONING, new.encode())
 
 
@@ -67,6 +69,18 @@ async def archive(core: Service, entry: Entry) -> Archive | None:
     key = (await core.path_of(entry)).removeprefix(f"/{bucket.name}/")
     enabled = now == ENABLED
     return Archive(entry.inode, bucket.inode, key, enabled, new_version_id() if enabled else None)
+
+
+async def new_version(
+    core: Service, entry: Entry, metadata: dict[str, bytes] | None
+) -> tuple[Archive | None, dict[str, bytes] | None]:
+    """How a commit of a new version of `entry` keeps the one it replaces, and the user
+    metadata the new one gets (`metadata`, or with object lock its own retention)."""
+    found = await archive(core, entry)
+    if found is None:
+        return None, metadata
+    bucket = await core.entry(found.bucket)
+    return found, await object_lock.new_version_items(core, bucket, entry, metadata)
 
 
 async def move_archives(
