@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import io
 import os
 import random
@@ -231,11 +232,14 @@ def run(
     s3: bool = False,
     blobs_at: tuple[str, str] | None = None,
     meta: str | None = None,
+    versioned: bool = False,
 ) -> None:
     """`blobs_at` (endpoint, s3://BUCKET/PREFIX): the store keeps its blobs at that S3
     service (credentials from the environment); after each crash and gc, the service
     must hold exactly the blobs that objects name: no orphan upload is left. `meta`: the
-    store keeps its metadata in that PostgreSQL database (password from PGPASSWORD)."""
+    store keeps its metadata in that PostgreSQL database (password from PGPASSWORD).
+    `versioned`: the bucket keeps every version, and after each crash and gc every
+    content a finished put wrote is still there, current or past (the mount's view)."""
     rng = random.Random(seed)
     mountpoint = Path(tempfile.mkdtemp(prefix="fsobj-crash-"))
     port = free_port()
@@ -256,6 +260,9 @@ def run(
     try:
         bucket = mountpoint / "crash"
         bucket.mkdir()
+        written: set[bytes] = set()  # digests of what finished puts wrote
+        if versioned:
+            os.setxattr(bucket, "user.fsobj.versioning", b"Enabled")
         for iteration in range(iterations):
             journal = workdir / f"journal-{iteration}"
             if s3:
@@ -283,6 +290,11 @@ def run(
                 check=True,
                 capture_output=True,
             )
+            if versioned:
+                written |= finished_puts(journal)
+                kept = every_version(bucket)
+                lost = len(written - kept)
+                assert not lost, f"iteration {iteration}: {lost} finished puts lost their version"
             if blobs_at is not None:
                 named = {
                     os.getxattr(Path(directory) / name, "user.fsobj.id").decode()
@@ -308,6 +320,28 @@ def run(
     finally:
         mount.stop()
         mountpoint.rmdir()
+
+
+def finished_puts(journal: Path) -> set[bytes]:
+    """Digests of the content of every put that finished (journaled "E")."""
+    done, pending = set(), None
+    for line in journal.read_text().splitlines() if journal.exists() else []:
+        if line == "E":
+            if pending is not None and pending[0] == "put":
+                name, version, size = pending[1], int(pending[2]), int(pending[3])
+                done.add(hashlib.sha256(content(name, version, size)).digest())
+            pending = None
+        else:
+            pending = line.split()[1:]
+    return done
+
+
+def every_version(bucket: Path) -> set[bytes]:
+    """Digests of every version a versioned bucket keeps: its objects, and through the
+    mount's view (`.fsobj-versions`) the past versions of every key."""
+    files = [p for p in bucket.rglob("*") if p.is_file()]
+    files += [p for p in (bucket / ".fsobj-versions").rglob("*") if p.is_file()]
+    return {hashlib.sha256(p.read_bytes()).digest() for p in files}
 
 
 def remote_blob_ids(endpoint: str, url: str) -> list[str]:

@@ -112,6 +112,27 @@ class S3Mount:
             timeout=120,
         )
 
+    def rclone(self, *args: str, uid: int = 0) -> subprocess.CompletedProcess:
+        """The rclone command acting as `uid`, its remote `fsobj:` this S3 endpoint."""
+        key_id, secret = self.key(uid)
+        remote = {
+            "TYPE": "s3",
+            "PROVIDER": "Other",
+            "ENDPOINT": self.endpoint,
+            "ACCESS_KEY_ID": key_id,
+            "SECRET_ACCESS_KEY": secret,
+            "REGION": "us-east-1",
+            "FORCE_PATH_STYLE": "true",
+        }
+        env = {**os.environ, "RCLONE_CONFIG": "/dev/null"}
+        env |= {f"RCLONE_CONFIG_FSOBJ_{name}": value for name, value in remote.items()}
+        rclone = Path(sys.executable).parent / "rclone"
+        result = subprocess.run(
+            [str(rclone), *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"rclone {' '.join(args)}:\n{result.stderr}"
+        return result
+
 
 def code_of(call, *args, **kwargs) -> str:
     """The S3 error code with which `call` fails."""

@@ -158,3 +158,32 @@ async def test_a_file_one_host_knows_by_one_name_changes_with_the_links_another_
         other = await a.lookup(bucket.inode, "obj-too")
         assert other is not None and other.links == 1
         assert await a.check() == []
+
+
+async def test_versions_two_hosts_commit_are_kept_in_one_history(database):
+    """Each host's commit archives what the database says the key held, whatever its own
+    cache says; a removal on one host leaves a delete marker both see."""
+    from fsobj.metadata.archive import Archive
+
+    async with two_hosts(database) as (a, b):
+        bucket = await a.insert(new_entry(ROOT_INODE, "kept", "bucket"), bucket_owner=0)
+        obj = await a.insert(new_entry(bucket.inode, "doc"), deferred=True)
+        ids = []
+        for host, entry in ((a, obj), (b, None), (a, obj)):
+            entry = entry or await host.lookup(bucket.inode, "doc")
+            version = f"v{len(ids)}"
+            archive = Archive(entry.inode, bucket.inode, "doc", True, version)
+            blob = await host.new_blob_id()
+            (result,) = await host.commit_many([(entry, a_commit(blob, archive=archive))])
+            assert not isinstance(result, Refused | OSError)
+            ids.append(version)
+        past = await b.past_versions(bucket.inode, "", "", 10, key="doc")
+        assert [v.version_id for v in past] == ["v1", "v0"]  # the newest first
+        assert all(v.object_id is not None for v in past)
+        marker = Archive(obj.inode, bucket.inode, "doc", True, "m")
+        await b.delete(await b.lookup(bucket.inode, "doc"), time.time_ns(), marker)
+        past = await a.past_versions(bucket.inode, "", "", 10, key="doc")
+        assert [(v.version_id, v.is_marker) for v in past] == [
+            ("m", True), ("v2", False), ("v1", False), ("v0", False)
+        ]  # fmt: skip
+        assert await a.check() == []

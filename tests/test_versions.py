@@ -257,3 +257,19 @@ def test_gc_keeps_the_blobs_of_past_versions_and_fsck_checks_them(mount):
     report = fsck(mount.store)
     assert report.returncode == 1 and "past version" in report.stdout, report.stdout
     assert "of key 'f'" in report.stdout and "is missing" in report.stdout
+
+
+def test_rclone_sets_versioning_lists_and_reads_old_versions(s3, tmp_path):
+    s3.client().create_bucket(Bucket="rcl")
+    versioning = s3.rclone("backend", "versioning", "fsobj:rcl", "Enabled").stdout
+    assert versioning.strip() == '"Enabled"'  # rclone prints JSON
+    source = tmp_path / "f.txt"
+    for text in (b"old text", b"new text, longer"):
+        source.write_bytes(text)
+        s3.rclone("copyto", str(source), "fsobj:rcl/f.txt")
+    listed = s3.rclone("lsf", "--s3-versions", "fsobj:rcl").stdout.split()
+    assert "f.txt" in listed and len(listed) == 2, listed
+    old = next(name for name in listed if name != "f.txt")  # f-vTIMESTAMP.txt
+    assert s3.rclone("cat", "--s3-versions", f"fsobj:rcl/{old}").stdout == "old text"
+    s3.rclone("backend", "cleanup-hidden", "fsobj:rcl")  # removes the old versions
+    assert s3.rclone("lsf", "--s3-versions", "fsobj:rcl").stdout.split() == ["f.txt"]
