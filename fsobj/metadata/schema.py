@@ -29,6 +29,11 @@ _BLOB_UNNAMED = """    CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON ent
         AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id);
     END;"""
 
+# What a trigger does once a blob may be named by neither an entry nor a version (10).
+_UNNAMED_BY_ANY = """DELETE FROM blob_checksums WHERE object_id = old.object_id
+        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id)
+        AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = old.object_id);"""
+
 # Each migration takes the schema from version N to N+1; never edit one that has shipped.
 MIGRATIONS: list[str] = [
     """
@@ -223,7 +228,7 @@ MIGRATIONS: list[str] = [
     # "null" version); what a change replaces in a versioned bucket, and delete markers,
     # are rows of `versions`, by bucket and key (the key as it was then), with their user
     # metadata. A blob loses its checksums when neither an entry nor a version names it.
-    """
+    f"""
     ALTER TABLE entries ADD COLUMN version_id TEXT;
     CREATE TABLE versions (
         bucket       INTEGER NOT NULL REFERENCES entries (inode) ON DELETE CASCADE,
@@ -253,23 +258,13 @@ MIGRATIONS: list[str] = [
     DROP TRIGGER blob_unnamed_by_delete;
     DROP TRIGGER blob_unnamed_by_update;
     CREATE TRIGGER blob_unnamed_by_delete AFTER DELETE ON entries
-    WHEN old.object_id IS NOT NULL BEGIN
-        DELETE FROM blob_checksums WHERE object_id = old.object_id
-        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id)
-        AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = old.object_id);
-    END;
+    WHEN old.object_id IS NOT NULL BEGIN {_UNNAMED_BY_ANY} END;
     CREATE TRIGGER blob_unnamed_by_update AFTER UPDATE OF object_id ON entries
     WHEN old.object_id IS NOT NULL AND old.object_id IS NOT new.object_id BEGIN
-        DELETE FROM blob_checksums WHERE object_id = old.object_id
-        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id)
-        AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = old.object_id);
+        {_UNNAMED_BY_ANY}
     END;
     CREATE TRIGGER version_unnamed AFTER DELETE ON versions
-    WHEN old.object_id IS NOT NULL BEGIN
-        DELETE FROM blob_checksums WHERE object_id = old.object_id
-        AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id)
-        AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = old.object_id);
-    END;
+    WHEN old.object_id IS NOT NULL BEGIN {_UNNAMED_BY_ANY} END;
     """,
 ]
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
-from urllib.parse import quote
 
 from fsobj.iam.policy import CANNED, NOBODY, Acl, AclError, Grant, Permission, parse_grants
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error
-from fsobj.s3.wire import document, iso_time, parse, quoted
+from fsobj.s3.wire import document, iso_time, key_encoder, max_keys, parse, quoted
 from fsobj.service import object_lock, versioning
 from fsobj.service.objects import ObjectService, etag_of
 
 XML = {"content-type": "application/xml"}
-MAX_KEYS = 1000
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 
@@ -98,12 +96,7 @@ class Handlers:
     async def list_objects(self, request: Request) -> Response:
         params = request.params
         version2 = params.get("list-type") == "2"
-        try:
-            limit = min(int(params.get("max-keys", MAX_KEYS)), MAX_KEYS)
-        except ValueError:
-            raise S3Error("InvalidArgument", "max-keys is not a number") from None
-        if limit < 0:
-            raise S3Error("InvalidArgument", "max-keys is negative")
+        limit = max_keys(params)
         prefix = params.get("prefix", "")
         delimiter = params.get("delimiter", "")
         if version2:
@@ -115,9 +108,7 @@ class Handlers:
             request.who, request.bucket, prefix, delimiter, after, limit
         )
         url = params.get("encoding-type") == "url"
-
-        def encode(text: str) -> str:
-            return quote(text, safe="/") if url else text
+        encode = key_encoder(params)
 
         owner = not version2 or params.get("fetch-owner") == "true"
         contents = [

@@ -6,12 +6,11 @@ take `versionId`: objects.py). The object service keeps the versions
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from fsobj.s3.app import Request, Response
 from fsobj.s3.buckets import owner_id
 from fsobj.s3.errors import S3Error
-from fsobj.s3.wire import document, iso_time, parse, quoted
+from fsobj.s3.wire import document, iso_time, key_encoder, max_keys, parse, quoted
 from fsobj.service import Entry, versioning
 from fsobj.service.object_versions import (
     Version,
@@ -22,7 +21,6 @@ from fsobj.service.object_versions import (
 from fsobj.service.objects import ObjectService, etag_of
 
 XML = {"content-type": "application/xml"}
-MAX_KEYS = 1000
 
 
 async def version_header(request: Request, service: ObjectService, entry: Entry) -> dict:
@@ -57,12 +55,7 @@ class Handlers:
     async def list(self, request: Request) -> Response:
         """ListObjectVersions."""
         params = request.params
-        try:
-            limit = min(int(params.get("max-keys", MAX_KEYS)), MAX_KEYS)
-        except ValueError:
-            raise S3Error("InvalidArgument", "max-keys is not a number") from None
-        if limit < 0:
-            raise S3Error("InvalidArgument", "max-keys is negative")
+        limit = max_keys(params)
         prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
         key_marker = params.get("key-marker", "")
         version_marker = params.get("version-id-marker", "")
@@ -79,9 +72,7 @@ class Handlers:
             limit,
         )
         url = params.get("encoding-type") == "url"
-
-        def encode(text: str) -> str:
-            return quote(text, safe="/") if url else text
+        encode = key_encoder(params)
 
         fields: list[Any] = [
             ("Name", request.bucket),

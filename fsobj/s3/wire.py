@@ -5,7 +5,9 @@ from __future__ import annotations
 import email.utils
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from fsobj.s3.errors import S3Error
 
@@ -82,3 +84,24 @@ def parse_http_time(text: str) -> float | None:
 
 def quoted(etag: str) -> str:
     return f'"{etag}"'
+
+
+MAX_KEYS = 1000  # the most keys (or versions) a listing answers at once
+
+
+def max_keys(params: dict[str, str]) -> int:
+    """A listing's `max-keys`, at most MAX_KEYS."""
+    try:
+        limit = min(int(params.get("max-keys", MAX_KEYS)), MAX_KEYS)
+    except ValueError:
+        raise S3Error("InvalidArgument", "max-keys is not a number") from None
+    if limit < 0:
+        raise S3Error("InvalidArgument", "max-keys is negative")
+    return limit
+
+
+def key_encoder(params: dict[str, str]) -> Callable[[str], str]:
+    """How a listing writes keys and prefixes: URL-encoded with `encoding-type=url`."""
+    if params.get("encoding-type") == "url":
+        return lambda text: quote(text, safe="/")
+    return lambda text: text
