@@ -273,3 +273,31 @@ def test_rclone_sets_versioning_lists_and_reads_old_versions(s3, tmp_path):
     assert s3.rclone("cat", "--s3-versions", f"fsobj:rcl/{old}").stdout == "old text"
     s3.rclone("backend", "cleanup-hidden", "fsobj:rcl")  # removes the old versions
     assert s3.rclone("lsf", "--s3-versions", "fsobj:rcl").stdout.split() == ["f.txt"]
+
+
+def test_a_delete_of_no_object_leaves_a_marker_and_parts_copy_from_versions(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="marks")
+    client.put_bucket_versioning(Bucket="marks", VersioningConfiguration={"Status": "Enabled"})
+    first = client.delete_object(Bucket="marks", Key="never")  # as S3: a marker all the same
+    second = client.delete_object(Bucket="marks", Key="never")
+    assert first["DeleteMarker"] and second["DeleteMarker"]
+    assert first["VersionId"] != second["VersionId"]
+    assert versions_of(client, "marks") == [
+        ("never", second["VersionId"], True, True),
+        ("never", first["VersionId"], False, True),
+    ]
+
+    old = os.urandom(6 << 20)
+    kept = client.put_object(Bucket="marks", Key="big", Body=old)["VersionId"]
+    client.put_object(Bucket="marks", Key="big", Body=b"small now")
+    upload = client.create_multipart_upload(Bucket="marks", Key="joined")["UploadId"]
+    source = {"Bucket": "marks", "Key": "big", "VersionId": kept}
+    part = client.upload_part_copy(
+        Bucket="marks", Key="joined", UploadId=upload, PartNumber=1, CopySource=source
+    )
+    client.complete_multipart_upload(
+        Bucket="marks", Key="joined", UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]},
+    )  # fmt: skip
+    assert client.get_object(Bucket="marks", Key="joined")["Body"].read() == old

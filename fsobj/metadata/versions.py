@@ -123,3 +123,25 @@ class VersionStore(TreeStore):
                 )
             )
         await self._run(transactions.write, statements)
+
+    async def add_marker(
+        self, bucket: int, key: str, version_id: str | None, uid: int, now_ns: int
+    ) -> None:
+        """A delete marker for a key that has no current version (None: the null one,
+        which takes the place of an archived null version)."""
+        statements: list[tuple[str, tuple]] = []
+        if version_id is None:
+            statements.append(
+                (
+                    "DELETE FROM versions WHERE bucket = ? AND key = ? AND version_id = 'null'",
+                    (bucket, key),
+                )
+            )
+        statements.append(
+            (
+                "INSERT INTO versions (bucket, key, version_id, until_ns, object_id, size,"
+                " mtime_ns, uid) VALUES (?, ?, ?, ?, NULL, 0, ?, ?)",
+                (bucket, key, version_id or "null", now_ns, now_ns, uid),
+            )
+        )
+        await self._run(transactions.write, statements)

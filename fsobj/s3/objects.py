@@ -178,8 +178,7 @@ class Handlers:
                 service, who, request.bucket, key, version, bypass
             )
             return {"x-amz-version-id": version} | (_MARKER if marker else {})
-        await service.delete(who, request.bucket, key)
-        made = await object_versions.latest_marker(service, who, request.bucket, key)
+        made = await object_versions.delete_key(service, who, request.bucket, key)
         return {} if made is None else {"x-amz-version-id": made} | _MARKER
 
     async def delete_many(self, request: Request) -> Response:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from fsobj.iam.policy import Acl, Identity, Permission, R, W, X
-from fsobj.metadata.archive import PastVersion
+from fsobj.metadata.archive import NULL, PastVersion
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
 from fsobj.service import object_lock, objects, versioning
@@ -209,10 +210,24 @@ async def _bring_back(service: ObjectService, who: Identity, bucket: Entry, key:
     service.core.attributes_changed(entry.kernel_inode)
 
 
-async def latest_marker(service: ObjectService, who: Identity, bucket: str, key: str) -> str | None:
-    """The id of the delete marker that is `key`'s latest version, if it has one."""
-    entry, _ = await service.bucket(who, bucket)
-    newest = await service._meta.past_versions(entry.inode, "", "", 1, key=key)
+async def delete_key(service: ObjectService, who: Identity, bucket: str, key: str) -> str | None:
+    """DeleteObject without a version id: the object goes; in a versioned bucket a delete
+    marker takes its place, made even where the key has no object now (as S3 does), and
+    its id is returned."""
+    bucket_entry, acl = await service.bucket(who, bucket)
+    state = await versioning.state(service.core, bucket_entry)
+    if state is None or key.endswith("/"):
+        await service.delete(who, bucket, key)
+        return None
+    key = "/".join(objects._key_parts(key))
+    if await versioning.current_object(service.core, bucket_entry, key) is None:
+        service._require(who, acl, bucket_entry, W | X, bucket)
+        version_id = versioning.new_version_id() if state == versioning.ENABLED else None
+        now = time.time_ns()
+        await service._meta.add_marker(bucket_entry.inode, key, version_id, who.uid, now)
+        return version_id or NULL
+    await service.delete(who, bucket, key)
+    newest = await service._meta.past_versions(bucket_entry.inode, "", "", 1, key=key)
     return newest[0].version_id if newest and newest[0].is_marker else None
 
 
