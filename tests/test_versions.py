@@ -9,6 +9,8 @@ import errno
 import json
 import os
 
+import pytest
+from botocore.exceptions import ClientError
 from conftest import fsobj_cli
 from s3_fixtures import code_of
 
@@ -50,6 +52,10 @@ def test_a_versioned_bucket_keeps_every_version_and_hides_a_deleted_key(s3):
     assert deleted["DeleteMarker"] is True
     marker = deleted["VersionId"]
     assert code_of(client.get_object, Bucket="kept", Key="k") == "NoSuchKey"
+    with pytest.raises(ClientError) as hidden:  # the marker that hides it says so
+        client.head_object(Bucket="kept", Key="k")
+    said = hidden.value.response["ResponseMetadata"]["HTTPHeaders"]
+    assert (said["x-amz-delete-marker"], said["x-amz-version-id"]) == ("true", marker)
     assert not (s3.path / "kept" / "k").exists()
     assert versions_of(client, "kept") == [
         ("k", marker, True, True),

@@ -228,7 +228,7 @@ class S3App:
         if error.status < 500:
             log.info("%s %s refused (%s): %s", method, path, error.code, error.message)
         body = error_document(error, path, request_id)
-        return Response(error.status, {"content-type": "application/xml"}, body)
+        return Response(error.status, {"content-type": "application/xml", **error.headers}, body)
 
     async def _request(
         self, scope: dict[str, Any], incoming: _Incoming, method: str, raw_path: bytes, path: str

@@ -92,13 +92,15 @@ CODE = {
 
 
 class S3Error(Exception):
-    """An S3 error answer: its code (which gives the HTTP status) and message."""
+    """An S3 error answer: its code (which gives the HTTP status), message and the
+    headers that go with it (a delete marker's, on a GET of a key it hides)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = STATUS[code]
+        self.headers = headers or {}
 
 
 def from_refusal(refusal: Refused) -> S3Error:

@@ -105,11 +105,16 @@ class Handlers:
                 reader = await object_versions.open_version(self.service, entry, request.who.uid)
             version_id = {"x-amz-version-id": version}
         else:
-            if head:
-                entry = await self.service.head(request.who, request.bucket, request.key)
-            else:
-                reader = await self.service.open_reader(request.who, request.bucket, request.key)
-                entry = reader.entry
+            try:
+                if head:
+                    entry = await self.service.head(request.who, request.bucket, request.key)
+                else:
+                    reader = await self.service.open_reader(
+                        request.who, request.bucket, request.key
+                    )
+                    entry = reader.entry
+            except Refused as refusal:
+                raise await self._hidden(request, refusal) from None
             metadata = await self.service.core.user_metadata(entry)
             version_id = await version_header(request, self.service, entry)
         try:
@@ -122,6 +127,17 @@ class Handlers:
         if reader is not None and not isinstance(response.body, _Stream):
             await reader.close()  # an answer without content: 304
         return response
+
+    async def _hidden(self, request: Request, refusal: Refused) -> S3Error:
+        """The error for a key that is not there; where a delete marker hides it, with
+        the marker's headers, as S3 answers."""
+        error = from_refusal(refusal)
+        if error.code == "NoSuchKey":
+            who, bucket, key = request.who, request.bucket, request.key
+            marker = await object_versions.hiding_marker(self.service, who, bucket, key)
+            if marker is not None:
+                error.headers = {"x-amz-version-id": marker} | _MARKER
+        return error
 
     async def _answer(
         self, request: Request, entry: Entry, reader: Reader | None, metadata: dict[str, bytes]

@@ -227,6 +227,12 @@ async def delete_key(service: ObjectService, who: Identity, bucket: str, key: st
         await service._meta.add_marker(bucket_entry.inode, key, version_id, who.uid, now)
         return version_id or NULL
     await service.delete(who, bucket, key)
+    return await hiding_marker(service, who, bucket, key)
+
+
+async def hiding_marker(service: ObjectService, who: Identity, bucket: str, key: str) -> str | None:
+    """The id of the delete marker that is `key`'s latest version, if it has one."""
+    bucket_entry, _ = await service.bucket(who, bucket)
     newest = await service._meta.past_versions(bucket_entry.inode, "", "", 1, key=key)
     return newest[0].version_id if newest and newest[0].is_marker else None
 
