@@ -1,5 +1,6 @@
 """Crashes, concurrent clients and bad input never lose or tear committed objects."""
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -8,9 +9,11 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from conftest import blob_files
+from conftest import blob_files, is_mounted
 
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
@@ -227,3 +230,40 @@ def test_a_writer_in_place_keeps_writing_while_the_others_close(bucket):
             f"{len(got)} bytes, {len(expected)} expected; first difference at {first}:"
             f" {got[(first or 0) - 8 : (first or 0) + 16]!r}; the end: {got[-24:]!r}"
         )
+
+
+@contextlib.contextmanager
+def fuse_connections() -> Iterator[Path]:
+    """The kernel's FUSE control filesystem, mounted for the while if it is not."""
+    where = Path("/sys/fs/fuse/connections")
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    mounted = any(line.split()[1] == str(where) for line in mounts)
+    if not mounted:
+        subprocess.run(["mount", "-t", "fusectl", "none", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        if not mounted:
+            subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_connection_the_kernel_aborts_ends_the_daemon_cleanly(mount, bucket):
+    """An abort through /sys/fs/fuse/connections (or `umount -f`) ends the connection
+    under the daemon: it ends as at an unmount, commits what is open, and leaves the store
+    clean."""
+    (bucket / "kept").write_bytes(b"committed")
+    writer = os.open(bucket / "open", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(writer, b"written before the abort")  # staged, not committed yet
+    connection = os.minor(os.stat(mount.path).st_dev)
+    with fuse_connections() as connections:
+        (connections / str(connection) / "abort").write_text("1")
+        assert mount.process is not None and mount.process.wait(timeout=60) == 0
+    with contextlib.suppress(OSError):  # ENOTCONN: the connection is gone
+        os.close(writer)
+    log = mount.log.read_text()
+    assert "Traceback" not in log and "unmounted" in log
+    assert not is_mounted(mount.path)  # the dead mount the abort left went too
+    mount.process = None
+    mount.start()
+    assert (bucket / "kept").read_bytes() == b"committed"
+    assert (bucket / "open").read_bytes() == b"written before the abort"

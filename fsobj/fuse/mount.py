@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
 from pathlib import Path
 
 import pyfuse3
@@ -9,6 +12,8 @@ import pyfuse3
 from fsobj.fuse import edge as fuse_edge
 from fsobj.fuse.operations import Operations
 from fsobj.service.core import Service
+
+log = logging.getLogger(__name__)
 
 # How long the kernel may keep entries and attributes. Every change reaches the store
 # through this mount, and what changes behind the kernel's back (commits, grants) is
@@ -38,9 +43,22 @@ class KernelMount:
         self.operations = Operations(core, CACHE_SECONDS)
         pyfuse3.init(self.operations, str(mountpoint), mount_options(store, private))
         self.operations.kernel.connected = True
+        self.mountpoint = mountpoint
+
+    def _listed(self) -> bool:
+        """Whether the kernel still lists the mount."""
+        target = os.path.realpath(self.mountpoint)
+        with open("/proc/self/mounts") as mounts:
+            return any(line.split()[1] == target for line in mounts)
 
     async def serve(self) -> None:
-        await pyfuse3.main()
+        try:
+            await pyfuse3.main()
+        except ConnectionAbortedError:
+            # The kernel ended the connection itself (`umount -f`, an abort through
+            # /sys/fs/fuse/connections): no bug of ours, and nothing is lost, as at any
+            # unmount what is open is committed on the way out.
+            log.warning("the kernel aborted the FUSE connection: unmounting")
 
     def terminate(self) -> None:
         pyfuse3.terminate()
@@ -48,5 +66,9 @@ class KernelMount:
     def close(self, unmount: bool) -> None:
         """After fusermount -u the kernel has already unmounted; otherwise `unmount`."""
         pyfuse3.close(unmount=unmount)
+        if self._listed():
+            # libfuse leaves the mount of a connection that was aborted (`umount -f`, an
+            # abort through /sys/fs/fuse/connections): dead, it goes too.
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], check=False)
         # The kernel connection is gone: the last commits must not notify it.
         self.operations.kernel.connected = False
