@@ -20,7 +20,7 @@ import trio_asyncio
 from fsobj.metadata.cache import DEFAULT_CAPACITY
 from fsobj.metadata.store import Sharing
 from fsobj.refusals import Refused
-from fsobj.service import lifecycle
+from fsobj.service import lifecycle, measures
 from fsobj.service.objects import ObjectService
 from fsobj.service.store import Store, open_store, single_error, store_is_free
 from fsobj.service.uploads import ABANDONED_UPLOAD
@@ -73,6 +73,7 @@ class MountOptions:
     metadata_seconds: float = 1.0
     session_seconds: float = 60.0
     lifecycle_day: float = lifecycle.DAY  # seconds in a day of lifecycle rules (tests: 1)
+    metrics: str | None = None  # [HOST:]PORT to serve Prometheus metrics at
 
     @property
     def sharing(self) -> Sharing:
@@ -91,6 +92,7 @@ class MountOptions:
             f"--metadata-timeout={self.metadata_seconds}",
             f"--session-timeout={self.session_seconds}",
             f"--lifecycle-day={self.lifecycle_day}",
+            *([f"--metrics={self.metrics}"] if self.metrics else []),
         ]
 
 
@@ -176,6 +178,8 @@ async def _start_services(
     nursery.start_soon(_apply_lifecycle_every, store, min(3600.0, options.lifecycle_day / 4))
     if store.meta.shared:
         nursery.start_soon(_heartbeat_every, store, options.session_seconds / 3)
+    if options.metrics:
+        _serve_metrics(nursery, store, options.metrics)
     if options.s3:
         from fsobj.s3.server import serve_s3
 
@@ -186,6 +190,31 @@ async def _start_services(
             why = reason.strerror if isinstance(reason, OSError) else str(reason)
             raise MountError(f"cannot serve S3 at {options.s3}: {why}") from None
         log.info("serving S3 at %s", ", ".join(listening))
+
+
+def _serve_metrics(nursery: trio.Nursery, store: Store, where: str) -> None:
+    """Serve /metrics in the Prometheus text format at `where` ([HOST:]PORT), from a
+    thread of the library's (a scrape reads counters, never waits on the loop)."""
+    import prometheus_client
+
+    host, _, port = where.rpartition(":")
+    measures.watch(store.service)
+    try:
+        server, thread = prometheus_client.start_http_server(
+            int(port), host or "127.0.0.1", registry=measures.REGISTRY
+        )
+    except OSError as error:
+        raise MountError(f"cannot serve metrics at {where}: {error.strerror}") from None
+    log.info("serving metrics at http://%s/metrics", where)
+
+    async def stop_with_the_daemon() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            server.shutdown()
+            thread.join()
+
+    nursery.start_soon(stop_with_the_daemon)
 
 
 def serve_alone(

@@ -109,6 +109,7 @@ def _mount_options(args: argparse.Namespace) -> daemon.MountOptions:
         args.metadata_timeout,
         args.session_timeout,
         args.lifecycle_day,
+        args.metrics,
     )
 
 
@@ -368,6 +369,12 @@ def upload_option(command: argparse.ArgumentParser) -> None:
         default=lifecycle.DAY,
         metavar="SECONDS",
         help="how long a day of lifecycle rules lasts (for tests; default: %(default)s)",
+    )
+    command.add_argument(
+        "--metrics",
+        type=address,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (docs/operations.md)",
     )
 
 

@@ -11,6 +11,7 @@ import errno
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -18,7 +19,7 @@ import pyfuse3
 
 from fsobj.fuse.errnos import errno_of
 from fsobj.refusals import Reason, Refused
-from fsobj.service import DamagedBlob
+from fsobj.service import DamagedBlob, measures
 
 log = logging.getLogger("fsobj.operations")
 
@@ -30,15 +31,19 @@ T = TypeVar("T")
 
 
 def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Turn every failure of a handler into an errno the kernel can pass on."""
+    """Turn every failure of a handler into an errno the kernel can pass on; count and
+    time every request (service/measures.py)."""
     op = fn.__name__
+    served, timed = measures.FUSE_REQUESTS.labels(op), measures.FUSE_SECONDS.labels(op)
 
     @functools.wraps(fn)
     async def handler(*args: P.args, **kwargs: P.kwargs) -> T:
         self: Any = args[0]
+        start = time.monotonic()
         try:
             return await fn(*args, **kwargs)
         except Refused as refusal:
+            measures.FUSE_REFUSALS.labels(op, refusal.reason.name).inc()
             number = errno_of(refusal)
             level = logging.DEBUG if refusal.reason in ROUTINE else logging.INFO
             if log.isEnabledFor(level):
@@ -55,6 +60,9 @@ def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[An
         except Exception:
             log.exception("%s failed unexpectedly", op)
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            served.inc()
+            timed.observe(time.monotonic() - start)
 
     return handler
 

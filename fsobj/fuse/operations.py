@@ -32,7 +32,7 @@ from fsobj.fuse.listings import Listings
 from fsobj.fuse.xattrs import MetadataAttributes
 from fsobj.iam import posix_acl
 from fsobj.refusals import Reason, Refused
-from fsobj.service import ROOT_INODE, Entry, names
+from fsobj.service import ROOT_INODE, Entry, measures, names
 from fsobj.service.handles import Handle
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # Entries without content. The kernel lets only a privileged process (CAP_MKNOD) make a
 # device node, and the mount is nodev: a node is stored, never opened as its device.
 _SPECIAL_KINDS = {KIND_TYPE[kind]: kind for kind in ("fifo", "socket", "chardev", "blockdev")}
+_READ, _WRITTEN = measures.READ_BYTES.labels("fuse"), measures.WRITTEN_BYTES.labels("fuse")
 
 
 class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
@@ -282,7 +283,9 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
 
     @request
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self.core.objects.read(self.core.objects.get(fh), off, size)
+        data = await self.core.objects.read(self.core.objects.get(fh), off, size)
+        _READ.inc(len(data))
+        return data
 
     @request
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -290,6 +293,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         if not handle.writable:
             raise Refused(Reason.NOT_WRITABLE, (handle.entry, None), "not open for writing")
         written = await self.core.objects.write(handle, off, buf)
+        _WRITTEN.inc(written)
         entry = handle.entry
         if handle.uid != 0 and _privileges(entry.mode):
             # As on a local disk, a write by anyone but root clears set-user-ID, and

@@ -22,7 +22,7 @@ from fsobj.refusals import Refused
 from fsobj.s3 import sigv4
 from fsobj.s3.errors import S3Error, from_refusal
 from fsobj.s3.wire import MAX_XML_BODY, error_document
-from fsobj.service import DamagedBlob
+from fsobj.service import DamagedBlob, measures
 from fsobj.service.objects import ObjectService
 
 log = logging.getLogger("fsobj.s3")
@@ -200,8 +200,10 @@ class S3App:
         path = unquote(raw_path.decode("latin-1"), errors="surrogateescape")
         response: Response
         incoming = _Incoming(receive)
+        start, operation = time.monotonic(), method
         try:
             request = await self._request(scope, incoming, method, raw_path, path)
+            operation = _operation(request)
             response = await self._route(request)(request)
         except S3Error as error:
             response = self._error(method, path, error, request_id)
@@ -218,6 +220,8 @@ class S3App:
             log.exception("%s %s failed unexpectedly", method, path)
             bug = S3Error("InternalError", "an internal error; the server's log has it")
             response = self._error(method, path, bug, request_id)
+        measures.S3_SECONDS.labels(operation).observe(time.monotonic() - start)
+        measures.S3_REQUESTS.labels(operation, str(response.status)).inc()
         if response.status >= 300:
             # A client answered before it sent its whole body reads the answer only once
             # it has: the rest is read and dropped (S3 does the same).
@@ -289,6 +293,14 @@ class S3App:
             what = ", ".join(sorted(sub)) or "this request"
             raise S3Error("NotImplemented", f"{method} {what} is not implemented")
         return handler
+
+
+def _operation(request: Request) -> str:
+    """A request's operation as metrics name it: the method, what it acts on and its
+    sub-resources ("GET object", "PUT bucket?versioning")."""
+    target = "object" if request.key else "bucket" if request.bucket else "service"
+    sub = ",".join(sorted(request.subresources))
+    return f"{request.method} {target}" + (f"?{sub}" if sub else "")
 
 
 class _Incoming:

@@ -15,6 +15,7 @@ import trio
 
 from fsobj.datastore.store import DataStore
 from fsobj.metadata.store import Entry, MetadataStore
+from fsobj.service import measures
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ class GroupSync:
             if self._covered >= ticket and not sync_all:
                 return
             covering = self._requested
-            await self._sync_now(sync_all)
+            with measures.Timed(measures.DURABILITY_SECONDS):
+                await self._sync_now(sync_all)
+            measures.DURABILITY_POINTS.inc()
             self._covered = covering
 
     async def _sync_now(self, sync_all: bool) -> None:

@@ -31,6 +31,7 @@ from fsobj.metadata.archive import Archive
 from fsobj.metadata.entries import Commit, Entry
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
+from fsobj.service import measures
 from fsobj.service.durability import GroupSync
 from fsobj.service.group_commit import GroupCommit
 from fsobj.service.versions import Ahead, Version, VersionReader
@@ -131,6 +132,10 @@ class OpenObjects:
 
     def open_handles(self) -> int:
         return len(self._handles)
+
+    def staging_bytes(self) -> int:
+        """Bytes written and not committed yet."""
+        return sum(h.staging.size for h in self._handles.values() if h.staging is not None)
 
     def orphan(self, inode: int) -> Entry | None:
         return self._orphans.get(inode)
@@ -460,6 +465,11 @@ class OpenObjects:
                 await self.durability.make_all_durable()
 
     async def _commit(self, handle: Handle, durable: bool, alone: bool = False) -> None:
+        with measures.Timed(measures.COMMIT_SECONDS):
+            await self._commit_now(handle, durable, alone)
+        measures.COMMITS.inc()
+
+    async def _commit_now(self, handle: Handle, durable: bool, alone: bool) -> None:
         if handle.failed is not None:
             self._discard_staging(handle)
             lost = "a write to it failed: nothing is committed"

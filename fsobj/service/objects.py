@@ -28,7 +28,7 @@ from fsobj.iam.policy import Acl, Grant, Identity, Permission, R, W, X
 from fsobj.metadata.schema import ROOT_INODE
 from fsobj.metadata.store import Bucket, Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names, object_versions
+from fsobj.service import measures, names, object_versions
 from fsobj.service.handles import MEMORY_STAGING, guess_content_type
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
 from fsobj.service.reader import EMPTY_ETAG, Reader
@@ -43,6 +43,7 @@ log = logging.getLogger("fsobj.objects")
 # named `fsobj.HEADER` (on the mount: `user.fsobj.HEADER`, never listed).
 CONTENT_HEADERS = ("content-encoding", "content-disposition", "cache-control", "content-language")
 RECEIVE_PIECE = 1 << 20  # bytes of a body gathered for each write in a thread
+_RECEIVED = measures.WRITTEN_BYTES.labels("s3")
 
 
 def etag_of(entry: Entry) -> str:
@@ -285,6 +286,7 @@ class ObjectService:
         try:
             async for chunk in body:
                 check_object_size(staged.size + len(pending) + len(chunk))
+                _RECEIVED.inc(len(chunk))
                 small = staged.memory is not None and staged.size + len(chunk) <= MEMORY_STAGING
                 if small and not pending:
                     staged.write(staged.size, chunk)

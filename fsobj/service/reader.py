@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fsobj.metadata.entries import Entry
+from fsobj.service import measures
 from fsobj.service.handles import OpenObjects
 
 EMPTY_ETAG = "d41d8cd98f00b204e9800998ecf8427e"  # the MD5 of no content: a marker's
+_READ = measures.READ_BYTES.labels("s3")
 
 
 class Reader:
@@ -33,6 +35,7 @@ class Reader:
             if not data:
                 return
             offset += len(data)
+            _READ.inc(len(data))
             yield data
 
     async def close(self) -> None:

@@ -1,0 +1,132 @@
+"""What the daemon counts and times, for Prometheus (`--metrics`, docs/operations.md): one
+place names every metric. The front ends and the core record into these as they serve;
+the gauges of what the daemon holds are read from the core when scraped (`Holdings`).
+
+The registry is fsobj's own, not the library's global one: a scrape shows fsobj's
+metrics and the process's (memory, CPU, descriptors), nothing that a library registered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+
+if TYPE_CHECKING:
+    from fsobj.service.core import Service
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+
+# Requests last from some microseconds (a cached getattr) to seconds (a large commit).
+_LATENCY = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
+
+FUSE_REQUESTS = Counter(
+    "fsobj_fuse_requests", "FUSE requests served", ["operation"], registry=REGISTRY
+)
+FUSE_REFUSALS = Counter(
+    "fsobj_fuse_refusals",
+    "FUSE requests refused, by the reason (an errno to the caller)",
+    ["operation", "reason"],
+    registry=REGISTRY,
+)
+FUSE_SECONDS = Histogram(
+    "fsobj_fuse_request_seconds",
+    "How long FUSE requests took",
+    ["operation"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+S3_REQUESTS = Counter(
+    "fsobj_s3_requests",
+    "S3 requests answered, by operation and HTTP status",
+    ["operation", "status"],
+    registry=REGISTRY,
+)
+S3_SECONDS = Histogram(
+    "fsobj_s3_request_seconds",
+    "How long S3 requests took to answer (a GET: until its body began)",
+    ["operation"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+READ_BYTES = Counter(
+    "fsobj_read_bytes", "Bytes of objects read, by front end", ["front_end"], registry=REGISTRY
+)
+WRITTEN_BYTES = Counter(
+    "fsobj_written_bytes",
+    "Bytes of objects written, by front end",
+    ["front_end"],
+    registry=REGISTRY,
+)
+COMMITS = Counter(
+    "fsobj_commits", "New versions committed (a close, a PUT, a copy)", registry=REGISTRY
+)
+COMMIT_SECONDS = Histogram(
+    "fsobj_commit_seconds",
+    "How long a commit took, its blob written and its metadata recorded",
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+DURABILITY_POINTS = Counter(
+    "fsobj_durability_points",
+    "Times everything committed was made durable (fsync, the periodic sync, unmount)",
+    registry=REGISTRY,
+)
+DURABILITY_SECONDS = Histogram(
+    "fsobj_durability_point_seconds",
+    "How long making everything committed durable took",
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+
+
+class Timed:
+    """Times a block into a histogram (a context manager cheaper than the library's)."""
+
+    __slots__ = ("histogram", "start")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        self.start = 0.0
+
+    def __enter__(self) -> Timed:
+        self.start = time.monotonic()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.histogram.observe(time.monotonic() - self.start)
+
+
+class Holdings:
+    """The gauges of what a daemon holds, read from its core at each scrape."""
+
+    def __init__(self, core: Service) -> None:
+        self.core = core
+
+    def describe(self) -> list[Metric]:
+        return []  # the families are known only when collected: none is checked twice
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.core.stats()
+        yield GaugeMetricFamily(
+            "fsobj_open_handles", "Files open on the mount and GETs being answered",
+            value=stats["open_handles"],
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "fsobj_namespace_cache_entries", "Entries of the namespace held in memory",
+            value=stats["cached_entries"],
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "fsobj_staging_bytes", "Bytes written and not committed yet (staged)",
+            value=self.core.objects.staging_bytes(),
+        )  # fmt: skip
+
+
+def watch(core: Service) -> None:
+    """Let scrapes read what `core` holds (one daemon's core: once)."""
+    REGISTRY.register(Holdings(core))

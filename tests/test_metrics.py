@@ -1,0 +1,79 @@
+"""Prometheus metrics (`--metrics`): a scrape after a known workload on a mount that
+serves S3 shows each family with the values that workload gave."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+
+import pytest
+from conftest import mounted_at
+from prometheus_client.parser import text_string_to_metric_families
+from s3_fixtures import S3Mount, code_of, free_port, wait_for_port
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Every sample: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.mark.same_on_every_store
+def test_a_scrape_counts_what_the_mount_and_s3_served(tmp_path):
+    s3_port, metrics_port = free_port(), free_port()
+    options = ("--s3", f"127.0.0.1:{s3_port}", "--metrics", f"127.0.0.1:{metrics_port}")
+    with mounted_at(tmp_path / "store", tmp_path / "fsobj.log", options) as mounted:
+        wait_for_port(s3_port)
+        before = scrape(metrics_port)
+        bucket = mounted.path / "watched"
+        bucket.mkdir()
+        (bucket / "one").write_bytes(b"x" * 10_000)
+        (bucket / "two").write_bytes(b"y" * 5_000)
+        assert (bucket / "one").read_bytes() == b"x" * 10_000
+        with open(bucket / "open-now", "wb") as writer:
+            writer.write(b"staged")
+            writer.flush()
+            held = scrape(metrics_port)
+        client = S3Mount(mounted, s3_port).client()
+        client.put_object(Bucket="watched", Key="put", Body=b"z" * 3_000)
+        assert client.get_object(Bucket="watched", Key="put")["Body"].read() == b"z" * 3_000
+        assert code_of(client.get_object, Bucket="watched", Key="missing") == "NoSuchKey"
+        with pytest.raises(OSError):
+            os.mkdir(mounted.path / "Not_A_Bucket_Name")  # a refusal, counted by its reason
+        fd = os.open(bucket, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(fd)  # a durability point
+        os.close(fd)
+        after = scrape(metrics_port)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("fsobj_fuse_requests_total", operation="mkdir") == 2
+    assert grew("fsobj_fuse_requests_total", operation="create") == 3
+    assert grew("fsobj_fuse_request_seconds_count", operation="create") == 3
+    assert grew("fsobj_fuse_refusals_total", operation="mkdir", reason="BAD_BUCKET_NAME") == 1
+    assert grew("fsobj_written_bytes_total", front_end="fuse") == 15_006
+    assert grew("fsobj_read_bytes_total", front_end="fuse") == 10_000
+    assert grew("fsobj_written_bytes_total", front_end="s3") == 3_000
+    assert grew("fsobj_read_bytes_total", front_end="s3") == 3_000
+    assert grew("fsobj_s3_requests_total", operation="PUT object", status="200") == 1
+    assert grew("fsobj_s3_requests_total", operation="GET object", status="200") == 1
+    assert grew("fsobj_s3_requests_total", operation="GET object", status="404") == 1
+    assert grew("fsobj_s3_request_seconds_count", operation="PUT object") == 1
+    assert grew("fsobj_commits_total") == 4  # three closes on the mount, one PUT
+    assert grew("fsobj_commit_seconds_count") == 4
+    assert grew("fsobj_durability_points_total") >= 1  # the fsync's (and periodic ones)
+    assert value(held, "fsobj_open_handles") == 1
+    assert value(held, "fsobj_staging_bytes") == 6
+    assert value(after, "fsobj_open_handles") == 0
+    assert value(after, "fsobj_namespace_cache_entries") > 0
+    assert value(after, "process_resident_memory_bytes") > 0
