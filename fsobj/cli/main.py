@@ -378,9 +378,19 @@ def upload_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fsobj")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fsobj", description=__doc__)
     top.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+    top.add_argument("--version", action="version", version=f"fsobj {_version()}")
     # Every command takes --log-level too, after its name (`fsobj mount --log-level DEBUG`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -533,8 +543,9 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("mountpoint")
     stats.set_defaults(run=cmd_stats)
 
-    from fsobj.cli import s3_commands, trees, versions  # here: they import this module
+    from fsobj.cli import fstab, s3_commands, trees, versions  # they import this module
 
+    fstab.add(commands, common)
     s3_commands.add(commands, common)
     trees.add(commands, common)
     versions.add(commands, common)

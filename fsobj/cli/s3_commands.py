@@ -102,5 +102,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         s3=args.s3,
         upload_days=args.abandon_uploads_after,
         lifecycle_day=args.lifecycle_day,
+        metrics=args.metrics,
     )
     daemon.serve_alone(store, options, lambda: print(f"serving S3 at {args.s3}", flush=True))
