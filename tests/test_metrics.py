@@ -4,6 +4,9 @@ serves S3 shows each family with the values that workload gave."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import urllib.request
 
 import pytest
@@ -77,3 +80,29 @@ def test_a_scrape_counts_what_the_mount_and_s3_served(tmp_path):
     assert value(after, "fsobj_open_handles") == 0
     assert value(after, "fsobj_namespace_cache_entries") > 0
     assert value(after, "process_resident_memory_bytes") > 0
+
+
+@pytest.mark.same_on_every_store
+def test_fsobj_stats_shows_live_rates(tmp_path):
+    with mounted_at(tmp_path / "store", tmp_path / "fsobj.log") as mounted:
+        bucket = mounted.path / "busy"
+        bucket.mkdir()
+        watching = subprocess.Popen(
+            [sys.executable, "-m", "fsobj", "stats", "--every", "0.5", "--count", "4",
+             str(mounted.path)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        written = 0
+        while watching.poll() is None and time.monotonic() < deadline:
+            (bucket / f"f{written % 50}").write_bytes(b"x" * 100_000)
+            written += 1
+        out = watching.communicate(timeout=60)[0].splitlines()
+    assert watching.returncode == 0 and len(out) == 5, out
+    assert out[0].split()[:2] == ["fuse/s", "ms"]
+    rows = [[float(cell) for cell in row.split()] for row in out[1:]]
+    assert all(len(row) == 12 for row in rows)
+    assert max(row[0] for row in rows) > 0  # FUSE requests a second
+    assert max(row[5] for row in rows) > 0  # MiB written a second
+    assert max(row[6] for row in rows) > 0  # commits a second
+    assert all(row[11] > 10 for row in rows)  # the daemon's memory, MiB

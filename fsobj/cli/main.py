@@ -311,8 +311,15 @@ def cmd_gc(args: argparse.Namespace) -> None:
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
+    """What the daemon holds and has served; on a terminal (or with --count) a live view,
+    a line a second, as `juicefs stats` shows one."""
     check_mount(args)
-    print(os_call(os.getxattr, args.mountpoint, "user.fsobj.stats").decode(), end="")
+    if args.count is None and not sys.stdout.isatty():
+        print(os_call(os.getxattr, args.mountpoint, "user.fsobj.stats").decode(), end="")
+        return
+    from fsobj.cli.live_stats import watch
+
+    watch(args.mountpoint, args.every, args.count)
 
 
 # -- info -------------------------------------------------------------------------------
@@ -538,9 +545,13 @@ def parser() -> argparse.ArgumentParser:
     collect.set_defaults(run=cmd_gc)
 
     stats = commands.add_parser(
-        "stats", help="what a mount's daemon holds in memory", parents=[common]
+        "stats",
+        help="what a mount's daemon serves (live, on a terminal) and holds in memory",
+        parents=[common],
     )
     stats.add_argument("mountpoint")
+    stats.add_argument("--every", type=float, default=1.0, metavar="SECONDS")
+    stats.add_argument("--count", type=int, metavar="N", help="N lines, then stop")
     stats.set_defaults(run=cmd_stats)
 
     from fsobj.cli import fstab, s3_commands, trees, versions  # they import this module

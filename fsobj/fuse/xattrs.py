@@ -56,7 +56,16 @@ from fsobj.fuse.xattr_names import (
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import AclError, Permission, parse_grants
 from fsobj.refusals import Reason, Refused
-from fsobj.service import ROOT_INODE, Entry, copies, lifecycle, names, object_lock, versioning
+from fsobj.service import (
+    ROOT_INODE,
+    Entry,
+    copies,
+    lifecycle,
+    measures,
+    names,
+    object_lock,
+    versioning,
+)
 from fsobj.service.objects import CONTENT_HEADERS, ObjectService
 
 # The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
@@ -97,7 +106,7 @@ class MetadataAttributes(FuseFrontEnd):
         return fields.get(field)
 
     def stats(self) -> dict[str, int]:
-        return self.core.stats() | {"forgotten_inodes": self.forgotten}
+        return self.core.stats() | {"forgotten_inodes": self.forgotten} | measures.totals()
 
     @request
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:

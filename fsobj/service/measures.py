@@ -130,3 +130,20 @@ class Holdings:
 def watch(core: Service) -> None:
     """Let scrapes read what `core` holds (one daemon's core: once)."""
     REGISTRY.register(Holdings(core))
+
+
+def totals() -> dict[str, int]:
+    """fsobj's counters summed over their labels, seconds as microseconds, for
+    `user.fsobj.stats` (the live view of `fsobj stats` takes its rates from these)."""
+    found: dict[str, int] = {}
+    for family in REGISTRY.collect():
+        if not family.name.startswith("fsobj_") or family.type not in ("counter", "histogram"):
+            continue
+        name = family.name.removeprefix("fsobj_")
+        for sample in family.samples:
+            if family.type == "counter" and sample.name.endswith("_total"):
+                found[name] = found.get(name, 0) + int(sample.value)
+            elif sample.name.endswith("_sum"):  # a histogram's time: its count is a counter's
+                key = name.replace("_seconds", "_us")
+                found[key] = found.get(key, 0) + int(sample.value * 1e6)
+    return found
