@@ -156,3 +156,22 @@ def test_serving_s3_alone_never_imports_pyfuse3():
         "assert 'pyfuse3' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def test_bash_completes_fsobj_commands_and_options(tmp_path):
+    script = tmp_path / "fsobj.bash"
+    script.write_text(fsobj_cli("completion", "bash").stdout)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        shell = (
+            f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1};"
+            f' COMP_LINE="{line}"; COMP_POINT=${{#COMP_LINE}};'
+            f' _shtab_fsobj fsobj {words[-1]} {words[-2]}; echo "${{COMPREPLY[@]}}"'
+        )
+        run = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True)
+        return run.stdout.split()
+
+    assert complete("fsobj", "versio") == ["versioning", "versions"]
+    assert "--metrics" in complete("fsobj", "mount", "--me")
+    assert fsobj_cli("--version").stdout.startswith("fsobj ")

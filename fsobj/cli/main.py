@@ -385,6 +385,14 @@ def upload_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_completion(args: argparse.Namespace) -> None:
+    """`fsobj completion bash > /etc/bash_completion.d/fsobj`: generated from this
+    parser by shtab, so it never lags behind the commands."""
+    import shtab
+
+    print(shtab.complete(parser(), shell=args.shell))
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -557,6 +565,11 @@ def parser() -> argparse.ArgumentParser:
     from fsobj.cli import fstab, s3_commands, trees, versions  # they import this module
 
     fstab.add(commands, common)
+    completion = commands.add_parser(
+        "completion", help="print a shell's completion of fsobj commands", parents=[common]
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(run=cmd_completion)
     s3_commands.add(commands, common)
     trees.add(commands, common)
     versions.add(commands, common)
