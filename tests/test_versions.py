@@ -11,7 +11,7 @@ import os
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import fsobj_cli
+from conftest import as_user, fsobj_cli
 from s3_fixtures import code_of
 
 
@@ -307,3 +307,23 @@ def test_a_delete_of_no_object_leaves_a_marker_and_parts_copy_from_versions(s3):
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]},
     )  # fmt: skip
     assert client.get_object(Bucket="marks", Key="joined")["Body"].read() == old
+
+
+def test_past_versions_are_no_easier_to_read_than_their_object(mount):
+    bucket = mount / "guarded"
+    bucket.mkdir()
+    os.chmod(bucket, 0o755)  # others may enter the bucket
+    fsobj_cli("versioning", str(bucket), "Enabled")
+    for name, mode in (("private", 0o600), ("public", 0o644)):
+        for text in (b"one", b"two"):
+            (bucket / name).write_bytes(text)
+        os.chmod(bucket / name, mode)
+    view = bucket / ".fsobj-versions"
+    private = [str(p) for p in (view / "private").iterdir()]
+    public = [str(p) for p in (view / "public").iterdir()]
+    assert len(private) == len(public) == 2
+    seen = as_user(1001, [["read", path] for path in private + public])
+    assert seen[:2] == ["EACCES", "EACCES"]
+    assert sorted(seen[2:]) == ["one", "two"]
+    (bucket / "public").unlink()  # gone: its versions are their owner's alone
+    assert as_user(1001, [["read", path] for path in public]) == ["EACCES", "EACCES"]

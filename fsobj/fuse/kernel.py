@@ -91,6 +91,10 @@ class FuseFrontEnd:
         else:
             is_bucket = entry.kind == "bucket"
             attrs.entry_timeout = BUCKET_ENTRY_SECONDS if is_bucket else self.cache_seconds
+        if self.core.view.is_view(entry.inode):
+            # A past version's mode follows its object's, which may change or go without
+            # the view hearing of it: the kernel asks each time.
+            attrs.entry_timeout = attrs.attr_timeout = 0
         attrs.st_ino = entry.kernel_inode
         mode = entry.mode
         if entry.kind == "bucket":

@@ -89,7 +89,6 @@ class VersionView:
             inode=self._inode(node),
             parent=self._inode(_Node(node.bucket, node.path)),
             name=node.version or NULL,
-            mode=0o444,
             file_inode=None,
             links=1,
         )
@@ -124,13 +123,22 @@ class VersionView:
         return found
 
     async def _versions(self, bucket: Entry, key: str) -> list[Entry]:
-        """The versions of `key` that have content, as entries, the current one first."""
+        """The versions of `key` that have content, as entries, the current one first.
+        They may be read as the object now may (its mode bits, without write), or where
+        it is gone only by their owner: a past version is no easier to read than its
+        object."""
         found = []
         current = await versioning.current_object(self.core, bucket, key)
+        mode = 0o400 if current is None else current.mode & 0o444
         if current is not None:
-            found.append(dataclasses.replace(current, version_id=versioning.version_id_of(current)))
+            version_id = versioning.version_id_of(current)
+            found.append(dataclasses.replace(current, version_id=version_id, mode=mode))
         past = await self.core._meta.past_versions(bucket.inode, "", "", ALL, key=key)
-        found += [versioning.entry_of(bucket, v) for v in past if not v.is_marker]
+        found += [
+            dataclasses.replace(versioning.entry_of(bucket, v), mode=mode)
+            for v in past
+            if not v.is_marker
+        ]
         return found
 
     async def _past(self, bucket: Entry, prefix: str) -> list[PastVersion]:
