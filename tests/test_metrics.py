@@ -80,6 +80,12 @@ def test_a_scrape_counts_what_the_mount_and_s3_served(tmp_path):
     assert value(after, "fsobj_open_handles") == 0
     assert value(after, "fsobj_namespace_cache_entries") > 0
     assert value(after, "process_resident_memory_bytes") > 0
+    assert grew("fsobj_commit_group_size_count") == 4  # each commit in some group
+    assert grew("fsobj_commit_group_size_sum") == 4
+    assert grew("fsobj_metadata_calls_total", call="commit_many") >= 1
+    assert grew("fsobj_metadata_call_seconds_count", call="commit_many") >= 1
+    assert grew("fsobj_namespace_cache_hits_total") > 0
+    assert ("fsobj_blob_cache_bytes", ()) not in after  # the blobs are local: no cache
 
 
 @pytest.mark.same_on_every_store

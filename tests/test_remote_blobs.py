@@ -76,6 +76,11 @@ def test_blobs_live_at_the_service_and_the_cache_stays_bounded(service, remote_s
         for number in (0, 5, 1, 4):  # read back, refilled from the service as needed
             assert (bucket / f"p{number}").read_bytes() == content(number)
         assert cached_bytes(store) <= 3 * MIB
+        stats = fsobj_cli("stats", str(mount.path)).stdout.splitlines()
+        counted = dict(line.split() for line in stats)
+        # What the daemon counts of its cache and of the service (its metrics' totals).
+        assert int(counted["blob_cache_misses"]) >= 1 and int(counted["blob_cache_evictions"]) >= 3
+        assert int(counted["blob_service_calls"]) >= 8  # seven uploads and a download at least
 
         # A rewrite is a new blob at the service; the old one goes once nothing names it.
         old = object_id(bucket / "p0")

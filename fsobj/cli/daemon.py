@@ -17,10 +17,11 @@ from pathlib import Path
 import trio
 import trio_asyncio
 
+from fsobj import measures
 from fsobj.metadata.cache import DEFAULT_CAPACITY
 from fsobj.metadata.store import Sharing
 from fsobj.refusals import Refused
-from fsobj.service import lifecycle, measures
+from fsobj.service import lifecycle
 from fsobj.service.objects import ObjectService
 from fsobj.service.store import Store, open_store, single_error, store_is_free
 from fsobj.service.uploads import ABANDONED_UPLOAD

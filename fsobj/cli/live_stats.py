@@ -1,6 +1,6 @@
 """`fsobj stats MOUNT` as a live view: a line each interval with the rates and average
 latencies of what the daemon served since the line before, and what it holds, from its
-counters (`user.fsobj.stats`: service/measures.py)."""
+counters (`user.fsobj.stats`: fsobj/measures.py)."""
 
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from fsobj import measures
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 10 << 30
@@ -66,6 +68,7 @@ class BlobCache:
         while self.used > self.limit and len(self._sizes) > 1:
             object_id, size = self._sizes.popitem(last=False)
             self.used -= size
+            measures.BLOB_CACHE_EVICTIONS.inc()
             with contextlib.suppress(FileNotFoundError):
                 self.path_of(object_id).unlink()
             log.debug("cache: evicted blob %s (%d bytes)", object_id, size)

@@ -31,6 +31,7 @@ import botocore.exceptions
 import trio
 from boto3.s3.transfer import TransferConfig
 
+from fsobj import measures
 from fsobj.datastore.cache import DEFAULT_CACHE_BYTES, BlobCache
 from fsobj.datastore.store import Blob, DamagedBlob, DataStore, Staging, blob_file_problem
 
@@ -181,12 +182,17 @@ class RemoteBlobs:
 
     @contextlib.contextmanager
     def _calling(self, what: str, subject: str) -> Iterator[None]:
-        """Map the client's exceptions to OSError, and keep the outage state."""
+        """Map the client's exceptions to OSError, keep the outage state, and count and
+        time the call (fsobj/measures.py)."""
+        outcome = "error"
         try:
-            yield
+            with measures.Timed(measures.BLOB_SERVICE_SECONDS.labels(what)):
+                yield
+            outcome = "ok"
         except botocore.exceptions.ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in _NOT_THERE:
+                outcome = "missing"
                 self._answered()
                 raise FileNotFoundError(
                     errno.ENOENT, f"the blob service holds no {subject}"
@@ -196,6 +202,8 @@ class RemoteBlobs:
         except botocore.exceptions.BotoCoreError as error:
             self._failed(what, subject, error)
             raise OSError(errno.EIO, f"blob service: {what} {subject}: {error}") from None
+        finally:
+            measures.BLOB_SERVICE_CALLS.labels(what, outcome).inc()
         self._answered()
 
     def _failed(self, what: str, subject: str, error: Exception) -> None:
@@ -255,6 +263,7 @@ class RemoteDataStore(DataStore):
     async def ensure_local(self, object_id: str, size: int, checksums: bytes | None) -> None:
         """Fill the cache with the blob unless it holds it; readers of one blob that is
         being filled wait for that one fill."""
+        (measures.BLOB_CACHE_HITS if object_id in self.cache else measures.BLOB_CACHE_MISSES).inc()
         while object_id not in self.cache:
             filling = self._filling.get(object_id)
             if filling is not None:

@@ -17,9 +17,10 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
+from fsobj import measures
 from fsobj.fuse.errnos import errno_of
 from fsobj.refusals import Reason, Refused
-from fsobj.service import DamagedBlob, measures
+from fsobj.service import DamagedBlob
 
 log = logging.getLogger("fsobj.operations")
 
@@ -32,7 +33,7 @@ T = TypeVar("T")
 
 def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn every failure of a handler into an errno the kernel can pass on; count and
-    time every request (service/measures.py)."""
+    time every request (fsobj/measures.py)."""
     op = fn.__name__
     served, timed = measures.FUSE_REQUESTS.labels(op), measures.FUSE_SECONDS.labels(op)
 

@@ -26,13 +26,14 @@ from typing import Any
 
 import pyfuse3
 
+from fsobj import measures
 from fsobj.fuse.edge import request
 from fsobj.fuse.kernel import BLOCK_SIZE, KIND_TYPE
 from fsobj.fuse.listings import Listings
 from fsobj.fuse.xattrs import MetadataAttributes
 from fsobj.iam import posix_acl
 from fsobj.refusals import Reason, Refused
-from fsobj.service import ROOT_INODE, Entry, measures, names
+from fsobj.service import ROOT_INODE, Entry, names
 from fsobj.service.handles import Handle
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,7 @@ from typing import Any
 
 import trio
 
+from fsobj import measures
 from fsobj.fuse.edge import request
 from fsobj.fuse.kernel import FuseFrontEnd
 from fsobj.fuse.xattr_names import (
@@ -61,7 +62,6 @@ from fsobj.service import (
     Entry,
     copies,
     lifecycle,
-    measures,
     names,
     object_lock,
     versioning,

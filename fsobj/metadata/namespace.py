@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from fsobj import measures
 from fsobj.metadata import transactions
 from fsobj.metadata.archive import Archive, archived
 from fsobj.metadata.backend import Conflict, Database, MissingParent
@@ -94,7 +95,10 @@ class NamespaceStore:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(connection, *args)` in the database thread: one round trip."""
-        return await self._db.run(fn, *args)
+        call = fn.__name__
+        measures.METADATA_CALLS.labels(call).inc()
+        with measures.Timed(measures.METADATA_SECONDS.labels(call)):
+            return await self._db.run(fn, *args)
 
     def _remember(self, entry: Entry, mark: int) -> Entry:
         """Cache a row read when the count of local changes was `mark`. On one host the
@@ -267,7 +271,9 @@ class NamespaceStore:
         if entry is not None:
             left = self._entry_left(entry)  # infinite: this process's own, or one host's
             if left == math.inf or (left > 0 and not current):
+                measures.NAMESPACE_HITS.inc()
                 return entry
+        measures.NAMESPACE_MISSES.inc()
         mark = self._cache.changes
         rows = await self._run(
             transactions.select,
@@ -283,7 +289,9 @@ class NamespaceStore:
     async def lookup(self, parent: int, name: str) -> Entry | None:
         entry = self._cache.named(parent, name)
         if entry is not None and self._fresh(entry):
+            measures.NAMESPACE_HITS.inc()
             return entry
+        measures.NAMESPACE_MISSES.inc()
         if self.shared:
             if entry is None and self._cache.completeness_age(parent) < self.fresh_seconds:
                 return None

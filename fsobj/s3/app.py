@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from fsobj import measures
 from fsobj.iam.policy import NOBODY, Identity
 from fsobj.refusals import Refused
 from fsobj.s3 import sigv4
 from fsobj.s3.errors import S3Error, from_refusal
 from fsobj.s3.wire import MAX_XML_BODY, error_document
-from fsobj.service import DamagedBlob, measures
+from fsobj.service import DamagedBlob
 from fsobj.service.objects import ObjectService
 
 log = logging.getLogger("fsobj.s3")

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Protocol
 
 import trio
 
+from fsobj.datastore.cache import BlobCache
 from fsobj.datastore.store import DataStore
 from fsobj.iam import posix_acl
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, Policy
@@ -545,6 +546,10 @@ class Service:
             "open_handles": self.objects.open_handles(),
             "resident_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"),
         }
+
+    def blob_cache(self) -> BlobCache | None:
+        """The local cache of a store whose blobs live at an S3 service (None: local)."""
+        return getattr(self._data, "cache", None)
 
     async def collect_garbage(self) -> gc.Collection:
         """Remove unnamed blobs, and multipart uploads begun longer ago than

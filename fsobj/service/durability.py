@@ -13,9 +13,9 @@ import logging
 
 import trio
 
+from fsobj import measures
 from fsobj.datastore.store import DataStore
 from fsobj.metadata.store import Entry, MetadataStore
-from fsobj.service import measures
 
 log = logging.getLogger(__name__)
 

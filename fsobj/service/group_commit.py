@@ -8,6 +8,7 @@ import dataclasses
 
 import trio
 
+from fsobj import measures
 from fsobj.metadata.entries import Commit, Entry
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Refused
@@ -40,6 +41,7 @@ class GroupCommit:
         async with self._lock:
             if not record.done:
                 batch, self._waiting = self._waiting, []
+                measures.COMMIT_GROUP.observe(len(batch))
                 try:
                     results = await self.meta.commit_many(
                         [(r.entry, r.commit) for r in batch], any(r.synced for r in batch)

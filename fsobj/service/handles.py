@@ -26,12 +26,12 @@ from typing import Any
 
 import trio
 
+from fsobj import measures
 from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size, wrong_size
 from fsobj.metadata.archive import Archive
 from fsobj.metadata.entries import Commit, Entry
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
-from fsobj.service import measures
 from fsobj.service.durability import GroupSync
 from fsobj.service.group_commit import GroupCommit
 from fsobj.service.versions import Ahead, Version, VersionReader

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from fsobj import measures
 from fsobj.datastore.store import Staging, check_object_size
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, R, W, X
 from fsobj.metadata.schema import ROOT_INODE
 from fsobj.metadata.store import Bucket, Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import measures, names, object_versions
+from fsobj.service import names, object_versions
 from fsobj.service.handles import MEMORY_STAGING, guess_content_type
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
 from fsobj.service.reader import EMPTY_ETAG, Reader

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from fsobj import measures
 from fsobj.metadata.entries import Entry
-from fsobj.service import measures
 from fsobj.service.handles import OpenObjects
 
 EMPTY_ETAG = "d41d8cd98f00b204e9800998ecf8427e"  # the MD5 of no content: a marker's

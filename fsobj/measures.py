@@ -85,6 +85,61 @@ DURABILITY_SECONDS = Histogram(
 )
 
 
+NAMESPACE_HITS = Counter(
+    "fsobj_namespace_cache_hits",
+    "Look-ups of names and inodes answered from memory",
+    registry=REGISTRY,
+)
+NAMESPACE_MISSES = Counter(
+    "fsobj_namespace_cache_misses",
+    "Look-ups of names and inodes that read the metadata database",
+    registry=REGISTRY,
+)
+METADATA_CALLS = Counter(
+    "fsobj_metadata_calls",
+    "Round trips to the metadata database, by what they ran",
+    ["call"],
+    registry=REGISTRY,
+)
+METADATA_SECONDS = Histogram(
+    "fsobj_metadata_call_seconds",
+    "How long round trips to the metadata database took",
+    ["call"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+COMMIT_GROUP = Histogram(
+    "fsobj_commit_group_size",
+    "Commits recorded together in one transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    registry=REGISTRY,
+)
+BLOB_CACHE_HITS = Counter(
+    "fsobj_blob_cache_hits",
+    "Blobs found in the local cache of a store whose blobs live at an S3 service",
+    registry=REGISTRY,
+)
+BLOB_CACHE_MISSES = Counter(
+    "fsobj_blob_cache_misses", "Blobs fetched from the S3 blob service", registry=REGISTRY
+)
+BLOB_CACHE_EVICTIONS = Counter(
+    "fsobj_blob_cache_evictions", "Blobs the local cache let go for room", registry=REGISTRY
+)
+BLOB_SERVICE_CALLS = Counter(
+    "fsobj_blob_service_calls",
+    "Calls to the S3 blob service, by call and outcome (ok, missing, error)",
+    ["call", "outcome"],
+    registry=REGISTRY,
+)
+BLOB_SERVICE_SECONDS = Histogram(
+    "fsobj_blob_service_call_seconds",
+    "How long calls to the S3 blob service took",
+    ["call"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+
+
 class Timed:
     """Times a block into a histogram (a context manager cheaper than the library's)."""
 
@@ -125,6 +180,16 @@ class Holdings:
             "fsobj_staging_bytes", "Bytes written and not committed yet (staged)",
             value=self.core.objects.staging_bytes(),
         )  # fmt: skip
+        cache = self.core.blob_cache()
+        if cache is not None:
+            yield GaugeMetricFamily(
+                "fsobj_blob_cache_bytes", "Bytes of blobs in the local cache",
+                value=cache.used,
+            )  # fmt: skip
+            yield GaugeMetricFamily(
+                "fsobj_blob_cache_limit_bytes", "How large the local cache of blobs may grow",
+                value=cache.limit,
+            )  # fmt: skip
 
 
 def watch(core: Service) -> None:
