@@ -8,6 +8,7 @@ metrics and the process's (memory, CPU, descriptors), nothing that a library reg
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -138,6 +139,13 @@ BLOB_SERVICE_SECONDS = Histogram(
     buckets=_LATENCY,
     registry=REGISTRY,
 )
+
+
+@functools.cache
+def metadata_call(call: str) -> tuple[Counter, Histogram]:
+    """The counter and histogram of one kind of metadata round trip (looked up once: a
+    label look-up costs more than the count)."""
+    return METADATA_CALLS.labels(call), METADATA_SECONDS.labels(call)
 
 
 class Timed:

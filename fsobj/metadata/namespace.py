@@ -95,9 +95,9 @@ class NamespaceStore:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(connection, *args)` in the database thread: one round trip."""
-        call = fn.__name__
-        measures.METADATA_CALLS.labels(call).inc()
-        with measures.Timed(measures.METADATA_SECONDS.labels(call)):
+        calls, seconds = measures.metadata_call(fn.__name__)
+        calls.inc()
+        with measures.Timed(seconds):
             return await self._db.run(fn, *args)
 
     def _remember(self, entry: Entry, mark: int) -> Entry:
