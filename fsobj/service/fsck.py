@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from fsobj.metadata import transactions
 from fsobj.metadata.schema import ROOT_INODE
 from fsobj.metadata.store import Entry
 from fsobj.service import gc
+from fsobj.service.gc import progress_bar
 from fsobj.service.store import Store, run_offline
 
 log = logging.getLogger(__name__)
@@ -36,24 +36,6 @@ class Report:
     problems: list[str] = dataclasses.field(default_factory=list)
     repairs: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
-
-
-class Progress:
-    """A one-line progress display on a terminal; silent otherwise."""
-
-    def __init__(self, what: str, total: int):
-        self.what, self.total = what, total
-        self.shown = sys.stderr.isatty()
-        self._last = 0.0
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if self.shown and (now - self._last > 0.2 or done == self.total):
-            self._last = now
-            percent = 100 * done // max(self.total, 1)
-            print(f"\r{self.what}: {done}/{self.total} ({percent}%)", end="", file=sys.stderr)
-            if done == self.total:
-                print(file=sys.stderr)
 
 
 async def check(store: Store, repair: bool = False, verify: bool = False) -> Report:
@@ -104,7 +86,7 @@ async def _damaged_objects(store: Store, verify: bool) -> list[tuple[Entry, str]
     moved to lost-and-found were reported when they were moved, and are left alone."""
     lost = await store.meta.lookup(ROOT_INODE, LOST_AND_FOUND)
     skip = lost.inode if lost else None
-    progress = Progress(
+    progress = progress_bar(
         "verifying blobs" if verify else "checking blobs", await store.meta.count_objects()
     )
     damaged: list[tuple[Entry, str]] = []
@@ -120,8 +102,8 @@ async def _damaged_objects(store: Store, verify: bool) -> list[tuple[Entry, str]
                     assert entry is not None
                     damaged.append((entry, f"blob {object_id} {why}"))
         done, after = done + len(versions), versions[-1][0]
-        progress.update(done)
-    progress.update(progress.total)
+        progress.update(len(versions))
+    progress.close()
     return damaged
 
 
@@ -130,7 +112,9 @@ async def _damaged_past_versions(store: Store, verify: bool) -> list[str]:
     reported, never removed (their blob may be the last copy of that version)."""
     problems: list[str] = []
     after: tuple[int, str, str] = (0, "", "")
+    progress = progress_bar("checking past versions", None)
     while page := await store.meta.every_past_version(after, PAGE):
+        progress.update(len(page))
         for bucket, past in page:
             if past.object_id is not None:
                 why = await trio.to_thread.run_sync(
@@ -143,6 +127,7 @@ async def _damaged_past_versions(store: Store, verify: bool) -> list[str]:
                     )
         last_bucket, last = page[-1]
         after = (last_bucket, last.key, last.version_id)
+    progress.close()
     return problems
 
 

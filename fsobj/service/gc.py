@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+import sys
 from collections.abc import Callable
 
 import trio
+from tqdm import tqdm
 
 from fsobj.datastore.store import DataStore
 from fsobj.metadata.store import MetadataStore
@@ -39,7 +42,9 @@ async def unreferenced_blobs(
     disk go to the database a shard at a time, and the comparison runs there."""
     batches = iter(await trio.to_thread.run_sync(data.blob_batches))
     found: list[str] = []
+    progress = progress_bar("looking for unnamed blobs", None, "blobs")
     while (batch := await trio.to_thread.run_sync(next, batches, None)) is not None:
+        progress.update(len(batch))
         # Asked before the query (a commit missing then had already recorded its blob)
         # and after it (a blob that lost its name meanwhile waits for that to be durable).
         left_alone = busy() if busy else set()
@@ -47,6 +52,7 @@ async def unreferenced_blobs(
         if busy:
             left_alone |= busy()
         found += [blob for blob in unnamed if blob not in left_alone]
+    progress.close()
     return found
 
 
@@ -64,3 +70,19 @@ async def collect(
     if found.blobs:
         log.info("garbage collection: %s", found)
     return found
+
+
+def progress_bar(what: str, total: int | None, unit: str = "objects") -> tqdm:
+    """Progress of long work (fsck, gc) on a terminal, as tqdm shows it; nothing when the
+    output is no terminal (a daemon's periodic gc, a pipe)."""
+    # A terminal that says it is 0 by 0 (a new pty) gets the usual 80 by 24: tqdm would
+    # show nothing there.
+    size = shutil.get_terminal_size()
+    return tqdm(
+        total=total,
+        desc=what,
+        unit=f" {unit}",
+        ncols=size.columns,
+        nrows=size.lines,
+        disable=not sys.stderr.isatty(),
+    )
