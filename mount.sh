@@ -39,6 +39,10 @@ ensure_venv() {
         echo "installing fsobj${extra:+ with its $extra tools} into $venv ..." >&2
         "$venv/bin/pip" install -q --disable-pip-version-check -e "$target" >&2
         echo "$stamp" > "$venv/.fsobj-installed${extra:+-$extra}"
+        # With an extra, what mounting needs is installed too: a mount.sh run meanwhile
+        # (tests/test_cli.py runs it) must not install the package again under running
+        # tests, whose commands (mount.fuse.fsobj) would vanish for the while.
+        echo "$stamp" > "$venv/.fsobj-installed"
     fi
 }
 

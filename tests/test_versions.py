@@ -24,7 +24,16 @@ def versions_of(client, bucket: str, **options) -> list[tuple[str, str, bool, bo
         rows = [(v, False) for v in page.get("Versions", [])]
         rows += [(m, True) for m in page.get("DeleteMarkers", [])]
         # boto3 splits a page in two lists; S3's order is by key, then the newest first.
-        rows.sort(key=lambda row: (row[0]["Key"], -row[0]["LastModified"].timestamp()))
+        # Times are to the millisecond: ties go to the latest, then to the later id
+        # (fsobj's ids begin with the time they were made).
+        rows.sort(key=lambda row: row[0]["VersionId"], reverse=True)
+        rows.sort(
+            key=lambda row: (
+                row[0]["Key"],
+                -row[0]["LastModified"].timestamp(),
+                not row[0]["IsLatest"],
+            )
+        )
         found += [(r["Key"], r["VersionId"], r["IsLatest"], marker) for r, marker in rows]
     return found
 
