@@ -190,8 +190,9 @@ ALSO_ON: dict[str, tuple[str, ...]] = {
 # (pytest-xdist's loadgroup): these, the longest, go first, so that none is left running
 # alone at the end.
 LONGEST_FIRST = (
-    "test_shared", "test_crash", "test_large_bucket", "test_s3_load", "test_remote_blobs",
-    "test_s3", "test_s3_access", "test_postgres", "test_objects", "test_durability",
+    "test_shared", "test_crash", "test_crash_versions", "test_large_bucket", "test_s3_load",
+    "test_remote_blobs", "test_s3", "test_s3_access", "test_postgres", "test_objects",
+    "test_durability",
 )  # fmt: skip
 
 

@@ -10,14 +10,6 @@ def test_sigkill_at_random_moments_loses_nothing_committed(tmp_path):
     assert len(lines) == 4
 
 
-def test_sigkill_in_a_versioned_bucket_loses_no_version(tmp_path):
-    """Puts, renames, links, clones and deletes in a versioned bucket: after each crash
-    and gc the objects are as committed and every version a finished put made is kept."""
-    lines = []
-    run(seed=5, iterations=4, workdir=tmp_path, say=lines.append, versioned=True)
-    assert len(lines) == 4
-
-
 def test_sigkill_during_s3_puts_copies_and_multipart_uploads(tmp_path):
     lines = []
     run(seed=2, iterations=4, workdir=tmp_path, say=lines.append, s3=True)
