@@ -343,6 +343,14 @@ def start_background(
     raise MountError(f"the mount process exited with status {code}:\n  " + "\n  ".join(tail))
 
 
+def mount_of(path: Path) -> Path | None:
+    """The fsobj mount point that `path` (absolute) lies on, or None."""
+    mount = path
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    return mount if mounted_store(mount) is not None else None
+
+
 def mounted_store(mountpoint: Path) -> Path | None:
     """The store mounted at `mountpoint`, read from the kernel's mount table."""
     target = os.path.realpath(mountpoint)

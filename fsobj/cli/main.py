@@ -362,7 +362,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-def upload_option(command: argparse.ArgumentParser) -> None:
+def serving_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--abandon-uploads-after",
         type=_positive_seconds,
@@ -443,7 +443,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="[HOST:]PORT",
         help=f"also serve S3 at this address (e.g. {S3_ADDRESS})",
     )
-    upload_option(mount)
+    serving_options(mount)
     mount.add_argument(
         "--metadata-timeout", type=_positive_seconds, default=1.0, metavar="SECONDS",
         help="a shared store: how long other hosts' changes may take to show"

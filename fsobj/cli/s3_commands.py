@@ -17,7 +17,7 @@ from fsobj.cli.main import (
     offline,
     os_call,
     positive_int,
-    upload_option,
+    serving_options,
 )
 from fsobj.fuse import xattr_names
 from fsobj.iam import policy as iam
@@ -51,7 +51,7 @@ def add(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     serve.add_argument("--s3", default=S3_ADDRESS, metavar="[HOST:]PORT", type=address)
     serve.add_argument("--cache-entries", type=positive_int, default=DEFAULT_CAPACITY)
-    upload_option(serve)
+    serving_options(serve)
     serve.set_defaults(run=cmd_serve)
 
 

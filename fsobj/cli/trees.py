@@ -39,10 +39,8 @@ def add(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def cmd_clone(args: argparse.Namespace) -> None:
     """Copy a tree, an object or a bucket on a mount by metadata alone."""
     source, destination = Path(args.source).absolute(), Path(args.destination).absolute()
-    mount = source
-    while not os.path.ismount(mount) and mount != mount.parent:
-        mount = mount.parent
-    if daemon.mounted_store(mount) is None:
+    mount = daemon.mount_of(source)
+    if mount is None:
         raise CommandError(f"{args.source} is not on an fsobj mount")
     if not destination.is_relative_to(mount) or destination == mount:
         raise CommandError(f"{args.destination}: a copy stays on the mount of its source")

@@ -47,11 +47,10 @@ def add(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def _place(path: str) -> tuple[Path, Path]:
     """The bucket's directory that `path` is in, and the path below it."""
     target = Path(path).absolute()
-    bucket = target
-    while not os.path.ismount(bucket.parent) and bucket.parent != bucket:
-        bucket = bucket.parent
-    if bucket.parent == bucket or daemon.mounted_store(bucket.parent) is None:
+    mount = daemon.mount_of(target)
+    if mount is None or target == mount:
         raise CommandError(f"{path} is not in a bucket of an fsobj mount")
+    bucket = mount / target.relative_to(mount).parts[0]
     return bucket, target.relative_to(bucket)
 
 

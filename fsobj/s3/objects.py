@@ -133,8 +133,8 @@ class Handlers:
         the marker's headers, as S3 answers."""
         error = from_refusal(refusal)
         if error.code == "NoSuchKey":
-            who, bucket, key = request.who, request.bucket, request.key
-            marker = await object_versions.hiding_marker(self.service, who, bucket, key)
+            bucket, _ = await self.service.bucket(request.who, request.bucket)
+            marker = await object_versions.hiding_marker(self.service, bucket, request.key)
             if marker is not None:
                 error.headers = {"x-amz-version-id": marker} | _MARKER
         return error

@@ -166,8 +166,6 @@ def check_retention_change(
     if old is None or not old.in_force():
         return
     weaker = new is None or new.until_ns < old.until_ns or new.mode != old.mode
-    if old.mode == "COMPLIANCE" and new is not None and new.mode == "COMPLIANCE":
-        weaker = new.until_ns < old.until_ns
     if weaker and not (old.mode == "GOVERNANCE" and _may_bypass(who, owner, bypass)):
         raise Refused(
             Reason.LOCKED, None, f"a {old.mode} retention until {old.until()} is not shortened"

@@ -63,13 +63,31 @@ async def set_versioning(service: ObjectService, who: Identity, bucket: str, sta
     await versioning.set_state(service.core, entry, state)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Found:
+    """A version as `find` found it: in `bucket` at `key`, the current object or a past
+    version (or delete marker)."""
+
+    bucket: Entry
+    key: str
+    current: Entry | None
+    past: PastVersion | None
+
+    @property
+    def owner(self) -> int:
+        if self.current is not None:
+            return self.current.uid
+        assert self.past is not None
+        return self.past.uid
+
+
 async def find(
     service: ObjectService, who: Identity, bucket: str, key: str, version_id: str, write: bool
-) -> tuple[Entry | None, PastVersion | None]:
+) -> Found:
     """The version `version_id` of `key`: the current object, or a past version (or
     delete marker), checked for `who` to read (or with `write`, to remove)."""
     bucket_entry, acl = await service.bucket(who, bucket)
-    parts = objects._key_parts(key)
+    path = "/".join(objects._key_parts(key))
     try:
         current, _ = await service._existing(who, bucket, key)
     except Refused as refusal:
@@ -82,15 +100,15 @@ async def find(
             service._require(who, acl, parent, W | X, bucket)
         else:
             service._require(who, acl, current, R, bucket)
-        return current, None
-    past = await service._meta.past_version(bucket_entry.inode, "/".join(parts), version_id)
+        return Found(bucket_entry, path, current, None)
+    past = await service._meta.past_version(bucket_entry.inode, path, version_id)
     if past is None:
         raise Refused(Reason.NO_SUCH_VERSION, None, f"no version {version_id} of {key!r}")
     if current is not None and current.kind == "object":
         service._require(who, acl, current, W if write else R, bucket)
     else:
         service._require(who, acl, bucket_entry, (W | X) if write else R, bucket)
-    return None, past
+    return Found(bucket_entry, path, None, past)
 
 
 def past_entry(bucket: Entry, past: PastVersion) -> Entry:
@@ -102,15 +120,13 @@ async def source(
 ) -> tuple[Entry, dict[str, bytes]]:
     """A version to read or copy, and its user metadata; a delete marker is refused as
     S3 does (MethodNotAllowed)."""
-    current, past = await find(service, who, bucket, key, version_id, write=False)
-    if current is not None:
-        return current, await service.core.user_metadata(current)
-    assert past is not None
-    if past.is_marker:
+    found = await find(service, who, bucket, key, version_id, write=False)
+    if found.current is not None:
+        return found.current, await version_items(service, found)
+    assert found.past is not None
+    if found.past.is_marker:
         raise Refused(Reason.DELETE_MARKER, None, f"version {version_id} is a delete marker")
-    bucket_entry, _ = await service.bucket(who, bucket)
-    metadata = await service._meta.version_metadata(bucket_entry.inode, past.key, version_id)
-    return past_entry(bucket_entry, past), metadata
+    return past_entry(found.bucket, found.past), await version_items(service, found)
 
 
 async def open_version(service: ObjectService, entry: Entry, uid: int) -> Reader:
@@ -122,14 +138,13 @@ async def open_version(service: ObjectService, entry: Entry, uid: int) -> Reader
     return Reader(service.objects, entry, handle.fh)
 
 
-async def version_items(
-    service: ObjectService, bucket: Entry, current: Entry | None, past: PastVersion | None
-) -> dict[str, bytes]:
+async def version_items(service: ObjectService, found: Found) -> dict[str, bytes]:
     """The user metadata of a version that `find` found."""
-    if current is not None:
-        return await service.core.user_metadata(current)
-    assert past is not None
-    return await service._meta.version_metadata(bucket.inode, past.key, past.version_id)
+    if found.current is not None:
+        return await service.core.user_metadata(found.current)
+    assert found.past is not None
+    past = found.past
+    return await service._meta.version_metadata(found.bucket.inode, past.key, past.version_id)
 
 
 async def set_version_item(
@@ -144,19 +159,16 @@ async def set_version_item(
     the current one), which `check` may refuse once it sees the version's items and
     owner; who may write the object may (S3 asks for its own permissions)."""
     bucket, key, version_id = named
-    bucket_entry, _ = await service.bucket(who, bucket)
     if version_id is None:
         version_id = version_id_of(await service.head(who, bucket, key))
-    current, past = await find(service, who, bucket, key, version_id, write=True)
-    if past is not None and past.is_marker:
+    found = await find(service, who, bucket, key, version_id, write=True)
+    if found.past is not None and found.past.is_marker:
         raise Refused(Reason.DELETE_MARKER, None, f"version {version_id} is a delete marker")
-    owner = current.uid if current is not None else past.uid if past is not None else 0
-    check(await version_items(service, bucket_entry, current, past), owner)
-    if current is not None:
-        await service.core.set_item(current, item, value)
+    check(await version_items(service, found), found.owner)
+    if found.current is not None:
+        await service.core.set_item(found.current, item, value)
     else:
-        assert past is not None
-        await service._meta.set_version_item(bucket_entry.inode, past.key, version_id, item, value)
+        await service._meta.set_version_item(found.bucket.inode, found.key, version_id, item, value)
 
 
 async def delete_version(
@@ -172,22 +184,20 @@ async def delete_version(
     in S3 (removing the delete marker that hid a key brings the key back). A version
     under object lock stays (LOCKED), but a GOVERNANCE retention that `who` may and
     asks to `bypass`."""
-    current, past = await find(service, who, bucket, key, version_id, write=True)
-    bucket_entry, _ = await service.bucket(who, bucket)
-    owner = current.uid if current is not None else past.uid if past is not None else 0
-    items = await version_items(service, bucket_entry, current, past)
-    object_lock.check_removable(items, who, owner, bypass)
+    found = await find(service, who, bucket, key, version_id, write=True)
+    current, past = found.current, found.past
+    object_lock.check_removable(await version_items(service, found), who, found.owner, bypass)
     if current is not None:
         await service.core.remove(current, keep=False)
         await service.core.name_changed(await service.core.entry(current.parent), current.name)
         marker = False
     else:
         assert past is not None
-        await service._meta.remove_version(bucket_entry.inode, past.key, version_id)
+        await service._meta.remove_version(found.bucket.inode, found.key, version_id)
         if past.object_id is not None:
             service.objects.retire(past.object_id)
         marker = past.is_marker
-    await _bring_back(service, who, bucket_entry, "/".join(objects._key_parts(key)))
+    await _bring_back(service, who, found.bucket, found.key)
     return marker
 
 
@@ -227,13 +237,12 @@ async def delete_key(service: ObjectService, who: Identity, bucket: str, key: st
         await service._meta.add_marker(bucket_entry.inode, key, version_id, who.uid, now)
         return version_id or NULL
     await service.delete(who, bucket, key)
-    return await hiding_marker(service, who, bucket, key)
+    return await hiding_marker(service, bucket_entry, key)
 
 
-async def hiding_marker(service: ObjectService, who: Identity, bucket: str, key: str) -> str | None:
+async def hiding_marker(service: ObjectService, bucket: Entry, key: str) -> str | None:
     """The id of the delete marker that is `key`'s latest version, if it has one."""
-    bucket_entry, _ = await service.bucket(who, bucket)
-    newest = await service._meta.past_versions(bucket_entry.inode, "", "", 1, key=key)
+    newest = await service._meta.past_versions(bucket.inode, "", "", 1, key=key)
     return newest[0].version_id if newest and newest[0].is_marker else None
 
 

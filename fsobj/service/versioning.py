@@ -3,7 +3,7 @@ changes replace (Enabled), or keeps what it has but makes only the "null" versio
 now on (Suspended); never back to neither. A commit, a removal or a rename in such a
 bucket archives the version it replaces in its own transaction (metadata/archive.py).
 
-The state is an item of the bucket's user metadata (`VERSIONING`), read from the cache,
+The state is an item of the bucket's user metadata (`names.VERSIONING`), read from the cache,
 so a commit in a bucket without versioning pays a dictionary look-up."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from fsobj.service import names, object_lock
 if TYPE_CHECKING:
     from fsobj.service.core import Service
 
-VERSIONING = names.VERSIONING
 ENABLED, SUSPENDED = "Enabled", "Suspended"
 
 
@@ -39,7 +38,7 @@ def new_version_id() -> str:
 
 async def state(core: Service, bucket: Entry) -> str | None:
     """Enabled, Suspended, or None (never enabled)."""
-    found = (await core.user_metadata(bucket)).get(VERSIONING)
+    found = (await core.user_metadata(bucket)).get(names.VERSIONING)
     return None if found is None else found.decode()
 
 
@@ -51,7 +50,7 @@ async def set_state(core: Service, bucket: Entry, new: str) -> None:
         return  # nothing to suspend: S3 keeps such a bucket unversioned
     if new == SUSPENDED and await object_lock.bucket_lock(core, bucket) is not None:
         raise Refused(Reason.BAD_STATE, None, "a bucket with object lock keeps its versions")
-    await core.set_item(bucket, VERSIONING, new.encode())
+    await core.set_item(bucket, names.VERSIONING, new.encode())
 
 
 async def archive(core: Service, entry: Entry) -> Archive | None:
