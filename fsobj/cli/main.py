@@ -152,23 +152,6 @@ def _bucket_path(args: argparse.Namespace) -> Path:
     return Path(args.mountpoint) / args.name
 
 
-def cmd_bucket_ls(args: argparse.Namespace) -> None:
-    if args.store:
-
-        async def listing(service: ObjectService, who: Identity) -> list[tuple[str, float]]:
-            return [(b.name, b.created_ns / 1e9) for b in await service.list_buckets(who)]
-
-        rows = offline(args.store, listing)
-    else:
-        rows = sorted(
-            (entry.name, entry.stat().st_ctime)
-            for entry in os.scandir(_mountpoint(args))
-            if entry.is_dir()
-        )
-    for name, created in rows:
-        print(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)), name)
-
-
 # How each bucket change is made: on a mount through the kernel, on an unmounted store
 # through the object service.
 BUCKET_CHANGES = {
@@ -484,10 +467,12 @@ def parser() -> argparse.ArgumentParser:
     umount.add_argument("mountpoint")
     umount.set_defaults(run=cmd_umount)
 
+    from fsobj.cli import fstab, s3_commands, trees, usage, versions  # they import this module
+
     bucket = commands.add_parser("bucket", help="list, create and remove buckets", parents=[common])
     actions = bucket.add_subparsers(dest="action", required=True)
     for action, run, takes_name in (
-        ("ls", cmd_bucket_ls, False),
+        ("ls", usage.cmd_bucket_ls, False),
         ("create", cmd_bucket_change, True),
         ("rm", cmd_bucket_change, True),
     ):
@@ -500,6 +485,10 @@ def parser() -> argparse.ArgumentParser:
         )
         if takes_name:
             sub.add_argument("name", nargs="?")
+        else:
+            sub.add_argument(
+                "-l", "--long", action="store_true", help="with what each bucket holds"
+            )
         sub.set_defaults(run=run)
 
     acl = commands.add_parser("acl", help="read and change a bucket's ACL", parents=[common])
@@ -562,8 +551,6 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("--count", type=int, metavar="N", help="N lines, then stop")
     stats.set_defaults(run=cmd_stats)
 
-    from fsobj.cli import fstab, s3_commands, trees, versions  # they import this module
-
     fstab.add(commands, common)
     completion = commands.add_parser(
         "completion", help="print a shell's completion of fsobj commands", parents=[common]
@@ -572,6 +559,7 @@ def parser() -> argparse.ArgumentParser:
     completion.set_defaults(run=cmd_completion)
     s3_commands.add(commands, common)
     trees.add(commands, common)
+    usage.add(commands, common)
     versions.add(commands, common)
 
     info = commands.add_parser(

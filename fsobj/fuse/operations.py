@@ -33,7 +33,7 @@ from fsobj.fuse.listings import Listings
 from fsobj.fuse.xattrs import MetadataAttributes
 from fsobj.iam import posix_acl
 from fsobj.refusals import Reason, Refused
-from fsobj.service import ROOT_INODE, Entry, names
+from fsobj.service import ROOT_INODE, Entry, names, usage
 from fsobj.service.handles import Handle
 
 log = logging.getLogger(__name__)
@@ -321,16 +321,14 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
 
     @request
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
-        capacity = self.core.capacity()
+        space = await usage.space(self.core)
         result = pyfuse3.StatvfsData()
         result.f_bsize = BLOCK_SIZE
-        result.f_frsize = capacity.f_frsize
-        result.f_blocks = capacity.f_blocks
-        result.f_bfree = capacity.f_bfree
-        result.f_bavail = capacity.f_bavail
-        result.f_files = capacity.f_files
-        result.f_ffree = capacity.f_ffree
-        result.f_favail = capacity.f_favail
+        result.f_frsize = space.block_size
+        result.f_blocks = space.blocks
+        result.f_bfree = result.f_bavail = space.free_blocks
+        result.f_files = space.files
+        result.f_ffree = result.f_favail = space.free_files
         result.f_namemax = names.MAX_COMPONENT_BYTES
         return result
 

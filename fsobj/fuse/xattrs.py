@@ -13,6 +13,10 @@
   and returns its report (administrators only); `fsobj gc MOUNT` works through it.
 * `user.fsobj.stats` on the mount's top directory: what the daemon holds in memory, one
   `NAME VALUE` line each (administrators only); `fsobj stats MOUNT` prints it.
+* `user.fsobj.usage` on a bucket's directory (to those who may list it), or on the
+  mount's top directory (administrators, every bucket): what the bucket holds, a
+  `BUCKET UID OBJECTS BYTES VERSIONS VERSION_BYTES` line per owner (the past versions of a
+  versioned bucket apart); `fsobj bucket ls -l` and `fsobj du` read it.
 * `user.fsobj.tags`: an object's tags (S3's tag set, as the `x-amz-tagging` header
   writes it: `key=value&...`, URL-encoded); settable and removable.
 * `user.fsobj.clone` set on a directory: copy the tree, object or bucket named by the
@@ -52,6 +56,7 @@ from fsobj.fuse.xattr_names import (
     STATS,
     SYSTEM_PREFIX,
     TAGS,
+    USAGE,
     VERSIONING,
 )
 from fsobj.iam import posix_acl
@@ -64,6 +69,7 @@ from fsobj.service import (
     lifecycle,
     names,
     object_lock,
+    usage,
     versioning,
 )
 from fsobj.service.objects import CONTENT_HEADERS, ObjectService
@@ -118,7 +124,10 @@ class MetadataAttributes(FuseFrontEnd):
                 return posix_acl.encode(entries)
         if not text.startswith("user."):
             raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
-        if text in (GC, STATS, KEYS) and entry.kind == "root":
+        if text == USAGE and entry.kind == "bucket":
+            await self.core.require(ctx, entry, Permission.READ)
+            return usage_lines({entry.name: await usage.of_bucket(self.core, entry)})
+        if text in (GC, STATS, KEYS, USAGE) and entry.kind == "root":
             if not self.core.iam.is_admin(self.core.iam.identify(ctx)):
                 raise Refused(Reason.DENIED, (entry, None), f"{text} is for administrators")
             if text == KEYS:
@@ -126,6 +135,8 @@ class MetadataAttributes(FuseFrontEnd):
                 return "".join(f"{k} {uid} {secret}\n" for k, secret, uid, _ in keys).encode()
             if text == STATS:
                 return "".join(f"{k} {v}\n" for k, v in self.stats().items()).encode()
+            if text == USAGE:
+                return usage_lines(await usage.of_store(self.core))
             await lifecycle.apply(ObjectService(self.core), self.core.lifecycle_day)
             return str(await self.core.collect_garbage()).encode()
         if text == ACL:
@@ -340,3 +351,11 @@ class MetadataAttributes(FuseFrontEnd):
             )
         mode = entry.mode & ~0o777 | posix_acl.mode_of(entries)
         await self.core.change_attributes(entry, mode=mode, ctime_ns=time.time_ns())
+
+
+def usage_lines(by_bucket: dict[str, list[usage.Usage]]) -> bytes:
+    return "".join(
+        f"{name} {row.uid} {row.objects} {row.bytes} {row.versions} {row.version_bytes}\n"
+        for name, rows in by_bucket.items()
+        for row in rows
+    ).encode()

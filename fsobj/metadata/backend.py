@@ -37,6 +37,9 @@ class Dialect:
     # After a SELECT inside a transaction: lock the rows read until it ends (several hosts
     # commit to one object: the last to take the lock wins, knowing what it replaced).
     lock_rows = ""
+    # Folds the usage counted by connections that are gone into one row (shard 0) per
+    # bucket and owner; nothing where every change counts in shard 0 already.
+    fold_usage = ""
 
     def key_order(self) -> str:
         """An entry's place among its siblings in S3's key order: its name and a

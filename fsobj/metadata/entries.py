@@ -4,6 +4,7 @@ and what a commit changes of an object."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,3 +104,28 @@ class Bucket:
     name: str
     owner_uid: int
     created_ns: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Usage:
+    """What one owner's objects in one bucket hold: current objects (each name of a file
+    counted, as S3 lists keys) and past versions of a versioned bucket, with their bytes."""
+
+    bucket: int
+    uid: int
+    objects: int = 0
+    bytes: int = 0
+    versions: int = 0
+    version_bytes: int = 0
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return (self.objects, self.bytes, self.versions, self.version_bytes)
+
+    @classmethod
+    def total(cls, rows: Iterable[Usage], bucket: int = 0, uid: int = -1) -> Usage:
+        """The sum of `rows` (of several owners or buckets: `uid` -1, `bucket` 0)."""
+        sums = [0, 0, 0, 0]
+        for row in rows:
+            for at, value in enumerate(row.counts()):
+                sums[at] += value
+        return cls(bucket, uid, *sums)

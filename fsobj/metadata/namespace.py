@@ -536,6 +536,7 @@ class NamespaceStore:
             )
         )
         statements += [
+            transactions.place_moved(entry.inode, new_parent),
             transactions.touch(entry.parent, now_ns),
             transactions.touch(new_parent, now_ns),
         ]

@@ -58,6 +58,18 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     begin = "BEGIN"
     binary = "BYTEA"
+    fold_usage = (
+        "WITH gone AS (DELETE FROM bucket_usage WHERE shard != 0"
+        " AND shard NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)"
+        " RETURNING bucket, uid, objects, bytes, versions, version_bytes)"
+        " INSERT INTO bucket_usage (bucket, uid, shard, objects, bytes, versions, version_bytes)"
+        " SELECT bucket, uid, 0, sum(objects), sum(bytes), sum(versions), sum(version_bytes)"
+        " FROM gone GROUP BY bucket, uid ON CONFLICT (bucket, uid, shard) DO UPDATE SET"
+        " objects = bucket_usage.objects + excluded.objects,"
+        " bytes = bucket_usage.bytes + excluded.bytes,"
+        " versions = bucket_usage.versions + excluded.versions,"
+        " version_bytes = bucket_usage.version_bytes + excluded.version_bytes"
+    )
 
     def key_order(self) -> str:
         return schema_postgres.KEY_ORDER

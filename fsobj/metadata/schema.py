@@ -34,6 +34,52 @@ _UNNAMED_BY_ANY = """DELETE FROM blob_checksums WHERE object_id = old.object_id
         AND NOT EXISTS (SELECT 1 FROM entries WHERE object_id = old.object_id)
         AND NOT EXISTS (SELECT 1 FROM versions WHERE object_id = old.object_id);"""
 
+# Where each entry is (migration 11): its bucket, a bucket's being itself, as the tree
+# says; a move to another bucket places the moved tree anew (namespace.move).
+PLACE_ENTRIES = """UPDATE entries SET bucket = placed.bucket FROM (
+        WITH RECURSIVE tree(inode, bucket) AS (
+            SELECT inode, inode FROM entries WHERE kind = 'bucket'
+            UNION ALL SELECT e.inode, tree.bucket FROM entries e JOIN tree ON e.parent = tree.inode
+        ) SELECT inode, bucket FROM tree
+    ) AS placed WHERE placed.inode = entries.inode;"""
+
+# What each bucket holds, by owner, counted from the rows (migration 11, fsck's repair):
+# current objects (each name of a file counts, as S3 lists it) and past versions, each
+# with its bytes. `bucket_usage` keeps these sums as the triggers change them.
+USAGE_COUNTED = """SELECT bucket, uid, sum(objects) AS objects, sum(bytes) AS bytes,
+        sum(versions) AS versions, sum(version_bytes) AS version_bytes FROM (
+            SELECT bucket, uid, 1 AS objects, size AS bytes, 0 AS versions, 0 AS version_bytes
+            FROM entries WHERE kind = 'object' AND bucket IS NOT NULL
+            UNION ALL SELECT bucket, uid, 0, 0, 1, size FROM versions WHERE object_id IS NOT NULL
+        ) AS counted GROUP BY bucket, uid"""
+USAGE_COLUMNS = "bucket, uid, objects, bytes, versions, version_bytes"
+# The usage recorded, by bucket and owner (the shards of each summed).
+USAGE_SUMS = """SELECT bucket, uid, sum(objects) AS objects, sum(bytes) AS bytes,
+        sum(versions) AS versions, sum(version_bytes) AS version_bytes
+        FROM bucket_usage GROUP BY bucket, uid"""
+COUNT_USAGE = (
+    "DELETE FROM bucket_usage",
+    f"INSERT INTO bucket_usage ({USAGE_COLUMNS}) {USAGE_COUNTED}",
+)
+USAGE_RECOUNTED = "".join(f"{statement};\n" for statement in COUNT_USAGE)
+
+
+def _usage_change(row: str, sign: str, current: bool, when: str) -> str:
+    """The statement of a trigger that counts `row` (old or new) in or out of its bucket's
+    usage: as a current object, or as a past version."""
+    count, size = ("objects", "bytes") if current else ("versions", "version_bytes")
+    return (
+        f"INSERT INTO bucket_usage (bucket, uid, {count}, {size})"
+        f" SELECT {row}.bucket, {row}.uid, {sign}1, {sign}{row}.size WHERE {when}"
+        f" ON CONFLICT (bucket, uid, shard) DO UPDATE SET {count} = {count} + excluded.{count},"
+        f" {size} = {size} + excluded.{size};"
+    )
+
+
+_OLD_OBJECT = "old.kind = 'object' AND old.bucket IS NOT NULL"
+_NEW_OBJECT = "new.kind = 'object' AND new.bucket IS NOT NULL"
+
+
 # Each migration takes the schema from version N to N+1; never edit one that has shipped.
 MIGRATIONS: list[str] = [
     """
@@ -265,6 +311,55 @@ MIGRATIONS: list[str] = [
     END;
     CREATE TRIGGER version_unnamed AFTER DELETE ON versions
     WHEN old.object_id IS NOT NULL BEGIN {_UNNAMED_BY_ANY} END;
+    """,
+    # 11: usage, exact as commits happen: each entry knows its bucket (set from its parent
+    # when the row is made), and `bucket_usage` counts objects, past versions and their
+    # bytes by bucket and owner, changed by triggers in the transaction that changes a
+    # row. `shard` is 0 here; on PostgreSQL each connection counts in a row of its own.
+    f"""
+    ALTER TABLE entries ADD COLUMN bucket INTEGER;
+    {PLACE_ENTRIES}
+    CREATE TABLE bucket_usage (
+        bucket        INTEGER NOT NULL,
+        uid           INTEGER NOT NULL,
+        shard         INTEGER NOT NULL DEFAULT 0,
+        objects       INTEGER NOT NULL DEFAULT 0,
+        bytes         INTEGER NOT NULL DEFAULT 0,
+        versions      INTEGER NOT NULL DEFAULT 0,
+        version_bytes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (bucket, uid, shard)
+    ) WITHOUT ROWID;
+    {USAGE_RECOUNTED}
+    CREATE TRIGGER entry_placed AFTER INSERT ON entries WHEN new.bucket IS NULL BEGIN
+        UPDATE entries SET bucket = CASE WHEN new.kind = 'bucket' THEN new.inode
+            ELSE (SELECT CASE WHEN p.kind = 'bucket' THEN p.inode ELSE p.bucket END
+                  FROM entries p WHERE p.inode = new.parent) END
+        WHERE inode = new.inode;
+    END;
+    CREATE TRIGGER usage_by_insert AFTER INSERT ON entries WHEN {_NEW_OBJECT} BEGIN
+        {_usage_change("new", "", True, "true")}
+    END;
+    CREATE TRIGGER usage_by_update AFTER UPDATE OF bucket, uid, size, kind ON entries
+    WHEN (old.kind = 'object' OR new.kind = 'object') AND (old.bucket IS NOT new.bucket
+        OR old.uid != new.uid OR old.size != new.size OR old.kind != new.kind) BEGIN
+        {_usage_change("old", "-", True, _OLD_OBJECT)}
+        {_usage_change("new", "", True, _NEW_OBJECT)}
+    END;
+    CREATE TRIGGER usage_by_delete AFTER DELETE ON entries WHEN {_OLD_OBJECT} BEGIN
+        {_usage_change("old", "-", True, "true")}
+    END;
+    CREATE TRIGGER usage_of_removed_bucket AFTER DELETE ON entries
+    WHEN old.kind = 'bucket' BEGIN
+        DELETE FROM bucket_usage WHERE bucket = old.inode;
+    END;
+    CREATE TRIGGER version_usage_by_insert AFTER INSERT ON versions
+    WHEN new.object_id IS NOT NULL BEGIN
+        {_usage_change("new", "", False, "true")}
+    END;
+    CREATE TRIGGER version_usage_by_delete AFTER DELETE ON versions
+    WHEN old.object_id IS NOT NULL BEGIN
+        {_usage_change("old", "-", False, "true")}
+    END;
     """,
 ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fsobj.metadata.schema import ROOT_INODE, SchemaError
+from fsobj.metadata.schema import PLACE_ENTRIES, ROOT_INODE, USAGE_RECOUNTED, SchemaError
 
 # Inode numbers a process takes from the database at a time (migration 2).
 INODE_RANGE = 1024
@@ -177,6 +177,88 @@ MIGRATIONS: list[str] = [
     END $$;
     CREATE TRIGGER version_unnamed AFTER DELETE ON versions
         FOR EACH ROW EXECUTE FUNCTION blob_unnamed();
+    """,
+    # 6: usage, exact as commits happen (schema.py, 11). Each connection counts its
+    # changes in rows of its own (`shard`: its backend's pid), so that hosts committing
+    # into one bucket never wait on one row, nor deadlock on two; readers sum the shards,
+    # and gc folds the shards of connections gone into shard 0.
+    f"""
+    ALTER TABLE entries ADD COLUMN bucket BIGINT;
+    {PLACE_ENTRIES}
+    CREATE TABLE bucket_usage (
+        bucket        BIGINT NOT NULL,
+        uid           BIGINT NOT NULL,
+        shard         BIGINT NOT NULL DEFAULT 0,
+        objects       BIGINT NOT NULL DEFAULT 0,
+        bytes         BIGINT NOT NULL DEFAULT 0,
+        versions      BIGINT NOT NULL DEFAULT 0,
+        version_bytes BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (bucket, uid, shard)
+    );
+    {USAGE_RECOUNTED}
+    CREATE FUNCTION entry_placed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.kind = 'bucket' THEN
+            NEW.bucket := NEW.inode;
+        ELSE
+            SELECT CASE WHEN kind = 'bucket' THEN inode ELSE bucket END INTO NEW.bucket
+            FROM entries WHERE inode = NEW.parent;
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER entry_placed BEFORE INSERT ON entries
+        FOR EACH ROW WHEN (NEW.bucket IS NULL) EXECUTE FUNCTION entry_placed();
+    CREATE FUNCTION usage_add(b BIGINT, owner BIGINT, n BIGINT, size BIGINT, current BOOLEAN)
+    RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        IF b IS NULL THEN
+            RETURN;
+        END IF;
+        IF current THEN
+            INSERT INTO bucket_usage (bucket, uid, shard, objects, bytes)
+            VALUES (b, owner, pg_backend_pid(), n, size) ON CONFLICT (bucket, uid, shard)
+            DO UPDATE SET objects = bucket_usage.objects + n, bytes = bucket_usage.bytes + size;
+        ELSE
+            INSERT INTO bucket_usage (bucket, uid, shard, versions, version_bytes)
+            VALUES (b, owner, pg_backend_pid(), n, size) ON CONFLICT (bucket, uid, shard)
+            DO UPDATE SET versions = bucket_usage.versions + n,
+                version_bytes = bucket_usage.version_bytes + size;
+        END IF;
+    END $$;
+    CREATE FUNCTION usage_of_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP != 'INSERT' AND OLD.kind = 'object' THEN
+            PERFORM usage_add(OLD.bucket, OLD.uid, -1, -OLD.size, true);
+        END IF;
+        IF TG_OP != 'DELETE' AND NEW.kind = 'object' THEN
+            PERFORM usage_add(NEW.bucket, NEW.uid, 1, NEW.size, true);
+        END IF;
+        IF TG_OP = 'DELETE' AND OLD.kind = 'bucket' THEN
+            DELETE FROM bucket_usage WHERE bucket = OLD.inode;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION usage_of_versions() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP != 'INSERT' AND OLD.object_id IS NOT NULL THEN
+            PERFORM usage_add(OLD.bucket, OLD.uid, -1, -OLD.size, false);
+        END IF;
+        IF TG_OP != 'DELETE' AND NEW.object_id IS NOT NULL THEN
+            PERFORM usage_add(NEW.bucket, NEW.uid, 1, NEW.size, false);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER usage_by_insert AFTER INSERT ON entries
+        FOR EACH ROW WHEN (NEW.kind = 'object') EXECUTE FUNCTION usage_of_entries();
+    CREATE TRIGGER usage_by_update AFTER UPDATE OF bucket, uid, size, kind ON entries
+        FOR EACH ROW WHEN ((OLD.kind = 'object' OR NEW.kind = 'object')
+            AND (OLD.bucket IS DISTINCT FROM NEW.bucket OR OLD.uid != NEW.uid
+                 OR OLD.size != NEW.size OR OLD.kind != NEW.kind))
+        EXECUTE FUNCTION usage_of_entries();
+    CREATE TRIGGER usage_by_delete AFTER DELETE ON entries
+        FOR EACH ROW WHEN (OLD.kind IN ('object', 'bucket')) EXECUTE FUNCTION usage_of_entries();
+    CREATE TRIGGER version_usage AFTER INSERT OR DELETE ON versions
+        FOR EACH ROW EXECUTE FUNCTION usage_of_versions();
     """,
 ]
 

@@ -13,10 +13,10 @@ import trio
 
 from fsobj.datastore.store import new_object_id
 from fsobj.iam.policy import Acl, Grant, Permission
-from fsobj.metadata import transactions
+from fsobj.metadata import schema, transactions
 from fsobj.metadata.backend import Database
 from fsobj.metadata.cache import DEFAULT_CAPACITY
-from fsobj.metadata.entries import Bucket, Entry
+from fsobj.metadata.entries import Bucket, Entry, Usage
 from fsobj.metadata.sqlite import open_sqlite
 from fsobj.metadata.versions import VersionStore
 
@@ -59,6 +59,31 @@ class MetadataStore(VersionStore):
             (),
         )
         return [Bucket(*row) for row in rows]
+
+    async def usage(self, bucket: int | None = None) -> list[Usage]:
+        """What each bucket (or `bucket` alone) holds, by owner, exact as of the last
+        commit: the triggers count every change in its own transaction (schema.py, 11)."""
+        where, params = ("WHERE bucket = ?", (bucket,)) if bucket is not None else ("", ())
+        rows = await self._run(
+            transactions.select,
+            f"SELECT {schema.USAGE_COLUMNS} FROM ({schema.USAGE_SUMS}) AS sums {where}"
+            " ORDER BY bucket, uid",
+            params,
+        )
+        return [Usage(*(int(value) for value in row)) for row in rows]
+
+    async def recount_usage(self) -> None:
+        """Place every entry in its bucket and count usage anew from the rows (fsck)."""
+        await self._run(
+            transactions.write,
+            [(statement, ()) for statement in (schema.PLACE_ENTRIES, *schema.COUNT_USAGE)],
+        )
+
+    async def fold_usage(self) -> None:
+        """Fold what connections that are gone counted into one row per bucket and owner
+        (PostgreSQL: schema_postgres.py, 6), so that reading usage stays cheap."""
+        if self.dialect.fold_usage:
+            await self._run(transactions.write, [(self.dialect.fold_usage, ())])
 
     def cached_acl(self, bucket: int) -> Acl:
         """A bucket's ACL that `acl` has read (it stays cached while the bucket lives)."""

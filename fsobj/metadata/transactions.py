@@ -443,6 +443,14 @@ def remove_pending(conn: Connection) -> list[tuple[int, str]]:
 
 NEVER_COMMITTED = "object never committed (its writer died before close)"
 
+MISPLACED = "entry whose bucket is recorded wrong"
+MISCOUNTED = "usage of a bucket that differs from what it holds"
+# The usage recorded, its shards summed (a row of nothing but zeros counts nothing).
+_USAGE_RECORDED = (
+    f"SELECT {schema.USAGE_COLUMNS} FROM ({schema.USAGE_SUMS}) AS sums"
+    " WHERE objects != 0 OR bytes != 0 OR versions != 0 OR version_bytes != 0"
+)
+
 # What must hold in a healthy store, as queries that return the rows breaking each rule.
 INVARIANTS = {
     "entry whose parent is missing": "SELECT e.inode, e.name FROM entries e"
@@ -468,6 +476,12 @@ INVARIANTS = {
     " OR e.uid != f.uid OR e.gid != f.gid OR e.size != f.size OR e.mtime_ns != f.mtime_ns",
     "past version of a bucket that is gone": "SELECT v.bucket, v.key FROM versions v"
     " LEFT JOIN entries b ON b.inode = v.bucket WHERE b.kind IS DISTINCT FROM 'bucket'",
+    MISPLACED: "SELECT e.inode, e.name FROM entries e LEFT JOIN entries p ON p.inode = e.parent"
+    " WHERE e.inode != 1 AND e.bucket IS DISTINCT FROM CASE WHEN e.kind = 'bucket'"
+    " THEN e.inode WHEN p.kind = 'bucket' THEN p.inode ELSE p.bucket END",
+    MISCOUNTED: f"SELECT bucket, 'owner ' || uid FROM ({schema.USAGE_COUNTED} EXCEPT"
+    f" {_USAGE_RECORDED}) AS counted UNION SELECT bucket, 'owner ' || uid FROM"
+    f" ({_USAGE_RECORDED} EXCEPT {schema.USAGE_COUNTED}) AS recorded",
     # Entries may share a blob (a copy over S3 names its source's): a blob is removed only
     # when no entry names it, so sharing is no problem.
 }
@@ -558,6 +572,24 @@ def touch(directory: int, now_ns: int) -> tuple[str, tuple]:
     return (
         "UPDATE entries SET mtime_ns = ?, ctime_ns = ? WHERE inode = ?",
         (now_ns, now_ns, directory),
+    )
+
+
+_BUCKET_OF_CHILDREN = (
+    "(SELECT CASE WHEN kind = 'bucket' THEN inode ELSE bucket END FROM entries WHERE inode = ?)"
+)
+
+
+def place_moved(inode: int, new_parent: int) -> tuple[str, tuple]:
+    """The statement that places a tree moved into another bucket in that bucket (the
+    usage triggers then move its counts); nothing when the bucket stays."""
+    return (
+        "WITH RECURSIVE moved(inode) AS (SELECT inode FROM entries WHERE inode = ?"
+        f" AND bucket IS DISTINCT FROM {_BUCKET_OF_CHILDREN} UNION ALL"
+        " SELECT e.inode FROM entries e JOIN moved ON e.parent = moved.inode)"
+        f" UPDATE entries SET bucket = {_BUCKET_OF_CHILDREN}"
+        " WHERE inode IN (SELECT inode FROM moved)",
+        (inode, new_parent, new_parent),
     )
 
 

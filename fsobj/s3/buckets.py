@@ -10,8 +10,9 @@ from fsobj.iam.policy import CANNED, NOBODY, Acl, AclError, Grant, Permission, p
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error
 from fsobj.s3.wire import document, iso_time, key_encoder, max_keys, parse, quoted
-from fsobj.service import object_lock, versioning
+from fsobj.service import object_lock, usage, versioning
 from fsobj.service.objects import ObjectService, etag_of
+from fsobj.service.usage import Usage
 
 XML = {"content-type": "application/xml"}
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -62,8 +63,20 @@ class Handlers:
         return Response(204)
 
     async def head(self, request: Request) -> Response:
-        await self.service.bucket(request.who, request.bucket, Permission.READ)
-        return Response(200, {"x-amz-bucket-region": "us-east-1"})
+        entry, _ = await self.service.bucket(request.who, request.bucket, Permission.READ)
+        # What the bucket holds, where Ceph's RGW says it (X-RGW-Object-Count, -Bytes-Used):
+        # S3 itself has no place for it but CloudWatch.
+        held = Usage.total(await usage.of_bucket(self.service.core, entry))
+        return Response(
+            200,
+            {
+                "x-amz-bucket-region": "us-east-1",
+                "x-fsobj-object-count": str(held.objects),
+                "x-fsobj-bytes-used": str(held.bytes),
+                "x-fsobj-version-count": str(held.versions),
+                "x-fsobj-version-bytes-used": str(held.version_bytes),
+            },
+        )
 
     async def location(self, request: Request) -> Response:
         await self.service.bucket(request.who, request.bucket, Permission.READ)

@@ -1,10 +1,12 @@
 """fsck: check an unmounted store, and optionally repair it.
 
-Checks: the SQLite database's integrity and the namespace's invariants; every object's
+Checks: the SQLite database's integrity and the namespace's invariants (usage among
+them: what each bucket holds, as recorded, against what its rows hold); every object's
 blob exists with the recorded size (and, with `verify`, matches its checksums); staging
-leftovers of a crash; blobs that no object names. Repair removes leftovers, unreferenced
-blobs and never-committed objects, and moves damaged objects into the `lost-and-found`
-bucket, keeping their blob, so that nothing is deleted that may be the last copy of data.
+leftovers of a crash; blobs that no object names. Repair counts usage anew where it was
+wrong, removes leftovers, unreferenced blobs and never-committed objects, and moves
+damaged objects into the `lost-and-found` bucket, keeping their blob, so that nothing is
+deleted that may be the last copy of data.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ async def check(store: Store, repair: bool = False, verify: bool = False) -> Rep
             report.notes.append(f"{problem}, or one that {others} other host(s) write now")
         else:
             report.problems.append(problem)
+    miscounted = (transactions.MISPLACED, transactions.MISCOUNTED)
+    if repair and any(problem.startswith(miscounted) for problem in report.problems):
+        await meta.recount_usage()
+        report.repairs.append("placed every entry in its bucket and counted usage anew")
     if repair and not others and (removed := await meta.remove_pending_objects()):
         report.repairs.append(f"removed {len(removed)} never-committed objects: {removed}")
     if repair:

@@ -60,6 +60,7 @@ async def collect(
     meta: MetadataStore, data: DataStore, busy: Callable[[], set[str]] | None = None
 ) -> Collection:
     found = Collection()
+    await meta.fold_usage()
     for blob in await unreferenced_blobs(meta, data, busy):
         size = await trio.to_thread.run_sync(data.blob_size, blob)
         if size is None:
