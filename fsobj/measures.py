@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
@@ -137,6 +137,18 @@ BLOB_SERVICE_SECONDS = Histogram(
     "How long calls to the S3 blob service took",
     ["call"],
     buckets=_LATENCY,
+    registry=REGISTRY,
+)
+
+# Shared stores (PostgreSQL), as each heartbeat finds them.
+SESSIONS = Gauge(
+    "fsobj_sessions",
+    "Processes serving the shared store (live sessions), as of this one's last heartbeat",
+    registry=REGISTRY,
+)
+PINNED_BLOBS = Gauge(
+    "fsobj_pinned_blobs",
+    "Blobs this process has pinned on the shared store (being written or fetched)",
     registry=REGISTRY,
 )
 

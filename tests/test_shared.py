@@ -520,3 +520,20 @@ def test_joining_is_refused_with_one_line_where_there_is_no_shared_store(
     mountpoint.mkdir()
     result = fsobj_cli("mount", "--store", str(other), str(mountpoint), check=False)
     assert result.returncode == 1 and "the store's database says" in result.stderr, result
+
+
+def test_each_host_counts_the_sessions_and_its_pins_in_its_metrics(shared):
+    """Each heartbeat (a second here) counts the hosts that serve the store."""
+    from s3_fixtures import free_port
+    from test_metrics import scrape, value
+
+    port, beating = free_port(), ("--session-timeout", "3")
+    with shared.mounted(shared.first, *beating, "--metrics", f"127.0.0.1:{port}") as a:
+        (a / "pinning").mkdir()
+        (a / "pinning" / "k").write_bytes(b"x")  # pins ids for new blobs
+        with shared.mounted(shared.host("host-b"), *beating):
+            deadline = time.monotonic() + 30
+            while value(scrape(port), "fsobj_sessions") != 2:
+                assert time.monotonic() < deadline, "no heartbeat counted the second host"
+                time.sleep(0.2)
+        assert value(scrape(port), "fsobj_pinned_blobs") > 0

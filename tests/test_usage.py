@@ -4,6 +4,11 @@ commit (no scan), on both metadata databases in-process; then as users see it on
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from conftest import as_user, fsobj_cli, mounted_at
+from s3_fixtures import S3Mount, free_port, wait_for_port
 from test_core import ALICE, BOB, ROOT, body
 
 from fsobj.iam.policy import Grant, Permission
@@ -63,3 +68,63 @@ async def test_a_wrong_count_is_found_by_fsck_and_counted_anew(core):
     await meta.recount_usage()
     assert await meta.check() == []
     assert await held(service, "bkt") == {0: (1, 5, 0, 0)}
+
+
+def columns(output: str, name: str) -> list[str]:
+    """The fields of the line of `output` that ends with `name`."""
+    lines = [line.split() for line in output.splitlines() if line.endswith(name)]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_usage_on_a_mount_in_ls_du_df_and_head_bucket(tmp_path: Path):
+    port = free_port()
+    store = tmp_path / "store"
+    with mounted_at(store, tmp_path / "fsobj.log", ("--s3", f"127.0.0.1:{port}")) as mounted:
+        wait_for_port(port)
+        mount = mounted.path
+        team, private = mount / "team", mount / "private"
+        team.mkdir()
+        private.mkdir()
+        fsobj_cli("acl", "set", str(team), "--canned", "public-read-write")
+        assert as_user(1001, [
+            ["write", f"{team}/a", "a" * 1000],
+            ["mkdir", f"{team}/d"],
+            ["write", f"{team}/d/x", "x" * 500],
+        ]) == ["ok"] * 3  # fmt: skip
+        (team / "r").write_bytes(b"r" * 3000)
+        (private / "p").write_bytes(b"p" * 200)
+
+        listing = fsobj_cli("bucket", "ls", "-l", str(mount)).stdout
+        assert columns(listing, " team")[2:6] == ["3", "4500", "0", "0"]
+        assert columns(listing, " private")[2:6] == ["1", "200", "0", "0"]
+        by_owner = fsobj_cli("du", str(team)).stdout
+        assert columns(by_owner, "team (1001)")[:2] == ["2", "1500"]
+        assert columns(by_owner, "team (root)")[:2] == ["1", "3000"]
+        assert columns(by_owner, "total")[:2] == ["3", "4500"]
+        # Who may list a bucket may know what it holds; the whole store is for administrators.
+        assert as_user(1002, [
+            ["getxattr", str(team), "user.fsobj.usage"],
+            ["getxattr", str(private), "user.fsobj.usage"],
+            ["getxattr", str(mount), "user.fsobj.usage"],
+        ]) == ["team 0 1 3000 0 0\nteam 1001 2 1500 0 0\n", "EACCES", "EACCES"]  # fmt: skip
+
+        # df: what the store holds is the mount's used space; objects are its used inodes.
+        space = os.statvfs(mount)
+        used = (space.f_blocks - space.f_bfree) * space.f_frsize
+        assert used == -(-4700 // space.f_frsize) * space.f_frsize
+        assert space.f_files - space.f_ffree == 4
+
+        # A directory moved to another bucket takes its objects' usage along.
+        os.rename(team / "d", private / "d")
+        client = S3Mount(mounted, port).client()
+        headers = client.head_bucket(Bucket="team")["ResponseMetadata"]["HTTPHeaders"]
+        assert (headers["x-fsobj-object-count"], headers["x-fsobj-bytes-used"]) == ("2", "4000")
+        client.put_object(Bucket="private", Key="more", Body=b"m" * 50)
+    # Unmounted, the store answers the same.
+    listing = fsobj_cli("bucket", "ls", "-l", "--store", str(store)).stdout
+    assert columns(listing, " private")[2:4] == ["3", "750"]
+    by_owner = fsobj_cli("du", "--store", str(store), "--bucket", "private").stdout
+    assert columns(by_owner, "private (1001)")[:2] == ["1", "500"]
+    assert columns(by_owner, "private (root)")[:2] == ["2", "250"]
+    assert "problem" not in fsobj_cli("fsck", "--store", str(store)).stdout

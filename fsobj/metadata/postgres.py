@@ -37,6 +37,7 @@ import psycopg
 import psycopg.errors
 import trio
 
+from fsobj import measures
 from fsobj.metadata import schema_postgres
 from fsobj.metadata.backend import Conflict, Dialect, MissingParent
 
@@ -207,12 +208,19 @@ class PostgresDatabase:
     async def heartbeat(self) -> None:
         """Keep this session alive, and remove sessions that lapsed (their pins go too)."""
 
-        def beat(conn: PostgresConnection) -> None:
+        def beat(conn: PostgresConnection) -> tuple[int, int]:
             self._join(conn.raw)  # renews it (or, if it lapsed, begins another)
             conn.session = self.session
             conn.execute("DELETE FROM sessions WHERE expires < now()")
+            return conn.execute(
+                "SELECT (SELECT count(*) FROM sessions WHERE expires > now()),"
+                " (SELECT count(*) FROM pins WHERE session = ?)",
+                (self.session,),
+            ).fetchall()[0]
 
-        await self.run(beat)
+        sessions, pins = await self.run(beat)
+        measures.SESSIONS.set(sessions)
+        measures.PINNED_BLOBS.set(pins)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
