@@ -35,6 +35,7 @@ STATUS = {
     "MetadataTooLarge": 400,
     "MethodNotAllowed": 405,
     "NoSuchBucket": 404,
+    "NoSuchEntity": 404,  # IAM's (access_keys.py)
     "NoSuchKey": 404,
     "NoSuchLifecycleConfiguration": 404,
     "NoSuchTagSet": 404,

@@ -15,10 +15,10 @@ NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_XML_BODY = 1 << 20
 
 
-def document(root: str, *children: Any) -> bytes:
+def document(root: str, *children: Any, namespace: str = NAMESPACE) -> bytes:
     """An XML document: `children` are (tag, text) pairs, (tag, [children...]) lists,
     or None (left out)."""
-    element = ET.Element(root, xmlns=NAMESPACE)
+    element = ET.Element(root, xmlns=namespace)
     _fill(element, children)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(element)
 
@@ -49,6 +49,19 @@ def error_document(error: S3Error, resource: str, request_id: str) -> bytes:
         ],
     )
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(element)
+
+
+IAM_NAMESPACE = "https://iam.amazonaws.com/doc/2010-05-08/"
+
+
+def iam_error_document(error: S3Error, request_id: str) -> bytes:
+    """An error as IAM's query API answers it (access_keys.py), which SDKs read there."""
+    return document(
+        "ErrorResponse",
+        ("Error", [("Type", "Sender"), ("Code", error.code), ("Message", error.message)]),
+        ("RequestId", request_id),
+        namespace=IAM_NAMESPACE,
+    )
 
 
 def parse(body: bytes) -> ET.Element:
