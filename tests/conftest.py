@@ -192,7 +192,7 @@ ALSO_ON: dict[str, tuple[str, ...]] = {
 LONGEST_FIRST = (
     "test_shared", "test_crash", "test_crash_versions", "test_large_bucket", "test_s3_load",
     "test_remote_blobs", "test_s3", "test_s3_access", "test_postgres", "test_objects",
-    "test_durability",
+    "test_durability", "test_console",
 )  # fmt: skip
 
 

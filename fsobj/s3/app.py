@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from fsobj import measures
 from fsobj.iam.policy import NOBODY, Identity
 from fsobj.refusals import Refused
-from fsobj.s3 import sigv4
+from fsobj.s3 import console, sigv4
 from fsobj.s3.errors import S3Error, from_refusal
 from fsobj.s3.wire import MAX_XML_BODY, error_document, iam_error_document
 from fsobj.service import DamagedBlob
@@ -205,6 +205,9 @@ class S3App:
         method = scope["method"]
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = unquote(raw_path.decode("latin-1"), errors="surrogateescape")
+        if method in ("GET", "HEAD") and (page := console.page(path)) is not None:
+            await _send(send, Response(*page), request_id, head=method == "HEAD")
+            return
         response: Response
         incoming = _Incoming(receive)
         start, operation = time.monotonic(), method
