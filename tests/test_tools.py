@@ -5,6 +5,7 @@ import filecmp
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,14 @@ def test_fsobj_clone_copies_a_tree_and_a_bucket_in_an_instant(tree, bucket, moun
     assert_same_tree(tree, mount.path / "bucket-copy" / "copy")
     refused = fsobj_cli("clone", str(bucket / "src"), str(bucket / "copy"), check=False)
     assert refused.returncode != 0 and "exists already" in refused.stderr
+    # On a terminal, a line counts the seconds while the copy is made; on a pipe, nothing.
+    assert "cloning" not in out
+    command = f"{sys.executable} -m fsobj clone {bucket / 'src'} {bucket / 'on-a-tty'}"
+    on_tty = subprocess.run(
+        ["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=120
+    )
+    assert on_tty.returncode == 0 and f"cloning {bucket / 'src'}" in on_tty.stdout
+    assert_same_tree(tree, bucket / "on-a-tty")
 
 
 def test_fsobj_snapshot_create_ls_rm(tree, bucket, mount):

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from pathlib import Path
 
 from fsobj.cli import daemon
 from fsobj.cli.main import CommandError, os_call
 from fsobj.fuse import xattr_names
+from fsobj.service.gc import progress_bar
 
 
 def add(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -49,12 +51,31 @@ def cmd_clone(args: argparse.Namespace) -> None:
     relative = source.relative_to(mount).as_posix()
     value = os.fsencode(relative) + b"\0" + os.fsencode(destination.name)
     started = time.monotonic()
-    os_call(os.setxattr, destination.parent, xattr_names.CLONE, value)
+    # One transaction copies the tree: on a terminal, a line that counts the seconds it
+    # takes (there is no count of entries to show until it is done).
+    failures: list[CommandError] = []
+    with progress_bar(f"cloning {args.source}", None, "s") as waiting:
+        copying = threading.Thread(
+            target=_set_clone, args=(destination.parent, value, failures), daemon=True
+        )
+        copying.start()
+        while copying.is_alive():
+            copying.join(0.5)
+            waiting.update(round(time.monotonic() - started) - waiting.n)
+    if failures:
+        raise failures[0]
     while not os.path.lexists(destination):  # the kernel drops the name's absence just after
         if time.monotonic() - started > 30:
             raise CommandError(f"{args.destination} did not appear")
         time.sleep(0.01)
     print(f"cloned {args.source} to {args.destination} in {time.monotonic() - started:.2f} s")
+
+
+def _set_clone(directory: Path, value: bytes, failures: list[CommandError]) -> None:
+    try:
+        os_call(os.setxattr, directory, xattr_names.CLONE, value)
+    except CommandError as failure:
+        failures.append(failure)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> None:
