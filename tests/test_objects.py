@@ -467,9 +467,14 @@ def test_invalid_utf8_names_are_refused(bucket):
     assert os.listdir(bucket) == []
 
 
-def test_df_reports_store_capacity(mount):
+def test_df_reports_what_the_store_holds_and_the_room_left(mount, bucket):
+    (bucket / "f").write_bytes(b"x" * 10_000)
     fs, ours = os.statvfs(mount.store), os.statvfs(mount.path)
-    assert ours.f_blocks * ours.f_frsize == fs.f_blocks * fs.f_frsize
+    used = (ours.f_blocks - ours.f_bfree) * ours.f_frsize
+    assert used == -(-10_000 // ours.f_frsize) * ours.f_frsize
+    assert ours.f_files - ours.f_ffree == 1
+    # The room left is the disk's, which other tests' writes move a little meanwhile.
+    assert abs(ours.f_bavail * ours.f_frsize - fs.f_bavail * fs.f_frsize) < 1 << 30
     assert ours.f_namemax == 255
 
 
