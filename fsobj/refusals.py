@@ -62,6 +62,7 @@ class Reason(enum.Enum):
     DELETE_MARKER = "a delete marker, which has no content"
     LOCKED = "protected by object lock"
     BAD_STATE = "not in the state this needs"
+    CONDITION = "a condition of the request does not hold"
 
 
 class Refused(Exception):

@@ -129,21 +129,25 @@ async def test_a_copy_shares_the_blob_and_a_check_may_refuse_it(core):
 async def test_multipart_parts_are_checked_then_committed_in_order(core):
     _, objects = core
     await objects.create_bucket(ROOT, "bkt")
-    upload = await objects.create_upload(ROOT, "bkt", "big", None, {})
+    upload = await objects.multipart.create_upload(ROOT, "bkt", "big", None, {})
     part = b"p" * (5 << 20)
     target = (ROOT, "bkt", "big", upload.upload_id)
-    etags = [await objects.upload_part(*target, n, body(part)) for n in (1, 2)]
-    await objects.upload_part(*target, 3, body(b"tail"))
+    etags = [await objects.multipart.upload_part(*target, n, body(part)) for n in (1, 2)]
+    await objects.multipart.upload_part(*target, 3, body(b"tail"))
     out_of_order = [(2, etags[1]), (1, etags[0])]
-    assert await refused(objects.complete_upload(*target, out_of_order)) is Reason.PART_ORDER
+    assert (
+        await refused(objects.multipart.complete_upload(*target, out_of_order)) is Reason.PART_ORDER
+    )
     missing = [(1, etags[0]), (4, etags[0])]
-    assert await refused(objects.complete_upload(*target, missing)) is Reason.INVALID_PART
-    assert await refused(objects.upload_part(*target, 0, body(b""))) is Reason.BAD_ARGUMENT
-    elsewhere = objects.parts(ROOT, "bkt", "big", "no-such-upload")
+    assert await refused(objects.multipart.complete_upload(*target, missing)) is Reason.INVALID_PART
+    assert (
+        await refused(objects.multipart.upload_part(*target, 0, body(b""))) is Reason.BAD_ARGUMENT
+    )
+    elsewhere = objects.multipart.parts(ROOT, "bkt", "big", "no-such-upload")
     assert await refused(elsewhere) is Reason.NO_SUCH_UPLOAD
-    tail = (await objects.parts(*target))[2]
+    tail = (await objects.multipart.parts(*target))[2]
     chosen = [(1, etags[0]), (2, etags[1]), (3, tail.etag)]
-    entry = await objects.complete_upload(*target, chosen)
+    entry = await objects.multipart.complete_upload(*target, chosen)
     assert entry.size == 2 * len(part) + 4 and entry.etag.endswith("-3")
     assert (await read(objects, ROOT, "bkt", "big"))[-6:] == b"pptail"
 

@@ -52,11 +52,11 @@ async def test_uploads_are_aborted_after_their_days(both):
     _, objects = both
     await objects.create_bucket(ROOT, "bkt")
     await lifecycle.set_rules(objects, ROOT, "bkt", [Rule(prefix="up/", abort_upload_days=1)])
-    await objects.create_upload(ROOT, "bkt", "up/big", None, {})
-    await objects.create_upload(ROOT, "bkt", "other/big", None, {})
+    await objects.multipart.create_upload(ROOT, "bkt", "up/big", None, {})
+    await objects.multipart.create_upload(ROOT, "bkt", "other/big", None, {})
     await trio.sleep(DAY * 1.5)
     assert await lifecycle.apply(objects, DAY) == 1
-    assert [u.key for u in await objects.list_uploads(ROOT, "bkt")] == ["other/big"]
+    assert [u.key for u in await objects.multipart.list_uploads(ROOT, "bkt")] == ["other/big"]
 
 
 async def versions(objects) -> list[tuple[str, bool]]:

@@ -43,6 +43,7 @@ ERRNO = {
     Reason.DELETE_MARKER: errno.ENOENT,
     Reason.LOCKED: errno.EPERM,
     Reason.BAD_STATE: errno.EPERM,
+    Reason.CONDITION: errno.EEXIST,  # S3's conditional writes alone refuse so
 }
 
 

@@ -56,6 +56,15 @@ class Entry:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Expected:
+    """What a conditional write (S3's If-None-Match: *, If-Match) needs its key to hold
+    when it lands: no object at all, or the object of this ETag."""
+
+    absent: bool = False
+    etag: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Commit:
     """A new version of an object, as one transaction records it: its blob, written and
     checked already, and the metadata that changes with it."""
@@ -79,6 +88,8 @@ class Commit:
     # A past version (bucket, key, version id) that becomes current again: it leaves the
     # history in the same transaction.
     restores: tuple[int, str, str] | None = None
+    # What the name must hold when the commit lands, or the commit fails alone.
+    expects: Expected | None = None
 
     def attributes(self) -> dict[str, Any]:
         """The entry's attributes that change (user metadata is not one)."""

@@ -179,10 +179,17 @@ class NamespaceStore:
         whose rows are not written yet."""
         await self._writing(new, transactions.write_after, statements)
 
-    async def _writing(self, new: Iterable[Entry | None], fn: Callable[..., T], *args: Any) -> T:
+    async def _writing(
+        self,
+        new: Iterable[Entry | None],
+        fn: Callable[..., T],
+        *args: Any,
+        unless_taken: frozenset[int] = frozenset(),
+    ) -> T:
         """Run `fn(conn, inserts, *args)` in the database thread, where `inserts` are the
         statements that write those `new` entries whose rows are not written yet; `fn`
-        runs them in its transaction."""
+        runs them in its transaction. Those in `unless_taken` are written only if their
+        name is free (conditional creates)."""
         first = self._unwritten_rows(new)
         inserts = [
             statement
@@ -191,6 +198,7 @@ class NamespaceStore:
                 entry,
                 replace=self.shared or entry.inode in self._replacing,
                 metadata=self._cache.user_metadata(entry.inode),
+                unless_taken=entry.inode in unless_taken,
             )
         ]
         try:
@@ -199,7 +207,7 @@ class NamespaceStore:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
             if isinstance(error, Conflict) and await self._adopt_directories(first):
-                return await self._writing(new, fn, *args)
+                return await self._writing(new, fn, *args, unless_taken=unless_taken)
             raise
         for entry in first:
             replaced = self._replacing.pop(entry.inode, None)
@@ -426,6 +434,9 @@ class NamespaceStore:
             transactions.commit_many,
             [(self._rows_of(entry), commit) for entry, commit in batch],
             synced,
+            unless_taken=frozenset(
+                entry.inode for entry, commit in batch if commit.expects and commit.expects.absent
+            ),
         )
         for (entry, commit), result in zip(batch, results, strict=True):
             if not isinstance(result, Refused | OSError):

@@ -80,24 +80,23 @@ def commit_many(
 def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSError | None:
     where, params = file_rows(rows)
     found = conn.execute(
-        f"SELECT object_id FROM entries WHERE {where} LIMIT 1{conn.dialect.lock_rows}", params
+        f"SELECT object_id, etag FROM entries WHERE {where} LIMIT 1{conn.dialect.lock_rows}",
+        params,
     ).fetchone()
+    expects = commit.expects
     if found is None:
+        if expects and expects.absent:  # its row was not written: another host's name now
+            return Refused(Reason.CONDITION, None, "the key exists (If-None-Match)")
         return Refused(Reason.STALE, None, "the object was removed meanwhile (by another host)")
+    if expects and expects.absent and found[0] is not None:
+        return Refused(Reason.CONDITION, None, "the key exists (If-None-Match)")
+    if expects and expects.etag is not None and (found[0] is None or found[1] != expects.etag):
+        return Refused(Reason.CONDITION, None, "the key holds another object (If-Match)")
     key = schema.blob_key(commit.object_id)
-    if commit.shares_blob:  # it must still be named then, or it may be gone
-        named = (
-            conn.execute(
-                f"SELECT 1 FROM entries WHERE object_id = ? AND NOT {where} LIMIT 1"
-                f"{conn.dialect.lock_rows}",
-                (key, *params),
-            ).fetchone()
-            or conn.execute(  # or a past version (a copy of one)
-                f"SELECT 1 FROM versions WHERE object_id = ? LIMIT 1{conn.dialect.lock_rows}",
-                (key,),
-            ).fetchone()
-        )
-        if named is None:
+    # A copy's source blob must still be named, or it may be gone; a copy onto itself
+    # names it already. A new blob is pinned by its upload until its row names it.
+    if commit.shares_blob:
+        if found[0] != key and not _still_named(conn, key, where, params):
             return Refused(Reason.NO_SUCH_KEY, None, "the source was replaced meanwhile")
     elif not conn.dialect.release_pin(conn, key):
         return OSError(errno.EIO, "this host's session expired during the upload")
@@ -122,7 +121,22 @@ def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSE
     for sql, params in statements:
         conn.execute(sql, params)
     previous = found[0]
-    return None if previous is None else schema.blob_name(previous)
+    return None if previous is None or previous == key else schema.blob_name(previous)
+
+
+def _still_named(conn: Connection, key: bytes, where: str, params: tuple) -> bool:
+    """Whether a row other than those `where` picks, or a past version, names the blob."""
+    return bool(
+        conn.execute(
+            f"SELECT 1 FROM entries WHERE object_id = ? AND NOT {where} LIMIT 1"
+            f"{conn.dialect.lock_rows}",
+            (key, *params),
+        ).fetchone()
+        or conn.execute(  # or a past version (a copy of one)
+            f"SELECT 1 FROM versions WHERE object_id = ? LIMIT 1{conn.dialect.lock_rows}",
+            (key,),
+        ).fetchone()
+    )
 
 
 # The rows of one file, as the cache knows it: ("file_inode", the kernel's inode) for the
@@ -354,11 +368,13 @@ def insert_entry(
     touch_parent: bool = True,
     replace: bool = False,
     metadata: dict[str, bytes] | None = None,
+    unless_taken: bool = False,
 ) -> list[tuple[str, tuple]]:
     """The statements that write a new entry's row, with its user `metadata` and, for a
     directory, its count in its parent's. `replace`: a new object's row, written with its
     first commit, replaces an object of the same name that another host made meanwhile
-    (the last close wins; that object's blob is left to gc)."""
+    (the last close wins; that object's blob is left to gc). `unless_taken`: it is
+    written only if the name is free (a conditional create, whose commit then fails)."""
     row = {name: getattr(entry, name) for name in ENTRY_COLUMNS.replace(" ", "").split(",")}
     # No row below it is written before its own: each directory's row counts itself in.
     row["subdirs"] = 0
@@ -367,7 +383,7 @@ def insert_entry(
         key = row["object_id"] = schema.blob_key(entry.object_id)
     values = tuple(row.values())
     statements: list[tuple[str, tuple]] = []
-    if replace and entry.kind == "object":
+    if replace and entry.kind == "object" and not unless_taken:
         named = ("parent = ? AND name = ? AND kind = 'object'", (entry.parent, entry.name))
         statements += [
             one_name_less(named, entry.ctime_ns),
@@ -378,7 +394,8 @@ def insert_entry(
     statements.append(
         (
             f"INSERT INTO entries ({ENTRY_COLUMNS}, bucket)"
-            f" VALUES ({', '.join('?' * len(values))}, {bucket[0]})",
+            f" VALUES ({', '.join('?' * len(values))}, {bucket[0]})"
+            + (" ON CONFLICT (parent, name) DO NOTHING" if unless_taken else ""),
             (*values, bucket[1]),
         )
     )

@@ -89,6 +89,7 @@ CODE = {
     Reason.DELETE_MARKER: "MethodNotAllowed",
     Reason.LOCKED: "AccessDenied",
     Reason.BAD_STATE: "InvalidBucketState",
+    Reason.CONDITION: "PreconditionFailed",
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error
-from fsobj.s3.objects import copy_conditions, copy_source, user_metadata
+from fsobj.s3.objects import copy_conditions, copy_source, user_metadata, write_conditions
 from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, iso_time, parse, quoted
 from fsobj.service.objects import ObjectService, etag_of
@@ -22,7 +22,7 @@ class Handlers:
         self.service = service
 
     async def create(self, request: Request) -> Response:
-        upload = await self.service.create_upload(
+        upload = await self.service.multipart.create_upload(
             request.who,
             request.bucket,
             request.key,
@@ -44,7 +44,7 @@ class Handlers:
             raise S3Error("InvalidArgument", "partNumber is not a number") from None
         if "x-amz-copy-source" in request.headers:
             return await self._copy_part(request, number)
-        etag = await self.service.upload_part(
+        etag = await self.service.multipart.upload_part(
             request.who,
             request.bucket,
             request.key,
@@ -64,7 +64,7 @@ class Handlers:
                 raise S3Error("InvalidArgument", "x-amz-copy-source-range is bytes=FIRST-LAST")
             span = (int(match.group(1)), int(match.group(2)))
         target = (request.bucket, request.key, request.params["uploadId"], number)
-        etag = await self.service.upload_part_copy(
+        etag = await self.service.multipart.upload_part_copy(
             request.who, target, source, span, copy_conditions(request.headers)
         )
         body = document(
@@ -80,8 +80,13 @@ class Handlers:
                 chosen.append((int(part.findtext("PartNumber", "")), part.findtext("ETag", "")))
             except ValueError:
                 raise S3Error("MalformedXML", "a Part without a PartNumber") from None
-        entry = await self.service.complete_upload(
-            request.who, request.bucket, request.key, request.params["uploadId"], chosen
+        entry = await self.service.multipart.complete_upload(
+            request.who,
+            request.bucket,
+            request.key,
+            request.params["uploadId"],
+            chosen,
+            write_conditions(request.headers),
         )
         body = document(
             "CompleteMultipartUploadResult",
@@ -93,14 +98,16 @@ class Handlers:
         return Response(200, XML | await version_header(request, self.service, entry), body)
 
     async def abort(self, request: Request) -> Response:
-        await self.service.abort_upload(
+        await self.service.multipart.abort_upload(
             request.who, request.bucket, request.key, request.params["uploadId"]
         )
         return Response(204)
 
     async def list_parts(self, request: Request) -> Response:
         upload_id = request.params["uploadId"]
-        parts = await self.service.parts(request.who, request.bucket, request.key, upload_id)
+        parts = await self.service.multipart.parts(
+            request.who, request.bucket, request.key, upload_id
+        )
         fields: list[Any] = [
             ("Bucket", request.bucket),
             ("Key", request.key),
@@ -122,7 +129,7 @@ class Handlers:
         return Response(200, XML, document("ListPartsResult", *fields))
 
     async def list_uploads(self, request: Request) -> Response:
-        uploads = await self.service.list_uploads(request.who, request.bucket)
+        uploads = await self.service.multipart.list_uploads(request.who, request.bucket)
         fields: list[Any] = [("Bucket", request.bucket), ("IsTruncated", False)]
         fields += [
             (

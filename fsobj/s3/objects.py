@@ -14,7 +14,7 @@ from fsobj.s3.errors import S3Error, from_refusal
 from fsobj.s3.object_lock import BYPASS, check_lock_items, lock_headers, lock_items
 from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, http_time, iso_time, parse, parse_http_time, quoted
-from fsobj.service import Entry, names, object_versions
+from fsobj.service import Entry, Expected, PastVersion, names, object_versions
 from fsobj.service.objects import (
     CONTENT_HEADERS,
     ObjectService,
@@ -45,6 +45,7 @@ class Handlers:
             request.body,
             request.headers.get("content-type"),
             metadata,
+            write_conditions(request.headers),
         )
         version = await version_header(request, self.service, entry)
         return Response(200, {"etag": quoted(etag_of(entry)), **version})
@@ -80,6 +81,7 @@ class Handlers:
             request.key,
             check,
             replace,
+            write_conditions(request.headers),
         )
         body = document(
             "CopyObjectResult",
@@ -181,13 +183,29 @@ class Handlers:
         return Response(status, headers, _Stream(reader, start, end))
 
     async def delete(self, request: Request) -> Response:
-        headers = await self._delete(request, request.key, request.params.get("versionId"))
-        return Response(204, headers)
+        headers = request.headers
+        condition = (
+            headers.get("if-match"),
+            headers.get("x-amz-if-match-last-modified-time"),
+            headers.get("x-amz-if-match-size"),
+        )
+        said = await self._delete(request, request.key, request.params.get("versionId"), condition)
+        return Response(204, said)
 
-    async def _delete(self, request: Request, key: str, version: str | None) -> dict[str, str]:
+    async def _delete(
+        self,
+        request: Request,
+        key: str,
+        version: str | None,
+        condition: tuple[str | None, str | None, str | None] = (None, None, None),
+    ) -> dict[str, str]:
         """Remove a key (in a versioned bucket: a delete marker hides it) or one version
-        of it; what S3 says of it: whether a delete marker was made or removed, its id."""
+        of it, if what it holds matches `condition` (ETag, last-modified time, size: S3's
+        If-Match, x-amz-if-match-last-modified-time and -size); what S3 says of it:
+        whether a delete marker was made or removed, its id."""
         service, who = self.service, request.who
+        if any(value is not None for value in condition):
+            await self._check_delete(request, key, version, condition)
         if version is not None:
             bypass = request.headers.get(BYPASS, "").lower() == "true"
             marker = await object_versions.delete_version(
@@ -197,21 +215,53 @@ class Handlers:
         made = await object_versions.delete_key(service, who, request.bucket, key)
         return {} if made is None else {"x-amz-version-id": made} | _MARKER
 
+    async def _check_delete(
+        self,
+        request: Request,
+        key: str,
+        version: str | None,
+        condition: tuple[str | None, str | None, str | None],
+    ) -> None:
+        """PreconditionFailed unless the object (or version) holds what `condition` says.
+        Checked before the removal, not in its transaction: a change that lands between
+        the two is removed too (docs/s3.md)."""
+        if version is not None:
+            found = await object_versions.find(
+                self.service, request.who, request.bucket, key, version, False
+            )
+            held: Entry | PastVersion | None = found.current or found.past
+            assert held is not None
+        else:
+            held = await self.service.head(request.who, request.bucket, key)
+        etag, modified_ns, size = held.etag or "", held.mtime_ns, held.size
+        match, modified, expected_size = condition
+        if match is not None and match.strip() != "*" and match.strip().strip('"') != etag:
+            raise S3Error("PreconditionFailed", "the object's ETag is another (If-Match)")
+        if modified is not None and parse_http_time(modified) != int(modified_ns // 1e9):
+            raise S3Error("PreconditionFailed", "the object was modified at another time")
+        if expected_size is not None and expected_size.strip() != str(size):
+            raise S3Error("PreconditionFailed", "the object's size is another")
+
     async def delete_many(self, request: Request) -> Response:
         root = parse(await request.read_xml_body())
         keys = [
-            (node.findtext("Key", ""), node.findtext("VersionId")) for node in root.iter("Object")
+            (
+                node.findtext("Key", ""),
+                node.findtext("VersionId"),
+                (node.findtext("ETag"), node.findtext("LastModifiedTime"), node.findtext("Size")),
+            )
+            for node in root.iter("Object")
         ]
         if len(keys) > MAX_DELETE_KEYS:
             raise S3Error("MalformedXML", f"at most {MAX_DELETE_KEYS} keys per request")
         quiet = root.findtext("Quiet", "false").strip().lower() == "true"
         results: list[Any] = []
-        for key, version in keys:
+        for key, version, condition in keys:
             named = [("Key", key), ("VersionId", version) if version else None]
             try:
-                said = await self._delete(request, key, version)
-            except Refused as refusal:
-                error = from_refusal(refusal)
+                said = await self._delete(request, key, version, condition)
+            except (Refused, S3Error) as failure:
+                error = from_refusal(failure) if isinstance(failure, Refused) else failure
                 results.append(
                     ("Error", [*named, ("Code", error.code), ("Message", error.message)])
                 )
@@ -332,4 +382,17 @@ def _preconditions(headers: dict[str, str], etag: str, modified: float) -> int |
     modified_since = parse_http_time(headers.get("if-modified-since", ""))
     if none_match is None and modified_since is not None and int(modified) <= modified_since:
         return 304
+    return None
+
+
+def write_conditions(headers: dict[str, str]) -> Expected | None:
+    """What a write needs its key to hold when it lands (S3's conditional writes):
+    `If-None-Match: *`, no object; `If-Match: ETAG`, that object."""
+    none_match, match = headers.get("if-none-match"), headers.get("if-match")
+    if none_match is not None:
+        if none_match.strip() != "*":
+            raise S3Error("NotImplemented", "If-None-Match on a write takes * alone")
+        return Expected(absent=True)
+    if match is not None:
+        return Expected(etag=match.strip().strip('"'))
     return None

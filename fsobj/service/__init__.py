@@ -10,7 +10,8 @@ end imports nothing from the stores below it (the rule is in pyproject.toml).
 """
 
 from fsobj.datastore.store import DamagedBlob
-from fsobj.metadata.entries import Bucket, Entry
+from fsobj.metadata.archive import PastVersion
+from fsobj.metadata.entries import Bucket, Entry, Expected
 from fsobj.metadata.schema import ROOT_INODE
 
-__all__ = ["ROOT_INODE", "Bucket", "DamagedBlob", "Entry"]
+__all__ = ["ROOT_INODE", "Bucket", "DamagedBlob", "Entry", "Expected", "PastVersion"]

@@ -29,7 +29,7 @@ import trio
 from fsobj import measures
 from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size, wrong_size
 from fsobj.metadata.archive import Archive
-from fsobj.metadata.entries import Commit, Entry
+from fsobj.metadata.entries import Commit, Entry, Expected
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
 from fsobj.service.durability import GroupSync
@@ -71,6 +71,8 @@ class Handle:
     dirty: bool = False
     # User metadata that the commit sets, all of it (an S3 PUT's), or None to keep it.
     metadata: dict[str, bytes] | None = None
+    # What the key must hold when the commit lands (an S3 PUT's conditions).
+    expects: Expected | None = None
     # How a write or truncate failed: what is staged is then not what the writer meant,
     # so it is never committed (the previous version stays).
     failed: Refused | OSError | None = None
@@ -253,14 +255,21 @@ class OpenObjects:
         return handle.follows if handle.writable and handle.follows else handle
 
     async def replace(
-        self, entry: Entry, staged: Staging, uid: int, metadata: dict[str, bytes] | None = None
+        self,
+        entry: Entry,
+        staged: Staging,
+        uid: int,
+        metadata: dict[str, bytes] | None = None,
+        expects: Expected | None = None,
     ) -> None:
         """Make content received whole (an upload) the object's new version, durably, as a
         writer that replaces the object would on close and fsync; durably alone (see
         `commit`): what others committed becomes durable at the next durability point.
-        `metadata` replaces the object's user metadata in the same transaction."""
+        `metadata` replaces the object's user metadata in the same transaction; the
+        commit fails (CONDITION) unless the key holds what `expects` says then."""
         handle = await self.open(entry, True, truncate=True, uid=uid, staged=staged)
         handle.metadata = metadata
+        handle.expects = expects
         try:
             await self.commit(handle, durable=True, alone=True)
         finally:
@@ -272,6 +281,7 @@ class OpenObjects:
         source: Entry,
         metadata: dict[str, bytes],
         restores: tuple[int, str, str] | None = None,
+        expects: Expected | None = None,
     ) -> None:
         """Make `source`'s version `entry`'s too, durably: blobs never change, so a copy
         shares the blob and copies no data (a blob goes when no entry names it), with
@@ -300,6 +310,7 @@ class OpenObjects:
             archive=archive,
             version_id=restores[2] if restores else None,
             restores=restores,
+            expects=expects,
         )
         previous = await self.group.record(entry, commit)
         self.committed(entry.kernel_inode)
@@ -546,6 +557,7 @@ class OpenObjects:
             # starts after that.
             unsynced=self.meta.unsynced_generation() if fresh else 0,
             archive=archive,
+            expects=handle.expects,
         )
         if entry.kernel_inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, commit

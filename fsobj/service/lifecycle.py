@@ -204,8 +204,8 @@ async def _abort_uploads(
         return 0
     limit = now - rule.abort_upload_days * day_seconds * 1e9
     ended = 0
-    for upload in await service.list_uploads(_ADMIN, bucket):
+    for upload in await service.multipart.list_uploads(_ADMIN, bucket):
         if upload.initiated_ns < limit and upload.key.startswith(rule.prefix):
-            await service.abort_upload(_ADMIN, bucket, upload.key, upload.upload_id)
+            await service.multipart.abort_upload(_ADMIN, bucket, upload.key, upload.upload_id)
             ended += 1
     return ended

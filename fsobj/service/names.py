@@ -108,3 +108,23 @@ def check_user_metadata(items: dict[str, bytes]) -> None:
             None,
             f"user metadata is limited to {USER_METADATA_LIMIT} bytes",
         )
+
+
+def raw(part: str) -> bytes:
+    """A key's component as the kernel would name it."""
+    return part.encode("utf-8", "surrogatepass")
+
+
+def key_parts(key: str) -> list[str]:
+    """A key's path components, checked as the mount checks names: UTF-8, at most 1024
+    bytes in all and 255 in a component, and no empty, `.` or `..` component (the tree
+    and the key space must never disagree). A key ending in `/` names a directory."""
+    check_key_length(len(raw(key)))
+    parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
+    if parts[0] == VERSIONS_VIEW:
+        raise Refused(Reason.BAD_KEY, None, f"{VERSIONS_VIEW}/ is the mount's versions")
+    for part in parts:
+        decode_component(raw(part))
+        if part in ("", ".", ".."):
+            raise Refused(Reason.BAD_KEY, None, "a key has no empty, '.' or '..' segment")
+    return parts

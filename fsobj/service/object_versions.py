@@ -19,7 +19,7 @@ from fsobj.iam.policy import Acl, Identity, Permission, R, W, X
 from fsobj.metadata.archive import NULL, PastVersion
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import object_lock, objects, versioning
+from fsobj.service import names, object_lock, versioning
 from fsobj.service.key_listing import PAGE, KeyListing
 from fsobj.service.reader import Reader
 from fsobj.service.versioning import version_id_of
@@ -87,7 +87,7 @@ async def find(
     """The version `version_id` of `key`: the current object, or a past version (or
     delete marker), checked for `who` to read (or with `write`, to remove)."""
     bucket_entry, acl = await service.bucket(who, bucket)
-    path = "/".join(objects._key_parts(key))
+    path = "/".join(names.key_parts(key))
     try:
         current, _ = await service._existing(who, bucket, key)
     except Refused as refusal:
@@ -229,7 +229,7 @@ async def delete_key(service: ObjectService, who: Identity, bucket: str, key: st
     if state is None or key.endswith("/"):
         await service.delete(who, bucket, key)
         return None
-    key = "/".join(objects._key_parts(key))
+    key = "/".join(names.key_parts(key))
     if await versioning.current_object(service.core, bucket_entry, key) is None:
         service._require(who, acl, bucket_entry, W | X, bucket)
         version_id = versioning.new_version_id() if state == versioning.ENABLED else None

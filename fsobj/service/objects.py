@@ -17,7 +17,7 @@ import contextlib
 import logging
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,14 +26,15 @@ import trio
 from fsobj import measures
 from fsobj.datastore.store import Staging, check_object_size
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, R, W, X
+from fsobj.metadata.entries import Expected
 from fsobj.metadata.schema import ROOT_INODE
 from fsobj.metadata.store import Bucket, Entry
 from fsobj.refusals import Reason, Refused
 from fsobj.service import names, object_versions
 from fsobj.service.handles import MEMORY_STAGING, guess_content_type
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
+from fsobj.service.multipart import MultipartUploads
 from fsobj.service.reader import EMPTY_ETAG, Reader
-from fsobj.service.uploads import MAX_PARTS, MIN_PART, Part, Upload, Uploads, multipart_etag
 
 if TYPE_CHECKING:
     from fsobj.service.core import Service
@@ -61,7 +62,7 @@ class ObjectService:
         self._data = core._data
         self.objects = core.objects
         self.iam = core.iam
-        self.uploads = Uploads(core._data.root)
+        self.multipart = MultipartUploads(self)
 
     # -- buckets --------------------------------------------------------------------------
 
@@ -152,12 +153,13 @@ class ObjectService:
         body: AsyncIterator[bytes],
         content_type: str | None = None,
         metadata: dict[str, bytes] | None = None,
+        expects: Expected | None = None,
     ) -> Entry:
         """Store `body` under `key`: received whole into staging first, then committed as
-        the object's new version, durable before this returns. A key ending in `/` makes
-        a directory (its body must be empty)."""
+        the object's new version, durable before this returns, if the key then holds what
+        `expects` says. A key ending in `/` makes a directory (its body must be empty)."""
         bucket_entry, acl = await self.bucket(who, bucket)
-        parts = _key_parts(key)
+        parts = names.key_parts(key)
         if key.endswith("/"):
             async for chunk in body:
                 if chunk:
@@ -171,7 +173,9 @@ class ObjectService:
         self._require(who, acl, bucket_entry, X, bucket)
         staged = await self._receive(body)
         try:
-            return await self._commit(who, bucket_entry, acl, parts, staged, content_type, metadata)
+            return await self._commit(
+                who, bucket_entry, acl, parts, staged, content_type, metadata, expects
+            )
         except BaseException:
             self._discard(staged)
             raise
@@ -185,11 +189,33 @@ class ObjectService:
         staged: Staging,
         content_type: str | None,
         metadata: dict[str, bytes] | None,
+        expects: Expected | None = None,
     ) -> Entry:
         entry, replaced = await self._target(who, bucket, acl, parts)
         entry.content_type = content_type or guess_content_type(entry.name)
+        return await self._land(
+            who,
+            acl,
+            (entry, replaced),
+            lambda: self.objects.replace(entry, staged, who.uid, metadata or {}, expects),
+            expects,
+        )
+
+    async def _land(
+        self,
+        who: Identity,
+        acl: Acl,
+        target: tuple[Entry, int | None],
+        commit: Callable[[], Awaitable[None]],
+        expects: Expected | None,
+    ) -> Entry:
+        """Run `commit`, the new version of the object `_target` found (or made); if it
+        fails, an object made for it goes, with the directories made for it."""
+        entry, replaced = target
         try:
-            await self.objects.replace(entry, staged, who.uid, metadata or {})
+            if expects and expects.etag is not None and entry.object_id is None:
+                raise Refused(Reason.NO_SUCH_KEY, None, "no object to match (If-Match)")
+            await commit()
             if replaced is not None:
                 self.core.attributes_changed(replaced)  # one name less
         except BaseException:
@@ -219,11 +245,12 @@ class ObjectService:
         key: str,
         check: Callable[[Entry], None],
         replace: tuple[str | None, dict[str, bytes]] | None = None,
+        expects: Expected | None = None,
     ) -> Entry:
         """Copy an object (bucket, key, version or None): the copy shares its blob.
         `check` may refuse after seeing the source (S3's copy-source conditions);
         `replace` gives the copy its own content type and metadata, else it keeps the
-        source's."""
+        source's; the copy lands if the key then holds what `expects` says."""
         source_bucket, source_key, version = source_named
         source, stored = await self.copy_source(who, source_bucket, source_key, version)
         if source.kind != "object" or source.object_id is None:
@@ -234,17 +261,20 @@ class ObjectService:
         else:
             content_type, metadata = replace
         bucket_entry, acl = await self.bucket(who, bucket)
-        parts = _key_parts(key)
+        parts = names.key_parts(key)
         if key.endswith("/"):
             raise Refused(Reason.BAD_KEY, None, "a directory marker is not a copy")
         if (bucket, key, version) == (source_bucket, source_key, None) and replace is None:
             raise Refused(Reason.INVALID, None, "a copy onto itself must replace its metadata")
         entry, replaced = await self._target(who, bucket_entry, acl, parts)
         entry.content_type = content_type
-        await self.objects.share(entry, source, metadata)
-        if replaced is not None:
-            self.core.attributes_changed(replaced)
-        return entry
+        return await self._land(
+            who,
+            acl,
+            (entry, replaced),
+            lambda: self.objects.share(entry, source, metadata, expects=expects),
+            expects,
+        )
 
     async def _target(
         self, who: Identity, bucket: Entry, acl: Acl, parts: list[str]
@@ -254,7 +284,7 @@ class ObjectService:
         inode of the file whose name a new one takes, if that file has other names."""
         key = "/".join(parts)
         parent = await self._directories(who, bucket, acl, parts[:-1], make=True)
-        entry = await self.core.child(parent, _raw(parts[-1]))
+        entry = await self.core.child(parent, names.raw(parts[-1]))
         if entry is None:
             self._require(who, acl, parent, W | X, bucket.name)
             try:
@@ -322,14 +352,14 @@ class ObjectService:
         no error, as in S3. The marker of a directory that still holds keys goes, and the
         directory stays for them as the prefix does in S3, until the last one goes."""
         bucket_entry, acl = await self.bucket(who, bucket)
-        parts = _key_parts(key)
+        parts = names.key_parts(key)
         try:
             parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
         except Refused as refusal:
             if refusal.reason in (Reason.NO_SUCH_KEY, Reason.NOT_DIRECTORY):
                 return
             raise
-        entry = await self.core.child(parent, _raw(parts[-1]))
+        entry = await self.core.child(parent, names.raw(parts[-1]))
         if entry is None or entry.is_dir != key.endswith("/"):
             return
         self._require(who, acl, parent, W | X, bucket)
@@ -359,134 +389,6 @@ class ObjectService:
                 return
             await self.core.name_changed(parent, directory.name)
             directory = parent
-
-    # -- multipart uploads ----------------------------------------------------------------
-
-    async def create_upload(
-        self,
-        who: Identity,
-        bucket: str,
-        key: str,
-        content_type: str | None,
-        metadata: dict[str, bytes],
-    ) -> Upload:
-        bucket_entry, acl = await self.bucket(who, bucket)
-        _key_parts(key)
-        if key.endswith("/"):
-            raise Refused(Reason.BAD_KEY, None, "a directory marker has no parts")
-        self._require(who, acl, bucket_entry, X, bucket)
-        return await trio.to_thread.run_sync(
-            self.uploads.create, bucket, key, who.uid, content_type, metadata
-        )
-
-    async def upload(self, who: Identity, bucket: str, key: str, upload_id: str) -> Upload:
-        """An upload in progress, which only its initiator (or an administrator) touches."""
-        await self.bucket(who, bucket)
-        upload = await trio.to_thread.run_sync(self.uploads.get, upload_id)
-        if upload is None or upload.bucket != bucket or upload.key != key:
-            raise Refused(Reason.NO_SUCH_UPLOAD, None, f"no upload {upload_id}")
-        if who.uid != upload.uid and not self.iam.is_admin(who):
-            self.core.deny(who, bucket, None, f"ownership of upload {upload_id}")
-        return upload
-
-    async def upload_part(
-        self,
-        who: Identity,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        number: int,
-        body: AsyncIterator[bytes],
-    ) -> str:
-        """Receive part `number` to disk; returns its ETag (its MD5)."""
-        if not 1 <= number <= MAX_PARTS:
-            raise Refused(Reason.BAD_ARGUMENT, None, f"part numbers are 1 to {MAX_PARTS}")
-        await self.upload(who, bucket, key, upload_id)
-        path = self.uploads.part_file(upload_id)
-        staged = await self._receive(body, path)
-        try:
-            if staged.memory is not None:
-                await trio.to_thread.run_sync(staged.spill, path)
-            etag, checksums = staged.digests()
-            staged.close()
-            await trio.to_thread.run_sync(
-                self.uploads.keep_part, upload_id, number, path, etag, checksums
-            )
-        except BaseException:
-            self._discard(staged)
-            raise
-        return etag
-
-    async def upload_part_copy(
-        self,
-        who: Identity,
-        target: tuple[str, str, str, int],
-        source: tuple[str, str, str | None],
-        span: tuple[int, int | None] | None,
-        check: Callable[[Entry], None],
-    ) -> str:
-        """A part copied from (a range of) an object: `target` is (bucket, key, upload id,
-        part number), `source` (bucket, key, version or None), `span` the first and last
-        byte or None."""
-        reader = await self.open_reader(who, *source)
-        try:
-            check(reader.entry)
-            first, last = span or (0, None)
-            end = reader.size if last is None else last + 1
-            if span is not None and not first < end <= reader.size:
-                raise Refused(Reason.BAD_ARGUMENT, None, "the copy range is outside the source")
-            return await self.upload_part(who, *target, reader.chunks(first, end))
-        finally:
-            await reader.close()
-
-    async def parts(self, who: Identity, bucket: str, key: str, upload_id: str) -> list[Part]:
-        await self.upload(who, bucket, key, upload_id)
-        return await trio.to_thread.run_sync(self.uploads.parts, upload_id)
-
-    async def complete_upload(
-        self, who: Identity, bucket: str, key: str, upload_id: str, chosen: list[tuple[int, str]]
-    ) -> Entry:
-        """Commit the chosen parts, in order, as the object's new version (durable before
-        this returns); the upload is gone once it is."""
-        upload = await self.upload(who, bucket, key, upload_id)
-        stored = {p.number: p for p in await trio.to_thread.run_sync(self.uploads.parts, upload_id)}
-        numbers = [number for number, _ in chosen]
-        if not numbers or numbers != sorted(set(numbers)):
-            raise Refused(Reason.PART_ORDER, None, "parts must be listed in ascending order")
-        for index, (number, etag) in enumerate(chosen):
-            part = stored.get(number)
-            if part is None or part.etag != etag.strip('"'):
-                raise Refused(Reason.INVALID_PART, None, f"part {number} was not uploaded")
-            if index < len(chosen) - 1 and part.size < MIN_PART:
-                raise Refused(Reason.PART_TOO_SMALL, None, f"part {number} is under 5 MiB")
-        staged = await trio.to_thread.run_sync(
-            self.uploads.assemble, upload_id, numbers, self._data.staging_path()
-        )
-        staged.etag = multipart_etag([stored[n].etag for n in numbers])
-        bucket_entry, acl = await self.bucket(who, bucket)
-        try:
-            entry = await self._commit(
-                who,
-                bucket_entry,
-                acl,
-                _key_parts(key),
-                staged,
-                upload.content_type,
-                upload.metadata,
-            )
-        except BaseException:
-            self._discard(staged)
-            raise
-        await trio.to_thread.run_sync(self.uploads.remove, upload_id)
-        return entry
-
-    async def abort_upload(self, who: Identity, bucket: str, key: str, upload_id: str) -> None:
-        await self.upload(who, bucket, key, upload_id)
-        await trio.to_thread.run_sync(self.uploads.remove, upload_id)
-
-    async def list_uploads(self, who: Identity, bucket: str) -> list[Upload]:
-        await self.bucket(who, bucket, Permission.READ)
-        return [u for u in await trio.to_thread.run_sync(self.uploads.all) if u.bucket == bucket]
 
     # -- listing ------------------------------------------------------------------------
 
@@ -522,7 +424,7 @@ class ObjectService:
         directory = bucket
         self._require(who, acl, bucket, X, bucket.name)
         for part in parts:
-            found = await self.core.child(directory, _raw(part))
+            found = await self.core.child(directory, names.raw(part))
             if found is None and make:
                 self._require(who, acl, directory, W, bucket.name)
                 found = await self._implied_directory(who, directory, part)
@@ -554,7 +456,7 @@ class ObjectService:
 
     async def _existing(self, who: Identity, bucket: str, key: str) -> tuple[Entry, Acl]:
         bucket_entry, acl = await self.bucket(who, bucket)
-        parts = _key_parts(key)
+        parts = names.key_parts(key)
         try:
             parent = await self._directories(who, bucket_entry, acl, parts[:-1], make=False)
         except Refused as refusal:
@@ -562,7 +464,7 @@ class ObjectService:
                 raise
             # A key below an object is a key that does not exist, as in S3.
             raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}") from None
-        entry = await self.core.child(parent, _raw(parts[-1]))
+        entry = await self.core.child(parent, names.raw(parts[-1]))
         # Symlinks, FIFOs, sockets and device nodes have no content: they are not keys.
         if entry is None or entry.is_dir != key.endswith("/") or entry.kind not in KEY_KINDS:
             raise Refused(Reason.NO_SUCH_KEY, None, f"no key {key!r}")
@@ -570,23 +472,3 @@ class ObjectService:
 
 
 KEY_KINDS = ("object", "dir")
-
-
-def _raw(part: str) -> bytes:
-    """A key's component as the kernel would name it."""
-    return part.encode("utf-8", "surrogatepass")
-
-
-def _key_parts(key: str) -> list[str]:
-    """A key's path components, checked as the mount checks names: UTF-8, at most 1024
-    bytes in all and 255 in a component, and no empty, `.` or `..` component (the tree
-    and the key space must never disagree). A key ending in `/` names a directory."""
-    names.check_key_length(len(_raw(key)))
-    parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
-    if parts[0] == names.VERSIONS_VIEW:
-        raise Refused(Reason.BAD_KEY, None, f"{names.VERSIONS_VIEW}/ is the mount's versions")
-    for part in parts:
-        names.decode_component(_raw(part))
-        if part in ("", ".", ".."):
-            raise Refused(Reason.BAD_KEY, None, "a key has no empty, '.' or '..' segment")
-    return parts

@@ -2,6 +2,8 @@
 
 STORE/uploads/ID/upload.json   bucket, key, initiator, content type, metadata, start time
 STORE/uploads/ID/NNNNN-MD5     part NNNNN, whose MD5 (its ETag) is in its name
+STORE/uploads/ID/completed     once completed (its parts gone): the object's ETag, so that
+                               a retried completion whose answer was lost succeeds too
 
 A part is written under a temporary name and renamed once whole, so an upload survives a
 restart with exactly the parts that were acknowledged. Completing concatenates the parts
@@ -11,6 +13,7 @@ does; the parts never pass through memory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,6 +39,7 @@ class Upload:
     content_type: str | None
     metadata: dict[str, bytes]
     initiated_ns: int
+    completed_etag: str | None = None  # completed already: the object's ETag
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,11 +76,17 @@ class Uploads:
         except (OSError, ValueError):
             return None
         record["metadata"] = {k: bytes.fromhex(v) for k, v in record["metadata"].items()}
+        with contextlib.suppress(FileNotFoundError):
+            record["completed_etag"] = (self.root / upload_id / "completed").read_text()
         return Upload(**record)
 
     def all(self) -> list[Upload]:
+        """The uploads in progress (not those completed already)."""
         found = [self.get(path.name) for path in self.root.iterdir()]
-        return sorted((u for u in found if u), key=lambda u: (u.key, u.initiated_ns))
+        return sorted(
+            (u for u in found if u and u.completed_etag is None),
+            key=lambda u: (u.key, u.initiated_ns),
+        )
 
     def part_file(self, upload_id: str) -> Path:
         """A temporary name for a part being received."""
@@ -148,10 +158,22 @@ class Uploads:
     def remove(self, upload_id: str) -> None:
         shutil.rmtree(self.root / upload_id, ignore_errors=True)
 
+    def completed(self, upload_id: str, etag: str) -> None:
+        """The upload is the object of this ETag now: its parts go, its record stays (until
+        it expires) to answer a retried completion."""
+        where = self.root / upload_id
+        (where / "completed").write_text(etag)
+        for paths in self._part_paths(upload_id).values():
+            for path in paths:
+                path.with_name(path.name + ".crc").unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+
     def expire(self, older_than_seconds: float) -> int:
-        """Remove uploads begun longer ago than that: abandoned by their clients."""
+        """Remove uploads begun longer ago than that: abandoned by their clients, or
+        completed (their record kept for retries) as long ago."""
         limit = time.time_ns() - int(older_than_seconds * 1e9)
-        expired = [u for u in self.all() if u.initiated_ns < limit]
+        found = [self.get(path.name) for path in self.root.iterdir()]
+        expired = [u for u in found if u and u.initiated_ns < limit]
         for upload in expired:
             self.remove(upload.upload_id)
         return len(expired)
