@@ -63,6 +63,7 @@ class Reason(enum.Enum):
     LOCKED = "protected by object lock"
     BAD_STATE = "not in the state this needs"
     CONDITION = "a condition of the request does not hold"
+    BAD_RANGE = "a range outside the object"
 
 
 class Refused(Exception):

@@ -1,14 +1,18 @@
-"""S3 as current AWS clients expect it, with boto3 and the aws command against a mount
-serving S3: conditional writes and deletes, a retried completion of a multipart upload,
-and a copy of an object onto itself that replaces its metadata."""
+"""S3 as current AWS clients expect it, with boto3, the aws command and rclone against a
+mount serving S3: conditional writes and deletes, a retried completion of a multipart
+upload, a copy of an object onto itself that replaces its metadata, and metadata beyond
+ASCII."""
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import http.client
 import os
 
 from botocore.exceptions import ClientError
 from s3_fixtures import code_of
+from test_s3_protocol import signed_request
 
 PART = 5 << 20
 
@@ -162,3 +166,74 @@ def test_a_delete_may_be_conditional_on_what_the_object_is(s3):
     assert [e["Code"] for e in answer["Errors"]] == ["PreconditionFailed"]
     assert [d["Key"] for d in answer["Deleted"]] == ["b"]
     assert sorted(os.listdir(s3.path / "del")) == ["a"]
+
+
+def test_metadata_beyond_ascii_as_clients_send_it(s3, tmp_path):
+    client = s3.client()
+    client.create_bucket(Bucket="utf")
+    title = "日本 été"
+    # Raw UTF-8 in the header, signed as the Go SDK signs it.
+    headers = {"x-amz-meta-title": title, "x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
+    request = signed_request(s3, "PUT", "/utf/raw", headers, b"x")
+    connection = http.client.HTTPConnection("127.0.0.1", s3.port, timeout=60)
+    sent = {name: value.encode() for name, value in request.headers.items()}
+    connection.request("PUT", "/utf/raw", body=b"x", headers=sent)
+    assert connection.getresponse().status == 200
+    connection.close()
+    assert os.getxattr(s3.path / "utf" / "raw", "user.title") == title.encode()
+    # Answered as S3 answers it: RFC 2047's encoded word.
+    word = f"=?UTF-8?B?{base64.b64encode(title.encode()).decode()}?="
+    assert client.head_object(Bucket="utf", Key="raw")["Metadata"] == {"title": word}
+    # Sent so (what SDKs that check for ASCII let through), it is stored decoded.
+    client.put_object(Bucket="utf", Key="word", Body=b"", Metadata={"title": word})
+    assert os.getxattr(s3.path / "utf" / "word", "user.title") == title.encode()
+    # rclone, a Go client, with its own metadata.
+    local = tmp_path / "local.txt"
+    local.write_bytes(b"from rclone")
+    s3.rclone("copyto", "-M", "--metadata-set", f"title={title}", str(local), "fsobj:utf/by-rclone")
+    assert os.getxattr(s3.path / "utf" / "by-rclone", "user.title") == title.encode()
+
+
+def test_buckets_are_listed_a_page_at_a_time(s3):
+    client = s3.client()
+    for name in ("page-a", "page-b", "page-c", "other"):
+        client.create_bucket(Bucket=name)
+    first = client.list_buckets(MaxBuckets=2, Prefix="page-")
+    assert [b["Name"] for b in first["Buckets"]] == ["page-a", "page-b"]
+    rest = client.list_buckets(
+        MaxBuckets=2, Prefix="page-", ContinuationToken=first["ContinuationToken"]
+    )
+    assert [b["Name"] for b in rest["Buckets"]] == ["page-c"] and "ContinuationToken" not in rest
+    pages = client.get_paginator("list_buckets").paginate(PaginationConfig={"PageSize": 1})
+    assert [b["Name"] for page in pages for b in page["Buckets"]] == [
+        "other", "page-a", "page-b", "page-c"
+    ]  # fmt: skip
+
+
+def test_a_canned_acl_reads_back_as_it_was_given(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="canned")
+    client.put_bucket_acl(Bucket="canned", ACL="authenticated-read")
+    grants = client.get_bucket_acl(Bucket="canned")["Grants"]
+    others = [(g["Grantee"].get("URI"), g["Permission"]) for g in grants if "URI" in g["Grantee"]]
+    assert others == [("http://acs.amazonaws.com/groups/global/AuthenticatedUsers", "READ")]
+
+
+def test_get_object_attributes(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="attrs")
+    put = client.put_object(Bucket="attrs", Key="small", Body=b"12345")
+    asked = ["ETag", "ObjectSize", "StorageClass", "ObjectParts"]
+    small = client.get_object_attributes(Bucket="attrs", Key="small", ObjectAttributes=asked)
+    assert small["ETag"] == put["ETag"].strip('"') and small["ObjectSize"] == 5
+    assert small["StorageClass"] == "STANDARD" and "ObjectParts" not in small
+    upload, parts = upload_in_parts(client, "attrs", "big", os.urandom(PART + 10))
+    client.complete_multipart_upload(
+        Bucket="attrs", Key="big", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    big = client.get_object_attributes(Bucket="attrs", Key="big", ObjectAttributes=asked)
+    assert big["ObjectParts"]["TotalPartsCount"] == 2 and big["ObjectSize"] == PART + 10
+    missing = code_of(
+        client.get_object_attributes, Bucket="attrs", Key="none", ObjectAttributes=asked
+    )
+    assert missing == "NoSuchKey"

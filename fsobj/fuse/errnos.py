@@ -44,6 +44,7 @@ ERRNO = {
     Reason.LOCKED: errno.EPERM,
     Reason.BAD_STATE: errno.EPERM,
     Reason.CONDITION: errno.EEXIST,  # S3's conditional writes alone refuse so
+    Reason.BAD_RANGE: errno.EINVAL,
 }
 
 

@@ -19,6 +19,17 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 
 
+def _bucket_token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _bucket_after(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, binascii.Error):
+        raise S3Error("InvalidArgument", "not a continuation token of ListBuckets") from None
+
+
 def owner_id(uid: int) -> str:
     """A uid as S3's canonical user id (docs/s3.md): `uid:N`."""
     return f"uid:{uid}"
@@ -31,17 +42,38 @@ class Handlers:
     async def list_buckets(self, request: Request) -> Response:
         if request.who.uid == NOBODY:
             raise S3Error("AccessDenied", "anonymous users cannot list buckets")
-        found = await self.service.list_buckets(request.who)
+        params = request.params
+        prefix = params.get("prefix", "")
+        found = sorted(
+            (b for b in await self.service.list_buckets(request.who) if b.name.startswith(prefix)),
+            key=lambda b: b.name,
+        )
+        # Pages (max-buckets, continuation-token), as S3 has had them since 2024.
+        after = (
+            _bucket_after(params["continuation-token"]) if "continuation-token" in params else ""
+        )
+        found = [b for b in found if b.name > after]
+        most = max_keys(params, "max-buckets", 10_000) or 10_000
+        page, more = found[:most], len(found) > most
         body = document(
             "ListAllMyBucketsResult",
             ("Owner", [("ID", owner_id(request.who.uid)), ("DisplayName", request.who.uid)]),
             (
                 "Buckets",
                 [
-                    ("Bucket", [("Name", b.name), ("CreationDate", iso_time(b.created_ns))])
-                    for b in found
+                    (
+                        "Bucket",
+                        [
+                            ("Name", b.name),
+                            ("CreationDate", iso_time(b.created_ns)),
+                            ("BucketRegion", "us-east-1"),
+                        ],
+                    )
+                    for b in page
                 ],
             ),
+            ("ContinuationToken", _bucket_token(page[-1].name)) if more else None,
+            ("Prefix", prefix) if "prefix" in params else None,
         )
         return Response(200, XML, body)
 
@@ -77,6 +109,20 @@ class Handlers:
                 "x-fsobj-version-bytes-used": str(held.version_bytes),
             },
         )
+
+    async def get_policy(self, request: Request) -> Response:
+        """A bucket's policy: none can be set yet (PutBucketPolicy answers NotImplemented),
+        so each bucket answers as S3 answers for one without."""
+        await self.service.bucket(request.who, request.bucket, Permission.READ_ACP)
+        raise S3Error("NoSuchBucketPolicy", "the bucket has no policy")
+
+    async def policy_status(self, request: Request) -> Response:
+        await self.service.bucket(request.who, request.bucket, Permission.READ_ACP)
+        return Response(200, XML, document("PolicyStatus", ("IsPublic", False)))
+
+    async def delete_policy(self, request: Request) -> Response:
+        await self.service.bucket(request.who, request.bucket, Permission.WRITE_ACP)
+        return Response(204)
 
     async def location(self, request: Request) -> Response:
         await self.service.bucket(request.who, request.bucket, Permission.READ)

@@ -35,6 +35,7 @@ STATUS = {
     "MetadataTooLarge": 400,
     "MethodNotAllowed": 405,
     "NoSuchBucket": 404,
+    "NoSuchBucketPolicy": 404,
     "NoSuchEntity": 404,  # IAM's (access_keys.py)
     "NoSuchKey": 404,
     "NoSuchLifecycleConfiguration": 404,
@@ -90,6 +91,7 @@ CODE = {
     Reason.LOCKED: "AccessDenied",
     Reason.BAD_STATE: "InvalidBucketState",
     Reason.CONDITION: "PreconditionFailed",
+    Reason.BAD_RANGE: "InvalidRange",
 }
 
 

@@ -13,7 +13,16 @@ from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error, from_refusal
 from fsobj.s3.object_lock import BYPASS, check_lock_items, lock_headers, lock_items
 from fsobj.s3.versions import version_header
-from fsobj.s3.wire import document, http_time, iso_time, parse, parse_http_time, quoted
+from fsobj.s3.wire import (
+    document,
+    header_value,
+    http_time,
+    iso_time,
+    parse,
+    parse_http_time,
+    quoted,
+    stored_value,
+)
 from fsobj.service import Entry, Expected, PastVersion, names, object_versions
 from fsobj.service.objects import (
     CONTENT_HEADERS,
@@ -130,6 +139,39 @@ class Handlers:
             await reader.close()  # an answer without content: 304
         return response
 
+    async def attributes(self, request: Request) -> Response:
+        """GetObjectAttributes: what `x-amz-object-attributes` names, of the current
+        version or of `versionId`'s (no checksum: fsobj keeps S3's checksums of none)."""
+        wanted = {a.strip() for a in request.headers.get("x-amz-object-attributes", "").split(",")}
+        if not wanted - {""}:
+            raise S3Error("InvalidArgument", "x-amz-object-attributes names no attribute")
+        version = request.params.get("versionId")
+        try:
+            entry, _ = await self.service.copy_source(
+                request.who, request.bucket, request.key, version
+            )
+        except Refused as refusal:
+            raise await self._hidden(request, refusal) from None
+        if entry.kind != "object":
+            raise S3Error("NoSuchKey", "a directory has no attributes")
+        etag = etag_of(entry)
+        parts = etag.rpartition("-")[2] if "-" in etag else None
+        body = document(
+            "GetObjectAttributesResponse",
+            ("ETag", etag) if "ETag" in wanted else None,
+            ("ObjectParts", [("PartsCount", parts)])
+            if parts and "ObjectParts" in wanted
+            else None,
+            ("StorageClass", "STANDARD") if "StorageClass" in wanted else None,
+            ("ObjectSize", entry.size) if "ObjectSize" in wanted else None,
+        )
+        headers = {"content-type": "application/xml", "last-modified": http_time(entry.mtime_ns)}
+        if version is not None:
+            headers["x-amz-version-id"] = version
+        else:
+            headers |= await version_header(request, self.service, entry)
+        return Response(200, headers, body)
+
     async def _hidden(self, request: Request, refusal: Refused) -> S3Error:
         """The error for a key that is not there; where a delete marker hides it, with
         the marker's headers, as S3 answers."""
@@ -156,9 +198,9 @@ class Handlers:
             if name == names.TAGS:
                 headers["x-amz-tagging-count"] = str(len(names.parse_tags(stored)))
             elif not name.startswith("fsobj."):
-                headers[META + name] = stored.decode("latin-1")
+                headers[META + name] = header_value(stored)
             elif name[len("fsobj.") :] in CONTENT_HEADERS:
-                headers[name[len("fsobj.") :]] = stored.decode("latin-1")
+                headers[name[len("fsobj.") :]] = header_value(stored)
         headers |= lock_headers(metadata)
         status = _preconditions(request.headers, etag, entry.mtime_ns / 1e9)
         if status is not None:
@@ -282,7 +324,7 @@ def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
     `user.*` attributes hold it (the bytes as sent); and the content headers S3 keeps
     with an object (`user.fsobj.HEADER` on the mount)."""
     metadata = {
-        name[len(META) :]: value.encode("latin-1")
+        name[len(META) :]: stored_value(value)
         for name, value in headers.items()
         if name.startswith(META)
     }
@@ -292,7 +334,7 @@ def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
         if header == "content-encoding":  # how the body travelled, not what it is
             value = ",".join(v for v in value.split(",") if v.strip() not in ("aws-chunked", ""))
         if value:
-            metadata[f"fsobj.{header}"] = value.encode("latin-1")
+            metadata[f"fsobj.{header}"] = stored_value(value)
     return metadata | tags_header(headers)
 
 

@@ -80,7 +80,10 @@ def _canonical_headers(headers: dict[str, str], signed: list[str]) -> str:
     for name in signed:
         if name not in headers:
             raise S3Error("SignatureDoesNotMatch", f"signed header {name!r} is missing")
-        lines.append(f"{name}:{' '.join(headers[name].split())}\n")
+        # A value as the client signed it: the bytes sent, UTF-8 for those that are (the
+        # Go SDK's and rclone's non-ASCII metadata), decoded here as latin-1.
+        value = headers[name].encode("latin-1").decode("utf-8", "surrogateescape")
+        lines.append(f"{name}:{' '.join(value.split())}\n")
     return "".join(lines)
 
 
@@ -104,7 +107,7 @@ def _string_to_sign(
             payload,
         ]
     )
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
@@ -345,6 +348,7 @@ async def payload(
     before the caller commits anything."""
     checksum = checksum_of(headers)
     md5 = hashlib.md5() if "content-md5" in headers else None
+    expected_md5 = _content_md5(headers["content-md5"]) if md5 is not None else b""
     sha = hashlib.sha256() if _is_sha256(signed.payload) else None
     if signed.payload in (STREAMING_SIGNED, STREAMING_UNSIGNED_TRAILER):
         pieces = _chunks(signed, body, checksum)
@@ -375,15 +379,22 @@ async def payload(
         yield data
     if sha is not None and sha.hexdigest() != signed.payload:
         raise S3Error("XAmzContentSHA256Mismatch", "the payload's SHA-256 does not match")
-    if md5 is not None:
-        try:
-            expected = base64.b64decode(headers["content-md5"], validate=True)
-        except binascii.Error:
-            raise S3Error("InvalidDigest", "Content-MD5 is not base64") from None
-        if md5.digest() != expected:
-            raise S3Error("BadDigest", "the Content-MD5 does not match")
+    if md5 is not None and md5.digest() != expected_md5:
+        raise S3Error("BadDigest", "the Content-MD5 does not match")
     if checksum is not None:
         checksum.verify()
+
+
+def _content_md5(header: str) -> bytes:
+    """The MD5 a Content-MD5 header gives; InvalidDigest, as S3 answers, for one that is
+    no base64 of 16 bytes."""
+    try:
+        digest = base64.b64decode(header, validate=True)
+    except binascii.Error:
+        digest = b""
+    if len(digest) != 16:
+        raise S3Error("InvalidDigest", "Content-MD5 is not the base64 of an MD5")
+    return digest
 
 
 def _is_sha256(text: str) -> bool:

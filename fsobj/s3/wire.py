@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
+import quopri
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -102,14 +106,14 @@ def quoted(etag: str) -> str:
 MAX_KEYS = 1000  # the most keys (or versions) a listing answers at once
 
 
-def max_keys(params: dict[str, str]) -> int:
-    """A listing's `max-keys`, at most MAX_KEYS."""
+def max_keys(params: dict[str, str], name: str = "max-keys", most: int = MAX_KEYS) -> int:
+    """A listing's `max-keys` (or `name`), at most `most`."""
     try:
-        limit = min(int(params.get("max-keys", MAX_KEYS)), MAX_KEYS)
+        limit = min(int(params.get(name, most)), most)
     except ValueError:
-        raise S3Error("InvalidArgument", "max-keys is not a number") from None
+        raise S3Error("InvalidArgument", f"{name} is not a number") from None
     if limit < 0:
-        raise S3Error("InvalidArgument", "max-keys is negative")
+        raise S3Error("InvalidArgument", f"{name} is negative")
     return limit
 
 
@@ -118,3 +122,29 @@ def key_encoder(params: dict[str, str]) -> Callable[[str], str]:
     if params.get("encoding-type") == "url":
         return lambda text: quote(text, safe="/")
     return lambda text: text
+
+
+_ENCODED_WORD = re.compile(r"=\?(utf-?8)\?([bq])\?([^?]*)\?=", re.IGNORECASE)
+
+
+def header_value(stored: bytes) -> str:
+    """Stored metadata as a response header carries it: printable ASCII as it is, any
+    other bytes as RFC 2047's encoded word (`=?UTF-8?B?...?=`), as S3 answers them."""
+    if stored.isascii() and all(32 <= byte < 127 for byte in stored):
+        return stored.decode("ascii")
+    return f"=?UTF-8?B?{base64.b64encode(stored).decode('ascii')}?="
+
+
+def stored_value(header: str) -> bytes:
+    """A request's metadata header as it is stored: an RFC 2047 encoded word (UTF-8)
+    decoded, as S3 decodes it; otherwise the bytes as sent (raw UTF-8 from some clients)."""
+    word = _ENCODED_WORD.fullmatch(header.strip())
+    if word is None:
+        return header.encode("latin-1")
+    text = word.group(3)
+    try:
+        if word.group(2).lower() == "b":
+            return base64.b64decode(text, validate=True)
+        return quopri.decodestring(text.encode("ascii"), header=True)
+    except (ValueError, binascii.Error):
+        raise S3Error("InvalidArgument", "a badly encoded metadata value") from None

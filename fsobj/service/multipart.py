@@ -110,7 +110,7 @@ class MultipartUploads:
             first, last = span or (0, None)
             end = reader.size if last is None else last + 1
             if span is not None and not first < end <= reader.size:
-                raise Refused(Reason.BAD_ARGUMENT, None, "the copy range is outside the source")
+                raise Refused(Reason.BAD_RANGE, None, "the copy range is outside the source")
             return await self.upload_part(who, *target, reader.chunks(first, end))
         finally:
             await reader.close()
