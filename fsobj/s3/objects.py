@@ -159,9 +159,7 @@ class Handlers:
         body = document(
             "GetObjectAttributesResponse",
             ("ETag", etag) if "ETag" in wanted else None,
-            ("ObjectParts", [("PartsCount", parts)])
-            if parts and "ObjectParts" in wanted
-            else None,
+            ("ObjectParts", [("PartsCount", parts)]) if parts and "ObjectParts" in wanted else None,
             ("StorageClass", "STANDARD") if "StorageClass" in wanted else None,
             ("ObjectSize", entry.size) if "ObjectSize" in wanted else None,
         )
