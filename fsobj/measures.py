@@ -102,6 +102,13 @@ METADATA_CALLS = Counter(
     ["call"],
     registry=REGISTRY,
 )
+METADATA_ERRORS = Counter(
+    "fsobj_metadata_errors",
+    "Round trips to the metadata database that failed, by call and error (a refusal, a"
+    " conflict between hosts, or a failure of the database)",
+    ["call", "error"],
+    registry=REGISTRY,
+)
 METADATA_SECONDS = Histogram(
     "fsobj_metadata_call_seconds",
     "How long round trips to the metadata database took",

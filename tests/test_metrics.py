@@ -112,3 +112,21 @@ def test_fsobj_stats_shows_live_rates(tmp_path):
     assert max(row[5] for row in rows) > 0  # MiB written a second
     assert max(row[6] for row in rows) > 0  # commits a second
     assert all(row[11] > 10 for row in rows)  # the daemon's memory, MiB
+
+
+async def test_a_failed_metadata_call_is_counted_by_its_error(tmp_path):
+    from conftest import metadata_store
+
+    from fsobj.measures import REGISTRY
+    from fsobj.refusals import Refused
+
+    labels = {"call": "select_acl", "error": "Refused"}
+
+    def failed() -> float:
+        return REGISTRY.get_sample_value("fsobj_metadata_errors_total", labels) or 0.0
+
+    async with metadata_store(tmp_path / "meta.sqlite3") as meta:
+        before = failed()
+        with pytest.raises(Refused):
+            await meta.acl(999_999)  # no such bucket
+        assert failed() == before + 1

@@ -97,8 +97,12 @@ class NamespaceStore:
         """Run `fn(connection, *args)` in the database thread: one round trip."""
         calls, seconds = measures.metadata_call(fn.__name__)
         calls.inc()
-        with measures.Timed(seconds):
-            return await self._db.run(fn, *args)
+        try:
+            with measures.Timed(seconds):
+                return await self._db.run(fn, *args)
+        except Exception as error:
+            measures.METADATA_ERRORS.labels(fn.__name__, type(error).__name__).inc()
+            raise
 
     def _remember(self, entry: Entry, mark: int) -> Entry:
         """Cache a row read when the count of local changes was `mark`. On one host the
