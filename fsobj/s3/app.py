@@ -123,6 +123,7 @@ class S3App:
         from fsobj.s3 import (
             access_keys,
             buckets,
+            cors,
             lifecycle,
             multipart,
             object_acl,
@@ -142,6 +143,7 @@ class S3App:
         on_tags, on_rules = tagging.Handlers(service), lifecycle.Handlers(service)
         on_versions, on_lock = versions.Handlers(service), object_lock.Handlers(service)
         on_keys = access_keys.Handlers(service)
+        self._cors = on_cors = cors.Handlers(service)
         # (method, sub-resources) -> handler, for the service, a bucket and an object
         self._routes: dict[str, dict[tuple[str, frozenset[str]], Handler]] = {
             "service": {
@@ -152,6 +154,9 @@ class S3App:
                 ("GET", frozenset()): on_bucket.list_objects,
                 ("GET", frozenset({"location"})): on_bucket.location,
                 ("GET", frozenset({"acl"})): on_bucket.get_acl,
+                ("GET", frozenset({"cors"})): on_cors.get,
+                ("PUT", frozenset({"cors"})): on_cors.put,
+                ("DELETE", frozenset({"cors"})): on_cors.delete,
                 ("GET", frozenset({"policy"})): on_bucket.get_policy,
                 ("GET", frozenset({"policyStatus"})): on_bucket.policy_status,
                 ("DELETE", frozenset({"policy"})): on_bucket.delete_policy,
@@ -217,10 +222,14 @@ class S3App:
         response: Response
         incoming = _Incoming(receive)
         start, operation = time.monotonic(), method
+        headers = _headers(scope)
         try:
-            request = await self._request(scope, incoming, method, raw_path, path)
-            operation = _operation(request)
-            response = await self._route(request)(request)
+            if method == "OPTIONS":  # a browser's CORS preflight: unsigned
+                response = await self._cors.preflight(path, headers)
+            else:
+                request = await self._request(scope, incoming, method, raw_path, path, headers)
+                operation = _operation(request)
+                response = await self._route(request)(request)
         except S3Error as error:
             response = self._error(method, path, error, request_id)
         except Refused as refusal:
@@ -236,6 +245,10 @@ class S3App:
             log.exception("%s %s failed unexpectedly", method, path)
             bug = S3Error("InternalError", "an internal error; the server's log has it")
             response = self._error(method, path, bug, request_id)
+        bucket = path.lstrip("/").partition("/")[0]
+        if "origin" in headers and bucket and method != "OPTIONS":
+            with contextlib.suppress(Refused, OSError):  # the answer goes out regardless
+                response.headers |= await self._cors.exposed(bucket, headers["origin"], method)
         measures.S3_SECONDS.labels(operation).observe(time.monotonic() - start)
         measures.S3_REQUESTS.labels(operation, str(response.status)).inc()
         if response.status >= 300:
@@ -254,13 +267,14 @@ class S3App:
         return Response(error.status, {"content-type": "application/xml", **error.headers}, body)
 
     async def _request(
-        self, scope: dict[str, Any], incoming: _Incoming, method: str, raw_path: bytes, path: str
+        self,
+        scope: dict[str, Any],
+        incoming: _Incoming,
+        method: str,
+        raw_path: bytes,
+        path: str,
+        headers: dict[str, str],
     ) -> Request:
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]},{text}" if key in headers else text
         query = sigv4.parse_query(scope.get("query_string", b""))
         await self._know_key(query, headers)
         arriving = incoming.body()
@@ -324,6 +338,16 @@ class S3App:
             what = ", ".join(sorted(sub)) or "this request"
             raise S3Error("NotImplemented", f"{method} {what} is not implemented")
         return handler
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    """A request's headers, names in lowercase, repeated ones joined by commas."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]},{text}" if key in headers else text
+    return headers
 
 
 def _operation(request: Request) -> str:

@@ -10,6 +10,7 @@ from fsobj.refusals import Reason, Refused
 
 STATUS = {
     "AccessDenied": 403,
+    "AccessForbidden": 403,  # a CORS preflight refused
     "AuthorizationHeaderMalformed": 400,
     "AuthorizationQueryParametersError": 400,
     "BadDigest": 400,
@@ -36,6 +37,7 @@ STATUS = {
     "MethodNotAllowed": 405,
     "NoSuchBucket": 404,
     "NoSuchBucketPolicy": 404,
+    "NoSuchCORSConfiguration": 404,
     "NoSuchEntity": 404,  # IAM's (access_keys.py)
     "NoSuchKey": 404,
     "NoSuchLifecycleConfiguration": 404,
