@@ -129,6 +129,7 @@ class S3App:
             object_acl,
             object_lock,
             objects,
+            post_object,
             tagging,
             versions,
         )
@@ -144,6 +145,7 @@ class S3App:
         on_versions, on_lock = versions.Handlers(service), object_lock.Handlers(service)
         on_keys = access_keys.Handlers(service)
         self._cors = on_cors = cors.Handlers(service)
+        on_form = post_object.Handlers(service)
         # (method, sub-resources) -> handler, for the service, a bucket and an object
         self._routes: dict[str, dict[tuple[str, frozenset[str]], Handler]] = {
             "service": {
@@ -165,6 +167,7 @@ class S3App:
                 ("DELETE", frozenset()): on_bucket.delete,
                 ("HEAD", frozenset()): on_bucket.head,
                 ("POST", frozenset({"delete"})): on_object.delete_many,
+                ("POST", frozenset()): on_form.upload,  # POST Object, from a form
                 ("GET", frozenset({"uploads"})): on_upload.list_uploads,
                 ("GET", frozenset({"tagging"})): on_tags.get_bucket,
                 ("PUT", frozenset({"tagging"})): on_tags.put_bucket,
