@@ -82,6 +82,7 @@ class Request:
     headers: dict[str, str]
     who: Identity
     body: AsyncIterator[bytes]  # the payload, checked as it streams (sigv4.payload)
+    source: str = ""  # the client's address
 
     @property
     def subresources(self) -> set[str]:
@@ -122,6 +123,7 @@ class S3App:
         # built on Request, Response
         from fsobj.s3 import (
             access_keys,
+            bucket_policy,
             buckets,
             cors,
             lifecycle,
@@ -146,6 +148,7 @@ class S3App:
         on_keys = access_keys.Handlers(service)
         self._cors = on_cors = cors.Handlers(service)
         on_form = post_object.Handlers(service)
+        self._policy = on_policy = bucket_policy.Handlers(service)
         # (method, sub-resources) -> handler, for the service, a bucket and an object
         self._routes: dict[str, dict[tuple[str, frozenset[str]], Handler]] = {
             "service": {
@@ -159,9 +162,10 @@ class S3App:
                 ("GET", frozenset({"cors"})): on_cors.get,
                 ("PUT", frozenset({"cors"})): on_cors.put,
                 ("DELETE", frozenset({"cors"})): on_cors.delete,
-                ("GET", frozenset({"policy"})): on_bucket.get_policy,
-                ("GET", frozenset({"policyStatus"})): on_bucket.policy_status,
-                ("DELETE", frozenset({"policy"})): on_bucket.delete_policy,
+                ("GET", frozenset({"policy"})): on_policy.get,
+                ("PUT", frozenset({"policy"})): on_policy.put,
+                ("DELETE", frozenset({"policy"})): on_policy.delete,
+                ("GET", frozenset({"policyStatus"})): on_policy.status,
                 ("PUT", frozenset()): on_bucket.create,
                 ("PUT", frozenset({"acl"})): on_bucket.put_acl,
                 ("DELETE", frozenset()): on_bucket.delete,
@@ -232,7 +236,8 @@ class S3App:
             else:
                 request = await self._request(scope, incoming, method, raw_path, path, headers)
                 operation = _operation(request)
-                response = await self._route(request)(request)
+                handler = self._route(request)
+                response = await handler(await self._policy.weigh(request))
         except S3Error as error:
             response = self._error(method, path, error, request_id)
         except Refused as refusal:
@@ -300,7 +305,8 @@ class S3App:
             who = self.service.iam.identity_of_uid(self._secrets[signed.key_id][1])
         bucket, _, key = path.lstrip("/").partition("/")
         body = sigv4.payload(signed, headers, arriving)
-        return Request(method, path, bucket, key, dict(query), headers, who, body)
+        source = (scope.get("client") or ("", 0))[0]
+        return Request(method, path, bucket, key, dict(query), headers, who, body, source)
 
     async def _know_key(self, query: list[tuple[str, str]], headers: dict[str, str]) -> None:
         """Look up the access key a request names, unless known; forget every key known

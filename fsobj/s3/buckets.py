@@ -110,20 +110,6 @@ class Handlers:
             },
         )
 
-    async def get_policy(self, request: Request) -> Response:
-        """A bucket's policy: none can be set yet (PutBucketPolicy answers NotImplemented),
-        so each bucket answers as S3 answers for one without."""
-        await self.service.bucket(request.who, request.bucket, Permission.READ_ACP)
-        raise S3Error("NoSuchBucketPolicy", "the bucket has no policy")
-
-    async def policy_status(self, request: Request) -> Response:
-        await self.service.bucket(request.who, request.bucket, Permission.READ_ACP)
-        return Response(200, XML, document("PolicyStatus", ("IsPublic", False)))
-
-    async def delete_policy(self, request: Request) -> Response:
-        await self.service.bucket(request.who, request.bucket, Permission.WRITE_ACP)
-        return Response(204)
-
     async def location(self, request: Request) -> Response:
         await self.service.bucket(request.who, request.bucket, Permission.READ)
         return Response(200, XML, document("LocationConstraint"))

@@ -34,6 +34,7 @@ STATUS = {
     "InvalidTag": 400,
     "KeyTooLongError": 400,
     "MalformedXML": 400,
+    "MalformedPolicy": 400,
     "MalformedPOSTRequest": 400,
     "MetadataTooLarge": 400,
     "MethodNotAllowed": 405,

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, unquote
 
 from fsobj.refusals import Refused
 from fsobj.s3.app import Request, Response
+from fsobj.s3.bucket_policy import weigh_as
 from fsobj.s3.errors import S3Error, from_refusal
 from fsobj.s3.object_lock import BYPASS, check_lock_items, lock_headers, lock_items
 from fsobj.s3.versions import version_header
@@ -299,7 +300,9 @@ class Handlers:
         for key, version, condition in keys:
             named = [("Key", key), ("VersionId", version) if version else None]
             try:
-                said = await self._delete(request, key, version, condition)
+                action = "DeleteObject" if version is None else "DeleteObjectVersion"
+                weighed = await weigh_as(self.service, request, action, key)
+                said = await self._delete(weighed, key, version, condition)
             except (Refused, S3Error) as failure:
                 error = from_refusal(failure) if isinstance(failure, Refused) else failure
                 results.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from urllib.parse import quote
 from fsobj.iam.policy import NOBODY, Identity
 from fsobj.s3 import sigv4
 from fsobj.s3.app import Request, Response
+from fsobj.s3.bucket_policy import weigh_as
 from fsobj.s3.errors import S3Error
 from fsobj.s3.object_acl import CANNED_MODES
 from fsobj.s3.objects import user_metadata
@@ -205,6 +207,10 @@ class Handlers:
         key = fields.get("key", "").replace("${filename}", form.file_name)
         if not key:
             raise S3Error("InvalidArgument", "the form names no key")
+        weighed = await weigh_as(
+            self.service, dataclasses.replace(request, who=who), "PutObject", key
+        )
+        who = weighed.who
         headers = {name: value for name, value in fields.items() if name.startswith("x-amz-meta-")}
         headers |= {h: fields[h] for h in ("content-disposition", "cache-control") if h in fields}
         entry = await self.service.put(
