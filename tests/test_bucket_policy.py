@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from conftest import fsobj_cli
 from s3_fixtures import code_of
 
 from fsobj.iam.policy import Identity
@@ -145,3 +146,70 @@ def test_policies_over_s3_beside_the_acl(s3):
     owner.delete_bucket_policy(Bucket="site")
     assert code_of(owner.get_bucket_policy, Bucket="site") == "NoSuchBucketPolicy"
     owner.delete_object(Bucket="site", Key="private/notes")
+
+
+def test_block_public_access(s3):
+    owner, anonymous = s3.client(1001), s3.client(None)
+    owner.create_bucket(Bucket="shut")
+    owner.put_object(Bucket="shut", Key="k", Body=b"v")
+    assert code_of(owner.get_public_access_block, Bucket="shut") == (
+        "NoSuchPublicAccessBlockConfiguration"
+    )
+    owner.put_bucket_acl(Bucket="shut", ACL="public-read")
+    assert anonymous.list_objects_v2(Bucket="shut")["KeyCount"] == 1
+    every = {name: True for name in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                                     "RestrictPublicBuckets")}  # fmt: skip
+    owner.put_public_access_block(Bucket="shut", PublicAccessBlockConfiguration=every)
+    assert owner.get_public_access_block(Bucket="shut")["PublicAccessBlockConfiguration"] == every
+    # IgnorePublicAcls: the public grant stays (GetBucketAcl shows it) but opens nothing.
+    assert code_of(anonymous.list_objects_v2, Bucket="shut") == "AccessDenied"
+    grants = owner.get_bucket_acl(Bucket="shut")["Grants"]
+    assert any(g["Grantee"].get("URI", "").endswith("AllUsers") for g in grants)
+    # BlockPublicAcls: no new public ACL, on the bucket or an object.
+    assert code_of(owner.put_bucket_acl, Bucket="shut", ACL="public-read-write") == ("AccessDenied")
+    assert code_of(owner.put_object_acl, Bucket="shut", Key="k", ACL="public-read") == (
+        "AccessDenied"
+    )
+    owner.put_object_acl(Bucket="shut", Key="k", ACL="private")
+    # BlockPublicPolicy: no policy that opens the bucket to everyone.
+    public = json.dumps({"Statement": [statement(ALLOW, "s3:GetObject", "arn:aws:s3:::shut/*")]})
+    assert code_of(owner.put_bucket_policy, Bucket="shut", Policy=public) == "AccessDenied"
+    # RestrictPublicBuckets: a public policy set before acts for the owner alone.
+    owner.delete_public_access_block(Bucket="shut")
+    owner.put_bucket_acl(Bucket="shut", ACL="private")
+    owner.put_bucket_policy(Bucket="shut", Policy=public)
+    assert anonymous.get_object(Bucket="shut", Key="k")["Body"].read() == b"v"
+    owner.put_public_access_block(
+        Bucket="shut", PublicAccessBlockConfiguration={"RestrictPublicBuckets": True}
+    )
+    assert code_of(anonymous.get_object, Bucket="shut", Key="k") == "AccessDenied"
+    assert owner.get_object(Bucket="shut", Key="k")["Body"].read() == b"v"
+
+
+def test_object_ownership(s3):
+    owner, writer = s3.client(1001), s3.client(1002)
+    owner.create_bucket(Bucket="owned", ObjectOwnership="BucketOwnerEnforced")
+    controls = owner.get_bucket_ownership_controls(Bucket="owned")["OwnershipControls"]
+    assert controls["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    # uid 1002 may write there (granted on the mount, where ownership controls do not act).
+    fsobj_cli("acl", "grant", str(s3.path / "owned"), "--uid", "1002", "--perm", "FULL_CONTROL")
+    # ACLs are off: none may be set (but the harmless canned ones), and what S3 writes is
+    # the bucket owner's.
+    assert code_of(owner.put_bucket_acl, Bucket="owned", ACL="public-read") == (
+        "AccessControlListNotSupported"
+    )
+    writer.put_object(Bucket="owned", Key="from-1002", Body=b"x")
+    assert (s3.path / "owned" / "from-1002").stat().st_uid == 1001
+    assert code_of(
+        writer.put_object_acl, Bucket="owned", Key="from-1002", ACL="public-read"
+    ) == "AccessControlListNotSupported"  # fmt: skip
+    # ObjectWriter: the writer keeps what it writes, as on the mount.
+    owner.put_bucket_ownership_controls(
+        Bucket="owned", OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
+    )
+    writer.put_object(Bucket="owned", Key="kept", Body=b"x")
+    assert (s3.path / "owned" / "kept").stat().st_uid == 1002
+    owner.delete_bucket_ownership_controls(Bucket="owned")
+    assert code_of(owner.get_bucket_ownership_controls, Bucket="owned") == (
+        "OwnershipControlsNotFoundError"
+    )

@@ -237,3 +237,35 @@ def test_get_object_attributes(s3):
         client.get_object_attributes, Bucket="attrs", Key="none", ObjectAttributes=asked
     )
     assert missing == "NoSuchKey"
+
+
+def test_checksums_are_kept_with_the_content_and_answered(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="sums")
+    content = os.urandom(300_000)
+    for algorithm in ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"):
+        put = client.put_object(
+            Bucket="sums", Key=algorithm, Body=content, ChecksumAlgorithm=algorithm
+        )
+        sent = put[f"Checksum{algorithm}"]
+        # boto3 checks the content it reads against the checksum answered with it.
+        got = client.get_object(Bucket="sums", Key=algorithm, ChecksumMode="ENABLED")
+        assert got["Body"].read() == content and got[f"Checksum{algorithm}"] == sent
+        assert got["ChecksumType"] == "FULL_OBJECT"
+        head = client.head_object(Bucket="sums", Key=algorithm, ChecksumMode="ENABLED")
+        assert head[f"Checksum{algorithm}"] == sent
+        attributes = client.get_object_attributes(
+            Bucket="sums", Key=algorithm, ObjectAttributes=["Checksum"]
+        )
+        assert attributes["Checksum"][f"Checksum{algorithm}"] == sent
+    # A range has no checksum of its own; without ChecksumMode none is answered.
+    ranged = client.get_object(
+        Bucket="sums", Key="CRC32", Range="bytes=0-9", ChecksumMode="ENABLED"
+    )
+    assert "ChecksumCRC32" not in ranged
+    assert "ChecksumCRC32" not in client.head_object(Bucket="sums", Key="CRC32")
+    # Rewritten on the mount, the content has no checksum any more: none is answered.
+    (s3.path / "sums" / "CRC32").write_bytes(b"new content")
+    head = client.head_object(Bucket="sums", Key="CRC32", ChecksumMode="ENABLED")
+    assert "ChecksumCRC32" not in head
+    assert client.get_object(Bucket="sums", Key="CRC32")["Body"].read() == b"new content"

@@ -137,7 +137,9 @@ def test_bad_requests_get_s3_errors_never_a_server_error(s3):
     client.create_bucket(Bucket="bad-input")
     for method, path, body, expected in [
         ("POST", "/bad-input?delete", b"<Delete><Object><Key>", b"MalformedXML"),
-        ("GET", "/bad-input?cors", b"", b"NotImplemented"),
+        ("GET", "/bad-input?website", b"", b"NotImplemented"),
+        ("PUT", "/bad-input?cors", b"<CORSConfiguration/>", b"InvalidRequest"),
+        ("PUT", "/bad-input?policy", b"{", b"MalformedPolicy"),
         (
             "PUT",
             "/bad-input?versioning",

@@ -83,6 +83,8 @@ class Request:
     who: Identity
     body: AsyncIterator[bytes]  # the payload, checked as it streams (sigv4.payload)
     source: str = ""  # the client's address
+    # The x-amz-checksum the payload is checked against, its value once it is in.
+    checksum: sigv4.Checksum | None = None
 
     @property
     def subresources(self) -> set[str]:
@@ -166,6 +168,12 @@ class S3App:
                 ("PUT", frozenset({"policy"})): on_policy.put,
                 ("DELETE", frozenset({"policy"})): on_policy.delete,
                 ("GET", frozenset({"policyStatus"})): on_policy.status,
+                ("GET", frozenset({"publicAccessBlock"})): on_policy.get_public_access_block,
+                ("PUT", frozenset({"publicAccessBlock"})): on_policy.put_public_access_block,
+                ("DELETE", frozenset({"publicAccessBlock"})): on_policy.delete_public_access_block,
+                ("GET", frozenset({"ownershipControls"})): on_policy.get_ownership,
+                ("PUT", frozenset({"ownershipControls"})): on_policy.put_ownership,
+                ("DELETE", frozenset({"ownershipControls"})): on_policy.delete_ownership,
                 ("PUT", frozenset()): on_bucket.create,
                 ("PUT", frozenset({"acl"})): on_bucket.put_acl,
                 ("DELETE", frozenset()): on_bucket.delete,
@@ -304,9 +312,10 @@ class S3App:
         else:
             who = self.service.iam.identity_of_uid(self._secrets[signed.key_id][1])
         bucket, _, key = path.lstrip("/").partition("/")
-        body = sigv4.payload(signed, headers, arriving)
+        checksum = sigv4.checksum_of(headers)
+        body = sigv4.payload(signed, headers, arriving, checksum)
         source = (scope.get("client") or ("", 0))[0]
-        return Request(method, path, bucket, key, dict(query), headers, who, body, source)
+        return Request(method, path, bucket, key, dict(query), headers, who, body, source, checksum)
 
     async def _know_key(self, query: list[tuple[str, str]], headers: dict[str, str]) -> None:
         """Look up the access key a request names, unless known; forget every key known

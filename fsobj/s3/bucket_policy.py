@@ -12,10 +12,11 @@ from fsobj.iam.policy import NOBODY
 from fsobj.refusals import Refused
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error
-from fsobj.s3.wire import document
-from fsobj.service import bucket_policy
+from fsobj.s3.wire import document, parse
+from fsobj.service import bucket_policy, ownership, public_access
 from fsobj.service.bucket_policy import Asked
 from fsobj.service.objects import ObjectService
+from fsobj.service.public_access import PublicAccessBlock
 
 XML = {"content-type": "application/xml"}
 
@@ -62,6 +63,12 @@ _ACTIONS = {
     ("GET", "bucket", "object-lock"): "GetBucketObjectLockConfiguration",
     ("PUT", "bucket", "object-lock"): "PutBucketObjectLockConfiguration",
     ("GET", "bucket", "policyStatus"): "GetBucketPolicyStatus",
+    ("GET", "bucket", "publicAccessBlock"): "GetBucketPublicAccessBlock",
+    ("PUT", "bucket", "publicAccessBlock"): "PutBucketPublicAccessBlock",
+    ("DELETE", "bucket", "publicAccessBlock"): "PutBucketPublicAccessBlock",
+    ("GET", "bucket", "ownershipControls"): "GetBucketOwnershipControls",
+    ("PUT", "bucket", "ownershipControls"): "PutBucketOwnershipControls",
+    ("DELETE", "bucket", "ownershipControls"): "PutBucketOwnershipControls",
 }
 _VERSIONED = {"GetObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion"}
 # Weighed elsewhere (per key: DeleteObjects, POST Object) or never: the policy's own
@@ -107,6 +114,14 @@ async def weigh_as(
     return request if who is request.who else dataclasses.replace(request, who=who)
 
 
+_BLOCK_FIELDS = {
+    "BlockPublicAcls": "block_public_acls",
+    "IgnorePublicAcls": "ignore_public_acls",
+    "BlockPublicPolicy": "block_public_policy",
+    "RestrictPublicBuckets": "restrict_public_buckets",
+}
+
+
 class Handlers:
     def __init__(self, service: ObjectService):
         self.service = service
@@ -150,3 +165,51 @@ class Handlers:
             raise S3Error("NoSuchBucketPolicy", "the bucket has no policy")
         public = bucket_policy.is_public(bucket_policy.parse(text, request.bucket))
         return Response(200, XML, document("PolicyStatus", ("IsPublic", public)))
+
+    async def get_public_access_block(self, request: Request) -> Response:
+        block = await public_access.get(self.service, request.who, request.bucket)
+        if block is None:
+            raise S3Error("NoSuchPublicAccessBlockConfiguration", "the bucket has none")
+        fields = [(tag, getattr(block, name)) for tag, name in _BLOCK_FIELDS.items()]
+        return Response(200, XML, document("PublicAccessBlockConfiguration", *fields))
+
+    async def put_public_access_block(self, request: Request) -> Response:
+        root = parse(await request.read_xml_body())
+        block = PublicAccessBlock(
+            **{
+                name: root.findtext(tag, "false").strip().lower() == "true"
+                for tag, name in _BLOCK_FIELDS.items()
+            }
+        )
+        await public_access.put(self.service, request.who, request.bucket, block)
+        return Response(200)
+
+    async def delete_public_access_block(self, request: Request) -> Response:
+        await public_access.put(self.service, request.who, request.bucket, None)
+        return Response(204)
+
+    async def get_ownership(self, request: Request) -> Response:
+        rule = await ownership.get(self.service, request.who, request.bucket)
+        if rule is None:
+            raise S3Error("OwnershipControlsNotFoundError", "the bucket has no ownership controls")
+        fields = [("Rule", [("ObjectOwnership", rule)])]
+        return Response(200, XML, document("OwnershipControls", *fields))
+
+    async def put_ownership(self, request: Request) -> Response:
+        rule = parse(await request.read_xml_body()).findtext("Rule/ObjectOwnership", "")
+        await ownership.put(self.service, request.who, request.bucket, rule)
+        return Response(200)
+
+    async def delete_ownership(self, request: Request) -> Response:
+        await ownership.put(self.service, request.who, request.bucket, None)
+        return Response(204)
+
+
+async def refuse_acl(service: ObjectService, request: Request, grants: bool = False) -> None:
+    """AccessControlListNotSupported for an ACL where the bucket's owner enforces
+    ownership (a canned `private` or `bucket-owner-full-control` aside, as in S3)."""
+    canned = request.headers.get("x-amz-acl")
+    if (grants or canned not in ownership.HARMLESS_ACLS) and await ownership.acls_off(
+        service, request.bucket
+    ):
+        raise S3Error("AccessControlListNotSupported", "the bucket does not allow ACLs")

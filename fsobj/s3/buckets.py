@@ -8,9 +8,10 @@ from typing import Any
 
 from fsobj.iam.policy import CANNED, NOBODY, Acl, AclError, Grant, Permission, parse_grants
 from fsobj.s3.app import Request, Response
+from fsobj.s3.bucket_policy import refuse_acl
 from fsobj.s3.errors import S3Error
 from fsobj.s3.wire import document, iso_time, key_encoder, max_keys, parse, quoted
-from fsobj.service import object_lock, usage, versioning
+from fsobj.service import object_lock, ownership, usage, versioning
 from fsobj.service.objects import ObjectService, etag_of
 from fsobj.service.usage import Usage
 
@@ -85,6 +86,9 @@ class Handlers:
         entry = await self.service.create_bucket(request.who, request.bucket)
         if canned:
             await self.service.set_grants(request.who, request.bucket, CANNED[canned])
+        rule = request.headers.get("x-amz-object-ownership")
+        if rule is not None:
+            await ownership.put(self.service, request.who, request.bucket, rule)
         if request.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
             await versioning.set_state(self.service.core, entry, versioning.ENABLED)
             await object_lock.set_bucket_lock(self.service.core, entry, object_lock.BucketLock())
@@ -117,12 +121,14 @@ class Handlers:
     # -- ACLs ---------------------------------------------------------------------------
 
     async def get_acl(self, request: Request) -> Response:
-        _, acl = await self.service.bucket(request.who, request.bucket, Permission.READ_ACP)
-        return Response(200, XML, acl_document(acl))
+        entry, _ = await self.service.bucket(request.who, request.bucket, Permission.READ_ACP)
+        # The grants as set, public ones too (which Block Public Access may be ignoring).
+        return Response(200, XML, acl_document(await self.service.core.grants(entry)))
 
     async def put_acl(self, request: Request) -> Response:
         canned = request.headers.get("x-amz-acl")
         body = await request.read_xml_body()
+        await refuse_acl(self.service, request, grants=canned is None)
         if canned is not None:
             if canned not in CANNED:
                 raise S3Error("InvalidArgument", f"canned ACL {canned!r} is not supported")

@@ -11,6 +11,7 @@ from fsobj.refusals import Reason, Refused
 STATUS = {
     "AccessDenied": 403,
     "AccessForbidden": 403,  # a CORS preflight refused
+    "AccessControlListNotSupported": 400,
     "AuthorizationHeaderMalformed": 400,
     "AuthorizationQueryParametersError": 400,
     "BadDigest": 400,
@@ -41,6 +42,8 @@ STATUS = {
     "NoSuchBucket": 404,
     "NoSuchBucketPolicy": 404,
     "NoSuchCORSConfiguration": 404,
+    "NoSuchPublicAccessBlockConfiguration": 404,
+    "OwnershipControlsNotFoundError": 404,
     "NoSuchEntity": 404,  # IAM's (access_keys.py)
     "NoSuchKey": 404,
     "NoSuchLifecycleConfiguration": 404,

@@ -11,6 +11,7 @@ from fsobj.s3.errors import S3Error
 from fsobj.s3.objects import copy_conditions, copy_source, user_metadata, write_conditions
 from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, iso_time, parse, quoted
+from fsobj.service import ownership
 from fsobj.service.objects import ObjectService, etag_of
 
 XML = {"content-type": "application/xml"}
@@ -88,6 +89,7 @@ class Handlers:
             chosen,
             write_conditions(request.headers),
         )
+        await ownership.settle(self.service, request.bucket, entry, None)
         body = document(
             "CompleteMultipartUploadResult",
             ("Location", f"/{request.bucket}/{request.key}"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fsobj.s3.app import Request, Response
+from fsobj.s3.bucket_policy import refuse_acl
 from fsobj.s3.buckets import ALL_USERS, owner_id
 from fsobj.s3.errors import S3Error
 from fsobj.s3.wire import document, parse
@@ -53,6 +54,7 @@ class Handlers:
     async def put(self, request: Request) -> Response:
         body = await request.read_xml_body()
         canned = request.headers.get("x-amz-acl")
+        await refuse_acl(self.service, request, grants=canned is None)
         if canned is not None:
             if canned not in CANNED_MODES:
                 raise S3Error("NotImplemented", f"canned ACL {canned!r} is not mode bits")

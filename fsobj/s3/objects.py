@@ -24,7 +24,7 @@ from fsobj.s3.wire import (
     quoted,
     stored_value,
 )
-from fsobj.service import Entry, Expected, PastVersion, names, object_versions
+from fsobj.service import Entry, Expected, PastVersion, names, object_versions, ownership
 from fsobj.service.objects import (
     CONTENT_HEADERS,
     ObjectService,
@@ -52,13 +52,17 @@ class Handlers:
             request.who,
             request.bucket,
             request.key,
-            request.body,
+            _noting_checksum(request, metadata),
             request.headers.get("content-type"),
             metadata,
             write_conditions(request.headers),
         )
+        await ownership.settle(
+            self.service, request.bucket, entry, request.headers.get("x-amz-acl")
+        )
         version = await version_header(request, self.service, entry)
-        return Response(200, {"etag": quoted(etag_of(entry)), **version})
+        sums = checksum_headers(metadata)  # the checksum it came with, as S3 answers it
+        return Response(200, {"etag": quoted(etag_of(entry)), **version, **sums})
 
     async def _copy(self, request: Request) -> Response:
         source_bucket, source_key, source_version = copy_source(request.headers)
@@ -92,6 +96,9 @@ class Handlers:
             check,
             replace,
             write_conditions(request.headers),
+        )
+        await ownership.settle(
+            self.service, request.bucket, entry, request.headers.get("x-amz-acl")
         )
         body = document(
             "CopyObjectResult",
@@ -148,7 +155,7 @@ class Handlers:
             raise S3Error("InvalidArgument", "x-amz-object-attributes names no attribute")
         version = request.params.get("versionId")
         try:
-            entry, _ = await self.service.copy_source(
+            entry, metadata = await self.service.copy_source(
                 request.who, request.bucket, request.key, version
             )
         except Refused as refusal:
@@ -157,9 +164,16 @@ class Handlers:
             raise S3Error("NoSuchKey", "a directory has no attributes")
         etag = etag_of(entry)
         parts = etag.rpartition("-")[2] if "-" in etag else None
+        kept = stored_checksum(metadata) if "Checksum" in wanted else None
+        checksum = None
+        if kept is not None:
+            algorithm, value, kind = kept
+            fields = [(f"Checksum{algorithm.upper()}", value), ("ChecksumType", kind)]
+            checksum = ("Checksum", fields)
         body = document(
             "GetObjectAttributesResponse",
             ("ETag", etag) if "ETag" in wanted else None,
+            checksum,
             ("ObjectParts", [("PartsCount", parts)]) if parts and "ObjectParts" in wanted else None,
             ("StorageClass", "STANDARD") if "StorageClass" in wanted else None,
             ("ObjectSize", entry.size) if "ObjectSize" in wanted else None,
@@ -216,6 +230,8 @@ class Handlers:
                 start, end = chosen
                 status = 206
                 headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+        if status == 200 and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            headers |= checksum_headers(metadata)
         headers["content-length"] = str(end - start)
         if reader is None:
             return Response(status, headers)
@@ -439,3 +455,31 @@ def write_conditions(headers: dict[str, str]) -> Expected | None:
     if match is not None:
         return Expected(etag=match.strip().strip('"'))
     return None
+
+
+async def _noting_checksum(request: Request, metadata: dict[str, bytes]) -> AsyncIterator[bytes]:
+    """The request's body; once it is all in (and checked), the checksum it came with
+    joins `metadata`, which the commit that follows records with the content."""
+    async for piece in request.body:
+        yield piece
+    if request.checksum is not None:
+        value = request.checksum.value()
+        metadata[names.CHECKSUM] = f"{request.checksum.algorithm} {value} FULL_OBJECT".encode()
+
+
+def stored_checksum(metadata: dict[str, bytes]) -> tuple[str, str, str] | None:
+    """The S3 checksum kept with an object's content: algorithm, value, type."""
+    kept = metadata.get(names.CHECKSUM)
+    if kept is None:
+        return None
+    algorithm, value, kind = kept.decode().split()
+    return algorithm, value, kind
+
+
+def checksum_headers(metadata: dict[str, bytes]) -> dict[str, str]:
+    """What GET and HEAD answer of it with `x-amz-checksum-mode: ENABLED`."""
+    kept = stored_checksum(metadata)
+    if kept is None:
+        return {}
+    algorithm, value, kind = kept
+    return {f"x-amz-checksum-{algorithm}": value, "x-amz-checksum-type": kind}

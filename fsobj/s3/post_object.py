@@ -27,6 +27,7 @@ from fsobj.s3.object_acl import CANNED_MODES
 from fsobj.s3.objects import user_metadata
 from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, quoted
+from fsobj.service import ownership
 from fsobj.service.objects import ObjectService, etag_of
 
 MAX_FIELD = 20 * 1024  # bytes of a field other than the file
@@ -211,6 +212,11 @@ class Handlers:
             self.service, dataclasses.replace(request, who=who), "PutObject", key
         )
         who = weighed.who
+        canned = fields.get("acl")
+        if canned not in ownership.HARMLESS_ACLS and await ownership.acls_off(
+            self.service, request.bucket
+        ):
+            raise S3Error("AccessControlListNotSupported", "the bucket does not allow ACLs")
         headers = {name: value for name, value in fields.items() if name.startswith("x-amz-meta-")}
         headers |= {h: fields[h] for h in ("content-disposition", "cache-control") if h in fields}
         entry = await self.service.put(
@@ -221,12 +227,12 @@ class Handlers:
             fields.get("content-type"),
             user_metadata(headers),
         )
-        if "acl" in fields:  # a canned ACL on an object is its mode (object_acl.py)
-            if fields["acl"] not in CANNED_MODES:
-                raise S3Error("InvalidArgument", f"canned ACL {fields['acl']!r} is not supported")
-            await self.service.set_object_mode(
-                who, request.bucket, key, CANNED_MODES[fields["acl"]]
-            )
+        await ownership.settle(self.service, request.bucket, entry, canned)
+        if canned is not None and canned != "bucket-owner-full-control":
+            # A canned ACL on an object is its mode (object_acl.py).
+            if canned not in CANNED_MODES:
+                raise S3Error("InvalidArgument", f"canned ACL {canned!r} is not supported")
+            await self.service.set_object_mode(who, request.bucket, key, CANNED_MODES[canned])
         etag = quoted(etag_of(entry))
         location = f"/{request.bucket}/{quote(key)}"
         answer = {"etag": etag, "location": location}

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
 from urllib.parse import quote, unquote
 
-import google_crc32c
+import awscrt.checksums
 import trio
 
 from fsobj.s3.errors import S3Error
@@ -296,10 +296,12 @@ class _Reader:
 class Checksum:
     """An `x-amz-checksum-*` value: computed over the payload and compared."""
 
-    # The CRCs extend a running 32-bit value; the others are hashlib digests.
+    # The CRCs extend a running value (64 bits for CRC64-NVME, else 32); the others are
+    # hashlib digests.
     CRCS: ClassVar[dict[str, Callable[[bytes, int], int]]] = {
         "crc32": zlib.crc32,
-        "crc32c": lambda data, crc: google_crc32c.extend(crc, data),
+        "crc32c": awscrt.checksums.crc32c,
+        "crc64nvme": awscrt.checksums.crc64nvme,
     }
     ALGORITHMS = (*CRCS, "sha1", "sha256")
 
@@ -320,7 +322,8 @@ class Checksum:
             self._hash.update(data)
 
     def value(self) -> str:
-        raw = self._crc.to_bytes(4, "big") if self._hash is None else self._hash.digest()
+        width = 8 if self.algorithm == "crc64nvme" else 4
+        raw = self._crc.to_bytes(width, "big") if self._hash is None else self._hash.digest()
         return base64.b64encode(raw).decode()
 
     def verify(self) -> None:
@@ -330,7 +333,7 @@ class Checksum:
 
 def checksum_of(headers: dict[str, str]) -> Checksum | None:
     """The checksum a request's headers ask to verify (its value may come in a trailer)."""
-    for algorithm in ("crc64nvme", *Checksum.ALGORITHMS):
+    for algorithm in Checksum.ALGORITHMS:
         value = headers.get(f"x-amz-checksum-{algorithm}")
         if value is not None:
             return Checksum(algorithm, value)
@@ -341,12 +344,11 @@ def checksum_of(headers: dict[str, str]) -> Checksum | None:
 
 
 async def payload(
-    signed: Signed, headers: dict[str, str], body: AsyncIterator[bytes]
+    signed: Signed, headers: dict[str, str], body: AsyncIterator[bytes], checksum: Checksum | None
 ) -> AsyncIterator[bytes]:
     """The request's payload, checked as it streams through: a signed SHA-256, each
-    signed chunk, Content-MD5 and any x-amz-checksum. A mismatch raises at the end,
-    before the caller commits anything."""
-    checksum = checksum_of(headers)
+    signed chunk, Content-MD5 and `checksum` (checksum_of: its x-amz-checksum). A
+    mismatch raises at the end, before the caller commits anything."""
     md5 = hashlib.md5() if "content-md5" in headers else None
     expected_md5 = _content_md5(headers["content-md5"]) if md5 is not None else b""
     sha = hashlib.sha256() if _is_sha256(signed.payload) else None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsobj.iam.policy import NOBODY, Identity, Permission
 from fsobj.refusals import Reason, Refused
+from fsobj.service import public_access
 
 if TYPE_CHECKING:
     from fsobj.service.objects import ObjectService
@@ -212,9 +213,10 @@ async def set_policy(
     service: ObjectService, who: Identity, bucket: str, text: bytes | None
 ) -> None:
     """Replace a bucket's policy (None: remove it), for who may change its ACL."""
-    if text is not None:
-        parse(text, bucket)
     entry, _ = await service.bucket(who, bucket, Permission.WRITE_ACP)
+    public = text is not None and is_public(parse(text, bucket))
+    if public and (await public_access.of_bucket(service.core, entry)).block_public_policy:
+        raise Refused(Reason.DENIED, None, "Block Public Access refuses a public policy")
     await service.core.set_item(entry, POLICY, text)
 
 
@@ -228,9 +230,13 @@ async def weigh(service: ObjectService, bucket: str, asked: Asked) -> Identity:
     stored = (await service.core.user_metadata(entry)).get(POLICY)
     if stored is None:
         return asked.who
-    said = decide(json.loads(stored), asked)
+    policy = json.loads(stored)
+    said = decide(policy, asked)
     if said == DENY:
         raise Refused(Reason.DENIED, None, f"the bucket policy denies {asked.action}")
-    if said == ALLOW and asked.who.uid != acl.owner:
-        return service.iam.identity_of_uid(acl.owner)
-    return asked.who
+    if said != ALLOW or asked.who.uid == acl.owner:
+        return asked.who
+    restricted = (await public_access.of_bucket(service.core, entry)).restrict_public_buckets
+    if restricted and is_public(policy) and not service.iam.is_admin(asked.who):
+        return asked.who  # a public policy's Allow acts for the owner alone
+    return service.iam.identity_of_uid(acl.owner)

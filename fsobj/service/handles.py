@@ -32,6 +32,7 @@ from fsobj.metadata.archive import Archive
 from fsobj.metadata.entries import Commit, Entry, Expected
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
+from fsobj.service import names
 from fsobj.service.durability import GroupSync
 from fsobj.service.group_commit import GroupCommit
 from fsobj.service.versions import Ahead, Version, VersionReader
@@ -542,7 +543,12 @@ class OpenObjects:
         `synced` record makes its group's transaction durable by itself."""
         entry = handle.entry
         size, etag, checksums, blocks = blob
-        archive, metadata = await self.new_version(entry, handle.metadata)
+        metadata = handle.metadata
+        if metadata is None:  # kept, but for a checksum of the content replaced
+            kept = await self.meta.user_metadata(entry.inode)
+            if names.CHECKSUM in kept:
+                metadata = {k: v for k, v in kept.items() if k != names.CHECKSUM}
+        archive, metadata = await self.new_version(entry, metadata)
         commit = Commit(
             object_id=object_id,
             size=size,

@@ -54,6 +54,9 @@ def decode_component(raw: bytes) -> str:
 # An object's or a bucket's tags, S3's tag set, kept as this user metadata item, in the
 # form of S3's `x-amz-tagging` header (`key=value&...`, URL-encoded).
 TAGS = "fsobj.tagging"
+# The S3 checksum a client sent with the content (`ALGORITHM VALUE TYPE`): a commit of
+# other content without new metadata drops it (OpenObjects._record).
+CHECKSUM = "fsobj.checksum"
 MAX_TAGS = 10  # an object's
 MAX_BUCKET_TAGS = 50
 # A snapshot is a read-only bucket that says, as this item of its user metadata, which
