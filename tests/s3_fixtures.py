@@ -17,15 +17,11 @@ from botocore.exceptions import ClientError
 from conftest import Mount, fsobj_cli
 
 
-def free_port(below: int = 65536) -> int:
-    """A loopback port nobody listens on (below `below`: SeaweedFS also takes the port
-    10000 above each of its own)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < below:
-            return port
+def free_port() -> int:
+    """A loopback port nobody listens on (SeaweedFS's: services._seaweedfs_port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for_port(

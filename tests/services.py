@@ -11,8 +11,10 @@ import glob
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,21 @@ WEED = Path(sys.executable).parent / "weed"
 KEY = ("fsobjtest", "fsobjtestsecret")
 
 
+def _seaweedfs_port() -> int:
+    """A port for SeaweedFS, which also takes the port 10000 above each of its own (its
+    gRPC): both below the kernel's ephemeral range (32768 and up), where the ports that
+    the other tests' servers and clients are given never land, and both free now."""
+    while True:
+        port = random.randrange(10_000, 22_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
 class SeaweedFS:
     """A running SeaweedFS with its S3 gateway, which knows one key (KEY)."""
 
@@ -33,8 +50,8 @@ class SeaweedFS:
         self.work = work
         self.data = work / "seaweedfs"
         self.log = work / "seaweedfs.log"
-        self.port = free_port(50000)  # it also takes each port + 10000
-        self.ports = [free_port(50000) for _ in range(3)]
+        self.port = _seaweedfs_port()
+        self.ports = [_seaweedfs_port() for _ in range(3)]
         self.process: subprocess.Popen | None = None
 
     @property

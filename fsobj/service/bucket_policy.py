@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsobj.iam.policy import NOBODY, Identity, Permission
 from fsobj.refusals import Reason, Refused
-from fsobj.service import public_access
+from fsobj.service import bucket_settings, public_access
 
 if TYPE_CHECKING:
     from fsobj.service.objects import ObjectService
@@ -205,8 +205,7 @@ def is_public(policy: dict[str, Any]) -> bool:
 
 async def policy_of(service: ObjectService, who: Identity, bucket: str) -> bytes | None:
     """A bucket's policy as it was given (None: none), for who may read its ACL."""
-    entry, _ = await service.bucket(who, bucket, Permission.READ_ACP)
-    return (await service.core.user_metadata(entry)).get(POLICY)
+    return await bucket_settings.read(service, who, bucket, POLICY)
 
 
 async def set_policy(
@@ -215,19 +214,19 @@ async def set_policy(
     """Replace a bucket's policy (None: remove it), for who may change its ACL."""
     entry, _ = await service.bucket(who, bucket, Permission.WRITE_ACP)
     public = text is not None and is_public(parse(text, bucket))
-    if public and (await public_access.of_bucket(service.core, entry)).block_public_policy:
+    if public and (await public_access.of_bucket(service, entry)).block_public_policy:
         raise Refused(Reason.DENIED, None, "Block Public Access refuses a public policy")
-    await service.core.set_item(entry, POLICY, text)
+    await bucket_settings.write(service, who, bucket, POLICY, text)
 
 
 async def weigh(service: ObjectService, bucket: str, asked: Asked) -> Identity:
     """Who a request acts as, once the bucket's policy has weighed it: AccessDenied on a
     Deny; the bucket owner, for this request, on an Allow; else the caller."""
     try:
-        entry, acl = await service.bucket(Identity(0, 0, 0), bucket)
+        entry, acl = await service.bucket(bucket_settings.ANYONE_MAY_LOOK, bucket)
     except Refused:
         return asked.who  # no such bucket: the request says so itself
-    stored = (await service.core.user_metadata(entry)).get(POLICY)
+    stored = await bucket_settings.in_force(service, entry, POLICY)
     if stored is None:
         return asked.who
     policy = json.loads(stored)
@@ -236,7 +235,7 @@ async def weigh(service: ObjectService, bucket: str, asked: Asked) -> Identity:
         raise Refused(Reason.DENIED, None, f"the bucket policy denies {asked.action}")
     if said != ALLOW or asked.who.uid == acl.owner:
         return asked.who
-    restricted = (await public_access.of_bucket(service.core, entry)).restrict_public_buckets
+    restricted = (await public_access.of_bucket(service, entry)).restrict_public_buckets
     if restricted and is_public(policy) and not service.iam.is_admin(asked.who):
         return asked.who  # a public policy's Allow acts for the owner alone
     return service.iam.identity_of_uid(acl.owner)

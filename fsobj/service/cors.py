@@ -10,8 +10,9 @@ import fnmatch
 import json
 from typing import TYPE_CHECKING
 
-from fsobj.iam.policy import Identity, Permission
+from fsobj.iam.policy import Identity
 from fsobj.refusals import Reason, Refused
+from fsobj.service import bucket_settings
 
 if TYPE_CHECKING:
     from fsobj.service.objects import ObjectService
@@ -86,8 +87,7 @@ def decode(stored: bytes) -> list[CorsRule]:
 
 async def rules_of(service: ObjectService, who: Identity, bucket: str) -> list[CorsRule] | None:
     """A bucket's CORS rules (None: it has none), for who may read its ACL."""
-    entry, _ = await service.bucket(who, bucket, Permission.READ_ACP)
-    stored = (await service.core.user_metadata(entry)).get(CORS)
+    stored = await bucket_settings.read(service, who, bucket, CORS)
     return None if stored is None else decode(stored)
 
 
@@ -100,16 +100,13 @@ async def set_rules(
             raise Refused(Reason.INVALID, None, f"a CORS configuration has 1 to {MOST_RULES} rules")
         for rule in rules:
             rule.check()
-    entry, _ = await service.bucket(who, bucket, Permission.WRITE_ACP)
-    await service.core.set_item(entry, CORS, None if rules is None else encode(rules))
+    await bucket_settings.write(
+        service, who, bucket, CORS, None if rules is None else encode(rules)
+    )
 
 
 async def rules_for_requests(service: ObjectService, bucket: str) -> list[CorsRule]:
     """The rules that decide cross-origin requests to `bucket`, whoever makes them (a
     browser's preflight is anonymous); none for a bucket that does not exist."""
-    try:
-        entry, _ = await service.bucket(Identity(0, 0, 0), bucket)
-    except Refused:
-        return []
-    stored = (await service.core.user_metadata(entry)).get(CORS)
+    stored = await bucket_settings.in_force(service, bucket, CORS)
     return [] if stored is None else decode(stored)

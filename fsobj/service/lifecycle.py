@@ -18,10 +18,10 @@ import logging
 import time
 from typing import Any
 
-from fsobj.iam.policy import Identity, Permission
+from fsobj.iam.policy import Identity
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names, object_lock, object_versions, versioning
+from fsobj.service import bucket_settings, names, object_lock, object_versions, versioning
 from fsobj.service import tags as tag_sets
 from fsobj.service.objects import ObjectService
 
@@ -102,8 +102,7 @@ def decode(stored: bytes) -> list[Rule]:
 
 async def rules_of(service: ObjectService, who: Identity, bucket: str) -> list[Rule] | None:
     """A bucket's rules (None: it has none), for who may read its ACL."""
-    entry, _ = await service.bucket(who, bucket, Permission.READ_ACP)
-    stored = (await service.core.user_metadata(entry)).get(LIFECYCLE)
+    stored = await bucket_settings.read(service, who, bucket, LIFECYCLE)
     return None if stored is None else decode(stored)
 
 
@@ -111,8 +110,8 @@ async def set_rules(
     service: ObjectService, who: Identity, bucket: str, rules: list[Rule] | None
 ) -> None:
     """Replace a bucket's rules (None: remove them), for who may change its ACL."""
-    entry, _ = await service.bucket(who, bucket, Permission.WRITE_ACP)
-    await service.core.set_item(entry, LIFECYCLE, None if rules is None else encode(rules))
+    value = None if rules is None else encode(rules)
+    await bucket_settings.write(service, who, bucket, LIFECYCLE, value)
 
 
 async def apply(service: ObjectService, day_seconds: float = DAY) -> int:

@@ -96,7 +96,7 @@ class ObjectService:
         if entry is None or entry.kind != "bucket":
             raise Refused(Reason.NO_SUCH_BUCKET, None, f"no bucket {name!r}")
         # As S3 requests weigh it: Block Public Access may ignore its public grants.
-        acl = await public_access.seen_acl(self.core, entry, await self._meta.acl(entry.inode))
+        acl = await public_access.seen_acl(self, entry, await self._meta.acl(entry.inode))
         if needed and not self.iam.rights(who, acl).intersection(needed):
             self.core.deny(who, entry, (entry, None), " or ".join(p.value for p in needed))
         return entry, acl
@@ -108,7 +108,7 @@ class ObjectService:
 
     async def set_grants(self, who: Identity, name: str, grants: tuple[Grant, ...]) -> None:
         entry, _ = await self.bucket(who, name, Permission.WRITE_ACP)
-        await public_access.check_grants(self.core, entry, grants)
+        await public_access.check_grants(self, entry, grants)
         await self.core.set_grants(entry, grants)
 
     # -- objects --------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class ObjectService:
         entry, _ = await self._existing(who, bucket, key)
         if who.uid not in (0, entry.uid):
             raise Refused(Reason.NOT_PERMITTED, None, f"only the owner of {key!r} changes its mode")
-        await public_access.check_mode(self.core, (await self.bucket(who, bucket))[0], mode)
+        await public_access.check_mode(self, (await self.bucket(who, bucket))[0], mode)
         await self.core.change_attributes(entry, mode=mode, ctime_ns=time.time_ns())
         self.core.attributes_changed(entry.kernel_inode)
 

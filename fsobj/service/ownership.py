@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fsobj.iam.policy import Identity, Permission
+from fsobj.iam.policy import Identity
 from fsobj.metadata.entries import Entry
 from fsobj.refusals import Reason, Refused
+from fsobj.service import bucket_settings
 
 if TYPE_CHECKING:
     from fsobj.service.objects import ObjectService
@@ -22,32 +23,31 @@ RULES = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 HARMLESS_ACLS = (None, "private", "bucket-owner-full-control")
 
 
-async def of_bucket(service: ObjectService, bucket: Entry) -> str | None:
-    stored = (await service.core.user_metadata(bucket)).get(OWNERSHIP)
+async def of_bucket(service: ObjectService, bucket: Entry | str) -> str | None:
+    stored = await bucket_settings.in_force(service, bucket, OWNERSHIP)
     return None if stored is None else stored.decode()
 
 
 async def get(service: ObjectService, who: Identity, bucket: str) -> str | None:
-    entry, _ = await service.bucket(who, bucket, Permission.READ_ACP)
-    return await of_bucket(service, entry)
+    stored = await bucket_settings.read(service, who, bucket, OWNERSHIP)
+    return None if stored is None else stored.decode()
 
 
 async def put(service: ObjectService, who: Identity, bucket: str, rule: str | None) -> None:
     if rule is not None and rule not in RULES:
         raise Refused(Reason.INVALID, None, f"ObjectOwnership is one of {', '.join(RULES)}")
-    entry, _ = await service.bucket(who, bucket, Permission.WRITE_ACP)
-    await service.core.set_item(entry, OWNERSHIP, None if rule is None else rule.encode())
+    value = None if rule is None else rule.encode()
+    await bucket_settings.write(service, who, bucket, OWNERSHIP, value)
 
 
 async def acls_off(service: ObjectService, bucket: str) -> bool:
     """Whether the bucket's owner enforces ownership: S3 requests may set no ACL."""
-    entry, _ = await service.bucket(Identity(0, 0, 0), bucket)
-    return await of_bucket(service, entry) == "BucketOwnerEnforced"
+    return await of_bucket(service, bucket) == "BucketOwnerEnforced"
 
 
 async def settle(service: ObjectService, bucket: str, entry: Entry, canned: str | None) -> None:
     """Give an object S3 wrote to the bucket's owner where the bucket says so."""
-    bucket_entry, acl = await service.bucket(Identity(0, 0, 0), bucket)
+    bucket_entry, acl = await service.bucket(bucket_settings.ANYONE_MAY_LOOK, bucket)
     rule = await of_bucket(service, bucket_entry)
     enforced = rule == "BucketOwnerEnforced"
     preferred = rule == "BucketOwnerPreferred" and canned == "bucket-owner-full-control"
