@@ -14,6 +14,7 @@ import time
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from conftest import mounted_at
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 
@@ -180,6 +181,32 @@ def test_a_slow_client_holds_up_nobody(s3):
         slow.settimeout(30)
         assert slow.recv(100).startswith(b"HTTP/1.1 200")
     assert (s3.path / "slow" / "trickle").read_bytes() == b"ab" + b"c" * 998
+
+
+def test_a_client_that_reads_nothing_holds_no_unmount(s3):
+    """A GET whose answer is never read (its send blocked, shielded by hypercorn): the
+    daemon still unmounts within seconds, everything written out."""
+    client = s3.client()
+    client.create_bucket(Bucket="stalled")
+    client.put_bucket_acl(Bucket="stalled", ACL="public-read")
+    (s3.path / "stalled" / "big").write_bytes(os.urandom(8 << 20))
+    with socket.socket() as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect(("127.0.0.1", s3.port))
+        reader.sendall(b"GET /stalled/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.recv(12) == b"HTTP/1.1 200"
+        (s3.path / "stalled" / "written-last").write_bytes(b"kept")
+        store, log_file = s3.mount.store, s3.mount.log
+        started = time.monotonic()
+        s3.mount.stop()
+        # Not a timing test: MOUNT_TIMEOUT (30 s) would kill the daemon, which then
+        # leaves its store marked as not cleanly unmounted.
+        assert time.monotonic() - started < 20
+    log = log_file.read_text()
+    assert "reads nothing of its answer" in log and "unmounted" in log
+    with mounted_at(store, store.parent / "again.log") as again:
+        assert (again.path / "stalled" / "written-last").read_bytes() == b"kept"
+        assert "not unmounted cleanly" not in (store.parent / "again.log").read_text()
 
 
 def test_unsigned_chunks_with_a_checksum_trailer(s3):

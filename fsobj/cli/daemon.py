@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 import trio_asyncio
@@ -140,6 +141,7 @@ async def _serve(
             "mounted store %s at %s (durable every %g s)", store_root, mountpoint, commit_interval
         )
         signalled = False
+        s3 = _S3Serving()
         try:
             async with trio.open_nursery() as nursery:
 
@@ -153,23 +155,76 @@ async def _serve(
                             return
 
                 nursery.start_soon(stop_on_signal)
-                await _start_services(nursery, store, options, unclean)
+                await _start_services(nursery, store, options, unclean, s3)
                 on_ready()
                 await mount.serve()
+                if not await s3.stop():
+                    mount.close(unmount=signalled)
+                    await _write_out(store)
+                    _leave_stalled_client(store, f"unmounted {mountpoint}")
                 nursery.cancel_scope.cancel()
         finally:
             mount.close(unmount=signalled or sys.exc_info()[0] is not None)
-            await store.service.objects.commit_all()
-            try:
-                await store.service.make_all_durable()
-            except OSError as error:  # nothing is lost: the log keeps every commit
-                log.warning("could not make everything durable at unmount: %s", error)
+            await _write_out(store)
         store.end_mount()
         log.info("unmounted %s", mountpoint)
 
 
+async def _write_out(store: Store) -> None:
+    """Commit what is open and make everything durable, as a daemon's last work."""
+    await store.service.objects.commit_all()
+    try:
+        await store.service.make_all_durable()
+    except OSError as error:  # nothing is lost: the log keeps every commit
+        log.warning("could not make everything durable at unmount: %s", error)
+
+
+class _S3Serving:
+    """The S3 server of a daemon, which stops apart from the rest: hypercorn shields a
+    connection's send from cancellation, so a client that reads nothing of an answer
+    would hold the daemon as long as it lives."""
+
+    GRACE = 2.0  # seconds the server has to stop before the daemon ends without it
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+        self.started = False
+
+    async def run(
+        self, store: Store, address: str, task_status: trio.TaskStatus[list[str]]
+    ) -> None:
+        from fsobj.s3.server import serve_s3
+
+        self.started = True
+        try:
+            with self.scope:
+                await serve_s3(store, address, task_status=task_status)
+        finally:
+            self.done.set()
+
+    async def stop(self) -> bool:
+        """Stop serving; whether it stopped within GRACE."""
+        if not self.started:
+            return True
+        self.scope.cancel()
+        with trio.move_on_after(self.GRACE):
+            await self.done.wait()
+        return self.done.is_set()
+
+
+def _leave_stalled_client(store: Store, said: str) -> NoReturn:
+    """End the process, everything written out, though an S3 client still waits on an
+    answer it does not read (its connection goes with the process)."""
+    store.end_mount()
+    log.warning("an S3 client that reads nothing of its answer held the server: left it")
+    log.info(said)
+    logging.shutdown()
+    os._exit(0)
+
+
 async def _start_services(
-    nursery: trio.Nursery, store: Store, options: MountOptions, unclean: bool
+    nursery: trio.Nursery, store: Store, options: MountOptions, unclean: bool, s3: _S3Serving
 ) -> None:
     """What serves beside the requests: periodic durability and collection, and S3."""
     store.service.abandoned_upload = options.upload_days * 86400
@@ -182,10 +237,8 @@ async def _start_services(
     if options.metrics:
         _serve_metrics(nursery, store, options.metrics)
     if options.s3:
-        from fsobj.s3.server import serve_s3
-
         try:
-            listening = await nursery.start(serve_s3, store, options.s3)
+            listening = await nursery.start(s3.run, store, options.s3)
         except* OSError as failed:  # hypercorn's own task group wraps it
             reason = failed.exceptions[0]
             why = reason.strerror if isinstance(reason, OSError) else str(reason)
@@ -239,18 +292,21 @@ async def _serve_alone(
     ):
         unclean = store.begin_mount()
         await store.recover()
+        s3 = _S3Serving()
         try:
             async with trio.open_nursery() as nursery:
-                await _start_services(nursery, store, options, unclean)
+                await _start_services(nursery, store, options, unclean, s3)
                 on_ready()
                 with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     async for signum in signals:
                         log.info("%s received: stopping", signal.Signals(signum).name)
                         break
+                if not await s3.stop():
+                    await _write_out(store)
+                    _leave_stalled_client(store, "stopped serving S3")
                 nursery.cancel_scope.cancel()
         finally:
-            await store.service.objects.commit_all()
-            await store.service.make_all_durable()
+            await _write_out(store)
         store.end_mount()
 
 
