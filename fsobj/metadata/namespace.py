@@ -448,6 +448,8 @@ class NamespaceStore:
                 if commit.user_metadata is not None:  # all of it, replaced
                     self._user_metadata_changed(entry.inode, entry.file_inode)
                     self._cache.set_user_metadata(entry.inode, dict(commit.user_metadata))
+                elif commit.drops:
+                    self._dropped(entry, commit.drops)
         return results
 
     async def delete(self, entry: Entry, now_ns: int, archive: Archive | None = None) -> None:
@@ -598,6 +600,14 @@ class NamespaceStore:
             other.links -= 1
             other.ctime_ns = now_ns
             self._cache.changed(other.inode)
+
+    def _dropped(self, entry: Entry, items: tuple[str, ...]) -> None:
+        """The cache's side of a commit that removed `items` of the user metadata."""
+        cached = self._cache.user_metadata(entry.inode)
+        if cached is not None and any(item in cached for item in items):
+            kept = {k: v for k, v in cached.items() if k not in items}
+            self._cache.set_user_metadata(entry.inode, kept)
+        self._user_metadata_changed(entry.inode, entry.file_inode)
 
     def _user_metadata_changed(self, inode: int, file_inode: int | None) -> None:
         """What the file's other names (hard links) cache of its user metadata is old."""

@@ -105,6 +105,15 @@ def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSE
         statements += archived(commit.archive, commit.ctime_ns, False)
     if commit.user_metadata is not None:  # all of it, replaced with the content
         statements += user_metadata_of(rows, commit.user_metadata)
+    elif commit.drops:
+        names = f"SELECT inode FROM entries WHERE {where}"
+        statements.append(
+            (
+                f"DELETE FROM user_metadata WHERE name IN ({', '.join('?' * len(commit.drops))})"
+                f" AND inode IN ({names})",
+                (*commit.drops, *params),
+            )
+        )
     if commit.checksums is not None:
         statements.append(record_checksums(key, commit.checksums))
     if commit.restores is not None:

@@ -149,7 +149,7 @@ class Handlers:
 
     async def attributes(self, request: Request) -> Response:
         """GetObjectAttributes: what `x-amz-object-attributes` names, of the current
-        version or of `versionId`'s (no checksum: fsobj keeps S3's checksums of none)."""
+        version or of `versionId`'s."""
         wanted = {a.strip() for a in request.headers.get("x-amz-object-attributes", "").split(",")}
         if not wanted - {""}:
             raise S3Error("InvalidArgument", "x-amz-object-attributes names no attribute")
@@ -292,7 +292,7 @@ class Handlers:
             held = await self.service.head(request.who, request.bucket, key)
         etag, modified_ns, size = held.etag or "", held.mtime_ns, held.size
         match, modified, expected_size = condition
-        if match is not None and match.strip() != "*" and match.strip().strip('"') != etag:
+        if match is not None and _preconditions({"if-match": match}, etag, 0) == 412:
             raise S3Error("PreconditionFailed", "the object's ETag is another (If-Match)")
         if modified is not None and parse_http_time(modified) != int(modified_ns // 1e9):
             raise S3Error("PreconditionFailed", "the object was modified at another time")

@@ -543,12 +543,11 @@ class OpenObjects:
         `synced` record makes its group's transaction durable by itself."""
         entry = handle.entry
         size, etag, checksums, blocks = blob
-        metadata = handle.metadata
-        if metadata is None:  # kept, but for a checksum of the content replaced
-            kept = await self.meta.user_metadata(entry.inode)
-            if names.CHECKSUM in kept:
-                metadata = {k: v for k, v in kept.items() if k != names.CHECKSUM}
-        archive, metadata = await self.new_version(entry, metadata)
+        archive, metadata = await self.new_version(entry, handle.metadata)
+        # Metadata kept across new content keeps no checksum of the content replaced.
+        drops = (names.CHECKSUM,) if handle.metadata is None else ()
+        if drops and metadata is not None:
+            metadata = {k: v for k, v in metadata.items() if k not in drops}
         commit = Commit(
             object_id=object_id,
             size=size,
@@ -564,6 +563,7 @@ class OpenObjects:
             unsynced=self.meta.unsynced_generation() if fresh else 0,
             archive=archive,
             expects=handle.expects,
+            drops=drops,
         )
         if entry.kernel_inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, commit
