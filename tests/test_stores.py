@@ -12,7 +12,8 @@ import pytest
 import trio_asyncio
 from conftest import a_commit, metadata_store, new_entry
 
-from fsobj.datastore.store import CHUNK, DataStore, Digest, chunk_sums, new_object_id
+from fsobj.datastore.blob_file import chunk_sums
+from fsobj.datastore.store import CHUNK, DataStore, Digest, new_object_id
 from fsobj.metadata import schema, transactions
 from fsobj.metadata.store import open_metadata_store
 from fsobj.refusals import Reason, Refused
@@ -258,11 +259,11 @@ async def test_copy_on_write_and_rehash_after_random_writes(tmp_path):
     first.write(0, b"0123456789")
     object_id = new_object_id()
     await data.commit(first, object_id)
-    fd = data.open_blob(object_id)
+    blob = data.open_blob(object_id, 10)
     try:
-        copy = await data.stage(fd)
+        copy = await data.stage(blob)
     finally:
-        os.close(fd)
+        blob.close()
     copy.write(3, b"abc")
     copy.truncate(8)
     new_id = new_object_id()

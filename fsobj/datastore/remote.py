@@ -32,8 +32,10 @@ import trio
 from boto3.s3.transfer import TransferConfig
 
 from fsobj import measures
+from fsobj.datastore.blob_file import DamagedBlob, blob_file_problem
 from fsobj.datastore.cache import DEFAULT_CACHE_BYTES, BlobCache
-from fsobj.datastore.store import Blob, DamagedBlob, DataStore, Staging, blob_file_problem
+from fsobj.datastore.sealing import Seal, sealed_size
+from fsobj.datastore.store import Blob, DataStore, Staging
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +115,12 @@ class RemoteBlobs:
         except botocore.exceptions.BotoCoreError as error:
             raise OSError(errno.EIO, f"{self.location.url}: {error}") from None
 
-    def upload(self, path: Path, object_id: str, size: int, etag: str) -> None:
-        """Put the blob at `path` and make sure the service holds all of it. `etag` is the
-        object's (its MD5, or S3's MD5-N of a multipart upload, which is no MD5). A single
-        PUT carries the MD5, which the service checks (BadDigest otherwise) and answers as
-        the ETag: that answer is the proof. Otherwise the service is asked for the blob's
-        size, one more round trip."""
+    def upload(self, path: Path, object_id: str, size: int, md5: str | None) -> None:
+        """Put the blob at `path`, of `size` bytes, and make sure the service holds all of
+        it. With the file's `md5`, a single PUT carries it, which the service checks
+        (BadDigest otherwise) and answers as the ETag: that answer is the proof. Otherwise
+        the service is asked for the blob's size, one more round trip."""
         key = self._key(object_id)
-        md5 = None if "-" in etag else etag
         with self._calling("upload", object_id):
             if size < _TRANSFER.multipart_threshold:
                 with open(path, "rb") as content:
@@ -243,20 +243,28 @@ class RemoteDataStore(DataStore):
         self.cache.scan(self.blobs)
         self._filling: dict[str, trio.Event] = {}
 
-    def commit_now(self, staging: Staging, object_id: str, sync: bool) -> Blob:
+    def commit_now(
+        self, staging: Staging, object_id: str, sync: bool, seal: Seal | None = None
+    ) -> Blob:
         """The blob goes to the cache without a local sync, then to the service; it is
         the service's copy that makes it durable. A failed upload leaves no blob."""
-        blob = super().commit_now(staging, object_id, sync=False)
+        blob = super().commit_now(staging, object_id, False, seal)
         path = self.blob_path(object_id)
         try:
-            self.remote.upload(path, object_id, blob.size, blob.etag)
+            if seal is None:  # the ETag is the file's MD5, unless a multipart upload's
+                md5 = None if "-" in blob.etag else blob.etag
+                self.remote.upload(path, object_id, blob.size, md5)
+            else:
+                self.remote.upload(path, object_id, sealed_size(blob.size), None)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         return blob
 
-    async def commit(self, staging: Staging, object_id: str, sync: bool = True) -> Blob:
-        blob = await super().commit(staging, object_id, sync)
+    async def commit(
+        self, staging: Staging, object_id: str, sync: bool = True, seal: Seal | None = None
+    ) -> Blob:
+        blob = await super().commit(staging, object_id, sync, seal)
         self.cache.added(object_id, blob.size)
         return blob
 
@@ -299,7 +307,7 @@ class RemoteDataStore(DataStore):
         held = self.remote.size(object_id)
         if held is None:
             return "is missing at the blob service"
-        if held != size:
+        if held not in (size, sealed_size(size)):
             return f"has {held} bytes at the blob service, not {size}"
         if verify and checksums is not None:
             copy = self.staging_path()

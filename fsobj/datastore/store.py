@@ -33,20 +33,24 @@ from typing import NamedTuple
 
 import trio
 
+from fsobj.datastore.blob_file import (
+    CHUNK,
+    BlobFile,
+    DamagedBlob,
+    blob_file_problem,
+    open_blob_file,
+    stored_sums,
+)
+from fsobj.datastore.sealing import KeyStore, Seal, Sealer
 from fsobj.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20  # checksum granularity, and the unit of copies and scans
 LAYOUT = "blobs/ab/UUID\n"  # recorded in STORE/layout
 # Object size limit, as in S3: writes or truncates past it fail with EFBIG.
 MAX_OBJECT_SIZE = 5 * (1 << 40)
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class DamagedBlob(Exception):
-    """A blob that is missing, of the wrong size, or whose content fails its checksum."""
 
 
 # One thread hashes large writes while their writers go on (MD5 runs at about 900 MB/s
@@ -104,24 +108,7 @@ class Digest:
         if self._filled:
             self.sums.append(self._crc)
             self._crc, self._filled = 0, 0
-        sums = self.sums if _little_endian() else _swapped(self.sums)
-        return self.md5.hexdigest(), sums.tobytes()
-
-
-def _little_endian() -> bool:
-    return array.array("I", [1]).tobytes()[0] == 1
-
-
-def _swapped(values: array.array) -> array.array:
-    copy = array.array("I", values)
-    copy.byteswap()
-    return copy
-
-
-def chunk_sums(checksums: bytes) -> array.array:
-    sums = array.array("I")
-    sums.frombytes(checksums)
-    return sums if _little_endian() else _swapped(sums)
+        return self.md5.hexdigest(), stored_sums(self.sums)
 
 
 class Staging:
@@ -230,9 +217,6 @@ def new_object_id() -> str:
     return str(uuid.uuid4())
 
 
-_nowait_works = True
-
-
 def _data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """The (start, end) ranges of a file that hold data; its holes are left out."""
     offset = 0
@@ -258,39 +242,6 @@ class Blob(NamedTuple):
     blocks: int | None = None
 
 
-def pread(fd: int, size: int, offset: int, cached_only: bool = False) -> bytes:
-    """Read from a blob; with `cached_only`, raise BlockingIOError instead of waiting for
-    the disk (the caller is on the event loop and will retry in a thread)."""
-    global _nowait_works
-    if not cached_only:
-        return os.pread(fd, size, offset)
-    if not _nowait_works:
-        raise BlockingIOError(errno.EAGAIN, "this filesystem cannot say what is cached")
-    buffer = bytearray(size)
-    try:
-        got = os.preadv(fd, [buffer], offset, os.RWF_NOWAIT)
-    except OSError as error:
-        if error.errno != errno.EOPNOTSUPP:  # tmpfs, for one
-            raise
-        _nowait_works = False
-        raise BlockingIOError(errno.EAGAIN, "this filesystem cannot say what is cached") from None
-    if got < size and got < os.fstat(fd).st_size - offset:  # partly in the page cache
-        raise BlockingIOError(errno.EAGAIN, "not all in the page cache")
-    return bytes(memoryview(buffer)[:got])
-
-
-def wrong_size(fd: int, size: int) -> str:
-    """What is wrong with the size of the blob open at `fd` ("" if it is `size`)."""
-    found = os.fstat(fd).st_size
-    return f"has {found} bytes, not {size}" if found != size else ""
-
-
-def checked_chunk(fd: int, index: int, expected: int, cached_only: bool = False) -> bytes | None:
-    """Chunk `index` of the blob open at `fd` if it matches its recorded CRC-32, else None."""
-    data = pread(fd, CHUNK, index * CHUNK, cached_only)
-    return data if zlib.crc32(data) == expected else None
-
-
 class DataStore:
     """Blobs in the store's own directory (the default backend; datastore/remote.py keeps
     them at an S3 service instead, with this directory as their cache)."""
@@ -304,6 +255,8 @@ class DataStore:
         self.root = root
         self.blobs = root / "blobs"
         self.staging = root / "staging"
+        # The store's keys for sealed blobs (encryption at rest), made on first need.
+        self.keys = KeyStore(root / "keys")
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(parents=True, exist_ok=True)
         self._settle_layout()
@@ -344,10 +297,11 @@ class DataStore:
     def blob_path(self, object_id: str) -> Path:
         return self.blobs / object_id[:2] / object_id
 
-    def open_blob(self, object_id: str) -> int:
-        """A read-only descriptor on a blob; it stays valid even after the blob is removed.
-        Call `ensure_local` first, with no await in between."""
-        return os.open(self.blob_path(object_id), os.O_RDONLY | os.O_CLOEXEC)
+    def open_blob(self, object_id: str, size: int, customer_key: bytes | None = None) -> BlobFile:
+        """The blob of `size` bytes of content, open for reading (datastore/blob_file.py
+        says what it raises); it stays readable even after the blob is removed. Call
+        `ensure_local` first, with no await in between."""
+        return open_blob_file(self.blob_path(object_id), size, self.keys, customer_key)
 
     async def ensure_local(self, object_id: str, size: int, checksums: bytes | None) -> None:
         """Make the blob openable by `open_blob` (here, it always is)."""
@@ -359,49 +313,63 @@ class DataStore:
         except FileNotFoundError:
             return None
 
-    async def stage(self, source_fd: int | None) -> Staging:
+    async def stage(self, source: BlobFile | None) -> Staging:
         """New staged content: empty and in memory, or a staging file holding a copy of
-        the blob open at `source_fd`. Files are created in a thread: under concurrent
-        commits, creating one waits for the directory that renames are using (measured:
-        78% of the loop's time when done on the loop)."""
-        if source_fd is None:
+        the content of the blob open as `source`. Files are created in a thread: under
+        concurrent commits, creating one waits for the directory that renames are using
+        (measured: 78% of the loop's time when done on the loop)."""
+        if source is None:
             return Staging()
-        return await trio.to_thread.run_sync(self._stage, source_fd)
+        return await trio.to_thread.run_sync(self._stage, source)
 
     def staging_path(self) -> Path:
         """A new name in the staging area."""
         return self.staging / uuid.uuid4().hex
 
-    def _stage(self, source_fd: int) -> Staging:
+    def _stage(self, source: BlobFile) -> Staging:
         path = self.staging_path()
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            size = os.fstat(source_fd).st_size
-            for start, end in _data_segments(source_fd, size):  # holes stay holes
-                offset = start
-                while offset < end:
-                    n = os.copy_file_range(source_fd, fd, end - offset, offset, offset)
-                    if n == 0:
-                        break
-                    offset += n
-            os.ftruncate(fd, size)
+            if source.sealed:
+                for index in range(-(-source.size // CHUNK)):
+                    content = source.chunk(index)
+                    if content is None:
+                        raise DamagedBlob(f"fails its checksum at byte {index * CHUNK} (sealed)")
+                    os.pwrite(fd, content, index * CHUNK)
+            else:
+                for start, end in _data_segments(source.fd, source.size):  # holes stay holes
+                    offset = start
+                    while offset < end:
+                        n = os.copy_file_range(source.fd, fd, end - offset, offset, offset)
+                        if n == 0:
+                            break
+                        offset += n
+            os.ftruncate(fd, source.size)
         except BaseException:
             os.close(fd)
             os.unlink(path)
             raise
-        return Staging(path, fd, size)
+        return Staging(path, fd, source.size)
 
-    async def commit(self, staging: Staging, object_id: str, sync: bool = True) -> Blob:
-        """Turn staged content into the blob `object_id`, durably unless `sync` is False
-        and the content is in memory."""
-        return await trio.to_thread.run_sync(self.commit_now, staging, object_id, sync)
+    async def commit(
+        self, staging: Staging, object_id: str, sync: bool = True, seal: Seal | None = None
+    ) -> Blob:
+        """Turn staged content into the blob `object_id`, sealed as `seal` says (None:
+        plain), durably unless `sync` is False and the content is in memory."""
+        return await trio.to_thread.run_sync(self.commit_now, staging, object_id, sync, seal)
 
-    def commit_now(self, staging: Staging, object_id: str, sync: bool) -> Blob:
+    def commit_now(
+        self, staging: Staging, object_id: str, sync: bool, seal: Seal | None = None
+    ) -> Blob:
         """`commit`, blocking."""
         etag, checksums = staging.digests()
         path = self.blob_path(object_id)
         blocks = None
-        if staging.memory is not None:
+        if seal is not None:
+            self._seal_blob(path, staging, seal, sync)
+            if staging.path is not None:
+                staging.path.unlink()
+        elif staging.memory is not None:
             # Small content goes straight to its blob: until the metadata names it, a
             # partial blob is only garbage, like any blob no metadata names.
             self._write_blob(path, staging.memory, sync)
@@ -429,11 +397,37 @@ class DataStore:
         finally:
             os.close(fd)
 
+    def _seal_blob(self, path: Path, staging: Staging, seal: Seal, sync: bool) -> None:
+        """Write the staged content to its blob sealed (datastore/sealing.py)."""
+        sealer = Sealer(seal, self.keys)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+        try:
+            pieces = [sealer.header]
+            chunks = -(-staging.size // CHUNK)
+            for index in range(chunks):
+                content = staging.read(index * CHUNK, CHUNK)
+                pieces.append(sealer.chunk(index, content, index == chunks - 1))
+                if len(pieces) >= 8 or index == chunks - 1:
+                    data = b"".join(pieces)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    pieces = []
+            if pieces:
+                os.write(fd, pieces[0])  # an empty blob: its header alone
+            if sync:
+                os.fdatasync(fd)
+        except BaseException:
+            os.unlink(path)
+            raise
+        finally:
+            os.close(fd)
+
     async def sync_blob(self, object_id: str) -> None:
         """Make a blob committed without a sync durable, under its name."""
 
         def sync() -> None:
-            fd = self.open_blob(object_id)
+            fd = os.open(self.blob_path(object_id), os.O_RDONLY | os.O_CLOEXEC)
             try:
                 os.fdatasync(fd)
             finally:
@@ -482,21 +476,6 @@ class DataStore:
 
     def capacity(self) -> os.statvfs_result:
         return os.statvfs(self.root)
-
-
-def blob_file_problem(path: Path, size: int, checksums: bytes | None) -> str:
-    """What is wrong with the blob file at `path` ("" if nothing): another size, or (given
-    `checksums`) content that does not match them. Blocking: for a thread."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if problem := wrong_size(fd, size):
-            return problem
-        for index, expected in enumerate(chunk_sums(checksums or b"")):
-            if checked_chunk(fd, index, expected) is None:
-                return f"fails its checksum at byte {index * CHUNK}"
-        return ""
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -90,9 +90,9 @@ class Commit:
     restores: tuple[int, str, str] | None = None
     # What the name must hold when the commit lands, or the commit fails alone.
     expects: Expected | None = None
-    # Items of user metadata that describe the content replaced (an S3 checksum): they
-    # go with it when `user_metadata` is None (kept).
-    drops: tuple[str, ...] = ()
+    # Items of user metadata that describe the content (an S3 checksum, how the blob is
+    # sealed), set (None: removed) with it when `user_metadata` is None (kept).
+    notes: tuple[tuple[str, bytes | None], ...] = ()
 
     def attributes(self) -> dict[str, Any]:
         """The entry's attributes that change (user metadata is not one)."""

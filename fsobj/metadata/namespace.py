@@ -448,8 +448,8 @@ class NamespaceStore:
                 if commit.user_metadata is not None:  # all of it, replaced
                     self._user_metadata_changed(entry.inode, entry.file_inode)
                     self._cache.set_user_metadata(entry.inode, dict(commit.user_metadata))
-                elif commit.drops:
-                    self._dropped(entry, commit.drops)
+                elif commit.notes:
+                    self._noted(entry, dict(commit.notes))
         return results
 
     async def delete(self, entry: Entry, now_ns: int, archive: Archive | None = None) -> None:
@@ -601,11 +601,13 @@ class NamespaceStore:
             other.ctime_ns = now_ns
             self._cache.changed(other.inode)
 
-    def _dropped(self, entry: Entry, items: tuple[str, ...]) -> None:
-        """The cache's side of a commit that removed `items` of the user metadata."""
+    def _noted(self, entry: Entry, items: dict[str, bytes | None]) -> None:
+        """The cache's side of a commit that set `items` of the user metadata (None:
+        removed them)."""
         cached = self._cache.user_metadata(entry.inode)
-        if cached is not None and any(item in cached for item in items):
+        if cached is not None and any(cached.get(k) != v for k, v in items.items()):
             kept = {k: v for k, v in cached.items() if k not in items}
+            kept.update((k, v) for k, v in items.items() if v is not None)
             self._cache.set_user_metadata(entry.inode, kept)
         self._user_metadata_changed(entry.inode, entry.file_inode)
 

@@ -105,15 +105,20 @@ def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSE
         statements += archived(commit.archive, commit.ctime_ns, False)
     if commit.user_metadata is not None:  # all of it, replaced with the content
         statements += user_metadata_of(rows, commit.user_metadata)
-    elif commit.drops:
+    elif commit.notes:
         names = f"SELECT inode FROM entries WHERE {where}"
-        statements.append(
-            (
-                f"DELETE FROM user_metadata WHERE name IN ({', '.join('?' * len(commit.drops))})"
-                f" AND inode IN ({names})",
-                (*commit.drops, *params),
-            )
-        )
+        dropped = [name for name, value in commit.notes if value is None]
+        if dropped:
+            sql = f"DELETE FROM user_metadata WHERE name IN ({', '.join('?' * len(dropped))})"
+            statements.append((f"{sql} AND inode IN ({names})", (*dropped, *params)))
+        for name, value in commit.notes:
+            if value is not None:
+                sql = (
+                    "INSERT INTO user_metadata (inode, name, value)"
+                    f" SELECT inode, ?, ? FROM entries WHERE {where}"
+                    " ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value"
+                )
+                statements.append((sql, (name, value, *params)))
     if commit.checksums is not None:
         statements.append(record_checksums(key, commit.checksums))
     if commit.restores is not None:

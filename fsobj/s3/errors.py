@@ -100,6 +100,8 @@ CODE = {
     Reason.BAD_STATE: "InvalidBucketState",
     Reason.CONDITION: "PreconditionFailed",
     Reason.BAD_RANGE: "InvalidRange",
+    Reason.NEEDS_KEY: "InvalidRequest",
+    Reason.WRONG_KEY: "AccessDenied",
 }
 
 

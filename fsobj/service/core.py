@@ -23,7 +23,7 @@ from fsobj.iam import posix_acl
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, Policy
 from fsobj.metadata.store import Entry, MetadataStore
 from fsobj.refusals import Reason, Refused, Where
-from fsobj.service import gc, names, versioning
+from fsobj.service import encryption, gc, names, versioning
 from fsobj.service.handles import OpenObjects
 from fsobj.service.uploads import ABANDONED_UPLOAD, Uploads
 from fsobj.service.version_view import VersionView
@@ -73,6 +73,7 @@ class Service:
         self.watchers: list[Watcher] = []  # the FUSE front end's kernel caches, when mounted
         self.objects.committed = self.attributes_changed
         self.objects.new_version = functools.partial(versioning.new_version, self)
+        self.objects.sealing = functools.partial(encryption.seal_for, self)
         self.view = VersionView(self)
         self.abandoned_upload = ABANDONED_UPLOAD  # seconds: then gc removes an upload
         self.lifecycle_day = 86_400.0  # seconds in a day of lifecycle rules (lifecycle.py)

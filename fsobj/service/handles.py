@@ -19,7 +19,6 @@ import dataclasses
 import itertools
 import logging
 import mimetypes
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -27,12 +26,14 @@ from typing import Any
 import trio
 
 from fsobj import measures
-from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size, wrong_size
+from fsobj.datastore.blob_file import BlobFile, DamagedBlob
+from fsobj.datastore.sealing import Seal
+from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size
 from fsobj.metadata.archive import Archive
 from fsobj.metadata.entries import Commit, Entry, Expected
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names
+from fsobj.service import encryption, names
 from fsobj.service.durability import GroupSync
 from fsobj.service.group_commit import GroupCommit
 from fsobj.service.versions import Ahead, Version, VersionReader
@@ -61,8 +62,12 @@ class Handle:
     # working copy with the other writers that do (see OpenObjects.open).
     in_place: bool = False
     # The version this handle reads until it writes (the entry moves on with commits).
-    blob_fd: int | None = None
+    blob: BlobFile | None = None
     version: Version | None = None
+    # The key a client gave to read and seal its object with (S3's SSE-C), and how its
+    # commit was asked to seal the content (None: as the bucket says).
+    key: bytes | None = None
+    seal: Seal | None = None
     # The process that opened the handle, and the writer of that same process whose
     # uncommitted content this reader sees (a process reads its own writes).
     process: int = 0
@@ -92,6 +97,13 @@ class Handle:
 NewVersion = Callable[
     [Entry, dict[str, bytes] | None], Awaitable[tuple[Archive | None, dict[str, bytes] | None]]
 ]
+
+
+Sealing = Callable[[Entry, Seal | None], Awaitable[Seal | None]]
+
+
+async def _as_asked(entry: Entry, asked: Seal | None) -> Seal | None:
+    return asked
 
 
 async def _unversioned(
@@ -128,6 +140,9 @@ class OpenObjects:
         # How a commit to an entry keeps the version it replaces, and the new version's
         # user metadata (versioning.new_version).
         self.new_version: NewVersion = _unversioned
+        # How a commit seals its blob, given what its writer asked for (None: nothing):
+        # as asked, or as the object's bucket says (service/encryption.py).
+        self.sealing: Sealing = _as_asked
         self.reader = VersionReader(data)
 
     def get(self, fh: int) -> Handle:
@@ -221,7 +236,7 @@ class OpenObjects:
                 # Opened on the loop, with no await since reading object_id: a commit that
                 # replaces the blob cannot unlink it in between.
                 handle.version = version
-                handle.blob_fd = self._open_blob(version, entry.name)
+                handle.blob = self._open_blob(version, entry.name, handle.key)
                 break
         if handle.writable and truncate:
             handle.staging = staged or await self.data.stage(None)
@@ -231,24 +246,22 @@ class OpenObjects:
 
     async def _pin(self, handle: Handle, version: Version | None) -> None:
         """Make the handle read `version` (None: an object with no content yet)."""
-        if handle.blob_fd is not None:
-            os.close(handle.blob_fd)
-        handle.version, handle.blob_fd = version, None
+        if handle.blob is not None:
+            handle.blob.close()
+        handle.version, handle.blob = version, None
         self.reader.drop_ahead(handle)
         if version is not None:
             await self.data.ensure_local(version.object_id, version.size, version.checksums)
-            handle.blob_fd = self.data.open_blob(version.object_id)
+            handle.blob = self._open_blob(version, handle.entry.name, handle.key)
 
-    def _open_blob(self, version: Version, name: str) -> int:
-        """A descriptor on a version's blob, which must exist and have the right size."""
+    def _open_blob(self, version: Version, name: str, key: bytes | None) -> BlobFile:
+        """A version's blob, open; it must exist and have the right size."""
         try:
-            fd = self.data.open_blob(version.object_id)
+            return self.data.open_blob(version.object_id, version.size, key)
         except FileNotFoundError:
             raise self.reader.damaged(version, name, "is missing") from None
-        if problem := wrong_size(fd, version.size):
-            os.close(fd)
-            raise self.reader.damaged(version, name, problem)
-        return fd
+        except DamagedBlob as error:
+            raise self.reader.damaged(version, name, str(error)) from None
 
     def working(self, handle: Handle) -> Handle:
         """The handle that holds what `handle` writes: itself, or for a writer in place,
@@ -355,10 +368,10 @@ class OpenObjects:
                 continue
             follower.follows = None  # from now on: the version the writer left
             follower.version = handle.version
-            if handle.blob_fd is not None:
-                follower.blob_fd = os.dup(handle.blob_fd)
-        if handle.blob_fd is not None:
-            os.close(handle.blob_fd)
+            if handle.blob is not None:
+                follower.blob = handle.blob.dup()
+        if handle.blob is not None:
+            handle.blob.close()
         if not siblings:
             self._by_inode.pop(inode, None)
             self._orphans.pop(inode, None)
@@ -376,7 +389,7 @@ class OpenObjects:
             if handle.staging.memory is not None:
                 return handle.staging.read(offset, size)
             return await trio.to_thread.run_sync(handle.staging.read, offset, size)
-        if handle.blob_fd is None or (handle.version is not None and offset >= handle.version.size):
+        if handle.blob is None or (handle.version is not None and offset >= handle.version.size):
             return b""  # a blob never changes size: the read that finds the end needs no I/O
         if handle.version is not None and handle.version.size <= INLINE_WRITE:
             # A small object whose blob is in the page cache is read on the loop: the
@@ -392,7 +405,7 @@ class OpenObjects:
         ):
             async with handle.gate.staging:  # one change makes it; the others wait for it
                 if handle.staging is None:
-                    handle.staging = await self.data.stage(handle.blob_fd)
+                    handle.staging = await self.data.stage(handle.blob)
                 staging = handle.staging
                 if staging.memory is not None and end > staging.size and self._too_big(end):
                     await self._change(handle, False, staging.spill, self.data.staging_path())
@@ -491,6 +504,7 @@ class OpenObjects:
         staging = handle.staging
         assert staging is not None
         object_id = await self.meta.new_blob_id()
+        seal = await self.sealing(handle.entry, handle.seal)
         # A new object's blob is left to the page cache, and the next group sync makes it
         # durable with all the others (GroupSync): a crash before that can only take the
         # object back to not existing, which recovery checks. Any other commit replaces a
@@ -503,14 +517,14 @@ class OpenObjects:
             # The blob is written and checked before its metadata's transaction begins.
             if fresh and staging.size <= SMALL_BLOB and self.data.small_commits_inline:
                 # Into the page cache, unsynced: quicker than the hop to a thread.
-                blob = self.data.commit_now(staging, object_id, sync=False)
+                blob = self.data.commit_now(staging, object_id, False, seal)
             else:
-                blob = await self.data.commit(staging, object_id, sync=not fresh)
+                blob = await self.data.commit(staging, object_id, not fresh, seal)
             # The staged content is the blob's, whatever happens to the metadata.
             handle.staging = None
             handle.dirty = False
             try:
-                previous, commit = await self._record(handle, object_id, blob, fresh, alone)
+                previous, commit = await self._record(handle, object_id, blob, seal, fresh, alone)
             except BaseException:
                 staging.close()
                 await self.remove_blob(object_id)  # no metadata names it: the old one stays
@@ -536,7 +550,13 @@ class OpenObjects:
             await self.durability.make_all_durable()
 
     async def _record(
-        self, handle: Handle, object_id: str, blob: Blob, fresh: bool, synced: bool = False
+        self,
+        handle: Handle,
+        object_id: str,
+        blob: Blob,
+        seal: Seal | None,
+        fresh: bool,
+        synced: bool = False,
     ) -> tuple[str | None, Commit]:
         """Point the object at its new blob, written already; returns the blob that is no
         longer needed and the commit, recorded in a group commit (group_commit.py); a
@@ -544,10 +564,14 @@ class OpenObjects:
         entry = handle.entry
         size, etag, checksums, blocks = blob
         archive, metadata = await self.new_version(entry, handle.metadata)
-        # Metadata kept across new content keeps no checksum of the content replaced.
-        drops = (names.CHECKSUM,) if handle.metadata is None else ()
-        if drops and metadata is not None:
-            metadata = {k: v for k, v in metadata.items() if k not in drops}
+        # What the metadata says of the content is of the new content: no checksum of
+        # the content replaced (an S3 PUT notes its own), and how it is sealed.
+        notes = {names.ENCRYPTION: encryption.note(seal)}
+        if handle.metadata is None:
+            notes[names.CHECKSUM] = None
+        if metadata is not None:
+            metadata = {k: v for k, v in metadata.items() if k not in notes}
+            metadata.update((k, v) for k, v in notes.items() if v is not None)
         commit = Commit(
             object_id=object_id,
             size=size,
@@ -563,7 +587,7 @@ class OpenObjects:
             unsynced=self.meta.unsynced_generation() if fresh else 0,
             archive=archive,
             expects=handle.expects,
-            drops=drops,
+            notes=tuple(notes.items()),
         )
         if entry.kernel_inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, commit

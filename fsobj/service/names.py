@@ -57,6 +57,10 @@ TAGS = "fsobj.tagging"
 # The S3 checksum a client sent with the content (`ALGORITHM VALUE TYPE`): a commit of
 # other content without new metadata drops it (OpenObjects._record).
 CHECKSUM = "fsobj.checksum"
+# How an object's blob is sealed (`AES256`: with the store's key; `SSE-C KEY-MD5`: with
+# a client's key), and a bucket's default for new objects (`AES256`): service/encryption.py.
+ENCRYPTION = "fsobj.encryption"
+BUCKET_ENCRYPTION = "fsobj.bucket-encryption"
 MAX_TAGS = 10  # an object's
 MAX_BUCKET_TAGS = 50
 # A snapshot is a read-only bucket that says, as this item of its user metadata, which

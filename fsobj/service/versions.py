@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import os
 from typing import TYPE_CHECKING
 
 import trio
 
-from fsobj.datastore.store import CHUNK, DamagedBlob, DataStore, checked_chunk, chunk_sums, pread
+from fsobj.datastore.blob_file import CHUNK, BlobFile, DamagedBlob, checked_chunk, chunk_sums
+from fsobj.datastore.store import DataStore
 from fsobj.metadata.store import Entry
 
 if TYPE_CHECKING:
@@ -84,14 +84,14 @@ class VersionReader:
             self.drop_ahead(handle)
             # On its own descriptor, as a read ahead: a commit of a writer of the same
             # process may re-pin the handle (closing its descriptor) while the read runs.
-            version, fd, name = _blob(handle)
+            version, blob, name = _blob(handle)
             data = await trio.to_thread.run_sync(
-                self._read_own, version, os.dup(fd), name, offset, size
+                self._read_own, version, blob.dup(), name, offset, size
             )
         sequential = offset == handle.read_end
         handle.read_end = end = offset + len(data)
         if sequential and len(data) == size:
-            version, fd, name = _blob(handle)
+            version, blob, name = _blob(handle)
             following = handle.ahead[-1].offset + size if handle.ahead else end
             while (
                 len(handle.ahead) < READ_AHEAD
@@ -100,7 +100,7 @@ class VersionReader:
             ):
                 # On its own descriptor: the handle may close or re-pin before it finishes.
                 future = self._threads.submit(
-                    self._read_own, version, os.dup(fd), name, following, size
+                    self._read_own, version, blob.dup(), name, following, size
                 )
                 handle.ahead.append(Ahead(following, size, future))
                 self.ahead_bytes += size
@@ -120,27 +120,29 @@ class VersionReader:
         path = self.data.blob_path(version.object_id)
         return DamagedBlob(f"object {version.object_id} ({name}): blob {path} {problem}")
 
-    def _read_own(self, version: Version, fd: int, name: str, offset: int, size: int) -> bytes:
+    def _read_own(
+        self, version: Version, blob: BlobFile, name: str, offset: int, size: int
+    ) -> bytes:
         """Read on a descriptor of the read's own, then close it."""
         try:
-            return self._read_verified(version, fd, name, offset, size)
+            return self._read_verified(version, blob, name, offset, size)
         finally:
-            os.close(fd)
+            blob.close()
 
     def _read_verified(
         self,
         version: Version,
-        fd: int,
+        blob: BlobFile,
         name: str,
         offset: int,
         size: int,
         cached_only: bool = False,
     ) -> bytes:
-        """Read committed content from the blob open at `fd`, checking each chunk it
+        """Read committed content from the blob open as `blob`, checking each chunk it
         touches against its CRC-32 the first time (a blob never changes, so once is enough)."""
         end = min(offset + size, version.size)
         if version.checksums is None or offset >= end:
-            return pread(fd, size, offset, cached_only)
+            return blob.read(size, offset, cached_only)
         sums = chunk_sums(version.checksums)
         if len(self._verified) > VERIFIED_BLOBS:
             self._verified.clear()  # forgetting only means checking again
@@ -150,7 +152,7 @@ class VersionReader:
         for index in range(first, last + 1):
             if index in verified:
                 continue
-            data = checked_chunk(fd, index, sums[index], cached_only)
+            data = checked_chunk(blob, index, sums[index], cached_only)
             if data is None:
                 raise self.damaged(
                     version,
@@ -163,7 +165,7 @@ class VersionReader:
             start = offset - first * CHUNK
             whole = fresh[0] if len(fresh) == 1 else b"".join(fresh)
             return whole[start : start + size]
-        return pread(fd, size, offset, cached_only)
+        return blob.read(size, offset, cached_only)
 
 
 async def _wait(future: concurrent.futures.Future) -> None:
@@ -174,7 +176,7 @@ async def _wait(future: concurrent.futures.Future) -> None:
     await done.wait()
 
 
-def _blob(handle: Handle) -> tuple[Version, int, str]:
+def _blob(handle: Handle) -> tuple[Version, BlobFile, str]:
     """What a read of the handle's committed version needs."""
-    assert handle.version is not None and handle.blob_fd is not None
-    return handle.version, handle.blob_fd, handle.entry.name
+    assert handle.version is not None and handle.blob is not None
+    return handle.version, handle.blob, handle.entry.name
