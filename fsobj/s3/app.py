@@ -128,6 +128,7 @@ class S3App:
             bucket_policy,
             buckets,
             cors,
+            encryption,
             lifecycle,
             multipart,
             object_acl,
@@ -148,6 +149,7 @@ class S3App:
         on_tags, on_rules = tagging.Handlers(service), lifecycle.Handlers(service)
         on_versions, on_lock = versions.Handlers(service), object_lock.Handlers(service)
         on_keys = access_keys.Handlers(service)
+        on_encryption = encryption.Handlers(service)
         self._cors = on_cors = cors.Handlers(service)
         on_form = post_object.Handlers(service)
         self._policy = on_policy = bucket_policy.Handlers(service)
@@ -164,6 +166,9 @@ class S3App:
                 ("GET", frozenset({"cors"})): on_cors.get,
                 ("PUT", frozenset({"cors"})): on_cors.put,
                 ("DELETE", frozenset({"cors"})): on_cors.delete,
+                ("GET", frozenset({"encryption"})): on_encryption.get,
+                ("PUT", frozenset({"encryption"})): on_encryption.put,
+                ("DELETE", frozenset({"encryption"})): on_encryption.delete,
                 ("GET", frozenset({"policy"})): on_policy.get,
                 ("PUT", frozenset({"policy"})): on_policy.put,
                 ("DELETE", frozenset({"policy"})): on_policy.delete,

@@ -53,6 +53,8 @@ STATUS = {
     "NoSuchObjectLockConfiguration": 404,
     "ObjectLockConfigurationNotFoundError": 404,
     "NotImplemented": 501,
+    "InvalidEncryptionAlgorithmError": 400,
+    "ServerSideEncryptionConfigurationNotFoundError": 404,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
     "ServiceUnavailable": 503,

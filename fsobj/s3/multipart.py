@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from fsobj.s3.app import Request, Response
+from fsobj.s3.encryption import COPY_SOURCE, answer_headers, customer_key, requested_seal
 from fsobj.s3.errors import S3Error
 from fsobj.s3.objects import copy_conditions, copy_source, user_metadata, write_conditions
 from fsobj.s3.versions import version_header
@@ -29,6 +30,7 @@ class Handlers:
             request.key,
             request.headers.get("content-type"),
             user_metadata(request.headers),
+            requested_seal(request.headers),
         )
         body = document(
             "InitiateMultipartUploadResult",
@@ -36,7 +38,7 @@ class Handlers:
             ("Key", request.key),
             ("UploadId", upload.upload_id),
         )
-        return Response(200, XML, body)
+        return Response(200, XML | answer_headers(upload.metadata), body)
 
     async def upload_part(self, request: Request) -> Response:
         try:
@@ -52,6 +54,7 @@ class Handlers:
             request.params["uploadId"],
             number,
             request.body,
+            customer_key(request.headers),
         )
         return Response(200, {"etag": quoted(etag)})
 
@@ -66,7 +69,12 @@ class Handlers:
             span = (int(match.group(1)), int(match.group(2)))
         target = (request.bucket, request.key, request.params["uploadId"], number)
         etag = await self.service.multipart.upload_part_copy(
-            request.who, target, source, span, copy_conditions(request.headers)
+            request.who,
+            target,
+            source,
+            span,
+            copy_conditions(request.headers),
+            (customer_key(request.headers, COPY_SOURCE), customer_key(request.headers)),
         )
         body = document(
             "CopyPartResult", ("LastModified", iso_time(time.time_ns())), ("ETag", quoted(etag))
@@ -88,8 +96,10 @@ class Handlers:
             request.params["uploadId"],
             chosen,
             write_conditions(request.headers),
+            customer_key(request.headers),
         )
         await ownership.settle(self.service, request.bucket, entry, None)
+        sealed = answer_headers(await self.service.core.user_metadata(entry))
         body = document(
             "CompleteMultipartUploadResult",
             ("Location", f"/{request.bucket}/{request.key}"),
@@ -97,7 +107,8 @@ class Handlers:
             ("Key", request.key),
             ("ETag", quoted(etag_of(entry))),
         )
-        return Response(200, XML | await version_header(request, self.service, entry), body)
+        headers = XML | sealed | await version_header(request, self.service, entry)
+        return Response(200, headers, body)
 
     async def abort(self, request: Request) -> Response:
         await self.service.multipart.abort_upload(

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, unquote
 from fsobj.refusals import Refused
 from fsobj.s3.app import Request, Response
 from fsobj.s3.bucket_policy import weigh_as
+from fsobj.s3.encryption import COPY_SOURCE, answer_headers, customer_key, requested_seal
 from fsobj.s3.errors import S3Error, from_refusal
 from fsobj.s3.object_lock import BYPASS, check_lock_items, lock_headers, lock_items
 from fsobj.s3.versions import version_header
@@ -24,7 +25,15 @@ from fsobj.s3.wire import (
     quoted,
     stored_value,
 )
-from fsobj.service import Entry, Expected, PastVersion, names, object_versions, ownership
+from fsobj.service import (
+    Entry,
+    Expected,
+    PastVersion,
+    encryption,
+    names,
+    object_versions,
+    ownership,
+)
 from fsobj.service.objects import (
     CONTENT_HEADERS,
     ObjectService,
@@ -56,13 +65,15 @@ class Handlers:
             request.headers.get("content-type"),
             metadata,
             write_conditions(request.headers),
+            requested_seal(request.headers),
         )
+        sealed = answer_headers(await self.service.core.user_metadata(entry))
         await ownership.settle(
             self.service, request.bucket, entry, request.headers.get("x-amz-acl")
         )
         version = await version_header(request, self.service, entry)
         sums = checksum_headers(metadata)  # the checksum it came with, as S3 answers it
-        return Response(200, {"etag": quoted(etag_of(entry)), **version, **sums})
+        return Response(200, {"etag": quoted(etag_of(entry)), **version, **sums, **sealed})
 
     async def _copy(self, request: Request) -> Response:
         source_bucket, source_key, source_version = copy_source(request.headers)
@@ -96,6 +107,7 @@ class Handlers:
             check,
             replace,
             write_conditions(request.headers),
+            (requested_seal(request.headers), customer_key(request.headers, COPY_SOURCE)),
         )
         await ownership.settle(
             self.service, request.bucket, entry, request.headers.get("x-amz-acl")
@@ -106,6 +118,7 @@ class Handlers:
             ("ETag", quoted(etag_of(entry))),
         )
         headers = {"content-type": "application/xml"}
+        headers |= answer_headers(await self.service.core.user_metadata(entry))
         headers |= await version_header(request, self.service, entry)
         if source_version:
             headers["x-amz-copy-source-version-id"] = source_version
@@ -116,12 +129,15 @@ class Handlers:
         head = request.method == "HEAD"
         version = request.params.get("versionId")
         reader: Reader | None = None
+        key = customer_key(request.headers)
         if version is not None:
             entry, metadata = await self.service.copy_source(
                 request.who, request.bucket, request.key, version
             )
             if not head:
-                reader = await object_versions.open_version(self.service, entry, request.who.uid)
+                reader = await object_versions.open_version(
+                    self.service, entry, request.who.uid, key
+                )
             version_id = {"x-amz-version-id": version}
         else:
             try:
@@ -129,7 +145,7 @@ class Handlers:
                     entry = await self.service.head(request.who, request.bucket, request.key)
                 else:
                     reader = await self.service.open_reader(
-                        request.who, request.bucket, request.key
+                        request.who, request.bucket, request.key, customer_key=key
                     )
                     entry = reader.entry
             except Refused as refusal:
@@ -137,6 +153,8 @@ class Handlers:
             metadata = await self.service.core.user_metadata(entry)
             version_id = await version_header(request, self.service, entry)
         try:
+            if entry.kind == "object":
+                encryption.check_key(metadata, key)
             response = await self._answer(request, entry, reader, metadata)
             response.headers |= version_id
         except BaseException:
@@ -214,7 +232,7 @@ class Handlers:
                 headers[META + name] = header_value(stored)
             elif name[len("fsobj.") :] in CONTENT_HEADERS:
                 headers[name[len("fsobj.") :]] = header_value(stored)
-        headers |= lock_headers(metadata)
+        headers |= lock_headers(metadata) | answer_headers(metadata)
         status = _preconditions(request.headers, etag, entry.mtime_ns / 1e9)
         if status is not None:
             if status == 412:

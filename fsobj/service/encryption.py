@@ -10,7 +10,7 @@ import base64
 import hashlib
 from typing import TYPE_CHECKING
 
-from fsobj.datastore.sealing import Seal
+from fsobj.datastore.sealing import Seal as Seal  # the front ends name it from here
 from fsobj.refusals import Reason, Refused
 from fsobj.service import names
 
@@ -71,10 +71,3 @@ async def seal_for(core: Service, entry: Entry, asked: Seal | None) -> Seal | No
     if asked is not None:
         return asked
     return await bucket_default(core, await core.bucket_of(entry))
-
-
-def parse_default(algorithm: str) -> bytes:
-    """The stored form of a bucket's default (PutBucketEncryption's algorithm)."""
-    if algorithm != STORE_KEY:
-        raise Refused(Reason.NOT_SUPPORTED, None, f"{algorithm} (only AES256, SSE-S3)")
-    return STORE_KEY.encode()

@@ -181,6 +181,7 @@ class OpenObjects:
         in_place: bool | None = None,
         staged: Staging | None = None,
         past: bool = False,
+        key: bytes | None = None,
     ) -> Handle:
         """A new handle. A writer works in place (sharing the working copy) unless it
         truncates, or `in_place` says otherwise (a new object made without O_TRUNC). A
@@ -192,7 +193,7 @@ class OpenObjects:
                 raise Refused(Reason.STALE, (entry, None), "removed by another host")
             entry = current
         siblings = self._by_inode.setdefault(entry.kernel_inode, set())
-        handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid)
+        handle = Handle(next(self._fhs), entry, writable, process=process, uid=uid, key=key)
         handle.in_place = writable and (not truncate if in_place is None else in_place)
         if handle.in_place:
             # Writers that update an object in place share one working copy, as on a local
@@ -275,15 +276,19 @@ class OpenObjects:
         uid: int,
         metadata: dict[str, bytes] | None = None,
         expects: Expected | None = None,
+        seal: Seal | None = None,
     ) -> None:
         """Make content received whole (an upload) the object's new version, durably, as a
         writer that replaces the object would on close and fsync; durably alone (see
         `commit`): what others committed becomes durable at the next durability point.
         `metadata` replaces the object's user metadata in the same transaction; the
-        commit fails (CONDITION) unless the key holds what `expects` says then."""
-        handle = await self.open(entry, True, truncate=True, uid=uid, staged=staged)
+        commit fails (CONDITION) unless the key holds what `expects` says then; `seal`:
+        how its blob is sealed (None: as the bucket says)."""
+        key = seal.customer_key if seal is not None else None
+        handle = await self.open(entry, True, truncate=True, uid=uid, staged=staged, key=key)
         handle.metadata = metadata
         handle.expects = expects
+        handle.seal = seal
         try:
             await self.commit(handle, durable=True, alone=True)
         finally:

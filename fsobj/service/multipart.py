@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from fsobj.datastore.sealing import Seal
 from fsobj.iam.policy import Identity, Permission, X
 from fsobj.metadata.entries import Expected
 from fsobj.metadata.store import Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names
+from fsobj.service import encryption, names
 from fsobj.service.uploads import MAX_PARTS, MIN_PART, Part, Upload, Uploads, multipart_etag
 
 if TYPE_CHECKING:
@@ -35,8 +36,16 @@ class MultipartUploads:
         key: str,
         content_type: str | None,
         metadata: dict[str, bytes],
+        seal: Seal | None = None,
     ) -> Upload:
+        """A new upload; `seal`: how its object is to be sealed (None: as the bucket
+        says), kept as its metadata says it (a client's key itself is never kept: it comes
+        again with each part and the completion)."""
         bucket_entry, acl = await self.service.bucket(who, bucket)
+        seal = seal or await encryption.bucket_default(self.service.core, bucket_entry)
+        metadata = {k: v for k, v in metadata.items() if k != names.ENCRYPTION}
+        if (note := encryption.note(seal)) is not None:
+            metadata[names.ENCRYPTION] = note
         names.key_parts(key)
         if key.endswith("/"):
             raise Refused(Reason.BAD_KEY, None, "a directory marker has no parts")
@@ -73,11 +82,14 @@ class MultipartUploads:
         upload_id: str,
         number: int,
         body: AsyncIterator[bytes],
+        customer_key: bytes | None = None,
     ) -> str:
-        """Receive part `number` to disk; returns its ETag (its MD5)."""
+        """Receive part `number` to disk; returns its ETag (its MD5). An upload sealed
+        with a client's key takes that key with each part."""
         if not 1 <= number <= MAX_PARTS:
             raise Refused(Reason.BAD_ARGUMENT, None, f"part numbers are 1 to {MAX_PARTS}")
-        await self.upload(who, bucket, key, upload_id)
+        upload = await self.upload(who, bucket, key, upload_id)
+        encryption.check_key(upload.metadata, customer_key)
         path = self.uploads.part_file(upload_id)
         staged = await self.service._receive(body, path)
         try:
@@ -100,18 +112,20 @@ class MultipartUploads:
         source: tuple[str, str, str | None],
         span: tuple[int, int | None] | None,
         check: Callable[[Entry], None],
+        keys: tuple[bytes | None, bytes | None] = (None, None),
     ) -> str:
         """A part copied from (a range of) an object: `target` is (bucket, key, upload id,
         part number), `source` (bucket, key, version or None), `span` the first and last
-        byte or None."""
-        reader = await self.service.open_reader(who, *source)
+        byte or None; `keys`, the client's keys of the source and of the upload, where
+        they are sealed with one."""
+        reader = await self.service.open_reader(who, *source, customer_key=keys[0])
         try:
             check(reader.entry)
             first, last = span or (0, None)
             end = reader.size if last is None else last + 1
             if span is not None and not first < end <= reader.size:
                 raise Refused(Reason.BAD_RANGE, None, "the copy range is outside the source")
-            return await self.upload_part(who, *target, reader.chunks(first, end))
+            return await self.upload_part(who, *target, reader.chunks(first, end), keys[1])
         finally:
             await reader.close()
 
@@ -127,6 +141,7 @@ class MultipartUploads:
         upload_id: str,
         chosen: list[tuple[int, str]],
         expects: Expected | None = None,
+        customer_key: bytes | None = None,
     ) -> Entry:
         """Commit the chosen parts, in order, as the object's new version (durable before
         this returns), if the key then holds what `expects` says; the upload is gone once
@@ -138,6 +153,9 @@ class MultipartUploads:
             if entry.etag != upload.completed_etag:
                 raise Refused(Reason.NO_SUCH_UPLOAD, None, f"upload {upload_id} is completed")
             return entry
+        encryption.check_key(upload.metadata, customer_key)
+        sealed = encryption.of_object(upload.metadata)
+        seal = None if sealed is None else Seal(customer_key)
         stored = {p.number: p for p in await trio.to_thread.run_sync(self.uploads.parts, upload_id)}
         numbers = [number for number, _ in chosen]
         if not numbers or numbers != sorted(set(numbers)):
@@ -163,6 +181,7 @@ class MultipartUploads:
                 upload.content_type,
                 upload.metadata,
                 expects,
+                seal,
             )
         except BaseException:
             self.service._discard(staged)

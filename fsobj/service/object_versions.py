@@ -129,12 +129,13 @@ async def source(
     return past_entry(found.bucket, found.past), await version_items(service, found)
 
 
-async def open_version(service: ObjectService, entry: Entry, uid: int) -> Reader:
-    """A reader of `entry` as `source` found it, current or past."""
-    if entry.inode > 0:
-        handle = await service.objects.open(entry, False, False, uid=uid)
-    else:
-        handle = await service.objects.open(entry, False, False, uid=uid, past=True)
+async def open_version(
+    service: ObjectService, entry: Entry, uid: int, key: bytes | None = None
+) -> Reader:
+    """A reader of `entry` as `source` found it, current or past (`key`: the client's
+    key of an object sealed with one)."""
+    past = entry.inode <= 0
+    handle = await service.objects.open(entry, False, False, uid=uid, past=past, key=key)
     return Reader(service.objects, entry, handle.fh)
 
 

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from fsobj import measures
+from fsobj.datastore.sealing import Seal
 from fsobj.datastore.store import Staging, check_object_size
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, R, W, X
 from fsobj.metadata.entries import Expected
 from fsobj.metadata.schema import ROOT_INODE
 from fsobj.metadata.store import Bucket, Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import names, object_versions, public_access
+from fsobj.service import encryption, names, object_versions, public_access
 from fsobj.service.handles import MEMORY_STAGING, guess_content_type
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
 from fsobj.service.multipart import MultipartUploads
@@ -135,17 +136,23 @@ class ObjectService:
         self.core.attributes_changed(entry.kernel_inode)
 
     async def open_reader(
-        self, who: Identity, bucket: str, key: str, version: str | None = None
+        self,
+        who: Identity,
+        bucket: str,
+        key: str,
+        version: str | None = None,
+        customer_key: bytes | None = None,
     ) -> Reader:
         """A reader of the version of `key` that is current now (or of `version`); it
-        keeps reading that version whatever happens to the key meanwhile, until closed."""
+        keeps reading that version whatever happens to the key meanwhile, until closed.
+        `customer_key`: the client's key of an object sealed with one (SSE-C)."""
         if version is not None:
             entry, _ = await self.copy_source(who, bucket, key, version)
-            return await object_versions.open_version(self, entry, who.uid)
+            return await object_versions.open_version(self, entry, who.uid, customer_key)
         entry = await self.head(who, bucket, key)
         if entry.kind != "object":
             return Reader(self.objects, entry, None)
-        handle = await self.objects.open(entry, False, False, uid=who.uid)
+        handle = await self.objects.open(entry, False, False, uid=who.uid, key=customer_key)
         return Reader(self.objects, entry, handle.fh)
 
     async def put(
@@ -157,10 +164,12 @@ class ObjectService:
         content_type: str | None = None,
         metadata: dict[str, bytes] | None = None,
         expects: Expected | None = None,
+        seal: Seal | None = None,
     ) -> Entry:
         """Store `body` under `key`: received whole into staging first, then committed as
         the object's new version, durable before this returns, if the key then holds what
-        `expects` says. A key ending in `/` makes a directory (its body must be empty)."""
+        `expects` says, sealed as `seal` says (None: as the bucket says). A key ending in
+        `/` makes a directory (its body must be empty)."""
         bucket_entry, acl = await self.bucket(who, bucket)
         parts = names.key_parts(key)
         if key.endswith("/"):
@@ -177,7 +186,7 @@ class ObjectService:
         staged = await self._receive(body)
         try:
             return await self._commit(
-                who, bucket_entry, acl, parts, staged, content_type, metadata, expects
+                who, bucket_entry, acl, parts, staged, content_type, metadata, expects, seal
             )
         except BaseException:
             self._discard(staged)
@@ -193,6 +202,7 @@ class ObjectService:
         content_type: str | None,
         metadata: dict[str, bytes] | None,
         expects: Expected | None = None,
+        seal: Seal | None = None,
     ) -> Entry:
         entry, replaced = await self._target(who, bucket, acl, parts)
         entry.content_type = content_type or guess_content_type(entry.name)
@@ -200,7 +210,7 @@ class ObjectService:
             who,
             acl,
             (entry, replaced),
-            lambda: self.objects.replace(entry, staged, who.uid, metadata or {}, expects),
+            lambda: self.objects.replace(entry, staged, who.uid, metadata or {}, expects, seal),
             expects,
         )
 
@@ -249,15 +259,19 @@ class ObjectService:
         check: Callable[[Entry], None],
         replace: tuple[str | None, dict[str, bytes]] | None = None,
         expects: Expected | None = None,
+        sealing: tuple[Seal | None, bytes | None] = (None, None),
     ) -> Entry:
-        """Copy an object (bucket, key, version or None): the copy shares its blob.
-        `check` may refuse after seeing the source (S3's copy-source conditions);
-        `replace` gives the copy its own content type and metadata, else it keeps the
-        source's; the copy lands if the key then holds what `expects` says."""
+        """Copy an object (bucket, key, version or None): the copy shares its blob, unless
+        it is to be sealed otherwise. `check` may refuse after seeing the source (S3's
+        copy-source conditions); `replace` gives the copy its own content type and
+        metadata, else it keeps the source's; the copy lands if the key then holds what
+        `expects` says. `sealing`: how the copy is sealed (None: as its bucket says),
+        and the client's key of a source sealed with one."""
         source_bucket, source_key, version = source_named
         source, stored = await self.copy_source(who, source_bucket, source_key, version)
         if source.kind != "object" or source.object_id is None:
             raise Refused(Reason.NO_SUCH_KEY, None, f"no object {source_key!r} to copy")
+        encryption.check_key(stored, sealing[1])
         check(source)
         if replace is None:
             content_type, metadata = source.content_type, stored
@@ -269,15 +283,41 @@ class ObjectService:
             raise Refused(Reason.BAD_KEY, None, "a directory marker is not a copy")
         if (bucket, key, version) == (source_bucket, source_key, None) and replace is None:
             raise Refused(Reason.INVALID, None, "a copy onto itself must replace its metadata")
+        seal = sealing[0] or await encryption.bucket_default(self.core, bucket_entry)
         entry, replaced = await self._target(who, bucket_entry, acl, parts)
         entry.content_type = content_type
-        return await self._land(
-            who,
-            acl,
-            (entry, replaced),
-            lambda: self.objects.share(entry, source, metadata, expects=expects),
-            expects,
-        )
+        if encryption.note(seal) == stored.get(names.ENCRYPTION):  # sealed alike: shared
+            metadata = {k: v for k, v in metadata.items() if k != names.ENCRYPTION}
+            if names.ENCRYPTION in stored:
+                metadata[names.ENCRYPTION] = stored[names.ENCRYPTION]
+            return await self._land(
+                who,
+                acl,
+                (entry, replaced),
+                lambda: self.objects.share(entry, source, metadata, expects=expects),
+                expects,
+            )
+        staged = await self._staged_copy(source, who.uid, sealing[1])
+        try:
+            return await self._land(
+                who,
+                acl,
+                (entry, replaced),
+                lambda: self.objects.replace(entry, staged, who.uid, metadata, expects, seal),
+                expects,
+            )
+        except BaseException:
+            self._discard(staged)
+            raise
+
+    async def _staged_copy(self, source: Entry, uid: int, key: bytes | None) -> Staging:
+        """A copy of `source`'s content in staging, for a copy sealed otherwise."""
+        reader = await object_versions.open_version(self, source, uid, key)
+        try:
+            assert reader.fh is not None
+            return await self._data.stage(self.objects.get(reader.fh).blob)
+        finally:
+            await reader.close()
 
     async def _target(
         self, who: Identity, bucket: Entry, acl: Acl, parts: list[str]
