@@ -35,6 +35,7 @@ from s3_fixtures import S3Mount, free_port, wait_for_port
 NAMES = [f"obj-{i}" for i in range(10)]
 SIZES = [0, 1, 4096, 100_000, 1_500_000, 4_000_000]
 S3_SIZES = [*SIZES, 11_000_000]  # past 5 MiB: a multipart upload of three parts
+SEALED = b"fsobj sealed v1\n"  # how every blob of a sealed run begins (datastore/sealing.py)
 
 
 def content(name: str, version: int, size: int) -> bytes:
@@ -233,13 +234,16 @@ def run(
     blobs_at: tuple[str, str] | None = None,
     meta: str | None = None,
     versioned: bool = False,
+    sealed: bool = False,
 ) -> None:
     """`blobs_at` (endpoint, s3://BUCKET/PREFIX): the store keeps its blobs at that S3
     service (credentials from the environment); after each crash and gc, the service
     must hold exactly the blobs that objects name: no orphan upload is left. `meta`: the
     store keeps its metadata in that PostgreSQL database (password from PGPASSWORD).
     `versioned`: the bucket keeps every version, and after each crash and gc every
-    content a finished put wrote is still there, current or past (the mount's view)."""
+    content a finished put wrote is still there, current or past (the mount's view).
+    `sealed`: the bucket seals every new object with the store's keys (its default
+    encryption), and the blobs on disk hold none of the content."""
     rng = random.Random(seed)
     mountpoint = Path(tempfile.mkdtemp(prefix="fsobj-crash-"))
     port = free_port()
@@ -263,6 +267,8 @@ def run(
         written: set[bytes] = set()  # digests of what finished puts wrote
         if versioned:
             os.setxattr(bucket, "user.fsobj.versioning", b"Enabled")
+        if sealed:
+            os.setxattr(bucket, "user.fsobj.encryption", b"AES256")
         for iteration in range(iterations):
             journal = workdir / f"journal-{iteration}"
             if s3:
@@ -311,6 +317,14 @@ def run(
                 text=True,
             )
             assert fsck.returncode == 0, f"iteration {iteration}: fsck:\n{fsck.stdout}"
+            if sealed:
+                blobs = [p for p in (mount.store / "blobs").rglob("*") if p.is_file()]
+                plain = [
+                    (p.name, p.read_bytes()[:40])
+                    for p in blobs
+                    if not p.read_bytes().startswith(SEALED)
+                ]
+                assert not plain, f"iteration {iteration}: blobs not sealed: {plain}"
             mount.start()
             linked = len(state) - len({id(file) for file in state.values()})
             say(

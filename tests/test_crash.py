@@ -12,7 +12,7 @@ def test_sigkill_at_random_moments_loses_nothing_committed(tmp_path):
 
 def test_sigkill_during_s3_puts_copies_and_multipart_uploads(tmp_path):
     lines = []
-    run(seed=2, iterations=4, workdir=tmp_path, say=lines.append, s3=True)
+    run(seed=2, iterations=4, workdir=tmp_path, say=lines.append, s3=True, sealed=True)
     assert len(lines) == 4
 
 
@@ -43,5 +43,6 @@ def test_sigkill_with_blobs_at_an_s3_service_leaves_no_orphan(
         s3=meta is not None,
         blobs_at=(blob_service.endpoint, f"s3://{bucket}/store"),
         meta=meta,
+        sealed=meta is None,  # blobs sealed on their way to the service
     )
     assert len(lines) == 4

@@ -10,7 +10,7 @@ import hashlib
 import os
 
 import pytest
-from conftest import blob_files
+from conftest import blob_files, fsobj_cli
 from s3_fixtures import code_of
 
 SECRET = b"the plaintext that must not reach the disk " * 50
@@ -72,6 +72,17 @@ def test_sse_s3_by_request_and_by_bucket_default_seals_what_lands(s3):
     assert missing == "ServerSideEncryptionConfigurationNotFoundError"
     keys = (s3.mount.store / "keys").stat()
     assert keys.st_mode & 0o777 == 0o600
+
+    # A rotation beside the running daemon: new blobs take the new key, old ones open.
+    first = fsobj_cli("encryption", "ls", "--store", str(s3.mount.store)).stdout.split()[0]
+    rotated = fsobj_cli("encryption", "rotate", "--store", str(s3.mount.store)).stdout.split()[3]
+    rotated = rotated.rstrip(";")
+    listed = fsobj_cli("encryption", "ls", "--store", str(s3.mount.store)).stdout
+    assert listed.splitlines() == [first, f"{rotated}  (seals new blobs)"]
+    client.put_object(Bucket="vault", Key="after", Body=b"x", ServerSideEncryption="AES256")
+    headers = [path.read_bytes()[:128] for path in blob_files(s3.mount.store)]
+    assert any(rotated.encode() in header for header in headers)
+    assert client.get_object(Bucket="vault", Key="asked")["Body"].read() == SECRET
 
 
 def test_sse_c_needs_its_key_on_every_read_and_the_mount_refuses_it(s3):

@@ -467,7 +467,14 @@ def parser() -> argparse.ArgumentParser:
     umount.add_argument("mountpoint")
     umount.set_defaults(run=cmd_umount)
 
-    from fsobj.cli import fstab, s3_commands, trees, usage, versions  # they import this module
+    from fsobj.cli import (  # they import this module
+        encryption,
+        fstab,
+        s3_commands,
+        trees,
+        usage,
+        versions,
+    )
 
     bucket = commands.add_parser("bucket", help="list, create and remove buckets", parents=[common])
     actions = bucket.add_subparsers(dest="action", required=True)
@@ -558,6 +565,7 @@ def parser() -> argparse.ArgumentParser:
     completion.add_argument("shell", choices=["bash", "zsh"])
     completion.set_defaults(run=cmd_completion)
     s3_commands.add(commands, common)
+    encryption.add(commands, common)
     trees.add(commands, common)
     usage.add(commands, common)
     versions.add(commands, common)

@@ -18,3 +18,4 @@ VERSION_ID = "user.fsobj.version-id"
 RETENTION = "user.fsobj.retention"
 LEGAL_HOLD = "user.fsobj.legal-hold"
 USAGE = "user.fsobj.usage"
+ENCRYPTION = "user.fsobj.encryption"  # a bucket's default (AES256), an object's sealing

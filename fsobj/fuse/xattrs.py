@@ -46,6 +46,7 @@ from fsobj.fuse.xattr_names import (
     ACL,
     CLONE,
     CONTENT_TYPE,
+    ENCRYPTION,
     GC,
     KEYS,
     LEGAL_HOLD,
@@ -66,6 +67,7 @@ from fsobj.service import (
     ROOT_INODE,
     Entry,
     copies,
+    encryption,
     lifecycle,
     names,
     object_lock,
@@ -97,6 +99,8 @@ class MetadataAttributes(FuseFrontEnd):
             return (await self.core.grants(entry)).to_text()
         if name == VERSIONING and entry.kind == "bucket":
             return await versioning.state(self.core, entry)
+        if name == ENCRYPTION and entry.kind in ("bucket", "object"):
+            return await encryption.described(self.core, entry)
         if name == SNAPSHOT_OF and entry.kind == "bucket":
             origin = (await self.core.user_metadata(entry)).get(names.SNAPSHOT_OF)
             return None if origin is None else origin.decode()
@@ -186,7 +190,7 @@ class MetadataAttributes(FuseFrontEnd):
             return entry, text
         if text == SNAPSHOT and entry.kind == "bucket":
             return entry, text
-        if text == VERSIONING and entry.kind == "bucket":
+        if text in (VERSIONING, ENCRYPTION) and entry.kind == "bucket":
             await self.core.require(ctx, entry, Permission.WRITE_ACP)
             return entry, text
         if text == RESTORE and entry.is_dir:
@@ -221,6 +225,12 @@ class MetadataAttributes(FuseFrontEnd):
         if text == VERSIONING:
             try:
                 await versioning.set_state(self.core, entry, value.decode("ascii", "replace"))
+            except Refused as refusal:
+                raise refusal.at(where) from None
+            return
+        if text == ENCRYPTION:
+            try:
+                await encryption.set_default(self.core, entry, value.decode("ascii", "replace"))
             except Refused as refusal:
                 raise refusal.at(where) from None
             return

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fsobj.datastore.sealing import KeyStore
 from fsobj.datastore.sealing import Seal as Seal  # the front ends name it from here
 from fsobj.refusals import Reason, Refused
 from fsobj.service import names
@@ -19,6 +21,11 @@ if TYPE_CHECKING:
     from fsobj.service.core import Service
 
 STORE_KEY = "AES256"  # S3's name for SSE-S3, the only default a bucket can have
+
+
+def store_keys(store: Path) -> KeyStore:
+    """The store's keys (its `keys` file), for the command line."""
+    return KeyStore(store / "keys")
 
 
 def key_md5(key: bytes) -> str:
@@ -71,3 +78,19 @@ async def seal_for(core: Service, entry: Entry, asked: Seal | None) -> Seal | No
     if asked is not None:
         return asked
     return await bucket_default(core, await core.bucket_of(entry))
+
+
+async def described(core: Service, entry: Entry) -> str | None:
+    """How a bucket seals new objects, or how an object is sealed: AES256 (the store's
+    keys), SSE-C (a client's), None (plain): the mount's `user.fsobj.encryption`."""
+    if entry.kind == "bucket":
+        return None if await bucket_default(core, entry) is None else STORE_KEY
+    sealed = of_object(await core.user_metadata(entry))
+    return None if sealed is None else sealed[0]
+
+
+async def set_default(core: Service, bucket: Entry, algorithm: str) -> None:
+    """Set a bucket's default: AES256 (SSE-S3), or "" for none."""
+    if algorithm not in ("", STORE_KEY):
+        raise Refused(Reason.BAD_ARGUMENT, None, "a bucket's default encryption is AES256 or none")
+    await core.set_item(bucket, names.BUCKET_ENCRYPTION, algorithm.encode() or None)
