@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import errno
 import os
+import threading
 import zlib
 from pathlib import Path
 
@@ -66,15 +67,39 @@ def pread(fd: int, size: int, offset: int, cached_only: bool = False) -> bytes:
     return bytes(memoryview(buffer)[:got])
 
 
+class Opened:
+    """The last few chunks of a sealed blob opened, for every descriptor on it (readers
+    ahead and the reader they run ahead of)."""
+
+    KEPT = 4
+
+    def __init__(self) -> None:
+        self._chunks: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, index: int) -> bytes | None:
+        return self._chunks.get(index)
+
+    def put(self, index: int, content: bytes) -> None:
+        with self._lock:
+            self._chunks[index] = content
+            while len(self._chunks) > self.KEPT:
+                del self._chunks[next(iter(self._chunks))]
+
+
 class BlobFile:
     """A descriptor on a blob, which stays valid after the blob is removed, and what it
     takes to read the content: nothing for a plain blob, its data key for a sealed one."""
 
-    def __init__(self, fd: int, size: int, unsealer: Unsealer | None = None):
+    def __init__(
+        self, fd: int, size: int, unsealer: Unsealer | None = None, opened: Opened | None = None
+    ):
         self.fd = fd
         self.size = size
         self.unsealer = unsealer
-        self._opened: tuple[int, bytes] | None = None  # a sealed blob's chunk opened last
+        # A sealed blob's chunks opened last, shared with its `dup`s: reads come in pieces
+        # of 128 KiB, each on a descriptor of its own, and a chunk is opened once for all.
+        self._opened = opened if opened is not None else Opened()
 
     @property
     def sealed(self) -> bool:
@@ -84,13 +109,13 @@ class BlobFile:
         """Chunk `index` of the content (None: a sealed chunk that fails to open)."""
         if self.unsealer is None:
             return pread(self.fd, CHUNK, index * CHUNK, cached_only)
-        opened = self._opened
-        if opened is not None and opened[0] == index:
-            return opened[1]
+        content = self._opened.get(index)
+        if content is not None:
+            return content
         stored = pread(self.fd, SEALED_CHUNK, HEADER + index * SEALED_CHUNK, cached_only)
         content = self.unsealer.chunk(index, stored, index == (self.size - 1) // CHUNK)
         if content is not None:
-            self._opened = (index, content)
+            self._opened.put(index, content)
         return content
 
     def read(self, size: int, offset: int, cached_only: bool = False) -> bytes:
@@ -108,7 +133,7 @@ class BlobFile:
 
     def dup(self) -> BlobFile:
         """The same blob on a descriptor of its own (closed apart from this one)."""
-        return BlobFile(os.dup(self.fd), self.size, self.unsealer)
+        return BlobFile(os.dup(self.fd), self.size, self.unsealer, self._opened)
 
     def close(self) -> None:
         os.close(self.fd)
