@@ -37,7 +37,7 @@ def test_sigkill_with_blobs_at_an_s3_service_leaves_no_orphan(
     lines = []
     run(
         seed=3 if meta is None else 4,
-        iterations=4,
+        iterations=3,
         workdir=tmp_path,
         say=lines.append,
         s3=meta is not None,
@@ -45,4 +45,4 @@ def test_sigkill_with_blobs_at_an_s3_service_leaves_no_orphan(
         meta=meta,
         sealed=meta is None,  # blobs sealed on their way to the service
     )
-    assert len(lines) == 4
+    assert len(lines) == 3

@@ -8,5 +8,5 @@ def test_sigkill_in_a_versioned_bucket_loses_no_version(tmp_path):
     """Puts, renames, links, clones and deletes in a versioned bucket: after each crash
     and gc the objects are as committed and every version a finished put made is kept."""
     lines = []
-    run(seed=5, iterations=4, workdir=tmp_path, say=lines.append, versioned=True)
-    assert len(lines) == 4
+    run(seed=5, iterations=3, workdir=tmp_path, say=lines.append, versioned=True)
+    assert len(lines) == 3

@@ -200,6 +200,9 @@ def test_many_open_files_at_once(bucket):
             r.close()
 
 
+RECORDS = 1000  # each pwrite a request, while dozens of closes commit beside them
+
+
 def test_a_writer_in_place_keeps_writing_while_the_others_close(bucket):
     path = bucket / "shared.db"
     path.write_bytes(b"")
@@ -209,7 +212,7 @@ def test_a_writer_in_place_keeps_writing_while_the_others_close(bucket):
 
     def write_records() -> None:
         try:
-            for i in range(3000):
+            for i in range(RECORDS):
                 os.pwrite(writer, b"%08d" % i, i * 8)
         except OSError as error:
             errors.append(error)
@@ -222,7 +225,7 @@ def test_a_writer_in_place_keeps_writing_while_the_others_close(bucket):
     thread.join()
     os.close(writer)
     assert not errors
-    got, expected = path.read_bytes(), b"".join(b"%08d" % i for i in range(3000))
+    got, expected = path.read_bytes(), b"".join(b"%08d" % i for i in range(RECORDS))
     if got != expected:  # say where: a lost write, or a short file
         pairs = enumerate(zip(got, expected, strict=False))
         first = next((i for i, (a, b) in pairs if a != b), None)
