@@ -64,6 +64,7 @@ class Reason(enum.Enum):
     BAD_STATE = "not in the state this needs"
     CONDITION = "a condition of the request does not hold"
     BAD_RANGE = "a range outside the object"
+    BAD_DIGEST = "content that does not match its checksum"
     NEEDS_KEY = "encrypted with a key the request does not give"
     WRONG_KEY = "not the key it was encrypted with"
 

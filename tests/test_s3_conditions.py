@@ -9,6 +9,7 @@ import base64
 import concurrent.futures
 import http.client
 import os
+import zlib
 
 from botocore.exceptions import ClientError
 from s3_fixtures import code_of
@@ -237,6 +238,126 @@ def test_get_object_attributes(s3):
         client.get_object_attributes, Bucket="attrs", Key="none", ObjectAttributes=asked
     )
     assert missing == "NoSuchKey"
+
+
+def test_get_and_head_by_part_number_as_s3_answers_them(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="bypart")
+    content = os.urandom(PART + 10)
+    upload, parts = upload_in_parts(client, "bypart", "big", content)
+    client.complete_multipart_upload(
+        Bucket="bypart", Key="big", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    first = client.get_object(Bucket="bypart", Key="big", PartNumber=1)
+    assert first["Body"].read() == content[:PART] and first["PartsCount"] == 2
+    assert first["ContentRange"] == f"bytes 0-{PART - 1}/{PART + 10}"
+    second = client.head_object(Bucket="bypart", Key="big", PartNumber=2)
+    assert second["ContentLength"] == 10 and second["PartsCount"] == 2
+    assert (
+        client.get_object(Bucket="bypart", Key="big", PartNumber=2)["Body"].read() == content[PART:]
+    )
+    assert (
+        code_of(client.get_object, Bucket="bypart", Key="big", PartNumber=3) == "InvalidPartNumber"
+    )
+    both = code_of(client.get_object, Bucket="bypart", Key="big", PartNumber=1, Range="bytes=0-1")
+    assert both == "InvalidRequest"
+    # GetObjectAttributes pages through the parts' sizes.
+    attributes = client.get_object_attributes(
+        Bucket="bypart", Key="big", ObjectAttributes=["ObjectParts"], MaxParts=1
+    )["ObjectParts"]
+    assert attributes["TotalPartsCount"] == 2 and attributes["IsTruncated"]
+    assert [(p["PartNumber"], p["Size"]) for p in attributes["Parts"]] == [(1, PART)]
+    rest = client.get_object_attributes(
+        Bucket="bypart", Key="big", ObjectAttributes=["ObjectParts"], PartNumberMarker=1
+    )["ObjectParts"]
+    assert [(p["PartNumber"], p["Size"]) for p in rest["Parts"]] == [(2, 10)]
+    # An object not uploaded in parts is its own part 1; rewritten on the mount, so is this.
+    client.put_object(Bucket="bypart", Key="small", Body=b"12345")
+    whole = client.get_object(Bucket="bypart", Key="small", PartNumber=1)
+    assert whole["Body"].read() == b"12345" and "PartsCount" not in whole
+    assert (
+        code_of(client.get_object, Bucket="bypart", Key="small", PartNumber=2)
+        == "InvalidPartNumber"
+    )
+    with open(s3.path / "bypart" / "big", "r+b") as rewritten:
+        rewritten.write(b"new")
+    again = client.get_object(Bucket="bypart", Key="big", PartNumber=1)
+    assert again["Body"].read() == b"new" + content[3:] and "PartsCount" not in again
+    # What fsobj keeps beside the metadata cannot be sent as metadata.
+    forged = code_of(
+        client.put_object, Bucket="bypart", Key="f", Body=b"", Metadata={"fsobj.parts": "1"}
+    )
+    assert forged == "InvalidArgument"
+
+
+def test_multipart_uploads_keep_composite_and_full_object_checksums(s3):
+    import awscrt.checksums
+
+    client = s3.client()
+    client.create_bucket(Bucket="mpsums")
+    content = os.urandom(PART + 1000)
+    pieces = [content[:PART], content[PART:]]
+
+    def upload(key: str, algorithm: str, kind: str | None = None) -> tuple[str, list[dict]]:
+        extra = {"ChecksumType": kind} if kind else {}
+        made = client.create_multipart_upload(
+            Bucket="mpsums", Key=key, ChecksumAlgorithm=algorithm, **extra
+        )
+        assert made["ChecksumAlgorithm"] == algorithm
+        parts = []
+        for number, piece in enumerate(pieces, 1):
+            answer = client.upload_part(
+                Bucket="mpsums", Key=key, UploadId=made["UploadId"], PartNumber=number,
+                Body=piece, ChecksumAlgorithm=algorithm,
+            )  # fmt: skip
+            parts.append(
+                {"PartNumber": number, "ETag": answer["ETag"],
+                 f"Checksum{algorithm}": answer[f"Checksum{algorithm}"]}
+            )  # fmt: skip
+        return made["UploadId"], parts
+
+    # Composite: the CRC-32 of the parts' CRC-32s, and how many.
+    upload_id, parts = upload("composite", "CRC32")
+    listed = client.list_parts(Bucket="mpsums", Key="composite", UploadId=upload_id)["Parts"]
+    assert [p["ChecksumCRC32"] for p in listed] == [p["ChecksumCRC32"] for p in parts]
+    done = client.complete_multipart_upload(
+        Bucket="mpsums", Key="composite", UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+    raw = b"".join(zlib.crc32(piece).to_bytes(4, "big") for piece in pieces)
+    expected = base64.b64encode(zlib.crc32(raw).to_bytes(4, "big")).decode() + "-2"
+    assert done["ChecksumCRC32"] == expected and done["ChecksumType"] == "COMPOSITE"
+    head = client.head_object(Bucket="mpsums", Key="composite", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == expected
+    # Full object: CRC64-NVME of all of it, which boto3 checks as it reads.
+    upload_id, parts = upload("full", "CRC64NVME")
+    whole = awscrt.checksums.crc64nvme(content).to_bytes(8, "big")
+    wrong = code_of(
+        client.complete_multipart_upload, Bucket="mpsums", Key="full", UploadId=upload_id,
+        MultipartUpload={"Parts": parts}, ChecksumCRC64NVME=base64.b64encode(bytes(8)).decode(),
+        ChecksumType="FULL_OBJECT",
+    )  # fmt: skip
+    assert wrong == "BadDigest"
+    done = client.complete_multipart_upload(
+        Bucket="mpsums", Key="full", UploadId=upload_id, MultipartUpload={"Parts": parts},
+        ChecksumCRC64NVME=base64.b64encode(whole).decode(), ChecksumType="FULL_OBJECT",
+    )  # fmt: skip
+    assert done["ChecksumType"] == "FULL_OBJECT"
+    got = client.get_object(Bucket="mpsums", Key="full", ChecksumMode="ENABLED")
+    assert got["Body"].read() == content
+    assert got["ChecksumCRC64NVME"] == base64.b64encode(whole).decode()
+    # A part's checksum that is not the one it came with; a type the algorithm has not.
+    upload_id, parts = upload("bad", "SHA256")
+    parts[0]["ChecksumSHA256"] = base64.b64encode(bytes(32)).decode()
+    bad = code_of(
+        client.complete_multipart_upload, Bucket="mpsums", Key="bad", UploadId=upload_id,
+        MultipartUpload={"Parts": parts},
+    )  # fmt: skip
+    assert bad == "InvalidPart"
+    refused = code_of(
+        client.create_multipart_upload, Bucket="mpsums", Key="x", ChecksumAlgorithm="SHA256",
+        ChecksumType="FULL_OBJECT",
+    )  # fmt: skip
+    assert refused == "InvalidRequest"
 
 
 def test_checksums_are_kept_with_the_content_and_answered(s3):

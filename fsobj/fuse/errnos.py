@@ -45,6 +45,7 @@ ERRNO = {
     Reason.BAD_STATE: errno.EPERM,
     Reason.CONDITION: errno.EEXIST,  # S3's conditional writes alone refuse so
     Reason.BAD_RANGE: errno.EINVAL,
+    Reason.BAD_DIGEST: errno.EBADMSG,
     Reason.NEEDS_KEY: errno.ENOKEY,  # as fscrypt answers an open without the key
     Reason.WRONG_KEY: errno.EACCES,
 }

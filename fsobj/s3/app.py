@@ -201,6 +201,8 @@ class S3App:
             "object": {
                 ("GET", frozenset()): on_object.get,
                 ("HEAD", frozenset()): on_object.get,
+                ("GET", frozenset({"partNumber"})): on_object.get,  # one part of it
+                ("HEAD", frozenset({"partNumber"})): on_object.get,
                 ("GET", frozenset({"attributes"})): on_object.attributes,
                 ("PUT", frozenset()): on_object.put,
                 ("DELETE", frozenset()): on_object.delete,
@@ -317,7 +319,9 @@ class S3App:
         else:
             who = self.service.iam.identity_of_uid(self._secrets[signed.key_id][1])
         bucket, _, key = path.lstrip("/").partition("/")
-        checksum = sigv4.checksum_of(headers)
+        # A completion's x-amz-checksum is the object's, not its XML body's.
+        completing = method == "POST" and "uploadId" in dict(query)
+        checksum = None if completing else sigv4.checksum_of(headers)
         body = sigv4.payload(signed, headers, arriving, checksum)
         source = (scope.get("client") or ("", 0))[0]
         return Request(method, path, bucket, key, dict(query), headers, who, body, source, checksum)

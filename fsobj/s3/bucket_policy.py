@@ -23,6 +23,8 @@ XML = {"content-type": "application/xml"}
 # S3's action of each request: (method, bucket or object, sub-resource) -> action.
 _ACTIONS = {
     ("GET", "object", ""): "GetObject",
+    ("GET", "object", "partNumber"): "GetObject",
+    ("HEAD", "object", "partNumber"): "GetObject",
     ("HEAD", "object", ""): "GetObject",
     ("PUT", "object", ""): "PutObject",
     ("DELETE", "object", ""): "DeleteObject",

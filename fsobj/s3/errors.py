@@ -54,6 +54,7 @@ STATUS = {
     "ObjectLockConfigurationNotFoundError": 404,
     "NotImplemented": 501,
     "InvalidEncryptionAlgorithmError": 400,
+    "InvalidPartNumber": 416,
     "ServerSideEncryptionConfigurationNotFoundError": 404,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
@@ -102,6 +103,7 @@ CODE = {
     Reason.BAD_STATE: "InvalidBucketState",
     Reason.CONDITION: "PreconditionFailed",
     Reason.BAD_RANGE: "InvalidRange",
+    Reason.BAD_DIGEST: "BadDigest",
     Reason.NEEDS_KEY: "InvalidRequest",
     Reason.WRONG_KEY: "AccessDenied",
 }

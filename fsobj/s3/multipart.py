@@ -9,7 +9,14 @@ from typing import Any
 from fsobj.s3.app import Request, Response
 from fsobj.s3.encryption import COPY_SOURCE, answer_headers, customer_key, requested_seal
 from fsobj.s3.errors import S3Error
-from fsobj.s3.objects import copy_conditions, copy_source, user_metadata, write_conditions
+from fsobj.s3.objects import (
+    copy_conditions,
+    copy_source,
+    stored_checksum,
+    user_metadata,
+    write_conditions,
+)
+from fsobj.s3.sigv4 import Checksum
 from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, iso_time, parse, quoted
 from fsobj.service import ownership
@@ -31,6 +38,7 @@ class Handlers:
             request.headers.get("content-type"),
             user_metadata(request.headers),
             requested_seal(request.headers),
+            _checksum_asked(request.headers),
         )
         body = document(
             "InitiateMultipartUploadResult",
@@ -38,7 +46,11 @@ class Handlers:
             ("Key", request.key),
             ("UploadId", upload.upload_id),
         )
-        return Response(200, XML | answer_headers(upload.metadata), body)
+        headers = XML | answer_headers(upload.metadata)
+        if upload.checksum is not None:
+            algorithm, kind = upload.checksum.split()
+            headers |= {"x-amz-checksum-algorithm": algorithm.upper(), "x-amz-checksum-type": kind}
+        return Response(200, headers, body)
 
     async def upload_part(self, request: Request) -> Response:
         try:
@@ -55,6 +67,7 @@ class Handlers:
             number,
             request.body,
             customer_key(request.headers),
+            lambda: _part_checksum(request),
         )
         return Response(200, {"etag": quoted(etag)})
 
@@ -84,11 +97,22 @@ class Handlers:
     async def complete(self, request: Request) -> Response:
         root = parse(await request.read_xml_body())
         chosen = []
+        sent: dict[int, str] = {}
         for part in root.iter("Part"):
             try:
-                chosen.append((int(part.findtext("PartNumber", "")), part.findtext("ETag", "")))
+                number = int(part.findtext("PartNumber", ""))
             except ValueError:
                 raise S3Error("MalformedXML", "a Part without a PartNumber") from None
+            chosen.append((number, part.findtext("ETag", "")))
+            for algorithm in Checksum.ALGORITHMS:
+                value = part.findtext(f"Checksum{algorithm.upper()}")
+                if value is not None:
+                    sent[number] = value
+        whole = next(
+            (request.headers[f"x-amz-checksum-{a}"] for a in Checksum.ALGORITHMS
+             if f"x-amz-checksum-{a}" in request.headers),
+            None,
+        )  # fmt: skip
         entry = await self.service.multipart.complete_upload(
             request.who,
             request.bucket,
@@ -97,15 +121,22 @@ class Handlers:
             chosen,
             write_conditions(request.headers),
             customer_key(request.headers),
+            (sent, whole),
         )
         await ownership.settle(self.service, request.bucket, entry, None)
-        sealed = answer_headers(await self.service.core.user_metadata(entry))
+        metadata = await self.service.core.user_metadata(entry)
+        sealed = answer_headers(metadata)
+        summed: list[Any] = []
+        if (kept := stored_checksum(metadata)) is not None:
+            algorithm, value, kind = kept
+            summed = [(f"Checksum{algorithm.upper()}", value), ("ChecksumType", kind)]
         body = document(
             "CompleteMultipartUploadResult",
             ("Location", f"/{request.bucket}/{request.key}"),
             ("Bucket", request.bucket),
             ("Key", request.key),
             ("ETag", quoted(etag_of(entry))),
+            *summed,
         )
         headers = XML | sealed | await version_header(request, self.service, entry)
         return Response(200, headers, body)
@@ -135,6 +166,7 @@ class Handlers:
                     ("LastModified", iso_time(p.modified_ns)),
                     ("ETag", quoted(p.etag)),
                     ("Size", p.size),
+                    *_part_checksum_fields(p.checksum),
                 ],
             )
             for p in parts
@@ -156,3 +188,30 @@ class Handlers:
             for u in uploads
         ]
         return Response(200, XML, document("ListMultipartUploadsResult", *fields))
+
+
+def _checksum_asked(headers: dict[str, str]) -> tuple[str, str | None] | None:
+    """The checksum a new upload asks its object to keep: algorithm, and type if said."""
+    algorithm = headers.get("x-amz-checksum-algorithm")
+    if algorithm is None:
+        return None
+    if algorithm.lower() not in Checksum.ALGORITHMS:
+        raise S3Error("InvalidRequest", f"checksum algorithm {algorithm} is not supported")
+    kind = headers.get("x-amz-checksum-type")
+    if kind is not None and kind.upper() not in ("COMPOSITE", "FULL_OBJECT"):
+        raise S3Error("InvalidRequest", "x-amz-checksum-type is COMPOSITE or FULL_OBJECT")
+    return algorithm.lower(), kind.upper() if kind else None
+
+
+def _part_checksum(request: Request) -> str | None:
+    """The S3 checksum a part came with, once it is all in (and checked)."""
+    if request.checksum is None:
+        return None
+    return f"{request.checksum.algorithm} {request.checksum.value()}"
+
+
+def _part_checksum_fields(checksum: str | None) -> list[tuple[str, str]]:
+    if checksum is None:
+        return []
+    algorithm, value = checksum.split()
+    return [(f"Checksum{algorithm.upper()}", value)]

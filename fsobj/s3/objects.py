@@ -40,6 +40,7 @@ from fsobj.service.objects import (
     Reader,
     etag_of,
 )
+from fsobj.service.uploads import MAX_PARTS
 
 META = "x-amz-meta-"
 MAX_DELETE_KEYS = 1000
@@ -192,7 +193,7 @@ class Handlers:
             "GetObjectAttributesResponse",
             ("ETag", etag) if "ETag" in wanted else None,
             checksum,
-            ("ObjectParts", [("PartsCount", parts)]) if parts and "ObjectParts" in wanted else None,
+            _object_parts(request, metadata) if parts and "ObjectParts" in wanted else None,
             ("StorageClass", "STANDARD") if "StorageClass" in wanted else None,
             ("ObjectSize", entry.size) if "ObjectSize" in wanted else None,
         )
@@ -242,7 +243,17 @@ class Handlers:
             if name.startswith("response-"):
                 headers[name[len("response-") :]] = value
         start, end, status = 0, size, 200
-        if "range" in request.headers:
+        part = _part(request.params.get("partNumber"), size, metadata)
+        if part is not None:
+            if "range" in request.headers:
+                raise S3Error("InvalidRequest", "a GET names a range or a part, not both")
+            start, end, count = part
+            if count is not None:
+                headers["x-amz-mp-parts-count"] = str(count)
+            if end > start:
+                status = 206
+                headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+        elif "range" in request.headers:
             chosen = _range(request.headers["range"], size)
             if chosen is not None:
                 start, end = chosen
@@ -363,6 +374,9 @@ def user_metadata(headers: dict[str, str]) -> dict[str, bytes]:
         for name, value in headers.items()
         if name.startswith(META)
     }
+    if any(name.startswith("fsobj.") for name in metadata):
+        # What fsobj keeps beside the metadata (retention, sealing, parts...) is its own.
+        raise S3Error("InvalidArgument", "x-amz-meta-fsobj.* names are fsobj's own")
     names.check_user_metadata(metadata)
     for header in CONTENT_HEADERS:
         value = headers.get(header, "")
@@ -438,6 +452,46 @@ def _range(header: str, size: int) -> tuple[int, int] | None:
     if start >= size or end <= start:
         raise S3Error("InvalidRange", "the range is not satisfiable")
     return start, end
+
+
+def _object_parts(request: Request, metadata: dict[str, bytes]) -> tuple[str, list]:
+    """GetObjectAttributes' ObjectParts: how many, and a page of their sizes."""
+    kept = metadata.get(names.PARTS, b"")
+    sizes = [int(n) for n in kept.decode().split(",")] if kept else []
+    try:
+        most = int(request.headers.get("x-amz-max-parts", "1000"))
+        after = int(request.headers.get("x-amz-part-number-marker", "0"))
+    except ValueError:
+        message = "x-amz-max-parts and x-amz-part-number-marker are numbers"
+        raise S3Error("InvalidArgument", message) from None
+    page = list(enumerate(sizes, 1))[after : after + most]
+    fields: list = [("PartsCount", len(sizes)), ("PartNumberMarker", after), ("MaxParts", most)]
+    fields.append(("IsTruncated", "true" if after + most < len(sizes) else "false"))
+    if page and after + most < len(sizes):
+        fields.append(("NextPartNumberMarker", page[-1][0]))
+    fields += [("Part", [("PartNumber", n), ("Size", size)]) for n, size in page]
+    return ("ObjectParts", fields)
+
+
+def _part(
+    asked: str | None, size: int, metadata: dict[str, bytes]
+) -> tuple[int, int, int | None] | None:
+    """The span of the part `asked` (GET and HEAD by partNumber), and how many parts the
+    object has (None: it was not uploaded in parts, and its one part is all of it)."""
+    if asked is None:
+        return None
+    try:
+        number = int(asked)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_PARTS:
+        raise S3Error("InvalidArgument", f"partNumber is a number from 1 to {MAX_PARTS}")
+    kept = metadata.get(names.PARTS)
+    sizes = [int(n) for n in kept.decode().split(",")] if kept else [size]
+    if number > len(sizes):
+        raise S3Error("InvalidPartNumber", "the requested part number is not satisfiable")
+    start = sum(sizes[: number - 1])
+    return start, start + sizes[number - 1], len(sizes) if kept else None
 
 
 def _preconditions(headers: dict[str, str], etag: str, modified: float) -> int | None:

@@ -16,15 +16,13 @@ import dataclasses
 import hashlib
 import hmac
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
-from typing import ClassVar
 from urllib.parse import quote, unquote
 
-import awscrt.checksums
 import trio
 
 from fsobj.s3.errors import S3Error
+from fsobj.service import checksums
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -293,38 +291,14 @@ class _Reader:
             yield piece
 
 
-class Checksum:
+class Checksum(checksums.Checksum):
     """An `x-amz-checksum-*` value: computed over the payload and compared."""
-
-    # The CRCs extend a running value (64 bits for CRC64-NVME, else 32); the others are
-    # hashlib digests.
-    CRCS: ClassVar[dict[str, Callable[[bytes, int], int]]] = {
-        "crc32": zlib.crc32,
-        "crc32c": awscrt.checksums.crc32c,
-        "crc64nvme": awscrt.checksums.crc64nvme,
-    }
-    ALGORITHMS = (*CRCS, "sha1", "sha256")
 
     def __init__(self, algorithm: str, expected: str | None = None):
         if algorithm not in self.ALGORITHMS:
             raise S3Error("NotImplemented", f"checksum algorithm {algorithm} is not supported")
-        self.algorithm = algorithm
+        super().__init__(algorithm)
         self.expected = expected
-        self._crc = 0
-        self._extend = self.CRCS.get(algorithm)
-        self._hash = None if self._extend else hashlib.new(algorithm)
-
-    def update(self, data: bytes) -> None:
-        if self._extend is not None:
-            self._crc = self._extend(data, self._crc)
-        else:
-            assert self._hash is not None
-            self._hash.update(data)
-
-    def value(self) -> str:
-        width = 8 if self.algorithm == "crc64nvme" else 4
-        raw = self._crc.to_bytes(width, "big") if self._hash is None else self._hash.digest()
-        return base64.b64encode(raw).decode()
 
     def verify(self) -> None:
         if self.expected is not None and self.expected != self.value():

@@ -572,8 +572,8 @@ class OpenObjects:
         # What the metadata says of the content is of the new content: no checksum of
         # the content replaced (an S3 PUT notes its own), and how it is sealed.
         notes = {names.ENCRYPTION: encryption.note(seal)}
-        if handle.metadata is None:
-            notes[names.CHECKSUM] = None
+        if handle.metadata is None:  # new content from the mount: one part, no checksum
+            notes[names.CHECKSUM] = notes[names.PARTS] = None
         if metadata is not None:
             metadata = {k: v for k, v in metadata.items() if k not in notes}
             metadata.update((k, v) for k, v in notes.items() if v is not None)

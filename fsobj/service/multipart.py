@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 import trio
 
 from fsobj.datastore.sealing import Seal
+from fsobj.datastore.store import Staging
 from fsobj.iam.policy import Identity, Permission, X
 from fsobj.metadata.entries import Expected
 from fsobj.metadata.store import Entry
 from fsobj.refusals import Reason, Refused
-from fsobj.service import encryption, names
+from fsobj.service import checksums, encryption, names
 from fsobj.service.uploads import MAX_PARTS, MIN_PART, Part, Upload, Uploads, multipart_etag
 
 if TYPE_CHECKING:
@@ -37,10 +38,19 @@ class MultipartUploads:
         content_type: str | None,
         metadata: dict[str, bytes],
         seal: Seal | None = None,
+        checksum: tuple[str, str | None] | None = None,
     ) -> Upload:
         """A new upload; `seal`: how its object is to be sealed (None: as the bucket
         says), kept as its metadata says it (a client's key itself is never kept: it comes
-        again with each part and the completion)."""
+        again with each part and the completion); `checksum`: the S3 checksum algorithm
+        the object is to keep, and its type (None: the algorithm's default)."""
+        kept = None
+        if checksum is not None:
+            algorithm, kind = checksum
+            allowed = checksums.types_of(algorithm)
+            if kind is not None and kind not in allowed:
+                raise Refused(Reason.INVALID, None, f"{algorithm} checksums are {allowed[0]}")
+            kept = f"{algorithm} {kind or allowed[0]}"
         bucket_entry, acl = await self.service.bucket(who, bucket)
         seal = seal or await encryption.bucket_default(self.service.core, bucket_entry)
         metadata = {k: v for k, v in metadata.items() if k != names.ENCRYPTION}
@@ -51,7 +61,7 @@ class MultipartUploads:
             raise Refused(Reason.BAD_KEY, None, "a directory marker has no parts")
         self.service._require(who, acl, bucket_entry, X, bucket)
         return await trio.to_thread.run_sync(
-            self.uploads.create, bucket, key, who.uid, content_type, metadata
+            self.uploads.create, bucket, key, who.uid, content_type, metadata, kept
         )
 
     async def upload(
@@ -83,9 +93,11 @@ class MultipartUploads:
         number: int,
         body: AsyncIterator[bytes],
         customer_key: bytes | None = None,
+        checksum: Callable[[], str | None] = lambda: None,
     ) -> str:
         """Receive part `number` to disk; returns its ETag (its MD5). An upload sealed
-        with a client's key takes that key with each part."""
+        with a client's key takes that key with each part. `checksum`, once the body is
+        in: the S3 checksum it came with ("ALGORITHM VALUE"), which the part keeps."""
         if not 1 <= number <= MAX_PARTS:
             raise Refused(Reason.BAD_ARGUMENT, None, f"part numbers are 1 to {MAX_PARTS}")
         upload = await self.upload(who, bucket, key, upload_id)
@@ -95,15 +107,15 @@ class MultipartUploads:
         try:
             if staged.memory is not None:
                 await trio.to_thread.run_sync(staged.spill, path)
-            etag, checksums = staged.digests()
+            digests = staged.digests()
             staged.close()
             await trio.to_thread.run_sync(
-                self.uploads.keep_part, upload_id, number, path, etag, checksums
+                self.uploads.keep_part, upload_id, number, path, digests, checksum()
             )
         except BaseException:
             self.service._discard(staged)
             raise
-        return etag
+        return digests[0]
 
     async def upload_part_copy(
         self,
@@ -142,11 +154,13 @@ class MultipartUploads:
         chosen: list[tuple[int, str]],
         expects: Expected | None = None,
         customer_key: bytes | None = None,
+        sent: tuple[dict[int, str], str | None] = ({}, None),
     ) -> Entry:
         """Commit the chosen parts, in order, as the object's new version (durable before
         this returns), if the key then holds what `expects` says; the upload is gone once
         it is. Completed again (a retry whose answer was lost), it answers the object it
-        made while the key still holds it."""
+        made while the key still holds it. `sent`: the checksums the client gave of the
+        parts (by number) and of the object, in the upload's algorithm, which must match."""
         upload = await self.upload(who, bucket, key, upload_id, completed=True)
         if upload.completed_etag is not None:
             entry = await self.service.head(who, bucket, key)
@@ -170,8 +184,13 @@ class MultipartUploads:
             self.uploads.assemble, upload_id, numbers, self.service._data.staging_path()
         )
         staged.etag = multipart_etag([stored[n].etag for n in numbers])
+        metadata = upload.metadata | {
+            names.PARTS: ",".join(str(stored[n].size) for n in numbers).encode()
+        }
         bucket_entry, acl = await self.service.bucket(who, bucket)
         try:
+            if upload.checksum is not None:
+                metadata[names.CHECKSUM] = await self._checksum(upload, numbers, staged, sent)
             entry = await self.service._commit(
                 who,
                 bucket_entry,
@@ -179,7 +198,7 @@ class MultipartUploads:
                 names.key_parts(key),
                 staged,
                 upload.content_type,
-                upload.metadata,
+                metadata,
                 expects,
                 seal,
             )
@@ -189,6 +208,36 @@ class MultipartUploads:
         assert entry.etag is not None
         await trio.to_thread.run_sync(self.uploads.completed, upload_id, entry.etag)
         return entry
+
+    async def _checksum(
+        self,
+        upload: Upload,
+        numbers: list[int],
+        staged: Staging,
+        sent: tuple[dict[int, str], str | None],
+    ) -> bytes:
+        """The S3 checksum the object keeps ("ALGORITHM VALUE TYPE"): of its parts'
+        checksums (composite) or of its content (full object)."""
+        assert upload.checksum is not None
+        algorithm, kind = upload.checksum.split()
+        parts = [
+            await trio.to_thread.run_sync(
+                self.uploads.part_checksum, upload.upload_id, n, algorithm
+            )
+            for n in numbers
+        ]
+        for number, value in zip(numbers, parts, strict=True):
+            given = sent[0].get(number)
+            if given is not None and given != value:
+                raise Refused(Reason.INVALID_PART, None, f"part {number} has another checksum")
+        if kind == checksums.COMPOSITE:
+            value = checksums.composite(algorithm, parts)
+        else:
+            assert staged.path is not None
+            value = await trio.to_thread.run_sync(checksums.of_file, staged.path, algorithm)
+        if sent[1] is not None and sent[1] != value:
+            raise Refused(Reason.BAD_DIGEST, None, f"the object's {algorithm} checksum differs")
+        return f"{algorithm} {value} {kind}".encode()
 
     async def abort_upload(self, who: Identity, bucket: str, key: str, upload_id: str) -> None:
         await self.upload(who, bucket, key, upload_id)

@@ -61,6 +61,11 @@ CHECKSUM = "fsobj.checksum"
 # a client's key), and a bucket's default for new objects (`AES256`): service/encryption.py.
 ENCRYPTION = "fsobj.encryption"
 BUCKET_ENCRYPTION = "fsobj.bucket-encryption"
+# The sizes of a multipart upload's parts, comma-separated (S3's GET by partNumber).
+PARTS = "fsobj.parts"
+# The items that describe a blob: a copy that shares the blob has the source's, and any
+# other content has its own (or none).
+BLOB_NOTES = (ENCRYPTION, PARTS)
 MAX_TAGS = 10  # an object's
 MAX_BUCKET_TAGS = 50
 # A snapshot is a read-only bucket that says, as this item of its user metadata, which

@@ -287,9 +287,8 @@ class ObjectService:
         entry, replaced = await self._target(who, bucket_entry, acl, parts)
         entry.content_type = content_type
         if encryption.note(seal) == stored.get(names.ENCRYPTION):  # sealed alike: shared
-            metadata = {k: v for k, v in metadata.items() if k != names.ENCRYPTION}
-            if names.ENCRYPTION in stored:
-                metadata[names.ENCRYPTION] = stored[names.ENCRYPTION]
+            metadata = {k: v for k, v in metadata.items() if k not in names.BLOB_NOTES}
+            metadata |= {k: v for k, v in stored.items() if k in names.BLOB_NOTES}
             return await self._land(
                 who,
                 acl,
@@ -297,6 +296,7 @@ class ObjectService:
                 lambda: self.objects.share(entry, source, metadata, expects=expects),
                 expects,
             )
+        metadata = {k: v for k, v in metadata.items() if k not in names.BLOB_NOTES}
         staged = await self._staged_copy(source, who.uid, sealing[1])
         try:
             return await self._land(

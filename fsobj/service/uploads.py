@@ -1,7 +1,8 @@
 """Multipart uploads in progress: their parts, staged on disk until the upload completes.
 
 STORE/uploads/ID/upload.json   bucket, key, initiator, content type, metadata, start time
-STORE/uploads/ID/NNNNN-MD5     part NNNNN, whose MD5 (its ETag) is in its name
+STORE/uploads/ID/NNNNN-MD5     part NNNNN, whose MD5 (its ETag) is in its name; beside
+                               it, its chunks' CRC-32s (.crc) and its S3 checksum (.sum)
 STORE/uploads/ID/completed     once completed (its parts gone): the object's ETag, so that
                                a retried completion whose answer was lost succeeds too
 
@@ -24,6 +25,7 @@ import uuid
 from pathlib import Path
 
 from fsobj.datastore.store import CHUNK, Staging
+from fsobj.service import checksums
 
 MIN_PART = 5 << 20  # every part but the last, as S3 requires
 MAX_PARTS = 10_000
@@ -40,6 +42,7 @@ class Upload:
     metadata: dict[str, bytes]
     initiated_ns: int
     completed_etag: str | None = None  # completed already: the object's ETag
+    checksum: str | None = None  # "ALGORITHM TYPE": the S3 checksum the object keeps
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class Part:
     etag: str
     size: int
     modified_ns: int
+    checksum: str | None = None  # "ALGORITHM VALUE": the S3 checksum it came with
 
 
 class Uploads:
@@ -58,9 +62,24 @@ class Uploads:
         self.root.mkdir(exist_ok=True)
 
     def create(
-        self, bucket: str, key: str, uid: int, content_type: str | None, metadata: dict[str, bytes]
+        self,
+        bucket: str,
+        key: str,
+        uid: int,
+        content_type: str | None,
+        metadata: dict[str, bytes],
+        checksum: str | None = None,
     ) -> Upload:
-        upload = Upload(uuid.uuid4().hex, bucket, key, uid, content_type, metadata, time.time_ns())
+        upload = Upload(
+            uuid.uuid4().hex,
+            bucket,
+            key,
+            uid,
+            content_type,
+            metadata,
+            time.time_ns(),
+            checksum=checksum,
+        )
         where = self.root / upload.upload_id
         where.mkdir()
         record = dataclasses.asdict(upload)
@@ -93,16 +112,34 @@ class Uploads:
         return self.root / upload_id / f"receiving-{uuid.uuid4().hex}"
 
     def keep_part(
-        self, upload_id: str, number: int, received: Path, etag: str, checksums: bytes
+        self,
+        upload_id: str,
+        number: int,
+        received: Path,
+        digests: tuple[str, bytes],
+        checksum: str | None = None,
     ) -> None:
-        """A part received whole at `received`, with its MD5 and chunk checksums, becomes
-        part `number` (replacing an earlier one of that number)."""
+        """A part received whole at `received`, with its MD5 and chunk checksums, and the
+        S3 checksum it came with ("ALGORITHM VALUE"), becomes part `number` (replacing an
+        earlier one of that number)."""
         for old in self._part_paths(upload_id).get(number, []):
-            old.with_name(old.name + ".crc").unlink(missing_ok=True)
-            old.unlink(missing_ok=True)
+            _remove_part(old)
+        etag, checksums = digests
         kept = self.root / upload_id / f"{number:05d}-{etag}"
         kept.with_name(kept.name + ".crc").write_bytes(checksums)
+        if checksum is not None:
+            kept.with_name(kept.name + ".sum").write_text(checksum)
         received.rename(kept)
+
+    def part_checksum(self, upload_id: str, number: int, algorithm: str) -> str:
+        """Part `number`'s S3 checksum in `algorithm`: the one it came with, or computed
+        from its content. Blocking: for a thread."""
+        kept = self._part_paths(upload_id)[number][-1]
+        with contextlib.suppress(FileNotFoundError):
+            sent, value = kept.with_name(kept.name + ".sum").read_text().split()
+            if sent == algorithm:
+                return value
+        return checksums.of_file(kept, algorithm)
 
     def _part_paths(self, upload_id: str) -> dict[int, list[Path]]:
         paths: dict[int, list[Path]] = {}
@@ -117,7 +154,10 @@ class Uploads:
         for number, paths in sorted(self._part_paths(upload_id).items()):
             st = paths[-1].stat()
             etag = paths[-1].name.partition("-")[2]
-            found.append(Part(number, etag, st.st_size, st.st_mtime_ns))
+            checksum = None
+            with contextlib.suppress(FileNotFoundError):
+                checksum = paths[-1].with_name(paths[-1].name + ".sum").read_text()
+            found.append(Part(number, etag, st.st_size, st.st_mtime_ns, checksum))
         return found
 
     def assemble(self, upload_id: str, numbers: list[int], staging: Path) -> Staging:
@@ -165,8 +205,7 @@ class Uploads:
         (where / "completed").write_text(etag)
         for paths in self._part_paths(upload_id).values():
             for path in paths:
-                path.with_name(path.name + ".crc").unlink(missing_ok=True)
-                path.unlink(missing_ok=True)
+                _remove_part(path)
 
     def expire(self, older_than_seconds: float) -> int:
         """Remove uploads begun longer ago than that: abandoned by their clients, or
@@ -177,6 +216,12 @@ class Uploads:
         for upload in expired:
             self.remove(upload.upload_id)
         return len(expired)
+
+
+def _remove_part(path: Path) -> None:
+    for sidecar in (".crc", ".sum"):
+        path.with_name(path.name + sidecar).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
 
 
 def multipart_etag(part_etags: list[str]) -> str:
