@@ -37,6 +37,10 @@ def test_sse_s3_by_request_and_by_bucket_default_seals_what_lands(s3):
     got = client.get_object(Bucket="vault", Key="asked")
     assert got["Body"].read() == SECRET and got["ServerSideEncryption"] == "AES256"
     assert (s3.path / "vault" / "asked").read_bytes() == SECRET
+    # Rewritten in place on the mount, an object sealed by request stays sealed.
+    with open(s3.path / "vault" / "asked", "r+b") as rewritten:
+        rewritten.write(SECRET[:10])
+    assert client.head_object(Bucket="vault", Key="asked")["ServerSideEncryption"] == "AES256"
     plain = client.put_object(Bucket="vault", Key="plain", Body=b"plain words")
     assert "ServerSideEncryption" not in plain
     assert _on_disk(s3, b"plain words") and not _on_disk(s3, SECRET[:40])

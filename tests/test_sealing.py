@@ -2,8 +2,10 @@
 ciphertext, reads give the content back, keys rotate, and damage or a wrong key is an
 error, never wrong bytes."""
 
+import concurrent.futures
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +125,25 @@ async def test_content_that_looks_sealed_is_read_as_it_is(tmp_path):
     blob = data.open_blob(plain, len(look_alike))
     assert not blob.sealed and blob.read(len(look_alike), 0) == look_alike
     blob.close()
+
+
+def test_a_key_added_beside_another_process_loses_neither(tmp_path):
+    """The daemon's first key and a rotation by the command line, each from its own
+    KeyStore of one file: both keys stay."""
+    daemon, command = DataStore(tmp_path).keys, DataStore(tmp_path).keys
+    first, _ = daemon.active()
+    rotated = command.rotate()
+    assert daemon.active()[0] == rotated  # the file changed: read again
+    assert command.active()[0] == rotated
+    assert DataStore(tmp_path).keys.ids() == [first, rotated]
+
+
+def _first_key(root: str) -> str:
+    return DataStore(Path(root)).keys.active()[0]
+
+
+def test_processes_making_the_first_key_at_once_all_keep_theirs(tmp_path):
+    """Whatever key each of several processes sealed with is in the file afterwards."""
+    with concurrent.futures.ProcessPoolExecutor(6) as pool:
+        used = set(pool.map(_first_key, [str(tmp_path)] * 24))
+    assert used <= set(DataStore(tmp_path).keys.ids())

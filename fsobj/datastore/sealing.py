@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import fcntl
 import os
 import secrets
 import struct
@@ -111,7 +112,7 @@ class KeyStore:
         with self._lock:
             self._load()
             if self._active is None:
-                self._write_new_key()
+                self._add_key(first=True)
             assert self._active is not None
             return self._active, self._keys[self._active]
 
@@ -126,10 +127,25 @@ class KeyStore:
     def rotate(self) -> str:
         """Add a new key, which seals the blobs to come; returns its id."""
         with self._lock:
-            self._load()
-            self._write_new_key()
+            self._add_key(first=False)
             assert self._active is not None
             return self._active
+
+    def _add_key(self, first: bool) -> None:
+        """Add a key (`first`: unless the file has one by now), under the file's lock, which
+        the daemon and the command line both take: neither writes over a key the other
+        just added, which a blob may be sealed with already."""
+        lock = os.open(
+            self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600
+        )
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._seen = None
+            self._load()
+            if not (first and self._active is not None):
+                self._write_new_key()
+        finally:
+            os.close(lock)
 
     def _write_new_key(self) -> None:
         """Write the file anew with one more key: a new file renamed over the old, synced,

@@ -509,7 +509,10 @@ class OpenObjects:
         staging = handle.staging
         assert staging is not None
         object_id = await self.meta.new_blob_id()
-        seal = await self.sealing(handle.entry, handle.seal)
+        asked = handle.seal
+        if asked is None and handle.blob is not None and handle.blob.sealed:
+            asked = Seal()  # a writer in place: what was sealed stays sealed
+        seal = await self.sealing(handle.entry, asked)
         # A new object's blob is left to the page cache, and the next group sync makes it
         # durable with all the others (GroupSync): a crash before that can only take the
         # object back to not existing, which recovery checks. Any other commit replaces a
