@@ -15,6 +15,7 @@ STATUS = {
     "AuthorizationHeaderMalformed": 400,
     "AuthorizationQueryParametersError": 400,
     "BadDigest": 400,
+    "BadRequest": 400,  # not HTTP/1.1 at all (unparsable.py)
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
@@ -55,6 +56,7 @@ STATUS = {
     "NotImplemented": 501,
     "InvalidEncryptionAlgorithmError": 400,
     "InvalidPartNumber": 416,
+    "RequestHeaderSectionTooLarge": 431,
     "ServerSideEncryptionConfigurationNotFoundError": 404,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,

@@ -12,6 +12,7 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
+from fsobj.s3 import unparsable
 from fsobj.s3.app import S3App
 from fsobj.service.objects import ObjectService
 from fsobj.service.store import Store
@@ -43,4 +44,5 @@ async def serve_s3(
     config.errorlog = logging.getLogger("fsobj.s3.http")
     config.graceful_timeout = 1.0
     app = S3App(ObjectService(store.service))
+    unparsable.adapt()
     await hypercorn.trio.serve(app, config, mode="asgi", task_status=task_status)  # type: ignore[arg-type]
