@@ -107,3 +107,15 @@ def test_a_browser_uploads_through_a_form(s3, browser, tmp_path):  # noqa: F811
     assert uploaded.read_bytes() == chosen.read_bytes()
     assert os.getxattr(uploaded, "user.from") == b"a form"
     page.close()
+
+
+def test_a_form_may_ask_for_its_upload_to_be_sealed(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="sealed-forms")
+    sse = {"x-amz-server-side-encryption": "AES256"}
+    post = client.generate_presigned_post("sealed-forms", "f", Fields=sse, Conditions=[sse])
+    status, headers, _ = post_form(s3, "sealed-forms", post["fields"], b"form content")
+    assert status == 204 and headers["x-amz-server-side-encryption"] == "AES256"
+    head = client.head_object(Bucket="sealed-forms", Key="f")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert (s3.path / "sealed-forms" / "f").read_bytes() == b"form content"

@@ -22,6 +22,7 @@ from fsobj.iam.policy import NOBODY, Identity
 from fsobj.s3 import sigv4
 from fsobj.s3.app import Request, Response
 from fsobj.s3.bucket_policy import weigh_as
+from fsobj.s3.encryption import answer_headers, requested_seal
 from fsobj.s3.errors import S3Error
 from fsobj.s3.object_acl import CANNED_MODES
 from fsobj.s3.objects import user_metadata
@@ -226,6 +227,7 @@ class Handlers:
             _sized(form.file(), low, high),
             fields.get("content-type"),
             user_metadata(headers),
+            seal=requested_seal(fields),  # a form's x-amz-server-side-encryption* fields
         )
         await ownership.settle(self.service, request.bucket, entry, canned)
         if canned is not None and canned != "bucket-owner-full-control":
@@ -237,6 +239,7 @@ class Handlers:
         location = f"/{request.bucket}/{quote(key)}"
         answer = {"etag": etag, "location": location}
         answer |= await version_header(request, self.service, entry)
+        answer |= answer_headers(await self.service.core.user_metadata(entry))
         redirect = fields.get("success_action_redirect") or fields.get("redirect")
         if redirect:
             joiner = "&" if "?" in redirect else "?"
