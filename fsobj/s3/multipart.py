@@ -16,7 +16,7 @@ from fsobj.s3.objects import (
     user_metadata,
     write_conditions,
 )
-from fsobj.s3.sigv4 import Checksum
+from fsobj.s3.sigv4 import Checksum, checksum_of
 from fsobj.s3.versions import version_header
 from fsobj.s3.wire import document, iso_time, parse, quoted
 from fsobj.service import ownership
@@ -108,11 +108,9 @@ class Handlers:
                 value = part.findtext(f"Checksum{algorithm.upper()}")
                 if value is not None:
                     sent[number] = value
-        whole = next(
-            (request.headers[f"x-amz-checksum-{a}"] for a in Checksum.ALGORITHMS
-             if f"x-amz-checksum-{a}" in request.headers),
-            None,
-        )  # fmt: skip
+        # The object's checksum, in the upload's algorithm (the body's is not checked).
+        asked = checksum_of(request.headers)
+        whole = asked.expected if asked is not None else None
         entry = await self.service.multipart.complete_upload(
             request.who,
             request.bucket,
