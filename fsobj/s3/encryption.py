@@ -4,12 +4,9 @@ what the store decides: service/encryption.py)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from fsobj.s3.app import Request, Response
 from fsobj.s3.errors import S3Error
-from fsobj.s3.wire import document, parse
+from fsobj.s3.wire import document, fixed_base64, parse
 from fsobj.service import bucket_settings, encryption, names
 from fsobj.service.encryption import Seal
 from fsobj.service.objects import ObjectService
@@ -37,11 +34,8 @@ def customer_key(headers: dict[str, str], prefix: str = "") -> bytes | None:
         )
     if algorithm != "AES256":
         raise S3Error("InvalidEncryptionAlgorithmError", "the only SSE-C algorithm is AES256")
-    try:
-        raw = base64.b64decode(key, validate=True)
-    except binascii.Error:
-        raw = b""
-    if len(raw) != 32:
+    raw = fixed_base64(key, 32)
+    if raw is None:
         raise S3Error("InvalidArgument", "the secret key was invalid for the specified algorithm")
     if encryption.key_md5(raw) != md5.strip():
         raise S3Error("InvalidArgument", "the key's MD5 is not the MD5 of the key")

@@ -10,7 +10,6 @@ raw query, headers); the secret of an access key comes from `secret_of`.
 from __future__ import annotations
 
 import base64
-import binascii
 import calendar
 import dataclasses
 import hashlib
@@ -22,6 +21,7 @@ from urllib.parse import quote, unquote
 import trio
 
 from fsobj.s3.errors import S3Error
+from fsobj.s3.wire import fixed_base64
 from fsobj.service import checksums
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -364,11 +364,8 @@ async def payload(
 def _content_md5(header: str) -> bytes:
     """The MD5 a Content-MD5 header gives; InvalidDigest, as S3 answers, for one that is
     no base64 of 16 bytes."""
-    try:
-        digest = base64.b64decode(header, validate=True)
-    except binascii.Error:
-        digest = b""
-    if len(digest) != 16:
+    digest = fixed_base64(header, 16)
+    if digest is None:
         raise S3Error("InvalidDigest", "Content-MD5 is not the base64 of an MD5")
     return digest
 

@@ -41,6 +41,15 @@ def _fill(parent: ET.Element, children: Any) -> None:
             node.text = str(value)
 
 
+def fixed_base64(text: str, size: int) -> bytes | None:
+    """The `size` bytes that `text` gives in base64 (None: not base64 of that many)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None
+    return raw if len(raw) == size else None
+
+
 def error_document(error: S3Error, resource: str, request_id: str) -> bytes:
     element = ET.Element("Error")
     _fill(
