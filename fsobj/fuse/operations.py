@@ -34,7 +34,7 @@ from fsobj.fuse.xattrs import MetadataAttributes
 from fsobj.iam import posix_acl
 from fsobj.refusals import Reason, Refused
 from fsobj.service import ROOT_INODE, Entry, names, usage
-from fsobj.service.handles import Handle
+from fsobj.service.working_copy import Handle
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from fsobj.datastore.store import DataStore
 from fsobj.metadata.store import Entry
 
 if TYPE_CHECKING:
-    from fsobj.service.handles import Handle
+    from fsobj.service.working_copy import Handle
 
 # Blobs whose verified chunks are remembered; past that the memory is cleared.
 VERIFIED_BLOBS = 100_000

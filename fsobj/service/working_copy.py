@@ -1,13 +1,22 @@
-"""The gate of a working copy: changes to an object's staged content run together (the
-kernel writes pages back in parallel, and writers in place share one working copy), and a
-commit runs alone, holding new changes and reads back until it is done."""
+"""An open object's handle, and the gate of its working copy: changes to an object's
+staged content run together (the kernel writes pages back in parallel, and writers in
+place share one working copy), and a commit runs alone, holding new changes and reads
+back until it is done."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 import trio
+
+from fsobj.datastore.blob_file import BlobFile
+from fsobj.datastore.sealing import Seal
+from fsobj.datastore.store import Staging
+from fsobj.metadata.entries import Entry, Expected
+from fsobj.refusals import Refused
+from fsobj.service.versions import Ahead, Version
 
 
 class Gate:
@@ -47,3 +56,44 @@ class Gate:
         finally:
             self.committing = None
             done.set()
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Handle:
+    fh: int
+    entry: Entry
+    writable: bool
+    # Opened for writing without O_TRUNC: it updates the object in place, sharing a
+    # working copy with the other writers that do (see OpenObjects.open).
+    in_place: bool = False
+    # The version this handle reads until it writes (the entry moves on with commits).
+    blob: BlobFile | None = None
+    version: Version | None = None
+    # The key a client gave to read and seal its object with (S3's SSE-C), and how its
+    # commit was asked to seal the content (None: as the bucket says).
+    key: bytes | None = None
+    seal: Seal | None = None
+    # The process that opened the handle, and the writer of that same process whose
+    # uncommitted content this reader sees (a process reads its own writes).
+    process: int = 0
+    uid: int = 0  # who opened it: a write by anyone but root clears set-ID bits
+    follows: Handle | None = None
+    staging: Staging | None = None
+    dirty: bool = False
+    # User metadata that the commit sets, all of it (an S3 PUT's), or None to keep it.
+    metadata: dict[str, bytes] | None = None
+    # What the key must hold when the commit lands (an S3 PUT's conditions).
+    expects: Expected | None = None
+    # How a write or truncate failed: what is staged is then not what the writer meant,
+    # so it is never committed (the previous version stays).
+    failed: Refused | OSError | None = None
+    # When this handle last changed the content; None once an explicit utime overrides it.
+    modified_ns: int | None = None
+    # Where the last read of the committed version ended, and the next ranges being read
+    # ahead, in order.
+    read_end: int = 0
+    ahead: list[Ahead] = dataclasses.field(default_factory=list)
+    # Changes to the staged content run concurrently (the kernel writes pages back in
+    # parallel, and writers share a working copy); a commit waits until none is running
+    # and holds new changes and reads back until it is done (`Gate`).
+    gate: Gate = dataclasses.field(default_factory=lambda: Gate())
