@@ -181,6 +181,7 @@ ALSO_ON: dict[str, tuple[str, ...]] = {
     "shared": (
         "test_objects", "test_tools", "test_faults", "test_random_ops", "test_posix",
         "test_posix_acl", "test_s3", "test_s3_access", "test_s3_conditions",
+        "test_s3_encryption",
     ),
 }  # fmt: skip
 # A test marked `same_on_every_store` runs once: what it checks is decided above the

@@ -484,7 +484,7 @@ def test_multipart_uploads_keep_their_parts_and_expire(tmp_path):
         received = uploads.part_file(upload.upload_id)
         received.write_bytes(content)
         md5 = hashlib.md5(content).hexdigest()
-        uploads.keep_part(upload.upload_id, number, received, md5, b"crc!")
+        uploads.keep_part(upload.upload_id, number, received, (md5, b"crc!"))
     parts = uploads.parts(upload.upload_id)
     assert [(p.number, p.size) for p in parts] == [(1, 5), (2, 6)]
     staged = uploads.assemble(upload.upload_id, [1, 2], tmp_path / "assembled")

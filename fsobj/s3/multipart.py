@@ -69,7 +69,10 @@ class Handlers:
             customer_key(request.headers),
             lambda: _part_checksum(request),
         )
-        return Response(200, {"etag": quoted(etag)})
+        headers = {"etag": quoted(etag)}
+        if request.checksum is not None:  # as S3 answers it: the part's, checked
+            headers[f"x-amz-checksum-{request.checksum.algorithm}"] = request.checksum.value()
+        return Response(200, headers)
 
     async def _copy_part(self, request: Request, number: int) -> Response:
         await request.discard_body()  # a copy has no body of its own
