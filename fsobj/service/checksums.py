@@ -9,11 +9,17 @@ import hashlib
 import os
 import zlib
 from collections.abc import Callable
-from typing import ClassVar
-
-import awscrt.checksums
+from typing import Any, ClassVar
 
 COMPOSITE, FULL_OBJECT = "COMPOSITE", "FULL_OBJECT"
+
+
+def _awscrt() -> Any:
+    """awscrt's checksums, imported on first use: loading its library costs every
+    process (each command, each daemon) 85 ms otherwise."""
+    import awscrt.checksums
+
+    return awscrt.checksums
 
 
 class Checksum:
@@ -23,8 +29,8 @@ class Checksum:
     # hashlib digests.
     CRCS: ClassVar[dict[str, Callable[[bytes, int], int]]] = {
         "crc32": zlib.crc32,
-        "crc32c": awscrt.checksums.crc32c,
-        "crc64nvme": awscrt.checksums.crc64nvme,
+        "crc32c": lambda data, crc: _awscrt().crc32c(data, crc),
+        "crc64nvme": lambda data, crc: _awscrt().crc64nvme(data, crc),
     }
     ALGORITHMS = (*CRCS, "sha1", "sha256")
 
