@@ -24,6 +24,8 @@ import pytest
 from conftest import Mount, as_user, fsobj_cli, mounted_at
 from services import SeaweedFS, seaweedfs
 
+from fsobj.service.backends import Backends, format_store, join_store
+
 TIMEOUT = 1.0  # --metadata-timeout: other hosts' changes show within it
 SESSION = 3.0  # --session-timeout
 OPTIONS = ("--metadata-timeout", str(TIMEOUT), "--session-timeout", str(SESSION))
@@ -45,17 +47,15 @@ class SharedStore:
         self.prefix = prefix
         self.work = work
         self.first = work / "host-a"
-        fsobj_cli(
-            "format", "--store", str(self.first), "--meta", database,
-            "--data", f"s3://fsobj-blobs/{prefix}", "--endpoint", service.endpoint,
-        )  # fmt: skip
+        # What `fsobj format` and `fsobj format --join` do, in-process (the commands are
+        # test_shared's own tests below): a second off the set-up of each test.
+        format_store(self.first, Backends(database, f"s3://fsobj-blobs/{prefix}", service.endpoint))
 
     def host(self, name: str) -> Path:
         """The store directory of another host, joined to the store (once it was served)."""
         store = self.work / name
         if not store.exists():
-            out = fsobj_cli("format", "--store", str(store), "--meta", self.database, "--join")
-            assert "joins the shared store" in out.stdout
+            join_store(store, self.database)
         return store
 
     @contextlib.contextmanager
@@ -512,8 +512,11 @@ def test_joining_is_refused_with_one_line_where_there_is_no_shared_store(
     assert "--join takes --meta alone" in refused(
         tmp_path / "new", shared.database, "--data", "s3://elsewhere/x"
     )
+    # The command that joins, as a new host runs it.
+    other = tmp_path / "host-b"
+    joined = fsobj_cli("format", "--store", str(other), "--meta", shared.database, "--join")
+    assert "joins the shared store" in joined.stdout
     # A host whose backends.json puts the blobs elsewhere is refused at mount.
-    other = shared.host("host-b")
     recorded = json.loads((other / "backends.json").read_text())
     (other / "backends.json").write_text(json.dumps({**recorded, "data": recorded["data"] + "x"}))
     mountpoint = tmp_path / "mnt"

@@ -516,7 +516,7 @@ class NamespaceStore:
 
     def _refuse_if_removing(self, directory: int) -> None:
         if directory in self._removing:
-            raise Refused(Reason.NO_SUCH_KEY, None, "the directory is being removed")
+            raise Refused(Reason.VANISHED, None, "the directory is being removed")
 
     async def move(
         self,

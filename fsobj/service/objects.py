@@ -54,6 +54,9 @@ def etag_of(entry: Entry) -> str:
     return entry.etag or EMPTY_ETAG
 
 
+RETRIES_WHILE_REMOVED = 100  # a directory's removal is one transaction: 10 ms apart
+
+
 class ObjectService:
     """Bucket and object requests by name, for the S3 front end."""
 
@@ -325,6 +328,20 @@ class ObjectService:
         """The object a new version goes to: the existing one at the key, which `who` must
         be allowed to write, or a new one (made, as the directories it needs); and the
         inode of the file whose name a new one takes, if that file has other names."""
+        for _ in range(RETRIES_WHILE_REMOVED):
+            try:
+                return await self._target_now(who, bucket, acl, parts)
+            except Refused as refusal:
+                # A failed PUT beside this one is removing a directory it made, which
+                # this key needs: once that ends, the directory is made again (or kept).
+                if refusal.reason is not Reason.VANISHED:
+                    raise
+                await trio.sleep(0.01)
+        return await self._target_now(who, bucket, acl, parts)
+
+    async def _target_now(
+        self, who: Identity, bucket: Entry, acl: Acl, parts: list[str]
+    ) -> tuple[Entry, int | None]:
         key = "/".join(parts)
         parent = await self._directories(who, bucket, acl, parts[:-1], make=True)
         entry = await self.core.child(parent, names.raw(parts[-1]))
@@ -335,7 +352,7 @@ class ObjectService:
             except Refused as refusal:  # a PUT beside this one made it meanwhile
                 if refusal.reason is not Reason.EXISTS:
                     raise
-                return await self._target(who, bucket, acl, parts)
+                return await self._target_now(who, bucket, acl, parts)
             await self.core.name_changed(parent, entry.name)
         elif entry.kind != "object":
             raise Refused(Reason.IS_DIRECTORY, None, f"{key!r} is a directory or not an object")
