@@ -14,10 +14,17 @@ from fsobj.service.lifecycle import Rule
 DAY = 0.2  # seconds: a short lifecycle day, as --lifecycle-day sets it
 
 
-async def aged(objects, key: str, data: bytes, days: float, tags: str = "") -> None:
+# Where nothing waits for days to pass (ages are set), a longer day: the test's own
+# time, under load, must not age an object past a rule's days.
+LONG_DAY = 10.0
+
+
+async def aged(
+    objects, key: str, data: bytes, days: float, tags: str = "", day: float = DAY
+) -> None:
     metadata = {"fsobj.tagging": tags.encode()} if tags else {}
     entry = await objects.put(ROOT, "bkt", key, body(data), metadata=metadata)
-    then = time.time_ns() - int(days * DAY * 1e9)
+    then = time.time_ns() - int(days * day * 1e9)
     await objects.core.change_attributes(entry, mtime_ns=then)
 
 
@@ -36,14 +43,14 @@ async def test_rules_expire_what_their_filters_name_once_old_enough(both):
     ]
     await lifecycle.set_rules(objects, ROOT, "bkt", rules)
     assert await lifecycle.rules_of(objects, ROOT, "bkt") == rules
-    await aged(objects, "tmp/small-old", b"x", 3)
-    await aged(objects, "tmp/small-young", b"x", 1)
-    await aged(objects, "tmp/big-old", b"x" * 20, 3)
-    await aged(objects, "a/log-big", b"x" * 5, 3, "kind=log")
-    await aged(objects, "a/log-small", b"x", 3, "kind=log")
-    await aged(objects, "keep/old", b"x", 3)
-    await aged(objects, "old/any", b"x", 0)
-    assert await lifecycle.apply(objects, DAY) == 3
+    await aged(objects, "tmp/small-old", b"x", 3, day=LONG_DAY)
+    await aged(objects, "tmp/small-young", b"x", 1, day=LONG_DAY)
+    await aged(objects, "tmp/big-old", b"x" * 20, 3, day=LONG_DAY)
+    await aged(objects, "a/log-big", b"x" * 5, 3, "kind=log", day=LONG_DAY)
+    await aged(objects, "a/log-small", b"x", 3, "kind=log", day=LONG_DAY)
+    await aged(objects, "keep/old", b"x", 3, day=LONG_DAY)
+    await aged(objects, "old/any", b"x", 0, day=LONG_DAY)
+    assert await lifecycle.apply(objects, LONG_DAY) == 3
     assert await keys(objects) == ["a/log-small", "keep/old", "tmp/big-old", "tmp/small-young"]
     assert await healthy(ops)
 
