@@ -222,15 +222,10 @@ class MetadataAttributes(FuseFrontEnd):
         if text == SNAPSHOT:
             await self._snapshot(entry, value, ctx)
             return
-        if text == VERSIONING:
+        if text in (VERSIONING, ENCRYPTION):  # a bucket's setting, given as a word
+            setting = versioning.set_state if text == VERSIONING else encryption.set_default
             try:
-                await versioning.set_state(self.core, entry, value.decode("ascii", "replace"))
-            except Refused as refusal:
-                raise refusal.at(where) from None
-            return
-        if text == ENCRYPTION:
-            try:
-                await encryption.set_default(self.core, entry, value.decode("ascii", "replace"))
+                await setting(self.core, entry, value.decode("ascii", "replace"))
             except Refused as refusal:
                 raise refusal.at(where) from None
             return
