@@ -31,6 +31,7 @@ class Reason(enum.Enum):
     NO_SUCH_BUCKET = "no such bucket"
     NO_SUCH_UPLOAD = "no such multipart upload"
     NO_SUCH_ATTRIBUTE = "no such metadata"
+    UNKEPT_ATTRIBUTE = "no metadata of that kind is kept"
     VANISHED = "removed meanwhile"
     STALE = "removed or replaced by another host"
     EXISTS = "exists already"

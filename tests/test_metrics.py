@@ -3,6 +3,7 @@ serves S3 shows each family with the values that workload gave."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -130,3 +131,36 @@ async def test_a_failed_metadata_call_is_counted_by_its_error(tmp_path):
         with pytest.raises(Refused):
             await meta.acl(999_999)  # no such bucket
         assert failed() == before + 1
+
+
+@pytest.mark.same_on_every_store
+def test_ls_l_asks_no_file_but_the_first_for_its_selinux_label(tmp_path):
+    """`ls -l` asks every file for its ACL and its SELinux label. fsobj keeps no
+    security.* attribute and says so (ENOTSUP), which coreutils remembers for the whole
+    filesystem: one request per file is left, not two."""
+    port, files = free_port(), 200
+    options = ("--metrics", f"127.0.0.1:{port}")
+    with mounted_at(tmp_path / "store", tmp_path / "fsobj.log", options) as mounted:
+        bucket = mounted.path / "listed"
+        bucket.mkdir()
+        for number in range(files):
+            (bucket / f"f{number:03d}").write_bytes(b"x")
+        with pytest.raises(OSError) as refused:
+            os.getxattr(bucket / "f000", "security.selinux")
+        assert refused.value.errno == errno.ENOTSUP
+        before = scrape(port)
+        listed = subprocess.run(["ls", "-l", str(bucket)], capture_output=True, text=True)
+        after = scrape(port)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == files + 1  # "total"
+    refusals = "fsobj_fuse_refusals_total"
+    asked = value(after, refusals, operation="getxattr", reason="UNKEPT_ATTRIBUTE") - value(
+        before, refusals, operation="getxattr", reason="UNKEPT_ATTRIBUTE"
+    )
+    assert asked == 1
+    requests = "fsobj_fuse_requests_total"
+    getxattrs = value(after, requests, operation="getxattr") - value(
+        before, requests, operation="getxattr"
+    )
+    # About one per file (it was two): the ACL, whose cached answer the kernel drops at
+    # each listing.
+    assert getxattrs < files * 1.1

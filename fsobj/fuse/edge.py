@@ -25,7 +25,12 @@ from fsobj.service import DamagedBlob
 log = logging.getLogger("fsobj.operations")
 
 # Answers that programs get all the time, by design: logged only when debugging.
-ROUTINE = {Reason.NO_SUCH_KEY, Reason.VANISHED, Reason.NO_SUCH_ATTRIBUTE}
+ROUTINE = {
+    Reason.NO_SUCH_KEY,
+    Reason.VANISHED,
+    Reason.NO_SUCH_ATTRIBUTE,
+    Reason.UNKEPT_ATTRIBUTE,
+}
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -33,6 +33,7 @@ ERRNO = {
     Reason.IS_DIRECTORY: errno.EISDIR,
     Reason.NOT_DIRECTORY: errno.ENOTDIR,
     Reason.NOT_SUPPORTED: errno.EOPNOTSUPP,
+    Reason.UNKEPT_ATTRIBUTE: errno.EOPNOTSUPP,
     Reason.NOT_WRITABLE: errno.EBADF,
     Reason.OTHER_BUCKET: errno.EXDEV,  # a hard link joins names of one bucket only
     Reason.BAD_TAGS: errno.EINVAL,

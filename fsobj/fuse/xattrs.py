@@ -79,6 +79,7 @@ from fsobj.service.objects import CONTENT_HEADERS, ObjectService
 # The content headers (user metadata `fsobj.HEADER`) show here as `user.fsobj.HEADER`.
 STORED_HEADERS = {f"{SYSTEM_PREFIX}{header}" for header in CONTENT_HEADERS}
 LOCK_ITEMS = {RETENTION, LEGAL_HOLD}  # object lock: user.fsobj.ITEM is the item fsobj.ITEM
+UNKEPT = ("security.", "trusted.")  # namespaces of which nothing is stored
 
 
 class MetadataAttributes(FuseFrontEnd):
@@ -126,6 +127,11 @@ class MetadataAttributes(FuseFrontEnd):
             entries = await self.core.bucket_acl(entry)
             if not posix_acl.is_minimal(entries):
                 return posix_acl.encode(entries)
+        if text.startswith(UNKEPT):
+            # Not "none here" but "none kept at all", as setting one says: `ls -l` then
+            # stops asking each file for its security.selinux label (coreutils keeps
+            # that answer per filesystem), one request of the two it sends per file.
+            raise Refused(Reason.UNKEPT_ATTRIBUTE, (entry, None), f"no {text} is kept")
         if not text.startswith("user."):
             raise Refused(Reason.NO_SUCH_ATTRIBUTE, (entry, None), f"no metadata {text}")
         if text == USAGE and entry.kind == "bucket":

@@ -94,6 +94,7 @@ CODE = {
     Reason.IS_DIRECTORY: "InvalidRequest",  # a key that is a directory, or below an object
     Reason.NOT_DIRECTORY: "InvalidRequest",
     Reason.NOT_SUPPORTED: "NotImplemented",
+    Reason.UNKEPT_ATTRIBUTE: "NotImplemented",
     Reason.NOT_WRITABLE: "InvalidRequest",
     Reason.OTHER_BUCKET: "InvalidRequest",
     Reason.BAD_TAGS: "InvalidTag",
