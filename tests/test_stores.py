@@ -471,7 +471,10 @@ async def test_the_aiosqlite_internals_the_metadata_store_uses_are_there(meta):
     assert hasattr(conn, "_running") and conn._running, "aiosqlite.Connection._running"
     assert hasattr(conn, "_tx") and hasattr(conn._tx, "put_nowait"), "aiosqlite.Connection._tx"
     assert isinstance(conn._conn, sqlite3.Connection), "aiosqlite.Connection._conn"
+    # Queued with no future: the worker runs it and the outcome, an error too, comes back.
     assert await meta._run(lambda c: c.execute("SELECT 41 + 1").fetchone()) == (42,)
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await meta._run(lambda c: c.execute("SELECT * FROM no_such_table"))
 
 
 def test_multipart_uploads_keep_their_parts_and_expire(tmp_path):
