@@ -7,6 +7,7 @@ import sqlite3
 import time
 import uuid
 import zlib
+from pathlib import Path
 
 import pytest
 import trio_asyncio
@@ -531,6 +532,50 @@ async def test_requests_made_together_share_one_sync(tmp_path):
         assert syncs == 3  # one more, then one for the nine that asked during it
         await durability.make_all_durable()
         assert syncs == 4  # a request after a sync gets a sync of its own
+
+
+async def test_a_durability_point_syncs_the_new_blobs_and_only_many_by_syncfs(tmp_path):
+    """The blobs left unsynced since the last point are synced file by file while they
+    are few: a `syncfs` would also wait for all that other programs wrote to the disk."""
+    from fsobj.datastore.store import Staging
+    from fsobj.service.durability import SYNCED_ONE_BY_ONE, GroupSync
+
+    class Watched(DataStore):
+        def __init__(self, root: Path):
+            super().__init__(root)
+            self.synced: list[list[str] | str] = []
+
+        async def sync_blobs(self, object_ids: list[str]) -> None:
+            self.synced.append(sorted(object_ids))
+            await super().sync_blobs(object_ids)
+
+        async def sync_all(self) -> None:
+            self.synced.append("syncfs")
+            await super().sync_all()
+
+    async with metadata_store(tmp_path / "meta.sqlite3") as meta:
+        data = Watched(tmp_path / "store")
+        durability = GroupSync(meta, data)
+
+        def new_blobs(count: int) -> list[str]:
+            made = []
+            for _ in range(count):
+                staged = Staging()
+                staged.write(0, b"new")
+                object_id = new_object_id()
+                data.commit_now(staged, object_id, False)
+                durability.left_unsynced(object_id)
+                made.append(object_id)
+            return made
+
+        few = new_blobs(3)
+        await durability.make_all_durable()
+        assert data.synced == [sorted(few)]
+        await durability.make_all_durable()
+        assert data.synced == [sorted(few)]  # nothing new: no sync at all
+        new_blobs(SYNCED_ONE_BY_ONE + 1)
+        await durability.make_all_durable()
+        assert data.synced[1:] == ["syncfs"]
 
 
 async def test_nothing_lands_in_a_directory_while_it_is_removed(meta):

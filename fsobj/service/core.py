@@ -532,7 +532,7 @@ class Service:
 
     async def make_all_durable(self) -> None:
         """Make every change so far durable (fsyncdir, syncfs, the daemon at exit)."""
-        await self.objects.durability.make_all_durable(sync_all=True)
+        await self.objects.durability.make_all_durable()
 
     def capacity(self) -> os.statvfs_result:
         """The room left where the blobs are, for statfs."""

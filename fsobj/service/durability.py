@@ -2,9 +2,10 @@
 
 Commits are atomic at once and durable at the next durability point: every 5 seconds, on
 `fsync` and at unmount (docs/durability.md). At that point the blobs that new objects'
-commits left to the page cache are synced all at once (one `syncfs`), then the metadata
-is checkpointed, and only then are the blobs it no longer names removed: removed earlier,
-a power loss could bring back metadata that still names them.
+commits left to the page cache are synced (file by file when they are few, else one
+`syncfs`), then the metadata is checkpointed, and only then are the blobs it no longer
+names removed: removed earlier, a power loss could bring back metadata that still names
+them.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from fsobj.metadata.store import Entry, MetadataStore
 log = logging.getLogger(__name__)
 
 
+# Up to this many new blobs, a durability point syncs them file by file; more, and one
+# `syncfs` costs less. syncfs waits for all that the filesystem holds, whoever wrote it.
+SYNCED_ONE_BY_ONE = 64
+
+
 class GroupSync:
     def __init__(self, meta: MetadataStore, data: DataStore):
         self.meta = meta
         self.data = data
+        # New objects' blobs written since the last durability point, unsynced.
+        self._written: list[str] = []
         # Blobs the metadata no longer names, waiting for that change to be durable.
         self._retired: list[str] = []
         # Requests to make everything durable, and how many of them the last sync covered.
@@ -39,15 +47,20 @@ class GroupSync:
     def retired(self) -> set[str]:
         return set(self._retired)
 
+    def left_unsynced(self, object_id: str) -> int:
+        """A new object's blob is written, and left to the next durability point: the
+        mark its commit records (MetadataStore.unsynced_generation)."""
+        self._written.append(object_id)
+        return self.meta.unsynced_generation()
+
     async def make_content_durable(self, entry: Entry) -> None:
         """Sync a new object's blob now if its commit left it to the group sync."""
         if entry.object_id is not None and not self.meta.is_synced(entry):
             await self.data.sync_blob(entry.object_id)
 
-    async def make_all_durable(self, sync_all: bool = False) -> None:
+    async def make_all_durable(self) -> None:
         """Make every commit so far durable, then remove the blobs it no longer names.
-        Blobs of commits that replaced a version are durable from their commit on;
-        `sync_all` syncs the filesystem anyway.
+        Blobs of commits that replaced a version are durable from their commit on.
 
         Callers at the same time share syncs: one runs at a time, and it covers every
         request made before it began, so those waiting for it return without another
@@ -55,18 +68,18 @@ class GroupSync:
         self._requested += 1
         ticket = self._requested
         async with self._syncing:
-            if self._covered >= ticket and not sync_all:
+            if self._covered >= ticket:
                 return
             covering = self._requested
             with measures.Timed(measures.DURABILITY_SECONDS):
-                await self._sync_now(sync_all)
+                await self._sync_now()
             measures.DURABILITY_POINTS.inc()
             self._covered = covering
 
-    async def _sync_now(self, sync_all: bool) -> None:
+    async def _sync_now(self) -> None:
         retired, self._retired = self._retired, []
         try:
-            await self._make_durable(sync_all)
+            await self._make_durable()
         except BaseException:
             self._retired[:0] = retired
             raise
@@ -78,14 +91,20 @@ class GroupSync:
                 # What was made durable is; the blobs wait for gc, which finds them unnamed.
                 log.warning("%d replaced blobs are left to gc: %s", len(retired), error)
 
-    async def _make_durable(self, sync_all: bool) -> None:
+    async def _make_durable(self) -> None:
+        # Together, with no await between: the blobs of every mark up to `through`.
         through = self.meta.begin_sync()
-        if through is not None or sync_all:
+        written, self._written = self._written, []
+        if through is not None:
             try:
-                await self.data.sync_all()
+                if len(written) > SYNCED_ONE_BY_ONE:
+                    await self.data.sync_all()
+                else:
+                    await self.data.sync_blobs(written)
             except OSError as error:
                 # The marks stay, so a crash still verifies those objects; the next sync
                 # tries again.
                 log.warning("could not make the blobs of new objects durable: %s", error)
+                self._written[:0] = written
                 through = None
         await self.meta.make_durable(through)

@@ -550,7 +550,7 @@ class OpenObjects:
             user_metadata=metadata,
             # Read once the blob is written: the group sync that covers this generation
             # starts after that.
-            unsynced=self.meta.unsynced_generation() if fresh else 0,
+            unsynced=self.durability.left_unsynced(object_id) if fresh else 0,
             archive=archive,
             expects=handle.expects,
             notes=tuple(notes.items()),
