@@ -5,6 +5,7 @@ the helper's options, and the systemd units shipped in docs/systemd (checked by
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shutil
 import subprocess
 import sys
@@ -21,15 +22,20 @@ UNITS = Path(__file__).resolve().parent.parent / "docs" / "systemd"
 
 
 @pytest.fixture
-def helper() -> Iterator[Path]:
-    """The mount helper, linked where mount(8) looks, by the command that does it."""
-    had = HELPER.is_symlink() or HELPER.exists()
-    fsobj_cli("install-mount-helper")
-    try:
-        yield HELPER
-    finally:
-        if not had:
-            HELPER.unlink(missing_ok=True)
+def helper(tmp_path_factory) -> Iterator[Path]:
+    """The mount helper, linked where mount(8) looks, by the command that does it. The
+    link is the machine's: the tests that use it take turns, or one's teardown could take
+    it from under another running in another test process (seen in CI)."""
+    turns = tmp_path_factory.getbasetemp().parent / "mount-helper.lock"
+    with open(turns, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        had = HELPER.is_symlink() or HELPER.exists()
+        fsobj_cli("install-mount-helper")
+        try:
+            yield HELPER
+        finally:
+            if not had:
+                HELPER.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
