@@ -5,7 +5,7 @@ name of a file in one transaction: hard links, clones, a snapshot's removal. Bui
 
 from __future__ import annotations
 
-from fsobj.metadata import transactions
+from fsobj.metadata import transactions, tree_transactions
 from fsobj.metadata.backend import Conflict, MissingParent
 from fsobj.metadata.entries import Entry
 from fsobj.metadata.namespace import NamespaceStore
@@ -105,7 +105,7 @@ class TreeStore(NamespaceStore):
         new.parent, new.name = new_parent, new_name
         try:
             file_inode, links = await self._writing(
-                [entry], transactions.link, self._rows_of(entry),
+                [entry], tree_transactions.link, self._rows_of(entry),
                 (new.inode, new_parent, new_name), now_ns,
             )  # fmt: skip
         except MissingParent:
@@ -131,17 +131,17 @@ class TreeStore(NamespaceStore):
         marks: dict[str, bytes | None],
     ) -> tuple[Entry, int]:
         """Copy the tree below `top` by metadata alone, in one transaction
-        (`transactions.clone`): the copy shares every blob and is independent from then
+        (`tree_transactions.clone`): the copy shares every blob and is independent from then
         on. Returns the copy's top entry and how many entries were copied."""
         new_parent, new_name = place
         self._refuse_if_removing(new_parent)
         await self._write_all()  # the rows the copy reads
-        count = await self._run(transactions.subtree_size, top.inode)
+        count = await self._run(tree_transactions.subtree_size, top.inode)
         spare = count // 100 + 16  # for names made below it meanwhile
         inodes = [await self._new_inode() for _ in range(count + spare)]
         try:
             copied = await self._run(
-                transactions.clone, [], top.inode, inodes, place, now_ns, bucket_owner, marks,
+                tree_transactions.clone, [], top.inode, inodes, place, now_ns, bucket_owner, marks,
             )  # fmt: skip
         except MissingParent:
             raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
@@ -157,7 +157,7 @@ class TreeStore(NamespaceStore):
         """Remove the directory `top` and everything below it in one transaction (a
         snapshot that goes); returns the blobs they named."""
         await self._write_all()
-        inodes, blobs = await self._run(transactions.delete_tree, top.inode, now_ns)
+        inodes, blobs = await self._run(tree_transactions.delete_tree, top.inode, now_ns)
         for inode in inodes:
             self._forget(inode)
         self._counted_subdirs({top.parent: -1})
