@@ -7,10 +7,10 @@ import array
 import errno
 import os
 import threading
-import zlib
 from pathlib import Path
 
 from fsobj.datastore import sealing
+from fsobj.datastore.crc import crc32
 from fsobj.datastore.sealing import HEADER, SEALED_CHUNK, KeyMissing, KeyStore, Unsealer
 from fsobj.refusals import Reason, Refused
 
@@ -170,7 +170,7 @@ def checked_chunk(
 ) -> bytes | None:
     """Chunk `index` of the blob's content if it matches its recorded CRC-32, else None."""
     data = blob.chunk(index, cached_only)
-    return data if data is not None and zlib.crc32(data) == expected else None
+    return data if data is not None and crc32(data) == expected else None
 
 
 def blob_file_problem(path: Path, size: int, checksums: bytes | None) -> str:

@@ -26,12 +26,12 @@ import os
 import secrets
 import struct
 import threading
-import zlib
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fsobj.datastore.crc import crc32
 from fsobj.refusals import Reason, Refused
 
 CHUNK = 1 << 20  # as datastore.store.CHUNK: a sealed chunk holds one checksummed chunk
@@ -188,7 +188,7 @@ class Sealer:
 
     def chunk(self, index: int, content: bytes | memoryview, last: bool) -> bytes:
         sealed = self._cipher.encrypt(_nonce(index), bytes(content), _chunk_data(index, last))
-        return sealed + struct.pack("<I", zlib.crc32(sealed))
+        return sealed + struct.pack("<I", crc32(sealed))
 
 
 class Unsealer:
@@ -220,7 +220,7 @@ class Unsealer:
     def chunk(self, index: int, sealed: bytes, last: bool) -> bytes | None:
         """Chunk `index`'s content (None: damaged)."""
         body = sealed[:-4]
-        if len(sealed) < TAG + 4 or struct.unpack("<I", sealed[-4:])[0] != zlib.crc32(body):
+        if len(sealed) < TAG + 4 or struct.unpack("<I", sealed[-4:])[0] != crc32(body):
             return None
         try:
             return self._cipher.decrypt(_nonce(index), body, _chunk_data(index, last))
@@ -236,6 +236,6 @@ def sealed_problem(fd: int, size: int) -> str:
     chunks = -(-size // CHUNK)
     for index in range(chunks):
         sealed = os.pread(fd, SEALED_CHUNK, HEADER + index * SEALED_CHUNK)
-        if len(sealed) < TAG + 4 or struct.unpack("<I", sealed[-4:])[0] != zlib.crc32(sealed[:-4]):
+        if len(sealed) < TAG + 4 or struct.unpack("<I", sealed[-4:])[0] != crc32(sealed[:-4]):
             return f"fails its checksum at byte {index * CHUNK} (sealed)"
     return ""

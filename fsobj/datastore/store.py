@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import uuid
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +40,7 @@ from fsobj.datastore.blob_file import (
     open_blob_file,
     stored_sums,
 )
+from fsobj.datastore.crc import crc32
 from fsobj.datastore.sealing import KeyStore, Seal, Sealer
 from fsobj.refusals import Reason, Refused
 
@@ -94,7 +94,7 @@ class Digest:
         view = memoryview(data)
         while view:
             take = min(len(view), CHUNK - self._filled)
-            self._crc = zlib.crc32(view[:take], self._crc)
+            self._crc = crc32(view[:take], self._crc)
             self._filled += take
             view = view[take:]
             if self._filled == CHUNK:

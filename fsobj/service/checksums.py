@@ -7,9 +7,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import zlib
 from collections.abc import Callable
 from typing import Any, ClassVar
+
+from fsobj.datastore.crc import crc32
 
 COMPOSITE, FULL_OBJECT = "COMPOSITE", "FULL_OBJECT"
 
@@ -28,7 +29,7 @@ class Checksum:
     # The CRCs extend a running value (64 bits for CRC64-NVME, else 32); the others are
     # hashlib digests.
     CRCS: ClassVar[dict[str, Callable[[bytes, int], int]]] = {
-        "crc32": zlib.crc32,
+        "crc32": crc32,
         "crc32c": lambda data, crc: _awscrt().crc32c(data, crc),
         "crc64nvme": lambda data, crc: _awscrt().crc64nvme(data, crc),
     }
