@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import as_user, blob_files
+from conftest import as_user, blob_files, query_metadata
 
 
 def object_id(path) -> str:
@@ -100,6 +100,24 @@ def test_size_and_mtime_follow_writes_and_are_current_right_after_close(bucket):
     assert during.st_mtime_ns > old
     assert after.st_mtime_ns == during.st_mtime_ns
     assert after.st_ctime_ns >= after.st_mtime_ns  # the commit changed the object after that
+
+
+def test_a_large_file_gets_its_md5_etag_after_the_commit(mount, bucket):
+    """Content past what staging keeps in memory is committed without its MD5 (the etag
+    is computed after the commit: service/etags.py): the daemon records it soon by
+    itself, and the first request that needs it sooner gets it at once."""
+    content = os.urandom(3 << 20)
+    (bucket / "left").write_bytes(content)
+    (bucket / "asked").write_bytes(content[::-1])
+    md5 = hashlib.md5(content).hexdigest()
+    assert os.getxattr(bucket / "asked", "user.fsobj.etag").decode() == (
+        hashlib.md5(content[::-1]).hexdigest()
+    )
+    deadline = time.monotonic() + 60
+    while query_metadata(mount.store, "SELECT etag FROM entries WHERE name = 'left'") != [(md5,)]:
+        assert time.monotonic() < deadline, "the daemon never recorded the etag"
+        time.sleep(0.05)
+    assert os.getxattr(bucket / "left", "user.fsobj.etag").decode() == md5
 
 
 def test_content_growing_past_the_memory_staging_limit(mount, bucket):

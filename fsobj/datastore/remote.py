@@ -252,7 +252,7 @@ class RemoteDataStore(DataStore):
         path = self.blob_path(object_id)
         try:
             if seal is None:  # the ETag is the file's MD5, unless a multipart upload's
-                md5 = None if "-" in blob.etag else blob.etag
+                md5 = None if blob.etag is None or "-" in blob.etag else blob.etag
                 self.remote.upload(path, object_id, blob.size, md5)
             else:
                 self.remote.upload(path, object_id, sealed_size(blob.size), None)

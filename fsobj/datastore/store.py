@@ -61,10 +61,11 @@ HASH_LAG = 8 * CHUNK  # how far hashing may fall behind the writes before they w
 
 
 class Digest:
-    """S3's etag (MD5 of the content) and the per-chunk CRC-32s, fed the content in order."""
+    """S3's etag (MD5 of the content) and the per-chunk CRC-32s, fed the content in order;
+    without `md5`, the CRC-32s alone (the etag is computed after the commit)."""
 
-    def __init__(self) -> None:
-        self.md5 = hashlib.md5()
+    def __init__(self, md5: bool = True) -> None:
+        self.md5 = hashlib.md5() if md5 else None
         self.sums = array.array("I")
         self._crc = 0
         self._filled = 0  # bytes of the current chunk seen so far
@@ -90,7 +91,8 @@ class Digest:
         future.result()
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        self.md5.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
         view = memoryview(data)
         while view:
             take = min(len(view), CHUNK - self._filled)
@@ -101,14 +103,15 @@ class Digest:
                 self.sums.append(self._crc)
                 self._crc, self._filled = 0, 0
 
-    def finish(self) -> tuple[str, bytes]:
+    def finish(self) -> tuple[str | None, bytes]:
         """(etag, checksums): the checksums are little-endian uint32, one per chunk."""
         while self._queued:
             self._wait_oldest()
         if self._filled:
             self.sums.append(self._crc)
             self._crc, self._filled = 0, 0
-        return self.md5.hexdigest(), stored_sums(self.sums)
+        etag = self.md5.hexdigest() if self.md5 is not None else None
+        return etag, stored_sums(self.sums)
 
 
 class Staging:
@@ -116,15 +119,19 @@ class Staging:
     is small (most objects are), in a file of the staging area once it grows (`spill`).
 
     Digests are computed as the data arrives while writes are sequential from offset 0;
-    any other write pattern falls back to reading the content once at commit.
+    any other write pattern falls back to reading the content once at commit. Without
+    `md5`, content that leaves memory gets no MD5 here: MD5 is what bounds how fast a
+    large object is written (470 MiB/s on one core here), so the mount's objects have
+    their etag computed after the commit (service/etags.py).
     """
 
-    def __init__(self, path: Path | None = None, fd: int = -1, size: int = 0):
+    def __init__(self, path: Path | None = None, fd: int = -1, size: int = 0, md5: bool = True):
         self.path = path
         self.fd = fd
         self.size = size
         self.memory: bytearray | None = bytearray() if path is None else None
-        self._digest: Digest | None = Digest() if size == 0 else None
+        self.md5 = md5
+        self._digest: Digest | None = Digest(md5) if size == 0 else None
         # An ETag other than the MD5 (a multipart upload's), and checksums known already
         # (its parts'): with both, committing reads nothing back.
         self.etag: str | None = None
@@ -174,13 +181,15 @@ class Staging:
             self.fd = _new_file(path, self.memory, 0o600)
             self.path, self.memory = path, None
 
-    def digests(self) -> tuple[str, bytes]:
-        """(etag, checksums) of the staged content."""
+    def digests(self) -> tuple[str | None, bytes]:
+        """(etag, checksums) of the staged content; no etag for content out of memory
+        staged without `md5`."""
         if self.etag is not None and self.checksums is not None:
             return self.etag, self.checksums
         digest = self._digest
-        if digest is None:
-            digest = Digest()
+        in_memory = self.memory is not None
+        if digest is None or (digest.md5 is None and in_memory):  # small: MD5 costs little
+            digest = Digest(self.md5 or in_memory)
             if self.memory is not None:
                 digest.update(self.memory)
             else:
@@ -237,7 +246,7 @@ class Blob(NamedTuple):
     occupies when it is sparse (None: as many as its size)."""
 
     size: int
-    etag: str
+    etag: str | None  # None: computed after the commit (Staging's `md5`)
     checksums: bytes
     blocks: int | None = None
 
@@ -313,20 +322,20 @@ class DataStore:
         except FileNotFoundError:
             return None
 
-    async def stage(self, source: BlobFile | None) -> Staging:
+    async def stage(self, source: BlobFile | None, md5: bool = True) -> Staging:
         """New staged content: empty and in memory, or a staging file holding a copy of
         the content of the blob open as `source`. Files are created in a thread: under
         concurrent commits, creating one waits for the directory that renames are using
         (measured: 78% of the loop's time when done on the loop)."""
         if source is None:
-            return Staging()
-        return await trio.to_thread.run_sync(self._stage, source)
+            return Staging(md5=md5)
+        return await trio.to_thread.run_sync(self._stage, source, md5)
 
     def staging_path(self) -> Path:
         """A new name in the staging area."""
         return self.staging / uuid.uuid4().hex
 
-    def _stage(self, source: BlobFile) -> Staging:
+    def _stage(self, source: BlobFile, md5: bool) -> Staging:
         path = self.staging_path()
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -349,7 +358,7 @@ class DataStore:
             os.close(fd)
             os.unlink(path)
             raise
-        return Staging(path, fd, source.size)
+        return Staging(path, fd, source.size, md5)
 
     async def commit(
         self, staging: Staging, object_id: str, sync: bool = True, seal: Seal | None = None

@@ -111,6 +111,8 @@ class MetadataAttributes(FuseFrontEnd):
             item = names.TAGS if name == TAGS else name[len("user.") :]
             stored = (await self.core.user_metadata(entry)).get(item)
             return None if stored is None else stored.decode("latin-1")
+        if field == "etag":
+            await self.core.objects.etags.fill(entry)
         fields = {"id": entry.object_id, "etag": entry.etag, "content-type": entry.content_type}
         if bucket is not None and await versioning.state(self.core, bucket) is not None:
             fields["version-id"] = versioning.version_id_of(entry)

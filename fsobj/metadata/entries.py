@@ -71,7 +71,7 @@ class Commit:
 
     object_id: str
     size: int
-    etag: str
+    etag: str | None  # None: computed after the commit (service/etags.py)
     checksums: bytes | None
     blocks: int | None
     content_type: str | None  # None: none was ever said (setfattr -x took it away)

@@ -251,6 +251,19 @@ class MetadataStore(VersionStore):
         """Those of `object_ids` that no entry names (compared inside the database)."""
         return await self._run(transactions.unnamed_blobs, object_ids)
 
+    async def record_etag(self, object_id: str, etag: str) -> None:
+        """The etag of a blob committed without one (service/etags.py), for every entry
+        and past version that names it."""
+        key = schema.blob_key(object_id)
+        pending = "SET etag = ? WHERE object_id = ? AND etag IS NULL"
+        await self._run(
+            transactions.write,
+            [
+                (f"UPDATE entries {pending}", (etag, key)),
+                (f"UPDATE versions {pending}", (etag, key)),
+            ],
+        )
+
     async def remove_pending_objects(self) -> list[str]:
         """Delete objects that were created but never committed (their writer died before
         close); returns their names. Only for a store nobody has open."""

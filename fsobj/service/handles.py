@@ -34,6 +34,7 @@ from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
 from fsobj.service import encryption, names
 from fsobj.service.durability import GroupSync
+from fsobj.service.etags import Etags
 from fsobj.service.group_commit import GroupCommit
 from fsobj.service.versions import Version, VersionReader
 from fsobj.service.working_copy import Handle
@@ -102,6 +103,7 @@ class OpenObjects:
         # as asked, or as the object's bucket says (service/encryption.py).
         self.sealing: Sealing = _as_asked
         self.reader = VersionReader(data)
+        self.etags = Etags(meta, data)
 
     def get(self, fh: int) -> Handle:
         return self._handles[fh]
@@ -198,7 +200,7 @@ class OpenObjects:
                 handle.blob = self._open_blob(version, entry.name, handle.key)
                 break
         if handle.writable and truncate:
-            handle.staging = staged or await self.data.stage(None)
+            handle.staging = staged or await self.data.stage(None, md5=False)
             handle.dirty = True
             handle.modified_ns = time.time_ns()
             self._last_writer[entry.kernel_inode] = handle
@@ -268,7 +270,6 @@ class OpenObjects:
         assert source.object_id is not None
         await self.durability.make_content_durable(source)
         now = time.time_ns()
-        assert source.etag is not None  # a committed version's
         archive: Archive | None = None
         kept: dict[str, bytes] | None = metadata
         if not restores:  # a restored version keeps its own id and metadata
@@ -368,7 +369,7 @@ class OpenObjects:
         ):
             async with handle.gate.staging:  # one change makes it; the others wait for it
                 if handle.staging is None:
-                    handle.staging = await self.data.stage(handle.blob)
+                    handle.staging = await self.data.stage(handle.blob, md5=False)
                 staging = handle.staging
                 if staging.memory is not None and end > staging.size and self._too_big(end):
                     await self._change(handle, False, staging.spill, self.data.staging_path())
@@ -508,6 +509,8 @@ class OpenObjects:
             raise
         finally:
             self.committing.discard(object_id)
+        if commit.etag is None:
+            self.etags.later(handle.entry)
         # Later reads and copy-on-write through this handle start from what it committed.
         await self._pin(handle, Version(object_id, commit.size, commit.checksums))
         self.committed(handle.entry.kernel_inode)

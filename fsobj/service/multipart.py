@@ -107,15 +107,16 @@ class MultipartUploads:
         try:
             if staged.memory is not None:
                 await trio.to_thread.run_sync(staged.spill, path)
-            digests = staged.digests()
+            etag, sums = staged.digests()
+            assert etag is not None  # received with its MD5 (`_receive`)
             staged.close()
             await trio.to_thread.run_sync(
-                self.uploads.keep_part, upload_id, number, path, digests, checksum()
+                self.uploads.keep_part, upload_id, number, path, (etag, sums), checksum()
             )
         except BaseException:
             self.service._discard(staged)
             raise
-        return digests[0]
+        return etag
 
     async def upload_part_copy(
         self,

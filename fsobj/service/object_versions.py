@@ -100,6 +100,7 @@ async def find(
             service._require(who, acl, parent, W | X, bucket)
         else:
             service._require(who, acl, current, R, bucket)
+            await service.objects.etags.fill(current)
         return Found(bucket_entry, path, current, None)
     past = await service._meta.past_version(bucket_entry.inode, path, version_id)
     if past is None:
@@ -108,7 +109,15 @@ async def find(
         service._require(who, acl, current, W if write else R, bucket)
     else:
         service._require(who, acl, bucket_entry, (W | X) if write else R, bucket)
-    return Found(bucket_entry, path, None, past)
+    return Found(bucket_entry, path, None, await _with_etag(service, past))
+
+
+async def _with_etag(service: ObjectService, past: PastVersion) -> PastVersion:
+    """A past version whose blob was committed without an etag, with it (etags.py)."""
+    if past.etag is not None or past.object_id is None:
+        return past
+    etag = await service.objects.etags.of_blob(past.object_id, past.size, past.checksums)
+    return dataclasses.replace(past, etag=etag)
 
 
 def past_entry(bucket: Entry, past: PastVersion) -> Entry:
@@ -288,6 +297,10 @@ async def list_versions(
         if isinstance(item, str):
             listing.prefixes.append(item)
         else:
+            if item.entry is not None:
+                await service.objects.etags.fill(item.entry)
+            if item.past is not None:
+                item = dataclasses.replace(item, past=await _with_etag(service, item.past))
             listing.versions.append(item)
         last = item
     return listing

@@ -121,6 +121,7 @@ class ObjectService:
         """The object (or directory marker) at `key`, which `who` may read."""
         entry, acl = await self._existing(who, bucket, key)
         self._require(who, acl, entry, R, bucket)
+        await self.objects.etags.fill(entry)
         return entry
 
     async def object_permissions(self, who: Identity, bucket: str, key: str) -> Entry:
@@ -229,8 +230,10 @@ class ObjectService:
         fails, an object made for it goes, with the directories made for it."""
         entry, replaced = target
         try:
-            if expects and expects.etag is not None and entry.object_id is None:
-                raise Refused(Reason.NO_SUCH_KEY, None, "no object to match (If-Match)")
+            if expects and expects.etag is not None:
+                if entry.object_id is None:
+                    raise Refused(Reason.NO_SUCH_KEY, None, "no object to match (If-Match)")
+                await self.objects.etags.fill(entry)  # what the commit compares
             await commit()
             if replaced is not None:
                 self.core.attributes_changed(replaced)  # one name less
@@ -463,8 +466,12 @@ class ObjectService:
     ) -> Listing:
         """Up to `limit` keys and common prefixes in S3's order after `after` (key_listing)."""
         bucket_entry, acl = await self.bucket(who, bucket, Permission.READ)
-        listing = KeyListing(self._meta, self.iam, who, acl)
-        return await listing.page(bucket_entry, prefix, delimiter, after, limit)
+        listing = await KeyListing(self._meta, self.iam, who, acl).page(
+            bucket_entry, prefix, delimiter, after, limit
+        )
+        for listed in listing.keys:
+            await self.objects.etags.fill(listed.entry)
+        return listing
 
     # -- resolving keys -------------------------------------------------------------------
 
