@@ -219,6 +219,8 @@ class Handlers:
         self, request: Request, entry: Entry, reader: Reader | None, metadata: dict[str, bytes]
     ) -> Response:
         size = entry.size if entry.kind == "object" else 0
+        # Again: the mount may have committed a new version since the lookup filled it.
+        await self.service.objects.etags.fill(entry)
         etag = etag_of(entry)
         headers = {
             "etag": quoted(etag),
