@@ -20,40 +20,13 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import ROOT, drop_caches, progress, small_files
+
 PYTHON = str(ROOT / ".venv/bin/python")
-
-SMALL = """
-import os, sys, time
-root, count, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-names = [os.path.join(root, f"f{i:06d}") for i in range(count)]
-start = time.perf_counter()
-for name in names:
-    if mode == "create":
-        with open(name, "wb") as f:
-            f.write(b"x" * 4096)
-    elif mode == "read":
-        with open(name, "rb") as f:
-            f.read()
-    else:
-        os.unlink(name)
-print(count / (time.perf_counter() - start))
-"""
-
-
-def progress(message: str) -> None:
-    if sys.stderr.isatty():
-        print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
-
-
-def drop_caches() -> None:
-    os.sync()
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 class Side:
@@ -110,11 +83,7 @@ class Side:
         for mode, drop in (("create", False), ("read", True), ("unlink", False)):
             if drop:
                 drop_caches()
-            out = subprocess.run(
-                [PYTHON, "-c", SMALL, str(bucket), str(files), mode],
-                check=True, capture_output=True, text=True, cwd=self.workdir,
-            ).stdout  # fmt: skip
-            figures[f"{mode} 4 KiB files, files/s"] = float(out)
+            figures[f"{mode} 4 KiB files, files/s"] = files / small_files(bucket, files, mode)
         return figures
 
 
