@@ -47,13 +47,9 @@ class Etags:
         """Give an object committed without an etag its etag, now."""
         while entry.etag is None and entry.object_id is not None and entry.kind == "object":
             object_id = entry.object_id
-            etag = await self._of(object_id, entry.size, entry.checksums)
+            etag = await self.of_blob(object_id, entry.size, entry.checksums)
             if entry.object_id == object_id:  # else replaced meanwhile: the new one's
                 entry.etag = etag
-
-    async def of_blob(self, object_id: str, size: int, checksums: bytes | None) -> str:
-        """The etag of a blob (a past version's, whose record is not an entry)."""
-        return await self._of(object_id, size, checksums)
 
     async def run(self) -> None:
         """Compute the etags of blobs committed without one, one at a time, until
@@ -74,7 +70,9 @@ class Etags:
                         error,
                     )
 
-    async def _of(self, object_id: str, size: int, checksums: bytes | None) -> str:
+    async def of_blob(self, object_id: str, size: int, checksums: bytes | None) -> str:
+        """The etag of a blob, computed (and recorded) unless known (a past version's
+        record is not an entry: `fill` is for entries)."""
         etag = self._known.get(object_id)
         if etag is None:
             self._waiting.pop(object_id, None)
