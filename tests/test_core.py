@@ -5,11 +5,13 @@ mounts and servers elsewhere; these are the core's own rules."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
+import trio
 
 from fsobj.iam.policy import Grant, Identity, Permission
 from fsobj.metadata import transactions
@@ -103,6 +105,34 @@ async def test_a_prefix_goes_with_its_last_key(core):
     bucket = await service.existing(await service.entry(ROOT_INODE), b"bkt")
     assert await service.child(bucket, b"deep") is None
     await objects.delete(ROOT, "bkt", "never/was")  # as in S3: no error
+
+
+async def test_requests_waiting_for_one_blob_s_etag_read_the_blob_once(core, monkeypatch):
+    """A large file written through the mount gets its etag after the commit; requests
+    that need it meanwhile share one reading of the blob."""
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    content = os.urandom(3 << 20)
+    entry = await objects.put(ROOT, "bkt", "big", body(content))
+    etags = service.objects.etags
+    reads: list[str] = []
+    md5 = etags._md5
+
+    def counted(object_id: str, size: int, checksums: bytes | None) -> str:
+        reads.append(object_id)
+        return md5(object_id, size, checksums)
+
+    monkeypatch.setattr(etags, "_md5", counted)
+    answers: list[str] = []
+
+    async def ask() -> None:
+        answers.append(await etags.of_blob(entry.object_id, entry.size, entry.checksums))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(ask)
+    assert reads == [entry.object_id]
+    assert answers == [hashlib.md5(content).hexdigest()] * 3
 
 
 async def test_a_copy_shares_the_blob_and_a_check_may_refuse_it(core):

@@ -36,6 +36,7 @@ class Etags:
         self._waiting: dict[str, Entry] = {}
         self._arrived = trio.Event()
         self._known: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._computing: dict[str, trio.Event] = {}  # blob ids being read, for their etag
 
     def later(self, entry: Entry) -> None:
         """An object was committed without its etag: compute it soon."""
@@ -73,15 +74,25 @@ class Etags:
     async def of_blob(self, object_id: str, size: int, checksums: bytes | None) -> str:
         """The etag of a blob, computed (and recorded) unless known (a past version's
         record is not an entry: `fill` is for entries)."""
-        etag = self._known.get(object_id)
-        if etag is None:
-            self._waiting.pop(object_id, None)
-            await self.data.ensure_local(object_id, size, checksums)
-            etag = await trio.to_thread.run_sync(self._md5, object_id, size, checksums)
-            await self.meta.record_etag(object_id, etag)
-            self._known[object_id] = etag
-            while len(self._known) > KNOWN:
-                self._known.popitem(last=False)
+        while (etag := self._known.get(object_id)) is None:
+            computing = self._computing.get(object_id)
+            if computing is not None:
+                # Another request is reading this blob: its answer serves this one too.
+                # Should it fail, the loop tries again itself.
+                await computing.wait()
+                continue
+            self._computing[object_id] = done = trio.Event()
+            try:
+                self._waiting.pop(object_id, None)
+                await self.data.ensure_local(object_id, size, checksums)
+                etag = await trio.to_thread.run_sync(self._md5, object_id, size, checksums)
+                await self.meta.record_etag(object_id, etag)
+                self._known[object_id] = etag
+                while len(self._known) > KNOWN:
+                    self._known.popitem(last=False)
+            finally:
+                del self._computing[object_id]
+                done.set()
         return etag
 
     def _md5(self, object_id: str, size: int, checksums: bytes | None) -> str:
