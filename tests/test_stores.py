@@ -1,5 +1,6 @@
 """The metadata store and the data store on their own, without FUSE."""
 
+import errno
 import hashlib
 import os
 import re
@@ -15,7 +16,7 @@ from conftest import a_commit, metadata_store, new_entry
 
 from fsobj.datastore.blob_file import chunk_sums
 from fsobj.datastore.crc import crc32
-from fsobj.datastore.store import CHUNK, DataStore, Digest, new_object_id
+from fsobj.datastore.store import CHUNK, DataStore, Digest, Staging, new_object_id
 from fsobj.metadata import schema, transactions
 from fsobj.metadata.store import open_metadata_store
 from fsobj.refusals import Reason, Refused
@@ -288,6 +289,43 @@ async def test_copy_on_write_and_rehash_after_random_writes(tmp_path):
     assert list(chunk_sums(checksums)) == [zlib.crc32(b"012abc67")]
 
 
+async def test_writes_handed_over_land_in_order_and_a_failure_fails_what_follows(tmp_path):
+    """A staging file's writes are written behind by a thread of their own: every other
+    call sees them all, in the order given; one that fails spoils what follows."""
+    data = DataStore(tmp_path)
+    staging = await data.stage(None, md5=False)
+    staging.spill(data.staging_path())
+    pieces = [os.urandom(CHUNK) for _ in range(10)]  # more than one turn of its thread
+    for index, piece in enumerate(pieces):
+        assert staging.write_behind(index * CHUNK, piece) == CHUNK
+    staging.write_behind(CHUNK + 5, b"over")  # after the piece it overwrites, as given
+    assert staging.size == 10 * CHUNK
+    expected = bytearray(b"".join(pieces))
+    expected[CHUNK + 5 : CHUNK + 9] = b"over"
+    assert staging.read(CHUNK, 16) == bytes(expected[CHUNK : CHUNK + 16])
+    staging.write_behind(10 * CHUNK, b"tail")
+    staging.truncate(10 * CHUNK + 2)
+    expected += b"ta"
+    object_id = new_object_id()
+    size, etag, checksums, _ = await data.commit(staging, object_id)
+    assert data.blob_path(object_id).read_bytes() == expected and size == len(expected)
+    sums = [zlib.crc32(expected[i : i + CHUNK]) for i in range(0, len(expected), CHUNK)]
+    assert list(chunk_sums(checksums)) == sums
+    assert etag is None  # staged without MD5: computed after the commit
+
+    full = Staging(tmp_path / "full", os.open("/dev/full", os.O_WRONLY))
+    full.write_behind(0, b"x" * CHUNK)  # accepted: it fails in the writing thread
+    with pytest.raises(OSError) as failed:
+        full.settle()
+    assert failed.value.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        full.write_behind(CHUNK, b"y")
+    with pytest.raises(OSError):
+        full.digests()
+    full.close()
+    assert full.fd == -1
+
+
 def test_digest_checksums_each_chunk_however_the_data_arrives():
     data = os.urandom(2 * CHUNK + 12345)
     whole, pieces = Digest(), Digest()
@@ -550,7 +588,6 @@ async def test_requests_made_together_share_one_sync(tmp_path):
 async def test_a_durability_point_syncs_the_new_blobs_and_only_many_by_syncfs(tmp_path):
     """The blobs left unsynced since the last point are synced file by file while they
     are few: a `syncfs` would also wait for all that other programs wrote to the disk."""
-    from fsobj.datastore.store import Staging
     from fsobj.service.durability import SYNCED_ONE_BY_ONE, GroupSync
 
     class Watched(DataStore):

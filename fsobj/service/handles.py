@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from fsobj import measures
-from fsobj.datastore.blob_file import BlobFile, DamagedBlob
+from fsobj.datastore.blob_file import CHUNK, BlobFile, DamagedBlob
 from fsobj.datastore.sealing import Seal
 from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size
 from fsobj.metadata.archive import Archive
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # Writes up to this size go to staged content without a thread hop: a small buffered
 # pwrite does not block the loop for long, and the hop costs more than it.
 INLINE_WRITE = 64 * 1024
+# How much of a staging file's writes may wait to be written while its writer goes on.
+WRITE_BEHIND = 4 * CHUNK
 # Staged content is kept in memory up to this size per handle, and this much in all;
 # past that it moves to a staging file.
 MEMORY_STAGING = 1 << 20
@@ -382,6 +384,10 @@ class OpenObjects:
         self._check_size(self.working(handle), offset + len(data))
         async with self._working_copy(handle) as working:
             staging = await self._staging(working, offset + len(data))
+            if staging.memory is None:  # a file: written behind, in order
+                if staging.behind > WRITE_BEHIND:
+                    await self._change(working, False, staging.settle, WRITE_BEHIND)
+                return await self._change(working, True, staging.write_behind, offset, data)
             inline = len(data) <= INLINE_WRITE
             return await self._change(working, inline, staging.write, offset, data)
 
