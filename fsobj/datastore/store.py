@@ -149,7 +149,8 @@ class Staging:
         # Writes handed over by `write_behind`, in order, and the first that failed.
         self._behind: collections.deque[tuple[int, bytes]] = collections.deque()
         self.behind = 0  # bytes handed over and not yet written
-        self._draining = False
+        self._draining = False  # a thread has this staging's writes to do, or will have
+        self._writing = False  # one of them is being written
         self._failure: OSError | None = None
         self._settled = threading.Condition(self._lock)
 
@@ -202,12 +203,14 @@ class Staging:
                     self._settled.notify_all()
                     return
                 offset, data = self._behind.popleft()
+                self._writing = True
             failure = None
             try:  # outside the lock: the loop hands the next piece over meanwhile
                 _write_all(self.fd, memoryview(data), offset)
             except OSError as error:
                 failure = error
             with self._lock:
+                self._writing = False
                 self.behind -= len(data)
                 if failure is None:
                     self._written(offset, memoryview(data))
@@ -281,7 +284,7 @@ class Staging:
         Writes handed over and not begun are dropped; one under way is waited for."""
         with self._lock:
             self._drop_behind()
-            while self._draining:
+            while self._writing:
                 self._settled.wait()
             self.memory = None
             if self.fd >= 0:
