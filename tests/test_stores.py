@@ -16,7 +16,8 @@ from conftest import a_commit, metadata_store, new_entry
 
 from fsobj.datastore.blob_file import chunk_sums
 from fsobj.datastore.crc import crc32
-from fsobj.datastore.store import CHUNK, DataStore, Digest, Staging, new_object_id
+from fsobj.datastore.staging import Digest, Staging
+from fsobj.datastore.store import CHUNK, DataStore, new_object_id
 from fsobj.metadata import schema, transactions
 from fsobj.metadata.store import open_metadata_store
 from fsobj.refusals import Reason, Refused

@@ -35,7 +35,8 @@ from fsobj import measures
 from fsobj.datastore.blob_file import DamagedBlob, blob_file_problem
 from fsobj.datastore.cache import DEFAULT_CACHE_BYTES, BlobCache
 from fsobj.datastore.sealing import Seal, sealed_size
-from fsobj.datastore.store import Blob, DataStore, Staging
+from fsobj.datastore.staging import Staging
+from fsobj.datastore.store import Blob, DataStore
 
 log = logging.getLogger(__name__)
 

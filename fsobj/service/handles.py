@@ -27,7 +27,8 @@ import trio
 from fsobj import measures
 from fsobj.datastore.blob_file import CHUNK, BlobFile, DamagedBlob
 from fsobj.datastore.sealing import Seal
-from fsobj.datastore.store import Blob, DataStore, Staging, check_object_size
+from fsobj.datastore.staging import Staging
+from fsobj.datastore.store import Blob, DataStore, check_object_size
 from fsobj.metadata.archive import Archive
 from fsobj.metadata.entries import Commit, Entry, Expected
 from fsobj.metadata.store import MetadataStore

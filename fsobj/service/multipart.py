@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from fsobj.datastore.sealing import Seal
-from fsobj.datastore.store import Staging
+from fsobj.datastore.staging import Staging
 from fsobj.iam.policy import Identity, Permission, X
 from fsobj.metadata.entries import Expected
 from fsobj.metadata.store import Entry

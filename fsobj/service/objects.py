@@ -25,7 +25,8 @@ import trio
 
 from fsobj import measures
 from fsobj.datastore.sealing import Seal
-from fsobj.datastore.store import Staging, check_object_size
+from fsobj.datastore.staging import Staging
+from fsobj.datastore.store import check_object_size
 from fsobj.iam.policy import Acl, Grant, Identity, Permission, R, W, X
 from fsobj.metadata.entries import Expected
 from fsobj.metadata.schema import ROOT_INODE

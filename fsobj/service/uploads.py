@@ -24,7 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-from fsobj.datastore.store import CHUNK, Staging
+from fsobj.datastore.blob_file import CHUNK
+from fsobj.datastore.staging import Staging
 from fsobj.service import checksums
 
 MIN_PART = 5 << 20  # every part but the last, as S3 requires

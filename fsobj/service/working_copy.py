@@ -13,7 +13,7 @@ import trio
 
 from fsobj.datastore.blob_file import BlobFile
 from fsobj.datastore.sealing import Seal
-from fsobj.datastore.store import Staging
+from fsobj.datastore.staging import Staging
 from fsobj.metadata.entries import Entry, Expected
 from fsobj.refusals import Refused
 from fsobj.service.versions import Ahead, Version
