@@ -135,6 +135,45 @@ async def test_requests_waiting_for_one_blob_s_etag_read_the_blob_once(core, mon
     assert answers == [hashlib.md5(content).hexdigest()] * 3
 
 
+async def test_the_background_etag_waits_for_a_file_to_rest(core, monkeypatch):
+    """A file committed again and again without its MD5 (a database the mount writes,
+    at every fsync) has its etag computed once, of the version it rests at."""
+    from fsobj.service import etags as etags_module
+
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    await objects.put(ROOT, "bkt", "db", body(b"version 1"))
+    second = await objects.put(ROOT, "bkt", "other", body(b"version 2"))
+    etags = service.objects.etags
+    reads: list[str] = []
+    md5 = etags._md5
+
+    def counted(object_id: str, size: int, checksums: bytes | None) -> str:
+        reads.append(object_id)
+        return md5(object_id, size, checksums)
+
+    monkeypatch.setattr(etags, "_md5", counted)
+    monkeypatch.setattr(etags_module, "QUIET", 0.2)
+    entry = await service.existing(
+        await service.existing(await service.entry(ROOT_INODE), b"bkt"), b"db"
+    )
+    entry.etag = None  # as the mount commits a large file
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(etags.run)
+        etags.later(entry)
+        await trio.sleep(0.05)
+        entry.object_id, entry.size, entry.checksums = (
+            second.object_id,
+            second.size,
+            second.checksums,
+        )  # committed again before its turn
+        etags.later(entry)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert reads == [second.object_id]  # the version it rests at, and that one alone
+    assert entry.etag == hashlib.md5(b"version 2").hexdigest()
+
+
 async def test_a_copy_shares_the_blob_and_a_check_may_refuse_it(core):
     _, objects = core
     await objects.create_bucket(ROOT, "bkt")

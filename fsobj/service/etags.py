@@ -26,14 +26,16 @@ from fsobj.metadata.store import MetadataStore
 log = logging.getLogger(__name__)
 
 KNOWN = 4096  # etags computed here, remembered for the other entries naming the blob
+QUIET = 1.0  # seconds after its commit before the background task reads a blob
 
 
 class Etags:
     def __init__(self, meta: MetadataStore, data: DataStore):
         self.meta = meta
         self.data = data
-        # Objects committed without an etag, for the background task, by blob id.
-        self._waiting: dict[str, Entry] = {}
+        # Objects committed without an etag, for the background task, by blob id, with
+        # when their turn comes (in order: each arrives QUIET after its commit).
+        self._waiting: dict[str, tuple[Entry, float]] = {}
         self._arrived = trio.Event()
         self._known: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._computing: dict[str, trio.Event] = {}  # blob ids being read, for their etag
@@ -41,7 +43,7 @@ class Etags:
     def later(self, entry: Entry) -> None:
         """An object was committed without its etag: compute it soon."""
         if entry.object_id is not None:
-            self._waiting[entry.object_id] = entry
+            self._waiting[entry.object_id] = (entry, trio.current_time() + QUIET)
             self._arrived.set()
 
     async def fill(self, entry: Entry) -> None:
@@ -53,13 +55,19 @@ class Etags:
                 entry.etag = etag
 
     async def run(self) -> None:
-        """Compute the etags of blobs committed without one, one at a time, until
-        cancelled. A blob gone meanwhile (replaced, removed) needs none."""
+        """Compute the etags of blobs committed without one, one at a time, each QUIET
+        after its commit, until cancelled. A blob replaced meanwhile needs none: a file
+        that is committed again and again (a database's, at every fsync) has its etag
+        computed once it rests, not once per version."""
         while True:
             await self._arrived.wait()
             self._arrived = trio.Event()
             while self._waiting:
-                entry = self._waiting.pop(next(iter(self._waiting)))
+                object_id = next(iter(self._waiting))
+                entry, due = self._waiting[object_id]
+                await trio.sleep_until(due)
+                if self._waiting.pop(object_id, None) is None or entry.object_id != object_id:
+                    continue  # asked for meanwhile (of_blob took it), or replaced
                 try:
                     await self.fill(entry)
                 except FileNotFoundError:
