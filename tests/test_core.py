@@ -107,6 +107,36 @@ async def test_a_prefix_goes_with_its_last_key(core):
     await objects.delete(ROOT, "bkt", "never/was")  # as in S3: no error
 
 
+async def test_deleting_a_marker_and_the_last_key_below_it_at_once(core):
+    """`aws s3 rm --recursive` deletes ten keys at a time: the last key below a directory
+    and the directory's marker may go together, and the directories left for them go
+    with them, whichever request removes each (CI saw the key's DELETE fail: the other
+    request had removed the directories it was about to prune)."""
+    service, objects = core
+
+    class Kernel:
+        """The mount, told of every name S3 changes; slow to answer for the key."""
+
+        async def name_changed(self, inode: int, name: str) -> None:
+            await trio.sleep(0.5 if name == "k" else 0)
+
+        def attributes_changed(self, inode: int) -> None:
+            pass
+
+    await objects.create_bucket(ROOT, "bkt")
+    for key in ("made/", "made/inner/"):  # as mkdir makes them
+        await objects.put(ROOT, "bkt", key, body())
+    await objects.put(ROOT, "bkt", "made/inner/k", body(b"x"))
+    await objects.delete(ROOT, "bkt", "made/")  # kept for what is below it
+    service.watchers.append(Kernel())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(objects.delete, ROOT, "bkt", "made/inner/k")
+        await trio.sleep(0.1)  # the key is gone; its request is telling the kernel
+        nursery.start_soon(objects.delete, ROOT, "bkt", "made/inner/")
+    bucket = await service.existing(await service.entry(ROOT_INODE), b"bkt")
+    assert await service.child(bucket, b"made") is None
+
+
 async def test_requests_waiting_for_one_blob_s_etag_read_the_blob_once(core, monkeypatch):
     """A large file written through the mount gets its etag after the commit; requests
     that need it meanwhile share one reading of the blob."""

@@ -443,17 +443,23 @@ class ObjectService:
         """Remove the directories that PUTs made for keys below them and that hold nothing
         now: in S3 a prefix goes with its last key (DeleteBucket must find the bucket
         empty after `aws s3 rm --recursive`). Directories made as such (`mkdir`, a PUT of
-        `dir/`) stay, as markers do in S3."""
-        while directory.kind == "dir":
-            parent = await self.core.entry(directory.parent)
-            if (
-                IMPLIED not in await self._meta.user_metadata(directory.inode)
-                or not self.iam.may(who, acl, parent, W | X)
-                or not await self.core.remove(directory)
-            ):
-                return
-            await self.core.name_changed(parent, directory.name)
-            directory = parent
+        `dir/`) stay, as markers do in S3. Another request may prune the same
+        directories at the same time (the DELETE of a marker beside that of the last key
+        below it): what it removed first is pruned already."""
+        try:
+            while directory.kind == "dir":
+                parent = await self.core.entry(directory.parent)
+                if (
+                    IMPLIED not in await self._meta.user_metadata(directory.inode)
+                    or not self.iam.may(who, acl, parent, W | X)
+                    or not await self.core.remove(directory)
+                ):
+                    return
+                await self.core.name_changed(parent, directory.name)
+                directory = parent
+        except Refused as refusal:
+            if refusal.reason is not self.core.vanished:
+                raise
 
     # -- listing ------------------------------------------------------------------------
 
