@@ -53,6 +53,7 @@ class SeaweedFS:
         self.port = _seaweedfs_port()
         self.ports = [_seaweedfs_port() for _ in range(3)]
         self.process: subprocess.Popen | None = None
+        self._offered = False  # the bucket `offer_bucket` makes is there
 
     @property
     def endpoint(self) -> str:
@@ -123,9 +124,12 @@ class SeaweedFS:
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
         credentials = self.credentials_file(directory / "credentials")
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+        if self._offered:  # a client costs a tenth of a second of CPU: once per service
+            return
         client = self.client()
         if "fsobj-blobs" not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
             client.create_bucket(Bucket="fsobj-blobs")
+        self._offered = True
 
     def credentials_file(self, path: Path) -> Path:
         """A 0600 credentials file in the AWS format, holding KEY."""
