@@ -137,14 +137,8 @@ async def test_deleting_a_marker_and_the_last_key_below_it_at_once(core):
     assert await service.child(bucket, b"made") is None
 
 
-async def test_requests_waiting_for_one_blob_s_etag_read_the_blob_once(core, monkeypatch):
-    """A large file written through the mount gets its etag after the commit; requests
-    that need it meanwhile share one reading of the blob."""
-    service, objects = core
-    await objects.create_bucket(ROOT, "bkt")
-    content = os.urandom(3 << 20)
-    entry = await objects.put(ROOT, "bkt", "big", body(content))
-    etags = service.objects.etags
+def blobs_read_for_etags(etags, monkeypatch) -> list[str]:
+    """The blobs the etag computer reads from now on, in order."""
     reads: list[str] = []
     md5 = etags._md5
 
@@ -153,6 +147,18 @@ async def test_requests_waiting_for_one_blob_s_etag_read_the_blob_once(core, mon
         return md5(object_id, size, checksums)
 
     monkeypatch.setattr(etags, "_md5", counted)
+    return reads
+
+
+async def test_requests_waiting_for_one_blob_s_etag_read_the_blob_once(core, monkeypatch):
+    """A large file written through the mount gets its etag after the commit; requests
+    that need it meanwhile share one reading of the blob."""
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    content = os.urandom(3 << 20)
+    entry = await objects.put(ROOT, "bkt", "big", body(content))
+    etags = service.objects.etags
+    reads = blobs_read_for_etags(etags, monkeypatch)
     answers: list[str] = []
 
     async def ask() -> None:
@@ -175,14 +181,7 @@ async def test_the_background_etag_waits_for_a_file_to_rest(core, monkeypatch):
     await objects.put(ROOT, "bkt", "db", body(b"version 1"))
     second = await objects.put(ROOT, "bkt", "other", body(b"version 2"))
     etags = service.objects.etags
-    reads: list[str] = []
-    md5 = etags._md5
-
-    def counted(object_id: str, size: int, checksums: bytes | None) -> str:
-        reads.append(object_id)
-        return md5(object_id, size, checksums)
-
-    monkeypatch.setattr(etags, "_md5", counted)
+    reads = blobs_read_for_etags(etags, monkeypatch)
     monkeypatch.setattr(etags_module, "QUIET", 0.2)
     entry = await service.existing(
         await service.existing(await service.entry(ROOT_INODE), b"bkt"), b"db"
