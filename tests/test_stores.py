@@ -327,6 +327,33 @@ async def test_writes_handed_over_land_in_order_and_a_failure_fails_what_follows
     assert full.fd == -1
 
 
+async def test_a_copy_staged_from_a_blob_recomputes_only_the_chunks_it_changed(tmp_path):
+    """A writer in place (a database) commits at every fsync: the chunks it left alone
+    keep the checksums recorded for its blob; those it wrote, truncated or added are
+    computed anew."""
+    data = DataStore(tmp_path)
+    original = os.urandom(3 * CHUNK + 100)
+    first = await data.stage(None)
+    first.write(0, original)
+    object_id = new_object_id()
+    _, _, recorded, _ = await data.commit(first, object_id)
+    blob = data.open_blob(object_id, len(original))
+    try:
+        copy = await data.stage(blob, md5=False, checksums=recorded)
+    finally:
+        blob.close()
+    os.pwrite(copy.fd, b"unseen", 10)  # behind its back: chunk 0 is not read again
+    copy.write(CHUNK + 7, b"changed")
+    copy.truncate(3 * CHUNK + 50)  # the last chunk shrinks
+    copy.write(4 * CHUNK, b"past the end")  # a hole, then a new chunk
+    expected = bytearray(original[: 3 * CHUNK + 50])
+    expected[CHUNK + 7 : CHUNK + 14] = b"changed"
+    expected += bytes(4 * CHUNK - len(expected)) + b"past the end"
+    _, _, checksums, _ = await data.commit(copy, new_object_id())
+    sums = [zlib.crc32(expected[i : i + CHUNK]) for i in range(0, len(expected), CHUNK)]
+    assert list(chunk_sums(checksums)) == sums  # chunk 0's from the record, not the file
+
+
 def test_digest_checksums_each_chunk_however_the_data_arrives():
     data = os.urandom(2 * CHUNK + 12345)
     whole, pieces = Digest(), Digest()

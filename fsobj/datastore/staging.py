@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-from fsobj.datastore.blob_file import CHUNK, stored_sums
+from fsobj.datastore.blob_file import CHUNK, chunk_sums, stored_sums
 from fsobj.datastore.crc import crc32
 
 # One thread hashes large writes while their writers go on, where they compute an MD5
@@ -98,7 +98,14 @@ class Staging:
     their etag computed after the commit (service/etags.py).
     """
 
-    def __init__(self, path: Path | None = None, fd: int = -1, size: int = 0, md5: bool = True):
+    def __init__(
+        self,
+        path: Path | None = None,
+        fd: int = -1,
+        size: int = 0,
+        md5: bool = True,
+        base: bytes | None = None,
+    ):
         self.path = path
         self.fd = fd
         self.size = size
@@ -120,6 +127,11 @@ class Staging:
         self._writing = False  # one of them is being written
         self._failure: OSError | None = None
         self._settled = threading.Condition(self._lock)
+        # The chunk checksums of the content copied in (`base`: a blob's, as recorded),
+        # and the chunks changed since: without an MD5 to compute, a commit reads only
+        # those (a database changes little of itself between two fsyncs).
+        self._base = chunk_sums(base) if base is not None else None
+        self._changed: set[int] = set()
 
     def write(self, offset: int, data: bytes) -> int:
         with self._lock:
@@ -135,6 +147,7 @@ class Staging:
 
     def _written(self, offset: int, data: memoryview) -> None:
         """Account for `data` written at `offset` (under the lock)."""
+        self._change(offset, offset + len(data))
         if self._digest is not None:
             if offset == self._fed:
                 self._digest.feed(data)
@@ -217,7 +230,13 @@ class Staging:
                 self.memory.extend(bytes(size - len(self.memory)))
             if size != self.size:
                 self._digest = None
+                self._change(min(size, self.size), max(size, self.size))
             self.size = size
+
+    def _change(self, start: int, end: int) -> None:
+        """Bytes `start` to `end` changed: their chunks' checksums must be computed."""
+        if self._base is not None and end > start:
+            self._changed.update(range(start // CHUNK, (end - 1) // CHUNK + 1))
 
     def spill(self, path: Path) -> None:
         """Move the content from memory to a new file at `path` (blocking: run in a thread)."""
@@ -234,6 +253,8 @@ class Staging:
             return self.etag, self.checksums
         digest = self._digest
         in_memory = self.memory is not None
+        if digest is None and self._base is not None and not self.md5 and not in_memory:
+            return self.etag, self._sums_since_base()
         if digest is None or (digest.md5 is None and in_memory):  # small: MD5 costs little
             digest = Digest(self.md5 or in_memory)
             if self.memory is not None:
@@ -245,6 +266,18 @@ class Staging:
                     offset += len(chunk)
         md5, checksums = digest.finish()
         return self.etag or md5, checksums
+
+    def _sums_since_base(self) -> bytes:
+        """The chunk checksums: the base's where a chunk did not change, computed where it
+        did (or lies past the base's end)."""
+        assert self._base is not None
+        sums = array.array("I")
+        for index in range(-(-self.size // CHUNK)):
+            if index < len(self._base) and index not in self._changed:
+                sums.append(self._base[index])
+            else:
+                sums.append(crc32(os.pread(self.fd, CHUNK, index * CHUNK)))
+        return stored_sums(sums)
 
     def close(self) -> None:
         """Drop the content (the caller removes the file, if any, once it is not needed).

@@ -372,7 +372,8 @@ class OpenObjects:
         ):
             async with handle.gate.staging:  # one change makes it; the others wait for it
                 if handle.staging is None:
-                    handle.staging = await self.data.stage(handle.blob, md5=False)
+                    known = handle.version.checksums if handle.version else None
+                    handle.staging = await self.data.stage(handle.blob, False, known)
                 staging = handle.staging
                 if staging.memory is not None and end > staging.size and self._too_big(end):
                     await self._change(handle, False, staging.spill, self.data.staging_path())
