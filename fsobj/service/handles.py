@@ -589,8 +589,9 @@ class OpenObjects:
 
     async def make_durable(self, handle: Handle) -> None:
         """`fsync`: what the handle wrote is committed durably alone, as a PUT is (databases
-        fsync at every transaction: a whole durability point each cost twice as much);
-        with nothing to commit, everything committed so far is made durable."""
+        fsync at every transaction, and a whole durability point each made that 1.5
+        times as slow); with nothing to commit, everything committed so far is made
+        durable."""
         if self.working(handle).dirty:
             await self.commit(handle, durable=True, alone=True)
             return
