@@ -178,9 +178,8 @@ class Staging:
         few pieces, in turn with the other files' writes (the threads are few)."""
         for _ in range(_DRAIN_TURN):
             with self._lock:
-                if not self._behind:
+                if not self._behind:  # the last write's accounting woke every waiter
                     self._draining = False
-                    self._settled.notify_all()
                     return
                 offset, data = self._behind.popleft()
                 self._writing = True
@@ -304,9 +303,7 @@ def new_file(path: Path, content: bytearray, mode: int) -> int:
     """A descriptor on a new file at `path` holding `content`; no file if writing fails."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, memoryview(content), 0)
     except BaseException:
         os.close(fd)
         os.unlink(path)
