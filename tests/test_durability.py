@@ -191,6 +191,65 @@ def test_crash_before_close_leaves_no_empty_object_behind(mount, bucket):
     assert "whose writer died before close" not in mount.log_text()
 
 
+def journals(store: Path) -> list[Path]:
+    return [p for p in (store / "staging").iterdir() if p.name.startswith("journal-")]
+
+
+def test_a_file_written_in_place_comes_back_from_a_crash_as_its_last_fsync_left_it(mount, bucket):
+    """A database's file: its first two fsyncs commit it as a blob, the next ones sync a
+    journal (service/journaled.py). After a crash, the file is exactly what the last
+    fsync made durable: not what came after it."""
+    mount.commit_rarely()  # nothing commits the journaled copy meanwhile
+    path = bucket / "db"
+    path.write_bytes(b"a" * 3000)
+    fd = os.open(path, os.O_RDWR)
+    os.pwrite(fd, b"B" * 100, 0)
+    os.fsync(fd)
+    os.pwrite(fd, b"C" * 100, 100)
+    os.fsync(fd)
+    assert journals(mount.store) == []  # both committed; the next are journaled
+    os.ftruncate(fd, 2500)
+    os.pwrite(fd, b"D" * 10, 2600)
+    os.fsync(fd)
+    os.pwrite(fd, b"F" * 10, 0)
+    os.fsync(fd)
+    os.pwrite(fd, b"E" * 100, 0)  # never synced
+    assert len(journals(mount.store)) == 1
+    mount.process.kill()
+    mount.process.wait()
+    with pytest.raises(OSError):
+        os.close(fd)
+    mount.stop()
+    mount.start()
+    synced = b"F" * 10 + b"B" * 90 + b"C" * 100 + b"a" * 2300 + bytes(100) + b"D" * 10
+    assert path.read_bytes() == synced
+    assert f"{bucket.name}/db: recovered what its last fsync made durable" in mount.log_text()
+    assert journals(mount.store) == []
+
+
+def test_whoever_opens_a_file_afresh_reads_what_its_writer_fsynced(mount, bucket):
+    """A journaled fsync leaves the object's blob as it was: another process that opens
+    the file, or a replacing writer, first has the working copy committed."""
+    mount.commit_rarely()
+    path = bucket / "db"
+    path.write_bytes(b"a" * 100)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        for step in b"12345":
+            os.pwrite(fd, bytes([step]) * 10, 0)
+            os.fsync(fd)
+            seen = subprocess.run(["cat", path], capture_output=True, check=True).stdout
+            assert seen == bytes([step]) * 10 + b"a" * 90
+        os.pwrite(fd, b"4" * 10, 0)
+        os.fsync(fd)
+        assert len(journals(mount.store)) == 1
+        path.write_bytes(b"replaced")  # O_TRUNC, from this process: it works alone
+        assert journals(mount.store) == []
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"replaced"
+
+
 def unsynced_marks(store: Path) -> set[str]:
     """Objects whose blob the daemon has not synced yet (it reads the database meanwhile)."""
     return {

@@ -14,6 +14,7 @@ import pytest
 import trio_asyncio
 from conftest import a_commit, metadata_store, new_entry
 
+from fsobj.datastore import journal
 from fsobj.datastore.blob_file import chunk_sums
 from fsobj.datastore.crc import crc32
 from fsobj.datastore.staging import Digest, Staging
@@ -352,6 +353,63 @@ async def test_a_copy_staged_from_a_blob_recomputes_only_the_chunks_it_changed(t
     _, _, checksums, _ = await data.commit(copy, new_object_id())
     sums = [zlib.crc32(expected[i : i + CHUNK]) for i in range(0, len(expected), CHUNK)]
     assert list(chunk_sums(checksums)) == sums  # chunk 0's from the record, not the file
+
+
+def replayed(path: Path) -> tuple[bytearray, int]:
+    """A journal replayed on the content b"0123456789abcdef", and how many marks it had."""
+    content = bytearray(b"0123456789abcdef")
+
+    def write(offset: int, piece: bytes) -> None:
+        content[len(content) : offset] = bytes(max(0, offset - len(content)))
+        content[offset : offset + len(piece)] = piece
+
+    def truncate(size: int) -> None:
+        del content[size:]
+        content.extend(bytes(size - len(content)))
+
+    return content, journal.replay(path, write, truncate)
+
+
+def test_a_journal_replays_its_changes_up_to_its_last_intact_mark(tmp_path):
+    """What a journaled fsync made durable comes back after a crash, exactly: the changes
+    made after the last mark, or torn by the crash, do not."""
+    data = DataStore(tmp_path)
+    kept = data.open_journal(7, "base-blob")
+    kept.wrote(0, b"first")
+    kept.sync()
+    kept.truncated(3)
+    kept.wrote(10, b"second")
+    kept.sync()
+    kept.wrote(0, b"never synced")
+    kept.close()
+    torn = data.open_journal(8, "other-blob")
+    torn.wrote(0, b"synced")
+    torn.sync()
+    torn.wrote(100, b"x" * 1000)
+    torn.sync()
+    torn.close()
+    os.truncate(torn.path, os.path.getsize(torn.path) - 30)  # the last mark and more lost
+
+    found = journal.found(data.staging)
+    assert [(f.inode, f.base) for f in found] == [(7, "base-blob"), (8, "other-blob")]
+    assert replayed(kept.path) == (bytearray(b"fir\0\0\0\0\0\0\0second"), 2)
+    assert replayed(torn.path) == (bytearray(b"synced6789abcdef"), 1)
+    data.clear_staging()
+    assert journal.found(data.staging) == []
+
+
+def test_a_full_journal_takes_no_more_changes_and_no_more_marks(tmp_path, monkeypatch):
+    """Past its limit a journal stops: a mark after a change it did not take would claim
+    that change durable; the writer's next fsync commits instead (service/journaled.py)."""
+    monkeypatch.setattr(journal, "LIMIT", 200)
+    kept = DataStore(tmp_path).open_journal(1, "base")
+    kept.wrote(0, b"a" * 50)
+    assert kept.sync()
+    kept.wrote(50, b"b" * 200)  # past the limit
+    kept.wrote(0, b"c")
+    assert kept.full and not kept.sync()
+    kept.close()
+    assert replayed(kept.path) == (bytearray(b"a" * 50), 1)
 
 
 def test_digest_checksums_each_chunk_however_the_data_arrives():

@@ -230,6 +230,7 @@ async def _start_services(
     store.service.abandoned_upload = options.upload_days * 86400
     nursery.start_soon(_make_durable_every, store, options.commit_interval)
     nursery.start_soon(store.service.objects.etags.run)
+    nursery.start_soon(store.service.objects.journals.run, options.commit_interval)
     nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)
     store.service.lifecycle_day = options.lifecycle_day
     nursery.start_soon(_apply_lifecycle_every, store, min(3600.0, options.lifecycle_day / 4))

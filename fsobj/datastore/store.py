@@ -34,6 +34,7 @@ from fsobj.datastore.blob_file import (
     blob_file_problem,
     open_blob_file,
 )
+from fsobj.datastore.journal import Journal
 from fsobj.datastore.sealing import KeyStore, Seal, Sealer
 from fsobj.datastore.staging import Staging, new_file
 from fsobj.refusals import Reason, Refused
@@ -127,6 +128,11 @@ class DataStore:
             leftover.unlink()
             removed += 1
         return removed
+
+    def open_journal(self, inode: int, base: str) -> Journal:
+        """A new journal of synced writes (journal.py) for a working copy of the object
+        `inode` made from its blob `base`. Blocking."""
+        return Journal.create(self.staging, uuid.uuid4().hex, inode, base)
 
     def blob_path(self, object_id: str) -> Path:
         return self.blobs / object_id[:2] / object_id

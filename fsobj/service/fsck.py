@@ -63,6 +63,9 @@ async def check(store: Store, repair: bool = False, verify: bool = False) -> Rep
             report.problems.append(f"new object {name}: {problem}")
             report.repairs.append(f"removed new object {name}, which had no earlier version")
 
+    if repair:
+        for name in await store.recover_journals():
+            report.repairs.append(f"{name}: committed what its last fsync made durable")
     leftovers = sorted(p.name for p in data.staging.iterdir())
     if leftovers:
         report.problems.append(f"{len(leftovers)} uncommitted writes left in staging/")

@@ -37,6 +37,7 @@ from fsobj.service import encryption, names
 from fsobj.service.durability import GroupSync
 from fsobj.service.etags import Etags
 from fsobj.service.group_commit import GroupCommit
+from fsobj.service.journaled import JournaledCopies
 from fsobj.service.versions import Version, VersionReader
 from fsobj.service.working_copy import Handle
 
@@ -107,6 +108,7 @@ class OpenObjects:
         self.sealing: Sealing = _as_asked
         self.reader = VersionReader(data)
         self.etags = Etags(meta, data)
+        self.journals = JournaledCopies(meta, data, self._commit_journaled)
 
     def get(self, fh: int) -> Handle:
         return self._handles[fh]
@@ -170,6 +172,11 @@ class OpenObjects:
             handle.follows = next(
                 (h for h in siblings if h.writable and h.process == process and process), None
             )
+        if handle.follows is None:
+            # What a journaled `fsync` made durable is the object's content for anyone who
+            # opens it afresh, as on a local disk.
+            for working in [h for h in siblings if h.journal is not None]:
+                await self._commit_journaled(working)
         self.meta.hold(entry.inode)  # the handle changes this very entry object
         try:
             await self._attach(handle, truncate, staged)
@@ -373,7 +380,13 @@ class OpenObjects:
             async with handle.gate.staging:  # one change makes it; the others wait for it
                 if handle.staging is None:
                     known = handle.version.checksums if handle.version else None
-                    handle.staging = await self.data.stage(handle.blob, False, known)
+                    staging = await self.data.stage(handle.blob, False, known)
+                    try:
+                        handle.journal = await self.journals.begin(handle)
+                    except BaseException:
+                        self._drop(staging)
+                        raise
+                    handle.staging = staging
                 staging = handle.staging
                 if staging.memory is not None and end > staging.size and self._too_big(end):
                     await self._change(handle, False, staging.spill, self.data.staging_path())
@@ -389,6 +402,8 @@ class OpenObjects:
             if staging.memory is None:  # a file: written behind, in order
                 if staging.behind > WRITE_BEHIND:
                     await self._change(working, False, staging.settle, WRITE_BEHIND)
+                if working.journal is not None:  # no await from here: in the same order
+                    await self._change(working, True, working.journal.wrote, offset, data)
                 return await self._change(working, True, staging.write_behind, offset, data)
             inline = len(data) <= INLINE_WRITE
             return await self._change(working, inline, staging.write, offset, data)
@@ -397,6 +412,8 @@ class OpenObjects:
         self._check_size(self.working(handle), size)
         async with self._working_copy(handle) as working:
             staging = await self._staging(working, size)
+            if working.journal is not None:
+                await self._change(working, True, working.journal.truncated, size)
             await self._change(working, staging.memory is not None, staging.truncate, size)
 
     @contextlib.asynccontextmanager
@@ -442,11 +459,16 @@ class OpenObjects:
 
     def _discard_staging(self, handle: Handle) -> None:
         if handle.staging is not None:
-            handle.staging.close()
-            if handle.staging.path is not None:
-                handle.staging.path.unlink(missing_ok=True)
+            self._drop(handle.staging)
             handle.staging = None
+        self.journals.abandoned(handle)
         handle.dirty = False
+
+    @staticmethod
+    def _drop(staging: Staging) -> None:
+        staging.close()
+        if staging.path is not None:
+            staging.path.unlink(missing_ok=True)
 
     # -- committing ---------------------------------------------------------------------
 
@@ -475,6 +497,9 @@ class OpenObjects:
             raise OSError(handle.failed.errno, f"{lost} ({handle.failed.strerror})")
         staging = handle.staging
         assert staging is not None
+        journal = handle.journal
+        if journal is not None:  # it goes once the commit is durable: now
+            durable = alone = True
         object_id = await self.meta.new_blob_id()
         asked = handle.seal
         if asked is None and handle.blob is not None and handle.blob.sealed:
@@ -517,6 +542,9 @@ class OpenObjects:
             raise
         finally:
             self.committing.discard(object_id)
+        if journal is not None:
+            handle.journal = None
+            await self.journals.finished(handle, journal)
         if commit.etag is None:
             self.etags.later(handle.entry)
         # Later reads and copy-on-write through this handle start from what it committed.
@@ -590,12 +618,28 @@ class OpenObjects:
     async def make_durable(self, handle: Handle) -> None:
         """`fsync`: what the handle wrote is committed durably alone, as a PUT is (databases
         fsync at every transaction, and a whole durability point each made that 1.5
-        times as slow); with nothing to commit, everything committed so far is made
-        durable."""
+        times as slow), and the next ones sync a journal (service/journaled.py); with
+        nothing to commit, everything committed so far is made durable."""
+        if self.working(handle).journal is not None:
+            async with self._working_copy(handle) as working:
+                journal = working.journal
+                if (
+                    journal is not None
+                    and not journal.full
+                    and working.failed is None
+                    and await self._change(working, False, self.journals.sync_now, working)
+                ):
+                    self.journals.synced(working)
+                    return
         if self.working(handle).dirty:
             await self.commit(handle, durable=True, alone=True)
+            self.journals.start(self.working(handle))
             return
         await self.durability.make_all_durable()
+
+    async def _commit_journaled(self, working: Handle) -> None:
+        if working.journal is not None:
+            await self.commit(working, durable=True, alone=True)
 
     # -- objects going away ---------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,10 +26,14 @@ from typing import TypeVar
 import trio
 import trio_asyncio
 
+from fsobj.datastore import journal
+from fsobj.datastore.blob_file import DamagedBlob
 from fsobj.datastore.store import DataStore
 from fsobj.iam.policy import Policy
 from fsobj.metadata.cache import DEFAULT_CAPACITY
+from fsobj.metadata.entries import Entry
 from fsobj.metadata.store import MetadataStore, Sharing, open_metadata_store
+from fsobj.refusals import Refused
 from fsobj.service import backends
 from fsobj.service.core import Service
 
@@ -66,7 +71,10 @@ class Store:
         self._mounted_marker.unlink(missing_ok=True)
 
     async def recover(self) -> None:
-        """The cheap recovery steps after a crash: writes that were never committed."""
+        """The cheap recovery steps after a crash: writes that were never committed, but
+        for what `fsync`s made durable in journals."""
+        for name in await self.recover_journals():
+            log.warning("%s: recovered what its last fsync made durable", name)
         if leftovers := self.data.clear_staging():
             log.warning("removed %d uncommitted writes left by an earlier run", leftovers)
         # On a shared store, objects in progress may be other hosts' (fsck reports them).
@@ -80,6 +88,42 @@ class Store:
             log.warning(
                 "new object %s: %s; it is removed, as it had no earlier version", name, problem
             )
+
+    async def recover_journals(self) -> list[str]:
+        """Commit what the journals left in the staging area made durable (datastore/
+        journal.py): each journal, replayed on its base blob, up to its last `fsync`, is
+        its object's new version, unless the object moved past that blob meanwhile (its
+        commit landed, or another writer's); returns the objects' names. Only for a
+        store nobody has open; the journals stay for `clear_staging`."""
+        newest = {}  # a failed commit leaves a journal, and the next copy starts another
+        for found in await trio.to_thread.run_sync(journal.found, self.data.staging):
+            newest[found.inode, found.base] = found
+        recovered = []
+        for found in newest.values():
+            entry = await self.meta.get(found.inode)
+            if entry is None or entry.object_id != found.base:
+                continue
+            try:
+                if await self._replay(found, entry):
+                    recovered.append(await self.service.path_of(entry))
+            except (OSError, DamagedBlob, Refused) as error:
+                log.error("journal %s: not recovered: %s", found.path.name, error)
+        return recovered
+
+    async def _replay(self, found: journal.Found, entry: Entry) -> bool:
+        blob = self.data.open_blob(found.base, entry.size)
+        try:
+            staging = await self.data.stage(blob, False, entry.checksums)
+        finally:
+            blob.close()
+        try:
+            replay = functools.partial(journal.replay, found.path)
+            marks = await trio.to_thread.run_sync(replay, staging.write, staging.truncate)
+            if marks:
+                await self.service.objects.replace(entry, staging, uid=0)
+        finally:
+            staging.close()
+        return bool(marks)
 
     async def settle_new_objects(self) -> list[tuple[str, str]]:
         """After a crash: verify the new objects whose blobs were not synced yet. Those whose

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import trio
 
 from fsobj.datastore.blob_file import BlobFile
+from fsobj.datastore.journal import Journal
 from fsobj.datastore.sealing import Seal
 from fsobj.datastore.staging import Staging
 from fsobj.metadata.entries import Entry, Expected
@@ -80,6 +81,12 @@ class Handle:
     follows: Handle | None = None
     staging: Staging | None = None
     dirty: bool = False
+    # Whether its working copies keep a journal of their changes, so that an `fsync`
+    # syncs the journal instead of committing a blob (service/journaled.py), and the
+    # journal of the current one.
+    journaling: bool = False
+    journal: Journal | None = None
+    synced_commits: int = 0  # how many `fsync`s committed its working copies
     # User metadata that the commit sets, all of it (an S3 PUT's), or None to keep it.
     metadata: dict[str, bytes] | None = None
     # What the key must hold when the commit lands (an S3 PUT's conditions).
