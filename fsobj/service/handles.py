@@ -9,7 +9,8 @@ descriptor closes. Writers that update an object in place (opened
 without O_TRUNC) share a working copy, as on a local disk: the first one still open holds
 it, the others follow it (`working`); a writer that replaces the object works alone. A
 working copy copies the pinned blob into staging on its first change (copy-on-write), and
-a flush, fsync or release of any of its writers commits staging as a new blob.
+a flush, fsync or release of any of its writers commits staging as a new blob (the
+`fsync`s of a writer in place past its first two sync a journal instead: journaled.py).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import mimetypes
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import trio
@@ -33,7 +33,14 @@ from fsobj.metadata.archive import Archive
 from fsobj.metadata.entries import Commit, Entry, Expected
 from fsobj.metadata.store import MetadataStore
 from fsobj.refusals import Reason, Refused
-from fsobj.service import encryption, names
+from fsobj.service.commits import (
+    NewVersion,
+    Sealing,
+    as_asked,
+    commit_of,
+    sharing_commit,
+    unversioned,
+)
 from fsobj.service.durability import GroupSync
 from fsobj.service.etags import Etags
 from fsobj.service.group_commit import GroupCommit
@@ -55,28 +62,6 @@ MEMORY_STAGING_TOTAL = 64 << 20
 # A new object's blob up to this size is written on the trio loop, unsynced (the group
 # sync makes it durable): quicker than the hop to a thread.
 SMALL_BLOB = 64 * 1024
-
-
-NewVersion = Callable[
-    [Entry, dict[str, bytes] | None], Awaitable[tuple[Archive | None, dict[str, bytes] | None]]
-]
-
-
-Sealing = Callable[[Entry, Seal | None], Awaitable[Seal | None]]
-
-
-async def _as_asked(entry: Entry, asked: Seal | None) -> Seal | None:
-    return asked
-
-
-async def _unversioned(
-    entry: Entry, metadata: dict[str, bytes] | None
-) -> tuple[Archive | None, dict[str, bytes] | None]:
-    return None, metadata
-
-
-def guess_content_type(name: str) -> str:
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
 class OpenObjects:
@@ -102,10 +87,10 @@ class OpenObjects:
         self.committed: Callable[[int], None] = lambda inode: None
         # How a commit to an entry keeps the version it replaces, and the new version's
         # user metadata (versioning.new_version).
-        self.new_version: NewVersion = _unversioned
+        self.new_version: NewVersion = unversioned
         # How a commit seals its blob, given what its writer asked for (None: nothing):
         # as asked, or as the object's bucket says (service/encryption.py).
-        self.sealing: Sealing = _as_asked
+        self.sealing: Sealing = as_asked
         self.reader = VersionReader(data)
         self.etags = Etags(meta, data)
         self.journals = JournaledCopies(meta, data, self._commit_journaled)
@@ -279,27 +264,10 @@ class OpenObjects:
         its id, and leaves the history."""
         assert source.object_id is not None
         await self.durability.make_content_durable(source)
-        now = time.time_ns()
-        archive: Archive | None = None
-        kept: dict[str, bytes] | None = metadata
+        kept: tuple[Archive | None, dict[str, bytes] | None] = (None, metadata)
         if not restores:  # a restored version keeps its own id and metadata
-            archive, kept = await self.new_version(entry, metadata)
-        commit = Commit(
-            object_id=source.object_id,
-            size=source.size,
-            etag=source.etag,
-            checksums=source.checksums,
-            blocks=source.blocks,
-            content_type=entry.content_type or source.content_type,
-            ctime_ns=now,
-            mtime_ns=now,
-            user_metadata=kept,
-            shares_blob=True,
-            archive=archive,
-            version_id=restores[2] if restores else None,
-            restores=restores,
-            expects=expects,
-        )
+            kept = await self.new_version(entry, metadata)
+        commit = sharing_commit(entry, source, kept, restores, expects)
         previous = await self.group.record(entry, commit)
         self.committed(entry.kernel_inode)
         self.retire(previous)
@@ -567,33 +535,11 @@ class OpenObjects:
         longer needed and the commit, recorded in a group commit (group_commit.py); a
         `synced` record makes its group's transaction durable by itself."""
         entry = handle.entry
-        size, etag, checksums, blocks = blob
-        archive, metadata = await self.new_version(entry, handle.metadata)
-        # What the metadata says of the content is of the new content: no checksum of
-        # the content replaced (an S3 PUT notes its own), and how it is sealed.
-        notes = {names.ENCRYPTION: encryption.note(seal)}
-        if handle.metadata is None:  # new content from the mount: one part, no checksum
-            notes[names.CHECKSUM] = notes[names.PARTS] = None
-        if metadata is not None:
-            metadata = {k: v for k, v in metadata.items() if k not in notes}
-            metadata.update((k, v) for k, v in notes.items() if v is not None)
-        commit = Commit(
-            object_id=object_id,
-            size=size,
-            etag=etag,
-            checksums=checksums,
-            blocks=blocks,
-            content_type=entry.content_type or guess_content_type(entry.name),
-            ctime_ns=time.time_ns(),
-            mtime_ns=handle.modified_ns,
-            user_metadata=metadata,
-            # Read once the blob is written: the group sync that covers this generation
-            # starts after that.
-            unsynced=self.durability.left_unsynced(object_id) if fresh else 0,
-            archive=archive,
-            expects=handle.expects,
-            notes=tuple(notes.items()),
-        )
+        kept = await self.new_version(entry, handle.metadata)
+        # Read once the blob is written: the group sync that covers this generation
+        # starts after that.
+        unsynced = self.durability.left_unsynced(object_id) if fresh else 0
+        commit = commit_of(handle, object_id, blob, seal, kept, unsynced)
         if entry.kernel_inode in self._orphans:  # unlinked while open: the content goes with it
             return object_id, commit
         previous = await self.group.record(entry, commit, synced)

@@ -33,7 +33,8 @@ from fsobj.metadata.schema import ROOT_INODE
 from fsobj.metadata.store import Bucket, Entry
 from fsobj.refusals import Reason, Refused
 from fsobj.service import encryption, names, object_versions, public_access
-from fsobj.service.handles import MEMORY_STAGING, guess_content_type
+from fsobj.service.commits import guess_content_type
+from fsobj.service.handles import MEMORY_STAGING
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
 from fsobj.service.multipart import MultipartUploads
 from fsobj.service.reader import EMPTY_ETAG, Reader

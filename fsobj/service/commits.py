@@ -1,0 +1,105 @@
+"""What a commit records of an object's new content: the typed `Commit` that a handle's
+new blob becomes (service/handles.py), and the hooks that decide the version it replaces
+and how it is sealed."""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from collections.abc import Awaitable, Callable
+
+from fsobj.datastore.sealing import Seal
+from fsobj.datastore.store import Blob
+from fsobj.metadata.archive import Archive
+from fsobj.metadata.entries import Commit, Entry, Expected
+from fsobj.service import encryption, names
+from fsobj.service.working_copy import Handle
+
+NewVersion = Callable[
+    [Entry, dict[str, bytes] | None], Awaitable[tuple[Archive | None, dict[str, bytes] | None]]
+]
+
+
+Sealing = Callable[[Entry, Seal | None], Awaitable[Seal | None]]
+
+
+async def as_asked(entry: Entry, asked: Seal | None) -> Seal | None:
+    return asked
+
+
+async def unversioned(
+    entry: Entry, metadata: dict[str, bytes] | None
+) -> tuple[Archive | None, dict[str, bytes] | None]:
+    return None, metadata
+
+
+def guess_content_type(name: str) -> str:
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+def commit_of(
+    handle: Handle,
+    object_id: str,
+    blob: Blob,
+    seal: Seal | None,
+    kept: tuple[Archive | None, dict[str, bytes] | None],
+    unsynced: int,
+) -> Commit:
+    """The commit of `handle`'s content, written as the blob `object_id` and sealed as
+    `seal` says, keeping what it replaces and its user metadata as `kept` says
+    (NewVersion); `unsynced`: the group sync it waits for (0: none)."""
+    entry = handle.entry
+    size, etag, checksums, blocks = blob
+    archive, metadata = kept
+    # What the metadata says of the content is of the new content: no checksum of the
+    # content replaced (an S3 PUT notes its own), and how it is sealed.
+    notes = {names.ENCRYPTION: encryption.note(seal)}
+    if handle.metadata is None:  # new content from the mount: one part, no checksum
+        notes[names.CHECKSUM] = notes[names.PARTS] = None
+    if metadata is not None:
+        metadata = {k: v for k, v in metadata.items() if k not in notes}
+        metadata.update((k, v) for k, v in notes.items() if v is not None)
+    return Commit(
+        object_id=object_id,
+        size=size,
+        etag=etag,
+        checksums=checksums,
+        blocks=blocks,
+        content_type=entry.content_type or guess_content_type(entry.name),
+        ctime_ns=time.time_ns(),
+        mtime_ns=handle.modified_ns,
+        user_metadata=metadata,
+        unsynced=unsynced,
+        archive=archive,
+        expects=handle.expects,
+        notes=tuple(notes.items()),
+    )
+
+
+def sharing_commit(
+    entry: Entry,
+    source: Entry,
+    kept: tuple[Archive | None, dict[str, bytes] | None],
+    restores: tuple[int, str, str] | None,
+    expects: Expected | None,
+) -> Commit:
+    """The commit that gives `entry` the blob of `source` (OpenObjects.share)."""
+    assert source.object_id is not None
+    now = time.time_ns()
+    archive, metadata = kept
+    return Commit(
+        object_id=source.object_id,
+        size=source.size,
+        etag=source.etag,
+        checksums=source.checksums,
+        blocks=source.blocks,
+        content_type=entry.content_type or source.content_type,
+        ctime_ns=now,
+        mtime_ns=now,
+        user_metadata=metadata,
+        shares_blob=True,
+        archive=archive,
+        version_id=restores[2] if restores else None,
+        restores=restores,
+        expects=expects,
+    )
