@@ -20,6 +20,7 @@ from fsobj.datastore.crc import crc32
 from fsobj.datastore.staging import Digest, Staging
 from fsobj.datastore.store import CHUNK, DataStore, new_object_id
 from fsobj.metadata import schema, transactions
+from fsobj.metadata.sqlite import SQLITE, SqliteConnection
 from fsobj.metadata.store import open_metadata_store
 from fsobj.refusals import Reason, Refused
 
@@ -410,6 +411,36 @@ def test_a_full_journal_takes_no_more_changes_and_no_more_marks(tmp_path, monkey
     assert kept.full and not kept.sync()
     kept.close()
     assert replayed(kept.path) == (bytearray(b"a" * 50), 1)
+
+
+def test_a_durability_point_syncs_the_log_unless_it_is_synced_since_the_last_write(tmp_path):
+    """SQLite fsyncs a file and then its directory: the file's commit synced the log
+    alone, so the directory's durability point has nothing left to sync; any write since
+    the log was synced must be."""
+    conn = sqlite3.connect(tmp_path / "meta.sqlite3", factory=SqliteConnection)
+    conn.isolation_level = None
+    SQLITE.prepare(conn)
+    conn.execute("CREATE TABLE t (x)")
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+
+    def checkpoints() -> int:
+        count = sum("wal_checkpoint" in statement for statement in ran)
+        ran.clear()
+        return count
+
+    conn.execute("INSERT INTO t VALUES (1)")
+    SQLITE.make_durable(conn)
+    assert checkpoints() == 1
+    SQLITE.make_durable(conn)
+    assert checkpoints() == 0
+    SQLITE.write_synced(conn, lambda: conn.execute("INSERT INTO t VALUES (2)"))
+    SQLITE.make_durable(conn)
+    assert checkpoints() == 0
+    conn.execute("UPDATE t SET x = 3")
+    SQLITE.make_durable(conn)
+    assert checkpoints() == 1
+    conn.close()
 
 
 def test_digest_checksums_each_chunk_however_the_data_arrives():

@@ -63,9 +63,21 @@ class SqliteDialect(Dialect):
             write()
         finally:
             conn.execute("PRAGMA synchronous = NORMAL")
+        _note_synced(conn)
 
     def make_durable(self, conn: sqlite3.Connection) -> None:
+        # With nothing written since the log was last synced (by a transaction synced
+        # alone: an fsync's commit, before SQLite's fsync of the directory), every commit
+        # is durable already.
+        if isinstance(conn, SqliteConnection) and conn.synced_changes == conn.total_changes:
+            return
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        _note_synced(conn)
+
+
+def _note_synced(conn: sqlite3.Connection) -> None:
+    if isinstance(conn, SqliteConnection):
+        conn.synced_changes = conn.total_changes
 
     def check(self, conn: sqlite3.Connection) -> list[str]:
         problems = [
@@ -83,6 +95,7 @@ class SqliteConnection(sqlite3.Connection):
     """sqlite3's connection, carrying its dialect for the functions that run on it."""
 
     dialect = SQLITE
+    synced_changes = -1  # `total_changes` when the log was last synced
 
 
 class SqliteDatabase:
