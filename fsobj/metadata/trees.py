@@ -1,11 +1,15 @@
 """Many entries at once: a directory's entries a page at a time (in inode order for the
 mount, in S3's key order for listings over S3), and what changes a whole tree or every
-name of a file in one transaction: hard links, clones, a snapshot's removal. Built on
+name of a file in one transaction: renames (of a directory, its whole tree), hard links,
+clones, a snapshot's removal. Built on
 `NamespaceStore` (namespace.py), whose cache and transactions it shares."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fsobj.metadata import transactions, tree_transactions
+from fsobj.metadata.archive import Archive, archived
 from fsobj.metadata.backend import Conflict, MissingParent
 from fsobj.metadata.entries import Entry
 from fsobj.metadata.namespace import NamespaceStore
@@ -20,6 +24,71 @@ _LISTED = (
 
 class TreeStore(NamespaceStore):
     """Listings and the operations on whole trees and on files of several names."""
+
+    async def move(
+        self,
+        entry: Entry,
+        new_parent: int,
+        new_name: str,
+        now_ns: int,
+        replaced: Entry | None,
+        archives: tuple[Archive | None, Archive | None] | None = None,
+    ) -> None:
+        """Rename atomically, replacing `replaced` (already at the destination) if given.
+        To replace, the entry's blob must be durable already (a crash must not trade the
+        replaced object for one whose content was lost): its unsynced mark goes. In a
+        versioned bucket, `archives` (of the old key and the new) says how the move is kept
+        as S3 sees it: the old key deleted (a delete marker), what the new key held
+        archived, and the new key's current version a new one."""
+        self._refuse_if_removing(new_parent)
+        statements: list[tuple[str, tuple]] = []
+        changes: dict[str, Any] = {"parent": new_parent, "name": new_name, "ctime_ns": now_ns}
+        if archives is not None:
+            old_key, new_key = archives
+            changes["version_id"] = new_key.version_id if new_key else None
+            statements += archived(old_key, now_ns, True) if old_key else []
+            if replaced is not None and new_key is not None:
+                statements += archived(new_key, now_ns, False)
+        if replaced is not None:
+            statements += self._unname(replaced, now_ns)
+            changes["unsynced"] = 0
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        statements.append(
+            (
+                f"UPDATE entries SET {assignments} WHERE inode = ?",
+                (*changes.values(), entry.inode),
+            )
+        )
+        statements += [
+            transactions.place_moved(entry.inode, new_parent),
+            transactions.touch(entry.parent, now_ns),
+            transactions.touch(new_parent, now_ns),
+        ]
+        counts = {entry.parent: 0, new_parent: 0}
+        if entry.is_dir:
+            counts[entry.parent] -= 1
+            counts[new_parent] += 1
+        if replaced is not None and replaced.is_dir:
+            counts[new_parent] -= 1
+        statements += transactions.count_subdirs(counts)
+        if replaced is not None and replaced.is_dir:
+            await self._write_if_empty(replaced.inode, statements, [entry])
+        else:
+            try:
+                await self._write(statements, [entry, replaced])
+            except MissingParent:
+                raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
+        if entry.is_dir:
+            self.directory_moves += 1
+        self._counted_subdirs(counts)
+        if replaced is not None:
+            self._forget(replaced.inode)
+            self._one_name_less(replaced, now_ns)
+        self._touched(entry.parent, now_ns)
+        self._touched(new_parent, now_ns)
+        old_parent, old_name = entry.parent, entry.name
+        self._changed(entry, changes, whole_file=False)
+        self._cache.renamed(entry, old_parent, old_name)
 
     async def children(self, parent: int, after_inode: int, limit: int) -> list[Entry]:
         """One page of a directory, in inode order, starting after `after_inode`: the
