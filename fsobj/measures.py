@@ -78,6 +78,11 @@ DURABILITY_POINTS = Counter(
     "Times everything committed was made durable (fsync, the periodic sync, unmount)",
     registry=REGISTRY,
 )
+JOURNALED_FSYNCS = Counter(
+    "fsobj_journaled_fsyncs",
+    "fsyncs of files written in place made durable in a journal instead of a commit",
+    registry=REGISTRY,
+)
 DURABILITY_SECONDS = Histogram(
     "fsobj_durability_point_seconds",
     "How long making everything committed durable took",

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from fsobj import measures
 from fsobj.datastore.journal import Journal
 from fsobj.datastore.store import DataStore
 from fsobj.metadata.store import MetadataStore
@@ -77,6 +78,7 @@ class JournaledCopies:
         return working.journal.sync()
 
     def synced(self, working: Handle) -> None:
+        measures.JOURNALED_FSYNCS.inc()
         if working not in self._pending:
             self._pending[working] = trio.current_time()
             self._arrived.set()
