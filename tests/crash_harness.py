@@ -9,7 +9,8 @@ the mount serves (PUTs, multipart uploads, copies and deletes). After the crash,
 operation that ended must be visible in full; the one in flight may show its old or its
 new state, nothing else: no torn content, no empty object that was never written as one.
 A file rewritten in place and fsynced (a database's way) counts each `fsync` as an
-operation.
+operation; those past the second are journaled, and a versioned bucket need not keep
+their content as versions of its own.
 """
 
 from __future__ import annotations
@@ -80,11 +81,12 @@ def workload(bucket: Path, seed: int, journal: Path) -> None:
                     fd = os.open(bucket / name, os.O_RDWR)
                 except FileNotFoundError:
                     continue
-                try:  # past the second fsync, each is journaled (service/journaled.py)
-                    for _ in range(5):
+                try:  # past the second fsync, each is journaled (service/journaled.py):
+                    # a rewrite, which a versioned bucket need not keep as a version
+                    for step in range(5):
                         size = rng.choice(SIZES)
                         version += 1
-                        note(f"B put {name} {version} {size}")
+                        note(f"B {'put' if step < 2 else 'rewrite'} {name} {version} {size}")
                         os.pwrite(fd, content(name, version, size), 0)
                         os.ftruncate(fd, size)
                         os.fsync(fd)
@@ -188,7 +190,8 @@ def replay(journal: Path, state: State) -> list[State]:
 
 def apply(op: list[str], state: State) -> None:
     kind, *args = op
-    if kind == "put":  # over S3 no name has another, so a new object and a rewrite agree
+    if kind in ("put", "rewrite"):  # over S3 no name has another: a new object and a
+        # rewrite agree
         written = [args[0], int(args[1]), int(args[2])]
         if args[0] in state:
             state[args[0]][:] = written

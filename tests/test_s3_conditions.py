@@ -11,6 +11,7 @@ import http.client
 import os
 import zlib
 
+import pytest
 from botocore.exceptions import ClientError
 from s3_fixtures import code_of
 from test_s3_protocol import signed_request
@@ -119,6 +120,7 @@ def test_a_completion_retried_succeeds_and_one_may_be_conditional(s3):
     assert (s3.path / "parts" / "big").read_bytes() == b"second"
 
 
+@pytest.mark.same_on_every_store  # decided above the stores
 def test_a_copy_onto_itself_replaces_its_metadata(s3):
     client = s3.client()
     client.create_bucket(Bucket="meta")
@@ -169,6 +171,7 @@ def test_a_delete_may_be_conditional_on_what_the_object_is(s3):
     assert sorted(os.listdir(s3.path / "del")) == ["a"]
 
 
+@pytest.mark.same_on_every_store  # decided above the stores
 def test_metadata_beyond_ascii_as_clients_send_it(s3, tmp_path):
     client = s3.client()
     client.create_bucket(Bucket="utf")
@@ -211,6 +214,7 @@ def test_buckets_are_listed_a_page_at_a_time(s3):
     ]  # fmt: skip
 
 
+@pytest.mark.same_on_every_store  # decided above the stores
 def test_a_canned_acl_reads_back_as_it_was_given(s3):
     client = s3.client()
     client.create_bucket(Bucket="canned")
@@ -220,6 +224,7 @@ def test_a_canned_acl_reads_back_as_it_was_given(s3):
     assert others == [("http://acs.amazonaws.com/groups/global/AuthenticatedUsers", "READ")]
 
 
+@pytest.mark.same_on_every_store  # decided above the stores
 def test_get_object_attributes(s3):
     client = s3.client()
     client.create_bucket(Bucket="attrs")
@@ -360,6 +365,7 @@ def test_multipart_uploads_keep_composite_and_full_object_checksums(s3):
     assert refused == "InvalidRequest"
 
 
+@pytest.mark.same_on_every_store  # decided above the stores
 def test_checksums_are_kept_with_the_content_and_answered(s3):
     client = s3.client()
     client.create_bucket(Bucket="sums")

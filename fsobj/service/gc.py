@@ -16,12 +16,15 @@ import logging
 import shutil
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
-from tqdm import tqdm
 
 from fsobj.datastore.store import DataStore
 from fsobj.metadata.store import MetadataStore
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,10 @@ async def collect(
 def progress_bar(what: str, total: int | None, unit: str = "objects") -> tqdm:
     """Progress of long work (fsck, gc) on a terminal, as tqdm shows it; nothing when the
     output is no terminal (a daemon's periodic gc, a pipe)."""
+    # Imported here: every daemon and command imports this module, few show progress
+    # (tqdm took 28 ms of each one's start).
+    from tqdm import tqdm
+
     # A terminal that says it is 0 by 0 (a new pty) gets the usual 80 by 24: tqdm would
     # show nothing there.
     size = shutil.get_terminal_size()
