@@ -174,16 +174,21 @@ def test_gc_is_for_administrators(mount):
     assert as_user(1001, [["getxattr", str(mount.path), "user.fsobj.gc"]]) == ["EACCES"]
 
 
-def test_crash_before_close_leaves_no_empty_object_behind(mount, bucket):
-    (bucket / "old").write_bytes(b"old content")
-    fd = os.open(bucket / "created-never-closed", os.O_CREAT | os.O_WRONLY, 0o644)
-    os.write(fd, b"lost with the crash")
+def crash_and_remount(mount, fd: int) -> None:
+    """Kill the daemon while `fd`, a file of the mount, is open; then mount again."""
     mount.process.kill()
     mount.process.wait()
     with pytest.raises(OSError):
         os.close(fd)
     mount.stop()
     mount.start()
+
+
+def test_crash_before_close_leaves_no_empty_object_behind(mount, bucket):
+    (bucket / "old").write_bytes(b"old content")
+    fd = os.open(bucket / "created-never-closed", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"lost with the crash")
+    crash_and_remount(mount, fd)
     assert sorted(os.listdir(bucket)) == ["old"]
     assert (bucket / "old").read_bytes() == b"old content"
     assert "was not unmounted cleanly" in mount.log_text()
@@ -215,12 +220,7 @@ def test_a_file_written_in_place_comes_back_from_a_crash_as_its_last_fsync_left_
     os.fsync(fd)
     os.pwrite(fd, b"E" * 100, 0)  # never synced
     assert len(journals(mount.store)) == 1
-    mount.process.kill()
-    mount.process.wait()
-    with pytest.raises(OSError):
-        os.close(fd)
-    mount.stop()
-    mount.start()
+    crash_and_remount(mount, fd)
     synced = b"F" * 10 + b"B" * 90 + b"C" * 100 + b"a" * 2300 + bytes(100) + b"D" * 10
     assert path.read_bytes() == synced
     assert f"{bucket.name}/db: recovered what its last fsync made durable" in mount.log_text()

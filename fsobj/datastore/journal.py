@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from fsobj.datastore.files import fsync_dir
+
 PREFIX = "journal-"  # how the staging area names journals (the rest of it is leftovers)
 _HEAD = struct.Struct("<4sQ36sQ")  # magic, inode, base blob id, started (ns)
 _MAGIC = b"FSJ1"
@@ -85,11 +87,7 @@ class Journal:
         self._append(_MARK, 0)
         os.fdatasync(self.fd)
         if not self.named:
-            directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            fsync_dir(self.path.parent)
             self.named = True
         return True
 

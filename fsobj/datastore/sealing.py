@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fsobj.datastore.crc import crc32
+from fsobj.datastore.files import fsync_dir
 from fsobj.refusals import Reason, Refused
 
 CHUNK = 1 << 20  # as datastore.store.CHUNK: a sealed chunk holds one checksummed chunk
@@ -162,11 +163,7 @@ class KeyStore:
         finally:
             os.close(fd)
         os.rename(new, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_dir(self.path.parent)
         self._seen = None
         self._load()
 

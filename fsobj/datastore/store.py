@@ -34,6 +34,7 @@ from fsobj.datastore.blob_file import (
     blob_file_problem,
     open_blob_file,
 )
+from fsobj.datastore.files import fsync_dir
 from fsobj.datastore.journal import Journal
 from fsobj.datastore.sealing import KeyStore, Seal, Sealer
 from fsobj.datastore.staging import Staging, new_file
@@ -114,10 +115,10 @@ class DataStore:
                     moved += 1
                 old.rmdir()
             if olds:
-                _fsync_dir(shard)
-        _fsync_dir(self.blobs)  # the shards' names
+                fsync_dir(shard)
+        fsync_dir(self.blobs)  # the shards' names
         marker.write_text(LAYOUT)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         if moved:
             log.info("moved %d blobs to the layout %s", moved, LAYOUT.strip())
 
@@ -226,7 +227,7 @@ class DataStore:
             if allocated * 512 < staging.size:  # sparse: holes take no space
                 blocks = allocated
         if sync:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         size = staging.size
         staging.close()
         return Blob(size, etag, checksums, blocks)
@@ -289,7 +290,7 @@ class DataStore:
                     os.close(fd)
                 directories.add(path.parent)
             for directory in directories:
-                _fsync_dir(directory)
+                fsync_dir(directory)
 
         await trio.to_thread.run_sync(sync)
 
@@ -333,14 +334,6 @@ class DataStore:
 
     def capacity(self) -> os.statvfs_result:
         return os.statvfs(self.root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_object_size(size: int) -> None:
