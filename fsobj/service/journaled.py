@@ -33,6 +33,8 @@ COMMITS_FIRST = 2
 
 
 class JournaledCopies:
+    """Which working copies journal their `fsync`s, and their commits in the background."""
+
     def __init__(
         self, meta: MetadataStore, data: DataStore, commit: Callable[[Handle], Awaitable[None]]
     ):
