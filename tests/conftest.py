@@ -18,11 +18,15 @@ from typing import Any
 import actor
 import pytest
 import trio_asyncio
+from daemons import Daemon, ForkServer
 
 from fsobj.metadata.entries import Commit
 from fsobj.metadata.store import Entry, MetadataStore, open_metadata_store
 
 MOUNT_TIMEOUT = 30.0
+# Where the mounts of this test process fork their daemons (daemons.py; the `forks`
+# fixture); None: each is `python -m fsobj`, as for the crash harness run alone.
+FORKS: ForkServer | None = None
 
 
 def is_mounted(path: Path) -> bool:
@@ -38,7 +42,7 @@ class Mount:
         self.store = store
         self.path = path
         self.log = log
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen | Daemon | None = None
         self.expect_errors = False  # set by tests that damage the store on purpose
         self.options = options  # more `fsobj mount` options
         # What a user would see; a test that reads the daemon's debug lines asks for them
@@ -49,28 +53,22 @@ class Mount:
         """Mount, and return once the daemon says it serves (as `fsobj mount` waits): its
         services started and its log written, whatever the load on the machine."""
         read_end, write_end = os.pipe()
+        argv = [
+            "--log-level", self.log_level, "mount", "--foreground", "--ready-fd", "READY_FD",
+            *self.options, "--store", str(self.store), str(self.path),
+        ]  # fmt: skip
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fsobj",
-                    "--log-level",
-                    self.log_level,
-                    "mount",
-                    "--foreground",
-                    "--ready-fd",
-                    str(write_end),
-                    *self.options,
-                    "--store",
-                    str(self.store),
-                    str(self.path),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=[write_end],
-            )
+            if FORKS is not None:
+                self.process = FORKS.start(argv, log.fileno(), write_end)
+            else:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "fsobj"]
+                    + [str(write_end) if a == "READY_FD" else a for a in argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    pass_fds=[write_end],
+                )
         os.close(write_end)
         with os.fdopen(read_end, "rb") as ready:
             answered = select.select([ready], [], [], MOUNT_TIMEOUT)[0]
@@ -133,6 +131,18 @@ class Mount:
 
     def __truediv__(self, other: str) -> Path:
         return self.path / other
+
+
+@pytest.fixture(scope="session", autouse=True)
+def forks() -> Iterator[None]:
+    """One fork server for the mounts of this test process (daemons.py)."""
+    global FORKS
+    FORKS = ForkServer()
+    try:
+        yield
+    finally:
+        FORKS.close()
+        FORKS = None
 
 
 @pytest.fixture
