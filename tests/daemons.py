@@ -30,21 +30,26 @@ class Daemon:
     def __init__(self, server: ForkServer, pid: int):
         self.server = server
         self.pid = pid
-        self._ended = os.pidfd_open(pid)
         self.returncode: int | None = None
+        self._ended: int | None = None
+        try:
+            self._ended = os.pidfd_open(pid)
+        except ProcessLookupError:  # it ended at once, and the server reaped it
+            self.returncode = server.status(pid)
 
     def poll(self) -> int | None:
         return self.wait(0) if self._done(0) else None
 
     def _done(self, timeout: float | None) -> bool:
-        return bool(select.select([self._ended], [], [], timeout)[0])
+        return self._ended is None or bool(select.select([self._ended], [], [], timeout)[0])
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             if not self._done(timeout):
                 raise subprocess.TimeoutExpired(f"fsobj daemon {self.pid}", timeout or 0)
             self.returncode = self.server.status(self.pid)
-            os.close(self._ended)
+            if self._ended is not None:
+                os.close(self._ended)
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
