@@ -306,9 +306,13 @@ def blob_files(store: Path) -> list[Path]:
 
 
 def fsobj_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "fsobj", *args], capture_output=True, text=True, timeout=120
-    )
+    """`fsobj ARGS...`, forked from the fork server (daemons.py) in a test process."""
+    if FORKS is not None:
+        result = FORKS.run(list(args), timeout=120)
+    else:
+        result = subprocess.run(
+            [sys.executable, "-m", "fsobj", *args], capture_output=True, text=True, timeout=120
+        )
     if check and result.returncode != 0:
         raise AssertionError(f"fsobj {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
     return result

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 
 class Daemon:
@@ -80,8 +81,42 @@ class ForkServer:
     def start(self, argv: list[str], log: int, ready: int) -> Daemon:
         """`fsobj ARGV...` in a forked child, its output to `log`, `ready` its ready pipe
         (named in `argv` as the string "READY_FD")."""
+        return self._fork(argv, [log, log, ready])
+
+    def _fork(self, argv: list[str], fds: list[int]) -> Daemon:
         request = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}
-        return Daemon(self, self._ask(request, [log, ready])["pid"])
+        return Daemon(self, self._ask(request, fds)["pid"])
+
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+        """`fsobj ARGV...` as `subprocess.run(..., capture_output=True, text=True)` runs it."""
+        out, err = os.pipe(), os.pipe()
+        try:
+            command = self._fork(argv, [out[1], err[1]])
+        finally:
+            os.close(out[1])
+            os.close(err[1])
+        chunks: dict[int, list[bytes]] = {out[0]: [], err[0]: []}
+        open_ends = set(chunks)
+        deadline = time.monotonic() + timeout
+        try:
+            while open_ends:
+                left = deadline - time.monotonic()
+                ready = select.select(list(open_ends), [], [], left)[0] if left > 0 else []
+                if not ready:
+                    command.kill()
+                    raise subprocess.TimeoutExpired(["fsobj", *argv], timeout)
+                for fd in ready:
+                    piece = os.read(fd, 65536)
+                    if piece:
+                        chunks[fd].append(piece)
+                    else:
+                        open_ends.discard(fd)
+            code = command.wait(max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(out[0])
+            os.close(err[0])
+        output, errors = (b"".join(chunks[fd]).decode(errors="replace") for fd in chunks)
+        return subprocess.CompletedProcess(["fsobj", *argv], code, output, errors)
 
     def status(self, pid: int) -> int:
         return self._ask({"status": pid})["status"]
@@ -113,7 +148,7 @@ def _serve(channel: socket.socket) -> None:
 
     threading.Thread(target=reap, daemon=True).start()
     while True:
-        message, fds, _, _ = socket.recv_fds(channel, 65536, 2)
+        message, fds, _, _ = socket.recv_fds(channel, 65536, 3)
         if not message:
             return  # the test process went away
         request = json.loads(message)
@@ -124,19 +159,19 @@ def _serve(channel: socket.socket) -> None:
                 answer = {"status": ended.pop(pid)}
             channel.send(json.dumps(answer).encode())
             continue
-        log, ready = fds
+        output, errors, *ready = fds
         pid = os.fork()
         if pid == 0:
             try:
                 channel.close()
-                os.dup2(log, 1)
-                os.dup2(log, 2)
+                os.dup2(output, 1)
+                os.dup2(errors, 2)
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
                 os.environ.clear()
                 os.environ.update(request["env"])
                 os.chdir(request["cwd"])
-                argv = [str(ready) if a == "READY_FD" else a for a in request["argv"]]
+                argv = [str(ready[0]) if a == "READY_FD" else a for a in request["argv"]]
                 code = main.main(argv)
             except SystemExit as leaving:
                 code = leaving.code if isinstance(leaving.code, int) else 1
@@ -149,8 +184,8 @@ def _serve(channel: socket.socket) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code or 0)
-        os.close(log)
-        os.close(ready)
+        for fd in fds:
+            os.close(fd)
         channel.send(json.dumps({"pid": pid}).encode())
 
 
