@@ -1,13 +1,13 @@
 """Working copies whose `fsync`s are journaled instead of committed (datastore/journal.py):
 which ones are, and when each is committed as a blob after all.
 
-A writer in place that fsyncs its file (a database at each transaction) has each such
-`fsync` commit the file as a new blob, alone, as before; from then on, its next working
-copy keeps a journal, and its `fsync`s sync the journal alone. The copy is committed
-at the next durability point after its first journaled `fsync` (within the commit
-interval, 5 seconds unless `fsobj mount --commit-interval` says), at its close, and before anyone
-opens the object afresh (another process reading it, an S3 GET, a replacing writer):
-they see what the last `fsync` made durable, or more, as with any writer in place.
+The first two `fsync`s of a writer in place (a database fsyncs at every transaction)
+commit its file as a new blob, alone; from then on, each working copy it makes keeps a
+journal, and its `fsync`s sync the journal alone. The copy is committed at the next
+durability point after its first journaled `fsync` (within the commit interval, 5 seconds
+unless `fsobj mount --commit-interval` says), at its close, and before anyone opens the
+object afresh (another process reading it, an S3 GET, a replacing writer): they see what
+the last `fsync` made durable, or more, as with any writer in place.
 """
 
 from __future__ import annotations
