@@ -4,10 +4,11 @@ Each mount test starts a daemon, and starting Python and importing the daemon's 
 took most of its CPU time (0.45 of 0.7 s), several hundred times a run on two cores. A
 test process starts one `ForkServer`; each mount is then `fsobj mount` run by a child that
 it forks, with the test's arguments, environment, working directory, log and ready pipe:
-the same daemon, started by `fsobj.cli.main.main`, as `python -m fsobj` starts it.
-`fsobj mount` itself, the command, is run as a program by test_cli.py and mount.sh.
+the same daemon, started by `fsobj.cli.main.main`, as `python -m fsobj` starts it. So
+are the `fsobj` commands that tests run (conftest.fsobj_cli), their output captured.
+`fsobj` itself, the program, is run as one by test_cli.py and mount.sh.
 
-    python tests/daemons.py   # the server, on the socket it is given as fd 0
+    python tests/daemons.py   # the server, on the socket it is given as its stdin
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class ForkServer:
     """The server, seen from a test process: `start` forks a daemon there."""
 
     def __init__(self) -> None:
-        ours, theirs = socket.socketpair()
+        # Packets: each request and answer arrives whole, as sent.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._socket = ours
         self._lock = threading.Lock()
         self._process = subprocess.Popen(
@@ -76,7 +78,7 @@ class ForkServer:
     def _ask(self, request: dict, fds: list[int] = ()) -> dict:
         with self._lock:
             socket.send_fds(self._socket, [json.dumps(request).encode()], list(fds))
-            return json.loads(self._socket.recv(65536))
+            return json.loads(self._socket.recv(1 << 20))
 
     def start(self, argv: list[str], log: int, ready: int) -> Daemon:
         """`fsobj ARGV...` in a forked child, its output to `log`, `ready` its ready pipe
@@ -148,7 +150,7 @@ def _serve(channel: socket.socket) -> None:
 
     threading.Thread(target=reap, daemon=True).start()
     while True:
-        message, fds, _, _ = socket.recv_fds(channel, 65536, 3)
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 3)
         if not message:
             return  # the test process went away
         request = json.loads(message)
