@@ -22,10 +22,10 @@ import errno
 import os
 import struct
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from fsobj.datastore.crc import crc32
 from fsobj.datastore.files import fsync_dir
 
 PREFIX = "journal-"  # how the staging area names journals (the rest of it is leftovers)
@@ -36,6 +36,11 @@ _WRITE, _TRUNCATE, _MARK = b"W", b"T", b"S"
 # Past this many bytes of changes a journal takes no more: the next `fsync` commits the
 # copy instead (and recovery reads no more than this).
 LIMIT = 64 << 20
+
+
+def _checksum(kind: bytes, offset: int, payload: bytes | memoryview) -> int:
+    """A record's CRC-32: of its kind, its offset and its payload."""
+    return crc32(payload, crc32(kind + offset.to_bytes(8, "little")))
 
 
 class Journal:
@@ -66,8 +71,7 @@ class Journal:
         if kind != _MARK and (self.full or self.size + len(payload) > LIMIT):
             self.full = True
             return
-        crc = zlib.crc32(payload, zlib.crc32(kind + offset.to_bytes(8, "little")))
-        record = _RECORD.pack(kind, offset, len(payload), crc)
+        record = _RECORD.pack(kind, offset, len(payload), _checksum(kind, offset, payload))
         written = os.writev(self.fd, [record, payload])
         if written != len(record) + len(payload):  # what follows would not parse
             raise OSError(errno.ENOSPC, "the journal of synced writes is full")
@@ -137,9 +141,7 @@ def replay(
         kind, offset, length, crc = _RECORD.unpack_from(content, position)
         start = position + _RECORD.size
         payload = content[start : start + length]
-        if len(payload) < length or crc != zlib.crc32(
-            payload, zlib.crc32(kind + offset.to_bytes(8, "little"))
-        ):
+        if len(payload) < length or crc != _checksum(kind, offset, payload):
             break  # torn by the crash: nothing past it was synced
         position = start + length
         if kind == _MARK:
