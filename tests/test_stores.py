@@ -5,12 +5,15 @@ import hashlib
 import os
 import re
 import sqlite3
+import threading
 import time
 import uuid
 import zlib
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 import trio_asyncio
 from conftest import a_commit, metadata_store, new_entry
 
@@ -20,7 +23,7 @@ from fsobj.datastore.crc import crc32
 from fsobj.datastore.staging import Digest, Staging
 from fsobj.datastore.store import CHUNK, DataStore, new_object_id
 from fsobj.metadata import schema, transactions
-from fsobj.metadata.sqlite import SQLITE, SqliteConnection
+from fsobj.metadata.sqlite import FOLD_EVERY, SQLITE, SqliteConnection
 from fsobj.metadata.store import open_metadata_store
 from fsobj.refusals import Reason, Refused
 
@@ -443,6 +446,48 @@ def test_a_durability_point_syncs_the_log_unless_it_is_synced_since_the_last_wri
     conn.close()
 
 
+async def test_short_transactions_run_on_the_loop_unless_the_thread_has_work_or_folds(meta):
+    """A short transaction runs on the loop (no hop to the thread), unless the thread has
+    work queued: then it queues behind it, so that one thread at a time uses the
+    connection and transactions keep their order. Every FOLD_EVERY-th runs in the thread
+    and folds the log into the database, as SQLite's own checkpoint (off on the loop)
+    would have: which syncs the log."""
+    sqlite_only(meta)
+    db = meta._db
+    await db.run(lambda conn: conn.execute("CREATE TABLE t (x)"))
+    ran: list[tuple[str, bool]] = []
+
+    def insert(conn: sqlite3.Connection, what: str) -> None:
+        conn.execute("INSERT INTO t VALUES (?)", (what,))
+        ran.append((what, threading.get_ident() == loop))
+
+    loop = threading.get_ident()
+    await db.run_short(insert, "alone")
+    assert ran == [("alone", True)]
+
+    release = threading.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(db.run, lambda conn: release.wait(10) and insert(conn, "long"))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(db.run_short, insert, "behind")
+        await trio.testing.wait_all_tasks_blocked()
+        assert ran == [("alone", True)]  # queued behind the long one, not run beside it
+        release.set()
+    assert ran[1:] == [("long", False), ("behind", False)]
+
+    conn = db._conn._conn
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    db._unfolded = 0
+    for i in range(FOLD_EVERY - 1):
+        await db.run_short(insert, f"{i}")
+    assert ran[-1][1] and not any("wal_checkpoint" in s for s in statements)
+    assert conn.synced_changes != conn.total_changes
+    await db.run_short(insert, "folding")
+    assert ran[-1] == ("folding", False) and "wal_checkpoint" in statements[-1]
+    assert conn.synced_changes == conn.total_changes  # a durability point has nothing to do
+
+
 def test_digest_checksums_each_chunk_however_the_data_arrives():
     data = os.urandom(2 * CHUNK + 12345)
     whole, pieces = Digest(), Digest()
@@ -752,17 +797,21 @@ async def test_nothing_lands_in_a_directory_while_it_is_removed(meta, monkeypatc
     directory = await meta.insert(new_entry(bucket.inode, "dir", "dir"))
     outcome: dict[str, object] = {}
     attempted = trio.Event()
-    run = meta._db.run
 
-    async def removal_after_the_insert(fn, *args):
-        """The removal's check-and-delete waits until the insert was tried: the insert
-        comes while the removal is under way, whatever the scheduler does (a removal
-        that completed in one round let an insert in after it, into no directory)."""
-        if fn is transactions.write_if_empty:
-            await attempted.wait()
-        return await run(fn, *args)
+    def removal_after_the_insert(run):
+        async def running(fn, *args):
+            """The removal's check-and-delete waits until the insert was tried: the
+            insert comes while the removal is under way, whatever the scheduler does (a
+            removal that completed in one round let an insert in after it, into no
+            directory)."""
+            if fn is transactions.write_if_empty:
+                await attempted.wait()
+            return await run(fn, *args)
 
-    monkeypatch.setattr(meta._db, "run", removal_after_the_insert)
+        return running
+
+    for name in ("run", "run_short"):
+        monkeypatch.setattr(meta._db, name, removal_after_the_insert(getattr(meta._db, name)))
 
     async def insert_meanwhile() -> None:
         try:

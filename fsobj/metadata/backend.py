@@ -105,6 +105,12 @@ class Database(Protocol):
         errors come back as Conflict, a database out of space or out of reach as OSError."""
         ...
 
+    async def run_short(self, fn: Callable[..., T], *args: Any) -> T:
+        """As `run`, for a short transaction that neither syncs nor reads much (a commit,
+        an unlink, a rename): a database in this process may run it without the round
+        trip."""
+        ...
+
     async def heartbeat(self) -> None:
         """Keep this process's session alive (nothing without one)."""
         ...

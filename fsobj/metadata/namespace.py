@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 # On a shared store, a lookup in a directory of at most this many entries reads them all.
 SMALL_DIRECTORY = 2048
+# A transaction writing more rows than this is not short (Database.run_short).
+SHORT_INSERTS = 64
 
 
 class NamespaceStore:
@@ -93,13 +95,14 @@ class NamespaceStore:
         self._next_inode += 1
         return inode
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(connection, *args)` in the database thread: one round trip."""
+    async def _run(self, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
+        """Run `fn(connection, *args)` in the database thread: one round trip; `short`:
+        a short transaction that does not sync (Database.run_short)."""
         calls, seconds = measures.metadata_call(fn.__name__)
         calls.inc()
         try:
             with measures.Timed(seconds):
-                return await self._db.run(fn, *args)
+                return await (self._db.run_short if short else self._db.run)(fn, *args)
         except Exception as error:
             measures.METADATA_ERRORS.labels(fn.__name__, type(error).__name__).inc()
             raise
@@ -189,11 +192,13 @@ class NamespaceStore:
         fn: Callable[..., T],
         *args: Any,
         unless_taken: frozenset[int] = frozenset(),
+        synced: bool = False,
     ) -> T:
-        """Run `fn(conn, inserts, *args)` in the database thread, where `inserts` are the
-        statements that write those `new` entries whose rows are not written yet; `fn`
-        runs them in its transaction. Those in `unless_taken` are written only if their
-        name is free (conditional creates)."""
+        """Run `fn(conn, inserts, *args)`, where `inserts` are the statements that write
+        those `new` entries whose rows are not written yet; `fn` runs them in its
+        transaction, a short one (Database.run_short) unless it syncs or writes many
+        rows. Those in `unless_taken` are written only if their
+        name is free (conditional creates). `synced`: `fn` syncs what it wrote."""
         first = self._unwritten_rows(new)
         inserts = [
             statement
@@ -206,12 +211,13 @@ class NamespaceStore:
             )
         ]
         try:
-            result = await self._run(fn, inserts, *args)
+            short = not synced and len(inserts) <= SHORT_INSERTS
+            result = await self._run(fn, inserts, *args, short=short)
         except BaseException as error:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
             if isinstance(error, Conflict) and await self._adopt_directories(first):
-                return await self._writing(new, fn, *args, unless_taken=unless_taken)
+                return await self._writing(new, fn, *args, unless_taken=unless_taken, synced=synced)
             raise
         for entry in first:
             replaced = self._replacing.pop(entry.inode, None)
@@ -385,7 +391,7 @@ class NamespaceStore:
                     )
                 )
             try:
-                await self._run(transactions.write, statements)
+                await self._run(transactions.write, statements, short=True)
             except MissingParent:
                 raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
             except Conflict:
@@ -441,6 +447,7 @@ class NamespaceStore:
             unless_taken=frozenset(
                 entry.inode for entry, commit in batch if commit.expects and commit.expects.absent
             ),
+            synced=synced,
         )
         for (entry, commit), result in zip(batch, results, strict=True):
             if not isinstance(result, Refused | OSError):
@@ -461,7 +468,7 @@ class NamespaceStore:
             statements += self._unname(entry, now_ns)
         counts = {entry.parent: -1} if entry.is_dir else {}
         statements += transactions.count_subdirs(counts)
-        await self._run(transactions.write, statements)
+        await self._run(transactions.write, statements, short=True)
         self._deleted(entry, counts, now_ns)
         self._one_name_less(entry, now_ns)
         kept = self._replacing.pop(entry.inode, None)

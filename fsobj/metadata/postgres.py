@@ -227,6 +227,8 @@ class PostgresDatabase:
             raise ValueError("the metadata store is closed")
         return await trio.to_thread.run_sync(self._call, fn, args, limiter=self._limiter)
 
+    run_short = run  # every call crosses the network: no round trip to save
+
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
             if self._conn is None or self._conn.raw.closed or self._conn.raw.broken:
