@@ -203,6 +203,36 @@ async def test_the_background_etag_waits_for_a_file_to_rest(core, monkeypatch):
     assert entry.etag == hashlib.md5(b"version 2").hexdigest()
 
 
+async def test_etags_an_earlier_run_left_pending_are_computed_when_the_next_one_starts(
+    core, monkeypatch
+):
+    """A daemon that stops (crashes, or unmounts) before a large file's etag was computed
+    leaves the row without one: the next daemon's background task computes it, without
+    waiting for a request to ask."""
+    from fsobj.metadata import transactions
+    from fsobj.service import etags as etags_module
+
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    content = os.urandom(3 << 20)
+    entry = await objects.put(ROOT, "bkt", "big", body(content))
+    meta = service.objects.etags.meta
+    await meta._run(
+        transactions.write, [("UPDATE entries SET etag = NULL WHERE inode = ?", (entry.inode,))]
+    )
+    entry.etag = None  # as a crash leaves it: committed, the MD5 not yet recorded
+    assert await meta.objects_without_etag() == [entry.inode]
+    etags = etags_module.Etags(meta, service.objects.etags.data)  # the next run's
+    monkeypatch.setattr(etags_module, "QUIET", 0.01)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(etags.run)
+        with trio.fail_after(30):
+            while await meta.objects_without_etag():
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert entry.etag == hashlib.md5(content).hexdigest()
+
+
 async def test_a_copy_shares_the_blob_and_a_check_may_refuse_it(core):
     _, objects = core
     await objects.create_bucket(ROOT, "bkt")

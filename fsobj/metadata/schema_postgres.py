@@ -260,6 +260,11 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER version_usage AFTER INSERT OR DELETE ON versions
         FOR EACH ROW EXECUTE FUNCTION usage_of_versions();
     """,
+    # 7: the objects whose etag is still to be computed (schema.py, 13).
+    """
+    CREATE INDEX entries_etag_pending ON entries (object_id)
+        WHERE etag IS NULL AND object_id IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

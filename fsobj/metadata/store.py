@@ -264,6 +264,16 @@ class MetadataStore(VersionStore):
             ],
         )
 
+    async def objects_without_etag(self) -> list[int]:
+        """The objects committed without their etag whose etag is not recorded yet (the
+        daemon stopped first), by inode."""
+        rows = await self._run(
+            transactions.select,
+            "SELECT inode FROM entries WHERE etag IS NULL AND object_id IS NOT NULL",
+            (),
+        )
+        return [inode for (inode,) in rows]
+
     async def remove_pending_objects(self) -> list[str]:
         """Delete objects that were created but never committed (their writer died before
         close); returns their names. Only for a store nobody has open."""

@@ -4,8 +4,9 @@ An object that the mount writes beyond what staging keeps in memory (1 MiB) is c
 without its MD5: MD5 runs at 470 MiB/s on one core here, and computing it as the data
 arrived bounded how fast a large file could be written and how long an `fsync` of a
 database file took. Its etag is computed from the blob instead: by the daemon's
-background task soon after the commit (`run`), or at once by the first request that
-needs it (`fill`: S3's HEAD, GET, listings and conditions, the mount's user.fsobj.etag).
+background task soon after the commit (`run`), or soon after the next start if the
+daemon stopped first, or at once by the first request that needs it (`fill`: S3's HEAD,
+GET, listings and conditions, the mount's user.fsobj.etag).
 Either way it is the MD5 of the content, checked against the blob's CRC-32s as it is
 read, and recorded once for every name and past version of the blob.
 """
@@ -58,7 +59,12 @@ class Etags:
         """Compute the etags of blobs committed without one, one at a time, each QUIET
         after its commit, until cancelled. A blob replaced meanwhile needs none: a file
         that is committed again and again (a database's, at every fsync) has its etag
-        computed once it rests, not once per version."""
+        computed once it rests, not once per version. Those that an earlier run left
+        without one (it stopped first) come first."""
+        for inode in await self.meta.objects_without_etag():
+            entry = await self.meta.get(inode)
+            if entry is not None:
+                self.later(entry)
         while True:
             await self._arrived.wait()
             self._arrived = trio.Event()
