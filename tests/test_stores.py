@@ -864,21 +864,41 @@ async def test_a_synced_commit_leaves_the_others_to_the_durability_points(meta):
     await meta.commit_many([(obj, a_commit(new_object_id(), 416))])
     await meta._run(lambda conn: conn.set_trace_callback(None))
     order = [
-        re.sub(r"^(UPDATE entries SET).*(size = \d+).*", r"\1 \2", sql.split(" WHERE")[0])
+        re.sub(r"^(UPDATE entries SET).*(size = \d+).*", r"\1 \2", sql.split(" WHERE")[0]).split(
+            " ("
+        )[0]
         for sql in ran
-        if sql.startswith(("PRAGMA synchronous", "UPDATE entries SET object_id", "COMMIT"))
+        if sql.startswith(
+            ("PRAGMA synchronous", "INSERT INTO entries", "UPDATE entries SET object_id", "COMMIT")
+        )
     ]
     # The trace repeats a statement for each trigger it fires (blob_unnamed_by_update).
     order = [sql for i, sql in enumerate(order) if i == 0 or sql != order[i - 1]]
     # FULL syncs the log at the synced transaction's commit; NORMAL again afterwards
     assert order == [
         "PRAGMA synchronous = FULL",
-        "UPDATE entries SET size = 384",
+        "INSERT INTO entries",  # a new object's first commit goes in with its row
         "COMMIT",
         "PRAGMA synchronous = NORMAL",
         "UPDATE entries SET size = 416",
         "COMMIT",
     ]
+
+
+async def test_a_new_object_s_first_commit_is_written_with_its_row(meta):
+    """One INSERT carries the first commit (no lookup and update of the row after it);
+    the row, its blob's checksums and the bucket's usage are those of the commit, on each
+    database; a later commit updates the row as before."""
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    obj = await meta.insert(new_entry(bucket.inode, "k"), deferred=True)
+    blob = new_object_id()
+    assert await meta.commit_many([(obj, a_commit(blob, 384, checksums=b"sums"))]) == [None]
+    meta._cache.drop(obj.inode)  # read back from the database
+    row = await meta.get(obj.inode)
+    assert row is not None and (row.object_id, row.size, row.checksums) == (blob, 384, b"sums")
+    assert [(u.objects, u.bytes) for u in await meta.usage(bucket.inode)] == [(1, 384)]
+    assert await meta.commit_many([(row, a_commit(new_object_id(), 416))]) == [blob]
+    assert [(u.objects, u.bytes) for u in await meta.usage(bucket.inode)] == [(1, 416)]
 
 
 async def test_a_new_version_and_its_user_metadata_are_one_transaction(meta):

@@ -19,6 +19,7 @@ much as a whole FUSE request, so:
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -193,12 +194,14 @@ class NamespaceStore:
         *args: Any,
         unless_taken: frozenset[int] = frozenset(),
         synced: bool = False,
+        committed: dict[int, Commit] | None = None,
     ) -> T:
         """Run `fn(conn, inserts, *args)`, where `inserts` are the statements that write
         those `new` entries whose rows are not written yet; `fn` runs them in its
         transaction, a short one (Database.run_short) unless it syncs or writes many
         rows. Those in `unless_taken` are written only if their
-        name is free (conditional creates). `synced`: `fn` syncs what it wrote."""
+        name is free (conditional creates). `synced`: `fn` syncs what it wrote.
+        `committed`: by inode, first commits written with their rows (insert_entry)."""
         first = self._unwritten_rows(new)
         inserts = [
             statement
@@ -208,6 +211,7 @@ class NamespaceStore:
                 replace=self.shared or entry.inode in self._replacing,
                 metadata=self._cache.user_metadata(entry.inode),
                 unless_taken=entry.inode in unless_taken,
+                committed=committed.get(entry.inode) if committed else None,
             )
         ]
         try:
@@ -217,7 +221,9 @@ class NamespaceStore:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
             if isinstance(error, Conflict) and await self._adopt_directories(first):
-                return await self._writing(new, fn, *args, unless_taken=unless_taken, synced=synced)
+                return await self._writing(
+                    new, fn, *args, unless_taken=unless_taken, synced=synced, committed=committed
+                )
             raise
         for entry in first:
             replaced = self._replacing.pop(entry.inode, None)
@@ -439,15 +445,29 @@ class NamespaceStore:
         synced at commit). Returns, per commit, the blob its row named just before (as
         the database says: another host may have committed meanwhile), or why it failed
         (transactions.commit_many)."""
+        # A new object's first commit is written with its row, when nothing in it needs
+        # the row looked up first (transactions.commit_many).
+        once = collections.Counter(entry.inode for entry, _ in batch)
+        first = {
+            entry.inode: commit
+            for entry, commit in batch
+            if self._unwritten.get(entry.inode) is entry
+            and once[entry.inode] == 1  # else the later ones replace the first's blob
+            and not self.shared
+            and entry.inode not in self._replacing
+            and transactions.written_whole(commit)
+        }
         results = await self._writing(
             [entry for entry, _ in batch],
             transactions.commit_many,
             [(self._rows_of(entry), commit) for entry, commit in batch],
             synced,
+            frozenset(i for i, (entry, _) in enumerate(batch) if entry.inode in first),
             unless_taken=frozenset(
                 entry.inode for entry, commit in batch if commit.expects and commit.expects.absent
             ),
             synced=synced,
+            committed=first,
         )
         for (entry, commit), result in zip(batch, results, strict=True):
             if not isinstance(result, Refused | OSError):

@@ -56,11 +56,14 @@ def commit_many(
     inserts: list[tuple[str, tuple]],
     commits: list[tuple[Rows, Commit]],
     synced: bool = False,
+    inserted: frozenset[int] = frozenset(),
 ) -> list[str | Refused | OSError | None]:
     """Record each commit in its object's row, in one transaction (after `inserts`);
     returns per commit the blob its row named before, or why it failed alone: its row is
     gone (STALE: removed by another host), a copy's source blob is no longer named, or
-    the new blob's upload pin is lost (EIO: see Dialect.release_pin)."""
+    the new blob's upload pin is lost (EIO: see Dialect.release_pin). The commits at the
+    positions `inserted` are their objects' first, which `inserts` wrote whole with the
+    row (insert_entry's `committed`): no row named a blob before."""
     results: list[str | Refused | OSError | None] = []
 
     def run() -> None:
@@ -68,13 +71,30 @@ def commit_many(
         with transaction(conn):
             for sql, params in inserts:
                 conn.execute(sql, params)
-            results.extend(_commit(conn, rows, commit) for rows, commit in commits)
+            results.extend(
+                None if index in inserted else _commit(conn, rows, commit)
+                for index, (rows, commit) in enumerate(commits)
+            )
 
     if synced:
         conn.dialect.write_synced(conn, run)
     else:
         run()
     return results
+
+
+def written_whole(commit: Commit) -> bool:
+    """Whether an object's first commit can be written with its row (insert_entry's
+    `committed`): nothing in it needs the row looked up first (a condition, a shared
+    blob, a version kept or restored) or written apart (user metadata)."""
+    return (
+        commit.expects is None
+        and not commit.shares_blob
+        and commit.archive is None
+        and commit.restores is None
+        and commit.user_metadata is None
+        and not commit.notes
+    )
 
 
 def _commit(conn: Connection, rows: Rows, commit: Commit) -> str | Refused | OSError | None:
@@ -233,18 +253,26 @@ def insert_entry(
     replace: bool = False,
     metadata: dict[str, bytes] | None = None,
     unless_taken: bool = False,
+    committed: Commit | None = None,
 ) -> list[tuple[str, tuple]]:
     """The statements that write a new entry's row, with its user `metadata` and, for a
     directory, its count in its parent's. `replace`: a new object's row, written with its
     first commit, replaces an object of the same name that another host made meanwhile
     (the last close wins; that object's blob is left to gc). `unless_taken`: it is
-    written only if the name is free (a conditional create, whose commit then fails)."""
+    written only if the name is free (a conditional create, whose commit then fails).
+    `committed`: the object's first commit, written with the row (one statement where
+    the commit's own would look the row up and update it, and count its usage twice)."""
     row = {name: getattr(entry, name) for name in ENTRY_COLUMNS.replace(" ", "").split(",")}
+    checksums = entry.checksums
+    if committed is not None:
+        changes = committed.attributes()
+        checksums = changes.pop("checksums")
+        row.update(changes)
     # No row below it is written before its own: each directory's row counts itself in.
     row["subdirs"] = 0
     key = None
-    if entry.object_id is not None:
-        key = row["object_id"] = schema.blob_key(entry.object_id)
+    if row["object_id"] is not None:
+        key = row["object_id"] = schema.blob_key(row["object_id"])
     values = tuple(row.values())
     statements: list[tuple[str, tuple]] = []
     if replace and entry.kind == "object" and not unless_taken:
@@ -265,8 +293,8 @@ def insert_entry(
     )
     if touch_parent:
         statements.append(touch(entry.parent, entry.ctime_ns))
-    if key is not None and entry.checksums is not None:
-        statements.append(record_checksums(key, entry.checksums))
+    if key is not None and checksums is not None:
+        statements.append(record_checksums(key, checksums))
     if entry.is_dir:
         statements += count_subdirs({entry.parent: 1})
     statements += [
