@@ -199,9 +199,9 @@ class NamespaceStore:
         """Run `fn(conn, inserts, *args)`, where `inserts` are the statements that write
         those `new` entries whose rows are not written yet; `fn` runs them in its
         transaction, a short one (Database.run_short) unless it syncs or writes many
-        rows. Those in `unless_taken` are written only if their
-        name is free (conditional creates). `synced`: `fn` syncs what it wrote.
-        `committed`: by inode, first commits written with their rows (insert_entry)."""
+        rows. Those in `unless_taken` are written only if their name is free
+        (conditional creates). `synced`: `fn` syncs what it wrote. `committed`: by
+        inode, first commits written with their rows (insert_entry)."""
         first = self._unwritten_rows(new)
         inserts = [
             statement

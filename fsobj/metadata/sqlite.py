@@ -102,7 +102,7 @@ class SqliteConnection(sqlite3.Connection):
 # Short transactions run on the loop write the log without SQLite's automatic checkpoint
 # (which syncs, see SqliteDatabase.run_short); every this many, one runs in the thread and
 # folds the log into the database after it: about the 1,000 pages SQLite folds at, as a
-# new object's commit writes 10 here (docs/benchmarks.md).
+# new object's commit writes 8 here (docs/benchmarks.md).
 FOLD_EVERY = 100
 # For transactions run in the thread: SQLite still folds a log this long by itself.
 AUTOCHECKPOINT_PAGES = 10_000
@@ -181,6 +181,9 @@ class SqliteDatabase:
         return result
 
     async def close(self) -> None:
+        # From now on nothing runs on the loop: aiosqlite's thread closes the connection,
+        # and whatever comes after queues behind that (and fails, as on a closed store).
+        self._in_thread += 1
         try:
             await self.run(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
         except (OSError, sqlite3.Error) as error:

@@ -261,7 +261,8 @@ def insert_entry(
     (the last close wins; that object's blob is left to gc). `unless_taken`: it is
     written only if the name is free (a conditional create, whose commit then fails).
     `committed`: the object's first commit, written with the row (one statement where
-    the commit's own would look the row up and update it, and count its usage twice)."""
+    the commit's own would look the row up and update it, running the usage triggers
+    again)."""
     row = {name: getattr(entry, name) for name in ENTRY_COLUMNS.replace(" ", "").split(",")}
     checksums = entry.checksums
     if committed is not None:

@@ -61,10 +61,13 @@ class Etags:
         that is committed again and again (a database's, at every fsync) has its etag
         computed once it rests, not once per version. Those that an earlier run left
         without one (it stopped first) come first."""
-        for inode in await self.meta.objects_without_etag():
-            entry = await self.meta.get(inode)
-            if entry is not None:
-                self.later(entry)
+        try:
+            for inode in await self.meta.objects_without_etag():
+                entry = await self.meta.get(inode)
+                if entry is not None:
+                    self.later(entry)
+        except OSError as error:  # they are still computed when first asked for
+            log.warning("could not look for etags left to compute: %s", error)
         while True:
             await self._arrived.wait()
             self._arrived = trio.Event()
