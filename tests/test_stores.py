@@ -489,6 +489,40 @@ async def test_short_transactions_run_on_the_loop_unless_the_thread_has_work_or_
     assert conn.synced_changes == conn.total_changes  # a durability point has nothing to do
 
 
+async def test_what_may_change_many_rows_is_never_run_on_the_loop(meta, monkeypatch):
+    """A directory moved into another bucket takes every row below it along, and a group
+    of many commits is as long: they run in the thread, never on the loop; an object's
+    move and a lone commit are short."""
+    sqlite_only(meta)
+    ran: list[tuple[str, str]] = []
+
+    def recording(how: str):
+        run = getattr(meta._db, how)
+
+        def recorded(fn, *args):
+            ran.append((fn.__name__, how))
+            return run(fn, *args)
+
+        return recorded
+
+    for how in ("run", "run_short"):
+        monkeypatch.setattr(meta._db, how, recording(how))
+    one = await meta.insert(new_entry(schema.ROOT_INODE, "one", "bucket"), bucket_owner=0)
+    two = await meta.insert(new_entry(schema.ROOT_INODE, "two", "bucket"), bucket_owner=0)
+    directory = await meta.insert(new_entry(one.inode, "dir", "dir"))
+    objects = [
+        await meta.insert(new_entry(directory.inode, f"k{i}"), deferred=True) for i in range(10)
+    ]
+    await meta.commit_many([(objects[0], a_commit(new_object_id(), 5))])
+    await meta.commit_many([(o, a_commit(new_object_id(), 5)) for o in objects[1:]])
+    await meta.move(objects[0], directory.inode, "renamed", time.time_ns(), None)
+    await meta.move(directory, two.inode, "dir", time.time_ns(), None)
+    assert [how for name, how in ran if name in ("commit_many", "write_after")] == [
+        "run_short", "run", "run_short", "run"
+    ]  # fmt: skip
+    assert [(u.objects, u.bytes) for u in await meta.usage(two.inode)] == [(10, 50)]
+
+
 def test_digest_checksums_each_chunk_however_the_data_arrives():
     data = os.urandom(2 * CHUNK + 12345)
     whole, pieces = Digest(), Digest()

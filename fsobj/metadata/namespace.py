@@ -38,8 +38,10 @@ T = TypeVar("T")
 
 # On a shared store, a lookup in a directory of at most this many entries reads them all.
 SMALL_DIRECTORY = 2048
-# A transaction writing more rows than this is not short (Database.run_short).
+# A transaction writing more rows than this, or more commits, is not short
+# (Database.run_short).
 SHORT_INSERTS = 64
+SHORT_BATCH = 8
 
 
 class NamespaceStore:
@@ -182,10 +184,11 @@ class NamespaceStore:
         self,
         statements: list[tuple[str, tuple]],
         new: Iterable[Entry | None] = (),
+        long: bool = False,
     ) -> None:
         """Run `statements` in one transaction, after the inserts of those `new` entries
-        whose rows are not written yet."""
-        await self._writing(new, transactions.write_after, statements)
+        whose rows are not written yet; `long`: they may change many rows."""
+        await self._writing(new, transactions.write_after, statements, long=long)
 
     async def _writing(
         self,
@@ -195,13 +198,14 @@ class NamespaceStore:
         unless_taken: frozenset[int] = frozenset(),
         synced: bool = False,
         committed: dict[int, Commit] | None = None,
+        long: bool = False,
     ) -> T:
         """Run `fn(conn, inserts, *args)`, where `inserts` are the statements that write
         those `new` entries whose rows are not written yet; `fn` runs them in its
-        transaction, a short one (Database.run_short) unless it syncs or writes many
-        rows. Those in `unless_taken` are written only if their name is free
-        (conditional creates). `synced`: `fn` syncs what it wrote. `committed`: by
-        inode, first commits written with their rows (insert_entry)."""
+        transaction, a short one (Database.run_short) unless it syncs or changes many
+        rows (`long`, or many inserts). Those in `unless_taken` are written only if
+        their name is free (conditional creates). `synced`: `fn` syncs what it wrote.
+        `committed`: by inode, first commits written with their rows (insert_entry)."""
         first = self._unwritten_rows(new)
         inserts = [
             statement
@@ -215,15 +219,16 @@ class NamespaceStore:
             )
         ]
         try:
-            short = not synced and len(inserts) <= SHORT_INSERTS
+            short = not (synced or long) and len(inserts) <= SHORT_INSERTS
             result = await self._run(fn, inserts, *args, short=short)
         except BaseException as error:
             for entry in first:  # not written after all
                 self._unwritten[entry.inode] = entry
             if isinstance(error, Conflict) and await self._adopt_directories(first):
                 return await self._writing(
-                    new, fn, *args, unless_taken=unless_taken, synced=synced, committed=committed
-                )
+                    new, fn, *args, unless_taken=unless_taken, synced=synced,
+                    committed=committed, long=long,
+                )  # fmt: skip
             raise
         for entry in first:
             replaced = self._replacing.pop(entry.inode, None)
@@ -468,6 +473,7 @@ class NamespaceStore:
             ),
             synced=synced,
             committed=first,
+            long=len(batch) > SHORT_BATCH,
         )
         for (entry, commit), result in zip(batch, results, strict=True):
             if not isinstance(result, Refused | OSError):
@@ -523,14 +529,18 @@ class NamespaceStore:
         return True
 
     async def _write_if_empty(
-        self, directory: int, statements: list[tuple[str, tuple]], new: list[Entry | None]
+        self,
+        directory: int,
+        statements: list[tuple[str, tuple]],
+        new: list[Entry | None],
+        long: bool = False,
     ) -> None:
         """Run `statements` (after the rows of `new`) if `directory` holds nothing, else
         refuse (NOT_EMPTY); from the check on, no new name lands in it."""
         self._removing.add(directory)
         try:
             await self._write_all()  # names made in it before the check are in its rows
-            await self._writing(new, transactions.write_if_empty, statements, directory)
+            await self._writing(new, transactions.write_if_empty, statements, directory, long=long)
         except MissingParent:  # another host made a name in it meanwhile
             raise Refused(Reason.NOT_EMPTY, None, "a name was made in it meanwhile") from None
         finally:

@@ -72,10 +72,11 @@ class TreeStore(NamespaceStore):
             counts[new_parent] -= 1
         statements += transactions.count_subdirs(counts)
         if replaced is not None and replaced.is_dir:
-            await self._write_if_empty(replaced.inode, statements, [entry])
+            await self._write_if_empty(replaced.inode, statements, [entry], long=entry.is_dir)
         else:
             try:
-                await self._write(statements, [entry, replaced])
+                # A directory moved into another bucket takes everything below it along.
+                await self._write(statements, [entry, replaced], long=entry.is_dir)
             except MissingParent:
                 raise Refused(Reason.NO_SUCH_KEY, None, "the directory was removed") from None
         if entry.is_dir:
