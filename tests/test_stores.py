@@ -447,6 +447,19 @@ def test_a_durability_point_syncs_the_log_unless_it_is_synced_since_the_last_wri
     conn.close()
 
 
+def test_the_check_asks_sqlite_of_its_own_integrity(tmp_path):
+    """fsck's check of the metadata includes SQLite's own: a row whose parent row is gone
+    (a foreign key broken behind the store's back) is reported."""
+    conn = sqlite3.connect(tmp_path / "meta.sqlite3", factory=SqliteConnection)
+    conn.isolation_level = None
+    SQLITE.prepare(conn)
+    assert transactions.check(conn) == []
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("INSERT INTO user_metadata (inode, name, value) VALUES (999, 'k', x'00')")
+    assert any("user_metadata" in problem for problem in transactions.check(conn))
+    conn.close()
+
+
 async def test_short_transactions_run_on_the_loop_unless_the_thread_has_work_or_folds(meta):
     """A short transaction runs on the loop (no hop to the thread), unless the thread has
     work queued: then it queues behind it, so that one thread at a time uses the

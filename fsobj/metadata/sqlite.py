@@ -75,11 +75,6 @@ class SqliteDialect(Dialect):
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         _note_synced(conn)
 
-
-def _note_synced(conn: sqlite3.Connection) -> None:
-    if isinstance(conn, SqliteConnection):
-        conn.synced_changes = conn.total_changes
-
     def check(self, conn: sqlite3.Connection) -> list[str]:
         problems = [
             f"database: {row[0]}"
@@ -97,6 +92,11 @@ class SqliteConnection(sqlite3.Connection):
 
     dialect = SQLITE
     synced_changes = -1  # `total_changes` when the log was last synced
+
+
+def _note_synced(conn: sqlite3.Connection) -> None:
+    if isinstance(conn, SqliteConnection):
+        conn.synced_changes = conn.total_changes
 
 
 # Short transactions run on the loop write the log without SQLite's automatic checkpoint
