@@ -164,3 +164,37 @@ def test_ls_l_asks_no_file_but_the_first_for_its_selinux_label(tmp_path):
     # About one per file (it was two): the ACL, whose cached answer the kernel drops at
     # each listing.
     assert getxattrs < files * 1.1
+
+
+@pytest.mark.same_on_every_store
+def test_a_new_file_written_write_only_costs_one_request_a_write(tmp_path):
+    """tar, cp and git make new files write-only, without O_TRUNC: such a file is written
+    with direct I/O, so each write is one request, not split at pages, and the kernel
+    asks no `security.capability` before it (it did through the page cache). A writer
+    that may read (O_RDWR, as SQLite opens) keeps the page cache, and both questions."""
+    port = free_port()
+    options = ("--metrics", f"127.0.0.1:{port}")
+    requests = "fsobj_fuse_requests_total"
+
+    def written(path, mode: int) -> tuple[float, float]:
+        before = scrape(port)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | mode, 0o644)
+        try:
+            for _ in range(10):
+                os.write(fd, b"x" * 10240)  # tar's records: not page-aligned
+        finally:
+            os.close(fd)
+        after = scrape(port)
+        return tuple(  # type: ignore[return-value]
+            value(after, requests, operation=op) - value(before, requests, operation=op)
+            for op in ("write", "getxattr")
+        )
+
+    with mounted_at(tmp_path / "store", tmp_path / "fsobj.log", options) as mounted:
+        bucket = mounted.path / "written"
+        bucket.mkdir()
+        assert written(bucket / "write-only", os.O_WRONLY) == (10, 0)
+        writes, asked = written(bucket / "read-write", os.O_RDWR)
+        assert (bucket / "write-only").read_bytes() == b"x" * 102400
+        assert (bucket / "read-write").read_bytes() == b"x" * 102400
+    assert writes > 10 and asked == 10

@@ -583,6 +583,36 @@ def test_shared_mappings_of_writers_work_readers_map_privately(bucket):
     assert path.read_bytes()[:24] == b"MAPPED bytesmapped bytes"
 
 
+def test_a_write_only_writer_in_place_reaches_the_pages_other_writers_map(bucket):
+    """A write-only descriptor writes past the page cache (direct I/O); what the others
+    of the working copy read, through the cache or a shared mapping, is what it wrote."""
+    import mmap
+
+    path = bucket / "db"
+    path.write_bytes(b"a" * 8192)
+    both = os.open(path, os.O_RDWR)
+    write_only = os.open(path, os.O_WRONLY)  # no O_TRUNC: in place, the same working copy
+    try:
+        assert os.pread(both, 8, 0) == b"aaaaaaaa"  # in the page cache now
+        shared = mmap.mmap(both, 8192, flags=mmap.MAP_SHARED)
+        assert shared[:8] == b"aaaaaaaa"
+        os.pwrite(write_only, b"BBBB", 0)
+        assert os.pread(both, 8, 0) == b"BBBBaaaa"
+        assert shared[:8] == b"BBBBaaaa"
+        os.pwrite(write_only, b"CCCC", 4096)
+        assert shared[4096:4104] == b"CCCCaaaa"
+        shared[8:12] = b"MMMM"  # and the other way round
+        shared.flush()
+        shared.close()
+        os.pwrite(write_only, b"!", 8191)
+    finally:
+        os.close(both)
+        os.close(write_only)
+    content = path.read_bytes()
+    assert content[:12] == b"BBBBaaaaMMMM" and content[4096:4100] == b"CCCC"
+    assert content[-2:] == b"a!" and len(content) == 8192
+
+
 def test_fallocate_is_refused_after_the_open_made_the_file(bucket):
     # pyfuse3 has no fallocate handler: the kernel answers EOPNOTSUPP (docs/semantics.md)
     made = subprocess.run(["fallocate", "-l", "1M", str(bucket / "f")], capture_output=True)

@@ -258,7 +258,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         # Made without O_TRUNC (as SQLite makes its files), it is updated in place.
         in_place = not flags & os.O_TRUNC
         entry, handle = await self._create_object(parent, name, mode, ctx, in_place)
-        return _file_info(handle), self.attributes(entry)
+        return _file_info(handle, flags), self.attributes(entry)
 
     @request
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
@@ -280,7 +280,7 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
             uid=who.uid,
             past=self.core.view.is_view(inode),
         )
-        return _file_info(handle)
+        return _file_info(handle, flags)
 
     @request
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -333,14 +333,20 @@ class Operations(MetadataAttributes, Listings, pyfuse3.Operations):
         return result
 
 
-def _file_info(handle: Handle) -> pyfuse3.FileInfo:
-    """How the kernel serves an open file. A reader reads with direct I/O, every read from
-    the version it pinned: the page cache is the inode's, shared with every version; so
-    does a writer that replaces the object (O_TRUNC), which works alone. Writers that
-    update the object in place share its working copy through the page cache, so that
-    they can map it `MAP_SHARED` (SQLite's `-shm` in WAL mode); they start from what the
-    daemon holds (`keep_cache` off). docs/design.md says what this costs."""
-    return pyfuse3.FileInfo(fh=handle.fh, direct_io=not handle.in_place, keep_cache=False)
+def _file_info(handle: Handle, flags: int) -> pyfuse3.FileInfo:
+    """How the kernel serves an open file. A reader reads with direct I/O, every read
+    from the version it pinned: the page cache is the inode's, shared with every
+    version; so does a writer that replaces the object (O_TRUNC), which works alone.
+    Writers that update the object in place share its working copy through the page
+    cache, so that they can map it `MAP_SHARED` (SQLite's `-shm` in WAL mode); they
+    start from what the daemon holds (`keep_cache` off). docs/design.md says what
+    this costs. A write-only descriptor can never be mapped, so it writes with direct
+    I/O even in place (tar, cp and git make new files so): the kernel then neither
+    splits its writes at pages nor asks `security.capability` before each one, and
+    (since Linux 6.6) drops what the page cache holds of the range each one writes,
+    so the other writers in place still read and map what it wrote."""
+    cached = handle.in_place and flags & os.O_ACCMODE == os.O_RDWR
+    return pyfuse3.FileInfo(fh=handle.fh, direct_io=not cached, keep_cache=False)
 
 
 def _privileges(mode: int) -> int:
