@@ -32,7 +32,7 @@ import trio
 from boto3.s3.transfer import TransferConfig
 
 from fsobj import measures
-from fsobj.datastore.blob_file import DamagedBlob, blob_file_problem
+from fsobj.datastore.blob_file import BlobFile, DamagedBlob, blob_file_problem
 from fsobj.datastore.cache import DEFAULT_CACHE_BYTES, BlobCache
 from fsobj.datastore.sealing import Seal, sealed_size
 from fsobj.datastore.staging import Staging
@@ -268,6 +268,11 @@ class RemoteDataStore(DataStore):
         blob = await super().commit(staging, object_id, sync, seal)
         self.cache.added(object_id, blob.size)
         return blob
+
+    def commit_open(
+        self, staging: Staging, object_id: str, seal: Seal | None = None
+    ) -> tuple[Blob, BlobFile | None]:
+        return self.commit_now(staging, object_id, False, seal), None  # uploaded, as any
 
     async def ensure_local(self, object_id: str, size: int, checksums: bytes | None) -> None:
         """Fill the cache with the blob unless it holds it; readers of one blob that is

@@ -206,9 +206,23 @@ class DataStore:
         self, staging: Staging, object_id: str, sync: bool, seal: Seal | None = None
     ) -> Blob:
         """`commit`, blocking."""
+        return self._commit(staging, object_id, sync, seal, keep_open=False)[0]
+
+    def commit_open(
+        self, staging: Staging, object_id: str, seal: Seal | None = None
+    ) -> tuple[Blob, BlobFile | None]:
+        """`commit_now` without a sync; a blob written from memory is left open for
+        reading (the caller's to close), so that its writer reads on without opening it
+        again."""
+        return self._commit(staging, object_id, False, seal, keep_open=True)
+
+    def _commit(
+        self, staging: Staging, object_id: str, sync: bool, seal: Seal | None, keep_open: bool
+    ) -> tuple[Blob, BlobFile | None]:
         etag, checksums = staging.digests()
         path = self.blob_path(object_id)
         blocks = None
+        opened = None
         if seal is not None:
             self._seal_blob(path, staging, seal, sync)
             if staging.path is not None:
@@ -216,7 +230,9 @@ class DataStore:
         elif staging.memory is not None:
             # Small content goes straight to its blob: until the metadata names it, a
             # partial blob is only garbage, like any blob no metadata names.
-            self._write_blob(path, staging.memory, sync)
+            fd = self._write_blob(path, staging.memory, sync, keep_open)
+            if fd is not None:
+                opened = BlobFile(fd, staging.size)
         else:
             if sync:
                 os.fdatasync(staging.fd)
@@ -227,19 +243,29 @@ class DataStore:
             if allocated * 512 < staging.size:  # sparse: holes take no space
                 blocks = allocated
         if sync:
-            fsync_dir(path.parent)
+            try:
+                fsync_dir(path.parent)
+            except BaseException:
+                if opened is not None:
+                    opened.close()
+                raise
         size = staging.size
         staging.close()
-        return Blob(size, etag, checksums, blocks)
+        return Blob(size, etag, checksums, blocks), opened
 
     @staticmethod
-    def _write_blob(path: Path, content: bytearray, sync: bool) -> None:
+    def _write_blob(path: Path, content: bytearray, sync: bool, keep_open: bool) -> int | None:
         fd = new_file(path, content, 0o400)
         try:
             if sync:
                 os.fdatasync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        if keep_open:
+            return fd
+        os.close(fd)
+        return None
 
     def _seal_blob(self, path: Path, staging: Staging, seal: Seal, sync: bool) -> None:
         """Write the staged content to its blob sealed (datastore/sealing.py)."""

@@ -200,13 +200,16 @@ class OpenObjects:
             handle.modified_ns = time.time_ns()
             self._last_writer[entry.kernel_inode] = handle
 
-    async def _pin(self, handle: Handle, version: Version | None) -> None:
-        """Make the handle read `version` (None: an object with no content yet)."""
+    async def _pin(
+        self, handle: Handle, version: Version | None, opened: BlobFile | None = None
+    ) -> None:
+        """Make the handle read `version` (None: an object with no content yet), from its
+        blob `opened` already if given."""
         if handle.blob is not None:
             handle.blob.close()
-        handle.version, handle.blob = version, None
+        handle.version, handle.blob = version, opened
         self.reader.drop_ahead(handle)
-        if version is not None:
+        if version is not None and opened is None:
             await self.data.ensure_local(version.object_id, version.size, version.checksums)
             handle.blob = self._open_blob(version, handle.entry.name, handle.key)
 
@@ -481,11 +484,12 @@ class OpenObjects:
         # From before the blob appears until the metadata names it, the collector must not
         # take it for garbage.
         self.committing.add(object_id)
+        opened = None  # the new blob, when its commit left it open for reading
         try:
             # The blob is written and checked before its metadata's transaction begins.
             if fresh and staging.size <= SMALL_BLOB and self.data.small_commits_inline:
                 # Into the page cache, unsynced: quicker than the hop to a thread.
-                blob = self.data.commit_now(staging, object_id, False, seal)
+                blob, opened = self.data.commit_open(staging, object_id, seal)
             else:
                 blob = await self.data.commit(staging, object_id, not fresh, seal)
             # The staged content is the blob's, whatever happens to the metadata.
@@ -495,6 +499,8 @@ class OpenObjects:
                 previous, commit = await self._record(handle, object_id, blob, seal, fresh, alone)
             except BaseException:
                 staging.close()
+                if opened is not None:
+                    opened.close()
                 await self.remove_blob(object_id)  # no metadata names it: the old one stays
                 raise
         except (OSError, Refused) as error:
@@ -516,7 +522,7 @@ class OpenObjects:
         if commit.etag is None:
             self.etags.later(handle.entry)
         # Later reads and copy-on-write through this handle start from what it committed.
-        await self._pin(handle, Version(object_id, commit.size, commit.checksums))
+        await self._pin(handle, Version(object_id, commit.size, commit.checksums), opened)
         self.committed(handle.entry.kernel_inode)
         self.retire(previous)
         if durable and not alone:
