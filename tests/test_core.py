@@ -389,3 +389,44 @@ async def test_user_metadata_is_limited_to_2_kib_in_all(core):
     assert await refused(service.set_user_metadata(entry, "c", None)) is (Reason.NO_SUCH_ATTRIBUTE)
     await service.set_user_metadata(entry, "b", None)
     assert await service.user_metadata(entry) == {"a": b"1"}
+
+
+async def test_small_reads_of_checked_content_in_the_page_cache_stay_on_the_loop(core, monkeypatch):
+    """A program that maps a large file reads it in small pieces (git its packs): once a
+    chunk is checked, a small read of it in the page cache is served on the loop, of a
+    committed blob as of a writer's staging file; the hop to a thread costs more."""
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    content = os.urandom(3 << 20)
+    await objects.put(ROOT, "bkt", "big", body(content))
+    entry = await service.existing(
+        await service.existing(await service.entry(ROOT_INODE), b"bkt"), b"big"
+    )
+    hops: list = []
+    in_thread = trio.to_thread.run_sync
+
+    async def counted(fn, *args, **kwargs):
+        hops.append(fn)
+        return await in_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    handles = service.objects
+    reader = await handles.open(entry, False, False)
+    assert await handles.read(reader, 5000, 4096) == content[5000:9096]
+    assert len(hops) == 1  # the chunk's first read checks it, in a thread
+    assert await handles.read(reader, 9000, 4096) == content[9000:13096]
+    assert await handles.read(reader, 100, 64 << 10) == content[100 : 100 + (64 << 10)]
+    assert len(hops) == 1
+    assert await handles.read(reader, 5 << 19, 4096) == content[5 << 19 : (5 << 19) + 4096]
+    assert len(hops) == 2  # another chunk
+    writer = await handles.open(entry, True, False)  # in place: a copy in a staging file
+    assert await handles.write(writer, 1 << 20, b"changed") == 7
+    writer.staging.settle()
+    hops.clear()
+    assert (
+        await handles.read(writer, (1 << 20) - 3, 10)
+        == content[(1 << 20) - 3 : 1 << 20] + b"changed"
+    )
+    assert hops == []
+    await handles.release(writer)
+    await handles.release(reader)

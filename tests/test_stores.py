@@ -333,6 +333,42 @@ async def test_writes_handed_over_land_in_order_and_a_failure_fails_what_follows
     assert full.fd == -1
 
 
+async def test_a_staging_file_is_read_on_the_loop_only_once_its_writes_are_written(
+    tmp_path, monkeypatch
+):
+    """A small read of a staging file is served on the loop (the hop to a thread costs
+    more); while writes handed over are still to be written, or one failed, the loop's
+    read says it would wait, and the read in a thread waits or fails."""
+    from fsobj.datastore import staging as staging_module
+
+    data = DataStore(tmp_path)
+    staging = await data.stage(None, md5=False)
+    staging.spill(data.staging_path())
+    staging.write(0, b"written")
+    assert staging.read_cached(0, 7) == b"written"
+    held: list = []
+    monkeypatch.setattr(staging_module._writers, "submit", held.append)
+    staging.write_behind(0, b"WRITTEN")  # handed over, its thread not run yet
+    with pytest.raises(BlockingIOError):
+        staging.read_cached(0, 7)
+    held.pop()()  # the thread's turn
+    assert staging.read_cached(0, 7) == b"WRITTEN"
+    staging.close()
+
+    full = Staging(tmp_path / "full", os.open("/dev/full", os.O_RDWR))
+    full.write_behind(0, b"x")
+    held.pop()()  # fails: ENOSPC
+    with pytest.raises(BlockingIOError):
+        full.read_cached(0, 1)
+    with pytest.raises(OSError) as failed:
+        full.read(0, 1)
+    assert failed.value.errno == errno.ENOSPC
+    full.close()
+    memory = await data.stage(None, md5=False)
+    memory.write(3, b"abc")
+    assert memory.read_cached(0, 10) == b"\0\0\0abc"
+
+
 async def test_a_copy_staged_from_a_blob_recomputes_only_the_chunks_it_changed(tmp_path):
     """A writer in place (a database) commits at every fsync: the chunks it left alone
     keep the checksums recorded for its blob; those it wrote, truncated or added are

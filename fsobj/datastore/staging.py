@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-from fsobj.datastore.blob_file import CHUNK, chunk_sums, stored_sums
+from fsobj.datastore.blob_file import CHUNK, chunk_sums, pread, stored_sums
 from fsobj.datastore.crc import crc32
 
 # One thread hashes large writes while their writers go on, where they compute an MD5
@@ -217,6 +217,17 @@ class Staging:
             self.settle()
             return os.pread(self.fd, size, offset)
         return bytes(self.memory[offset : offset + size])
+
+    def read_cached(self, offset: int, size: int) -> bytes:
+        """`read` on the event loop: BlockingIOError if it would wait, for writes handed
+        over or for the disk (then `read` it in a thread)."""
+        memory = self.memory  # a spill in a thread may move it to a file meanwhile
+        if memory is not None:
+            return bytes(memory[offset : offset + size])
+        with self._lock:
+            if self.behind or self._failure is not None:
+                raise BlockingIOError(errno.EAGAIN, "writes are still being written")
+        return pread(self.fd, size, offset, cached_only=True)
 
     def truncate(self, size: int) -> None:
         self.settle()

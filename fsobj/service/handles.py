@@ -45,7 +45,7 @@ from fsobj.service.durability import GroupSync
 from fsobj.service.etags import Etags
 from fsobj.service.group_commit import GroupCommit
 from fsobj.service.journaled import JournaledCopies
-from fsobj.service.versions import Version, VersionReader
+from fsobj.service.versions import SMALL_READ, Version, VersionReader
 from fsobj.service.working_copy import Handle
 
 log = logging.getLogger(__name__)
@@ -331,16 +331,14 @@ class OpenObjects:
         if handle.follows is not None:
             return await self.read(handle.follows, offset, size)
         if handle.staging is not None:
-            if handle.staging.memory is not None:
-                return handle.staging.read(offset, size)
+            if size <= SMALL_READ or handle.staging.memory is not None:
+                with contextlib.suppress(BlockingIOError):  # on the loop (versions.py)
+                    return handle.staging.read_cached(offset, size)
             return await trio.to_thread.run_sync(handle.staging.read, offset, size)
         if handle.blob is None or (handle.version is not None and offset >= handle.version.size):
             return b""  # a blob never changes size: the read that finds the end needs no I/O
-        if handle.version is not None and handle.version.size <= INLINE_WRITE:
-            # A small object whose blob is in the page cache is read on the loop: the
-            # thread hop would cost more than the copy. Otherwise: a thread.
-            with contextlib.suppress(BlockingIOError):
-                return self.reader.read_cached(handle, offset, size)
+        with contextlib.suppress(BlockingIOError):
+            return self.reader.read_on_loop(handle, offset, size)
         return await self.reader.read(handle, offset, size)
 
     async def _staging(self, handle: Handle, end: int) -> Staging:

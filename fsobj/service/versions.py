@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import errno
 from typing import TYPE_CHECKING
 
 import trio
@@ -28,6 +29,10 @@ VERIFIED_BLOBS = 100_000
 # current one; at most this many bytes are read ahead for all readers together.
 READ_AHEAD = 3
 READ_AHEAD_TOTAL = 32 << 20
+# Reads up to this size of what is in the page cache are served on the loop: the hop to
+# a thread costs more than such a copy (a program that maps a large file faults its pages
+# in by small reads, as git does its packs).
+SMALL_READ = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +70,27 @@ class VersionReader:
             READ_AHEAD, thread_name_prefix="read-ahead"
         )
         self.ahead_bytes = 0  # what all handles' read aheads hold or are reading
+
+    def verified(self, version: Version, offset: int, size: int) -> bool:
+        """Whether every chunk a read touches has been checked already (reading it then
+        reads no more than it asks for)."""
+        if version.checksums is None:
+            return True
+        verified = self._verified.get(version.object_id, ())
+        end = min(offset + size, version.size)
+        return all(index in verified for index in range(offset // CHUNK, (end - 1) // CHUNK + 1))
+
+    def read_on_loop(self, handle: Handle, offset: int, size: int) -> bytes:
+        """A read served on the loop: of a small object, or a small read of chunks
+        checked already, from the page cache. BlockingIOError: read it in a thread (it
+        waits for the disk, checks a chunk, or a sequential reader reads ahead)."""
+        version = handle.version
+        if version is None or (
+            version.size > SMALL_READ
+            and (size > SMALL_READ or handle.ahead or not self.verified(version, offset, size))
+        ):
+            raise BlockingIOError(errno.EAGAIN, "a read for a thread")
+        return self.read_cached(handle, offset, size)
 
     def read_cached(self, handle: Handle, offset: int, size: int) -> bytes:
         """A read on the loop of what the page cache holds (BlockingIOError otherwise)."""
