@@ -12,8 +12,11 @@ import urllib.request
 
 import pytest
 from conftest import mounted_at
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from s3_fixtures import S3Mount, code_of, free_port, wait_for_port
+
+from fsobj import measures
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -64,6 +67,8 @@ def test_a_scrape_counts_what_the_mount_and_s3_served(tmp_path):
     assert grew("fsobj_fuse_requests_total", operation="mkdir") == 2
     assert grew("fsobj_fuse_requests_total", operation="create") == 3
     assert grew("fsobj_fuse_request_seconds_count", operation="create") == 3
+    assert grew("fsobj_fuse_request_seconds_bucket", operation="create", le="+Inf") == 3
+    assert grew("fsobj_fuse_request_seconds_sum", operation="create") > 0
     assert grew("fsobj_fuse_refusals_total", operation="mkdir", reason="BAD_BUCKET_NAME") == 1
     assert grew("fsobj_written_bytes_total", front_end="fuse") == 15_006
     assert grew("fsobj_read_bytes_total", front_end="fuse") == 10_000
@@ -131,6 +136,31 @@ async def test_a_failed_metadata_call_is_counted_by_its_error(tmp_path):
         with pytest.raises(Refused):
             await meta.acl(999_999)  # no such bucket
         assert failed() == before + 1
+
+
+def test_request_timings_fall_in_the_buckets_prometheus_means():
+    """The FUSE requests' counter and histogram are kept by the loop without a lock
+    (measures.LoopTimings); a scrape shows them as the library's would: each bucket
+    counts the durations up to its bound, cumulatively."""
+    registry = CollectorRegistry()
+    timings = measures.LoopTimings(("t_requests", "r"), ("t_seconds", "s"), "op", registry)
+    tally = timings.of("read")
+    for seconds in (0.00005, 0.0001, 0.0002, 0.003, 99.0):
+        measures.timed(tally, seconds)
+    text = generate_latest(registry).decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert value(samples, "t_requests_total", op="read") == 5
+    assert value(samples, "t_seconds_count", op="read") == 5
+    assert value(samples, "t_seconds_sum", op="read") == pytest.approx(99.0033)
+    assert value(samples, "t_seconds_bucket", op="read", le="0.0001") == 2  # up to, inclusive
+    assert value(samples, "t_seconds_bucket", op="read", le="0.0005") == 3
+    assert value(samples, "t_seconds_bucket", op="read", le="0.005") == 4
+    assert value(samples, "t_seconds_bucket", op="read", le="30.0") == 4
+    assert value(samples, "t_seconds_bucket", op="read", le="+Inf") == 5
 
 
 @pytest.mark.same_on_every_store

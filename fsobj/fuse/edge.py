@@ -36,11 +36,19 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+@functools.cache
+def _refusals(op: str, reason: str) -> Any:
+    """The counter of one operation's refusals for one reason (`ls -l` and writes through
+    the page cache are refused an attribute per file: a label look-up each costs more
+    than the count)."""
+    return measures.FUSE_REFUSALS.labels(op, reason)
+
+
 def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn every failure of a handler into an errno the kernel can pass on; count and
     time every request (fsobj/measures.py)."""
     op = fn.__name__
-    served, timed = measures.FUSE_REQUESTS.labels(op), measures.FUSE_SECONDS.labels(op)
+    tally = measures.FUSE_REQUESTS.of(op)
 
     @functools.wraps(fn)
     async def handler(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -49,7 +57,7 @@ def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[An
         try:
             return await fn(*args, **kwargs)
         except Refused as refusal:
-            measures.FUSE_REFUSALS.labels(op, refusal.reason.name).inc()
+            _refusals(op, refusal.reason.name).inc()
             number = errno_of(refusal)
             level = logging.DEBUG if refusal.reason in ROUTINE else logging.INFO
             if log.isEnabledFor(level):
@@ -67,8 +75,7 @@ def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[An
             log.exception("%s failed unexpectedly", op)
             raise pyfuse3.FUSEError(errno.EIO) from None
         finally:
-            served.inc()
-            timed.observe(time.monotonic() - start)
+            measures.timed(tally, time.monotonic() - start)
 
     return handler
 
