@@ -392,16 +392,16 @@ async def test_user_metadata_is_limited_to_2_kib_in_all(core):
 
 
 async def test_small_reads_of_checked_content_in_the_page_cache_stay_on_the_loop(core, monkeypatch):
-    """A program that maps a large file reads it in small pieces (git its packs): once a
-    chunk is checked, a small read of it in the page cache is served on the loop, of a
-    committed blob as of a writer's staging file; the hop to a thread costs more."""
+    """A program that maps a large file reads it in small pieces (git its packs), grep
+    in 96 KiB: a small read in the page cache is served on the loop once its chunks are
+    checked, or when checking them reads little more, of a committed blob as of a
+    writer's staging file; the hop to a thread costs more."""
     service, objects = core
     await objects.create_bucket(ROOT, "bkt")
     content = os.urandom(3 << 20)
     await objects.put(ROOT, "bkt", "big", body(content))
-    entry = await service.existing(
-        await service.existing(await service.entry(ROOT_INODE), b"bkt"), b"big"
-    )
+    entry_parent = await service.existing(await service.entry(ROOT_INODE), b"bkt")
+    entry = await service.existing(entry_parent, b"big")
     hops: list = []
     in_thread = trio.to_thread.run_sync
 
@@ -419,6 +419,13 @@ async def test_small_reads_of_checked_content_in_the_page_cache_stay_on_the_loop
     assert len(hops) == 1
     assert await handles.read(reader, 5 << 19, 4096) == content[5 << 19 : (5 << 19) + 4096]
     assert len(hops) == 2  # another chunk
+    await objects.put(ROOT, "bkt", "mid", body(content[: 100 << 10]))
+    mid = await handles.open(await service.existing(entry_parent, b"mid"), False, False)
+    hops.clear()
+    assert await handles.read(mid, 0, 96 << 10) == content[: 96 << 10]  # grep's reads
+    assert await handles.read(mid, 96 << 10, 96 << 10) == content[96 << 10 : 100 << 10]
+    assert hops == []  # a chunk of 100 KiB is checked on the loop
+    await handles.release(mid)
     writer = await handles.open(entry, True, False)  # in place: a copy in a staging file
     assert await handles.write(writer, 1 << 20, b"changed") == 7
     writer.staging.settle()

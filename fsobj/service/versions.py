@@ -29,10 +29,11 @@ VERIFIED_BLOBS = 100_000
 # current one; at most this many bytes are read ahead for all readers together.
 READ_AHEAD = 3
 READ_AHEAD_TOTAL = 32 << 20
-# Reads up to this size of what is in the page cache are served on the loop: the hop to
-# a thread costs more than such a copy (a program that maps a large file faults its pages
-# in by small reads, as git does its packs).
-SMALL_READ = 64 * 1024
+# Reads up to this size of what is in the page cache are served on the loop, checking
+# as much of their chunks as is left unchecked, up to this size too: the hop to a thread
+# costs more than such a copy (grep reads 96 KiB at a time; a program that maps a large
+# file faults its pages in by reads of up to 128 KiB, as git does its packs).
+SMALL_READ = 128 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,23 +72,29 @@ class VersionReader:
         )
         self.ahead_bytes = 0  # what all handles' read aheads hold or are reading
 
-    def verified(self, version: Version, offset: int, size: int) -> bool:
-        """Whether every chunk a read touches has been checked already (reading it then
-        reads no more than it asks for)."""
+    def unchecked(self, version: Version, offset: int, size: int) -> int:
+        """How many bytes of the chunks a read touches are still to be checked (the read
+        reads them whole)."""
         if version.checksums is None:
-            return True
+            return 0
         verified = self._verified.get(version.object_id, ())
         end = min(offset + size, version.size)
-        return all(index in verified for index in range(offset // CHUNK, (end - 1) // CHUNK + 1))
+        return sum(
+            min(CHUNK, version.size - index * CHUNK)
+            for index in range(offset // CHUNK, (end - 1) // CHUNK + 1)
+            if index not in verified
+        )
 
     def read_on_loop(self, handle: Handle, offset: int, size: int) -> bytes:
-        """A read served on the loop: of a small object, or a small read of chunks
-        checked already, from the page cache. BlockingIOError: read it in a thread (it
-        waits for the disk, checks a chunk, or a sequential reader reads ahead)."""
+        """A small read served on the loop, from the page cache, its chunks checked
+        already or small. BlockingIOError: read it in a thread (it waits for the disk,
+        checks a large chunk, or a sequential reader reads ahead)."""
         version = handle.version
-        if version is None or (
-            version.size > SMALL_READ
-            and (size > SMALL_READ or handle.ahead or not self.verified(version, offset, size))
+        if (
+            version is None
+            or min(size, version.size - offset) > SMALL_READ  # what it can get
+            or handle.ahead
+            or self.unchecked(version, offset, size) > SMALL_READ
         ):
             raise BlockingIOError(errno.EAGAIN, "a read for a thread")
         return self.read_cached(handle, offset, size)
