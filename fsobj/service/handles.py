@@ -277,6 +277,9 @@ class OpenObjects:
         await self.durability.make_all_durable()
 
     async def release(self, handle: Handle) -> None:
+        if not handle.writable:  # nothing to commit, nothing to wait for
+            self._close(handle)
+            return
         try:
             # Changes still running (a write of another writer in place) land first.
             async with self._working_copy(handle, commit=True) as working:
