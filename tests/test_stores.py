@@ -984,6 +984,34 @@ async def test_a_new_object_s_first_commit_is_written_with_its_row(meta):
     assert [(u.objects, u.bytes) for u in await meta.usage(bucket.inode)] == [(1, 416)]
 
 
+async def test_a_first_commit_from_the_mount_goes_in_with_its_row_as_well(meta):
+    """A commit from the mount removes the notes of the content it replaces (checksum,
+    parts, encryption): on a new row, which has none, that is nothing, so the row's
+    INSERT carries it too; a note the row's user metadata has is removed as before."""
+    sqlite_only(meta)
+    mount_notes = (("fsobj.encryption", None), ("fsobj.checksum", None), ("fsobj.parts", None))
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    made = await meta.insert(new_entry(bucket.inode, "made"), deferred=True)
+    noted = await meta.insert(new_entry(bucket.inode, "noted"), deferred=True)
+    await meta.set_user_metadata(noted.inode, "fsobj.parts", b"3")  # in the cache alone
+    ran: list[str] = []
+    await meta._run(lambda conn: conn.set_trace_callback(ran.append))
+    await meta.commit_many([(made, a_commit(new_object_id(), 10, notes=mount_notes))])
+    written = list(ran)
+    ran.clear()
+    await meta.commit_many([(noted, a_commit(new_object_id(), 20, notes=mount_notes))])
+    await meta._run(lambda conn: conn.set_trace_callback(None))
+    looked_up = ("SELECT object_id, etag FROM entries", "UPDATE entries SET object_id")
+    assert any(sql.startswith("INSERT INTO entries") for sql in written)
+    assert not any(sql.startswith((*looked_up, "DELETE FROM user_metadata")) for sql in written)
+    assert any(sql.startswith(looked_up) for sql in ran)  # a row already: as before
+    for entry, size in ((made, 10), (noted, 20)):
+        meta._cache.drop(entry.inode)
+        row = await meta.get(entry.inode)
+        assert row is not None and row.size == size
+        assert await meta.user_metadata(entry.inode) == {}
+
+
 async def test_a_new_version_and_its_user_metadata_are_one_transaction(meta):
     sqlite_only(meta)
     bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)

@@ -460,7 +460,7 @@ class NamespaceStore:
             and once[entry.inode] == 1  # else the later ones replace the first's blob
             and not self.shared
             and entry.inode not in self._replacing
-            and transactions.written_whole(commit)
+            and transactions.written_whole(commit, self._cache.user_metadata(entry.inode))
         }
         results = await self._writing(
             [entry for entry, _ in batch],

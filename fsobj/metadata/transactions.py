@@ -83,17 +83,20 @@ def commit_many(
     return results
 
 
-def written_whole(commit: Commit) -> bool:
+def written_whole(commit: Commit, metadata: dict[str, bytes] | None) -> bool:
     """Whether an object's first commit can be written with its row (insert_entry's
-    `committed`): nothing in it needs the row looked up first (a condition, a shared
-    blob, a version kept or restored) or written apart (user metadata)."""
+    `committed`), the row's user metadata being `metadata`: nothing in it needs the row
+    looked up first (a condition, a shared blob, a version kept or restored) or written
+    apart (user metadata; notes, unless they remove items the row does not have, as a
+    commit from the mount removes those of the content it replaces)."""
     return (
         commit.expects is None
         and not commit.shares_blob
         and commit.archive is None
         and commit.restores is None
         and commit.user_metadata is None
-        and not commit.notes
+        and metadata is not None
+        and all(value is None and name not in metadata for name, value in commit.notes)
     )
 
 
