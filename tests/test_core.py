@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import trio
 
+from fsobj.datastore.sealing import Seal
 from fsobj.iam.policy import Grant, Identity, Permission
 from fsobj.metadata import transactions
 from fsobj.refusals import Reason, Refused
@@ -436,4 +437,17 @@ async def test_small_reads_of_checked_content_in_the_page_cache_stay_on_the_loop
     )
     assert hops == []
     await handles.release(writer)
+    await handles.release(reader)
+
+    async def sealed(entry, asked):
+        return Seal()
+
+    monkeypatch.setattr(handles, "sealing", sealed)
+    await objects.put(ROOT, "bkt", "sealed", body(content))
+    reader = await handles.open(await service.existing(entry_parent, b"sealed"), False, False)
+    assert reader.blob.sealed
+    hops.clear()
+    for _ in range(2):  # opening a sealed chunk of 1 MiB costs more than the hop
+        assert await handles.read(reader, 9000, 4096) == content[9000:13096]
+    assert len(hops) == 2
     await handles.release(reader)

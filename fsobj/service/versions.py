@@ -88,13 +88,16 @@ class VersionReader:
     def read_on_loop(self, handle: Handle, offset: int, size: int) -> bytes:
         """A small read served on the loop, from the page cache, its chunks checked
         already or small. BlockingIOError: read it in a thread (it waits for the disk,
-        checks a large chunk, or a sequential reader reads ahead)."""
-        version = handle.version
+        checks a large chunk, opens a large sealed one, or a sequential reader reads
+        ahead)."""
+        version, blob = handle.version, handle.blob
         if (
             version is None
+            or blob is None
             or min(size, version.size - offset) > SMALL_READ  # what it can get
             or handle.ahead
             or self.unchecked(version, offset, size) > SMALL_READ
+            or (blob.sealed and version.size > SMALL_READ)  # a chunk opened costs more
         ):
             raise BlockingIOError(errno.EAGAIN, "a read for a thread")
         return self.read_cached(handle, offset, size)
