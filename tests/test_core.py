@@ -451,3 +451,24 @@ async def test_small_reads_of_checked_content_in_the_page_cache_stay_on_the_loop
         assert await handles.read(reader, 9000, 4096) == content[9000:13096]
     assert len(hops) == 2
     await handles.release(reader)
+
+
+async def test_opening_a_small_object_asks_the_disk_for_its_blob_at_once(core, monkeypatch):
+    """A read of a small object comes a round trip after its open: the open starts the
+    disk reading its blob (WILLNEED), so the read may find it in the page cache and be
+    served on the loop. A large one is read ahead by its reader instead."""
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    await objects.put(ROOT, "bkt", "small", body(b"s" * 4096))
+    await objects.put(ROOT, "bkt", "large", body(os.urandom(1 << 20)))
+    bucket = await service.existing(await service.entry(ROOT_INODE), b"bkt")
+    asked: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, *how: asked.append((fd, how[-1])))
+    handles = service.objects
+    small = await handles.open(await service.existing(bucket, b"small"), False, False)
+    assert asked == [(small.blob.fd, os.POSIX_FADV_WILLNEED)]
+    large = await handles.open(await service.existing(bucket, b"large"), False, False)
+    assert len(asked) == 1
+    assert await handles.read(small, 0, 1 << 20) == b"s" * 4096
+    await handles.release(small)
+    await handles.release(large)

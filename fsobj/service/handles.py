@@ -193,6 +193,7 @@ class OpenObjects:
                 # replaces the blob cannot unlink it in between.
                 handle.version = version
                 handle.blob = self._open_blob(version, entry.name, handle.key)
+                self.reader.opened(handle)
                 break
         if handle.writable and truncate:
             handle.staging = staged or await self.data.stage(None, md5=False)

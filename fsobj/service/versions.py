@@ -9,8 +9,10 @@ that version.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import errno
+import os
 from typing import TYPE_CHECKING
 
 import trio
@@ -71,6 +73,15 @@ class VersionReader:
             READ_AHEAD, thread_name_prefix="read-ahead"
         )
         self.ahead_bytes = 0  # what all handles' read aheads hold or are reading
+
+    def opened(self, handle: Handle) -> None:
+        """A handle opened its version: a small one's blob is asked of the disk at once
+        (WILLNEED starts reading it, without waiting), so that its first read, which
+        comes a round trip later, may find it in the page cache, on the loop."""
+        version, blob = handle.version, handle.blob
+        if version is not None and blob is not None and 0 < version.size <= SMALL_READ:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(blob.fd, 0, 0, os.POSIX_FADV_WILLNEED)
 
     def unchecked(self, version: Version, offset: int, size: int) -> int:
         """How many bytes of the chunks a read touches are still to be checked (the read
