@@ -354,6 +354,21 @@ def new_entry(parent: int, name: str, kind: str = "object") -> Entry:
     return Entry(0, parent, name, kind, 0o644, 0, 0, now, now, now)
 
 
+def reads_without_waiting(where: Path) -> bool:
+    """Whether files at `where` can be read only from the page cache (tmpfs cannot)."""
+    probe = where / "nowait-probe"
+    probe.write_bytes(b"x")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        probe.unlink()
+
+
 def a_commit(object_id: str, size: int = 1, **more: Any) -> Commit:
     """A commit of a version of `size` bytes in the blob `object_id`."""
     fields: dict[str, Any] = {"etag": "0" * 32, "checksums": None, "blocks": None}
