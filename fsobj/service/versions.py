@@ -89,10 +89,9 @@ class VersionReader:
         if version.checksums is None:
             return 0
         verified = self._verified.get(version.object_id, ())
-        end = min(offset + size, version.size)
         return sum(
             min(CHUNK, version.size - index * CHUNK)
-            for index in range(offset // CHUNK, (end - 1) // CHUNK + 1)
+            for index in _chunks(version, offset, size)
             if index not in verified
         )
 
@@ -111,10 +110,6 @@ class VersionReader:
             or (blob.sealed and version.size > SMALL_READ)  # a chunk opened costs more
         ):
             raise BlockingIOError(errno.EAGAIN, "a read for a thread")
-        return self.read_cached(handle, offset, size)
-
-    def read_cached(self, handle: Handle, offset: int, size: int) -> bytes:
-        """A read on the loop of what the page cache holds (BlockingIOError otherwise)."""
         return self._read_verified(*_blob(handle), offset, size, cached_only=True)
 
     async def read(self, handle: Handle, offset: int, size: int) -> bytes:
@@ -187,16 +182,15 @@ class VersionReader:
     ) -> bytes:
         """Read committed content from the blob open as `blob`, checking each chunk it
         touches against its CRC-32 the first time (a blob never changes, so once is enough)."""
-        end = min(offset + size, version.size)
-        if version.checksums is None or offset >= end:
+        touched = _chunks(version, offset, size)
+        if version.checksums is None or not touched:
             return blob.read(size, offset, cached_only)
         sums = chunk_sums(version.checksums)
         if len(self._verified) > VERIFIED_BLOBS:
             self._verified.clear()  # forgetting only means checking again
         verified = self._verified.setdefault(version.object_id, set())
-        first, last = offset // CHUNK, (end - 1) // CHUNK
         fresh = []
-        for index in range(first, last + 1):
+        for index in touched:
             if index in verified:
                 continue
             data = checked_chunk(blob, index, sums[index], cached_only)
@@ -208,11 +202,18 @@ class VersionReader:
                 )
             verified.add(index)
             fresh.append(data)
-        if len(fresh) == last - first + 1:  # every chunk was just read: no second read
-            start = offset - first * CHUNK
+        if len(fresh) == len(touched):  # every chunk was just read: no second read
+            start = offset - touched.start * CHUNK
             whole = fresh[0] if len(fresh) == 1 else b"".join(fresh)
             return whole[start : start + size]
         return blob.read(size, offset, cached_only)
+
+
+def _chunks(version: Version, offset: int, size: int) -> range:
+    """The chunks a read of `size` bytes at `offset` touches (none past the end)."""
+    end = min(offset + size, version.size)
+    first = offset // CHUNK
+    return range(first, (end - 1) // CHUNK + 1 if end > offset else first)
 
 
 async def _wait(future: concurrent.futures.Future) -> None:
