@@ -243,12 +243,7 @@ class DataStore:
             if allocated * 512 < staging.size:  # sparse: holes take no space
                 blocks = allocated
         if sync:
-            try:
-                fsync_dir(path.parent)
-            except BaseException:
-                if opened is not None:
-                    opened.close()
-                raise
+            fsync_dir(path.parent)
         size = staging.size
         staging.close()
         return Blob(size, etag, checksums, blocks), opened
@@ -256,15 +251,13 @@ class DataStore:
     @staticmethod
     def _write_blob(path: Path, content: bytearray, sync: bool, keep_open: bool) -> int | None:
         fd = new_file(path, content, 0o400)
+        if keep_open:  # commit_open's, which never syncs
+            return fd
         try:
             if sync:
                 os.fdatasync(fd)
-        except BaseException:
+        finally:
             os.close(fd)
-            raise
-        if keep_open:
-            return fd
-        os.close(fd)
         return None
 
     def _seal_blob(self, path: Path, staging: Staging, seal: Seal, sync: bool) -> None:
