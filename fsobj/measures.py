@@ -234,6 +234,13 @@ def metadata_call(call: str) -> tuple[Counter, Histogram]:
     return METADATA_CALLS.labels(call), METADATA_SECONDS.labels(call)
 
 
+@functools.cache
+def fuse_refusals(op: str, reason: str) -> Counter:
+    """The counter of one FUSE operation's refusals for one reason (looked up once, as
+    `metadata_call`: `ls -l` is refused an attribute per file)."""
+    return FUSE_REFUSALS.labels(op, reason)
+
+
 class Timed:
     """Times a block into a histogram (a context manager cheaper than the library's)."""
 

@@ -36,14 +36,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@functools.cache
-def _refusals(op: str, reason: str) -> Any:
-    """The counter of one operation's refusals for one reason (`ls -l` and writes through
-    the page cache are refused an attribute per file: a label look-up each costs more
-    than the count)."""
-    return measures.FUSE_REFUSALS.labels(op, reason)
-
-
 def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn every failure of a handler into an errno the kernel can pass on; count and
     time every request (fsobj/measures.py)."""
@@ -57,7 +49,7 @@ def request(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[An
         try:
             return await fn(*args, **kwargs)
         except Refused as refusal:
-            _refusals(op, refusal.reason.name).inc()
+            measures.fuse_refusals(op, refusal.reason.name).inc()
             number = errno_of(refusal)
             level = logging.DEBUG if refusal.reason in ROUTINE else logging.INFO
             if log.isEnabledFor(level):
