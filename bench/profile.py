@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from subprocess import DEVNULL
 
-from bench import FSOBJ, ROOT, SMALL_FILES, Shared, daemon_rss
+from bench import FSOBJ, ROOT, SMALL_FILES, SQLITE_COMMITS, Shared, daemon_rss
 
 PY_SPY = str(ROOT / ".venv/bin/py-spy")
 
@@ -71,6 +71,12 @@ def warm_read(bucket: Path, count: int) -> tuple[str | None, list[str]]:
     return "big", ["sh", "-c", f"for i in $(seq 16); do {read}; done"]
 
 
+def sqlite_rollback(bucket: Path, count: int) -> tuple[str | None, list[str]]:
+    """bench.py's SQLite with a rollback journal: 500 transactions, each fsyncs a new
+    journal, the directory and the database."""
+    return None, [sys.executable, "-c", SQLITE_COMMITS, str(bucket / "rollback.db"), "DELETE", "500"]
+
+
 WORKLOADS = {
     "create": small("create", prepare=None),
     "stat": small("stat"),
@@ -81,6 +87,7 @@ WORKLOADS = {
     "create-4": four_creating,
     "cp-in": copy_in,
     "write-fsync": write_fsync,
+    "sqlite-rollback": sqlite_rollback,
 }
 
 
