@@ -294,24 +294,24 @@ class DataStore:
         """Make blobs committed without a sync durable under their names, each on its
         own: a few files cost less than `sync_all`, which also waits for everything else
         written to the filesystem. A blob removed meanwhile needs nothing."""
+        await trio.to_thread.run_sync(self.sync_blobs_now, object_ids)
 
-        def sync() -> None:
-            directories = set()
-            for object_id in object_ids:
-                path = self.blob_path(object_id)
-                try:
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    continue
-                try:
-                    os.fdatasync(fd)
-                finally:
-                    os.close(fd)
-                directories.add(path.parent)
-            for directory in directories:
-                fsync_dir(directory)
-
-        await trio.to_thread.run_sync(sync)
+    def sync_blobs_now(self, object_ids: list[str]) -> None:
+        """`sync_blobs`, blocking."""
+        directories = set()
+        for object_id in object_ids:
+            path = self.blob_path(object_id)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            directories.add(path.parent)
+        for directory in directories:
+            fsync_dir(directory)
 
     def blob_problem(self, object_id: str, size: int, checksums: bytes | None, verify: bool) -> str:
         """What is wrong with a blob ("" if nothing): missing, of another size, or (with

@@ -443,13 +443,19 @@ class NamespaceStore:
         self._changed(entry, changes)
 
     async def commit_many(
-        self, batch: list[tuple[Entry, Commit]], synced: bool = False
+        self,
+        batch: list[tuple[Entry, Commit]],
+        synced: bool = False,
+        before: Callable[[], None] | None = None,
     ) -> list[str | Refused | OSError | None]:
         """Several commits in one transaction (group commit), applied in order; each may
         fail alone. `synced`: the transaction is durable when this returns (its log is
-        synced at commit). Returns, per commit, the blob its row named just before (as
-        the database says: another host may have committed meanwhile), or why it failed
+        synced at commit), and `before`, blocking, runs first in the database's thread,
+        in the same round trip (a new blob's sync: a hop to a thread costs more than
+        the sync). Returns, per commit, the blob its row named just before (as the
+        database says: another host may have committed meanwhile), or why it failed
         (transactions.commit_many)."""
+        assert before is None or synced  # else the transaction may run on the loop
         # A new object's first commit is written with its row, when nothing in it needs
         # the row looked up first (transactions.commit_many).
         once = collections.Counter(entry.inode for entry, _ in batch)
@@ -468,6 +474,7 @@ class NamespaceStore:
             [(self._rows_of(entry), commit) for entry, commit in batch],
             synced,
             frozenset(i for i, (entry, _) in enumerate(batch) if entry.inode in first),
+            before,
             unless_taken=frozenset(
                 entry.inode for entry, commit in batch if commit.expects and commit.expects.absent
             ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fsobj.metadata import schema
@@ -57,14 +57,19 @@ def commit_many(
     commits: list[tuple[Rows, Commit]],
     synced: bool = False,
     inserted: frozenset[int] = frozenset(),
+    before: Callable[[], None] | None = None,
 ) -> list[str | Refused | OSError | None]:
     """Record each commit in its object's row, in one transaction (after `inserts`);
     returns per commit the blob its row named before, or why it failed alone: its row is
     gone (STALE: removed by another host), a copy's source blob is no longer named, or
     the new blob's upload pin is lost (EIO: see Dialect.release_pin). The commits at the
     positions `inserted` are their objects' first, which `inserts` wrote whole with the
-    row (insert_entry's `committed`): no row named a blob before."""
+    row (insert_entry's `committed`): no row named a blob before. `before` runs first,
+    in the same thread: what must be durable before the rows name it (an error in it
+    fails the whole transaction)."""
     results: list[str | Refused | OSError | None] = []
+    if before is not None:
+        before()
 
     def run() -> None:
         results.clear()

@@ -5,6 +5,8 @@ database transaction for many closes)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 
 import trio
 
@@ -21,6 +23,7 @@ class _Record:
     entry: Entry
     commit: Commit
     synced: bool = False  # its transaction must be durable when it returns
+    before: Callable[[], None] | None = None  # blocking, in the transaction's thread first
     done: bool = False
     previous: str | None = None
     error: Exception | None = None
@@ -32,19 +35,30 @@ class GroupCommit:
         self._lock = trio.Lock()
         self._waiting: list[_Record] = []
 
-    async def record(self, entry: Entry, commit: Commit, synced: bool = False) -> str | None:
+    async def record(
+        self,
+        entry: Entry,
+        commit: Commit,
+        synced: bool = False,
+        before: Callable[[], None] | None = None,
+    ) -> str | None:
         """Record `commit` in `entry`'s row with whatever else waits (MetadataStore.
         commit_many); returns the blob the row named before. A `synced` record makes its
-        group's transaction durable by itself."""
-        record = _Record(entry, commit, synced)
+        group's transaction durable by itself, and its `before` (the sync of its blob)
+        runs in the same round trip, first; should it fail, so does its group."""
+        assert before is None or synced
+        record = _Record(entry, commit, synced, before)
         self._waiting.append(record)
         async with self._lock:
             if not record.done:
                 batch, self._waiting = self._waiting, []
                 measures.COMMIT_GROUP.observe(len(batch))
+                befores = [r.before for r in batch if r.before is not None]
                 try:
                     results = await self.meta.commit_many(
-                        [(r.entry, r.commit) for r in batch], any(r.synced for r in batch)
+                        [(r.entry, r.commit) for r in batch],
+                        any(r.synced for r in batch),
+                        functools.partial(_each, befores) if befores else None,
                     )
                 except Exception as error:
                     for r in batch:
@@ -64,3 +78,8 @@ class GroupCommit:
         if failed is not None:
             raise failed  # a bug: its traceback is logged at the front end's edge
         return record.previous
+
+
+def _each(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()
