@@ -118,8 +118,8 @@ class Mount:
         self.restart()
 
     def make_durable(self) -> None:
-        """What fsync does for a whole mount: every commit durable, and the blobs that
-        commits and unlinks left unnamed removed."""
+        """What fsync does for a whole mount: every commit durable; the blobs that
+        commits and unlinks left unnamed are removed just after (`blobs_left`)."""
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
@@ -303,6 +303,16 @@ def query_metadata(store: Path, sql: str) -> list[tuple]:
 
 def blob_files(store: Path) -> list[Path]:
     return [p for p in (store / "blobs").rglob("*") if p.is_file()]
+
+
+def blobs_left(store: Path, expected: int, seconds: float = 10.0) -> int:
+    """How many blobs the store holds once it is down to `expected`, or after `seconds`:
+    a daemon removes the blobs a durability point made unnamed in the background, just
+    after the point."""
+    deadline = time.monotonic() + seconds
+    while (count := len(blob_files(store))) > expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return count
 
 
 def fsobj_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -477,3 +477,51 @@ async def test_opening_a_small_object_asks_the_disk_for_its_blob_at_once(core, m
     assert await handles.read(small, 0, 1 << 20) == b"s" * 4096
     await handles.release(small)
     await handles.release(large)
+
+
+async def test_an_fsync_of_a_small_file_syncs_its_blob_in_its_transactions_round_trip(
+    core, monkeypatch
+):
+    """An fsync commits what its file wrote alone and durably: the new blob is synced in
+    the database's thread just before the transaction that names it, one round trip,
+    where a hop of its own to a thread came first."""
+    import threading
+
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    await objects.put(ROOT, "bkt", "db-journal", body(b"j" * 9000))
+    bucket = await service.existing(await service.entry(ROOT_INODE), b"bkt")
+    entry = await service.existing(bucket, b"db-journal")
+    before = entry.object_id
+    handles = service.objects
+    events: list[tuple[str, int, object]] = []
+    sync_blobs_now = handles.data.sync_blobs_now
+    in_transaction = transactions.transaction
+
+    def synced(object_ids):
+        events.append(("sync", threading.get_ident(), object_ids))
+        sync_blobs_now(object_ids)
+
+    def transaction(conn):
+        events.append(("transaction", threading.get_ident(), None))
+        return in_transaction(conn)
+
+    async def threaded_commit(*args):
+        raise AssertionError("a small commit synced alone needs no hop of its own")
+
+    monkeypatch.setattr(handles.data, "sync_blobs_now", synced)
+    monkeypatch.setattr(handles.data, "commit", threaded_commit)
+    monkeypatch.setattr(transactions, "transaction", transaction)
+    writer = await handles.open(entry, True, False)
+    assert await handles.write(writer, 0, b"header") == 6
+    await handles.make_durable(writer)
+    blob = writer.version.object_id
+    assert blob != before  # committed as a new version
+    assert events[:2] == [
+        ("sync", events[0][1], [blob]),
+        ("transaction", events[0][1], None),
+    ]
+    assert events[0][1] != threading.get_ident()  # the database's thread, not the loop
+    assert handles.data.blob_path(blob).read_bytes() == b"header" + b"j" * 8994
+    await handles.release(writer)
+    assert (await service.existing(bucket, b"db-journal")).object_id == blob

@@ -1032,3 +1032,53 @@ async def test_a_new_version_and_its_user_metadata_are_one_transaction(meta):
     assert await meta.user_metadata(obj.inode) == {"colour": b"blue"}  # all of it replaced
     meta._cache.drop(obj.inode)  # and so it is in the database
     assert await meta.user_metadata(obj.inode) == {"colour": b"blue"}
+
+
+async def test_a_durability_point_leaves_the_removal_of_unnamed_blobs_to_the_background(
+    tmp_path,
+):
+    """An fsync waits for what it makes durable, not for the removal of the blobs it made
+    unnamed for good: a daemon removes those just after, in the background. Without
+    that task (a command, an unmount), the point removes them itself."""
+    from fsobj.service.durability import GroupSync
+
+    class Held(DataStore):
+        def __init__(self, root: Path):
+            super().__init__(root)
+            self.go = trio.Event()
+
+        async def remove_blobs(self, object_ids: list[str]) -> None:
+            await self.go.wait()
+            await super().remove_blobs(object_ids)
+
+    async with metadata_store(tmp_path / "meta.sqlite3") as meta:
+        data = Held(tmp_path / "store")
+        durability = GroupSync(meta, data)
+
+        def retired_blob() -> Path:
+            staged = Staging()
+            staged.write(0, b"replaced")
+            object_id = new_object_id()
+            data.commit_now(staged, object_id, True)
+            durability.retire(object_id)  # named by no entry
+            return data.blob_path(object_id)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(durability.remove_unnamed)
+            await trio.testing.wait_all_tasks_blocked()
+            first = retired_blob()
+            with trio.fail_after(5):
+                await durability.make_all_durable()
+            assert first.exists()  # its removal waits, not the point
+            data.go.set()
+            with trio.fail_after(5):
+                while first.exists():
+                    await trio.sleep(0.01)
+            data.go = trio.Event()
+            second = retired_blob()
+            await durability.make_all_durable()
+            nursery.cancel_scope.cancel()  # before the removal could run
+        assert second.exists()
+        data.go.set()
+        await durability.make_all_durable()  # the daemon's last point, alone
+        assert not second.exists()

@@ -229,6 +229,7 @@ async def _start_services(
     """What serves beside the requests: periodic durability and collection, and S3."""
     store.service.abandoned_upload = options.upload_days * 86400
     nursery.start_soon(_make_durable_every, store, options.commit_interval)
+    nursery.start_soon(store.service.objects.durability.remove_unnamed)
     nursery.start_soon(store.service.objects.etags.run)
     nursery.start_soon(store.service.objects.journals.run, options.commit_interval)
     nursery.start_soon(_collect_garbage_every, store, GC_SECONDS, unclean)

@@ -5,7 +5,8 @@ Commits are atomic at once and durable at the next durability point: every 5 sec
 commits left to the page cache are synced (file by file when they are few, else one
 `syncfs`), then the metadata is checkpointed, and only then are the blobs it no longer
 names removed: removed earlier, a power loss could bring back metadata that still names
-them.
+them. In a daemon they are removed in the background (`remove_unnamed`), so that an
+`fsync` does not wait for the removal of what it made unnamed for good.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class GroupSync:
         self._written: list[str] = []
         # Blobs the metadata no longer names, waiting for that change to be durable.
         self._retired: list[str] = []
+        # Blobs that change is durable for, to remove; and, while `remove_unnamed` runs,
+        # what tells it there are some.
+        self._unnamed: list[str] = []
+        self._unnamed_arrived: trio.Event | None = None
         # Requests to make everything durable, and how many of them the last sync covered.
         self._requested = 0
         self._covered = 0
@@ -83,13 +88,36 @@ class GroupSync:
         except BaseException:
             self._retired[:0] = retired
             raise
-        if retired:
-            try:
-                # A copy shares its source's blob: a blob goes when no entry names it.
-                await self.data.remove_blobs(await self.meta.unnamed_blobs(retired))
-            except OSError as error:
-                # What was made durable is; the blobs wait for gc, which finds them unnamed.
-                log.warning("%d replaced blobs are left to gc: %s", len(retired), error)
+        self._unnamed += retired
+        if self._unnamed_arrived is not None:
+            if self._unnamed:
+                self._unnamed_arrived.set()
+        elif self._unnamed:
+            await self._remove_unnamed()
+
+    async def remove_unnamed(self) -> None:
+        """Remove, until cancelled, the blobs each durability point made unnamed for good
+        (by default the point removes them itself)."""
+        arrived = self._unnamed_arrived = trio.Event()
+        try:
+            while True:
+                await arrived.wait()
+                arrived = self._unnamed_arrived = trio.Event()
+                await self._remove_unnamed()
+        finally:
+            self._unnamed_arrived = None
+
+    async def _remove_unnamed(self) -> None:
+        unnamed, self._unnamed = self._unnamed, []
+        try:
+            # A copy shares its source's blob: a blob goes when no entry names it.
+            await self.data.remove_blobs(await self.meta.unnamed_blobs(unnamed))
+        except BaseException as error:
+            if not isinstance(error, OSError):
+                self._unnamed[:0] = unnamed  # cancelled: the daemon's last point removes them
+                raise
+            # What was made durable is; the blobs wait for gc, which finds them unnamed.
+            log.warning("%d replaced blobs are left to gc: %s", len(unnamed), error)
 
     async def _make_durable(self) -> None:
         # Together, with no await between: the blobs of every mark up to `through`.
