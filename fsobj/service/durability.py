@@ -22,6 +22,11 @@ from fsobj.metadata.store import Entry, MetadataStore
 log = logging.getLogger(__name__)
 
 
+# How long after a durability point a daemon removes the blobs it made unnamed for good,
+# gathering those of the points that follow meanwhile: a database fsyncs many times a
+# second, and each removal takes two round trips to threads.
+REMOVAL_DELAY = 0.1
+
 # Up to this many new blobs, a durability point syncs them file by file; more, and one
 # `syncfs` costs less. syncfs waits for all that the filesystem holds, whoever wrote it.
 SYNCED_ONE_BY_ONE = 64
@@ -96,12 +101,14 @@ class GroupSync:
             await self._remove_unnamed()
 
     async def remove_unnamed(self) -> None:
-        """Remove, until cancelled, the blobs each durability point made unnamed for good
-        (by default the point removes them itself)."""
+        """Remove, until cancelled, the blobs the durability points made unnamed for good,
+        `REMOVAL_DELAY` after the first of them (by default each point removes them
+        itself)."""
         arrived = self._unnamed_arrived = trio.Event()
         try:
             while True:
                 await arrived.wait()
+                await trio.sleep(REMOVAL_DELAY)
                 arrived = self._unnamed_arrived = trio.Event()
                 await self._remove_unnamed()
         finally:

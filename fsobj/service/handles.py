@@ -495,10 +495,13 @@ class OpenObjects:
         sync_first = None
         try:
             # The blob is written and checked before its metadata's transaction begins.
-            if small and (fresh or alone):
+            if small and fresh:
                 blob, opened = self.data.commit_open(staging, object_id, seal)
-                if alone:
-                    sync_first = functools.partial(self.data.sync_blobs_now, [object_id])
+            elif small and alone:
+                # Not kept open: the fsyncs and the next copy-on-write took 0.4 ms longer
+                # each when it was (docs/benchmarks.md).
+                blob = self.data.commit_now(staging, object_id, False, seal)
+                sync_first = functools.partial(self.data.sync_blobs_now, [object_id])
             else:
                 blob = await self.data.commit(staging, object_id, not fresh, seal)
             # The staged content is the blob's, whatever happens to the metadata.
