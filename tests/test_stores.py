@@ -1082,3 +1082,34 @@ async def test_a_durability_point_leaves_the_removal_of_unnamed_blobs_to_the_bac
         data.go.set()
         await durability.make_all_durable()  # the daemon's last point, alone
         assert not second.exists()
+
+
+async def test_a_directory_known_whole_still_answers_missing_names_after_a_removal(
+    meta, monkeypatch
+):
+    """A directory made here has all its children cached: a name missing there is
+    missing without a query. A removal keeps that true (SQLite looks its journal up
+    before each transaction, having removed the last one); only evicting a child from
+    the cache makes the directory's names a question for the database again."""
+    bucket = await meta.insert(new_entry(schema.ROOT_INODE, "bkt", "bucket"), bucket_owner=0)
+    journal = await meta.insert(new_entry(bucket.inode, "db-journal"), deferred=True)
+    await meta.commit_many([(journal, a_commit(new_object_id(), 10))])
+    kept = await meta.insert(new_entry(bucket.inode, "db"), deferred=True)
+    await meta.commit_many([(kept, a_commit(new_object_id(), 10))])
+    await meta.delete(journal, time.time_ns())
+    queries: list[str] = []
+    run = meta._run
+
+    async def counted(fn, *args, **kwargs):
+        queries.append(fn.__name__)
+        return await run(fn, *args, **kwargs)
+
+    monkeypatch.setattr(meta, "_run", counted)
+    assert await meta.lookup(bucket.inode, "db-journal") is None
+    assert await meta.lookup(bucket.inode, "db-wal") is None
+    assert (await meta.lookup(bucket.inode, "db")) is kept
+    assert queries == []
+    meta._cache.capacity = 0
+    meta._cache._shrink()  # "db" evicted: the cache no longer holds every child
+    assert (await meta.lookup(bucket.inode, "db")).inode == kept.inode
+    assert queries == ["select"]

@@ -168,10 +168,12 @@ class NamespaceCache:
             self._read_at.pop(inode, None)  # and whatever it names, read again when asked
 
     def drop(self, inode: int) -> None:
-        """The entry is gone from the namespace."""
+        """The entry is gone from the namespace: its directory, if all its children were
+        cached, still has them all (a name missing there is still missing: SQLite looks
+        up its journal before each transaction, after removing the last one)."""
         self.unwritten.pop(inode, None)
         self._held.pop(inode, None)
-        self._remove(inode)
+        self._remove(inode, evicted=False)
 
     def evict(self, inode: int) -> None:
         """Nobody needs the entry in memory now (the kernel forgot it): it goes first when
@@ -189,13 +191,14 @@ class NamespaceCache:
         else:
             self._held.pop(inode, None)
 
-    def _remove(self, inode: int) -> None:
+    def _remove(self, inode: int, evicted: bool = True) -> None:
         entry = self._entries.pop(inode, None)
         if entry is not None:
             self._unname_file(entry)
             if self._by_name.get((entry.parent, entry.name)) == inode:
                 del self._by_name[(entry.parent, entry.name)]
-            self._complete.discard(entry.parent)  # no longer knows all of its children
+            if evicted:  # still a child, no longer cached
+                self._complete.discard(entry.parent)
         self._complete.discard(inode)
         self._complete_at.pop(inode, None)
         self._user_metadata.pop(inode, None)
