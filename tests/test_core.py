@@ -372,7 +372,7 @@ async def test_entries_without_content_are_no_keys(core):
     await service.make_entry(bucket, "link", "symlink", 0o777, caller, target="elsewhere")
     await service.make_entry(bucket, "pipe", "fifo", 0o644, caller)
     device = await service.make_entry(bucket, "null", "chardev", 0o666, caller, rdev=259)
-    service._meta._cache.drop(device.inode)  # read back from the database
+    service._meta._cache._remove(device.inode)  # evicted: read back from the database
     assert (await service.existing(bucket, b"null")).rdev == 259 and device.mode == 0o644
     await objects.put(ROOT, "bkt", "obj", body(b"x"))
     assert [k.key for k in (await objects.list(ROOT, "bkt")).keys] == ["obj"]
@@ -525,3 +525,44 @@ async def test_an_fsync_of_a_small_file_syncs_its_blob_in_its_transactions_round
     assert handles.data.blob_path(blob).read_bytes() == b"header" + b"j" * 8994
     await handles.release(writer)
     assert (await service.existing(bucket, b"db-journal")).object_id == blob
+
+
+async def test_a_small_object_written_in_place_is_copied_in_memory_when_intact(
+    core, monkeypatch, tmp_path
+):
+    """A writer in place of a small object starts from a copy of its content: in memory,
+    made on the loop when the blob is in the page cache and matches its checksum (no
+    staging file, no hop to a thread); else in a staging file, in a thread, as before."""
+    if not reads_without_waiting(tmp_path):
+        pytest.skip("this filesystem cannot say what is in the page cache (RWF_NOWAIT)")
+    service, objects = core
+    await objects.create_bucket(ROOT, "bkt")
+    await objects.put(ROOT, "bkt", "small", body(b"s" * 9000))
+    await objects.put(ROOT, "bkt", "damaged", body(b"d" * 9000))
+    bucket = await service.existing(await service.entry(ROOT_INODE), b"bkt")
+    small = await service.existing(bucket, b"small")
+    damaged = await service.existing(bucket, b"damaged")
+    handles = service.objects
+    path = handles.data.blob_path(damaged.object_id)
+    os.chmod(path, 0o600)
+    path.write_bytes(b"D" * 9000)  # the same size: found by its checksum alone
+    hops: list = []
+    in_thread = trio.to_thread.run_sync
+
+    async def counted(fn, *args, **kwargs):
+        hops.append(fn)
+        return await in_thread(fn, *args, **kwargs)
+
+    writer = await handles.open(small, True, False)
+    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    assert await handles.write(writer, 0, b"header") == 6
+    assert hops == [] and writer.staging.memory is not None
+    await handles.release(writer)
+    reader = await handles.open(await service.existing(bucket, b"small"), False, False)
+    assert await handles.read(reader, 0, 1 << 20) == b"header" + b"s" * 8994
+    await handles.release(reader)
+    writer = await handles.open(damaged, True, False)
+    hops.clear()
+    assert await handles.write(writer, 0, b"header") == 6
+    assert len(hops) == 1 and writer.staging.memory is None  # copied as a file
+    await handles.release(writer)

@@ -354,7 +354,14 @@ class OpenObjects:
             async with handle.gate.staging:  # one change makes it; the others wait for it
                 if handle.staging is None:
                     known = handle.version.checksums if handle.version else None
-                    staging = await self.data.stage(handle.blob, False, known)
+                    staging = None
+                    blob = handle.blob
+                    # A small copy in memory, made here: no file, no hop to a thread (a
+                    # journal records writes to a file only).
+                    if blob and blob.size <= SMALL_BLOB and not handle.journaling:
+                        staging = self.data.stage_cached(blob, known)
+                    if staging is None:
+                        staging = await self.data.stage(blob, False, known)
                     try:
                         handle.journal = await self.journals.begin(handle)
                     except BaseException:
