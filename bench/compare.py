@@ -24,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import ROOT, drop_caches, progress, small_files
+from bench import ROOT, SQLITE_COMMITS, drop_caches, progress, small_files
+
+SQLITE_TRANSACTIONS = 300
 
 PYTHON = str(ROOT / ".venv/bin/python")
 
@@ -84,6 +86,12 @@ class Side:
             if drop:
                 drop_caches()
             figures[f"{mode} 4 KiB files, files/s"] = files / small_files(bucket, files, mode)
+        for mode in ("DELETE", "WAL"):  # a rollback journal: a new file fsynced twice per commit
+            database, cpu = bucket / f"compare-{mode}.sqlite3", _cpu_seconds(pid)
+            script = [PYTHON, "-c", SQLITE_COMMITS, str(database), mode, str(SQLITE_TRANSACTIONS)]
+            seconds = float(subprocess.run(script, check=True, capture_output=True).stdout)
+            figures[f"SQLite {mode}, transactions/s"] = SQLITE_TRANSACTIONS / seconds
+            figures[f"SQLite {mode}, daemon CPU s"] = _cpu_seconds(pid) - cpu
         return figures
 
 

@@ -74,7 +74,8 @@ def warm_read(bucket: Path, count: int) -> tuple[str | None, list[str]]:
 def sqlite_rollback(bucket: Path, count: int) -> tuple[str | None, list[str]]:
     """bench.py's SQLite with a rollback journal: 500 transactions, each fsyncs a new
     journal, the directory and the database."""
-    return None, [sys.executable, "-c", SQLITE_COMMITS, str(bucket / "rollback.db"), "DELETE", "500"]
+    database = str(bucket / "rollback.db")
+    return None, [sys.executable, "-c", SQLITE_COMMITS, database, "DELETE", "500"]
 
 
 WORKLOADS = {
