@@ -78,6 +78,11 @@ def sqlite_rollback(bucket: Path, count: int) -> tuple[str | None, list[str]]:
     return None, [sys.executable, "-c", SQLITE_COMMITS, database, "DELETE", "500"]
 
 
+def git_clone(bucket: Path, count: int) -> tuple[str | None, list[str]]:
+    """bench.py's git clone of this repository over file://."""
+    return None, ["git", "clone", "-q", f"file://{ROOT}", str(bucket / "clone")]
+
+
 WORKLOADS = {
     "create": small("create", prepare=None),
     "stat": small("stat"),
@@ -89,6 +94,7 @@ WORKLOADS = {
     "cp-in": copy_in,
     "write-fsync": write_fsync,
     "sqlite-rollback": sqlite_rollback,
+    "git-clone": git_clone,
 }
 
 
