@@ -32,6 +32,7 @@ from fsobj.metadata.archive import Archive, archived
 from fsobj.metadata.backend import Conflict, Database, MissingParent
 from fsobj.metadata.cache import DEFAULT_CAPACITY, NamespaceCache
 from fsobj.metadata.entries import Commit, Entry
+from fsobj.metadata.transactions import Before
 from fsobj.refusals import Reason, Refused
 
 T = TypeVar("T")
@@ -443,18 +444,13 @@ class NamespaceStore:
         self._changed(entry, changes)
 
     async def commit_many(
-        self,
-        batch: list[tuple[Entry, Commit]],
-        synced: bool = False,
-        before: Callable[[], None] | None = None,
+        self, batch: list[tuple[Entry, Commit]], synced: bool = False, before: Before | None = None
     ) -> list[str | Refused | OSError | None]:
         """Several commits in one transaction (group commit), applied in order; each may
         fail alone. `synced`: the transaction is durable when this returns (its log is
-        synced at commit), and `before`, blocking, runs first in the database's thread,
-        in the same round trip (a new blob's sync: a hop to a thread costs more than
-        the sync). Returns, per commit, the blob its row named just before (as the
-        database says: another host may have committed meanwhile), or why it failed
-        (transactions.commit_many)."""
+        synced at commit), after `before()` in the same round trip (a blob's sync). Returns,
+        per commit, the blob its row named just before (as the database says: another
+        host may have committed meanwhile), or why it failed (transactions.commit_many)."""
         assert before is None or synced  # else the transaction may run on the loop
         # A new object's first commit is written with its row, when nothing in it needs
         # the row looked up first (transactions.commit_many).

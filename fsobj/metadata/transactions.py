@@ -21,6 +21,8 @@ from fsobj.refusals import Reason, Refused
 # A DB-API connection with a `dialect`: sqlite3's (sqlite.SqliteConnection) or
 # psycopg's behind postgres.PostgresConnection.
 Connection = Any
+# What must be done, blocking, just before a transaction, in its round trip (a blob's sync).
+Before = Callable[[], None]
 
 
 def select(conn: Connection, sql: str, params: Iterable[Any]) -> list[tuple]:
@@ -57,7 +59,7 @@ def commit_many(
     commits: list[tuple[Rows, Commit]],
     synced: bool = False,
     inserted: frozenset[int] = frozenset(),
-    before: Callable[[], None] | None = None,
+    before: Before | None = None,
 ) -> list[str | Refused | OSError | None]:
     """Record each commit in its object's row, in one transaction (after `inserts`);
     returns per commit the blob its row named before, or why it failed alone: its row is

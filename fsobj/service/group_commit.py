@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 
 import trio
 
 from fsobj import measures
 from fsobj.metadata.entries import Commit, Entry
 from fsobj.metadata.store import MetadataStore
+from fsobj.metadata.transactions import Before
 from fsobj.refusals import Refused
 
 
@@ -23,7 +23,7 @@ class _Record:
     entry: Entry
     commit: Commit
     synced: bool = False  # its transaction must be durable when it returns
-    before: Callable[[], None] | None = None  # blocking, in the transaction's thread first
+    before: Before | None = None  # blocking, in the transaction's thread first
     done: bool = False
     previous: str | None = None
     error: Exception | None = None
@@ -40,7 +40,7 @@ class GroupCommit:
         entry: Entry,
         commit: Commit,
         synced: bool = False,
-        before: Callable[[], None] | None = None,
+        before: Before | None = None,
     ) -> str | None:
         """Record `commit` in `entry`'s row with whatever else waits (MetadataStore.
         commit_many); returns the blob the row named before. A `synced` record makes its
@@ -80,6 +80,6 @@ class GroupCommit:
         return record.previous
 
 
-def _each(calls: list[Callable[[], None]]) -> None:
+def _each(calls: list[Before]) -> None:
     for call in calls:
         call()

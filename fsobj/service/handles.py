@@ -16,7 +16,6 @@ a flush, fsync or release of any of its writers commits staging as a new blob (t
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import logging
 import time
@@ -26,13 +25,14 @@ from typing import Any
 import trio
 
 from fsobj import measures
-from fsobj.datastore.blob_file import CHUNK, BlobFile, DamagedBlob
+from fsobj.datastore.blob_file import BlobFile, DamagedBlob
 from fsobj.datastore.sealing import Seal
 from fsobj.datastore.staging import Staging
 from fsobj.datastore.store import Blob, DataStore, check_object_size
 from fsobj.metadata.archive import Archive
 from fsobj.metadata.entries import Commit, Entry, Expected
 from fsobj.metadata.store import MetadataStore
+from fsobj.metadata.transactions import Before
 from fsobj.refusals import Reason, Refused
 from fsobj.service.commits import (
     NewVersion,
@@ -41,28 +41,16 @@ from fsobj.service.commits import (
     commit_of,
     sharing_commit,
     unversioned,
+    write_blob,
 )
 from fsobj.service.durability import GroupSync
 from fsobj.service.etags import Etags
 from fsobj.service.group_commit import GroupCommit
 from fsobj.service.journaled import JournaledCopies
 from fsobj.service.versions import SMALL_READ, Version, VersionReader
-from fsobj.service.working_copy import Handle
+from fsobj.service.working_copy import INLINE_WRITE, SMALL_BLOB, WRITE_BEHIND, Handle, leaves_memory
 
 log = logging.getLogger(__name__)
-
-# Writes up to this size go to staged content without a thread hop: a small buffered
-# pwrite does not block the loop for long, and the hop costs more than it.
-INLINE_WRITE = 64 * 1024
-# How much of a staging file's writes may wait to be written while its writer goes on.
-WRITE_BEHIND = 4 * CHUNK
-# Staged content is kept in memory up to this size per handle, and this much in all;
-# past that it moves to a staging file.
-MEMORY_STAGING = 1 << 20
-MEMORY_STAGING_TOTAL = 64 << 20
-# A new object's blob up to this size is written on the trio loop, unsynced (the group
-# sync makes it durable): quicker than the hop to a thread.
-SMALL_BLOB = 64 * 1024
 
 
 class OpenObjects:
@@ -421,12 +409,7 @@ class OpenObjects:
 
     def _too_big(self, end: int) -> bool:
         """Whether staged content growing to `end` bytes should leave memory."""
-        if end > MEMORY_STAGING:
-            return True
-        if end <= INLINE_WRITE:
-            return False
-        held = sum(h.staging.size for h in self._handles.values() if h.staging and h.staging.memory)
-        return held + end > MEMORY_STAGING_TOTAL
+        return leaves_memory(end, lambda: sum(h.staged_in_memory() for h in self._handles.values()))
 
     async def _change(self, handle: Handle, inline: bool, change: Any, *args: Any) -> Any:
         """Apply a change to the staged content; a failure spoils the handle's upload."""
@@ -494,23 +477,12 @@ class OpenObjects:
         # From before the blob appears until the metadata names it, the collector must not
         # take it for garbage.
         self.committing.add(object_id)
-        opened = None  # the new blob, when its commit left it open for reading
-        # A small blob is written into the page cache here, unsynced: quicker than the hop
-        # to a thread. A commit synced alone then syncs it in its transaction's round
-        # trip, before the transaction: one hop where two took 2.5 ms (docs/benchmarks.md).
-        small = staging.size <= SMALL_BLOB and self.data.small_commits_inline
-        sync_first = None
+        opened = None
         try:
             # The blob is written and checked before its metadata's transaction begins.
-            if small and fresh:
-                blob, opened = self.data.commit_open(staging, object_id, seal)
-            elif small and alone:
-                # Not kept open: the fsyncs and the next copy-on-write took 0.4 ms longer
-                # each when it was (docs/benchmarks.md).
-                blob = self.data.commit_now(staging, object_id, False, seal)
-                sync_first = functools.partial(self.data.sync_blobs_now, [object_id])
-            else:
-                blob = await self.data.commit(staging, object_id, not fresh, seal)
+            blob, opened, sync_first = await write_blob(
+                self.data, staging, object_id, seal, fresh, alone
+            )
             # The staged content is the blob's, whatever happens to the metadata.
             handle.staging = None
             handle.dirty = False
@@ -557,7 +529,7 @@ class OpenObjects:
         seal: Seal | None,
         fresh: bool,
         synced: bool = False,
-        before: Callable[[], None] | None = None,
+        before: Before | None = None,
     ) -> tuple[str | None, Commit]:
         """Point the object at its new blob, written already; returns the blob that is no
         longer needed and the commit, recorded in a group commit (group_commit.py); a

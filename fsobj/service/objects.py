@@ -34,10 +34,10 @@ from fsobj.metadata.store import Bucket, Entry
 from fsobj.refusals import Reason, Refused
 from fsobj.service import encryption, names, object_versions, public_access
 from fsobj.service.commits import guess_content_type
-from fsobj.service.handles import MEMORY_STAGING
 from fsobj.service.key_listing import IMPLIED, KeyListing, Listing
 from fsobj.service.multipart import MultipartUploads
 from fsobj.service.reader import EMPTY_ETAG, Reader
+from fsobj.service.working_copy import MEMORY_STAGING
 
 if TYPE_CHECKING:
     from fsobj.service.core import Service

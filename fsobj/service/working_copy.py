@@ -7,17 +7,38 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import trio
 
-from fsobj.datastore.blob_file import BlobFile
+from fsobj.datastore.blob_file import CHUNK, BlobFile
 from fsobj.datastore.journal import Journal
 from fsobj.datastore.sealing import Seal
 from fsobj.datastore.staging import Staging
 from fsobj.metadata.entries import Entry, Expected
 from fsobj.refusals import Refused
 from fsobj.service.versions import Ahead, Version
+
+# Writes up to this size go to staged content without a thread hop: a small buffered
+# pwrite does not block the loop for long, and the hop costs more than it.
+INLINE_WRITE = 64 * 1024
+# How much of a staging file's writes may wait to be written while its writer goes on.
+WRITE_BEHIND = 4 * CHUNK
+# Staged content is kept in memory up to this size per handle, and this much in all;
+# past that it moves to a staging file.
+MEMORY_STAGING = 1 << 20
+MEMORY_STAGING_TOTAL = 64 << 20
+# A new object's blob up to this size is written on the trio loop, unsynced (the group
+# sync makes it durable): quicker than the hop to a thread.
+SMALL_BLOB = 64 * 1024
+
+
+def leaves_memory(end: int, held: Callable[[], int]) -> bool:
+    """Whether staged content growing to `end` bytes should move to a staging file, with
+    `held()` bytes staged in memory by all handles."""
+    if end > MEMORY_STAGING:
+        return True
+    return end > INLINE_WRITE and held() + end > MEMORY_STAGING_TOTAL
 
 
 class Gate:
@@ -104,3 +125,8 @@ class Handle:
     # parallel, and writers share a working copy); a commit waits until none is running
     # and holds new changes and reads back until it is done (`Gate`).
     gate: Gate = dataclasses.field(default_factory=lambda: Gate())
+
+    def staged_in_memory(self) -> int:
+        """The bytes of staged content this handle holds in memory."""
+        staging = self.staging
+        return staging.size if staging is not None and staging.memory is not None else 0
