@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,17 @@ def remote_blobs(service: SeaweedFS, prefix: str) -> dict[str, int]:
         for page in pages.paginate(Bucket="fsobj-blobs", Prefix=prefix + "/")
         for item in page.get("Contents", [])
     }
+
+
+def remote_blobs_left(
+    service: SeaweedFS, prefix: str, expected: int, seconds: float = 10.0
+) -> dict[str, int]:
+    """`remote_blobs` once the service is down to `expected` of them, or after `seconds`:
+    a daemon removes the blobs a durability point made unnamed just after it."""
+    deadline = time.monotonic() + seconds
+    while len(held := remote_blobs(service, prefix)) > expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return held
 
 
 def object_id(path: Path) -> str:
@@ -86,12 +98,13 @@ def test_blobs_live_at_the_service_and_the_cache_stays_bounded(service, remote_s
         old = object_id(bucket / "p0")
         (bucket / "p0").write_bytes(b"rewritten")
         mount.make_durable()
-        held = remote_blobs(service, prefix)
+        held = remote_blobs_left(service, prefix, 7)
         assert old not in held and held[object_id(bucket / "p0")] == 9
         (bucket / "p1").unlink()
         mount.make_durable()
-        assert object_id(bucket / "p2") in remote_blobs(service, prefix)
-        assert len(remote_blobs(service, prefix)) == 6  # p0, p2..p5, small
+        held = remote_blobs_left(service, prefix, 6)
+        assert object_id(bucket / "p2") in held
+        assert len(held) == 6  # p0, p2..p5, small
 
     # Without any local blob (a new host, a lost cache) everything is still there.
     shutil.rmtree(store / "blobs")

@@ -168,12 +168,14 @@ class NamespaceCache:
             self._read_at.pop(inode, None)  # and whatever it names, read again when asked
 
     def drop(self, inode: int) -> None:
-        """The entry is gone from the namespace: its directory, if all its children were
-        cached, still has them all (a name missing there is still missing: SQLite looks
-        up its journal before each transaction, after removing the last one)."""
+        """The entry is gone from the namespace: on one host, its directory, if all its
+        children were cached, still has them all (a name missing there is still missing:
+        SQLite looks up its journal before each transaction, after removing the last
+        one). On a shared store, a removal found in the database means other hosts
+        changed the directory: its names are read again."""
         self.unwritten.pop(inode, None)
         self._held.pop(inode, None)
-        self._remove(inode, evicted=False)
+        self._remove(inode, evicted=self.shared)
 
     def evict(self, inode: int) -> None:
         """Nobody needs the entry in memory now (the kernel forgot it): it goes first when
