@@ -27,6 +27,7 @@ from subprocess import DEVNULL
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from s3_fixtures import free_port, parse_key, s3_client, wait_for_port  # noqa: E402
+from services import seaweedfs_port  # noqa: E402
 
 BIN = ROOT / ".venv/bin"
 KEY_ID, SECRET = "BENCHKEY", "bench-secret-bench-secret"
@@ -55,9 +56,9 @@ def start_fsobj(work: Path) -> tuple[subprocess.Popen, int, tuple[str, str]]:
 
 
 def start_seaweedfs(work: Path) -> tuple[subprocess.Popen, int, tuple[str, str]]:
-    data, port = work / "seaweedfs", free_port(50000)
+    data, port = work / "seaweedfs", seaweedfs_port()
     data.mkdir()
-    ports = [free_port(50000) for _ in range(4)]
+    ports = [seaweedfs_port() for _ in range(4)]
     server = subprocess.Popen(
         [BIN / "weed", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
          f"-master.port={ports[0]}", f"-volume.port={ports[1]}", f"-filer.port={ports[2]}",

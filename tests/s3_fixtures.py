@@ -18,7 +18,7 @@ from conftest import Mount
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on (SeaweedFS's: services._seaweedfs_port)."""
+    """A loopback port nobody listens on (SeaweedFS's: services.seaweedfs_port)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

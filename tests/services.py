@@ -28,7 +28,7 @@ WEED = Path(sys.executable).parent / "weed"
 KEY = ("fsobjtest", "fsobjtestsecret")
 
 
-def _seaweedfs_port() -> int:
+def seaweedfs_port() -> int:
     """A port for SeaweedFS, which also takes the port 10000 above each of its own (its
     gRPC): both below the kernel's ephemeral range (32768 and up), where the ports that
     the other tests' servers and clients are given never land, and both free now."""
@@ -50,8 +50,8 @@ class SeaweedFS:
         self.work = work
         self.data = work / "seaweedfs"
         self.log = work / "seaweedfs.log"
-        self.port = _seaweedfs_port()
-        self.ports = [_seaweedfs_port() for _ in range(3)]
+        self.port = seaweedfs_port()
+        self.ports = [seaweedfs_port() for _ in range(3)]
         self.process: subprocess.Popen | None = None
         self._offered = False  # the bucket `offer_bucket` makes is there
 
