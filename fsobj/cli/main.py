@@ -185,6 +185,18 @@ def os_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise CommandError(f"{error.filename}: {error.strerror}") from None
 
 
+def until_the_kernel_knows(path: Path, present: bool, seconds: float = 30.0) -> None:
+    """Wait until `path` exists (or, not `present`, is gone) as the mount shows it: a
+    command that makes or removes a name through a control attribute returns before the
+    daemon has dropped what the kernel remembered of that name (it holds the
+    directory's lock until the command is answered)."""
+    deadline = time.monotonic() + seconds
+    while os.path.lexists(path) != present:
+        if time.monotonic() > deadline:
+            raise CommandError(f"{path}: the kernel did not learn of it")
+        time.sleep(0.01)
+
+
 # -- store maintenance ----------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from fsobj.cli import daemon
-from fsobj.cli.main import CommandError, os_call
+from fsobj.cli.main import CommandError, os_call, until_the_kernel_knows
 from fsobj.fuse import xattr_names
 from fsobj.service.gc import progress_bar
 
@@ -64,10 +64,7 @@ def cmd_clone(args: argparse.Namespace) -> None:
             waiting.update(round(time.monotonic() - started) - waiting.n)
     if failures:
         raise failures[0]
-    while not os.path.lexists(destination):  # the kernel drops the name's absence just after
-        if time.monotonic() - started > 30:
-            raise CommandError(f"{args.destination} did not appear")
-        time.sleep(0.01)
+    until_the_kernel_knows(destination, True)
     print(f"cloned {args.source} to {args.destination} in {time.monotonic() - started:.2f} s")
 
 
@@ -98,9 +95,6 @@ def cmd_snapshot(args: argparse.Namespace) -> None:
     started = time.monotonic()
     value = f"{args.action} {args.name}".encode()
     os_call(os.setxattr, bucket, xattr_names.SNAPSHOT, value)
-    while os.path.lexists(snapshot) != (args.action == "create"):  # as the kernel learns
-        if time.monotonic() - started > 30:
-            raise CommandError(f"{snapshot}: the kernel did not learn of it")
-        time.sleep(0.01)
+    until_the_kernel_knows(snapshot, args.action == "create")
     done = "took" if args.action == "create" else "removed"
     print(f"{done} snapshot {snapshot} in {time.monotonic() - started:.2f} s")

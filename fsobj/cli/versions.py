@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from fsobj.cli import daemon
-from fsobj.cli.main import CommandError, os_call
+from fsobj.cli.main import CommandError, os_call, until_the_kernel_knows
 from fsobj.fuse import xattr_names
 from fsobj.service.names import VERSIONS_VIEW
 
@@ -88,4 +88,5 @@ def cmd_restore(args: argparse.Namespace) -> None:
     _place(args.path)
     value = os.fsencode(target.name) + b"\0" + args.version.encode()
     os_call(os.setxattr, target.parent, xattr_names.RESTORE, value)
+    until_the_kernel_knows(target, True)
     print(f"restored {args.path} from version {args.version}")
