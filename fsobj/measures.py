@@ -63,9 +63,10 @@ class LoopTimings:
         self,
         requests: tuple[str, str],
         seconds: tuple[str, str],
-        label: str,
+        label: str | None,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
+        """`label`: what tells the requests apart (None: they are all one kind, `of("")`)."""
         self.requests, self.seconds, self.label = requests, seconds, label
         self.bounds = [*(str(bound) for bound in _LATENCY), "+Inf"]
         self.tallies: dict[str, list] = {}
@@ -79,12 +80,14 @@ class LoopTimings:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        counts = CounterMetricFamily(*self.requests, labels=[self.label])
-        durations = HistogramMetricFamily(*self.seconds, labels=[self.label])
+        labels = [] if self.label is None else [self.label]
+        counts = CounterMetricFamily(*self.requests, labels=labels)
+        durations = HistogramMetricFamily(*self.seconds, labels=labels)
         for value, tally in sorted(self.tallies.items()):
-            counts.add_metric([value], tally[0])
+            values = [] if self.label is None else [value]
+            counts.add_metric(values, tally[0])
             buckets = list(zip(self.bounds, itertools.accumulate(tally[2:]), strict=True))
-            durations.add_metric([value], buckets, sum_value=tally[1])
+            durations.add_metric(values, buckets, sum_value=tally[1])
         yield counts
         yield durations
 
@@ -136,14 +139,12 @@ WRITTEN_BYTES = Counter(
     ["front_end"],
     registry=REGISTRY,
 )
-COMMITS = Counter(
-    "fsobj_commits", "New versions committed (a close, a PUT, a copy)", registry=REGISTRY
-)
-COMMIT_SECONDS = Histogram(
-    "fsobj_commit_seconds",
-    "How long a commit took, its blob written and its metadata recorded",
-    buckets=_LATENCY,
-    registry=REGISTRY,
+# Commits and round trips to the database, counted by the loop as FUSE requests are: a
+# new file's close changed four of the library's (locked) metrics for them.
+COMMITS = LoopTimings(
+    ("fsobj_commits", "New versions committed (a close, a PUT, a copy)"),
+    ("fsobj_commit_seconds", "How long a commit took, its blob written and its metadata recorded"),
+    None,
 )
 DURABILITY_POINTS = Counter(
     "fsobj_durability_points",
@@ -163,24 +164,16 @@ DURABILITY_SECONDS = Histogram(
 )
 
 
-METADATA_CALLS = Counter(
-    "fsobj_metadata_calls",
-    "Round trips to the metadata database, by what they ran",
-    ["call"],
-    registry=REGISTRY,
+METADATA_CALLS = LoopTimings(
+    ("fsobj_metadata_calls", "Round trips to the metadata database, by what they ran"),
+    ("fsobj_metadata_call_seconds", "How long round trips to the metadata database took"),
+    "call",
 )
 METADATA_ERRORS = Counter(
     "fsobj_metadata_errors",
     "Round trips to the metadata database that failed, by call and error (a refusal, a"
     " conflict between hosts, or a failure of the database)",
     ["call", "error"],
-    registry=REGISTRY,
-)
-METADATA_SECONDS = Histogram(
-    "fsobj_metadata_call_seconds",
-    "How long round trips to the metadata database took",
-    ["call"],
-    buckets=_LATENCY,
     registry=REGISTRY,
 )
 COMMIT_GROUP = Histogram(
@@ -228,10 +221,9 @@ PINNED_BLOBS = Gauge(
 
 
 @functools.cache
-def metadata_call(call: str) -> tuple[Counter, Histogram]:
-    """The counter and histogram of one kind of metadata round trip (looked up once: a
-    label look-up costs more than the count)."""
-    return METADATA_CALLS.labels(call), METADATA_SECONDS.labels(call)
+def metadata_call(call: str) -> list:
+    """The tally of one kind of metadata round trip, for `timed` (looked up once)."""
+    return METADATA_CALLS.of(call)
 
 
 @functools.cache

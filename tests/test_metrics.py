@@ -34,6 +34,16 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def scraped(registry: CollectorRegistry) -> dict:
+    """What a scrape of `registry` shows: {(sample, labels): value}."""
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 @pytest.mark.same_on_every_store
 def test_a_scrape_counts_what_the_mount_and_s3_served(tmp_path):
     s3_port, metrics_port = free_port(), free_port()
@@ -147,12 +157,7 @@ def test_request_timings_fall_in_the_buckets_prometheus_means():
     tally = timings.of("read")
     for seconds in (0.00005, 0.0001, 0.0002, 0.003, 99.0):
         measures.timed(tally, seconds)
-    text = generate_latest(registry).decode()
-    samples = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    samples = scraped(registry)
     assert value(samples, "t_requests_total", op="read") == 5
     assert value(samples, "t_seconds_count", op="read") == 5
     assert value(samples, "t_seconds_sum", op="read") == pytest.approx(99.0033)
@@ -161,6 +166,12 @@ def test_request_timings_fall_in_the_buckets_prometheus_means():
     assert value(samples, "t_seconds_bucket", op="read", le="0.005") == 4
     assert value(samples, "t_seconds_bucket", op="read", le="30.0") == 4
     assert value(samples, "t_seconds_bucket", op="read", le="+Inf") == 5
+    # One kind alone (commits): the same families, without a label.
+    alone = measures.LoopTimings(("c_commits", "c"), ("c_seconds", "s"), None, registry)
+    measures.timed(alone.of(""), 0.002)
+    samples = scraped(registry)
+    assert value(samples, "c_commits_total") == 1
+    assert value(samples, "c_seconds_bucket", le="0.005") == 1
 
 
 @pytest.mark.same_on_every_store

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import math
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -102,14 +103,14 @@ class NamespaceStore:
     async def _run(self, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
         """Run `fn(connection, *args)` in the database thread: one round trip; `short`:
         a short transaction that does not sync (Database.run_short)."""
-        calls, seconds = measures.metadata_call(fn.__name__)
-        calls.inc()
+        tally, start = measures.metadata_call(fn.__name__), time.monotonic()
         try:
-            with measures.Timed(seconds):
-                return await (self._db.run_short if short else self._db.run)(fn, *args)
+            return await (self._db.run_short if short else self._db.run)(fn, *args)
         except Exception as error:
             measures.METADATA_ERRORS.labels(fn.__name__, type(error).__name__).inc()
             raise
+        finally:
+            measures.timed(tally, time.monotonic() - start)
 
     def _remember(self, entry: Entry, mark: int) -> Entry:
         """Cache a row read when the count of local changes was `mark`. On one host the

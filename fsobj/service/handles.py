@@ -52,6 +52,8 @@ from fsobj.service.working_copy import INLINE_WRITE, SMALL_BLOB, WRITE_BEHIND, H
 
 log = logging.getLogger(__name__)
 
+COMMITTED = measures.COMMITS.of("")
+
 
 class OpenObjects:
     """Every open object handle, and what concurrent handles of one object share."""
@@ -448,9 +450,9 @@ class OpenObjects:
                 await self.durability.make_all_durable()
 
     async def _commit(self, handle: Handle, durable: bool, alone: bool = False) -> None:
-        with measures.Timed(measures.COMMIT_SECONDS):
-            await self._commit_now(handle, durable, alone)
-        measures.COMMITS.inc()
+        start = time.monotonic()
+        await self._commit_now(handle, durable, alone)
+        measures.timed(COMMITTED, time.monotonic() - start)
 
     async def _commit_now(self, handle: Handle, durable: bool, alone: bool) -> None:
         if handle.failed is not None:
