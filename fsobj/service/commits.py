@@ -46,8 +46,8 @@ async def write_blob(
     it durable), quicker than the hop to a thread. A small one synced `alone` is written
     the same way and synced in its transaction's round trip, before the transaction: one
     hop where two took 2.5 ms; it is not kept open, as the fsyncs and the next
-    copy-on-write took 0.3 to 0.6 ms longer each when it was (docs/benchmarks.md). Any other
-    is written, and synced unless `fresh`, in a thread."""
+    copy-on-write took 0.3 to 0.65 ms longer each when it was (docs/benchmarks.md). Any
+    other is written, and synced unless `fresh`, in a thread."""
     if staging.size <= SMALL_BLOB and data.small_commits_inline:
         if fresh:
             return (*data.commit_open(staging, object_id, seal), None)
