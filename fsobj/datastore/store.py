@@ -32,10 +32,10 @@ from fsobj.datastore.blob_file import (
     BlobFile,
     DamagedBlob,
     blob_file_problem,
+    checked_chunk,
     chunk_sums,
     open_blob_file,
 )
-from fsobj.datastore.crc import crc32
 from fsobj.datastore.files import fsync_dir
 from fsobj.datastore.journal import Journal
 from fsobj.datastore.sealing import KeyStore, Seal, Sealer
@@ -175,18 +175,19 @@ class DataStore:
         its recorded `checksums`; `stage` then copies it in a thread, as a file."""
         if source.sealed or checksums is None:
             return None
-        try:
-            content = source.read(source.size, 0, cached_only=True)
-        except BlockingIOError:
-            return None
         sums = chunk_sums(checksums)
-        if len(content) != source.size or len(sums) != -(-source.size // CHUNK):
+        if len(sums) != -(-source.size // CHUNK):
             return None
-        if any(crc32(content[i * CHUNK : (i + 1) * CHUNK]) != sum_ for i, sum_ in enumerate(sums)):
-            return None  # damaged: found where the copy is read, as for any other
         staging = Staging(md5=False)
-        staging.write(0, content)
-        return staging
+        for index, expected in enumerate(sums):
+            try:
+                content = checked_chunk(source, index, expected, cached_only=True)
+            except BlockingIOError:
+                return None
+            if content is None:
+                return None  # damaged: found where the copy is read, as for any other
+            staging.write(index * CHUNK, content)
+        return staging if staging.size == source.size else None
 
     def staging_path(self) -> Path:
         """A new name in the staging area."""

@@ -94,11 +94,12 @@ class GroupSync:
             self._retired[:0] = retired
             raise
         self._unnamed += retired
-        if self._unnamed_arrived is not None:
-            if self._unnamed:
-                self._unnamed_arrived.set()
-        elif self._unnamed:
+        if not self._unnamed:
+            return
+        if self._unnamed_arrived is None:
             await self._remove_unnamed()
+        else:
+            self._unnamed_arrived.set()
 
     async def remove_unnamed(self) -> None:
         """Remove, until cancelled, the blobs the durability points made unnamed for good,

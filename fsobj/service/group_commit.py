@@ -46,7 +46,6 @@ class GroupCommit:
         commit_many); returns the blob the row named before. A `synced` record makes its
         group's transaction durable by itself, and its `before` (the sync of its blob)
         runs in the same round trip, first; should it fail, so does its group."""
-        assert before is None or synced
         record = _Record(entry, commit, synced, before)
         self._waiting.append(record)
         async with self._lock:
