@@ -393,6 +393,19 @@ async def test_user_metadata_is_limited_to_2_kib_in_all(core):
     assert await service.user_metadata(entry) == {"a": b"1"}
 
 
+def thread_hops(monkeypatch) -> list:
+    """From now on, every function run in a thread (`trio.to_thread.run_sync`), in order."""
+    hops: list = []
+    in_thread = trio.to_thread.run_sync
+
+    async def counted(fn, *args, **kwargs):
+        hops.append(fn)
+        return await in_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    return hops
+
+
 async def test_small_reads_of_checked_content_in_the_page_cache_stay_on_the_loop(
     core, monkeypatch, tmp_path
 ):
@@ -408,14 +421,7 @@ async def test_small_reads_of_checked_content_in_the_page_cache_stay_on_the_loop
     await objects.put(ROOT, "bkt", "big", body(content))
     entry_parent = await service.existing(await service.entry(ROOT_INODE), b"bkt")
     entry = await service.existing(entry_parent, b"big")
-    hops: list = []
-    in_thread = trio.to_thread.run_sync
-
-    async def counted(fn, *args, **kwargs):
-        hops.append(fn)
-        return await in_thread(fn, *args, **kwargs)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    hops = thread_hops(monkeypatch)
     handles = service.objects
     reader = await handles.open(entry, False, False)
     assert await handles.read(reader, 5000, 4096) == content[5000:9096]
@@ -546,15 +552,8 @@ async def test_a_small_object_written_in_place_is_copied_in_memory_when_intact(
     path = handles.data.blob_path(damaged.object_id)
     os.chmod(path, 0o600)
     path.write_bytes(b"D" * 9000)  # the same size: found by its checksum alone
-    hops: list = []
-    in_thread = trio.to_thread.run_sync
-
-    async def counted(fn, *args, **kwargs):
-        hops.append(fn)
-        return await in_thread(fn, *args, **kwargs)
-
     writer = await handles.open(small, True, False)
-    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    hops = thread_hops(monkeypatch)
     assert await handles.write(writer, 0, b"header") == 6
     assert hops == [] and writer.staging.memory is not None
     await handles.release(writer)

@@ -20,9 +20,12 @@ from fsobj import measures
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    """Every sample: (name, sorted labels) -> value."""
+    """Every sample a daemon's endpoint shows: (name, sorted labels) -> value."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
+        return samples_of(answer.read().decode())
+
+
+def samples_of(text: str) -> dict[tuple[str, tuple], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -32,16 +35,6 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def scraped(registry: CollectorRegistry) -> dict:
-    """What a scrape of `registry` shows: {(sample, labels): value}."""
-    text = generate_latest(registry).decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 @pytest.mark.same_on_every_store
@@ -157,7 +150,7 @@ def test_request_timings_fall_in_the_buckets_prometheus_means():
     tally = timings.of("read")
     for seconds in (0.00005, 0.0001, 0.0002, 0.003, 99.0):
         measures.timed(tally, seconds)
-    samples = scraped(registry)
+    samples = samples_of(generate_latest(registry).decode())
     assert value(samples, "t_requests_total", op="read") == 5
     assert value(samples, "t_seconds_count", op="read") == 5
     assert value(samples, "t_seconds_sum", op="read") == pytest.approx(99.0033)
@@ -169,7 +162,7 @@ def test_request_timings_fall_in_the_buckets_prometheus_means():
     # One kind alone (commits): the same families, without a label.
     alone = measures.LoopTimings(("c_commits", "c"), ("c_seconds", "s"), None, registry)
     measures.timed(alone.of(""), 0.002)
-    samples = scraped(registry)
+    samples = samples_of(generate_latest(registry).decode())
     assert value(samples, "c_commits_total") == 1
     assert value(samples, "c_seconds_bucket", le="0.005") == 1
 
